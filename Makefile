@@ -1,0 +1,37 @@
+# Two commands matter: `make run` and `make test`. See README.md.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test bench lint typecheck rebuild clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+## Broker on 9092, SMTP on 1025, the five services on 8001-8005, SQLite stores under var/.
+run: $(STAMP)
+	$(PY) -m shared.devstack
+
+## The whole suite against the machine's PostgreSQL and a real Kafka-protocol broker.
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Benchmarks -> bench/results.json (and a table on stdout).
+bench: $(STAMP)
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check shared services tests bench
+	$(VENV)/bin/ruff format --check shared services tests bench
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy shared services bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Reproducible benchmarks of the back office; run ``python -m bench.run``."""

@@ -1,0 +1,47 @@
+"""Event-store port and its adapters, chosen by URL (``EVENT_STORE_URL``).
+
+* ``sqlite:///var/<service>.db``  – embedded default
+* ``postgresql://user@host/db``   – production-grade, what CI tests hardest
+* ``esdb://host:2113?tls=false``  – EventStoreDB / KurrentDB
+"""
+
+from __future__ import annotations
+
+from shared.eventstore.port import (
+    AppendResult,
+    ConcurrencyError,
+    EventIdConflict,
+    EventStore,
+    EventStoreError,
+    ExpectedVersion,
+    StreamState,
+)
+
+__all__ = [
+    "AppendResult",
+    "ConcurrencyError",
+    "EventIdConflict",
+    "EventStore",
+    "EventStoreError",
+    "ExpectedVersion",
+    "StreamState",
+    "open_event_store",
+]
+
+
+async def open_event_store(url: str) -> EventStore:
+    """Open the adapter the URL names, creating its schema when missing."""
+    scheme = url.split("://", 1)[0]
+    if scheme in ("sqlite", "sqlite+aiosqlite"):
+        from shared.eventstore.sqlite import SqliteEventStore
+
+        return await SqliteEventStore.open(url)
+    if scheme in ("postgresql", "postgres", "postgresql+asyncpg"):
+        from shared.eventstore.postgres import PostgresEventStore
+
+        return await PostgresEventStore.open(url)
+    if scheme in ("esdb", "esdb+discover", "kurrentdb", "kdb"):
+        from shared.eventstore.esdb import EsdbEventStore
+
+        return await EsdbEventStore.open(url)
+    raise ValueError(f"EVENT_STORE_URL has an unknown scheme {scheme!r}")

@@ -1,0 +1,167 @@
+"""The event-store port: what every adapter (SQLite, PostgreSQL, EventStoreDB) promises.
+
+Rules the shared contract suite (tests/contract) holds every adapter to:
+
+1. Appends to one stream are atomic and totally ordered; a conflict writes nothing.
+2. A subscriber to the global order never skips an event, even when concurrent
+   transactions commit out of order.
+3. Re-sending the same ``event_id``s is not a second write: the first result comes back.
+
+Stream versions count from 1 (the first event of a stream has version 1).
+Global positions are strictly increasing in the global order but need not be
+dense: a failed append may leave a gap.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import enum
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from shared.events import NewEvent, RecordedEvent
+
+
+class StreamState(enum.Enum):
+    """Expected versions that are not a number."""
+
+    ANY = "any"
+    NO_STREAM = "no_stream"
+
+
+ExpectedVersion = int | StreamState
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """Where an append landed: the stream's new version and the last event's global position."""
+
+    stream_version: int
+    position: int
+
+
+class EventStoreError(Exception):
+    """Base of the typed errors the port raises."""
+
+
+class ConcurrencyError(EventStoreError):
+    """The stream was not at the expected version; nothing was written."""
+
+    def __init__(self, stream: str, expected: ExpectedVersion, actual: int) -> None:
+        self.stream = stream
+        self.expected = expected
+        self.actual = actual
+        shown = expected.value if isinstance(expected, StreamState) else expected
+        super().__init__(f"stream {stream!r} is at version {actual}, expected {shown}")
+
+
+class EventIdConflict(EventStoreError):
+    """Some of these event ids were already written, but not as this same append."""
+
+
+MAX_EVENTS_PER_APPEND = 10_000
+
+
+def check_expected(stream: str, expected: ExpectedVersion, current: int) -> None:
+    """Raise ``ConcurrencyError`` unless ``current`` satisfies ``expected`` (0 = no stream)."""
+    if expected is StreamState.ANY:
+        return
+    if expected is StreamState.NO_STREAM:
+        if current != 0:
+            raise ConcurrencyError(stream, expected, current)
+        return
+    if expected < 1 or current != expected:
+        raise ConcurrencyError(stream, expected, current)
+
+
+def validate_append(stream: str, events: Sequence[NewEvent]) -> None:
+    if not stream:
+        raise ValueError("stream must not be empty")
+    if not events:
+        raise ValueError("append needs at least one event")
+    if len(events) > MAX_EVENTS_PER_APPEND:
+        raise ValueError(f"at most {MAX_EVENTS_PER_APPEND} events per append")
+    if len({e.event_id for e in events}) != len(events):
+        raise EventIdConflict("the same event_id appears twice in one append")
+
+
+class EventStore(abc.ABC):
+    """Async port of an event store. Adapters implement the abstract methods.
+
+    ``subscribe`` is built here from ``read_all`` plus a wake-up: appends made by
+    this process wake subscribers at once, others are seen by polling.
+    """
+
+    poll_interval: float = 0.05
+
+    def __init__(self) -> None:
+        self._appended = asyncio.Event()
+
+    @abc.abstractmethod
+    async def append(
+        self,
+        stream: str,
+        events: Sequence[NewEvent],
+        expected_version: ExpectedVersion = StreamState.ANY,
+    ) -> AppendResult:
+        """Append atomically, or raise ``ConcurrencyError`` / ``EventIdConflict`` writing nothing."""
+
+    @abc.abstractmethod
+    async def read_stream(
+        self, stream: str, from_version: int = 1, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        """Events of one stream from ``from_version`` on, in stream order; [] when none."""
+
+    @abc.abstractmethod
+    async def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+        """Up to ``limit`` events of the global order with ``position > after``.
+
+        Only events that can no longer be preceded by a concurrent commit are
+        returned, so a reader that checkpoints the last position never skips one.
+        """
+
+    @abc.abstractmethod
+    async def stream_version(self, stream: str) -> int:
+        """Current version of a stream; 0 when it does not exist."""
+
+    @abc.abstractmethod
+    async def head_position(self) -> int:
+        """Position of the last event ``read_all`` can return now; 0 when empty."""
+
+    @abc.abstractmethod
+    async def count(self) -> int:
+        """How many events the store holds (for progress bars)."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+    def _notify_appended(self) -> None:
+        # Swap in a fresh event so that no subscriber has to clear a shared one
+        # (clearing would lose a wake-up for a subscriber between read and wait).
+        appended, self._appended = self._appended, asyncio.Event()
+        appended.set()
+
+    async def _wait_for_more(self, appended: asyncio.Event) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(appended.wait(), timeout=self.poll_interval)
+
+    async def subscribe(self, after: int = 0, batch_size: int = 1000) -> AsyncIterator[RecordedEvent]:
+        """Catch-up subscription: every event with ``position > after``, then live ones, forever."""
+        position = after
+        while True:
+            appended = self._appended
+            page = await self.read_all(position, batch_size)
+            for event in page:
+                yield event
+            if page:
+                position = page[-1].position
+            if len(page) < batch_size:
+                await self._wait_for_more(appended)
+
+    async def __aenter__(self) -> EventStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

