@@ -643,6 +643,7 @@ async def run(
             es_seconds["sqlite"] = await asyncio.to_thread(
                 bench_eventsourcing_sqlite, Path(tmp) / "eventsourcing.db", work, meter
             )
+        results.update(await bench_relay(dsn, work, meter))
     for system, seconds in es_seconds.items():
         peer = work.events / seconds
         results[f"event_store.{system}.eventsourcing_append_events_per_s"] = peer
@@ -652,7 +653,6 @@ async def run(
         results["event_store.postgres.append_events_per_s"]
         / results["event_store.postgres.copy_batched_events_per_s"]
     )
-    results.update(await bench_relay(dsn, work, meter))
     results.update(
         {
             "event_store.bench.events": float(work.events),

@@ -77,18 +77,16 @@ DECLARE
     current_version integer;
     positions bigint[];
 BEGIN
-    -- Idempotence: a re-sent append is answered from what is stored.
-    IF EXISTS (SELECT 1 FROM {table} WHERE event_id = ANY (p_ids)) THEN
-        RETURN QUERY
-            SELECT 'duplicate', count(*)::integer, max(e.position)
-            FROM {table} e WHERE e.event_id = ANY (p_ids);
-        RETURN;
-    END IF;
     SELECT coalesce(max(e.stream_version), 0) INTO current_version
         FROM {table} e WHERE e.stream = p_stream;
     IF (p_expected = {_NO_STREAM} AND current_version <> 0)
        OR (p_expected > 0 AND current_version <> p_expected) THEN
-        RETURN QUERY SELECT 'conflict', current_version, NULL::bigint;
+        -- A re-sent append also lands here; the caller checks all its ids.
+        IF EXISTS (SELECT 1 FROM {table} e WHERE e.event_id = p_ids[1]) THEN
+            RETURN QUERY SELECT 'duplicate', current_version, NULL::bigint;
+        ELSE
+            RETURN QUERY SELECT 'conflict', current_version, NULL::bigint;
+        END IF;
         RETURN;
     END IF;
     PERFORM pg_advisory_lock({_LOCK_KEY});
@@ -109,6 +107,8 @@ BEGIN
     RETURN QUERY SELECT 'ok', current_version + n, positions[n];
 END
 $fn$;
+-- Plans cached while the table was empty would scan it whole on every call.
+ALTER FUNCTION {table}_append SET plan_cache_mode = force_custom_plan;
 """
 
 

@@ -1,0 +1,120 @@
+"""The read-model database: SQLAlchemy Core on aiosqlite or asyncpg, chosen by URL.
+
+It holds every read model's rows together with the bookkeeping that must commit
+in the same transaction as those rows:
+
+* ``checkpoints`` – how far a projection (or a relay) has got in a global order;
+* ``inbox`` – event ids a Kafka consumer has already handled, so a redelivery
+  is recognised and skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from sqlalchemy import BigInteger, Column, MetaData, String, Table, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+kernel_metadata = MetaData()
+
+checkpoints = Table(
+    "checkpoints",
+    kernel_metadata,
+    Column("name", String(200), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    # How many messages a relay has had acknowledged: lets it notice a broker that lost them.
+    Column("published", BigInteger, nullable=False, default=0),
+)
+
+inbox = Table(
+    "inbox",
+    kernel_metadata,
+    Column("consumer", String(200), primary_key=True),
+    Column("event_id", String(36), primary_key=True),
+)
+
+
+def async_url(url: str) -> str:
+    """Map the plain URLs of the settings onto SQLAlchemy's async drivers."""
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url.removeprefix(prefix)
+    return url
+
+
+class ReadModelDB:
+    """An async engine plus the kernel's checkpoint and inbox tables."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    async def open(cls, url: str) -> ReadModelDB:
+        url = async_url(url)
+        if url.startswith("sqlite+aiosqlite:///"):
+            path = url.removeprefix("sqlite+aiosqlite:///")
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_async_engine(url, connect_args={"timeout": 30})
+        else:
+            engine = create_async_engine(url, pool_size=5, max_overflow=5)
+        db = cls(engine)
+        await db.create_tables(kernel_metadata)
+        return db
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    async def create_tables(self, metadata: MetaData) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction: everything in the block commits together or not at all."""
+        async with self.engine.begin() as conn:
+            yield conn
+
+    async def checkpoint(self, name: str) -> tuple[int, int]:
+        """(position, published) stored under ``name``; (0, 0) when none."""
+        async with self.engine.connect() as conn:
+            return await read_checkpoint(conn, name)
+
+    def insert_ignoring_duplicates(self, table: Table, **values: object) -> object:
+        """An INSERT that does nothing when the primary key exists (both dialects)."""
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        return dialect_insert(table).values(**values).on_conflict_do_nothing()
+
+
+async def read_checkpoint(conn: AsyncConnection, name: str) -> tuple[int, int]:
+    row = (
+        await conn.execute(
+            select(checkpoints.c.position, checkpoints.c.published).where(checkpoints.c.name == name)
+        )
+    ).first()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+async def save_checkpoint(
+    conn: AsyncConnection, name: str, position: int, published: int | None = None
+) -> None:
+    """Upsert a checkpoint inside the caller's transaction."""
+    values: dict[str, object] = {"position": position}
+    if published is not None:
+        values["published"] = published
+    updated = await conn.execute(
+        checkpoints.update().where(checkpoints.c.name == name).values(**values)
+    )
+    if updated.rowcount == 0:
+        await conn.execute(
+            checkpoints.insert().values(name=name, position=position, published=published or 0)
+        )
