@@ -15,13 +15,14 @@ rewritten in the store.
 
 from __future__ import annotations
 
-import json
+import functools
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, NamedTuple, TypeVar
 
+import orjson
 from pydantic import BaseModel, ConfigDict
 
 PrincipalKind = Literal["staff", "client", "system"]
@@ -48,6 +49,12 @@ class Actor:
 SYSTEM = Actor(id="system", kind="system")
 
 
+@functools.lru_cache(maxsize=4096)
+def actor_from_json(raw: str | bytes) -> Actor:
+    """Parse a stored actor; cached, because the same few principals write most events."""
+    return Actor.from_dict(orjson.loads(raw))
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -66,9 +73,12 @@ class NewEvent:
     actor: Actor = SYSTEM
 
 
-@dataclass(frozen=True, slots=True)
-class RecordedEvent:
-    """An event as stored: the envelope of DESIGN §3 plus its global ``position``."""
+class RecordedEvent(NamedTuple):
+    """An event as stored: the envelope of DESIGN §3 plus its global ``position``.
+
+    A named tuple rather than a frozen dataclass: immutable all the same, and
+    several times cheaper to build, which is what a catch-up read spends on.
+    """
 
     position: int
     stream: str
@@ -99,7 +109,7 @@ class RecordedEvent:
         }
 
     def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")).encode()
+        return orjson.dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> RecordedEvent:
@@ -119,7 +129,7 @@ class RecordedEvent:
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> RecordedEvent:
-        return cls.from_dict(json.loads(raw))
+        return cls.from_dict(orjson.loads(raw))
 
 
 def _str_or_none(value: uuid.UUID | None) -> str | None:

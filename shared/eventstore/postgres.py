@@ -21,14 +21,14 @@ commit); see bench/ for the figures.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+import orjson
 
-from shared.events import Actor, NewEvent, RecordedEvent
+from shared.events import NewEvent, RecordedEvent, actor_from_json
 from shared.eventstore.port import (
     AppendResult,
     ConcurrencyError,
@@ -120,19 +120,11 @@ _COLUMNS = (
 
 
 def _recorded(row: asyncpg.Record) -> RecordedEvent:
+    # Positional on purpose: the columns are selected in the tuple's field order.
     return RecordedEvent(
-        position=row[0],
-        stream=row[1],
-        stream_version=row[2],
-        event_id=row[3],
-        type=row[4],
-        schema_version=row[5],
-        occurred_at=row[6],
-        correlation_id=row[7],
-        causation_id=row[8],
-        actor=Actor.from_dict(json.loads(row[9])),
-        data=json.loads(row[10]),
-    )
+        row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
+        actor_from_json(row[9]), orjson.loads(row[10]),
+    )  # fmt: skip
 
 
 def _expected_code(expected: ExpectedVersion) -> int:
@@ -234,8 +226,8 @@ class PostgresEventStore(EventStore):
             [e.occurred_at for e in events],
             [e.correlation_id for e in events],
             [e.causation_id for e in events],
-            [json.dumps(e.actor.to_dict()) for e in events],
-            [json.dumps(e.data, ensure_ascii=False) for e in events],
+            [orjson.dumps(e.actor.to_dict()).decode() for e in events],
+            [orjson.dumps(e.data).decode() for e in events],
         )
 
     async def read_stream(
