@@ -147,18 +147,29 @@ class EventStore(abc.ABC):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(appended.wait(), timeout=self.poll_interval)
 
-    async def subscribe(self, after: int = 0, batch_size: int = 1000) -> AsyncIterator[RecordedEvent]:
-        """Catch-up subscription: every event with ``position > after``, then live ones, forever."""
+    async def subscribe_pages(
+        self, after: int = 0, batch_size: int = 1000
+    ) -> AsyncIterator[list[RecordedEvent]]:
+        """Catch-up subscription in pages: all events after ``after``, then live ones, forever.
+
+        A page is whatever is readable at once (up to ``batch_size``), so a
+        consumer can handle each page in one transaction.
+        """
         position = after
         while True:
             appended = self._appended
             page = await self.read_all(position, batch_size)
-            for event in page:
-                yield event
             if page:
+                yield page
                 position = page[-1].position
             if len(page) < batch_size:
                 await self._wait_for_more(appended)
+
+    async def subscribe(self, after: int = 0, batch_size: int = 1000) -> AsyncIterator[RecordedEvent]:
+        """Catch-up subscription, one event at a time."""
+        async for page in self.subscribe_pages(after, batch_size):
+            for event in page:
+                yield event
 
     async def __aenter__(self) -> EventStore:
         return self

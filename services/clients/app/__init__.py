@@ -1,0 +1,1 @@
+"""Application layer of the clients context: load an aggregate, decide, append."""

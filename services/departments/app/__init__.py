@@ -1,0 +1,1 @@
+"""Application layer of the departments context: load an aggregate, decide, append."""

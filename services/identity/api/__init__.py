@@ -1,0 +1,5 @@
+"""HTTP adapter of the identity context (paths of API.md)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

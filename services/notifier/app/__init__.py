@@ -1,0 +1,1 @@
+"""Application layer of the notifier context: load an aggregate, decide, append."""

@@ -1,0 +1,1 @@
+"""Application layer of the tickets context: load an aggregate, decide, append."""

@@ -1,0 +1,53 @@
+"""A read model every service runs: how many events of each type its store holds.
+
+Cheap, useful to operators (``/ready`` shows it), and a live check that the
+projection machinery of the kernel works in every service.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, DateTime, MetaData, String, Table, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.events import RecordedEvent
+from shared.projections import Projection
+
+
+class EventTypeCounts(Projection):
+    name = "event_type_counts"
+
+    def __init__(self) -> None:
+        self.metadata = MetaData()
+        self.table = Table(
+            "event_type_counts",
+            self.metadata,
+            Column("type", String(200), primary_key=True),
+            Column("count", BigInteger, nullable=False),
+            Column("last_position", BigInteger, nullable=False),
+            Column("last_occurred_at", DateTime(timezone=True), nullable=False),
+        )
+
+    async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
+        t = self.table
+        updated = await conn.execute(
+            t.update()
+            .where(t.c.type == event.type)
+            .values(
+                count=t.c.count + 1,
+                last_position=event.position,
+                last_occurred_at=event.occurred_at,
+            )
+        )
+        if updated.rowcount == 0:
+            await conn.execute(
+                t.insert().values(
+                    type=event.type,
+                    count=1,
+                    last_position=event.position,
+                    last_occurred_at=event.occurred_at,
+                )
+            )
+
+    async def counts(self, conn: AsyncConnection) -> dict[str, int]:
+        rows = await conn.execute(select(self.table.c.type, self.table.c.count))
+        return {row.type: int(row.count) for row in rows}

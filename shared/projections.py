@@ -1,0 +1,130 @@
+"""Projections: read models fed from the service's own event store.
+
+A projection applies events to its tables; the runner commits the rows and the
+projection's checkpoint in one transaction, so a crash between applying and
+committing loses the whole batch, and the restart applies it again from the
+old checkpoint: never twice, never lost.
+
+Commands answer with the global position of what they wrote; ``wait_for``
+lets a read wait until a read model has reached it (read-your-writes).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import time
+from collections.abc import Callable
+
+from sqlalchemy import MetaData, Table
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.events import RecordedEvent
+from shared.eventstore import EventStore
+from shared.readmodel import ReadModelDB, checkpoints, read_checkpoint, save_checkpoint
+
+
+class Projection(abc.ABC):
+    """A read model: its tables and how one event changes them."""
+
+    name: str
+    metadata: MetaData
+
+    @property
+    def tables(self) -> list[Table]:
+        return list(self.metadata.sorted_tables)
+
+    @abc.abstractmethod
+    async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
+        """Change the rows for one event, inside the runner's transaction."""
+
+
+Progress = Callable[[int], None]
+
+
+class ProjectionRunner:
+    """Feeds one projection from the store's global order and tracks its checkpoint."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        db: ReadModelDB,
+        projection: Projection,
+        batch_size: int = 500,
+    ) -> None:
+        self.store = store
+        self.db = db
+        self.projection = projection
+        self.batch_size = batch_size
+        self.position = 0
+        self._advanced = asyncio.Condition()
+
+    @property
+    def checkpoint_name(self) -> str:
+        return f"projection:{self.projection.name}"
+
+    async def start(self) -> None:
+        """Create the tables if missing and load the checkpoint."""
+        await self.db.create_tables(self.projection.metadata)
+        self.position, _ = await self.db.checkpoint(self.checkpoint_name)
+
+    async def run(self) -> None:
+        """Follow the store forever (a catch-up subscription that turns live)."""
+        await self.start()
+        async for page in self.store.subscribe_pages(self.position, self.batch_size):
+            await self.apply_batch(page)
+
+    async def apply_batch(self, batch: list[RecordedEvent]) -> None:
+        """Apply events and move the checkpoint, atomically."""
+        if not batch:
+            return
+        async with self.db.transaction() as conn:
+            for event in batch:
+                await self.projection.apply(conn, event)
+            await save_checkpoint(conn, self.checkpoint_name, batch[-1].position)
+        async with self._advanced:
+            self.position = batch[-1].position
+            self._advanced.notify_all()
+
+    async def catch_up(self, progress: Progress | None = None) -> int:
+        """Apply everything the store holds now; returns how many events were applied."""
+        await self.start()
+        applied = 0
+        while page := await self.store.read_all(self.position, self.batch_size):
+            await self.apply_batch(page)
+            applied += len(page)
+            if progress:
+                progress(len(page))
+        return applied
+
+    async def rebuild(self, progress: Progress | None = None) -> int:
+        """Drop the read model and replay the whole log into it."""
+        async with self.db.transaction() as conn:
+            await conn.run_sync(self.projection.metadata.drop_all)
+            await conn.execute(checkpoints.delete().where(checkpoints.c.name == self.checkpoint_name))
+        self.position = 0
+        return await self.catch_up(progress)
+
+    async def wait_for(self, position: int, timeout: float = 5.0) -> bool:
+        """Wait until the read model has applied ``position``; False on time-out."""
+        deadline = time.monotonic() + timeout
+        async with self._advanced:
+            while self.position < position:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                try:
+                    await asyncio.wait_for(self._advanced.wait(), remaining)
+                except TimeoutError:
+                    return False
+        return True
+
+    async def lag(self) -> int:
+        """Events (by position) the read model is behind the store."""
+        return max(0, await self.store.head_position() - self.position)
+
+
+async def stored_position(db: ReadModelDB, projection: Projection) -> int:
+    async with db.engine.connect() as conn:
+        position, _ = await read_checkpoint(conn, f"projection:{projection.name}")
+    return position

@@ -1,0 +1,133 @@
+"""The relay: publishes a service's store, in global order, to its topic ``<context>.events``.
+
+At least once: a page of events is sent, the broker acknowledges every message
+(``acks=all``), and only then is the checkpoint moved. A crash in between sends
+the page again; consumers drop the copies by event id (``shared.consumer``).
+
+Message key = stream id (Kafka keeps order per key, so per aggregate); headers
+``event-type`` and ``event-id``; value = the JSON envelope.
+
+A broker that lost the topic (the embedded Tansu keeps topics in memory only)
+is noticed at start: the topic holds fewer messages than the relay has had
+acknowledged, so the relay publishes its whole log again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from prometheus_client import Counter, Gauge
+
+from shared.events import RecordedEvent
+from shared.eventstore import EventStore
+from shared.kafka import ensure_topic, topic_message_count
+from shared.readmodel import ReadModelDB, save_checkpoint
+
+log = structlog.get_logger(__name__)
+
+RELAYED = Counter("relay_events_published_total", "Events acknowledged by the broker", ["topic"])
+RELAY_POSITION = Gauge("relay_position", "Last store position the broker acknowledged", ["topic"])
+
+
+def message_headers(event: RecordedEvent) -> list[tuple[str, bytes]]:
+    return [("event-type", event.type.encode()), ("event-id", str(event.event_id).encode())]
+
+
+class Relay:
+    """Store → topic, at least once, checkpointed in the read-model database."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        db: ReadModelDB,
+        bootstrap: str,
+        topic: str,
+        partitions: int = 3,
+        batch_size: int = 1000,
+    ) -> None:
+        self.store = store
+        self.db = db
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.partitions = partitions
+        self.batch_size = batch_size
+        self.position = 0
+        self.published = 0
+        self.ready = asyncio.Event()
+
+    @property
+    def checkpoint_name(self) -> str:
+        return f"relay:{self.topic}"
+
+    async def start(self) -> None:
+        """Load the checkpoint; start over when the broker has lost what we published."""
+        self.position, self.published = await self.db.checkpoint(self.checkpoint_name)
+        on_broker = await topic_message_count(self.bootstrap, self.topic)
+        if on_broker is None or on_broker < self.published:
+            if self.published:
+                log.warning(
+                    "relay.broker_lost_messages",
+                    topic=self.topic,
+                    acknowledged=self.published,
+                    on_broker=on_broker or 0,
+                )
+            self.position, self.published = 0, on_broker or 0
+            async with self.db.transaction() as conn:
+                await save_checkpoint(conn, self.checkpoint_name, 0, self.published)
+        await ensure_topic(self.bootstrap, self.topic, self.partitions)
+
+    async def run(self) -> None:
+        """Publish forever, following the store live."""
+        await self.start()
+        producer = self._producer()
+        await producer.start()
+        self.ready.set()
+        try:
+            async for page in self.store.subscribe_pages(self.position, self.batch_size):
+                await self._publish(producer, page)
+        finally:
+            self.ready.clear()
+            await producer.stop()
+
+    async def publish_pending(self) -> int:
+        """Publish what the store holds now and return how many events were sent."""
+        await self.start()
+        producer = self._producer()
+        await producer.start()
+        sent = 0
+        try:
+            while page := await self.store.read_all(self.position, self.batch_size):
+                await self._publish(producer, page)
+                sent += len(page)
+        finally:
+            await producer.stop()
+        return sent
+
+    def _producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            acks="all",
+            linger_ms=5,
+            max_batch_size=256 * 1024,
+            request_timeout_ms=30_000,
+        )
+
+    async def _publish(self, producer: AIOKafkaProducer, page: list[RecordedEvent]) -> None:
+        deliveries = [
+            await producer.send(
+                self.topic,
+                key=event.stream.encode(),
+                value=event.to_json(),
+                headers=message_headers(event),
+            )
+            for event in page
+        ]
+        await asyncio.gather(*deliveries)  # every message acknowledged...
+        self.position = page[-1].position
+        self.published += len(page)
+        async with self.db.transaction() as conn:  # ...before the checkpoint moves
+            await save_checkpoint(conn, self.checkpoint_name, self.position, self.published)
+        RELAYED.labels(self.topic).inc(len(page))
+        RELAY_POSITION.labels(self.topic).set(self.position)

@@ -1,0 +1,303 @@
+"""What every service runs on: store, read-model DB, relay, projections, consumers, HTTP.
+
+A service describes itself with a ``ServiceSpec`` (its context name, routers,
+projections, consumers); ``create_app`` turns that into a FastAPI app whose
+lifespan starts and supervises the background work, and which answers
+``/health``, ``/ready`` and ``/metrics`` and the error format of API.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, Histogram, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared import logs
+from shared.builtin_projections import EventTypeCounts
+from shared.consumer import Handler, InboxConsumer
+from shared.eventstore import ConcurrencyError, EventStore, open_event_store
+from shared.kafka import topic_of
+from shared.projections import Projection, ProjectionRunner
+from shared.readmodel import ReadModelDB
+from shared.relay import Relay
+from shared.settings import ServiceSettings
+
+log = structlog.get_logger(__name__)
+
+REQUEST_SECONDS = Histogram(
+    "http_request_duration_seconds", "HTTP request latency", ["method", "route", "status"]
+)
+PROJECTION_LAG = Gauge("projection_lag_events", "Store head minus projection checkpoint", ["projection"])
+RELAY_LAG = Gauge("relay_lag_events", "Store head minus the last position the broker acknowledged")
+
+
+@dataclass
+class ConsumerSpec:
+    """A subscription to other contexts' topics (``contexts`` like ``["departments"]``)."""
+
+    name: str
+    contexts: Sequence[str]
+    handler: Handler
+
+
+@dataclass
+class ServiceSpec:
+    """What makes one service: its context name and the parts it plugs into the kernel."""
+
+    name: str
+    routers: Sequence[APIRouter] = ()
+    projections: Callable[[], list[Projection]] = list
+    consumers: Sequence[ConsumerSpec] = ()
+    title: str = ""
+    description: str = ""
+
+
+@dataclass
+class ServiceRuntime:
+    """The running parts of a service, started by the app's lifespan."""
+
+    spec: ServiceSpec
+    settings: ServiceSettings
+    store: EventStore | None = None
+    db: ReadModelDB | None = None
+    relay: Relay | None = None
+    runners: dict[str, ProjectionRunner] = field(default_factory=dict)
+    consumers: list[InboxConsumer] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    problems: dict[str, str] = field(default_factory=dict)
+
+    async def start(self) -> None:
+        s = self.settings
+        self.store = await open_event_store(s.event_store_url)
+        self.db = await ReadModelDB.open(s.read_model_url)
+        for projection in [EventTypeCounts(), *self.spec.projections()]:
+            runner = ProjectionRunner(self.store, self.db, projection)
+            await runner.start()
+            self.runners[projection.name] = runner
+            self._supervise(f"projection:{projection.name}", runner.run)
+        if s.relay_enabled:
+            topic = topic_of(self.spec.name, s.topic_prefix)
+            self.relay = Relay(
+                self.store, self.db, s.kafka_bootstrap_servers, topic, s.topic_partitions
+            )
+            self._supervise("relay", self.relay.run)
+        for c in self.spec.consumers:
+            consumer = InboxConsumer(
+                f"{self.spec.name}.{c.name}",
+                s.kafka_bootstrap_servers,
+                [topic_of(context, s.topic_prefix) for context in c.contexts],
+                self.db,
+                c.handler,
+            )
+            self.consumers.append(consumer)
+            self._supervise(f"consumer:{c.name}", consumer.run)
+        self._supervise("lag-gauges", self._update_gauges)
+
+    def _supervise(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
+        """Run ``work`` forever; when it fails (broker down, say), log and restart it."""
+
+        async def loop() -> None:
+            delay = 0.5
+            while True:
+                try:
+                    await work()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self.problems[name] = f"{type(exc).__name__}: {exc}"
+                    log.warning("task.failed", task=name, error=self.problems[name], retry_in=delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+
+        self.tasks.append(asyncio.create_task(loop(), name=name))
+
+    async def _update_gauges(self) -> None:
+        while True:
+            if self.store is not None:
+                head = await self.store.head_position()
+                for name, runner in self.runners.items():
+                    PROJECTION_LAG.labels(name).set(max(0, head - runner.position))
+                if self.relay is not None:
+                    RELAY_LAG.set(max(0, head - self.relay.position))
+            await asyncio.sleep(5)
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.db is not None:
+            await self.db.close()
+        if self.store is not None:
+            await self.store.close()
+
+    def readiness(self) -> dict[str, Any]:
+        """What ``/ready`` reports; ``ready`` is true when every part is running."""
+        parts: dict[str, Any] = {
+            "store": self.store is not None,
+            "projections": {n: r.position for n, r in self.runners.items()},
+        }
+        ready = self.store is not None and self.db is not None
+        if self.settings.relay_enabled:
+            relay_ready = self.relay is not None and self.relay.ready.is_set()
+            parts["relay"] = {
+                "running": relay_ready,
+                "position": self.relay.position if self.relay else 0,
+            }
+            ready = ready and relay_ready
+        consumers_ready = all(c.ready.is_set() for c in self.consumers)
+        parts["consumers"] = {c.name: c.ready.is_set() for c in self.consumers}
+        if self.problems:
+            parts["problems"] = dict(self.problems)
+        return {"ready": ready and consumers_ready, **parts}
+
+    async def wait_for_position(self, position: int | None, timeout: float = 5.0) -> bool:
+        """Read-your-writes: wait until every projection has applied ``position``."""
+        if not position:
+            return True
+        results = await asyncio.gather(
+            *(r.wait_for(position, timeout) for r in self.runners.values())
+        )
+        return all(results)
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail
+        if isinstance(detail, dict) and "code" in detail:
+            body = error_body(**detail)
+        else:
+            body = error_body(_code_for(exc.status_code), str(detail))
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_input(_: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = [
+            {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
+            for err in exc.errors()
+        ]
+        named = ", ".join(f["field"] for f in fields)
+        return JSONResponse(
+            error_body("invalid_input", f"invalid input: {named}", fields=fields), status_code=422
+        )
+
+    @app.exception_handler(ConcurrencyError)
+    async def conflict(_: Request, exc: ConcurrencyError) -> JSONResponse:
+        return JSONResponse(
+            error_body("version_conflict", str(exc), current_version=exc.actual), status_code=409
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # Never leak internals (they may hold secrets): the log has the details.
+        log.exception("request.failed", error_type=type(exc).__name__)
+        return JSONResponse(error_body("internal_error", "internal error"), status_code=500)
+
+
+_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+          405: "method_not_allowed", 409: "conflict", 422: "invalid_input", 429: "too_many_requests"}  # fmt: skip
+
+
+def _code_for(status: int) -> str:
+    return _CODES.get(status, "error")
+
+
+def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> FastAPI:
+    """The FastAPI app of one service, with its runtime started by the lifespan."""
+    settings = (settings or ServiceSettings()).resolved(spec.name)
+    logs.configure(spec.name, settings.log_level, settings.log_format)
+    runtime = ServiceRuntime(spec, settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        log.info("service.started", port=settings.service_port, store=_safe_url(settings.event_store_url))
+        try:
+            yield
+        finally:
+            await runtime.stop()
+            log.info("service.stopped")
+
+    app = FastAPI(
+        title=spec.title or f"{spec.name} service",
+        description=spec.description,
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    _install_error_handlers(app)
+
+    @app.middleware("http")
+    async def correlate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        correlation_id = request.headers.get("x-correlation-id") or str(uuid.uuid4())
+        structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        finally:
+            structlog.contextvars.unbind_contextvars("correlation_id")
+        route = request.scope.get("route")
+        REQUEST_SECONDS.labels(
+            request.method, getattr(route, "path", "unmatched"), str(response.status_code)
+        ).observe(time.perf_counter() - started)
+        response.headers["x-correlation-id"] = correlation_id
+        return response
+
+    @app.get("/health", tags=["operations"])
+    async def health() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok", "service": spec.name}
+
+    @app.get("/ready", tags=["operations"])
+    async def ready() -> JSONResponse:
+        """Readiness: store, read models, relay and consumers are running."""
+        report = runtime.readiness()
+        return JSONResponse(report, status_code=200 if report["ready"] else 503)
+
+    @app.get("/metrics", tags=["operations"])
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for router in spec.routers:
+        app.include_router(router)
+    return app
+
+
+def _safe_url(url: str) -> str:
+    """A store URL without its password, for logs."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.rpartition('@')[2]}"
+
+
+def serve(spec: ServiceSpec) -> None:
+    """Entry point of ``python -m services.<name>``."""
+    import uvicorn
+
+    settings = ServiceSettings().resolved(spec.name)
+    app = create_app(spec, settings)
+    uvicorn.run(
+        app,
+        host=settings.service_host,
+        port=settings.service_port,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )
