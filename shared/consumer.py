@@ -38,8 +38,10 @@ class InboxConsumer:
         db: ReadModelDB,
         handler: Handler,
         max_records: int = 500,
+        group_id: str | None = None,
     ) -> None:
-        self.name = name
+        self.name = name  # the inbox's name: which events this consumer has handled
+        self.group_id = group_id or name
         self.bootstrap = bootstrap
         self.topics = list(topics)
         self.db = db
@@ -55,7 +57,7 @@ class InboxConsumer:
         consumer = AIOKafkaConsumer(
             *self.topics,
             bootstrap_servers=self.bootstrap,
-            group_id=self.name,
+            group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )

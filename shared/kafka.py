@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -32,31 +31,32 @@ async def ensure_topic(bootstrap: str, topic: str, partitions: int = 3) -> None:
         await admin.close()
 
 
-async def topic_message_count(bootstrap: str, topic: str) -> int | None:
-    """Messages ever written to a topic (sum of end offsets); None when it does not exist."""
+async def topic_exists(bootstrap: str, topic: str) -> bool:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        if topic not in await admin.list_topics():
-            return None
+        return topic in await admin.list_topics()
     finally:
         await admin.close()
+
+
+async def message_at(bootstrap: str, topic: str, partition: int, offset: int) -> ConsumerRecord[bytes, bytes] | None:
+    """The message stored at an offset, or None when the broker does not have it.
+
+    Used instead of end offsets, which some Kafka-protocol brokers (Tansu) count
+    per record batch rather than per message.
+    """
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        for _ in range(50):
-            if partitions:
-                break
-            await consumer.topics()  # refresh metadata
-            await asyncio.sleep(0.1)
-            partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            return None
-        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
-        return sum(ends.values())
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        consumer.seek(tp, offset)
+        batch = await consumer.getmany(tp, timeout_ms=3000, max_records=1)
+        records = batch.get(tp, [])
+        return records[0] if records and records[0].offset == offset else None
     finally:
         await consumer.stop()
 
 
-__all__ = ["CONTEXTS", "KafkaError", "ensure_topic", "topic_message_count", "topic_of"]
+__all__ = ["CONTEXTS", "KafkaError", "ensure_topic", "message_at", "topic_exists", "topic_of"]

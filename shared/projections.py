@@ -66,7 +66,7 @@ class ProjectionRunner:
     async def start(self) -> None:
         """Create the tables if missing and load the checkpoint."""
         await self.db.create_tables(self.projection.metadata)
-        self.position, _ = await self.db.checkpoint(self.checkpoint_name)
+        self.position = (await self.db.checkpoint(self.checkpoint_name)).position
 
     async def run(self) -> None:
         """Follow the store forever (a catch-up subscription that turns live)."""
@@ -126,5 +126,4 @@ class ProjectionRunner:
 
 async def stored_position(db: ReadModelDB, projection: Projection) -> int:
     async with db.engine.connect() as conn:
-        position, _ = await read_checkpoint(conn, f"projection:{projection.name}")
-    return position
+        return (await read_checkpoint(conn, f"projection:{projection.name}")).position

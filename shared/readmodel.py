@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import BigInteger, Column, MetaData, String, Table, select
@@ -25,8 +26,10 @@ checkpoints = Table(
     kernel_metadata,
     Column("name", String(200), primary_key=True),
     Column("position", BigInteger, nullable=False),
-    # How many messages a relay has had acknowledged: lets it notice a broker that lost them.
+    # A relay's count of acknowledged messages and where the last one landed
+    # ("partition:offset:event_id"): lets it notice a broker that lost them.
     Column("published", BigInteger, nullable=False, default=0),
+    Column("marker", String(200), nullable=True),
 )
 
 inbox = Table(
@@ -35,6 +38,13 @@ inbox = Table(
     Column("consumer", String(200), primary_key=True),
     Column("event_id", String(36), primary_key=True),
 )
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    position: int = 0
+    published: int = 0
+    marker: str | None = None
 
 
 def async_url(url: str) -> str:
@@ -84,8 +94,8 @@ class ReadModelDB:
         async with self.engine.begin() as conn:
             yield conn
 
-    async def checkpoint(self, name: str) -> tuple[int, int]:
-        """(position, published) stored under ``name``; (0, 0) when none."""
+    async def checkpoint(self, name: str) -> Checkpoint:
+        """The checkpoint stored under ``name``; position 0 when none."""
         async with self.engine.connect() as conn:
             return await read_checkpoint(conn, name)
 
@@ -95,20 +105,26 @@ class ReadModelDB:
         return dialect_insert(table).values(**values).on_conflict_do_nothing()
 
 
-async def read_checkpoint(conn: AsyncConnection, name: str) -> tuple[int, int]:
+async def read_checkpoint(conn: AsyncConnection, name: str) -> Checkpoint:
     row = (
         await conn.execute(
-            select(checkpoints.c.position, checkpoints.c.published).where(checkpoints.c.name == name)
+            select(checkpoints.c.position, checkpoints.c.published, checkpoints.c.marker).where(
+                checkpoints.c.name == name
+            )
         )
     ).first()
-    return (int(row[0]), int(row[1])) if row else (0, 0)
+    return Checkpoint(int(row[0]), int(row[1]), row[2]) if row else Checkpoint()
 
 
 async def save_checkpoint(
-    conn: AsyncConnection, name: str, position: int, published: int | None = None
+    conn: AsyncConnection,
+    name: str,
+    position: int,
+    published: int | None = None,
+    marker: str | None = None,
 ) -> None:
     """Upsert a checkpoint inside the caller's transaction."""
-    values: dict[str, object] = {"position": position}
+    values: dict[str, object] = {"position": position, "marker": marker}
     if published is not None:
         values["published"] = published
     updated = await conn.execute(
@@ -116,5 +132,7 @@ async def save_checkpoint(
     )
     if updated.rowcount == 0:
         await conn.execute(
-            checkpoints.insert().values(name=name, position=position, published=published or 0)
+            checkpoints.insert().values(
+                name=name, position=position, published=published or 0, marker=marker
+            )
         )

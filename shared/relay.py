@@ -8,8 +8,9 @@ Message key = stream id (Kafka keeps order per key, so per aggregate); headers
 ``event-type`` and ``event-id``; value = the JSON envelope.
 
 A broker that lost the topic (the embedded Tansu keeps topics in memory only)
-is noticed at start: the topic holds fewer messages than the relay has had
-acknowledged, so the relay publishes its whole log again.
+is noticed at start: the topic is gone, or the last message the broker once
+acknowledged is no longer at its offset. The relay then publishes its whole
+log again.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from prometheus_client import Counter, Gauge
 
 from shared.events import RecordedEvent
 from shared.eventstore import EventStore
-from shared.kafka import ensure_topic, topic_message_count
+from shared.kafka import ensure_topic, message_at, topic_exists
 from shared.readmodel import ReadModelDB, save_checkpoint
 
 log = structlog.get_logger(__name__)
@@ -55,6 +56,7 @@ class Relay:
         self.batch_size = batch_size
         self.position = 0
         self.published = 0
+        self.marker: str | None = None
         self.ready = asyncio.Event()
 
     @property
@@ -63,20 +65,26 @@ class Relay:
 
     async def start(self) -> None:
         """Load the checkpoint; start over when the broker has lost what we published."""
-        self.position, self.published = await self.db.checkpoint(self.checkpoint_name)
-        on_broker = await topic_message_count(self.bootstrap, self.topic)
-        if on_broker is None or on_broker < self.published:
-            if self.published:
-                log.warning(
-                    "relay.broker_lost_messages",
-                    topic=self.topic,
-                    acknowledged=self.published,
-                    on_broker=on_broker or 0,
-                )
-            self.position, self.published = 0, on_broker or 0
+        checkpoint = await self.db.checkpoint(self.checkpoint_name)
+        self.position, self.published = checkpoint.position, checkpoint.published
+        self.marker = checkpoint.marker
+        if self.position and not await self._broker_still_has_our_log():
+            log.warning(
+                "relay.broker_lost_messages", topic=self.topic, acknowledged=self.published
+            )
+            self.position, self.published, self.marker = 0, 0, None
             async with self.db.transaction() as conn:
-                await save_checkpoint(conn, self.checkpoint_name, 0, self.published)
+                await save_checkpoint(conn, self.checkpoint_name, 0, 0, None)
         await ensure_topic(self.bootstrap, self.topic, self.partitions)
+
+    async def _broker_still_has_our_log(self) -> bool:
+        if not await topic_exists(self.bootstrap, self.topic):
+            return False
+        if not self.marker:
+            return True
+        partition, offset, event_id = self.marker.split(":", 2)
+        message = await message_at(self.bootstrap, self.topic, int(partition), int(offset))
+        return message is not None and dict(message.headers).get("event-id") == event_id.encode()
 
     async def run(self) -> None:
         """Publish forever, following the store live."""
@@ -124,10 +132,14 @@ class Relay:
             )
             for event in page
         ]
-        await asyncio.gather(*deliveries)  # every message acknowledged...
+        acknowledged = await asyncio.gather(*deliveries)  # every message acknowledged...
+        last = acknowledged[-1]
         self.position = page[-1].position
         self.published += len(page)
+        self.marker = f"{last.partition}:{last.offset}:{page[-1].event_id}"
         async with self.db.transaction() as conn:  # ...before the checkpoint moves
-            await save_checkpoint(conn, self.checkpoint_name, self.position, self.published)
+            await save_checkpoint(
+                conn, self.checkpoint_name, self.position, self.published, self.marker
+            )
         RELAYED.labels(self.topic).inc(len(page))
         RELAY_POSITION.labels(self.topic).set(self.position)

@@ -1,0 +1,138 @@
+"""Operator commands: ``python -m shared.cli --help``.
+
+* ``rebuild SERVICE [--projection NAME]`` – drop a read model and replay the
+  service's whole log into it, with a progress bar.
+* ``status SERVICE`` – each projection's checkpoint and lag, and the relay's.
+* ``relay SERVICE`` – publish what the store holds to the topic and exit.
+
+The service's settings come from the same environment variables the service
+uses (``EVENT_STORE_URL``, ``READ_MODEL_URL``, ``VAR_DIR``, ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from shared.builtin_projections import EventTypeCounts
+from shared.eventstore import open_event_store
+from shared.kafka import topic_of
+from shared.projections import Projection, ProjectionRunner
+from shared.readmodel import ReadModelDB
+from shared.relay import Relay
+from shared.service import ServiceSpec
+from shared.settings import DEFAULT_PORTS, ServiceSettings
+
+cli = typer.Typer(help=__doc__, no_args_is_help=True)
+console = Console()
+
+
+def _spec(service: str) -> ServiceSpec:
+    if service not in DEFAULT_PORTS:
+        raise typer.BadParameter(f"unknown service {service!r}; one of {', '.join(DEFAULT_PORTS)}")
+    module = importlib.import_module(f"services.{service}.service")
+    spec: ServiceSpec = module.SPEC
+    return spec
+
+
+def _projections(spec: ServiceSpec) -> list[Projection]:
+    return [EventTypeCounts(), *spec.projections()]
+
+
+async def _rebuild(service: str, only: str | None) -> dict[str, int]:
+    spec = _spec(service)
+    settings = ServiceSettings().resolved(service)
+    chosen = [p for p in _projections(spec) if only in (None, p.name)]
+    if not chosen:
+        raise typer.BadParameter(f"{service} has no projection {only!r}")
+    store = await open_event_store(settings.event_store_url)
+    db = await ReadModelDB.open(settings.read_model_url)
+    applied: dict[str, int] = {}
+    try:
+        total = await store.count()
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+            console=console,
+        ) as progress:
+            for projection in chosen:
+                task = progress.add_task(projection.name, total=total, rate="")
+                runner = ProjectionRunner(store, db, projection, batch_size=2000)
+
+                def advance(n: int, task_id: int = task) -> None:
+                    progress.advance(task_id, n)
+                    speed = progress.tasks[task_id].speed
+                    progress.update(task_id, rate=f"{speed:,.0f} ev/s" if speed else "")
+
+                applied[projection.name] = await runner.rebuild(advance)
+    finally:
+        await db.close()
+        await store.close()
+    return applied
+
+
+@cli.command()
+def rebuild(
+    service: str = typer.Argument(..., help="identity, departments, tickets, clients or notifier"),
+    projection: str | None = typer.Option(None, help="only this read model (default: all)"),
+) -> None:
+    """Drop read models and replay the service's whole event log into them."""
+    applied = asyncio.run(_rebuild(service, projection))
+    for name, count in applied.items():
+        console.print(f"rebuilt [bold]{name}[/bold] from {count:,} events")
+
+
+async def _status(service: str) -> Table:
+    spec = _spec(service)
+    settings = ServiceSettings().resolved(service)
+    store = await open_event_store(settings.event_store_url)
+    db = await ReadModelDB.open(settings.read_model_url)
+    try:
+        head = await store.head_position()
+        table = Table("part", "checkpoint", "store head", "lag (positions)")
+        for projection in _projections(spec):
+            position = (await db.checkpoint(f"projection:{projection.name}")).position
+            table.add_row(f"projection {projection.name}", str(position), str(head), str(head - position))
+        relay_checkpoint = await db.checkpoint(f"relay:{topic_of(service, settings.topic_prefix)}")
+        relay_position, published = relay_checkpoint.position, relay_checkpoint.published
+        table.add_row(f"relay ({published:,} acknowledged)", str(relay_position), str(head), str(head - relay_position))
+    finally:
+        await db.close()
+        await store.close()
+    return table
+
+
+@cli.command()
+def status(service: str) -> None:
+    """Checkpoints and lag of the service's read models and relay."""
+    console.print(asyncio.run(_status(service)))
+
+
+async def _relay(service: str) -> int:
+    settings = ServiceSettings().resolved(service)
+    store = await open_event_store(settings.event_store_url)
+    db = await ReadModelDB.open(settings.read_model_url)
+    try:
+        relay = Relay(store, db, settings.kafka_bootstrap_servers, topic_of(service, settings.topic_prefix))
+        return await relay.publish_pending()
+    finally:
+        await db.close()
+        await store.close()
+
+
+@cli.command()
+def relay(service: str) -> None:
+    """Publish what the service's store holds to its topic, then exit."""
+    console.print(f"published {asyncio.run(_relay(service)):,} events")
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,105 @@
+"""A consumer with an inbox: redelivered events change nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.consumer import InboxConsumer
+from shared.events import NewEvent, RecordedEvent
+from shared.eventstore import open_event_store
+from shared.kafka import ensure_topic
+from shared.readmodel import ReadModelDB
+from shared.relay import message_headers
+
+metadata = MetaData()
+# Deliberately no unique key: a second application would show as a second row.
+received = Table(
+    "received", metadata, Column("event_id", String(36)), Column("n", Integer)
+)
+
+
+@pytest.fixture
+async def db(postgres_url: str) -> AsyncIterator[ReadModelDB]:
+    opened = await ReadModelDB.open(postgres_url)
+    await opened.create_tables(metadata)
+    yield opened
+    await opened.close()
+
+
+async def record(conn: AsyncConnection, event: RecordedEvent) -> None:
+    await conn.execute(received.insert().values(event_id=str(event.event_id), n=event.data["n"]))
+
+
+async def some_events(postgres_url: str, count: int) -> list[RecordedEvent]:
+    store = await open_event_store(postgres_url)
+    try:
+        for n in range(count):
+            await store.append(f"client-{n % 4}", [NewEvent(type="ClientRegistered", data={"n": n})])
+        return await store.read_all(0, 1000)
+    finally:
+        await store.close()
+
+
+async def produce(bootstrap: str, topic: str, events: list[RecordedEvent]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send_and_wait(
+                topic, key=event.stream.encode(), value=event.to_json(), headers=message_headers(event)
+            )
+    finally:
+        await producer.stop()
+
+
+async def rows(db: ReadModelDB) -> list[tuple[str, int]]:
+    async with db.engine.connect() as conn:
+        return [(r.event_id, r.n) for r in await conn.execute(select(received).order_by(received.c.n))]
+
+
+async def consume_until(consumer: InboxConsumer, seen: int, timeout: float = 40) -> None:
+    task = asyncio.create_task(consumer.run())
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while consumer.handled + consumer.skipped < seen:
+            if task.done():
+                task.result()  # surfaces the consumer's failure
+            assert loop.time() < deadline, f"only {consumer.handled + consumer.skipped} of {seen}"
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_redelivered_events_are_applied_once(
+    postgres_url: str, db: ReadModelDB, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    topic = f"{topic_prefix}clients.events"
+    await ensure_topic(kafka_bootstrap, topic)
+    events = await some_events(postgres_url, 12)
+    # The relay's at-least-once in action: the same events reach the topic twice.
+    await produce(kafka_bootstrap, topic, events)
+    await produce(kafka_bootstrap, topic, events[:5])
+
+    first = InboxConsumer(f"{topic_prefix}tickets.clients", kafka_bootstrap, [topic], db, record)
+    await consume_until(first, seen=17)
+    assert (first.handled, first.skipped) == (12, 5)
+    assert await rows(db) == [(str(e.event_id), e.data["n"]) for e in events]
+
+    # A new group (lost offsets, or a fresh broker) reads everything again: still once.
+    again_group = InboxConsumer(
+        first.name, kafka_bootstrap, [topic], db, record, group_id=f"{topic_prefix}new-group"
+    )
+    await consume_until(again_group, seen=17)
+    assert again_group.handled == 0 and again_group.skipped == 17
+    async with db.engine.connect() as conn:
+        assert (await conn.execute(select(func.count()).select_from(received))).scalar() == 12
