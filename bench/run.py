@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import importlib
 import importlib.metadata
@@ -39,10 +40,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
 from rich.table import Table
 
+from shared import devbroker
 from shared.events import Actor, NewEvent
 from shared.eventstore import StreamState
 from shared.eventstore.postgres import PostgresEventStore
 from shared.eventstore.sqlite import SqliteEventStore
+from shared.readmodel import ReadModelDB
+from shared.relay import Relay
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_PATH = BENCH_DIR / "results.json"
@@ -58,6 +62,7 @@ ES_TOPIC = "services.tickets.domain:Ticket.Opened"
 # Fixed names so a crashed run's leftovers are dropped by the next run.
 DB_OURS = "bench_es_ours"
 DB_EVENTSOURCING = "bench_es_eventsourcing"
+DB_RELAY = "bench_relay"
 DB_COPY = "bench_es_copy"
 
 SUBJECTS = (
@@ -547,20 +552,43 @@ def bench_eventsourcing_sqlite(path: Path, work: Workload, meter: Meter) -> floa
 
 
 async def bench_relay(dsn: str, work: Workload, meter: Meter) -> dict[str, float]:
-    """SLOT for the lead: the outbox relay to Kafka, ``relay.kafka_events_per_s``.
+    """Store to broker: ``relay.kafka_events_per_s``, every message acknowledged.
 
-    Not implemented yet. It returns no figure rather than a made-up one.
+    The events are appended first (not timed); then one relay publishes the
+    whole log from a PostgreSQL store to a real Kafka-protocol broker
+    (``KAFKA_BOOTSTRAP_SERVERS`` if set, else a Tansu broker on a free port) and
+    the clock stops when the last page is acknowledged and checkpointed.
     """
+    db_url = await create_database(dsn, DB_RELAY)
     try:
-        importlib.import_module("shared.relay")
-    except ImportError:
-        console.print("[yellow]relay: shared.relay cannot be imported; relay benchmark skipped")
-        return {}
-    # TODO(lead): append work.timed through the store, run the relay against a
-    # broker, time until the last event is acknowledged, return
-    # {"relay.kafka_events_per_s": work.events / seconds}.
-    console.print("[yellow]relay: bench_relay is not implemented yet; skipped")
-    return {}
+        store = await PostgresEventStore.open(db_url, pool_size=WRITERS)
+        read_models = await ReadModelDB.open(db_url)
+        try:
+
+            async def append(batch: Batch) -> object:
+                return await store.append(batch.stream, batch.events)
+
+            fill = meter.task("relay     store          fill   ", work.events)
+            await run_async_writers(work.timed, append, meter, fill)
+            with contextlib.ExitStack() as stack:
+                bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or stack.enter_context(
+                    devbroker.running_tansu()
+                )
+                relay = Relay(store, read_models, bootstrap, f"bench-{uuid.uuid4().hex[:8]}.events")
+                task = meter.task("relay     postgres→kafka publish", work.events)
+                start = time.perf_counter()
+                sent = await relay.publish_pending()
+                seconds = time.perf_counter() - start
+                meter.advance(task, sent)
+                meter.done(task, seconds, sent)
+            if sent != work.events:
+                raise RuntimeError(f"the relay published {sent} events, expected {work.events}")
+        finally:
+            await read_models.close()
+            await store.close()
+    finally:
+        await drop_database(dsn, DB_RELAY)
+    return {"relay.kafka_events_per_s": work.events / seconds}
 
 
 # --------------------------------------------------------------------------- output

@@ -50,6 +50,12 @@ SYSTEM = Actor(id="system", kind="system")
 
 
 @functools.lru_cache(maxsize=4096)
+def actor_to_json(actor: Actor) -> str:
+    """A stored actor's JSON; cached like ``actor_from_json``."""
+    return orjson.dumps(actor.to_dict()).decode()
+
+
+@functools.lru_cache(maxsize=4096)
 def actor_from_json(raw: str | bytes) -> Actor:
     """Parse a stored actor; cached, because the same few principals write most events."""
     return Actor.from_dict(orjson.loads(raw))

@@ -28,7 +28,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from shared.events import NewEvent, RecordedEvent, actor_from_json
+from shared.events import NewEvent, RecordedEvent, actor_from_json, actor_to_json
 from shared.eventstore.port import (
     AppendResult,
     ConcurrencyError,
@@ -107,8 +107,6 @@ BEGIN
     RETURN QUERY SELECT 'ok', current_version + n, positions[n];
 END
 $fn$;
--- Plans cached while the table was empty would scan it whole on every call.
-ALTER FUNCTION {table}_append SET plan_cache_mode = force_custom_plan;
 """
 
 
@@ -226,7 +224,7 @@ class PostgresEventStore(EventStore):
             [e.occurred_at for e in events],
             [e.correlation_id for e in events],
             [e.causation_id for e in events],
-            [orjson.dumps(e.actor.to_dict()).decode() for e in events],
+            [actor_to_json(e.actor) for e in events],
             [orjson.dumps(e.data).decode() for e in events],
         )
 
