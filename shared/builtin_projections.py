@@ -50,4 +50,4 @@ class EventTypeCounts(Projection):
 
     async def counts(self, conn: AsyncConnection) -> dict[str, int]:
         rows = await conn.execute(select(self.table.c.type, self.table.c.count))
-        return {row.type: int(row.count) for row in rows}
+        return {str(row[0]): int(row[1]) for row in rows}

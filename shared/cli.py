@@ -16,7 +16,14 @@ import importlib
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from shared.builtin_projections import EventTypeCounts
@@ -67,7 +74,7 @@ async def _rebuild(service: str, only: str | None) -> dict[str, int]:
                 task = progress.add_task(projection.name, total=total, rate="")
                 runner = ProjectionRunner(store, db, projection, batch_size=2000)
 
-                def advance(n: int, task_id: int = task) -> None:
+                def advance(n: int, task_id: TaskID = task) -> None:
                     progress.advance(task_id, n)
                     speed = progress.tasks[task_id].speed
                     progress.update(task_id, rate=f"{speed:,.0f} ev/s" if speed else "")
@@ -100,10 +107,17 @@ async def _status(service: str) -> Table:
         table = Table("part", "checkpoint", "store head", "lag (positions)")
         for projection in _projections(spec):
             position = (await db.checkpoint(f"projection:{projection.name}")).position
-            table.add_row(f"projection {projection.name}", str(position), str(head), str(head - position))
+            table.add_row(
+                f"projection {projection.name}", str(position), str(head), str(head - position)
+            )
         relay_checkpoint = await db.checkpoint(f"relay:{topic_of(service, settings.topic_prefix)}")
         relay_position, published = relay_checkpoint.position, relay_checkpoint.published
-        table.add_row(f"relay ({published:,} acknowledged)", str(relay_position), str(head), str(head - relay_position))
+        table.add_row(
+            f"relay ({published:,} acknowledged)",
+            str(relay_position),
+            str(head),
+            str(head - relay_position),
+        )
     finally:
         await db.close()
         await store.close()
@@ -121,7 +135,9 @@ async def _relay(service: str) -> int:
     store = await open_event_store(settings.event_store_url)
     db = await ReadModelDB.open(settings.read_model_url)
     try:
-        relay = Relay(store, db, settings.kafka_bootstrap_servers, topic_of(service, settings.topic_prefix))
+        relay = Relay(
+            store, db, settings.kafka_bootstrap_servers, topic_of(service, settings.topic_prefix)
+        )
         return await relay.publish_pending()
     finally:
         await db.close()

@@ -81,7 +81,7 @@ class InboxConsumer:
         async with self.db.transaction() as conn:
             for event in events:
                 marked = await conn.execute(
-                    self.db.insert_ignoring_duplicates(  # type: ignore[arg-type]
+                    self.db.insert_ignoring_duplicates(
                         inbox, consumer=self.name, event_id=str(event.event_id)
                     )
                 )

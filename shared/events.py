@@ -147,10 +147,7 @@ def _uuid_or_none(value: Any) -> uuid.UUID | None:
 
 
 def _parse_datetime(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        parsed = value
-    else:
-        parsed = datetime.fromisoformat(str(value))
+    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
@@ -215,7 +212,9 @@ class EventRegistry:
             data = step(dict(data))
             version += 1
         if version > target:
-            raise UnknownEventType(f"{event_type} v{schema_version} is newer than this code (v{target})")
+            raise UnknownEventType(
+                f"{event_type} v{schema_version} is newer than this code (v{target})"
+            )
         return data
 
     def decode(self, event: RecordedEvent) -> DomainEvent:

@@ -40,7 +40,9 @@ async def topic_exists(bootstrap: str, topic: str) -> bool:
         await admin.close()
 
 
-async def message_at(bootstrap: str, topic: str, partition: int, offset: int) -> ConsumerRecord[bytes, bytes] | None:
+async def message_at(
+    bootstrap: str, topic: str, partition: int, offset: int
+) -> ConsumerRecord[bytes, bytes] | None:
     """The message stored at an offset, or None when the broker does not have it.
 
     Used instead of end offsets, which some Kafka-protocol brokers (Tansu) count

@@ -101,7 +101,9 @@ class ProjectionRunner:
         """Drop the read model and replay the whole log into it."""
         async with self.db.transaction() as conn:
             await conn.run_sync(self.projection.metadata.drop_all)
-            await conn.execute(checkpoints.delete().where(checkpoints.c.name == self.checkpoint_name))
+            await conn.execute(
+                checkpoints.delete().where(checkpoints.c.name == self.checkpoint_name)
+            )
         self.position = 0
         return await self.catch_up(progress)
 

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import BigInteger, Column, MetaData, String, Table, select
+from sqlalchemy import BigInteger, Column, Executable, MetaData, String, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -99,7 +99,7 @@ class ReadModelDB:
         async with self.engine.connect() as conn:
             return await read_checkpoint(conn, name)
 
-    def insert_ignoring_duplicates(self, table: Table, **values: object) -> object:
+    def insert_ignoring_duplicates(self, table: Table, **values: object) -> Executable:
         """An INSERT that does nothing when the primary key exists (both dialects)."""
         dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         return dialect_insert(table).values(**values).on_conflict_do_nothing()

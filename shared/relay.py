@@ -69,9 +69,7 @@ class Relay:
         self.position, self.published = checkpoint.position, checkpoint.published
         self.marker = checkpoint.marker
         if self.position and not await self._broker_still_has_our_log():
-            log.warning(
-                "relay.broker_lost_messages", topic=self.topic, acknowledged=self.published
-            )
+            log.warning("relay.broker_lost_messages", topic=self.topic, acknowledged=self.published)
             self.position, self.published, self.marker = 0, 0, None
             async with self.db.transaction() as conn:
                 await save_checkpoint(conn, self.checkpoint_name, 0, 0, None)

@@ -38,7 +38,9 @@ log = structlog.get_logger(__name__)
 REQUEST_SECONDS = Histogram(
     "http_request_duration_seconds", "HTTP request latency", ["method", "route", "status"]
 )
-PROJECTION_LAG = Gauge("projection_lag_events", "Store head minus projection checkpoint", ["projection"])
+PROJECTION_LAG = Gauge(
+    "projection_lag_events", "Store head minus projection checkpoint", ["projection"]
+)
 RELAY_LAG = Gauge("relay_lag_events", "Store head minus the last position the broker acknowledged")
 
 
@@ -212,8 +214,17 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body("internal_error", "internal error"), status_code=500)
 
 
-_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-          405: "method_not_allowed", 409: "conflict", 422: "invalid_input", 429: "too_many_requests"}  # fmt: skip
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    402: "payment_required",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    422: "invalid_input",
+    429: "too_many_requests",
+}
 
 
 def _code_for(status: int) -> str:
@@ -229,7 +240,9 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
-        log.info("service.started", port=settings.service_port, store=_safe_url(settings.event_store_url))
+        log.info(
+            "service.started", port=settings.service_port, store=_safe_url(settings.event_store_url)
+        )
         try:
             yield
         finally:
@@ -245,7 +258,9 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
     _install_error_handlers(app)
 
     @app.middleware("http")
-    async def correlate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def correlate(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         correlation_id = request.headers.get("x-correlation-id") or str(uuid.uuid4())
         structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
         started = time.perf_counter()

@@ -7,7 +7,13 @@ import os
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_PORTS = {"identity": 8001, "departments": 8002, "tickets": 8003, "clients": 8004, "notifier": 8005}
+DEFAULT_PORTS = {
+    "identity": 8001,
+    "departments": 8002,
+    "tickets": 8003,
+    "clients": 8004,
+    "notifier": 8005,
+}
 
 
 class ServiceSettings(BaseSettings):
@@ -38,7 +44,5 @@ class ServiceSettings(BaseSettings):
             self.service_port or int(named_port or 0) or DEFAULT_PORTS.get(name, 8000)
         )
         values["event_store_url"] = self.event_store_url or f"sqlite:///{self.var_dir}/{name}.db"
-        values["read_model_url"] = (
-            self.read_model_url or f"sqlite:///{self.var_dir}/{name}-read.db"
-        )
+        values["read_model_url"] = self.read_model_url or f"sqlite:///{self.var_dir}/{name}-read.db"
         return ServiceSettings.model_construct(**values)

@@ -7,7 +7,9 @@ import asyncio
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 
-async def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 30.0) -> list[ConsumerRecord[bytes, bytes]]:
+async def read_topic(
+    bootstrap: str, topic: str, expect: int, timeout: float = 30.0
+) -> list[ConsumerRecord[bytes, bytes]]:
     """Every message of ``topic`` (all partitions, from the start) once ``expect`` are there."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()

@@ -1,1 +1,5 @@
-"""The clients service: Clients, client groups, projects, companies, contacts, equipment, messages to clients, penalty points."""
+"""The clients service.
+
+Clients, client groups, projects, companies, contacts, equipment, messages to clients,
+penalty points.
+"""

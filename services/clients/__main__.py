@@ -1,4 +1,7 @@
-"""`python -m services.clients`: serve the clients API (port from SERVICE_PORT or CLIENTS_PORT)."""
+"""`python -m services.clients`: serve the API.
+
+Port from SERVICE_PORT or CLIENTS_PORT; see shared.settings.
+"""
 
 from services.clients.service import SPEC
 from shared.service import serve

@@ -1,1 +1,4 @@
-"""The departments service: Departments, department rights, work schedules (business hours, time zone, holidays)."""
+"""The departments service.
+
+Departments, department rights, work schedules (business hours, time zone, holidays).
+"""

@@ -1,4 +1,7 @@
-"""`python -m services.departments`: serve the departments API (port from SERVICE_PORT or DEPARTMENTS_PORT)."""
+"""`python -m services.departments`: serve the API.
+
+Port from SERVICE_PORT or DEPARTMENTS_PORT; see shared.settings.
+"""
 
 from services.departments.service import SPEC
 from shared.service import serve

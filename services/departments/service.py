@@ -1,5 +1,6 @@
 """How the departments service plugs into the kernel: routers, projections, consumers."""
 
+import services.departments as package
 from services.departments.api import router
 from services.departments.projections import projections
 from shared.service import ServiceSpec
@@ -7,7 +8,7 @@ from shared.service import ServiceSpec
 SPEC = ServiceSpec(
     name="departments",
     title="Departments service",
-    description="Departments, department rights, work schedules (business hours, time zone, holidays).",
+    description=package.__doc__ or "",
     routers=[router],
     projections=projections,
 )

@@ -1,1 +1,5 @@
-"""The identity service: Staff accounts, credentials, sessions, individual rights, full access, IP policy; the effective-permissions read model."""
+"""The identity service.
+
+Staff accounts, credentials, sessions, individual rights, full access, IP policy; the
+effective-permissions read model.
+"""

@@ -1,4 +1,7 @@
-"""`python -m services.identity`: serve the identity API (port from SERVICE_PORT or IDENTITY_PORT)."""
+"""`python -m services.identity`: serve the API.
+
+Port from SERVICE_PORT or IDENTITY_PORT; see shared.settings.
+"""
 
 from services.identity.service import SPEC
 from shared.service import serve

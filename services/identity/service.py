@@ -1,5 +1,6 @@
 """How the identity service plugs into the kernel: routers, projections, consumers."""
 
+import services.identity as package
 from services.identity.api import router
 from services.identity.projections import projections
 from shared.service import ServiceSpec
@@ -7,7 +8,7 @@ from shared.service import ServiceSpec
 SPEC = ServiceSpec(
     name="identity",
     title="Identity service",
-    description="Staff accounts, credentials, sessions, individual rights, full access, IP policy; the effective-permissions read model.",
+    description=package.__doc__ or "",
     routers=[router],
     projections=projections,
 )

@@ -1,1 +1,5 @@
-"""The notifier service: Subscriptions, delivery log, timers (deadlines); e-mail and SMS from every context's events."""
+"""The notifier service.
+
+Subscriptions, delivery log, timers (deadlines); e-mail and SMS from every context's
+events.
+"""

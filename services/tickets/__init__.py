@@ -1,1 +1,5 @@
-"""The tickets service: Tickets, categories, response templates, announcements, support settings, paid-request balance; queues and reports."""
+"""The tickets service.
+
+Tickets, categories, response templates, announcements, support settings, paid-request
+balance; queues and reports.
+"""

@@ -17,7 +17,9 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from esdbclient import AsyncEventStoreDBClient, NewEvent as EsdbNewEvent, StreamState as EsdbState
+from esdbclient import AsyncEventStoreDBClient
+from esdbclient import NewEvent as EsdbNewEvent
+from esdbclient import StreamState as EsdbState
 from esdbclient.exceptions import NotFound, WrongCurrentVersion
 
 from shared.events import Actor, NewEvent, RecordedEvent
@@ -109,12 +111,16 @@ class EsdbEventStore(EventStore):
             for e in events
         ]
         try:
-            await self._client.append_to_stream(self._name(stream), current_version=current, events=new)
+            await self._client.append_to_stream(
+                self._name(stream), current_version=current, events=new
+            )
         except WrongCurrentVersion:
             existing = await self._find(stream, [e.event_id for e in events])
             if existing:
                 return existing
-            raise ConcurrencyError(stream, expected_version, await self.stream_version(stream)) from None
+            raise ConcurrencyError(
+                stream, expected_version, await self.stream_version(stream)
+            ) from None
         # EventStoreDB answers a re-sent append with success; read back what is stored.
         stored = await self._find(stream, [e.event_id for e in events])
         if stored is None:
@@ -146,9 +152,7 @@ class EsdbEventStore(EventStore):
     def _strip(self, event: RecordedEvent) -> RecordedEvent:
         if not self._prefix:
             return event
-        from dataclasses import replace
-
-        return replace(event, stream=event.stream[len(self._prefix) :])
+        return event._replace(stream=event.stream[len(self._prefix) :])
 
     async def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         response = await self._client.read_all(
@@ -160,7 +164,9 @@ class EsdbEventStore(EventStore):
         events = [_recorded(e) async for e in response]
         return [self._strip(e) for e in events if e.position > after][:limit]
 
-    async def subscribe(self, after: int = 0, batch_size: int = 1000) -> AsyncIterator[RecordedEvent]:
+    async def subscribe(
+        self, after: int = 0, batch_size: int = 1000
+    ) -> AsyncIterator[RecordedEvent]:
         subscription = await self._client.subscribe_to_all(
             commit_position=after or None,
             filter_include=(f"{self._prefix}.*",) if self._prefix else (),

@@ -106,7 +106,11 @@ class EventStore(abc.ABC):
         events: Sequence[NewEvent],
         expected_version: ExpectedVersion = StreamState.ANY,
     ) -> AppendResult:
-        """Append atomically, or raise ``ConcurrencyError`` / ``EventIdConflict`` writing nothing."""
+        """Append atomically, or write nothing and raise a typed error.
+
+        ``ConcurrencyError`` when the stream is not at ``expected_version``;
+        ``EventIdConflict`` when event ids were stored before, but not by this append.
+        """
 
     @abc.abstractmethod
     async def read_stream(
@@ -134,7 +138,7 @@ class EventStore(abc.ABC):
     async def count(self) -> int:
         """How many events the store holds (for progress bars)."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - adapters without connections need nothing
         """Release connections."""
 
     def _notify_appended(self) -> None:
@@ -165,7 +169,9 @@ class EventStore(abc.ABC):
             if len(page) < batch_size:
                 await self._wait_for_more(appended)
 
-    async def subscribe(self, after: int = 0, batch_size: int = 1000) -> AsyncIterator[RecordedEvent]:
+    async def subscribe(
+        self, after: int = 0, batch_size: int = 1000
+    ) -> AsyncIterator[RecordedEvent]:
         """Catch-up subscription, one event at a time."""
         async for page in self.subscribe_pages(after, batch_size):
             for event in page:

@@ -36,7 +36,6 @@ from shared.eventstore.port import (
     EventStore,
     ExpectedVersion,
     StreamState,
-    check_expected,
     validate_append,
 )
 
@@ -144,7 +143,10 @@ class PostgresEventStore(EventStore):
             raise ValueError(f"bad table name {table!r}")
         self._pool = pool
         self._table = table
-        self._append_sql = f"SELECT status, version, last_position FROM {table}_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        self._append_sql = (
+            "SELECT status, version, last_position "
+            f"FROM {table}_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        )
 
     @classmethod
     async def open(cls, dsn: str, table: str = "events", pool_size: int = 10) -> PostgresEventStore:
@@ -155,11 +157,10 @@ class PostgresEventStore(EventStore):
         return store
 
     async def create_schema(self) -> None:
-        async with self._pool.acquire() as conn:
-            # Serialise schema creation between replicas starting together.
-            async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._table)
-                await conn.execute(_schema_sql(self._table))
+        # Serialise schema creation between replicas starting together.
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._table)
+            await conn.execute(_schema_sql(self._table))
 
     async def close(self) -> None:
         await self._pool.close()
@@ -209,7 +210,8 @@ class PostgresEventStore(EventStore):
         )
         if not same_append:
             raise EventIdConflict(
-                f"{len(found)} of {len(ids)} event ids already exist, not as this append to {stream!r}"
+                f"{len(found)} of {len(ids)} event ids already exist, "
+                f"not as this append to {stream!r}"
             )
         return AppendResult(stream_version=versions[-1], position=rows[-1]["position"])
 

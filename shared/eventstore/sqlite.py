@@ -198,7 +198,9 @@ class SqliteEventStore(EventStore):
             )
             for e in events
         ]
-        request = _Request(stream, rows, expected_version, asyncio.get_running_loop().create_future())
+        request = _Request(
+            stream, rows, expected_version, asyncio.get_running_loop().create_future()
+        )
         self._pending.append(request)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
@@ -279,7 +281,8 @@ class SqliteEventStore(EventStore):
         )
         if not same_append:
             raise EventIdConflict(
-                f"{len(rows)} of {len(ids)} event ids already exist, not as this append to {stream!r}"
+                f"{len(rows)} of {len(ids)} event ids already exist, "
+                f"not as this append to {stream!r}"
             )
         return AppendResult(stream_version=versions[-1], position=int(rows[-1][3]))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import random
 import uuid
@@ -254,7 +255,7 @@ async def test_live_subscriber_never_skips_under_concurrent_writers(store: Event
     assert set(ids) == written, f"{len(written - set(ids))} events skipped"
     assert len(ids) == len(set(ids)), "an event was delivered twice"
     positions = [e.position for e in seen]
-    assert all(a < b for a, b in zip(positions, positions[1:], strict=False)), "not in global order"
+    assert all(a < b for a, b in itertools.pairwise(positions)), "not in global order"
     replay = []
     after = 0
     while page := await store.read_all(after, 1000):

@@ -20,9 +20,7 @@ from shared.relay import message_headers
 
 metadata = MetaData()
 # Deliberately no unique key: a second application would show as a second row.
-received = Table(
-    "received", metadata, Column("event_id", String(36)), Column("n", Integer)
-)
+received = Table("received", metadata, Column("event_id", String(36)), Column("n", Integer))
 
 
 @pytest.fixture
@@ -41,7 +39,9 @@ async def some_events(postgres_url: str, count: int) -> list[RecordedEvent]:
     store = await open_event_store(postgres_url)
     try:
         for n in range(count):
-            await store.append(f"client-{n % 4}", [NewEvent(type="ClientRegistered", data={"n": n})])
+            await store.append(
+                f"client-{n % 4}", [NewEvent(type="ClientRegistered", data={"n": n})]
+            )
         return await store.read_all(0, 1000)
     finally:
         await store.close()
@@ -53,7 +53,10 @@ async def produce(bootstrap: str, topic: str, events: list[RecordedEvent]) -> No
     try:
         for event in events:
             await producer.send_and_wait(
-                topic, key=event.stream.encode(), value=event.to_json(), headers=message_headers(event)
+                topic,
+                key=event.stream.encode(),
+                value=event.to_json(),
+                headers=message_headers(event),
             )
     finally:
         await producer.stop()
@@ -61,7 +64,9 @@ async def produce(bootstrap: str, topic: str, events: list[RecordedEvent]) -> No
 
 async def rows(db: ReadModelDB) -> list[tuple[str, int]]:
     async with db.engine.connect() as conn:
-        return [(r.event_id, r.n) for r in await conn.execute(select(received).order_by(received.c.n))]
+        return [
+            (r.event_id, r.n) for r in await conn.execute(select(received).order_by(received.c.n))
+        ]
 
 
 async def consume_until(consumer: InboxConsumer, seen: int, timeout: float = 40) -> None:

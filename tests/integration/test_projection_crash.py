@@ -1,4 +1,7 @@
-"""A projection killed between applying and committing: after restart, nothing twice, nothing lost."""
+"""A projection killed between applying and committing.
+
+After the restart nothing is applied twice and nothing is lost.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,9 @@ from shared.readmodel import ReadModelDB
 EVENTS = 1_200
 
 
-def run_worker(store_url: str, db_url: str, crash_at: int | None = None) -> subprocess.CompletedProcess[str]:
+def run_worker(
+    store_url: str, db_url: str, crash_at: int | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin", "CRASH_AT_EVENT": str(crash_at or "")}
     return subprocess.run(
         [sys.executable, "-m", "tests.support.projection_worker", store_url, db_url],

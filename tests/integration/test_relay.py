@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from shared import devbroker, relay as relay_module
+from shared import devbroker
+from shared import relay as relay_module
 from shared.events import NewEvent, RecordedEvent
 from shared.eventstore import EventStore, open_event_store
 from shared.readmodel import ReadModelDB
@@ -33,7 +34,11 @@ async def db(postgres_url: str) -> AsyncIterator[ReadModelDB]:
 async def fill(store: EventStore, streams: int, per_stream: int) -> None:
     for s in range(streams):
         await store.append(
-            f"ticket-{s}", [NewEvent(type="TicketOpened" if i == 0 else "TicketReplied", data={"i": i}) for i in range(per_stream)]
+            f"ticket-{s}",
+            [
+                NewEvent(type="TicketOpened" if i == 0 else "TicketReplied", data={"i": i})
+                for i in range(per_stream)
+            ],
         )
 
 
@@ -88,7 +93,10 @@ async def test_a_running_relay_follows_the_store_live(
 
 
 async def test_a_crash_before_the_checkpoint_publishes_the_page_again(
-    store: EventStore, db: ReadModelDB, kafka_bootstrap: str, topic_prefix: str,
+    store: EventStore,
+    db: ReadModelDB,
+    kafka_bootstrap: str,
+    topic_prefix: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """At least once: acknowledged but not checkpointed means sent again, never lost."""

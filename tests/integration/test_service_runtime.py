@@ -1,4 +1,4 @@
-"""A service process on the kernel, over real HTTP, with PostgreSQL and the broker; the rebuild CLI."""
+"""A service process on the kernel over real HTTP, with PostgreSQL and the broker (and the CLI)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,9 @@ def service_env(postgres_url: str, bootstrap: str, prefix: str, port: int) -> di
 
 
 @pytest.fixture
-def tickets_service(postgres_url: str, kafka_bootstrap: str, topic_prefix: str) -> Iterator[tuple[str, dict[str, str]]]:
+def tickets_service(
+    postgres_url: str, kafka_bootstrap: str, topic_prefix: str
+) -> Iterator[tuple[str, dict[str, str]]]:
     port = devbroker.free_port()
     env = service_env(postgres_url, kafka_bootstrap, topic_prefix, port)
     process = subprocess.Popen(
@@ -69,22 +71,29 @@ async def wait_ready(base: str, timeout: float = 60) -> dict[str, object]:
 
 
 async def test_a_service_runs_its_store_relay_and_projections(
-    tickets_service: tuple[str, dict[str, str]], postgres_url: str, kafka_bootstrap: str, topic_prefix: str
+    tickets_service: tuple[str, dict[str, str]],
+    postgres_url: str,
+    kafka_bootstrap: str,
+    topic_prefix: str,
 ) -> None:
     base, _ = tickets_service
     report = await wait_ready(base)
     assert report["store"] is True and report["relay"] == {"running": True, "position": 0}
 
     store = await open_event_store(postgres_url)
-    result = await store.append("ticket-42", [NewEvent(type="TicketOpened", data={"subject": "Disk full"})])
+    result = await store.append(
+        "ticket-42", [NewEvent(type="TicketOpened", data={"subject": "Disk full"})]
+    )
     await store.append("ticket-42", [NewEvent(type="TicketReplied", data={"body": "On it"})])
     await store.close()
 
     # The relay publishes to tickets.events and the projection catches up.
     messages = await read_topic(kafka_bootstrap, f"{topic_prefix}tickets.events", expect=2)
-    assert [RecordedEvent.from_json(m.value).type for m in sorted(messages, key=lambda m: m.offset)] == [
-        "TicketOpened", "TicketReplied",
-    ]  # fmt: skip
+    in_order = sorted(messages, key=lambda m: m.offset)
+    assert [RecordedEvent.from_json(m.value).type for m in in_order] == [
+        "TicketOpened",
+        "TicketReplied",
+    ]
     async with httpx.AsyncClient(base_url=base) as http:
         for _ in range(100):
             ready = (await http.get("/ready")).json()
@@ -111,7 +120,10 @@ async def test_a_service_runs_its_store_relay_and_projections(
 async def test_rebuild_replays_the_log_with_progress(postgres_url: str) -> None:
     store = await open_event_store(postgres_url)
     for n in range(300):
-        await store.append(f"client-{n}", [NewEvent(type="ClientRegistered", data={}), NewEvent(type="ClientNoted", data={})])
+        await store.append(
+            f"client-{n}",
+            [NewEvent(type="ClientRegistered", data={}), NewEvent(type="ClientNoted", data={})],
+        )
     await store.close()
     env = {**service_env(postgres_url, "127.0.0.1:1", "", 1), "COLUMNS": "120"}
 
@@ -134,7 +146,8 @@ async def test_rebuild_replays_the_log_with_progress(postgres_url: str) -> None:
     await db.close()
     assert counts == {"ClientRegistered": 300, "ClientNoted": 300}
 
-    status = subprocess.run(
+    status = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "shared.cli", "status", "clients"],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip

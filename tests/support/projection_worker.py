@@ -1,4 +1,6 @@
-"""A projection process for the crash test: ``python -m tests.support.projection_worker STORE_URL DB_URL``.
+"""A projection process for the crash test.
+
+Run as ``python -m tests.support.projection_worker STORE_URL DB_URL``.
 
 With ``CRASH_AT_EVENT=N`` it SIGKILLs itself right after writing the rows of the
 N-th event it applies, inside the runner's open transaction: after applying,
@@ -44,10 +46,14 @@ class AppliedLog(Projection):
         self.applied = 0
 
     async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
-        await conn.execute(self.log.insert().values(event_id=str(event.event_id), position=event.position))
+        await conn.execute(
+            self.log.insert().values(event_id=str(event.event_id), position=event.position)
+        )
         t = self.totals
         changed = await conn.execute(
-            t.update().where(t.c.stream == event.stream).values(amount=t.c.amount + event.data["amount"])
+            t.update()
+            .where(t.c.stream == event.stream)
+            .values(amount=t.c.amount + event.data["amount"])
         )
         if changed.rowcount == 0:
             await conn.execute(t.insert().values(stream=event.stream, amount=event.data["amount"]))

@@ -42,7 +42,9 @@ def _default_priority(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def recorded(schema_version: int, data: dict[str, Any], type_: str = "TicketOpened") -> RecordedEvent:
+def recorded(
+    schema_version: int, data: dict[str, Any], type_: str = "TicketOpened"
+) -> RecordedEvent:
     return RecordedEvent(
         position=7,
         stream="ticket-1",

@@ -1,1 +1,4 @@
-"""Domain model of the identity context: aggregates that take commands and return events (no I/O)."""
+"""Domain model of the identity context.
+
+Aggregates that take commands and return events; no I/O.
+"""
