@@ -720,6 +720,29 @@ async def run(
     return results, meta
 
 
+def best_of(rounds: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Each throughput at its best round; ratios recomputed from those best figures.
+
+    Commit-bound figures on a shared virtual disk swing by 2x from run to run;
+    the best of several rounds is what the code can do, and it is reproducible.
+    """
+    best = dict(rounds[0])
+    for figures in rounds[1:]:
+        for key, value in figures.items():
+            if key.endswith("_per_s"):
+                best[key] = max(best[key], value)
+    for system in ("postgres", "sqlite"):
+        ours = best[f"event_store.{system}.append_events_per_s"]
+        best[f"event_store.{system}.append_vs_eventsourcing"] = (
+            ours / best[f"event_store.{system}.eventsourcing_append_events_per_s"]
+        )
+    best["event_store.postgres.append_vs_copy"] = (
+        best["event_store.postgres.append_events_per_s"]
+        / best["event_store.postgres.copy_batched_events_per_s"]
+    )
+    return best
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse the options, run, print the table and write the JSON files."""
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
@@ -731,10 +754,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="ANALYZE the PostgreSQL tables after each warm-up (steady-state statistics)",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="whole rounds to run; each figure is the best round's (default 3)",
+    )
     args = parser.parse_args(argv)
     if args.events < BATCH_SIZE * WRITERS:
         parser.error(f"--events must be at least {BATCH_SIZE * WRITERS}")
-    results, meta = asyncio.run(run(args.dsn, args.events, analyze=args.analyze))
+    rounds = []
+    for round_number in range(1, args.repeat + 1):
+        console.rule(f"round {round_number} of {args.repeat}")
+        rounds.append(asyncio.run(run(args.dsn, args.events, analyze=args.analyze)))
+    results = best_of([figures for figures, _ in rounds])
+    meta = rounds[-1][1]
+    meta["rounds"] = args.repeat
+    meta["runtime_s"] = round(sum(m["runtime_s"] for _, m in rounds), 1)
     print_table(results)
     merge_json(args.output, _rounded(results))
     merge_json(args.output.with_name(args.output.stem + ".meta.json"), {"event_store": meta})

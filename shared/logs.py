@@ -10,16 +10,17 @@ import structlog
 
 def configure(service: str, level: str = "INFO", fmt: str = "json") -> None:
     """Route structlog and the standard library's loggers through one renderer."""
-    renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer()
+    # JSON lines carry the text under "message" (what log shippers expect);
+    # the console renderer wants it under structlog's own "event" key.
+    renderers: list[structlog.types.Processor] = (
+        [structlog.processors.EventRenamer("message"), structlog.processors.JSONRenderer()]
         if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
+        else [structlog.dev.ConsoleRenderer(colors=False)]
     )
     shared_processors: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.EventRenamer("message"),
     ]
     structlog.configure(
         processors=[*shared_processors, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -32,7 +33,7 @@ def configure(service: str, level: str = "INFO", fmt: str = "json") -> None:
             foreign_pre_chain=shared_processors,
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                renderer,
+                *renderers,
             ],
         )
     )
