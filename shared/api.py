@@ -1,0 +1,79 @@
+"""HTTP helpers every service's API uses: command answers, typed errors, read-your-writes.
+
+* A command answers ``{"id", "version", "position"}``: the aggregate, its new
+  stream version and the global position of the last event written.
+* A read may pass ``?min_position=p`` (a position this same service returned)
+  to wait, up to ``READ_WAIT_SECONDS``, until its read models have applied it.
+* ``ApiError`` carries the error format of API.md and, for invalid input, the
+  field it is about.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Query, Request
+from pydantic import BaseModel
+
+from shared.eventstore import AppendResult
+
+READ_WAIT_SECONDS = 5.0
+
+
+class CommandAnswer(BaseModel):
+    """What every command returns."""
+
+    id: str
+    version: int
+    position: int
+
+    @classmethod
+    def of(cls, aggregate_id: str, result: AppendResult) -> CommandAnswer:
+        return cls(id=aggregate_id, version=result.stream_version, position=result.position)
+
+
+class ApiError(HTTPException):
+    """An error in the format of API.md: ``{"error": {"code", "message", "field"?}}``."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        detail: dict[str, Any] = {"code": code, "message": message, **extra}
+        if field is not None:
+            detail["field"] = field
+        super().__init__(status_code=status, detail=detail, headers=headers)
+
+
+def invalid(field: str, message: str) -> ApiError:
+    """422 naming the field, for checks pydantic cannot make (unknown ids, rules)."""
+    return ApiError(422, "invalid_input", f"{field}: {message}", field=field)
+
+
+async def caught_up(
+    request: Request,
+    min_position: Annotated[
+        int | None,
+        Query(ge=0, description="wait until the read models have applied this position"),
+    ] = None,
+) -> None:
+    """Dependency of read endpoints: read-your-writes without polling."""
+    if not min_position:
+        return
+    runtime = request.app.state.runtime
+    if not await runtime.wait_for_position(min_position, READ_WAIT_SECONDS):
+        raise ApiError(
+            503,
+            "read_model_behind",
+            f"read models have not reached position {min_position} yet; retry",
+            headers={"Retry-After": "1"},
+        )
+
+
+CaughtUp = Annotated[None, Depends(caught_up)]
