@@ -10,11 +10,15 @@
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
+import structlog
 from fastapi import Depends, HTTPException, Query, Request
 from pydantic import BaseModel
 
+from shared.access import Denied, Principal
 from shared.eventstore import AppendResult
 
 READ_WAIT_SECONDS = 5.0
@@ -77,3 +81,46 @@ async def caught_up(
 
 
 CaughtUp = Annotated[None, Depends(caught_up)]
+
+
+def client_address(request: Request) -> str | None:
+    """The caller's IP; X-Forwarded-For only when the peer is a trusted proxy."""
+    peer = request.client.host if request.client else None
+    trusted = request.app.state.runtime.trusted_proxies
+    forwarded = request.headers.get("x-forwarded-for")
+    if peer and forwarded and trusted:
+        try:
+            from_proxy = any(ipaddress.ip_address(peer) in net for net in trusted)
+        except ValueError:
+            from_proxy = False
+        if from_proxy:
+            return forwarded.split(",")[-1].strip()
+    return peer
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def require(right: str | None = None) -> Callable[[Request], Awaitable[Principal]]:
+    """Dependency: the authorised caller, or 401/403 in the format of API.md.
+
+    ``right`` is a catalogue name (``clients.create``); None lets any
+    authenticated principal through (``GET /me``, say).
+    """
+
+    async def authorised(request: Request) -> Principal:
+        runtime = request.app.state.runtime
+        try:
+            principal: Principal = runtime.authorizer.authorize(
+                bearer_token(request), client_address(request), right
+            )
+        except Denied as denied:
+            headers = {"WWW-Authenticate": "Bearer"} if denied.status == 401 else None
+            raise ApiError(denied.status, denied.code, denied.message, headers=headers) from None
+        structlog.contextvars.bind_contextvars(principal_id=principal.id)
+        return principal
+
+    return authorised

@@ -60,6 +60,9 @@ class InboxConsumer:
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # The broker holds a fetch open up to this long when nothing is new;
+            # the default 500 ms would be most of a revocation's allowed delay.
+            fetch_max_wait_ms=50,
         )
         await consumer.start()
         self.ready.set()

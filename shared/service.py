@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -24,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, Histogram, generate_la
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import logs
+from shared.access import AccessCopy, Authorizer, Network, access_metadata
 from shared.builtin_projections import EventTypeCounts
 from shared.consumer import Handler, InboxConsumer
 from shared.eventstore import ConcurrencyError, EventStore, open_event_store
@@ -78,11 +80,15 @@ class ServiceRuntime:
     consumers: list[InboxConsumer] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     problems: dict[str, str] = field(default_factory=dict)
+    access: AccessCopy = field(default_factory=AccessCopy)
+    authorizer: Authorizer | None = None
+    trusted_proxies: tuple[Network, ...] = ()
 
     async def start(self) -> None:
         s = self.settings
         self.store = await open_event_store(s.event_store_url)
         self.db = await ReadModelDB.open(s.read_model_url)
+        await self._start_access_control()
         for projection in [EventTypeCounts(), *self.spec.projections()]:
             runner = ProjectionRunner(self.store, self.db, projection)
             await runner.start()
@@ -105,6 +111,28 @@ class ServiceRuntime:
             self.consumers.append(consumer)
             self._supervise(f"consumer:{c.name}", consumer.run)
         self._supervise("lag-gauges", self._update_gauges)
+
+    async def _start_access_control(self) -> None:
+        """Load the local access copy and keep it current from ``identity.events``."""
+        s = self.settings
+        assert self.db is not None and s.jwt_secret is not None
+        await self.db.create_tables(access_metadata)
+        async with self.db.engine.connect() as conn:
+            await self.access.load(conn)
+        secret = s.jwt_secret
+        self.authorizer = Authorizer(secret.get_secret_value(), self.access)
+        self.trusted_proxies = tuple(
+            ipaddress.ip_network(c, strict=False) for c in s.trusted_proxies
+        )
+        consumer = InboxConsumer(
+            f"{self.spec.name}.access",
+            s.kafka_bootstrap_servers,
+            [topic_of("identity", s.topic_prefix)],
+            self.db,
+            self.access.handle,
+        )
+        self.consumers.append(consumer)
+        self._supervise("consumer:access", consumer.run)
 
     def _supervise(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
         """Run ``work`` forever; when it fails (broker down, say), log and restart it."""

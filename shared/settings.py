@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
+from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_PORTS = {
@@ -31,6 +34,13 @@ class ServiceSettings(BaseSettings):
     topic_prefix: str = ""
     topic_partitions: int = 3
     relay_enabled: bool = True
+    jwt_secret: SecretStr | None = Field(
+        default=None, description="signs access tokens; every service must share it"
+    )
+    access_token_minutes: int = 15
+    trusted_proxies: list[str] = Field(
+        default=[], description="CIDRs whose X-Forwarded-For is believed"
+    )
     log_level: str = "INFO"
     log_format: str = "json"
 
@@ -45,4 +55,29 @@ class ServiceSettings(BaseSettings):
         )
         values["event_store_url"] = self.event_store_url or f"sqlite:///{self.var_dir}/{name}.db"
         values["read_model_url"] = self.read_model_url or f"sqlite:///{self.var_dir}/{name}-read.db"
+        if self.jwt_secret is None:
+            values["jwt_secret"] = SecretStr(development_secret(self.var_dir))
         return ServiceSettings.model_construct(**values)
+
+
+def development_secret(var_dir: str) -> str:
+    """Without JWT_SECRET (development), one secret shared through ``var/jwt_secret``.
+
+    Created once, readable by the owner only; production sets JWT_SECRET.
+    """
+    path = Path(var_dir) / "jwt_secret"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        # Write aside, then link into place: link() fails if another service won
+        # the race, and nobody ever reads a half-written secret.
+        candidate = path.with_name(f".jwt_secret.{os.getpid()}")
+        fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(48))
+        with contextlib.suppress(FileExistsError):
+            os.link(candidate, path)
+        candidate.unlink()
+    return path.read_text().strip()
+    with os.fdopen(fd, "w") as out:
+        out.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()

@@ -1,0 +1,171 @@
+"""Authorization in a service, fed by identity's topic through the real broker.
+
+Identity's side is played by a store and a relay publishing the access facts;
+the service under test is a real app over HTTP with a right-protected endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import APIRouter, Depends, FastAPI
+from pydantic import SecretStr
+
+from shared.access import IpPolicy, Principal, SessionEnded, StaffAccessChanged, issue_token
+from shared.access import registry as access_registry
+from shared.api import require
+from shared.eventstore import EventStore, open_event_store
+from shared.readmodel import ReadModelDB
+from shared.relay import Relay
+from shared.service import ServiceSpec, create_app
+from shared.settings import ServiceSettings
+from tests.http_util import serving
+
+SECRET = "integration-secret-" * 3
+
+router = APIRouter()
+
+
+@router.post("/replies")
+async def reply(principal: Principal = Depends(require("tickets.reply"))) -> dict[str, str]:
+    return {"by": principal.id}
+
+
+@router.get("/whoami")
+async def whoami(principal: Principal = Depends(require())) -> dict[str, str]:
+    return {"id": principal.id}
+
+
+class Identity:
+    """Stands in for the identity service: appends access facts, relays them."""
+
+    def __init__(self, store: EventStore, relay: Relay) -> None:
+        self.store = store
+        self.relay = relay
+
+    async def publish(self, *facts: StaffAccessChanged | SessionEnded) -> None:
+        for fact in facts:
+            principal = fact.staff_id if isinstance(fact, StaffAccessChanged) else fact.principal_id
+            await self.store.append(f"staff-{principal}", [access_registry.encode(fact)])
+
+
+@pytest.fixture
+async def identity(
+    tmp_path: Path, kafka_bootstrap: str, topic_prefix: str
+) -> AsyncIterator[Identity]:
+    store = await open_event_store(f"sqlite:///{tmp_path}/identity.db")
+    db = await ReadModelDB.open(f"sqlite:///{tmp_path}/identity-read.db")
+    relay = Relay(store, db, kafka_bootstrap, f"{topic_prefix}identity.events")
+    running = asyncio.create_task(relay.run())
+    await asyncio.wait_for(relay.ready.wait(), 30)
+    yield Identity(store, relay)
+    running.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
+    await db.close()
+    await store.close()
+
+
+@pytest.fixture
+def make_app(postgres_url: str, kafka_bootstrap: str, topic_prefix: str) -> Callable[[], FastAPI]:
+    """A new app (a new process, as far as the service is concerned) on each call."""
+    settings = ServiceSettings(
+        event_store_url=postgres_url,
+        read_model_url=postgres_url,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        topic_prefix=topic_prefix,
+        jwt_secret=SecretStr(SECRET),
+    )
+    return lambda: create_app(ServiceSpec(name="tickets", routers=[router]), settings)
+
+
+@pytest.fixture
+def app(make_app: Callable[[], FastAPI]) -> FastAPI:
+    return make_app()
+
+
+def staff(rights: list[str], **changes: object) -> StaffAccessChanged:
+    fields: dict[str, object] = {
+        "staff_id": "s-1",
+        "login": "alice",
+        "disabled": False,
+        "full_access": False,
+        "rights": rights,
+        "departments": ["d-1"],
+        "ip_policy": IpPolicy(),
+        "bind_session_to_ip": False,
+    }
+    fields.update(changes)
+    return StaffAccessChanged.model_validate(fields)
+
+
+def bearer(session: str = "sess-1") -> dict[str, str]:
+    token = issue_token(
+        SECRET, principal_id="s-1", kind="staff", session_id=session, lifetime=timedelta(minutes=5)
+    )
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def until(http: httpx.AsyncClient, path: str, status: int, headers: dict[str, str]) -> float:
+    """Seconds until ``POST``/``GET`` of ``path`` answers ``status`` (fails after 30 s)."""
+    started = time.monotonic()
+    while True:
+        method = http.post if path == "/replies" else http.get
+        answer = await method(path, headers=headers)
+        if answer.status_code == status:
+            return time.monotonic() - started
+        assert time.monotonic() - started < 30, f"{path} still answers {answer.status_code}"
+        await asyncio.sleep(0.02)
+
+
+async def test_grant_revoke_and_logout_reach_the_service_through_the_topic(
+    identity: Identity, app: FastAPI
+) -> None:
+    async with serving(app) as base, httpx.AsyncClient(base_url=base) as http:
+        assert (await http.post("/replies")).status_code == 401
+        assert (await http.post("/replies")).json()["error"]["code"] == "unauthorized"
+
+        await identity.publish(staff(rights=["tickets.reply"]))
+        await until(http, "/replies", 200, bearer())
+        assert (await http.post("/replies", headers=bearer())).json() == {"by": "s-1"}
+
+        await identity.publish(staff(rights=["tickets.view"]))  # tickets.reply revoked
+        seconds = await until(http, "/replies", 403, bearer())
+        assert seconds < 10
+        refused = await http.post("/replies", headers=bearer())
+        assert refused.json()["error"] == {
+            "code": "forbidden",
+            "message": "the right 'tickets.reply' is required",
+        }
+        assert (await http.get("/whoami", headers=bearer())).json() == {"id": "s-1"}
+
+        await identity.publish(
+            SessionEnded(session_id="sess-1", principal_id="s-1", reason="logout")
+        )
+        await until(http, "/whoami", 401, bearer())
+        assert (await http.get("/whoami", headers=bearer("sess-2"))).status_code == 200
+
+        await identity.publish(staff(rights=["tickets.reply"], disabled=True))
+        await until(http, "/whoami", 401, bearer("sess-2"))
+        answer = await http.get("/whoami", headers=bearer("sess-2"))
+        assert answer.json()["error"]["code"] == "principal_disabled"
+        assert answer.headers["www-authenticate"] == "Bearer"
+
+
+async def test_the_access_copy_survives_a_restart(
+    identity: Identity, make_app: Callable[[], FastAPI]
+) -> None:
+    await identity.publish(staff(rights=["tickets.reply"]))
+    async with serving(make_app()) as base, httpx.AsyncClient(base_url=base) as http:
+        await until(http, "/replies", 200, bearer())
+    # A new process: its consumer group's offsets are committed, so nothing is
+    # redelivered; the copy must come back from the table, at once.
+    async with serving(make_app()) as base, httpx.AsyncClient(base_url=base) as http:
+        assert (await http.post("/replies", headers=bearer())).status_code == 200

@@ -1,0 +1,165 @@
+"""The authorizer: tokens, ended sessions, disabled accounts, IP policy, bound sessions, rights."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import jwt
+import pytest
+
+from shared.access import (
+    AccessCopy,
+    Authorizer,
+    Denied,
+    IpPolicy,
+    SessionEnded,
+    StaffAccessChanged,
+    issue_token,
+)
+
+SECRET = "s" * 48
+
+
+def staff(
+    staff_id: str = "s-1",
+    rights: list[str] | None = None,
+    *,
+    full_access: bool = False,
+    disabled: bool = False,
+    allowed: list[str] | None = None,
+    bind: bool = False,
+) -> StaffAccessChanged:
+    return StaffAccessChanged(
+        staff_id=staff_id,
+        login=f"login-{staff_id}",
+        disabled=disabled,
+        full_access=full_access,
+        rights=rights or [],
+        departments=["d-1"],
+        ip_policy=IpPolicy(mode="list", allowed=allowed) if allowed else IpPolicy(),
+        bind_session_to_ip=bind,
+    )
+
+
+def authorizer(*events: StaffAccessChanged | SessionEnded) -> Authorizer:
+    copy = AccessCopy()
+    copy.apply_all(events)
+    return Authorizer(SECRET, copy)
+
+
+def token(staff_id: str = "s-1", session: str = "sess-1", **kwargs: object) -> str:
+    return issue_token(
+        SECRET,
+        principal_id=staff_id,
+        kind="staff",
+        session_id=session,
+        lifetime=timedelta(minutes=15),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def denied(call: object) -> tuple[int, str]:
+    with pytest.raises(Denied) as caught:
+        assert callable(call)
+        call()
+    return caught.value.status, caught.value.code
+
+
+def test_a_right_is_granted_or_refused() -> None:
+    auth = authorizer(staff(rights=["tickets.reply"]))
+    principal = auth.authorize(token(), "10.0.0.1", "tickets.reply")
+    assert (principal.id, principal.kind, principal.session_id) == ("s-1", "staff", "sess-1")
+    assert denied(lambda: auth.authorize(token(), "10.0.0.1", "tickets.transfer")) == (
+        403,
+        "forbidden",
+    )
+
+
+def test_full_access_has_every_right() -> None:
+    auth = authorizer(staff(full_access=True))
+    assert auth.authorize(token(), None, "finance.invoices").id == "s-1"
+    assert auth.allowed("s-1", "anything.at_all")
+
+
+def test_missing_forged_expired_and_wrong_kind_tokens_are_401() -> None:
+    auth = authorizer(staff(rights=["clients"]))
+    assert denied(lambda: auth.authorize(None, None, "clients")) == (401, "unauthorized")
+    forged = issue_token(
+        "another-secret-" * 4,
+        principal_id="s-1",
+        kind="staff",
+        session_id="x",
+        lifetime=timedelta(minutes=5),
+    )
+    assert denied(lambda: auth.authorize(forged, None, "clients")) == (401, "invalid_token")
+    expired = token(now=datetime.now(UTC) - timedelta(hours=1))
+    assert denied(lambda: auth.authorize(expired, None, "clients")) == (401, "invalid_token")
+    odd = jwt.encode({"sub": "s-1", "sid": "x", "exp": 2**40, "knd": "robot"}, SECRET, "HS256")
+    assert denied(lambda: auth.authorize(odd, None, "clients")) == (401, "invalid_token")
+    as_client = issue_token(
+        SECRET, principal_id="s-1", kind="client", session_id="x", lifetime=timedelta(minutes=5)
+    )
+    assert denied(lambda: auth.authorize(as_client, None, None)) == (401, "unknown_principal")
+
+
+def test_an_ended_session_and_a_disabled_account_are_401() -> None:
+    auth = authorizer(
+        staff("s-1", ["clients"]),
+        staff("s-2", ["clients"], disabled=True),
+        SessionEnded(session_id="gone", principal_id="s-1", reason="logout"),
+    )
+    assert denied(lambda: auth.authorize(token(session="gone"), None, None)) == (
+        401,
+        "session_ended",
+    )
+    assert auth.authorize(token(session="other"), None, None).id == "s-1"
+    assert denied(lambda: auth.authorize(token("s-2"), None, None)) == (401, "principal_disabled")
+    assert not auth.allowed("s-2", "clients")
+
+
+@pytest.mark.parametrize(
+    ("address", "ok"),
+    [
+        ("10.1.2.3", True),  # inside 10.0.0.0/8
+        ("192.168.5.77", True),  # the single address
+        ("192.168.5.78", False),
+        ("2001:db8::1", True),  # inside 2001:db8::/32
+        ("2001:db9::1", False),
+        ("::1", False),
+        ("not-an-ip", False),
+        (None, False),
+    ],
+)
+def test_ip_allow_list_with_ipv4_ipv6_and_cidr(address: str | None, ok: bool) -> None:
+    auth = authorizer(
+        staff(rights=["clients"], allowed=["10.0.0.0/8", "192.168.5.77", "2001:db8::/32"])
+    )
+    if ok:
+        assert auth.authorize(token(), address, "clients").id == "s-1"
+    else:
+        assert denied(lambda: auth.authorize(token(), address, "clients")) == (
+            403,
+            "ip_not_allowed",
+        )
+
+
+def test_a_session_bound_to_the_login_address_refuses_another() -> None:
+    auth = authorizer(staff(rights=["clients"], bind=True))
+    bound = token(bound_ip="203.0.113.9")
+    assert auth.authorize(bound, "203.0.113.9", "clients").id == "s-1"
+    assert denied(lambda: auth.authorize(bound, "203.0.113.10", "clients")) == (
+        401,
+        "session_ip_mismatch",
+    )
+
+
+def test_impersonation_is_carried_in_the_token() -> None:
+    auth = authorizer(staff(rights=["clients"]))
+    assert auth.authorize(token(impersonator_id="s-9"), None, None).impersonator_id == "s-9"
+
+
+def test_a_later_access_event_replaces_the_earlier_one() -> None:
+    copy = AccessCopy()
+    copy.apply_all([staff(rights=["clients", "tickets.reply"]), staff(rights=["clients"])])
+    auth = Authorizer(SECRET, copy)
+    assert auth.allowed("s-1", "clients") and not auth.allowed("s-1", "tickets.reply")
