@@ -8,6 +8,9 @@ to authorise a request (the *published language* of access):
 * ``SessionEnded`` – a session ended (logout, disable, lock), so its tokens stop
   working everywhere.
 
+Departments publishes ``DepartmentRightsChanged`` in the same way; identity
+turns it into its members' ``StaffAccessChanged``.
+
 Each service keeps a local copy (``AccessCopy``: a table for restarts, dicts for
 speed), fed by an ``InboxConsumer``. ``Authorizer`` checks a signed token plus
 that copy: 401 without a valid token or session, 403 without the right or from
@@ -33,6 +36,7 @@ from shared.events import DomainEvent, EventRegistry, RecordedEvent
 registry = EventRegistry()
 
 PrincipalKind = Literal["staff", "client"]
+SessionEndReason = Literal["logout", "disabled", "expired", "replaced", "impersonation_ended"]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -59,6 +63,8 @@ class StaffAccessChanged(DomainEvent):
     departments: list[str]
     ip_policy: IpPolicy
     bind_session_to_ip: bool
+    # Where each right comes from: "full_access", "individual", "department:<id>".
+    sources: dict[str, list[str]] = {}
 
 
 @registry.register
@@ -74,13 +80,27 @@ class ClientAccessChanged(DomainEvent):
 
 
 @registry.register
+class DepartmentRightsChanged(DomainEvent):
+    """Published by departments: a department's effective rights now (expanded), or its deletion.
+
+    Identity derives its members' access from these facts, so the rule that
+    turns enabled sections and functions into rights lives only in departments.
+    """
+
+    event_type = "DepartmentRightsChanged"
+    department_id: str
+    rights: list[str]
+    deleted: bool = False
+
+
+@registry.register
 class SessionEnded(DomainEvent):
     """A session ended; every token issued for it is refused from now on."""
 
     event_type = "SessionEnded"
     session_id: str
     principal_id: str
-    reason: Literal["logout", "disabled", "expired", "replaced", "impersonation_ended"]
+    reason: SessionEndReason
 
 
 # ---------------------------------------------------------------- tokens
@@ -252,6 +272,8 @@ class AccessCopy:
         if event.type not in registry.models():
             return
         payload = registry.decode(event)
+        if isinstance(payload, DepartmentRightsChanged):
+            return  # identity folds these into StaffAccessChanged
         if isinstance(payload, SessionEnded):
             await conn.execute(
                 ended_sessions.insert().values(
@@ -278,7 +300,7 @@ class AccessCopy:
         for event in events:
             if isinstance(event, SessionEnded):
                 self.ended.add(event.session_id)
-            else:
+            elif not isinstance(event, DepartmentRightsChanged):
                 self.by_principal[_principal_of(event)] = access_from_event(event)
 
 

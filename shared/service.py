@@ -28,6 +28,7 @@ from shared import logs
 from shared.access import AccessCopy, Authorizer, Network, access_metadata
 from shared.builtin_projections import EventTypeCounts
 from shared.consumer import Handler, InboxConsumer
+from shared.domain import Conflict, DomainError, NotFound
 from shared.eventstore import ConcurrencyError, EventStore, open_event_store
 from shared.kafka import topic_of
 from shared.projections import Projection, ProjectionRunner
@@ -65,6 +66,8 @@ class ServiceSpec:
     consumers: Sequence[ConsumerSpec] = ()
     title: str = ""
     description: str = ""
+    # Runs once the runtime is up (store, read models, access copy); may add consumers.
+    on_start: Callable[[ServiceRuntime], Awaitable[None]] | None = None
 
 
 @dataclass
@@ -83,6 +86,8 @@ class ServiceRuntime:
     access: AccessCopy = field(default_factory=AccessCopy)
     authorizer: Authorizer | None = None
     trusted_proxies: tuple[Network, ...] = ()
+    # What a service's on_start builds (its application services), by name.
+    extensions: dict[str, Any] = field(default_factory=dict)
 
     async def start(self) -> None:
         s = self.settings
@@ -101,16 +106,25 @@ class ServiceRuntime:
             )
             self._supervise("relay", self.relay.run)
         for c in self.spec.consumers:
-            consumer = InboxConsumer(
-                f"{self.spec.name}.{c.name}",
-                s.kafka_bootstrap_servers,
-                [topic_of(context, s.topic_prefix) for context in c.contexts],
-                self.db,
-                c.handler,
-            )
-            self.consumers.append(consumer)
-            self._supervise(f"consumer:{c.name}", consumer.run)
+            self.add_consumer(c)
+        if self.spec.on_start is not None:
+            await self.spec.on_start(self)
         self._supervise("lag-gauges", self._update_gauges)
+
+    def add_consumer(self, c: ConsumerSpec) -> InboxConsumer:
+        """Consume other contexts' topics into this service's read-model database."""
+        assert self.db is not None
+        s = self.settings
+        consumer = InboxConsumer(
+            f"{self.spec.name}.{c.name}",
+            s.kafka_bootstrap_servers,
+            [topic_of(context, s.topic_prefix) for context in c.contexts],
+            self.db,
+            c.handler,
+        )
+        self.consumers.append(consumer)
+        self._supervise(f"consumer:{c.name}", consumer.run)
+        return consumer
 
     async def _start_access_control(self) -> None:
         """Load the local access copy and keep it current from ``identity.events``."""
@@ -234,6 +248,21 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             error_body("version_conflict", str(exc), current_version=exc.actual), status_code=409
         )
+
+    @app.exception_handler(DomainError)
+    async def broken_rule(_: Request, exc: DomainError) -> JSONResponse:
+        fields = [{"field": exc.field, "message": exc.message}]
+        return JSONResponse(
+            error_body("invalid_input", str(exc), field=exc.field, fields=fields), status_code=422
+        )
+
+    @app.exception_handler(NotFound)
+    async def not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse(error_body("not_found", str(exc)), status_code=404)
+
+    @app.exception_handler(Conflict)
+    async def conflicting(_: Request, exc: Conflict) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.message), status_code=409)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -2,8 +2,27 @@
 
 import services.identity as package
 from services.identity.api import router
-from services.identity.projections import projections
-from shared.service import ServiceSpec
+from services.identity.app.credentials import CredentialStore
+from services.identity.app.handlers import Identity
+from services.identity.projections import departments_metadata, projections
+from shared.service import ConsumerSpec, ServiceRuntime, ServiceSpec
+
+
+async def start(runtime: ServiceRuntime) -> None:
+    """Build the application service, learn departments from their topic, create admin."""
+    assert runtime.store is not None and runtime.db is not None
+    await runtime.db.create_tables(departments_metadata)
+    identity = Identity(
+        store=runtime.store,
+        db=runtime.db,
+        credentials=CredentialStore(runtime.db),
+        access=runtime.access,
+        settings=runtime.settings,
+    )
+    await identity.start()
+    runtime.extensions["identity"] = identity
+    runtime.add_consumer(ConsumerSpec("departments", ["departments"], identity.on_department_event))
+
 
 SPEC = ServiceSpec(
     name="identity",
@@ -11,4 +30,5 @@ SPEC = ServiceSpec(
     description=package.__doc__ or "",
     routers=[router],
     projections=projections,
+    on_start=start,
 )

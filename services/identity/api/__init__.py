@@ -1,5 +1,294 @@
-"""HTTP adapter of the identity context (paths of API.md)."""
+"""HTTP adapter of identity: login, sessions, staff, rights (the identity table of API.md)."""
 
-from fastapi import APIRouter
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from sqlalchemy import func, select
+
+from services.identity.app.handlers import Identity, LoginRefused
+from services.identity.domain.events import LocalizedName
+from services.identity.projections import staff_rights, staff_rows
+from shared import rights as catalogue
+from shared.access import IpPolicy, Principal
+from shared.api import ApiError, CaughtUp, CommandAnswer, client_address, require
+from shared.events import Actor
 
 router = APIRouter()
+
+
+def identity(request: Request) -> Identity:
+    app: Identity = request.app.state.runtime.extensions["identity"]
+    return app
+
+
+IdentityApp = Annotated[Identity, Depends(identity)]
+
+
+def actor_of(principal: Principal) -> Actor:
+    return Actor(id=principal.id, kind=principal.kind, impersonator_id=principal.impersonator_id)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------- auth
+
+
+class LoginIn(Strict):
+    login: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class PrincipalOut(BaseModel):
+    id: str
+    kind: Literal["staff", "client"]
+
+
+class LoginOut(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    principal: PrincipalOut
+
+
+@router.post("/auth/login", tags=["auth"])
+async def login(body: LoginIn, request: Request, app: IdentityApp) -> LoginOut:
+    try:
+        result = await app.login(body.login, body.password, client_address(request))
+    except LoginRefused as refused:
+        headers = {"Retry-After": str(refused.retry_after)} if refused.retry_after else None
+        raise ApiError(refused.status, refused.code, refused.message, headers=headers) from None
+    return LoginOut(
+        access_token=result.token,
+        principal=PrincipalOut(id=result.principal_id, kind=result.kind),
+    )
+
+
+@router.post("/auth/logout", tags=["auth"], status_code=204)
+async def logout(app: IdentityApp, principal: Annotated[Principal, Depends(require())]) -> Response:
+    await app.logout(actor_of(principal), principal.session_id)
+    return Response(status_code=204)
+
+
+class MeOut(BaseModel):
+    id: str
+    kind: str
+    login: str
+    full_access: bool
+    departments: list[str]
+    permissions: list[str]
+
+
+@router.get("/me", tags=["auth"])
+async def me(
+    request: Request, _: CaughtUp, principal: Annotated[Principal, Depends(require())]
+) -> MeOut:
+    """Who I am and what I may do, from the effective-permissions read model."""
+    rights = await _rights(request, principal.id)
+    access = principal.access
+    return MeOut(
+        id=principal.id,
+        kind=principal.kind,
+        login=access.login,
+        full_access=access.full_access,
+        departments=list(access.departments),
+        permissions=sorted(rights or {}),
+    )
+
+
+# ---------------------------------------------------------------- staff
+
+
+class StaffIn(Strict):
+    login: str = Field(min_length=2, max_length=64)
+    password: str = Field(min_length=8, max_length=256)
+    full_name: LocalizedName
+    email: EmailStr | None = None
+    phone: str | None = Field(default=None, max_length=32)
+    departments: list[str] = []
+    full_access: bool = False
+    ip_policy: IpPolicy = IpPolicy()
+    bind_session_to_ip: bool = False
+    chat_enabled: bool = False
+    group: Literal["staff", "admin"] = "staff"
+
+
+class StaffPatch(Strict):
+    full_name: LocalizedName | None = None
+    email: EmailStr | None = None
+    phone: str | None = Field(default=None, max_length=32)
+    departments: list[str] | None = None
+    full_access: bool | None = None
+    ip_policy: IpPolicy | None = None
+    bind_session_to_ip: bool | None = None
+    chat_enabled: bool | None = None
+    group: Literal["staff", "admin"] | None = None
+    password: str | None = Field(default=None, min_length=8, max_length=256)
+
+
+@router.post("/staff", tags=["staff"], status_code=201)
+async def add_staff(
+    body: StaffIn,
+    app: IdentityApp,
+    principal: Annotated[Principal, Depends(require("staff.create"))],
+) -> CommandAnswer:
+    fields = body.model_dump(exclude={"password"})
+    fields["full_name"] = body.full_name
+    fields["ip_policy"] = body.ip_policy
+    if body.full_access and not principal.access.full_access:
+        raise ApiError(403, "forbidden", "only full-access staff may give full access")
+    return await app.add_staff(actor_of(principal), body.password, **fields)
+
+
+@router.patch("/staff/{staff_id}", tags=["staff"])
+async def change_staff(
+    staff_id: str,
+    body: StaffPatch,
+    app: IdentityApp,
+    principal: Annotated[Principal, Depends(require("staff.edit"))],
+) -> CommandAnswer:
+    changes: dict[str, Any] = {
+        name: getattr(body, name) for name in body.model_fields_set if name != "password"
+    }
+    if changes.get("full_access") and not principal.access.full_access:
+        raise ApiError(403, "forbidden", "only full-access staff may give full access")
+    answer = await app.change_staff(actor_of(principal), staff_id, **changes)
+    if body.password is not None:
+        await app.change_password(actor_of(principal), staff_id, body.password)
+    return answer
+
+
+@router.delete("/staff/{staff_id}", tags=["staff"])
+async def disable_staff(
+    staff_id: str,
+    app: IdentityApp,
+    principal: Annotated[Principal, Depends(require("staff.delete"))],
+) -> CommandAnswer:
+    """Disable the account (its history stays); its sessions end."""
+    return await app.disable_staff(actor_of(principal), staff_id)
+
+
+class StaffPage(BaseModel):
+    items: list[dict[str, Any]]
+    total: int
+    limit: int
+    offset: int
+
+
+@router.get("/staff", tags=["staff"])
+async def list_staff(
+    request: Request,
+    _: CaughtUp,
+    __: Annotated[Principal, Depends(require("staff.view"))],
+    department_id: str | None = None,
+    disabled: bool | None = None,
+    login: Annotated[str | None, Query(max_length=64, description="part of the login")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> StaffPage:
+    query = select(staff_rows.c.staff_id, staff_rows.c.card, staff_rows.c.departments)
+    if disabled is not None:
+        query = query.where(staff_rows.c.disabled == disabled)
+    if login:
+        query = query.where(staff_rows.c.login.contains(login, autoescape=True))
+    if department_id:
+        # Departments are a JSON list; membership is matched on the quoted id.
+        query = query.where(
+            staff_rows.c.departments.contains(f'"{department_id}"', autoescape=True)
+        )
+    db = request.app.state.runtime.db
+    async with db.engine.connect() as conn:
+        total = (await conn.execute(select(func.count()).select_from(query.subquery()))).scalar()
+        rows = await conn.execute(query.order_by(staff_rows.c.login).limit(limit).offset(offset))
+        items = [_card(r.staff_id, r.card) for r in rows]
+    return StaffPage(items=items, total=int(total or 0), limit=limit, offset=offset)
+
+
+@router.get("/staff/{staff_id}", tags=["staff"])
+async def get_staff(
+    staff_id: str,
+    request: Request,
+    _: CaughtUp,
+    __: Annotated[Principal, Depends(require("staff.view"))],
+) -> dict[str, Any]:
+    db = request.app.state.runtime.db
+    async with db.engine.connect() as conn:
+        row = (
+            await conn.execute(select(staff_rows.c.card).where(staff_rows.c.staff_id == staff_id))
+        ).first()
+    if row is None:
+        raise ApiError(404, "not_found", f"staff member {staff_id} not found")
+    return _card(staff_id, row.card)
+
+
+def _card(staff_id: str, card: str) -> dict[str, Any]:
+    return {"id": staff_id, **orjson.loads(card)}
+
+
+# ---------------------------------------------------------------- rights
+
+
+class RightIn(Strict):
+    right: str = Field(min_length=1, max_length=100)
+
+
+class RightOut(BaseModel):
+    right: str
+    sources: list[str]
+
+
+async def _rights(request: Request, staff_id: str) -> dict[str, list[str]] | None:
+    db = request.app.state.runtime.db
+    async with db.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(staff_rights.c.sources).where(staff_rights.c.staff_id == staff_id)
+            )
+        ).first()
+    return None if row is None else dict(orjson.loads(row.sources))
+
+
+@router.get("/staff/{staff_id}/rights", tags=["rights"])
+async def staff_rights_of(
+    staff_id: str,
+    request: Request,
+    _: CaughtUp,
+    __: Annotated[Principal, Depends(require("staff.view"))],
+) -> list[RightOut]:
+    found = await _rights(request, staff_id)
+    if found is None:
+        raise ApiError(404, "not_found", f"staff member {staff_id} not found")
+    return [RightOut(right=r, sources=s) for r, s in sorted(found.items())]
+
+
+@router.post("/staff/{staff_id}/rights", tags=["rights"], status_code=201)
+async def grant_right(
+    staff_id: str,
+    body: RightIn,
+    app: IdentityApp,
+    principal: Annotated[Principal, Depends(require("staff.rights"))],
+) -> CommandAnswer:
+    return await app.grant(actor_of(principal), staff_id, body.right)
+
+
+@router.delete("/staff/{staff_id}/rights/{right}", tags=["rights"])
+async def revoke_right(
+    staff_id: str,
+    right: str,
+    app: IdentityApp,
+    principal: Annotated[Principal, Depends(require("staff.rights"))],
+) -> CommandAnswer:
+    return await app.revoke(actor_of(principal), staff_id, right)
+
+
+@router.get("/rights/catalogue", tags=["rights"])
+async def rights_catalogue(
+    _: Annotated[Principal, Depends(require())],
+) -> list[dict[str, Any]]:
+    """Every section and its functions, with localized titles."""
+    sections: list[dict[str, Any]] = catalogue.catalogue_as_json()
+    return sections

@@ -1,8 +1,231 @@
-"""Read models of the identity context, fed from its own store or other contexts' topics."""
+"""Read models of identity.
 
+* ``StaffDirectory`` (from identity's own store): staff rows for lists and
+  cards, each member's effective rights with their sources (the
+  effective-permissions read model behind ``GET /me`` and
+  ``GET /staff/{id}/rights``), and sessions.
+* ``DepartmentsSeen`` (from ``departments.events``): which departments exist
+  and the rights each gives, so identity can validate memberships and derive
+  its members' access.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    select,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.identity.domain.events import (
+    AvatarChanged,
+    SessionStarted,
+    StaffAdded,
+    StaffChanged,
+    StaffDisabled,
+    registry,
+)
+from shared.access import DepartmentRightsChanged, SessionEnded, StaffAccessChanged
+from shared.events import RecordedEvent
 from shared.projections import Projection
+
+staff_metadata = MetaData()
+
+staff_rows = Table(
+    "staff",
+    staff_metadata,
+    Column("staff_id", String(64), primary_key=True),
+    Column("login", String(64), nullable=False),
+    Column("card", Text, nullable=False),  # the account fields as JSON
+    Column("departments", Text, nullable=False),  # JSON list, for membership queries
+    Column("disabled", Boolean, nullable=False),
+    Column("version", Integer, nullable=False),
+)
+
+staff_rights = Table(
+    "staff_rights",
+    staff_metadata,
+    Column("staff_id", String(64), primary_key=True),
+    Column("full_access", Boolean, nullable=False),
+    Column("sources", Text, nullable=False),  # {right: [source, ...]} as JSON
+)
+
+sessions = Table(
+    "sessions",
+    staff_metadata,
+    Column("session_id", String(64), primary_key=True),
+    Column("principal_id", String(64), nullable=False, index=True),
+    Column("ip", String(64), nullable=True),
+    Column("active", Boolean, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+CARD_FIELDS = (
+    "login",
+    "full_name",
+    "email",
+    "phone",
+    "departments",
+    "full_access",
+    "ip_policy",
+    "bind_session_to_ip",
+    "chat_enabled",
+    "group",
+)
+
+
+class StaffDirectory(Projection):
+    name = "staff_directory"
+    metadata = staff_metadata
+
+    async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
+        if event.type not in registry.models():
+            return
+        payload = registry.decode(event)
+        if isinstance(payload, StaffAdded):
+            card = payload.model_dump(mode="json", include=set(CARD_FIELDS))
+            card.update(disabled=False, avatar=None)
+            await conn.execute(
+                staff_rows.insert().values(
+                    staff_id=payload.staff_id,
+                    login=payload.login,
+                    card=_json(card),
+                    departments=_json(payload.departments),
+                    disabled=False,
+                    version=event.stream_version,
+                )
+            )
+        elif isinstance(payload, StaffChanged | StaffDisabled | AvatarChanged):
+            await self._update_card(conn, payload, event.stream_version)
+        elif isinstance(payload, StaffAccessChanged):
+            values = {"full_access": payload.full_access, "sources": _json(payload.sources)}
+            changed = await conn.execute(
+                staff_rights.update()
+                .where(staff_rights.c.staff_id == payload.staff_id)
+                .values(**values)
+            )
+            if changed.rowcount == 0:
+                await conn.execute(
+                    staff_rights.insert().values(staff_id=payload.staff_id, **values)
+                )
+        elif isinstance(payload, SessionStarted):
+            await conn.execute(
+                sessions.insert().values(
+                    session_id=payload.session_id,
+                    principal_id=payload.principal_id,
+                    ip=payload.ip,
+                    active=True,
+                    expires_at=payload.expires_at,
+                )
+            )
+        elif isinstance(payload, SessionEnded):
+            await conn.execute(
+                sessions.update()
+                .where(sessions.c.session_id == payload.session_id)
+                .values(active=False)
+            )
+
+    async def _update_card(
+        self,
+        conn: AsyncConnection,
+        payload: StaffChanged | StaffDisabled | AvatarChanged,
+        version: int,
+    ) -> None:
+        row = (
+            await conn.execute(
+                select(staff_rows.c.card).where(staff_rows.c.staff_id == payload.staff_id)
+            )
+        ).first()
+        if row is None:
+            return
+        card: dict[str, Any] = orjson.loads(row[0])
+        if isinstance(payload, StaffChanged):
+            card.update(payload.model_dump(mode="json", exclude_none=True, exclude={"staff_id"}))
+        elif isinstance(payload, StaffDisabled):
+            card["disabled"] = True
+        else:
+            card["avatar"] = {"sha256": payload.sha256, "content_type": payload.content_type}
+        await conn.execute(
+            staff_rows.update()
+            .where(staff_rows.c.staff_id == payload.staff_id)
+            .values(
+                card=_json(card),
+                departments=_json(card["departments"]),
+                disabled=card["disabled"],
+                version=version,
+            )
+        )
+
+
+departments_metadata = MetaData()
+
+departments_seen = Table(
+    "departments_seen",
+    departments_metadata,
+    Column("department_id", String(64), primary_key=True),
+    Column("deleted", Boolean, nullable=False),
+    Column("rights", Text, nullable=False),  # JSON list of effective rights
+)
+
+
+def department_change(event: RecordedEvent) -> tuple[str, bool | None, list[str] | None] | None:
+    """(department id, deleted?, rights?) from a ``departments.events`` message we care about."""
+    data = event.data
+    if event.type == "DepartmentCreated":
+        return str(data["department_id"]), False, None
+    if event.type == "DepartmentDeleted":
+        return str(data["department_id"]), True, None
+    if event.type == DepartmentRightsChanged.event_type:
+        fact = DepartmentRightsChanged.model_validate(data)
+        return fact.department_id, fact.deleted or None, list(fact.rights)
+    return None
+
+
+async def record_department(
+    conn: AsyncConnection, department_id: str, deleted: bool | None, rights: list[str] | None
+) -> None:
+    row = (
+        await conn.execute(
+            select(departments_seen.c.deleted, departments_seen.c.rights).where(
+                departments_seen.c.department_id == department_id
+            )
+        )
+    ).first()
+    values: dict[str, Any] = {}
+    if deleted is not None:
+        values["deleted"] = deleted
+    if rights is not None:
+        values["rights"] = _json(sorted(rights))
+    if row is None:
+        await conn.execute(
+            departments_seen.insert().values(
+                department_id=department_id,
+                deleted=values.get("deleted", False),
+                rights=values.get("rights", "[]"),
+            )
+        )
+    elif values:
+        await conn.execute(
+            departments_seen.update()
+            .where(departments_seen.c.department_id == department_id)
+            .values(**values)
+        )
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 def projections() -> list[Projection]:
     """The read models this service keeps (besides the kernel's event counts)."""
-    return []
+    return [StaffDirectory()]

@@ -1,0 +1,111 @@
+"""The credential store: argon2 hashes in identity's own database, never in the event log.
+
+Keeping hashes out of the log means no topic, replay or export can ever carry
+them; the log records only ``PasswordChanged``. Crypto-shredding of a client
+deletes its row here as well.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import Column, DateTime, MetaData, String, Table, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.domain import Conflict, DomainError
+from shared.readmodel import ReadModelDB
+
+metadata = MetaData()
+
+credentials = Table(
+    "credentials",
+    metadata,
+    Column("principal_id", String(64), primary_key=True),
+    Column("login", String(64), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),
+    Column("hash", String(256), nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+)
+
+MIN_PASSWORD = 8
+MAX_PASSWORD = 256
+
+
+def check_password(password: str, field: str = "password") -> None:
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise DomainError(field, f"{MIN_PASSWORD} to {MAX_PASSWORD} characters")
+
+
+class CredentialStore:
+    def __init__(self, db: ReadModelDB, hasher: PasswordHasher | None = None) -> None:
+        self.db = db
+        self.hasher = hasher or PasswordHasher()
+        # Verified against when the login is unknown, so both cases take as long.
+        self._decoy = self.hasher.hash("decoy password for unknown logins")
+
+    async def create_tables(self) -> None:
+        await self.db.create_tables(metadata)
+
+    async def add(self, principal_id: str, login: str, kind: str, password: str) -> None:
+        """Store a new principal's hash; 409 ``duplicate_login`` when the login is taken."""
+        check_password(password)
+        digest = self.hasher.hash(password)
+        try:
+            async with self.db.transaction() as conn:
+                await conn.execute(
+                    credentials.insert().values(
+                        principal_id=principal_id,
+                        login=login.lower(),
+                        kind=kind,
+                        hash=digest,
+                        changed_at=datetime.now(UTC),
+                    )
+                )
+        except IntegrityError:
+            raise Conflict("duplicate_login", f"login {login!r} is taken") from None
+
+    async def remove(self, principal_id: str) -> None:
+        """Undo ``add`` when the event that should follow it could not be written."""
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                credentials.delete().where(credentials.c.principal_id == principal_id)
+            )
+
+    async def change(self, principal_id: str, password: str) -> None:
+        check_password(password)
+        digest = self.hasher.hash(password)
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                credentials.update()
+                .where(credentials.c.principal_id == principal_id)
+                .values(hash=digest, changed_at=datetime.now(UTC))
+            )
+
+    async def verify(self, login: str, password: str) -> tuple[str, str] | None:
+        """(principal_id, kind) when the password matches the login; None otherwise."""
+        async with self.db.engine.connect() as conn:
+            row = await _row(conn, login)
+        digest = row.hash if row else self._decoy
+        try:
+            self.hasher.verify(digest, password)
+        except (VerificationError, InvalidHashError):
+            return None
+        if row is None:
+            return None
+        return str(row.principal_id), str(row.kind)
+
+    async def exists(self, login: str) -> bool:
+        async with self.db.engine.connect() as conn:
+            return await _row(conn, login) is not None
+
+
+async def _row(conn: AsyncConnection, login: str):  # type: ignore[no-untyped-def]
+    result = await conn.execute(
+        select(credentials.c.principal_id, credentials.c.kind, credentials.c.hash).where(
+            credentials.c.login == login.lower()
+        )
+    )
+    return result.first()

@@ -1,0 +1,389 @@
+"""Identity's application layer: load an aggregate, let it decide, append; publish access.
+
+Whenever a member's effective access may have changed (their account, their
+grants, or their departments' rights), the handler appends a fresh
+``StaffAccessChanged`` to the member's stream when it differs from the last
+one, so every service's access copy follows. Identity applies it to its own
+copy at once (its own requests need not wait for the topic).
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import structlog
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.identity.app.credentials import CredentialStore
+from services.identity.domain.events import (
+    LocalizedName,
+    PasswordChanged,
+    SessionStarted,
+    registry,
+)
+from services.identity.domain.login_guard import LoginGuard
+from services.identity.domain.staff import Staff
+from services.identity.projections import (
+    department_change,
+    departments_seen,
+    record_department,
+    sessions,
+    staff_rows,
+)
+from shared.access import (
+    AccessCopy,
+    PrincipalKind,
+    SessionEnded,
+    SessionEndReason,
+    StaffAccessChanged,
+    issue_token,
+)
+from shared.api import CommandAnswer
+from shared.app import append, load
+from shared.domain import Conflict, NotFound
+from shared.events import Actor, DomainEvent, RecordedEvent
+from shared.eventstore import AppendResult, ConcurrencyError, EventStore, StreamState
+from shared.readmodel import ReadModelDB
+from shared.settings import ServiceSettings
+
+log = structlog.get_logger(__name__)
+
+ADMIN_ID = "00000000-0000-4000-8000-000000000001"
+ADMIN_LOGIN = "admin"
+
+
+class LoginRefused(Exception):
+    """A login that does not start a session: ``status`` 401, 403 or 429."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+
+@dataclass
+class LoginResult:
+    token: str
+    principal_id: str
+    kind: PrincipalKind
+    session_id: str
+
+
+def staff_stream(staff_id: str) -> str:
+    return f"staff-{staff_id}"
+
+
+@dataclass
+class Identity:
+    """The identity application service: every command of the API goes through here."""
+
+    store: EventStore
+    db: ReadModelDB
+    credentials: CredentialStore
+    access: AccessCopy
+    settings: ServiceSettings
+    department_rights: dict[str, frozenset[str]] = field(default_factory=dict)
+    known_departments: set[str] = field(default_factory=set)
+    denied_groups: frozenset[str] = frozenset()
+
+    @property
+    def secret(self) -> str:
+        assert self.settings.jwt_secret is not None
+        return self.settings.jwt_secret.get_secret_value()
+
+    async def start(self) -> None:
+        """Load what identity knows of departments; make sure ``admin`` exists."""
+        await self.credentials.create_tables()
+        async with self.db.engine.connect() as conn:
+            for row in await conn.execute(select(departments_seen)):
+                if not row.deleted:
+                    self.known_departments.add(row.department_id)
+                self.department_rights[row.department_id] = frozenset(orjson.loads(row.rights))
+        await self.bootstrap_admin()
+
+    # ---------------------------------------------------------------- staff
+
+    async def add_staff(self, actor: Actor, password: str, **fields: Any) -> CommandAnswer:
+        staff_id = str(uuid.uuid4())
+        events = Staff.add(staff_id, known_departments=self.known_departments, **fields)
+        await self.credentials.add(staff_id, fields["login"], "staff", password)
+        try:
+            result = await self._commit(Staff(), staff_id, events, actor)
+        except BaseException:
+            await self.credentials.remove(staff_id)
+            raise
+        assert result is not None
+        return CommandAnswer.of(staff_id, result)
+
+    async def change_staff(self, actor: Actor, staff_id: str, **changes: Any) -> CommandAnswer:
+        staff = await self._staff(staff_id)
+        events = staff.change(self.known_departments, **changes)
+        result = await self._commit(staff, staff_id, events, actor)
+        return self._answer(staff_id, staff, result)
+
+    async def disable_staff(self, actor: Actor, staff_id: str) -> CommandAnswer:
+        staff = await self._staff(staff_id)
+        if staff_id == actor.id:
+            raise Conflict("cannot_disable_self", "staff members cannot disable themselves")
+        result = await self._commit(staff, staff_id, staff.disable(), actor)
+        await self.end_sessions_of(staff_id, "disabled", actor)
+        return self._answer(staff_id, staff, result)
+
+    async def grant(self, actor: Actor, staff_id: str, right: str) -> CommandAnswer:
+        staff = await self._staff(staff_id)
+        result = await self._commit(staff, staff_id, staff.grant(right), actor)
+        return self._answer(staff_id, staff, result)
+
+    async def revoke(self, actor: Actor, staff_id: str, right: str) -> CommandAnswer:
+        staff = await self._staff(staff_id)
+        result = await self._commit(
+            staff, staff_id, staff.revoke(right, self.department_rights), actor
+        )
+        return self._answer(staff_id, staff, result)
+
+    async def change_password(self, actor: Actor, principal_id: str, password: str) -> None:
+        await self.credentials.change(principal_id, password)
+        await append(
+            self.store,
+            registry,
+            staff_stream(principal_id),
+            [PasswordChanged(principal_id=principal_id)],
+            await self.store.stream_version(staff_stream(principal_id)),
+            actor=actor,
+        )
+
+    async def _staff(self, staff_id: str) -> Staff:
+        staff = await load(self.store, registry, staff_stream(staff_id), Staff)
+        if not staff.exists:
+            raise NotFound(f"staff member {staff_id}")
+        return staff
+
+    async def _commit(
+        self, staff: Staff, staff_id: str, events: list[DomainEvent], actor: Actor
+    ) -> AppendResult | None:
+        """Append the decision and, when access changed, the new access fact, atomically."""
+        if not events:
+            return None
+        loaded = staff.version
+        staff.applied(events)
+        fact = staff.access_fact(self.department_rights)
+        previous = await self._published_access(staff_id)
+        if previous is None or _differs(previous, fact):
+            events = [*events, fact]
+        try:
+            result = await append(
+                self.store, registry, staff_stream(staff_id), events, loaded, actor=actor
+            )
+        except ConcurrencyError:
+            raise Conflict(
+                "version_conflict", "the staff member changed meanwhile; retry"
+            ) from None
+        if fact in events:
+            self.access.apply_all([fact])
+        return result
+
+    def _answer(self, staff_id: str, staff: Staff, result: AppendResult | None) -> CommandAnswer:
+        if result is None:  # nothing changed: answer with where things stand
+            return CommandAnswer(id=staff_id, version=staff.version, position=0)
+        return CommandAnswer.of(staff_id, result)
+
+    async def _published_access(self, staff_id: str) -> StaffAccessChanged | None:
+        for recorded in reversed(await self.store.read_stream(staff_stream(staff_id))):
+            if recorded.type == StaffAccessChanged.event_type:
+                return StaffAccessChanged.model_validate(recorded.data)
+        return None
+
+    async def republish_access(self, staff_id: str) -> None:
+        """Recompute a member's access (their departments changed) and publish it if new."""
+        staff = await load(self.store, registry, staff_stream(staff_id), Staff)
+        if not staff.exists:
+            return
+        fact = staff.access_fact(self.department_rights)
+        previous = await self._published_access(staff_id)
+        if previous is not None and not _differs(previous, fact):
+            return
+        try:
+            await append(self.store, registry, staff_stream(staff_id), [fact], staff.version)
+        except ConcurrencyError:
+            await self.republish_access(staff_id)  # a command got in first: recompute
+            return
+        self.access.apply_all([fact])
+
+    # ---------------------------------------------------------------- departments.events
+
+    async def on_department_event(self, conn: AsyncConnection, event: RecordedEvent) -> None:
+        """Consumer handler: remember departments and re-derive their members' access."""
+        change = department_change(event)
+        if change is None:
+            return
+        department_id, deleted, rights = change
+        await record_department(conn, department_id, deleted, rights)
+        if deleted:
+            self.known_departments.discard(department_id)
+            self.department_rights[department_id] = frozenset()
+        elif deleted is False:
+            self.known_departments.add(department_id)
+        if rights is not None:
+            self.department_rights[department_id] = frozenset(rights)
+        if rights is not None or deleted:
+            for staff_id in await self._members(conn, department_id):
+                await self.republish_access(staff_id)
+
+    async def _members(self, conn: AsyncConnection, department_id: str) -> list[str]:
+        rows = await conn.execute(select(staff_rows.c.staff_id, staff_rows.c.departments))
+        return [r.staff_id for r in rows if department_id in orjson.loads(r.departments)]
+
+    # ---------------------------------------------------------------- sessions
+
+    async def login(self, login: str, password: str, ip: str | None) -> LoginResult:
+        now = datetime.now(UTC)
+        guard_stream = f"login-{login.lower()}"
+        guard = await load(self.store, registry, guard_stream, LoginGuard)
+        locked_until = guard.locked(now)
+        if locked_until is not None:
+            await self._record(guard_stream, guard, guard.refused_while_locked(login, ip))
+            wait = max(1, int((locked_until - now).total_seconds()) + 1)
+            raise LoginRefused(429, "locked_out", "too many failed logins; try later", wait)
+        found = await self.credentials.verify(login, password)
+        if found is None:
+            events = guard.failed(login, ip, "bad_credentials", now)
+            await self._record(guard_stream, guard, events)
+            log.warning("security.login_failed", login=login, ip=ip, reason="bad_credentials")
+            if len(events) > 1:
+                log.warning("security.login_locked_out", login=login, ip=ip)
+            raise LoginRefused(401, "invalid_credentials", "wrong login or password")
+        principal_id, kind = found
+        access = self.access.by_principal.get(principal_id)
+        if access is None or access.disabled:
+            await self._record(guard_stream, guard, guard.failed(login, ip, "disabled", now))
+            raise LoginRefused(401, "principal_disabled", "this account is disabled")
+        staff = await load(self.store, registry, staff_stream(principal_id), Staff)
+        if staff.group in self.denied_groups:
+            await self._record(guard_stream, guard, guard.failed(login, ip, "group_denied", now))
+            raise LoginRefused(403, "group_denied", "this user group may not log in")
+        if not access.may_connect_from(ip):
+            await self._record(guard_stream, guard, guard.failed(login, ip, "ip_not_allowed", now))
+            log.warning("security.login_failed", login=login, ip=ip, reason="ip_not_allowed")
+            raise LoginRefused(403, "ip_not_allowed", "login from this address is not allowed")
+        session_id = str(uuid.uuid4())
+        lifetime = timedelta(minutes=self.settings.access_token_minutes)
+        bound_ip = ip if access.bind_session_to_ip else None
+        started = SessionStarted(
+            session_id=session_id,
+            principal_id=principal_id,
+            kind="staff" if kind == "staff" else "client",
+            ip=ip,
+            bound_to_ip=bound_ip is not None,
+            expires_at=now + lifetime,
+        )
+        actor = Actor(id=principal_id, kind="staff" if kind == "staff" else "client")
+        await append(self.store, registry, f"session-{session_id}", [started], 0, actor=actor)
+        await self._record(guard_stream, guard, guard.succeeded(login, ip, session_id))
+        token = issue_token(
+            self.secret,
+            principal_id=principal_id,
+            kind=started.kind,
+            session_id=session_id,
+            lifetime=lifetime,
+            bound_ip=bound_ip,
+        )
+        return LoginResult(token, principal_id, started.kind, session_id)
+
+    async def _record(self, stream: str, guard: LoginGuard, events: list[DomainEvent]) -> None:
+        try:
+            await append(self.store, registry, stream, events, guard.version)
+        except ConcurrencyError:
+            # Two attempts at once: record this one after the other.
+            await self.store.append(stream, [registry.encode(e) for e in events], StreamState.ANY)
+        guard.applied(events)
+
+    async def logout(self, actor: Actor, session_id: str) -> None:
+        await self._end_session(session_id, actor.id, "logout", actor)
+
+    async def end_sessions_of(
+        self, principal_id: str, reason: SessionEndReason, actor: Actor
+    ) -> None:
+        async with self.db.engine.connect() as conn:
+            rows = await conn.execute(
+                select(sessions.c.session_id).where(
+                    (sessions.c.principal_id == principal_id) & sessions.c.active
+                )
+            )
+            active = [r.session_id for r in rows]
+        for session_id in active:
+            await self._end_session(session_id, principal_id, reason, actor)
+
+    async def _end_session(
+        self, session_id: str, principal_id: str, reason: SessionEndReason, actor: Actor
+    ) -> None:
+        ended = SessionEnded(session_id=session_id, principal_id=principal_id, reason=reason)
+        stream = f"session-{session_id}"
+        await append(
+            self.store,
+            registry,
+            stream,
+            [ended],
+            await self.store.stream_version(stream),
+            actor=actor,
+        )
+        self.access.apply_all([ended])
+
+    # ---------------------------------------------------------------- first start
+
+    async def bootstrap_admin(self) -> None:
+        """Create ``admin`` with full access exactly once, even with replicas starting together."""
+        if await self.store.stream_version(staff_stream(ADMIN_ID)):
+            return
+        password = self.settings_admin_password()
+        events = Staff.add(
+            ADMIN_ID,
+            ADMIN_LOGIN,
+            LocalizedName(en="Administrator", ru="Администратор"),
+            None,
+            None,
+            [],
+            set(),
+            full_access=True,
+            group="admin",
+        )
+        try:
+            await self.credentials.add(ADMIN_ID, ADMIN_LOGIN, "staff", password)
+        except Conflict:
+            return  # another replica got here first
+        staff = Staff()
+        try:
+            await self._commit(staff, ADMIN_ID, events, Actor(id="system", kind="system"))
+        except (Conflict, ConcurrencyError):
+            return
+        log.info("identity.admin_created", login=ADMIN_LOGIN)
+
+    def settings_admin_password(self) -> str:
+        """``ADMIN_PASSWORD``, or one generated once and written to ``var/admin_password``."""
+        import os
+
+        given = os.environ.get("ADMIN_PASSWORD")
+        if given:
+            return given
+        path = Path(self.settings.var_dir) / "admin_password"
+        if path.exists():
+            return path.read_text().strip()
+        password = secrets.token_urlsafe(18)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(password)
+        log.info("identity.admin_password_written", path=str(path))  # the path, never the password
+        return password
+
+
+def _differs(previous: StaffAccessChanged, current: StaffAccessChanged) -> bool:
+    return previous.model_dump() != current.model_dump()

@@ -1,0 +1,245 @@
+"""The staff member: account data, individual rights, and how effective rights are made.
+
+Rules (DESIGN §1, §6):
+* rights of a member's departments are inherited and cannot be removed from
+  the member individually (409 ``inherited_right``); extra rights can be
+  granted to one member;
+* a member of several departments gets the union; full access means every right;
+* each effective right knows its sources.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from services.identity.domain.events import (
+    LocalizedName,
+    RightGranted,
+    RightRevoked,
+    StaffAdded,
+    StaffChanged,
+    StaffDisabled,
+    UserGroup,
+)
+from shared import rights as catalogue
+from shared.access import IpPolicy, StaffAccessChanged
+from shared.domain import Aggregate, Conflict, DomainError, NotFound
+from shared.events import DomainEvent
+
+LOGIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$")
+PHONE = re.compile(r"^\+?[0-9 ()-]{5,32}$")
+FULL_ACCESS = "full_access"
+INDIVIDUAL = "individual"
+
+
+def department_source(department_id: str) -> str:
+    return f"department:{department_id}"
+
+
+def check_login(login: str) -> None:
+    if not LOGIN.match(login):
+        raise DomainError(
+            "login", "2-64 characters: Latin letters, digits and . _ @ -, starting alphanumeric"
+        )
+
+
+def check_phone(phone: str | None) -> None:
+    if phone is not None and not PHONE.match(phone):
+        raise DomainError("phone", "digits, spaces, parentheses, dashes and an optional +")
+
+
+def check_ip_policy(policy: IpPolicy) -> None:
+    if policy.mode == "list" and not policy.allowed:
+        raise DomainError("ip_policy.allowed", "a list policy needs at least one address or CIDR")
+    for i, address in enumerate(policy.allowed):
+        try:
+            IpPolicy(mode="list", allowed=[address]).networks()
+        except ValueError:
+            raise DomainError(
+                f"ip_policy.allowed.{i}", f"{address!r} is not an IP address or CIDR"
+            ) from None
+
+
+class Staff(Aggregate):
+    """A staff account, rebuilt from its stream ``staff-<id>``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.id = ""
+        self.login = ""
+        self.full_name = LocalizedName(en="")
+        self.email: str | None = None
+        self.phone: str | None = None
+        self.departments: list[str] = []
+        self.full_access = False
+        self.ip_policy = IpPolicy()
+        self.bind_session_to_ip = False
+        self.chat_enabled = False
+        self.group: UserGroup = "staff"
+        self.disabled = False
+        self.individual_rights: set[str] = set()
+
+    @property
+    def exists(self) -> bool:
+        return bool(self.id)
+
+    # ------------------------------------------------------------ commands
+
+    @staticmethod
+    def add(
+        staff_id: str,
+        login: str,
+        full_name: LocalizedName,
+        email: str | None,
+        phone: str | None,
+        departments: list[str],
+        known_departments: set[str],
+        full_access: bool = False,
+        ip_policy: IpPolicy | None = None,
+        bind_session_to_ip: bool = False,
+        chat_enabled: bool = False,
+        group: UserGroup = "staff",
+    ) -> list[DomainEvent]:
+        check_login(login)
+        if not full_name.en.strip():
+            raise DomainError("full_name.en", "a name is required")
+        check_phone(phone)
+        _check_departments(departments, known_departments)
+        policy = ip_policy or IpPolicy()
+        check_ip_policy(policy)
+        return [
+            StaffAdded(
+                staff_id=staff_id,
+                login=login,
+                full_name=full_name,
+                email=email,
+                phone=phone,
+                departments=list(dict.fromkeys(departments)),
+                full_access=full_access,
+                ip_policy=policy,
+                bind_session_to_ip=bind_session_to_ip,
+                chat_enabled=chat_enabled,
+                group=group,
+            )
+        ]
+
+    def change(self, known_departments: set[str], **changes: Any) -> list[DomainEvent]:
+        """Change account fields; unchanged values produce no event."""
+        self._require_active()
+        if "phone" in changes:
+            check_phone(changes["phone"])
+        if "departments" in changes:
+            _check_departments(changes["departments"], known_departments)
+            changes["departments"] = list(dict.fromkeys(changes["departments"]))
+        if "ip_policy" in changes:
+            check_ip_policy(changes["ip_policy"])
+        if "full_name" in changes and not changes["full_name"].en.strip():
+            raise DomainError("full_name.en", "a name is required")
+        different = {k: v for k, v in changes.items() if getattr(self, k) != v}
+        return [StaffChanged(staff_id=self.id, **different)] if different else []
+
+    def disable(self) -> list[DomainEvent]:
+        self._require_exists()
+        return [] if self.disabled else [StaffDisabled(staff_id=self.id)]
+
+    def grant(self, right: str) -> list[DomainEvent]:
+        self._require_active()
+        if not catalogue.is_known(right):
+            raise DomainError("right", f"{right!r} is not in the rights catalogue")
+        if right in self.individual_rights:
+            return []
+        return [RightGranted(staff_id=self.id, right=right)]
+
+    def revoke(
+        self, right: str, department_rights: Mapping[str, frozenset[str]]
+    ) -> list[DomainEvent]:
+        """Remove an individual grant; a right that only departments give cannot be removed."""
+        self._require_active()
+        if right in self.individual_rights:
+            return [RightRevoked(staff_id=self.id, right=right)]
+        inherited = [d for d in self.departments if right in department_rights.get(d, frozenset())]
+        if inherited:
+            raise Conflict(
+                "inherited_right",
+                f"{right!r} comes from department(s) {', '.join(inherited)}; "
+                "change the department's rights instead",
+            )
+        raise NotFound(f"individual right {right!r} of staff {self.id}")
+
+    # ------------------------------------------------------------ state
+
+    def apply(self, event: DomainEvent) -> None:
+        if isinstance(event, StaffAdded):
+            self.id = event.staff_id
+            self.login = event.login
+            self.full_name = event.full_name
+            self.email = event.email
+            self.phone = event.phone
+            self.departments = list(event.departments)
+            self.full_access = event.full_access
+            self.ip_policy = event.ip_policy
+            self.bind_session_to_ip = event.bind_session_to_ip
+            self.chat_enabled = event.chat_enabled
+            self.group = event.group
+        elif isinstance(event, StaffChanged):
+            for name, value in event.model_dump(exclude_none=True, exclude={"staff_id"}).items():
+                setattr(self, name, getattr(event, name) if isinstance(value, dict) else value)
+        elif isinstance(event, StaffDisabled):
+            self.disabled = True
+        elif isinstance(event, RightGranted):
+            self.individual_rights.add(event.right)
+        elif isinstance(event, RightRevoked):
+            self.individual_rights.discard(event.right)
+
+    def _require_exists(self) -> None:
+        if not self.exists:
+            raise NotFound("staff member")
+
+    def _require_active(self) -> None:
+        self._require_exists()
+        if self.disabled:
+            raise Conflict("staff_disabled", f"staff member {self.id} is disabled")
+
+    # ------------------------------------------------------------ effective access
+
+    def effective_rights(
+        self, department_rights: Mapping[str, frozenset[str]]
+    ) -> dict[str, list[str]]:
+        """Every effective right with its sources, sorted for stable comparison."""
+        sources: dict[str, list[str]] = {}
+
+        def add(right: str, source: str) -> None:
+            sources.setdefault(right, []).append(source)
+
+        if self.full_access:
+            for right in catalogue.ALL_RIGHTS:
+                add(right, FULL_ACCESS)
+        for department in self.departments:
+            for right in department_rights.get(department, frozenset()):
+                add(right, department_source(department))
+        for right in catalogue.expand(self.individual_rights):
+            add(right, INDIVIDUAL)
+        return {right: sorted(set(found)) for right, found in sorted(sources.items())}
+
+    def access_fact(self, department_rights: Mapping[str, frozenset[str]]) -> StaffAccessChanged:
+        """What every service needs to authorise this member, now."""
+        effective = self.effective_rights(department_rights)
+        return StaffAccessChanged(
+            staff_id=self.id,
+            login=self.login,
+            disabled=self.disabled,
+            full_access=self.full_access,
+            rights=list(effective),
+            departments=list(self.departments),
+            ip_policy=self.ip_policy,
+            bind_session_to_ip=self.bind_session_to_ip,
+            sources=effective,
+        )
+
+
+def _check_departments(departments: list[str], known: set[str]) -> None:
+    for i, department in enumerate(departments):
+        if department not in known:
+            raise DomainError(f"departments.{i}", f"no department {department!r}")

@@ -1,0 +1,345 @@
+"""The identity service over real HTTP, with PostgreSQL and the broker.
+
+Departments' side is played by a store and relay publishing department facts
+to ``departments.events``; everything else is the real identity service.
+Addresses are set with X-Forwarded-For, believed from 127.0.0.1 in these tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import SecretStr
+
+from services.identity.service import SPEC
+from shared.access import DepartmentRightsChanged
+from shared.access import registry as access_registry
+from shared.events import NewEvent, RecordedEvent
+from shared.eventstore import EventStore, open_event_store
+from shared.readmodel import ReadModelDB
+from shared.relay import Relay
+from shared.service import create_app
+from shared.settings import ServiceSettings
+from tests.http_util import serving
+from tests.kafka_util import read_topic
+
+ADMIN_PASSWORD = "admin-password-for-tests"
+SALES = str(uuid.uuid4())
+SUPPORT = str(uuid.uuid4())
+
+
+class Departments:
+    """Stands in for the departments service: publishes department facts."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+
+    async def created(self, department_id: str) -> None:
+        await self.store.append(
+            f"department-{department_id}",
+            [NewEvent(type="DepartmentCreated", data={"department_id": department_id})],
+        )
+
+    async def rights(self, department_id: str, rights: list[str]) -> None:
+        fact = DepartmentRightsChanged(department_id=department_id, rights=rights)
+        await self.store.append(f"department-{department_id}", [access_registry.encode(fact)])
+
+
+@pytest.fixture
+async def departments(
+    tmp_path: Path, kafka_bootstrap: str, topic_prefix: str
+) -> AsyncIterator[Departments]:
+    store = await open_event_store(f"sqlite:///{tmp_path}/departments.db")
+    db = await ReadModelDB.open(f"sqlite:///{tmp_path}/departments-read.db")
+    relay = Relay(store, db, kafka_bootstrap, f"{topic_prefix}departments.events")
+    running = asyncio.create_task(relay.run())
+    await asyncio.wait_for(relay.ready.wait(), 30)
+    fake = Departments(store)
+    await fake.created(SALES)
+    await fake.created(SUPPORT)
+    await fake.rights(SUPPORT, ["tickets.view", "tickets.reply"])
+    yield fake
+    running.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
+    await db.close()
+    await store.close()
+
+
+@pytest.fixture
+def make_identity(
+    postgres_url: str,
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Callable[[], FastAPI]:
+    monkeypatch.setenv("ADMIN_PASSWORD", ADMIN_PASSWORD)
+    settings = ServiceSettings(
+        event_store_url=postgres_url,
+        read_model_url=postgres_url,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        topic_prefix=topic_prefix,
+        jwt_secret=SecretStr("identity-test-secret-" * 3),
+        trusted_proxies=["127.0.0.1/32"],
+        var_dir=str(tmp_path / "var"),
+    )
+    return lambda: create_app(SPEC, settings)
+
+
+@pytest.fixture
+async def http(
+    make_identity: Callable[[], FastAPI], departments: Departments
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with serving(make_identity()) as base, httpx.AsyncClient(base_url=base) as client:
+        # Wait until identity has learnt the departments from their topic.
+        admin = await login(client, "admin", ADMIN_PASSWORD)
+        await eventually(
+            lambda: client.post("/staff", json=staff_body("probe", [SUPPORT]), headers=admin),
+            lambda r: r.status_code == 201,
+        )
+        yield client
+
+
+async def eventually(
+    call: Callable[[], Any], ok: Callable[[httpx.Response], bool], timeout: float = 30
+) -> httpx.Response:
+    started = time.monotonic()
+    while True:
+        answer: httpx.Response = await call()
+        if ok(answer):
+            return answer
+        assert time.monotonic() - started < timeout, f"still {answer.status_code}: {answer.text}"
+        await asyncio.sleep(0.05)
+
+
+async def login(
+    client: httpx.AsyncClient, name: str, password: str, ip: str = "127.0.0.1"
+) -> dict[str, str]:
+    answer = await client.post(
+        "/auth/login",
+        json={"login": name, "password": password},
+        headers={"X-Forwarded-For": ip},
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["token_type"] == "bearer" and body["principal"]["kind"] == "staff"
+    return {"Authorization": f"Bearer {body['access_token']}", "X-Forwarded-For": ip}
+
+
+def staff_body(name: str, departments: list[str], **extra: Any) -> dict[str, Any]:
+    return {
+        "login": name,
+        "password": f"{name}-password",
+        "full_name": {"en": name.title(), "ru": name},
+        "email": f"{name}@example.com",
+        "phone": "+7 900 000-00-00",
+        "departments": departments,
+        **extra,
+    }
+
+
+async def add(client: httpx.AsyncClient, admin: dict[str, str], body: dict[str, Any]) -> str:
+    answer = await client.post("/staff", json=body, headers=admin)
+    assert answer.status_code == 201, answer.text
+    assert set(answer.json()) == {"id", "version", "position"}
+    return str(answer.json()["id"])
+
+
+async def test_admin_exists_from_the_first_start_with_full_access(http: httpx.AsyncClient) -> None:
+    admin = await login(http, "admin", ADMIN_PASSWORD)
+    me = (await http.get("/me", headers=admin)).json()
+    assert me["login"] == "admin" and me["full_access"] is True and me["kind"] == "staff"
+    assert "finance.invoices" in me["permissions"] and "clients.delete" in me["permissions"]
+    catalogue = (await http.get("/rights/catalogue", headers=admin)).json()
+    assert {section["section"] for section in catalogue} >= {
+        "staff",
+        "clients",
+        "tickets",
+        "finance",
+    }
+
+
+async def test_rights_come_from_departments_and_grants_with_their_sources(
+    http: httpx.AsyncClient, departments: Departments
+) -> None:
+    admin = await login(http, "admin", ADMIN_PASSWORD)
+    alice = await add(http, admin, staff_body("alice", [SUPPORT, SALES]))
+    answer = await http.post(
+        f"/staff/{alice}/rights", json={"right": "clients.create"}, headers=admin
+    )
+    assert answer.status_code == 201
+    rights = {
+        r["right"]: r["sources"]
+        for r in (
+            await http.get(
+                f"/staff/{alice}/rights",
+                params={"min_position": answer.json()["position"]},
+                headers=admin,
+            )
+        ).json()
+    }
+    assert rights == {
+        "clients.create": ["individual"],
+        "tickets.reply": [f"department:{SUPPORT}"],
+        "tickets.view": [f"department:{SUPPORT}"],
+    }
+    # Only a department gives tickets.reply: it cannot be removed from her.
+    inherited = await http.delete(f"/staff/{alice}/rights/tickets.reply", headers=admin)
+    assert inherited.status_code == 409 and inherited.json()["error"]["code"] == "inherited_right"
+    revoked = await http.delete(f"/staff/{alice}/rights/clients.create", headers=admin)
+    assert revoked.status_code == 200
+
+    # A department change reaches her effective rights (and her own /me).
+    await departments.rights(SALES, ["clients.view"])
+    alice_session = await login(http, "alice", "alice-password")
+    me = await eventually(
+        lambda: http.get("/me", headers=alice_session),
+        lambda r: "clients.view" in r.json().get("permissions", []),
+    )
+    assert me.json()["permissions"] == ["clients.view", "tickets.reply", "tickets.view"]
+    assert sorted(me.json()["departments"]) == sorted([SUPPORT, SALES])
+
+
+async def test_every_endpoint_checks_its_right(http: httpx.AsyncClient) -> None:
+    admin = await login(http, "admin", ADMIN_PASSWORD)
+    bob = await add(http, admin, staff_body("bob", []))
+    as_bob = await login(http, "bob", "bob-password")
+    calls = [
+        ("POST", "/staff", staff_body("carol", []), "staff.create"),
+        ("GET", "/staff", None, "staff.view"),
+        ("GET", f"/staff/{bob}", None, "staff.view"),
+        ("PATCH", f"/staff/{bob}", {"phone": "+7 900 111-11-11"}, "staff.edit"),
+        ("GET", f"/staff/{bob}/rights", None, "staff.view"),
+        ("POST", f"/staff/{bob}/rights", {"right": "clients"}, "staff.rights"),
+    ]
+    for method, path, body, right in calls:
+        assert (await http.request(method, path, json=body)).status_code == 401, path
+        refused = await http.request(method, path, json=body, headers=as_bob)
+        assert refused.status_code == 403, path
+        assert right in refused.json()["error"]["message"]
+    # After a grant, the same call goes through.
+    await http.post(f"/staff/{bob}/rights", json={"right": "staff.view"}, headers=admin)
+    await eventually(lambda: http.get("/staff", headers=as_bob), lambda r: r.status_code == 200)
+    # And after the revocation it is refused again.
+    await http.delete(f"/staff/{bob}/rights/staff.view", headers=admin)
+    await eventually(lambda: http.get("/staff", headers=as_bob), lambda r: r.status_code == 403)
+
+
+async def test_bad_input_is_a_4xx_naming_the_field_and_writes_nothing(
+    http: httpx.AsyncClient,
+) -> None:
+    admin = await login(http, "admin", ADMIN_PASSWORD)
+
+    async def refused(body: Any, field: str, status: int = 422, **kw: Any) -> None:
+        answer = await http.post("/staff", headers=admin, **({"json": body} | kw))
+        assert answer.status_code == status, answer.text
+        error = answer.json()["error"]
+        assert field in error["message"] or field in str(error.get("fields")), error
+
+    body = staff_body("dave", [])
+    await refused({k: v for k, v in body.items() if k != "login"}, "body.login")
+    await refused({**body, "full_access": "maybe"}, "body.full_access")
+    await refused({**body, "email": "not-an-email"}, "body.email")
+    await refused({**body, "departments": ["no-such-department"]}, "departments.0")
+    await refused({**body, "ip_policy": {"mode": "list", "allowed": ["10.0.0.0/33"]}}, "ip_policy")
+    await refused({**body, "surprise": 1}, "body.surprise")
+    malformed = await http.post(
+        "/staff", content=b"{not json", headers={**admin, "content-type": "application/json"}
+    )
+    assert malformed.status_code == 422
+    await add(http, admin, body)
+    duplicate = await http.post("/staff", json={**body, "login": "DAVE"}, headers=admin)
+    assert duplicate.status_code == 409 and duplicate.json()["error"]["code"] == "duplicate_login"
+    page = (await http.get("/staff", params={"login": "dave"}, headers=admin)).json()
+    assert page["total"] == 1
+
+
+async def test_lock_out_after_five_failures(http: httpx.AsyncClient) -> None:
+    for _ in range(5):
+        wrong = await http.post("/auth/login", json={"login": "admin", "password": "wrong!"})
+        assert wrong.status_code == 401
+    locked = await http.post("/auth/login", json={"login": "admin", "password": ADMIN_PASSWORD})
+    assert locked.status_code == 429
+    assert 0 < int(locked.headers["retry-after"]) <= 15 * 60 + 1
+    assert ADMIN_PASSWORD not in locked.text
+
+
+@pytest.mark.parametrize(
+    ("allowed", "address", "status"),
+    [
+        (["10.0.0.0/8"], "10.20.30.40", 200),
+        (["10.0.0.0/8"], "11.0.0.1", 403),
+        (["2001:db8::/32"], "2001:db8::7", 200),
+        (["2001:db8::/32"], "2001:db9::7", 403),
+        (["192.0.2.10"], "192.0.2.10", 200),
+    ],
+)
+async def test_ip_allow_list_at_login(
+    http: httpx.AsyncClient, allowed: list[str], address: str, status: int
+) -> None:
+    admin = await login(http, "admin", ADMIN_PASSWORD)
+    name = f"ip{uuid.uuid4().hex[:6]}"
+    await add(http, admin, staff_body(name, [], ip_policy={"mode": "list", "allowed": allowed}))
+    answer = await eventually(
+        lambda: http.post(
+            "/auth/login",
+            json={"login": name, "password": f"{name}-password"},
+            headers={"X-Forwarded-For": address},
+        ),
+        lambda r: r.status_code != 401,
+    )
+    assert answer.status_code == status, answer.text
+
+
+async def test_a_bound_session_is_refused_from_another_address(http: httpx.AsyncClient) -> None:
+    admin = await login(http, "admin", ADMIN_PASSWORD)
+    await add(http, admin, staff_body("erin", [], bind_session_to_ip=True))
+    erin = await login(http, "erin", "erin-password", ip="203.0.113.5")
+    assert (await http.get("/me", headers=erin)).status_code == 200
+    moved = await http.get("/me", headers={**erin, "X-Forwarded-For": "203.0.113.6"})
+    assert moved.status_code == 401 and moved.json()["error"]["code"] == "session_ip_mismatch"
+
+
+async def test_logout_and_disable_end_sessions(http: httpx.AsyncClient) -> None:
+    admin = await login(http, "admin", ADMIN_PASSWORD)
+    frank = await add(http, admin, staff_body("frank", []))
+    first = await login(http, "frank", "frank-password")
+    second = await login(http, "frank", "frank-password")
+    assert (await http.post("/auth/logout", headers=first)).status_code == 204
+    assert (await http.get("/me", headers=first)).status_code == 401
+    assert (await http.get("/me", headers=second)).status_code == 200
+    assert (await http.delete(f"/staff/{frank}", headers=admin)).status_code == 200
+    assert (await http.get("/me", headers=second)).status_code == 401
+    again = await http.post("/auth/login", json={"login": "frank", "password": "frank-password"})
+    assert again.status_code == 401
+
+
+async def test_no_secret_reaches_the_topic(
+    http: httpx.AsyncClient, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    admin = await login(http, "admin", ADMIN_PASSWORD)
+    await add(http, admin, staff_body("grace", [SUPPORT]))
+    grace = await login(http, "grace", "grace-password")
+    await http.post("/auth/login", json={"login": "grace", "password": "a-wrong-password"})
+    token = grace["Authorization"].removeprefix("Bearer ")
+    messages = await read_topic(kafka_bootstrap, f"{topic_prefix}identity.events", expect=10)
+    await asyncio.sleep(1)  # let the relay catch up with the last logins
+    messages = await read_topic(
+        kafka_bootstrap, f"{topic_prefix}identity.events", expect=len(messages)
+    )
+    everything = b"\n".join(m.value for m in messages)
+    types = {RecordedEvent.from_json(m.value).type for m in messages}
+    assert {"StaffAdded", "SessionStarted", "LoginFailed", "StaffAccessChanged"} <= types
+    for secret in (ADMIN_PASSWORD, "grace-password", "a-wrong-password", token):
+        assert secret.encode() not in everything
+    assert b"$argon2" not in everything
