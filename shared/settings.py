@@ -78,6 +78,3 @@ def development_secret(var_dir: str) -> str:
             os.link(candidate, path)
         candidate.unlink()
     return path.read_text().strip()
-    with os.fdopen(fd, "w") as out:
-        out.write(secrets.token_urlsafe(48))
-    return path.read_text().strip()

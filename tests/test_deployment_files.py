@@ -1,0 +1,398 @@
+"""The production set-ups, checked by construction (no Docker engine or cluster here).
+
+* ``docker-compose.yml``: the five services with what the code needs to run in a
+  container, Kafka in KRaft mode, EventStoreDB, PostgreSQL, Mailpit, volumes;
+* ``Dockerfile`` and ``.dockerignore``;
+* ``deploy/``: the kustomize base (probes, resources, ConfigMap, Secret references,
+  PDBs, HPAs) and overlays; rendered with ``kubectl kustomize`` when it is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from shared.settings import DEFAULT_PORTS, ServiceSettings
+
+yaml = pytest.importorskip("yaml", reason="PyYAML (a [dev] dependency) is not installed")
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+BASE = DEPLOY / "base"
+OVERLAYS = DEPLOY / "overlays"
+SERVICES = tuple(DEFAULT_PORTS)  # identity, departments, tickets, clients, notifier
+SCALED = ("identity", "departments", "tickets", "clients")  # the notifier runs timers
+INFRASTRUCTURE = ("kafka", "eventstore", "postgres")
+SECRET = "backoffice-secrets"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _load(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def _documents(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return _load(ROOT / "docker-compose.yml")
+
+
+@pytest.fixture(scope="module")
+def base() -> list[dict[str, Any]]:
+    return [d for path in sorted(BASE.rglob("*.yaml")) for d in _documents(path.read_text())]
+
+
+def _by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def _environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    if isinstance(env, list):  # the KEY=value list form
+        env = dict(item.split("=", 1) for item in env)
+    return {k: str(v) for k, v in env.items()}
+
+
+def _container_settings() -> dict[str, str]:
+    """Settings whose default breaks in a container, derived from ServiceSettings.
+
+    A loopback address reaches only the container itself, an empty URL falls back
+    to a SQLite file inside it, port 0 leaves the port to a default the published
+    port may not match, and a missing JWT secret makes each container invent its own.
+    """
+    needed = {}
+    for name, info in ServiceSettings.model_fields.items():
+        default = info.default
+        env = name.upper()
+        if isinstance(default, str) and any(host in default for host in LOOPBACK):
+            needed[env] = f"default {default!r} is the container itself"
+        elif name.endswith("_url") and not default:
+            needed[env] = "empty: a SQLite file inside the container"
+        elif name.endswith("_port") and default == 0:
+            needed[env] = "0: the per-service default, not necessarily the published port"
+        elif default is None and "SecretStr" in str(info.annotation):
+            needed[env] = "None: each container would generate its own"
+    return needed
+
+
+def test_the_settings_a_container_must_be_given_are_derived_from_the_code() -> None:
+    needed = _container_settings()
+    assert {
+        "EVENT_STORE_URL",
+        "READ_MODEL_URL",
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "SERVICE_HOST",
+        "SERVICE_PORT",
+        "JWT_SECRET",
+    } <= set(needed), needed
+
+
+# --- docker-compose.yml ------------------------------------------------------------
+
+
+def test_compose_uses_the_compose_spec(compose: dict[str, Any]) -> None:
+    assert "version" not in compose, "the Compose spec has no version key"
+    assert "x-service" in compose, "the common service block is the x-service anchor"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_compose_builds_and_runs_each_service(compose: dict[str, Any], name: str) -> None:
+    service = compose["services"][name]
+    port = DEFAULT_PORTS[name]
+    assert service["build"]["context"] == "."
+    assert service["build"]["args"]["SERVICE"] == name
+    published = [str(p) for p in service["ports"]]
+    assert any(re.fullmatch(rf"(\$\{{\w+:-{port}\}}|{port}):{port}", p) for p in published), (
+        published
+    )
+    assert service["healthcheck"]["test"], "a healthcheck"
+    assert "/health" in " ".join(service["healthcheck"]["test"])
+    assert service.get("restart") in ("unless-stopped", "always", "on-failure")
+    depends = service["depends_on"]
+    for dependency in INFRASTRUCTURE:
+        assert depends[dependency]["condition"] == "service_healthy", (name, dependency)
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_compose_gives_each_service_what_the_code_needs(compose: dict[str, Any], name: str) -> None:
+    env = _environment(compose["services"][name])
+    missing = {var: why for var, why in _container_settings().items() if not env.get(var)}
+    assert not missing, f"{name} lacks {missing}"
+    assert env["SERVICE_HOST"] == "0.0.0.0"
+    assert env["SERVICE_PORT"] == str(DEFAULT_PORTS[name])
+    store = urlsplit(env["EVENT_STORE_URL"])
+    assert (store.scheme, store.hostname, store.port) == ("esdb", "eventstore", 2113)
+    assert "tls=false" in store.query.lower()
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    read = urlsplit(env["READ_MODEL_URL"])
+    assert (read.scheme, read.hostname, read.port, read.path) == (
+        "postgresql",
+        "postgres",
+        5432,
+        f"/{name}",
+    )
+    assert env["LOG_FORMAT"] == "json"
+
+
+def test_compose_notifier_mails_through_mailpit(compose: dict[str, Any]) -> None:
+    mailpit = compose["services"]["mailpit"]
+    assert mailpit["image"].startswith("axllent/mailpit")
+    assert any(str(p).endswith(":8025") for p in mailpit["ports"])
+    assert mailpit["healthcheck"]["test"]
+    notifier = compose["services"]["notifier"]
+    env = _environment(notifier)
+    assert (env["SMTP_HOST"], env["SMTP_PORT"]) == ("mailpit", "1025")
+    assert "SMS_GATEWAY_URL" in env
+    assert notifier["depends_on"]["mailpit"]["condition"] == "service_healthy"
+
+
+def test_compose_kafka_runs_in_kraft_mode(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert not [n for n, s in services.items() if "zookeeper" in f"{n} {s.get('image', '')}"]
+    kafka = services["kafka"]
+    assert kafka["image"] == "apache/kafka:3.9.0"
+    env = _environment(kafka)
+    assert {"broker", "controller"} <= set(env["KAFKA_PROCESS_ROLES"].split(","))
+    assert env["KAFKA_NODE_ID"] == "1"
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@kafka:9093"
+    assert "CONTROLLER" in env["KAFKA_CONTROLLER_LISTENER_NAMES"]
+    assert "PLAINTEXT://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
+    assert "/opt/kafka/bin/" in " ".join(kafka["healthcheck"]["test"])
+
+
+def test_compose_eventstore_and_postgres(compose: dict[str, Any]) -> None:
+    eventstore = compose["services"]["eventstore"]
+    assert eventstore["image"] == "eventstore/eventstore:24.10"
+    env = _environment(eventstore)
+    assert env["EVENTSTORE_INSECURE"] == "true"
+    assert env["EVENTSTORE_RUN_PROJECTIONS"] == "None"
+    assert "2113/health/live" in " ".join(eventstore["healthcheck"]["test"])
+
+    postgres = compose["services"]["postgres"]
+    assert postgres["image"].startswith("postgres:16")
+    assert postgres["healthcheck"]["test"]
+    init = [v for v in postgres["volumes"] if "/docker-entrypoint-initdb.d" in v]
+    assert init, "the init scripts are mounted"
+    folder = ROOT / init[0].split(":")[0]
+    assert folder.is_relative_to(DEPLOY / "compose"), folder
+    sql = " ".join(p.read_text() for p in sorted(folder.glob("*.sql")))
+    created = set(re.findall(r"CREATE DATABASE\s+(\w+)", sql, re.IGNORECASE))
+    assert created == set(SERVICES)
+
+
+def test_compose_named_volumes_are_declared(compose: dict[str, Any]) -> None:
+    declared = set(compose["volumes"])
+    used = {}
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if not source.startswith((".", "/", "~")):
+                used[source] = name
+    assert set(used) <= declared, set(used) - declared
+    for name in INFRASTRUCTURE:
+        assert name in used.values(), f"{name} keeps its data in a named volume"
+
+
+def test_env_example_documents_every_compose_variable() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    variables = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)(?::?[-?][^}]*)?\}", text))
+    assert {"POSTGRES_PASSWORD", "JWT_SECRET", "ADMIN_PASSWORD"} <= variables
+    documented = set(re.findall(r"^([A-Z][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.M))
+    assert variables <= documented, variables - documented
+    # No literal $ that Compose would try to interpolate by mistake.
+    assert not re.findall(r"\$(?![{$])", text)
+
+
+# --- Dockerfile -------------------------------------------------------------------
+
+
+def test_dockerfile_one_image_for_every_service() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim$", text, re.M) or re.search(
+        r"^FROM python:3\.11-slim\b", text, re.M
+    )
+    assert "pip install --no-cache-dir ." in text
+    installs = [line for line in text.splitlines() if "pip install" in line]
+    assert installs and not [line for line in installs if "[" in line], "runtime deps only"
+    assert re.search(r"^ARG SERVICE=", text, re.M)
+    assert "services.${SERVICE}" in text
+    assert re.search(r"^EXPOSE ", text, re.M)
+    assert re.search(r"^HEALTHCHECK .*\n?.*python.*/health", text, re.M)
+    users = re.findall(r"^USER (\S+)", text, re.M)
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    # Exec form must be valid JSON, or Docker silently runs it as a shell string.
+    joined = text.replace("\\\n", " ")
+    exec_forms = re.findall(r"^(?:CMD|ENTRYPOINT|HEALTHCHECK .*?CMD)\s+(\[.*\])\s*$", joined, re.M)
+    assert len(exec_forms) == 2, exec_forms
+    for form in exec_forms:
+        assert all(isinstance(arg, str) for arg in json.loads(form)), form
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".venv", "var", ".git", "**/__pycache__", ".env"} <= ignored
+
+
+def test_every_python_package_is_installed_by_pip_install() -> None:
+    """setuptools' find() only takes folders with __init__.py: others miss the image."""
+    for top in ("shared", "services"):
+        for folder in [ROOT / top, *(ROOT / top).rglob("*")]:
+            if folder.is_dir() and folder.name != "__pycache__" and any(folder.glob("*.py")):
+                assert (folder / "__init__.py").exists(), f"{folder} has no __init__.py"
+
+
+# --- deploy/ (kustomize) -----------------------------------------------------------
+
+
+def test_base_is_generated_from_the_pattern() -> None:
+    result = subprocess.run(
+        [sys.executable, str(DEPLOY / "generate.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_base_kinds(base: list[dict[str, Any]]) -> None:
+    kinds = {d["kind"] for d in base}
+    assert {
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+    } <= kinds
+    assert "Secret" not in kinds, "the Secret is created per cluster, not kept in git"
+    for kind in ("Deployment", "Service", "PodDisruptionBudget"):
+        assert set(_by_kind(base, kind)) == set(SERVICES), kind
+    hpas = _by_kind(base, "HorizontalPodAutoscaler")
+    assert set(hpas) == set(SCALED), "an HPA per stateless API, none for the notifier"
+    for name, hpa in hpas.items():
+        assert hpa["apiVersion"] == "autoscaling/v2"
+        target = hpa["spec"]["scaleTargetRef"]
+        assert (target["kind"], target["name"]) == ("Deployment", name)
+
+
+def test_base_kustomization_lists_every_file() -> None:
+    kustomization = _load(BASE / "kustomization.yaml")
+    listed = set(kustomization["resources"])
+    present = {p.name for p in BASE.glob("*.yaml")} - {"kustomization.yaml"}
+    assert listed == present
+
+
+def test_base_configmap(base: list[dict[str, Any]]) -> None:
+    (config,) = _by_kind(base, "ConfigMap").values()
+    data = config["data"]
+    assert all(isinstance(v, str) for v in data.values()), "ConfigMap values are strings"
+    assert data["LOG_FORMAT"] == "json"
+    assert urlsplit(data["EVENT_STORE_URL"]).scheme == "esdb"
+    assert data["KAFKA_BOOTSTRAP_SERVERS"]
+    assert data["SERVICE_HOST"] == "0.0.0.0"
+    settings = {name.upper() for name in ServiceSettings.model_fields}
+    assert set(data) - {"SMTP_HOST", "SMTP_PORT"} <= settings, "only settings the code reads"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_base_deployment(base: list[dict[str, Any]], name: str) -> None:
+    deployment = _by_kind(base, "Deployment")[name]
+    ((config_name, config),) = _by_kind(base, "ConfigMap").items()
+    port = DEFAULT_PORTS[name]
+    spec = deployment["spec"]
+    pod = spec["template"]["spec"]
+    labels = spec["template"]["metadata"]["labels"]
+    assert spec["selector"]["matchLabels"].items() <= labels.items()
+    (container,) = pod["containers"]
+    assert container["command"] == ["python", "-m", f"services.{name}"]
+    assert [p["containerPort"] for p in container["ports"]] == [port]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(container["resources"][kind]), kind
+    assert {"configMapRef": {"name": config_name}} in container["envFrom"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["SERVICE_PORT"]["value"] == str(port)
+    missing = set(_container_settings()) - set(env) - set(config["data"])
+    assert not missing, f"{name} lacks {missing}"
+    for secret in ("JWT_SECRET", "READ_MODEL_URL"):
+        assert env[secret]["valueFrom"]["secretKeyRef"]["name"] == SECRET
+    assert pod["securityContext"]["runAsNonRoot"] is True
+
+    service = _by_kind(base, "Service")[name]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert service["spec"]["ports"][0]["port"] == port
+    pdb = _by_kind(base, "PodDisruptionBudget")[name]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    if name in SCALED:
+        assert "replicas" not in spec, "the HPA owns the replica count"
+    else:
+        assert spec["replicas"] == 1
+        assert spec["strategy"]["type"] == "Recreate", "never two notifiers at once"
+
+
+def test_deploy_readme_names_every_secret_key(base: list[dict[str, Any]]) -> None:
+    keys = {
+        e["valueFrom"]["secretKeyRef"]["key"]
+        for d in _by_kind(base, "Deployment").values()
+        for e in d["spec"]["template"]["spec"]["containers"][0]["env"]
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+    readme = (DEPLOY / "README.md").read_text()
+    assert SECRET in readme
+    assert not [k for k in keys if f"`{k}`" not in readme]
+    assert "kubectl kustomize deploy/overlays/prod" in readme
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_overlays_build_on_the_base(overlay: str) -> None:
+    kustomization = _load(OVERLAYS / overlay / "kustomization.yaml")
+    assert "../../base" in kustomization["resources"]
+    (image,) = kustomization["images"]
+    assert image["name"] == "provider-backoffice"
+    if overlay == "dev":
+        assert image["newTag"] == "dev"
+    else:
+        assert re.fullmatch(r"\d+\.\d+\.\d+", str(image["newTag"])), "prod pins a version"
+
+
+KUSTOMIZE = shutil.which("kubectl") or shutil.which("kustomize")
+
+
+@pytest.mark.skipif(KUSTOMIZE is None, reason="neither kubectl nor kustomize is on PATH")
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_overlays_render(overlay: str) -> None:
+    assert KUSTOMIZE is not None
+    verb = "kustomize" if Path(KUSTOMIZE).name == "kubectl" else "build"
+    rendered = subprocess.run(
+        [KUSTOMIZE, verb, str(OVERLAYS / overlay)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    docs = _documents(rendered.stdout)
+    deployments = _by_kind(docs, "Deployment")
+    assert set(deployments) == set(SERVICES)
+    hpas = _by_kind(docs, "HorizontalPodAutoscaler")
+    for deployment in deployments.values():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        tag = container["image"].rpartition(":")[2]
+        assert tag == ("dev" if overlay == "dev" else "0.1.0"), container["image"]
+        assert deployment["metadata"]["namespace"]
+    assert deployments["notifier"]["spec"]["replicas"] == 1
+    if overlay == "dev":
+        assert not hpas
+        assert all(d["spec"]["replicas"] == 1 for d in deployments.values())
+    else:
+        assert set(hpas) == set(SCALED)
+        assert all(h["spec"]["minReplicas"] > 1 for h in hpas.values())
