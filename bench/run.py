@@ -40,6 +40,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
 from rich.table import Table
 
+from bench import authz
 from shared import devbroker
 from shared.events import Actor, NewEvent
 from shared.eventstore import StreamState
@@ -768,6 +769,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         console.rule(f"round {round_number} of {args.repeat}")
         rounds.append(asyncio.run(run(args.dsn, args.events, analyze=args.analyze)))
     results = best_of([figures for figures, _ in rounds])
+    console.rule("authorization checks (10,000 staff, 50 departments)")
+    results.update(authz.run())
     meta = rounds[-1][1]
     meta["rounds"] = args.repeat
     meta["runtime_s"] = round(sum(m["runtime_s"] for _, m in rounds), 1)

@@ -57,7 +57,7 @@ async def _rebuild(service: str, only: str | None) -> dict[str, int]:
     chosen = [p for p in _projections(spec) if only in (None, p.name)]
     if not chosen:
         raise typer.BadParameter(f"{service} has no projection {only!r}")
-    store = await open_event_store(settings.event_store_url)
+    store = await open_event_store(settings.event_store_url, namespace=service)
     db = await ReadModelDB.open(settings.read_model_url)
     applied: dict[str, int] = {}
     try:
@@ -100,7 +100,7 @@ def rebuild(
 async def _status(service: str) -> Table:
     spec = _spec(service)
     settings = ServiceSettings().resolved(service)
-    store = await open_event_store(settings.event_store_url)
+    store = await open_event_store(settings.event_store_url, namespace=service)
     db = await ReadModelDB.open(settings.read_model_url)
     try:
         head = await store.head_position()
@@ -132,7 +132,7 @@ def status(service: str) -> None:
 
 async def _relay(service: str) -> int:
     settings = ServiceSettings().resolved(service)
-    store = await open_event_store(settings.event_store_url)
+    store = await open_event_store(settings.event_store_url, namespace=service)
     db = await ReadModelDB.open(settings.read_model_url)
     try:
         relay = Relay(

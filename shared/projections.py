@@ -121,6 +121,14 @@ class ProjectionRunner:
                     return False
         return True
 
+    async def follow_checkpoint(self) -> None:
+        """While another replica runs this projection, track how far it has got."""
+        position = (await self.db.checkpoint(self.checkpoint_name)).position
+        if position > self.position:
+            async with self._advanced:
+                self.position = position
+                self._advanced.notify_all()
+
     async def lag(self) -> int:
         """Events (by position) the read model is behind the store."""
         return max(0, await self.store.head_position() - self.position)

@@ -57,6 +57,7 @@ class Relay:
         self.position = 0
         self.published = 0
         self.marker: str | None = None
+        self.standby = False
         self.ready = asyncio.Event()
 
     @property
@@ -84,8 +85,14 @@ class Relay:
         message = await message_at(self.bootstrap, self.topic, int(partition), int(offset))
         return message is not None and dict(message.headers).get("event-id") == event_id.encode()
 
+    async def stand_by(self) -> None:
+        """Another replica publishes; this one is ready to take over."""
+        self.standby = True
+        self.ready.set()
+
     async def run(self) -> None:
         """Publish forever, following the store live."""
+        self.standby = False
         await self.start()
         producer = self._producer()
         await producer.start()

@@ -13,7 +13,7 @@ import contextlib
 import ipaddress
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ from shared.consumer import Handler, InboxConsumer
 from shared.domain import Conflict, DomainError, NotFound
 from shared.eventstore import ConcurrencyError, EventStore, open_event_store
 from shared.kafka import topic_of
+from shared.leases import run_leased
 from shared.projections import Projection, ProjectionRunner
 from shared.readmodel import ReadModelDB
 from shared.relay import Relay
@@ -91,20 +92,20 @@ class ServiceRuntime:
 
     async def start(self) -> None:
         s = self.settings
-        self.store = await open_event_store(s.event_store_url)
+        self.store = await open_event_store(s.event_store_url, namespace=self.spec.name)
         self.db = await ReadModelDB.open(s.read_model_url)
         await self._start_access_control()
         for projection in [EventTypeCounts(), *self.spec.projections()]:
             runner = ProjectionRunner(self.store, self.db, projection)
             await runner.start()
             self.runners[projection.name] = runner
-            self._supervise(f"projection:{projection.name}", runner.run)
+            self._supervise_leased(runner.checkpoint_name, runner.run, runner.follow_checkpoint)
         if s.relay_enabled:
             topic = topic_of(self.spec.name, s.topic_prefix)
             self.relay = Relay(
                 self.store, self.db, s.kafka_bootstrap_servers, topic, s.topic_partitions
             )
-            self._supervise("relay", self.relay.run)
+            self._supervise_leased(self.relay.checkpoint_name, self.relay.run, self.relay.stand_by)
         for c in self.spec.consumers:
             self.add_consumer(c)
         if self.spec.on_start is not None:
@@ -147,6 +148,17 @@ class ServiceRuntime:
         )
         self.consumers.append(consumer)
         self._supervise("consumer:access", consumer.run)
+
+    def _supervise_leased(
+        self,
+        name: str,
+        work: Callable[[], Coroutine[Any, Any, None]],
+        standing_by: Callable[[], Coroutine[Any, Any, None]],
+    ) -> None:
+        """Supervise a job that only one replica may run at a time (see shared.leases)."""
+        db = self.db
+        assert db is not None
+        self._supervise(name, lambda: run_leased(db, name, work, standing_by))
 
     def _supervise(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
         """Run ``work`` forever; when it fails (broker down, say), log and restart it."""
@@ -201,6 +213,8 @@ class ServiceRuntime:
                 "running": relay_ready,
                 "position": self.relay.position if self.relay else 0,
             }
+            if self.relay is not None and self.relay.standby:
+                parts["relay"]["standby"] = True
             ready = ready and relay_ready
         consumers_ready = all(c.ready.is_set() for c in self.consumers)
         parts["consumers"] = {c.name: c.ready.is_set() for c in self.consumers}

@@ -29,8 +29,13 @@ __all__ = [
 ]
 
 
-async def open_event_store(url: str) -> EventStore:
-    """Open the adapter the URL names, creating its schema when missing."""
+async def open_event_store(url: str, namespace: str = "") -> EventStore:
+    """Open the adapter the URL names, creating its schema when missing.
+
+    ``namespace`` (the service's name) keeps services apart on a shared
+    EventStoreDB server, where every stream is prefixed with it; SQLite and
+    PostgreSQL stores are one database per service anyway.
+    """
     scheme = url.split("://", 1)[0]
     if scheme in ("sqlite", "sqlite+aiosqlite"):
         from shared.eventstore.sqlite import SqliteEventStore
@@ -43,5 +48,5 @@ async def open_event_store(url: str) -> EventStore:
     if scheme in ("esdb", "esdb+discover", "kurrentdb", "kdb"):
         from shared.eventstore.esdb import EsdbEventStore
 
-        return await EsdbEventStore.open(url)
+        return await EsdbEventStore.open(url, prefix=f"{namespace}-" if namespace else "")
     raise ValueError(f"EVENT_STORE_URL has an unknown scheme {scheme!r}")

@@ -12,6 +12,7 @@ installed on the development machines, so there it is skipped with that reason.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
@@ -158,7 +159,7 @@ class EsdbEventStore(EventStore):
         response = await self._client.read_all(
             commit_position=after or None,
             limit=limit + 1,
-            filter_include=(f"{self._prefix}.*",) if self._prefix else (),
+            filter_include=(f"^{re.escape(self._prefix)}.*",) if self._prefix else (),
             filter_by_stream_name=bool(self._prefix),
         )
         events = [_recorded(e) async for e in response]
@@ -169,7 +170,7 @@ class EsdbEventStore(EventStore):
     ) -> AsyncIterator[RecordedEvent]:
         subscription = await self._client.subscribe_to_all(
             commit_position=after or None,
-            filter_include=(f"{self._prefix}.*",) if self._prefix else (),
+            filter_include=(f"^{re.escape(self._prefix)}.*",) if self._prefix else (),
             filter_by_stream_name=bool(self._prefix),
         )
         async for event in subscription:
