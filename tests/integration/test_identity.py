@@ -343,3 +343,60 @@ async def test_no_secret_reaches_the_topic(
     for secret in (ADMIN_PASSWORD, "grace-password", "a-wrong-password", token):
         assert secret.encode() not in everything
     assert b"$argon2" not in everything
+
+
+def image(size: tuple[int, int] = (80, 80), kind: str = "PNG", padding: int = 0) -> bytes:
+    from io import BytesIO
+
+    from PIL import Image, PngImagePlugin
+
+    out = BytesIO()
+    picture = Image.new("RGB", size, (200, 80, 40))
+    if padding:  # a text chunk makes a valid image as large as we like
+        info = PngImagePlugin.PngInfo()
+        info.add_text("padding", "x" * padding)
+        picture.save(out, kind, pnginfo=info)
+    else:
+        picture.save(out, kind)
+    return out.getvalue()
+
+
+async def test_avatars_are_checked_and_kept_outside_the_log(http: httpx.AsyncClient) -> None:
+    admin = await login(http, "admin", ADMIN_PASSWORD)
+    hank = await add(http, admin, staff_body("hank", []))
+    as_hank = await login(http, "hank", "hank-password")
+
+    async def upload(data: bytes, name: str, headers: dict[str, str] = as_hank) -> httpx.Response:
+        return await http.put(
+            f"/staff/{hank}/avatar", files={"avatar": (name, data)}, headers=headers
+        )
+
+    for data, name, hint in [
+        (image((81, 80)), "a.png", "80x80"),
+        (image(kind="BMP"), "a.bmp", "png, jpg"),
+        (image(kind="BMP"), "a.png", "png, jpg or gif"),
+        (image(padding=70_000), "a.png", "64 KB"),
+        (b"GIF89a but not really", "a.gif", "readable"),
+        (b"", "a.png", "empty"),
+    ]:
+        refused = await upload(data, name)
+        assert refused.status_code == 422, (name, refused.text)
+        assert refused.json()["error"]["field"] == "avatar" and hint in refused.text
+    card = (await http.get(f"/staff/{hank}", headers=admin)).json()
+    assert card["avatar"] is None
+
+    for kind, name in [("PNG", "me.png"), ("JPEG", "me.jpg"), ("GIF", "me.gif")]:
+        picture = image(kind=kind)
+        answer = await upload(picture, name)
+        assert answer.status_code == 200, answer.text
+        served = await http.get(
+            f"/staff/{hank}/avatar",
+            params={"min_position": answer.json()["position"]},
+            headers=as_hank,
+        )
+        assert served.content == picture and served.headers["content-type"].startswith("image/")
+    other = await add(http, admin, staff_body("ivy", []))
+    stranger = await http.put(
+        f"/staff/{other}/avatar", files={"avatar": ("x.png", image())}, headers=as_hank
+    )
+    assert stranger.status_code == 403

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from sqlalchemy import func, select
 
@@ -215,6 +215,10 @@ async def get_staff(
     _: CaughtUp,
     __: Annotated[Principal, Depends(require("staff.view"))],
 ) -> dict[str, Any]:
+    return await get_staff_card(request, staff_id)
+
+
+async def get_staff_card(request: Request, staff_id: str) -> dict[str, Any]:
     db = request.app.state.runtime.db
     async with db.engine.connect() as conn:
         row = (
@@ -227,6 +231,39 @@ async def get_staff(
 
 def _card(staff_id: str, card: str) -> dict[str, Any]:
     return {"id": staff_id, **orjson.loads(card)}
+
+
+@router.put("/staff/{staff_id}/avatar", tags=["staff"])
+async def set_avatar(
+    staff_id: str,
+    app: IdentityApp,
+    principal: Annotated[Principal, Depends(require())],
+    avatar: Annotated[UploadFile, File(description="png, jpg, jpeg or gif; at most 64 KB; 80x80")],
+) -> CommandAnswer:
+    """Anyone may set their own avatar; setting another's needs ``staff.edit``."""
+    if staff_id != principal.id and not principal.access.has("staff.edit"):
+        raise ApiError(403, "forbidden", "the right 'staff.edit' is required")
+    # Read one byte more than allowed: enough to tell "too big" without reading a huge upload.
+    data = await avatar.read(64 * 1024 + 1)
+    return await app.set_avatar(actor_of(principal), staff_id, data, avatar.filename)
+
+
+@router.get("/staff/{staff_id}/avatar", tags=["staff"])
+async def get_avatar(
+    staff_id: str,
+    request: Request,
+    _: CaughtUp,
+    app: IdentityApp,
+    principal: Annotated[Principal, Depends(require())],
+) -> Response:
+    if staff_id != principal.id and not principal.access.has("staff.view"):
+        raise ApiError(403, "forbidden", "the right 'staff.view' is required")
+    card = await get_staff_card(request, staff_id)
+    sha = (card.get("avatar") or {}).get("sha256")
+    image = await app.avatars.get(sha) if sha else None
+    if image is None:
+        raise ApiError(404, "not_found", f"staff member {staff_id} has no avatar")
+    return Response(image.data, media_type=image.content_type)
 
 
 # ---------------------------------------------------------------- rights

@@ -21,6 +21,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.identity.app.avatars import AvatarStore, check_avatar
 from services.identity.app.credentials import CredentialStore
 from services.identity.domain.events import (
     LocalizedName,
@@ -93,6 +94,7 @@ class Identity:
     settings: ServiceSettings
     department_rights: dict[str, frozenset[str]] = field(default_factory=dict)
     known_departments: set[str] = field(default_factory=set)
+    avatars: AvatarStore = field(init=False)
     denied_groups: frozenset[str] = frozenset()
 
     @property
@@ -103,6 +105,8 @@ class Identity:
     async def start(self) -> None:
         """Load what identity knows of departments; make sure ``admin`` exists."""
         await self.credentials.create_tables()
+        self.avatars = AvatarStore(self.db)
+        await self.avatars.create_tables()
         async with self.db.engine.connect() as conn:
             for row in await conn.execute(select(departments_seen)):
                 if not row.deleted:
@@ -148,6 +152,17 @@ class Identity:
         result = await self._commit(
             staff, staff_id, staff.revoke(right, self.department_rights), actor
         )
+        return self._answer(staff_id, staff, result)
+
+    async def set_avatar(
+        self, actor: Actor, staff_id: str, data: bytes, filename: str | None
+    ) -> CommandAnswer:
+        avatar = check_avatar(data, filename)
+        staff = await self._staff(staff_id)
+        events = staff.change_avatar(avatar.sha256, avatar.content_type, len(avatar.data))
+        if events:
+            await self.avatars.put(avatar)  # the bytes first: the event must never point at nothing
+        result = await self._commit(staff, staff_id, events, actor)
         return self._answer(staff_id, staff, result)
 
     async def change_password(self, actor: Actor, principal_id: str, password: str) -> None:

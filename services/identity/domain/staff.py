@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from services.identity.domain.events import (
+    AvatarChanged,
     LocalizedName,
     RightGranted,
     RightRevoked,
@@ -80,6 +81,7 @@ class Staff(Aggregate):
         self.group: UserGroup = "staff"
         self.disabled = False
         self.individual_rights: set[str] = set()
+        self.avatar_sha256: str | None = None
 
     @property
     def exists(self) -> bool:
@@ -140,6 +142,14 @@ class Staff(Aggregate):
         different = {k: v for k, v in changes.items() if getattr(self, k) != v}
         return [StaffChanged(staff_id=self.id, **different)] if different else []
 
+    def change_avatar(self, sha256: str, content_type: str, size: int) -> list[DomainEvent]:
+        self._require_active()
+        if sha256 == self.avatar_sha256:
+            return []
+        return [
+            AvatarChanged(staff_id=self.id, sha256=sha256, content_type=content_type, size=size)
+        ]
+
     def disable(self) -> list[DomainEvent]:
         self._require_exists()
         return [] if self.disabled else [StaffDisabled(staff_id=self.id)]
@@ -192,6 +202,8 @@ class Staff(Aggregate):
             self.individual_rights.add(event.right)
         elif isinstance(event, RightRevoked):
             self.individual_rights.discard(event.right)
+        elif isinstance(event, AvatarChanged):
+            self.avatar_sha256 = event.sha256
 
     def _require_exists(self) -> None:
         if not self.exists:
