@@ -49,6 +49,16 @@ class IpPolicy(BaseModel):
     def networks(self) -> tuple[Network, ...]:
         return tuple(ipaddress.ip_network(a, strict=False) for a in self.allowed)
 
+    def allows(self, address: str | None) -> bool:
+        """May a principal with this policy connect from ``address``?"""
+        if self.mode == "any":
+            return True
+        try:
+            ip = ipaddress.ip_address(address or "")
+        except ValueError:
+            return False
+        return any(ip in network for network in self.networks())
+
 
 @registry.register
 class StaffAccessChanged(DomainEvent):

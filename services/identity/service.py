@@ -1,11 +1,21 @@
 """How the identity service plugs into the kernel: routers, projections, consumers."""
 
+from pydantic_settings import BaseSettings
+
 import services.identity as package
 from services.identity.api import router
 from services.identity.app.credentials import CredentialStore
 from services.identity.app.handlers import Identity
 from services.identity.projections import departments_metadata, projections
 from shared.service import ConsumerSpec, ServiceRuntime, ServiceSpec
+
+
+class IdentitySettings(BaseSettings):
+    """Identity's own options (environment variables of the same name)."""
+
+    # User groups (staff, admin, client) that may not log in, e.g. '["client"]'
+    # while client accounts are being migrated.
+    login_denied_groups: list[str] = []
 
 
 async def start(runtime: ServiceRuntime) -> None:
@@ -18,6 +28,7 @@ async def start(runtime: ServiceRuntime) -> None:
         credentials=CredentialStore(runtime.db),
         access=runtime.access,
         settings=runtime.settings,
+        denied_groups=frozenset(IdentitySettings().login_denied_groups),
     )
     await identity.start()
     runtime.extensions["identity"] = identity

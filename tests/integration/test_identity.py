@@ -400,3 +400,21 @@ async def test_avatars_are_checked_and_kept_outside_the_log(http: httpx.AsyncCli
         f"/staff/{other}/avatar", files={"avatar": ("x.png", image())}, headers=as_hank
     )
     assert stranger.status_code == 403
+
+
+async def test_a_denied_user_group_cannot_log_in(
+    make_identity: Callable[[], FastAPI],
+    departments: Departments,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with serving(make_identity()) as base, httpx.AsyncClient(base_url=base) as client:
+        admin = await login(client, "admin", ADMIN_PASSWORD)
+        await add(client, admin, staff_body("jack", []))
+    monkeypatch.setenv("LOGIN_DENIED_GROUPS", '["staff"]')
+    async with serving(make_identity()) as base, httpx.AsyncClient(base_url=base) as client:
+        refused = await client.post(
+            "/auth/login", json={"login": "jack", "password": "jack-password"}
+        )
+        assert refused.status_code == 403
+        assert refused.json()["error"]["code"] == "group_denied"
+        await login(client, "admin", ADMIN_PASSWORD)  # the admin group still may

@@ -103,7 +103,8 @@ class Identity:
         return self.settings.jwt_secret.get_secret_value()
 
     async def start(self) -> None:
-        """Load what identity knows of departments; make sure ``admin`` exists."""
+        """Load what identity knows of departments and its own access facts; create ``admin``."""
+        await self.seed_access_copy()
         await self.credentials.create_tables()
         self.avatars = AvatarStore(self.db)
         await self.avatars.create_tables()
@@ -113,6 +114,19 @@ class Identity:
                     self.known_departments.add(row.department_id)
                 self.department_rights[row.department_id] = frozenset(orjson.loads(row.rights))
         await self.bootstrap_admin()
+
+    async def seed_access_copy(self) -> None:
+        """Fill this service's access copy from identity's own store.
+
+        Other services learn access from the topic; identity has the facts in
+        hand and must not wait for its own events to come back from the broker
+        (after a restart, say) before it can authorise a request.
+        """
+        wanted = {StaffAccessChanged.event_type, SessionEnded.event_type}
+        after = 0
+        while page := await self.store.read_all(after, 5000):
+            self.access.apply_all(registry.decode(e) for e in page if e.type in wanted)
+            after = page[-1].position
 
     # ---------------------------------------------------------------- staff
 
@@ -277,21 +291,22 @@ class Identity:
                 log.warning("security.login_locked_out", login=login, ip=ip)
             raise LoginRefused(401, "invalid_credentials", "wrong login or password")
         principal_id, kind = found
-        access = self.access.by_principal.get(principal_id)
-        if access is None or access.disabled:
+        # Identity decides from its own store, the source of truth, not from the
+        # access copy that other services keep.
+        staff = await load(self.store, registry, staff_stream(principal_id), Staff)
+        if not staff.exists or staff.disabled:
             await self._record(guard_stream, guard, guard.failed(login, ip, "disabled", now))
             raise LoginRefused(401, "principal_disabled", "this account is disabled")
-        staff = await load(self.store, registry, staff_stream(principal_id), Staff)
         if staff.group in self.denied_groups:
             await self._record(guard_stream, guard, guard.failed(login, ip, "group_denied", now))
             raise LoginRefused(403, "group_denied", "this user group may not log in")
-        if not access.may_connect_from(ip):
+        if not staff.ip_policy.allows(ip):
             await self._record(guard_stream, guard, guard.failed(login, ip, "ip_not_allowed", now))
             log.warning("security.login_failed", login=login, ip=ip, reason="ip_not_allowed")
             raise LoginRefused(403, "ip_not_allowed", "login from this address is not allowed")
         session_id = str(uuid.uuid4())
         lifetime = timedelta(minutes=self.settings.access_token_minutes)
-        bound_ip = ip if access.bind_session_to_ip else None
+        bound_ip = ip if staff.bind_session_to_ip else None
         started = SessionStarted(
             session_id=session_id,
             principal_id=principal_id,
