@@ -64,9 +64,9 @@ class InboxConsumer:
             # the default 500 ms would be most of a revocation's allowed delay.
             fetch_max_wait_ms=50,
         )
-        await consumer.start()
-        self.ready.set()
         try:
+            await consumer.start()  # inside the try: a stop during start-up still closes it
+            self.ready.set()
             while True:
                 batches = await consumer.getmany(timeout_ms=500, max_records=self.max_records)
                 for messages in batches.values():

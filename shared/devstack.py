@@ -535,6 +535,11 @@ class DevStack:
                     "Each service: /docs, /health, /ready, /metrics. "
                     f"Stores: {stores} (kept between runs). Ctrl-C stops everything."
                 )
+                if "identity" in self.config.services:
+                    console.print(
+                        "Log in as admin: POST /auth/login at identity; the password is "
+                        f"ADMIN_PASSWORD, or the one in {self.config.var_dir}/admin_password."
+                    )
         self.out.write("\n")
 
     # ----------------------------------------------------------------- stop

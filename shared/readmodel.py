@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import BigInteger, Column, Executable, MetaData, String, Table, select
+from sqlalchemy import BigInteger, Column, Executable, MetaData, String, Table, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -83,6 +83,10 @@ class ReadModelDB:
 
     async def create_tables(self, metadata: MetaData) -> None:
         async with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                # Replicas starting together would race on CREATE TABLE (and its row
+                # type); one at a time, the later ones find the tables there.
+                await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('create_tables'))"))
             await conn.run_sync(metadata.create_all)
 
     async def close(self) -> None:

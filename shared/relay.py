@@ -95,9 +95,9 @@ class Relay:
         self.standby = False
         await self.start()
         producer = self._producer()
-        await producer.start()
-        self.ready.set()
         try:
+            await producer.start()  # inside the try: a stop during start-up still closes it
+            self.ready.set()
             async for page in self.store.subscribe_pages(self.position, self.batch_size):
                 await self._publish(producer, page)
         finally:
@@ -108,9 +108,9 @@ class Relay:
         """Publish what the store holds now and return how many events were sent."""
         await self.start()
         producer = self._producer()
-        await producer.start()
         sent = 0
         try:
+            await producer.start()
             while page := await self.store.read_all(self.position, self.batch_size):
                 await self._publish(producer, page)
                 sent += len(page)

@@ -1,9 +1,19 @@
-"""How the departments service plugs into the kernel: routers, projections, consumers."""
+"""How the departments service plugs into the kernel: routers, projections, first start."""
 
 import services.departments as package
 from services.departments.api import router
+from services.departments.app.handlers import Departments
 from services.departments.projections import projections
-from shared.service import ServiceSpec
+from shared.service import ServiceRuntime, ServiceSpec
+
+
+async def start(runtime: ServiceRuntime) -> None:
+    """Build the application service; create the default departments once."""
+    assert runtime.store is not None and runtime.db is not None
+    departments = Departments(store=runtime.store, db=runtime.db)
+    await departments.create_defaults()
+    runtime.extensions["departments"] = departments
+
 
 SPEC = ServiceSpec(
     name="departments",
@@ -11,4 +21,5 @@ SPEC = ServiceSpec(
     description=package.__doc__ or "",
     routers=[router],
     projections=projections,
+    on_start=start,
 )

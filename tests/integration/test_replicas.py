@@ -9,6 +9,7 @@ event twice would show.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 
@@ -72,8 +73,15 @@ async def test_one_replica_works_the_other_follows_and_takes_over(
             ).position
         return last
 
-    async with serving(make_replica()) as first, httpx.AsyncClient(base_url=first) as one:
-        async with serving(make_replica()) as second, httpx.AsyncClient(base_url=second) as two:
+    async with contextlib.AsyncExitStack() as first_replica:
+        async with contextlib.AsyncExitStack() as second_replica:
+            # Both start at the same moment: creating tables must not race.
+            first, second = await asyncio.gather(
+                first_replica.enter_async_context(serving(make_replica())),
+                second_replica.enter_async_context(serving(make_replica())),
+            )
+            one = await first_replica.enter_async_context(httpx.AsyncClient(base_url=first))
+            two = await second_replica.enter_async_context(httpx.AsyncClient(base_url=second))
             head = await write(50)
             for http in (one, two):  # both catch up: one applies, the other follows
                 deadline = time.monotonic() + 30

@@ -1,5 +1,361 @@
-"""HTTP adapter of the departments context (paths of API.md)."""
+"""HTTP adapter of the departments context (the departments table of API.md).
 
-from fastapi import APIRouter
+Commands go through ``Departments`` (the application service) and answer
+``{"id", "version", "position"}``; reads come from the ``department_directory``
+read model and accept ``?min_position=``. Commands on one aggregate accept an
+optional ``?expected_version=``: a client that read version n and changes it
+gets 409 ``version_conflict`` if someone else changed it meanwhile.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, select
+from sqlalchemy.engine import Row
+
+from services.departments.app.handlers import Departments
+from services.departments.domain.department import DepartmentPatch
+from services.departments.domain.events import LocalizedText, Support, WeeklyHours
+from services.departments.domain.schedule import (
+    MAX_RESPONSE_HOURS,
+    SchedulePatch,
+    expected_response_at,
+)
+from services.departments.projections import departments, schedules
+from shared.access import Principal
+from shared.api import ApiError, CaughtUp, CommandAnswer, invalid, require
+from shared.events import Actor
+from shared.readmodel import ReadModelDB
 
 router = APIRouter()
+
+
+def departments_app(request: Request) -> Departments:
+    app: Departments = request.app.state.runtime.extensions["departments"]
+    return app
+
+
+DepartmentsApp = Annotated[Departments, Depends(departments_app)]
+
+
+def actor_of(principal: Principal) -> Actor:
+    return Actor(id=principal.id, kind=principal.kind, impersonator_id=principal.impersonator_id)
+
+
+def read_db(request: Request) -> ReadModelDB:
+    db: ReadModelDB = request.app.state.runtime.db
+    return db
+
+
+ReadDB = Annotated[ReadModelDB, Depends(read_db)]
+
+ExpectedVersion = Annotated[
+    int | None,
+    Query(ge=0, description="409 version_conflict unless the aggregate is at this version"),
+]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------- departments
+
+
+class DepartmentIn(Strict):
+    name: LocalizedText
+    schedule_id: str | None = Field(default=None, max_length=64)
+    task_language: str = Field(default="en", max_length=8)
+    support: Support = Support()
+
+
+class RightSwitch(Strict):
+    right: str = Field(min_length=1, max_length=100)
+    enabled: bool
+
+
+class DepartmentOut(BaseModel):
+    id: str
+    name: LocalizedText
+    schedule_id: str | None
+    task_language: str
+    support: Support
+    rights: list[str]  # effective: what every member inherits
+    enabled: list[str]  # sections and functions turned on
+    disabled: list[str]  # functions turned off inside an enabled section
+    deleted: bool
+    version: int
+
+
+def _department(row: Row[Any]) -> DepartmentOut:
+    return DepartmentOut(
+        id=row.department_id,
+        name=LocalizedText(en=row.name_en, ru=row.name_ru),
+        schedule_id=row.schedule_id,
+        task_language=row.task_language,
+        support=Support.model_validate(orjson.loads(row.support)),
+        rights=orjson.loads(row.rights),
+        enabled=orjson.loads(row.enabled),
+        disabled=orjson.loads(row.disabled),
+        deleted=row.deleted,
+        version=row.version,
+    )
+
+
+@router.get("/departments", tags=["departments"])
+async def list_departments(
+    response: Response,
+    db: ReadDB,
+    _: CaughtUp,
+    __: Annotated[Principal, Depends(require("departments.view"))],
+    support_enabled: Annotated[
+        bool | None, Query(description="only those open (or closed) in the support center")
+    ] = None,
+    include_deleted: bool = False,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[DepartmentOut]:
+    """Departments by ``support.sort``, then name; the total is in ``X-Total-Count``."""
+    query = select(departments)
+    if not include_deleted:
+        query = query.where(departments.c.deleted.is_(False))
+    if support_enabled is not None:
+        query = query.where(departments.c.support_enabled.is_(support_enabled))
+    async with db.engine.connect() as conn:
+        total = (await conn.execute(select(func.count()).select_from(query.subquery()))).scalar()
+        rows = await conn.execute(
+            query.order_by(
+                departments.c.sort,
+                func.lower(departments.c.name_en),
+                departments.c.department_id,  # a stable order for pages
+            )
+            .limit(limit)
+            .offset(offset)
+        )
+        found = [_department(row) for row in rows]
+    # API.md answers a bare list; the count for paging travels in a header.
+    response.headers["X-Total-Count"] = str(int(total or 0))
+    return found
+
+
+async def _one_department(db: ReadModelDB, department_id: str, include_deleted: bool) -> Row[Any]:
+    async with db.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(departments).where(departments.c.department_id == department_id)
+            )
+        ).first()
+    if row is None or (row.deleted and not include_deleted):
+        raise ApiError(404, "not_found", f"department {department_id} not found")
+    return row
+
+
+@router.get("/departments/{department_id}", tags=["departments"])
+async def get_department(
+    department_id: str,
+    db: ReadDB,
+    _: CaughtUp,
+    __: Annotated[Principal, Depends(require("departments.view"))],
+    include_deleted: bool = False,
+) -> DepartmentOut:
+    return _department(await _one_department(db, department_id, include_deleted))
+
+
+@router.post("/departments", tags=["departments"], status_code=201)
+async def create_department(
+    body: DepartmentIn,
+    app: DepartmentsApp,
+    principal: Annotated[Principal, Depends(require("departments.create"))],
+) -> CommandAnswer:
+    """A new department, with no rights (DESIGN §1)."""
+    return await app.create_department(
+        actor_of(principal),
+        body.name,
+        schedule_id=body.schedule_id,
+        task_language=body.task_language,
+        support=body.support,
+    )
+
+
+@router.patch("/departments/{department_id}", tags=["departments"])
+async def change_department(
+    department_id: str,
+    body: DepartmentPatch,
+    app: DepartmentsApp,
+    principal: Annotated[Principal, Depends(require("departments.edit"))],
+    expected_version: ExpectedVersion = None,
+) -> CommandAnswer:
+    """Change the fields given; ``support`` may be partial; ``schedule_id: null`` detaches."""
+    return await app.change_department(actor_of(principal), department_id, body, expected_version)
+
+
+@router.delete("/departments/{department_id}", tags=["departments"])
+async def delete_department(
+    department_id: str,
+    app: DepartmentsApp,
+    principal: Annotated[Principal, Depends(require("departments.delete"))],
+    expected_version: ExpectedVersion = None,
+) -> CommandAnswer:
+    """Delete it; its members lose the rights it gave them."""
+    return await app.delete_department(actor_of(principal), department_id, expected_version)
+
+
+@router.post("/departments/{department_id}/rights", tags=["departments"])
+async def switch_right(
+    department_id: str,
+    body: RightSwitch,
+    app: DepartmentsApp,
+    principal: Annotated[Principal, Depends(require("departments.rights"))],
+    expected_version: ExpectedVersion = None,
+) -> CommandAnswer:
+    """Turn a section or a function (``GET /rights/catalogue`` at identity) on or off."""
+    return await app.set_right(
+        actor_of(principal), department_id, body.right, body.enabled, expected_version
+    )
+
+
+class ExpectedResponseOut(BaseModel):
+    department_id: str
+    schedule_id: str
+    timezone: str
+    hours: float
+    requested_at: datetime
+    expected_at: datetime
+
+
+@router.get("/departments/{department_id}/expected-response", tags=["departments"])
+async def expected_response(
+    department_id: str,
+    db: ReadDB,
+    _: CaughtUp,
+    __: Annotated[Principal, Depends(require("departments.view"))],
+    hours: Annotated[
+        float, Query(ge=0, le=MAX_RESPONSE_HOURS, description="business hours to respond in")
+    ],
+    requested_at: Annotated[
+        datetime | None,
+        Query(description="when the request is made, with a time zone (default: now)"),
+    ] = None,
+) -> ExpectedResponseOut:
+    """When a request made now (or at ``requested_at``) is due, by the department's schedule."""
+    department = await _one_department(db, department_id, include_deleted=False)
+    if department.schedule_id is None:
+        raise invalid("schedule_id", "the department has no work schedule")
+    row = await _one_schedule(db, department.schedule_id, status=422)
+    at = requested_at or datetime.now(UTC)
+    schedule = _schedule(row)
+    # A naive ``requested_at`` is a DomainError naming it (422), as is a bad ``hours``.
+    due = expected_response_at(schedule, at, hours)
+    return ExpectedResponseOut(
+        department_id=department_id,
+        schedule_id=schedule.id,
+        timezone=schedule.timezone,
+        hours=hours,
+        requested_at=at.astimezone(UTC),
+        expected_at=due,
+    )
+
+
+# ---------------------------------------------------------------- schedules
+
+
+class ScheduleIn(Strict):
+    name: str = Field(min_length=1, max_length=100)
+    timezone: str = Field(min_length=1, max_length=64)
+    weekly: dict[str, list[list[str]]] = Field(
+        description='{"mon": [["09:00", "18:00"]], ...}; "24:00" may end a range'
+    )
+    holidays: list[str] = Field(default=[], description='ISO dates, like "2026-12-31"')
+
+
+class ScheduleOut(BaseModel):
+    id: str
+    name: str
+    timezone: str
+    weekly: WeeklyHours
+    holidays: list[date]
+    version: int
+
+
+def _schedule(row: Row[Any]) -> ScheduleOut:
+    return ScheduleOut(
+        id=row.schedule_id,
+        name=row.name,
+        timezone=row.timezone,
+        weekly=WeeklyHours.model_validate(orjson.loads(row.weekly)),
+        holidays=[date.fromisoformat(d) for d in orjson.loads(row.holidays)],
+        version=row.version,
+    )
+
+
+async def _one_schedule(db: ReadModelDB, schedule_id: str, status: int = 404) -> Row[Any]:
+    async with db.engine.connect() as conn:
+        row = (
+            await conn.execute(select(schedules).where(schedules.c.schedule_id == schedule_id))
+        ).first()
+    if row is None:
+        if status == 422:  # a department names it, but this read model does not know it yet
+            raise invalid("schedule_id", f"schedule {schedule_id} is not known (yet)")
+        raise ApiError(404, "not_found", f"schedule {schedule_id} not found")
+    return row
+
+
+@router.post("/schedules", tags=["schedules"], status_code=201)
+async def create_schedule(
+    body: ScheduleIn,
+    app: DepartmentsApp,
+    principal: Annotated[Principal, Depends(require("departments.schedules"))],
+) -> CommandAnswer:
+    return await app.create_schedule(
+        actor_of(principal), body.name, body.timezone, body.weekly, body.holidays
+    )
+
+
+@router.get("/schedules", tags=["schedules"])
+async def list_schedules(
+    response: Response,
+    db: ReadDB,
+    _: CaughtUp,
+    __: Annotated[Principal, Depends(require("departments.view"))],
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[ScheduleOut]:
+    """Schedules by name; the total is in ``X-Total-Count``."""
+    async with db.engine.connect() as conn:
+        total = (await conn.execute(select(func.count()).select_from(schedules))).scalar()
+        rows = await conn.execute(
+            select(schedules)
+            .order_by(func.lower(schedules.c.name), schedules.c.schedule_id)
+            .limit(limit)
+            .offset(offset)
+        )
+        found = [_schedule(row) for row in rows]
+    response.headers["X-Total-Count"] = str(int(total or 0))
+    return found
+
+
+@router.get("/schedules/{schedule_id}", tags=["schedules"])
+async def get_schedule(
+    schedule_id: str,
+    db: ReadDB,
+    _: CaughtUp,
+    __: Annotated[Principal, Depends(require("departments.view"))],
+) -> ScheduleOut:
+    return _schedule(await _one_schedule(db, schedule_id))
+
+
+@router.patch("/schedules/{schedule_id}", tags=["schedules"])
+async def change_schedule(
+    schedule_id: str,
+    body: SchedulePatch,
+    app: DepartmentsApp,
+    principal: Annotated[Principal, Depends(require("departments.schedules"))],
+    expected_version: ExpectedVersion = None,
+) -> CommandAnswer:
+    """Change the fields given (name, timezone, weekly, holidays)."""
+    return await app.change_schedule(actor_of(principal), schedule_id, body, expected_version)
