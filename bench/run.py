@@ -40,7 +40,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
 from rich.table import Table
 
-from bench import authz
+from bench import access_latency, authz
 from shared import devbroker
 from shared.events import Actor, NewEvent
 from shared.eventstore import StreamState
@@ -771,6 +771,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     results = best_of([figures for figures, _ in rounds])
     console.rule("authorization checks (10,000 staff, 50 departments)")
     results.update(authz.run())
+    console.rule("access changes between services (identity, departments: real processes)")
+    results.update(access_latency.run(rounds=200))
     meta = rounds[-1][1]
     meta["rounds"] = args.repeat
     meta["runtime_s"] = round(sum(m["runtime_s"] for _, m in rounds), 1)

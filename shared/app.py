@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from shared.domain import Aggregate
-from shared.events import SYSTEM, Actor, DomainEvent, EventRegistry
+from shared.events import SYSTEM, Actor, DomainEvent, EventRegistry, RecordedEvent
 from shared.eventstore import AppendResult, EventStore, StreamState
 
 A = TypeVar("A", bound=Aggregate)
@@ -15,9 +15,14 @@ A = TypeVar("A", bound=Aggregate)
 
 async def load(store: EventStore, registry: EventRegistry, stream: str, new: Callable[[], A]) -> A:
     """The aggregate as its stream says it is now (a fresh one when there is no stream)."""
-    recorded = await store.read_stream(stream)
+    return rebuild(await store.read_stream(stream), registry, new)
+
+
+def rebuild(recorded: Sequence[RecordedEvent], registry: EventRegistry, new: Callable[[], A]) -> A:
+    """An aggregate from events already read; ``version`` is the stream's."""
     aggregate = new()
-    aggregate.applied(registry.decode(e) for e in recorded if e.type in registry.models())
+    wanted = aggregate.handles or frozenset(registry.models())
+    aggregate.applied(registry.decode(e) for e in recorded if e.type in wanted)
     aggregate.version = recorded[-1].stream_version if recorded else 0
     return aggregate
 

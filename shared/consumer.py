@@ -62,7 +62,7 @@ class InboxConsumer:
             auto_offset_reset="earliest",
             # The broker holds a fetch open up to this long when nothing is new;
             # the default 500 ms would be most of a revocation's allowed delay.
-            fetch_max_wait_ms=50,
+            fetch_max_wait_ms=10,
         )
         try:
             await consumer.start()  # inside the try: a stop during start-up still closes it

@@ -9,7 +9,7 @@ The errors below map onto the API's 422 / 404 / 409 in ``shared.service``.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Self
+from typing import ClassVar, Self
 
 from shared.events import DomainEvent
 
@@ -41,7 +41,13 @@ class Conflict(Exception):
 
 
 class Aggregate:
-    """Base of event-sourced aggregates: ``version`` counts the events applied."""
+    """Base of event-sourced aggregates: ``version`` counts the events applied.
+
+    ``handles`` names the event types ``apply`` cares about; loading skips
+    (does not even decode) the others that share the stream.
+    """
+
+    handles: ClassVar[frozenset[str] | None] = None
 
     def __init__(self) -> None:
         self.version = 0

@@ -122,7 +122,7 @@ class Relay:
         return AIOKafkaProducer(
             bootstrap_servers=self.bootstrap,
             acks="all",
-            linger_ms=5,
+            linger_ms=1,
             max_batch_size=256 * 1024,
             request_timeout_ms=30_000,
         )

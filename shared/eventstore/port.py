@@ -62,6 +62,7 @@ class EventIdConflict(EventStoreError):
 
 
 MAX_EVENTS_PER_APPEND = 10_000
+LOCAL_RETRY_SECONDS = 0.002
 
 
 def check_expected(stream: str, expected: ExpectedVersion, current: int) -> None:
@@ -98,6 +99,9 @@ class EventStore(abc.ABC):
 
     def __init__(self) -> None:
         self._appended = asyncio.Event()
+        # The last position this process appended; a subscriber behind it knows
+        # there is more even when a read finds nothing yet (see subscribe_pages).
+        self._last_local_position = 0
 
     @abc.abstractmethod
     async def append(
@@ -141,9 +145,10 @@ class EventStore(abc.ABC):
     async def close(self) -> None:  # noqa: B027 - adapters without connections need nothing
         """Release connections."""
 
-    def _notify_appended(self) -> None:
+    def _notify_appended(self, position: int = 0) -> None:
         # Swap in a fresh event so that no subscriber has to clear a shared one
         # (clearing would lose a wake-up for a subscriber between read and wait).
+        self._last_local_position = max(self._last_local_position, position)
         appended, self._appended = self._appended, asyncio.Event()
         appended.set()
 
@@ -167,6 +172,11 @@ class EventStore(abc.ABC):
                 yield page
                 position = page[-1].position
             if len(page) < batch_size:
+                if position < self._last_local_position:
+                    # Our own append has committed but is not readable yet: an older
+                    # transaction still runs (the horizon). It will be in moments.
+                    await asyncio.sleep(LOCAL_RETRY_SECONDS)
+                    continue
                 await self._wait_for_more(appended)
 
     async def subscribe(

@@ -188,7 +188,7 @@ class PostgresEventStore(EventStore):
             assert row is not None
             status, version, position = row
             if status == "ok":
-                self._notify_appended()
+                self._notify_appended(position)
                 return AppendResult(stream_version=version, position=position)
             if status == "conflict":
                 raise ConcurrencyError(stream, expected_version, version)

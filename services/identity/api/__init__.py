@@ -87,8 +87,12 @@ class MeOut(BaseModel):
 async def me(
     request: Request, _: CaughtUp, principal: Annotated[Principal, Depends(require())]
 ) -> MeOut:
-    """Who I am and what I may do, from the effective-permissions read model."""
-    rights = await _rights(request, principal.id)
+    """Who I am and what I may do.
+
+    Answered from the access copy, the in-memory read model of effective rights
+    that identity updates the moment it publishes a change (the table behind
+    ``GET /staff/{id}/rights`` follows a moment later).
+    """
     access = principal.access
     return MeOut(
         id=principal.id,
@@ -96,7 +100,7 @@ async def me(
         login=access.login,
         full_access=access.full_access,
         departments=list(access.departments),
-        permissions=sorted(rights or {}),
+        permissions=sorted(access.rights),
     )
 
 

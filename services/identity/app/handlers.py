@@ -47,7 +47,7 @@ from shared.access import (
     issue_token,
 )
 from shared.api import CommandAnswer
-from shared.app import append, load
+from shared.app import append, load, rebuild
 from shared.domain import Conflict, NotFound
 from shared.events import Actor, DomainEvent, RecordedEvent
 from shared.eventstore import AppendResult, ConcurrencyError, EventStore, StreamState
@@ -226,18 +226,16 @@ class Identity:
         return CommandAnswer.of(staff_id, result)
 
     async def _published_access(self, staff_id: str) -> StaffAccessChanged | None:
-        for recorded in reversed(await self.store.read_stream(staff_stream(staff_id))):
-            if recorded.type == StaffAccessChanged.event_type:
-                return StaffAccessChanged.model_validate(recorded.data)
-        return None
+        return last_access_fact(await self.store.read_stream(staff_stream(staff_id)))
 
     async def republish_access(self, staff_id: str) -> None:
         """Recompute a member's access (their departments changed) and publish it if new."""
-        staff = await load(self.store, registry, staff_stream(staff_id), Staff)
+        recorded = await self.store.read_stream(staff_stream(staff_id))
+        staff = rebuild(recorded, registry, Staff)
         if not staff.exists:
             return
         fact = staff.access_fact(self.department_rights)
-        previous = await self._published_access(staff_id)
+        previous = last_access_fact(recorded)
         if previous is not None and not _differs(previous, fact):
             return
         try:
@@ -413,6 +411,14 @@ class Identity:
             out.write(password)
         log.info("identity.admin_password_written", path=str(path))  # the path, never the password
         return password
+
+
+def last_access_fact(recorded: list[RecordedEvent]) -> StaffAccessChanged | None:
+    """The access fact identity last published for a member (only that one is decoded)."""
+    for event in reversed(recorded):
+        if event.type == StaffAccessChanged.event_type:
+            return StaffAccessChanged.model_validate(event.data)
+    return None
 
 
 def _differs(previous: StaffAccessChanged, current: StaffAccessChanged) -> bool:

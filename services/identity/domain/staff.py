@@ -66,6 +66,17 @@ def check_ip_policy(policy: IpPolicy) -> None:
 class Staff(Aggregate):
     """A staff account, rebuilt from its stream ``staff-<id>``."""
 
+    handles = frozenset(
+        {
+            StaffAdded.event_type,
+            StaffChanged.event_type,
+            StaffDisabled.event_type,
+            RightGranted.event_type,
+            RightRevoked.event_type,
+            AvatarChanged.event_type,
+        }
+    )
+
     def __init__(self) -> None:
         super().__init__()
         self.id = ""
