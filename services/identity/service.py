@@ -1,5 +1,7 @@
 """How the identity service plugs into the kernel: routers, projections, consumers."""
 
+from datetime import timedelta
+
 from pydantic_settings import BaseSettings
 
 import services.identity as package
@@ -16,19 +18,25 @@ class IdentitySettings(BaseSettings):
     # User groups (staff, admin, client) that may not log in, e.g. '["client"]'
     # while client accounts are being migrated.
     login_denied_groups: list[str] = []
+    # Failed logins in a row that lock a login, and for how long.
+    login_max_failures: int = 5
+    login_lock_seconds: int = 15 * 60
 
 
 async def start(runtime: ServiceRuntime) -> None:
     """Build the application service, learn departments from their topic, create admin."""
     assert runtime.store is not None and runtime.db is not None
     await runtime.db.create_tables(departments_metadata)
+    options = IdentitySettings()
     identity = Identity(
         store=runtime.store,
         db=runtime.db,
         credentials=CredentialStore(runtime.db),
         access=runtime.access,
         settings=runtime.settings,
-        denied_groups=frozenset(IdentitySettings().login_denied_groups),
+        denied_groups=frozenset(options.login_denied_groups),
+        max_failures=options.login_max_failures,
+        lock_for=timedelta(seconds=options.login_lock_seconds),
     )
     await identity.start()
     runtime.extensions["identity"] = identity

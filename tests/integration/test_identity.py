@@ -418,3 +418,47 @@ async def test_a_denied_user_group_cannot_log_in(
         assert refused.status_code == 403
         assert refused.json()["error"]["code"] == "group_denied"
         await login(client, "admin", ADMIN_PASSWORD)  # the admin group still may
+
+
+async def test_a_lock_out_ends_and_the_count_starts_again(
+    make_identity: Callable[[], FastAPI],
+    departments: Departments,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LOGIN_LOCK_SECONDS", "2")
+    async with serving(make_identity()) as base, httpx.AsyncClient(base_url=base) as client:
+
+        async def attempt(password: str) -> int:
+            answer = await client.post("/auth/login", json={"login": "admin", "password": password})
+            return answer.status_code
+
+        assert [await attempt("wrong!") for _ in range(5)] == [401] * 5
+        assert await attempt(ADMIN_PASSWORD) == 429
+        await asyncio.sleep(2.5)
+        assert await attempt(ADMIN_PASSWORD) == 200  # the lock has ended
+        # A success resets the count: four more failures do not lock again.
+        assert [await attempt("wrong!") for _ in range(4)] == [401] * 4
+        assert await attempt(ADMIN_PASSWORD) == 200
+
+
+async def test_full_access_staff_may_do_everything_and_only_they_may_give_it(
+    http: httpx.AsyncClient,
+) -> None:
+    admin = await login(http, "admin", ADMIN_PASSWORD)
+    await add(http, admin, staff_body("kate", [], full_access=True))
+    mike = await add(http, admin, staff_body("mike", [SUPPORT]))
+    await http.post(f"/staff/{mike}/rights", json={"right": "staff"}, headers=admin)
+    kate = await login(http, "kate", "kate-password")
+    me = (await http.get("/me", headers=kate)).json()
+    assert me["full_access"] is True and "finance.invoices" in me["permissions"]
+    assert (await http.post("/staff", json=staff_body("nina", []), headers=kate)).status_code == 201
+    # mike has the whole staff section (one department, one grant) but not full access.
+    as_mike = await login(http, "mike", "mike-password")
+    await eventually(lambda: http.get("/staff", headers=as_mike), lambda r: r.status_code == 200)
+    giving = await http.post(
+        "/staff", json=staff_body("oscar", [], full_access=True), headers=as_mike
+    )
+    assert giving.status_code == 403
+    assert (
+        await http.post("/staff", json=staff_body("oscar", []), headers=as_mike)
+    ).status_code == 201

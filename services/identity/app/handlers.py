@@ -29,7 +29,7 @@ from services.identity.domain.events import (
     SessionStarted,
     registry,
 )
-from services.identity.domain.login_guard import LoginGuard
+from services.identity.domain.login_guard import LOCK_FOR, MAX_FAILURES, LoginGuard
 from services.identity.domain.staff import Staff
 from services.identity.projections import (
     department_change,
@@ -96,6 +96,8 @@ class Identity:
     known_departments: set[str] = field(default_factory=set)
     avatars: AvatarStore = field(init=False)
     denied_groups: frozenset[str] = frozenset()
+    max_failures: int = MAX_FAILURES
+    lock_for: timedelta = LOCK_FOR
 
     @property
     def secret(self) -> str:
@@ -282,7 +284,9 @@ class Identity:
             raise LoginRefused(429, "locked_out", "too many failed logins; try later", wait)
         found = await self.credentials.verify(login, password)
         if found is None:
-            events = guard.failed(login, ip, "bad_credentials", now)
+            events = guard.failed(
+                login, ip, "bad_credentials", now, self.max_failures, self.lock_for
+            )
             await self._record(guard_stream, guard, events)
             log.warning("security.login_failed", login=login, ip=ip, reason="bad_credentials")
             if len(events) > 1:
@@ -293,13 +297,25 @@ class Identity:
         # access copy that other services keep.
         staff = await load(self.store, registry, staff_stream(principal_id), Staff)
         if not staff.exists or staff.disabled:
-            await self._record(guard_stream, guard, guard.failed(login, ip, "disabled", now))
+            await self._record(
+                guard_stream,
+                guard,
+                guard.failed(login, ip, "disabled", now, self.max_failures, self.lock_for),
+            )
             raise LoginRefused(401, "principal_disabled", "this account is disabled")
         if staff.group in self.denied_groups:
-            await self._record(guard_stream, guard, guard.failed(login, ip, "group_denied", now))
+            await self._record(
+                guard_stream,
+                guard,
+                guard.failed(login, ip, "group_denied", now, self.max_failures, self.lock_for),
+            )
             raise LoginRefused(403, "group_denied", "this user group may not log in")
         if not staff.ip_policy.allows(ip):
-            await self._record(guard_stream, guard, guard.failed(login, ip, "ip_not_allowed", now))
+            await self._record(
+                guard_stream,
+                guard,
+                guard.failed(login, ip, "ip_not_allowed", now, self.max_failures, self.lock_for),
+            )
             log.warning("security.login_failed", login=login, ip=ip, reason="ip_not_allowed")
             raise LoginRefused(403, "ip_not_allowed", "login from this address is not allowed")
         session_id = str(uuid.uuid4())
