@@ -31,7 +31,7 @@ from pydantic import BaseModel
 from sqlalchemy import Boolean, Column, MetaData, String, Table, Text, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.events import DomainEvent, EventRegistry, RecordedEvent
+from shared.events import Actor, DomainEvent, EventRegistry, RecordedEvent
 
 registry = EventRegistry()
 
@@ -339,6 +339,11 @@ class Principal:
     session_id: str
     impersonator_id: str | None
     access: Access
+
+    @property
+    def actor(self) -> Actor:
+        """Who the events this principal causes name (and who is behind an impersonation)."""
+        return Actor(id=self.id, kind=self.kind, impersonator_id=self.impersonator_id)
 
 
 class Denied(Exception):

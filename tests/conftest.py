@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -27,21 +28,30 @@ def _database_url(name: str) -> str:
     return f"{base}/{name}"
 
 
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    """URL of a fresh, empty PostgreSQL database, dropped after the test."""
+@contextlib.asynccontextmanager
+async def fresh_database() -> AsyncIterator[str]:
+    """A new, empty PostgreSQL database for the block; dropped afterwards."""
     name = f"test_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(POSTGRES_URL)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    yield _database_url(name)
-    admin = await asyncpg.connect(POSTGRES_URL)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield _database_url(name)
     finally:
-        await admin.close()
+        admin = await asyncpg.connect(POSTGRES_URL)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """URL of a fresh, empty PostgreSQL database, dropped after the test."""
+    async with fresh_database() as url:
+        yield url
 
 
 def _docker_available() -> bool:

@@ -7,7 +7,6 @@ the service under test is a real app over HTTP with a right-protected endpoint.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
@@ -21,12 +20,11 @@ from pydantic import SecretStr
 from shared.access import IpPolicy, Principal, SessionEnded, StaffAccessChanged, issue_token
 from shared.access import registry as access_registry
 from shared.api import require
-from shared.eventstore import EventStore, open_event_store
-from shared.readmodel import ReadModelDB
-from shared.relay import Relay
+from shared.eventstore import EventStore
 from shared.service import ServiceSpec, create_app
 from shared.settings import ServiceSettings
 from tests.http_util import serving
+from tests.support.publishing import publishing_context
 
 SECRET = "integration-secret-" * 3
 
@@ -46,9 +44,8 @@ async def whoami(principal: Principal = Depends(require())) -> dict[str, str]:
 class Identity:
     """Stands in for the identity service: appends access facts, relays them."""
 
-    def __init__(self, store: EventStore, relay: Relay) -> None:
+    def __init__(self, store: EventStore) -> None:
         self.store = store
-        self.relay = relay
 
     async def publish(self, *facts: StaffAccessChanged | SessionEnded) -> None:
         for fact in facts:
@@ -60,17 +57,8 @@ class Identity:
 async def identity(
     tmp_path: Path, kafka_bootstrap: str, topic_prefix: str
 ) -> AsyncIterator[Identity]:
-    store = await open_event_store(f"sqlite:///{tmp_path}/identity.db")
-    db = await ReadModelDB.open(f"sqlite:///{tmp_path}/identity-read.db")
-    relay = Relay(store, db, kafka_bootstrap, f"{topic_prefix}identity.events")
-    running = asyncio.create_task(relay.run())
-    await asyncio.wait_for(relay.ready.wait(), 30)
-    yield Identity(store, relay)
-    running.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await running
-    await db.close()
-    await store.close()
+    async with publishing_context("identity", tmp_path, kafka_bootstrap, topic_prefix) as store:
+        yield Identity(store)
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from pydantic import SecretStr
@@ -38,7 +37,7 @@ from shared.eventstore import open_event_store
 from shared.readmodel import ReadModelDB
 from shared.service import create_app
 from shared.settings import ServiceSettings
-from tests.conftest import POSTGRES_URL
+from tests.conftest import fresh_database
 from tests.http_util import serving
 
 ADMIN_PASSWORD = "admin-password-for-department-tests"
@@ -48,25 +47,6 @@ WEEKDAYS = {day: [["09:00", "18:00"]] for day in ("mon", "tue", "wed", "thu", "f
 
 
 # ---------------------------------------------------------------- databases and apps
-
-
-@contextlib.asynccontextmanager
-async def fresh_database() -> AsyncIterator[str]:
-    """A new PostgreSQL database (as the ``postgres_url`` fixture makes), dropped afterwards."""
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(POSTGRES_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield f"{POSTGRES_URL.rpartition('/')[0]}/{name}"
-    finally:
-        admin = await asyncpg.connect(POSTGRES_URL)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 def settings(database: str, kafka: str, prefix: str, var: Path) -> ServiceSettings:

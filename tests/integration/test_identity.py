@@ -8,7 +8,6 @@ Addresses are set with X-Forwarded-For, believed from 127.0.0.1 in these tests.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -24,13 +23,12 @@ from services.identity.service import SPEC
 from shared.access import DepartmentRightsChanged
 from shared.access import registry as access_registry
 from shared.events import NewEvent, RecordedEvent
-from shared.eventstore import EventStore, open_event_store
-from shared.readmodel import ReadModelDB
-from shared.relay import Relay
+from shared.eventstore import EventStore
 from shared.service import create_app
 from shared.settings import ServiceSettings
 from tests.http_util import serving
 from tests.kafka_util import read_topic
+from tests.support.publishing import publishing_context
 
 ADMIN_PASSWORD = "admin-password-for-tests"
 SALES = str(uuid.uuid4())
@@ -58,21 +56,12 @@ class Departments:
 async def departments(
     tmp_path: Path, kafka_bootstrap: str, topic_prefix: str
 ) -> AsyncIterator[Departments]:
-    store = await open_event_store(f"sqlite:///{tmp_path}/departments.db")
-    db = await ReadModelDB.open(f"sqlite:///{tmp_path}/departments-read.db")
-    relay = Relay(store, db, kafka_bootstrap, f"{topic_prefix}departments.events")
-    running = asyncio.create_task(relay.run())
-    await asyncio.wait_for(relay.ready.wait(), 30)
-    fake = Departments(store)
-    await fake.created(SALES)
-    await fake.created(SUPPORT)
-    await fake.rights(SUPPORT, ["tickets.view", "tickets.reply"])
-    yield fake
-    running.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await running
-    await db.close()
-    await store.close()
+    async with publishing_context("departments", tmp_path, kafka_bootstrap, topic_prefix) as store:
+        fake = Departments(store)
+        await fake.created(SALES)
+        await fake.created(SUPPORT)
+        await fake.rights(SUPPORT, ["tickets.view", "tickets.reply"])
+        yield fake
 
 
 @pytest.fixture

@@ -29,7 +29,6 @@ from services.departments.domain.schedule import (
 from services.departments.projections import departments, schedules
 from shared.access import Principal
 from shared.api import ApiError, CaughtUp, CommandAnswer, invalid, require
-from shared.events import Actor
 from shared.readmodel import ReadModelDB
 
 router = APIRouter()
@@ -41,10 +40,6 @@ def departments_app(request: Request) -> Departments:
 
 
 DepartmentsApp = Annotated[Departments, Depends(departments_app)]
-
-
-def actor_of(principal: Principal) -> Actor:
-    return Actor(id=principal.id, kind=principal.kind, impersonator_id=principal.impersonator_id)
 
 
 def read_db(request: Request) -> ReadModelDB:
@@ -174,7 +169,7 @@ async def create_department(
 ) -> CommandAnswer:
     """A new department, with no rights (DESIGN §1)."""
     return await app.create_department(
-        actor_of(principal),
+        principal.actor,
         body.name,
         schedule_id=body.schedule_id,
         task_language=body.task_language,
@@ -191,7 +186,7 @@ async def change_department(
     expected_version: ExpectedVersion = None,
 ) -> CommandAnswer:
     """Change the fields given; ``support`` may be partial; ``schedule_id: null`` detaches."""
-    return await app.change_department(actor_of(principal), department_id, body, expected_version)
+    return await app.change_department(principal.actor, department_id, body, expected_version)
 
 
 @router.delete("/departments/{department_id}", tags=["departments"])
@@ -202,7 +197,7 @@ async def delete_department(
     expected_version: ExpectedVersion = None,
 ) -> CommandAnswer:
     """Delete it; its members lose the rights it gave them."""
-    return await app.delete_department(actor_of(principal), department_id, expected_version)
+    return await app.delete_department(principal.actor, department_id, expected_version)
 
 
 @router.post("/departments/{department_id}/rights", tags=["departments"])
@@ -215,7 +210,7 @@ async def switch_right(
 ) -> CommandAnswer:
     """Turn a section or a function (``GET /rights/catalogue`` at identity) on or off."""
     return await app.set_right(
-        actor_of(principal), department_id, body.right, body.enabled, expected_version
+        principal.actor, department_id, body.right, body.enabled, expected_version
     )
 
 
@@ -312,7 +307,7 @@ async def create_schedule(
     principal: Annotated[Principal, Depends(require("departments.schedules"))],
 ) -> CommandAnswer:
     return await app.create_schedule(
-        actor_of(principal), body.name, body.timezone, body.weekly, body.holidays
+        principal.actor, body.name, body.timezone, body.weekly, body.holidays
     )
 
 
@@ -358,4 +353,4 @@ async def change_schedule(
     expected_version: ExpectedVersion = None,
 ) -> CommandAnswer:
     """Change the fields given (name, timezone, weekly, holidays)."""
-    return await app.change_schedule(actor_of(principal), schedule_id, body, expected_version)
+    return await app.change_schedule(principal.actor, schedule_id, body, expected_version)

@@ -15,7 +15,6 @@ from services.identity.projections import staff_rights, staff_rows
 from shared import rights as catalogue
 from shared.access import IpPolicy, Principal
 from shared.api import ApiError, CaughtUp, CommandAnswer, client_address, require
-from shared.events import Actor
 
 router = APIRouter()
 
@@ -26,10 +25,6 @@ def identity(request: Request) -> Identity:
 
 
 IdentityApp = Annotated[Identity, Depends(identity)]
-
-
-def actor_of(principal: Principal) -> Actor:
-    return Actor(id=principal.id, kind=principal.kind, impersonator_id=principal.impersonator_id)
 
 
 class Strict(BaseModel):
@@ -70,7 +65,7 @@ async def login(body: LoginIn, request: Request, app: IdentityApp) -> LoginOut:
 
 @router.post("/auth/logout", tags=["auth"], status_code=204)
 async def logout(app: IdentityApp, principal: Annotated[Principal, Depends(require())]) -> Response:
-    await app.logout(actor_of(principal), principal.session_id)
+    await app.logout(principal.actor, principal.session_id)
     return Response(status_code=204)
 
 
@@ -145,7 +140,7 @@ async def add_staff(
     fields["ip_policy"] = body.ip_policy
     if body.full_access and not principal.access.full_access:
         raise ApiError(403, "forbidden", "only full-access staff may give full access")
-    return await app.add_staff(actor_of(principal), body.password, **fields)
+    return await app.add_staff(principal.actor, body.password, **fields)
 
 
 @router.patch("/staff/{staff_id}", tags=["staff"])
@@ -160,9 +155,9 @@ async def change_staff(
     }
     if changes.get("full_access") and not principal.access.full_access:
         raise ApiError(403, "forbidden", "only full-access staff may give full access")
-    answer = await app.change_staff(actor_of(principal), staff_id, **changes)
+    answer = await app.change_staff(principal.actor, staff_id, **changes)
     if body.password is not None:
-        await app.change_password(actor_of(principal), staff_id, body.password)
+        await app.change_password(principal.actor, staff_id, body.password)
     return answer
 
 
@@ -173,7 +168,7 @@ async def disable_staff(
     principal: Annotated[Principal, Depends(require("staff.delete"))],
 ) -> CommandAnswer:
     """Disable the account (its history stays); its sessions end."""
-    return await app.disable_staff(actor_of(principal), staff_id)
+    return await app.disable_staff(principal.actor, staff_id)
 
 
 class StaffPage(BaseModel):
@@ -249,7 +244,7 @@ async def set_avatar(
         raise ApiError(403, "forbidden", "the right 'staff.edit' is required")
     # Read one byte more than allowed: enough to tell "too big" without reading a huge upload.
     data = await avatar.read(64 * 1024 + 1)
-    return await app.set_avatar(actor_of(principal), staff_id, data, avatar.filename)
+    return await app.set_avatar(principal.actor, staff_id, data, avatar.filename)
 
 
 @router.get("/staff/{staff_id}/avatar", tags=["staff"])
@@ -313,7 +308,7 @@ async def grant_right(
     app: IdentityApp,
     principal: Annotated[Principal, Depends(require("staff.rights"))],
 ) -> CommandAnswer:
-    return await app.grant(actor_of(principal), staff_id, body.right)
+    return await app.grant(principal.actor, staff_id, body.right)
 
 
 @router.delete("/staff/{staff_id}/rights/{right}", tags=["rights"])
@@ -323,7 +318,7 @@ async def revoke_right(
     app: IdentityApp,
     principal: Annotated[Principal, Depends(require("staff.rights"))],
 ) -> CommandAnswer:
-    return await app.revoke(actor_of(principal), staff_id, right)
+    return await app.revoke(principal.actor, staff_id, right)
 
 
 @router.get("/rights/catalogue", tags=["rights"])
