@@ -8,8 +8,6 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-CONTEXTS = ("identity", "departments", "clients", "tickets", "notifier")
-
 
 def topic_of(context: str, prefix: str = "") -> str:
     """``tickets`` → ``tickets.events`` (one topic per context, DESIGN §5)."""
@@ -61,4 +59,4 @@ async def message_at(
         await consumer.stop()
 
 
-__all__ = ["CONTEXTS", "KafkaError", "ensure_topic", "message_at", "topic_exists", "topic_of"]
+__all__ = ["KafkaError", "ensure_topic", "message_at", "topic_exists", "topic_of"]

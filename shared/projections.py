@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.events import RecordedEvent
 from shared.eventstore import EventStore
-from shared.readmodel import ReadModelDB, checkpoints, read_checkpoint, save_checkpoint
+from shared.readmodel import ReadModelDB, checkpoints, save_checkpoint
 
 
 class Projection(abc.ABC):
@@ -128,12 +128,3 @@ class ProjectionRunner:
             async with self._advanced:
                 self.position = position
                 self._advanced.notify_all()
-
-    async def lag(self) -> int:
-        """Events (by position) the read model is behind the store."""
-        return max(0, await self.store.head_position() - self.position)
-
-
-async def stored_position(db: ReadModelDB, projection: Projection) -> int:
-    async with db.engine.connect() as conn:
-        return (await read_checkpoint(conn, f"projection:{projection.name}")).position

@@ -141,7 +141,13 @@ async def add(client: httpx.AsyncClient, admin: dict[str, str], body: dict[str, 
     answer = await client.post("/staff", json=body, headers=admin)
     assert answer.status_code == 201, answer.text
     assert set(answer.json()) == {"id", "version", "position"}
-    return str(answer.json()["id"])
+    staff_id = str(answer.json()["id"])
+    # Read-your-writes: later reads of the staff list and cards see the new member.
+    caught_up = await client.get(
+        f"/staff/{staff_id}", params={"min_position": answer.json()["position"]}, headers=admin
+    )
+    assert caught_up.status_code == 200
+    return staff_id
 
 
 async def test_admin_exists_from_the_first_start_with_full_access(http: httpx.AsyncClient) -> None:
@@ -246,10 +252,17 @@ async def test_bad_input_is_a_4xx_naming_the_field_and_writes_nothing(
         "/staff", content=b"{not json", headers={**admin, "content-type": "application/json"}
     )
     assert malformed.status_code == 422
-    await add(http, admin, body)
+    added = await http.post("/staff", json=body, headers=admin)
+    assert added.status_code == 201
     duplicate = await http.post("/staff", json={**body, "login": "DAVE"}, headers=admin)
     assert duplicate.status_code == 409 and duplicate.json()["error"]["code"] == "duplicate_login"
-    page = (await http.get("/staff", params={"login": "dave"}, headers=admin)).json()
+    page = (
+        await http.get(
+            "/staff",
+            params={"login": "dave", "min_position": added.json()["position"]},
+            headers=admin,
+        )
+    ).json()
     assert page["total"] == 1
 
 

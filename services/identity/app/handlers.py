@@ -137,7 +137,7 @@ class Identity:
         events = Staff.add(staff_id, known_departments=self.known_departments, **fields)
         await self.credentials.add(staff_id, fields["login"], "staff", password)
         try:
-            result = await self._commit(Staff(), staff_id, events, actor)
+            result = await self._commit(None, Staff(), staff_id, events, actor)
         except BaseException:
             await self.credentials.remove(staff_id)
             raise
@@ -145,28 +145,28 @@ class Identity:
         return CommandAnswer.of(staff_id, result)
 
     async def change_staff(self, actor: Actor, staff_id: str, **changes: Any) -> CommandAnswer:
-        staff = await self._staff(staff_id)
+        staff, published = await self._staff(staff_id)
         events = staff.change(self.known_departments, **changes)
-        result = await self._commit(staff, staff_id, events, actor)
+        result = await self._commit(published, staff, staff_id, events, actor)
         return self._answer(staff_id, staff, result)
 
     async def disable_staff(self, actor: Actor, staff_id: str) -> CommandAnswer:
-        staff = await self._staff(staff_id)
+        staff, published = await self._staff(staff_id)
         if staff_id == actor.id:
             raise Conflict("cannot_disable_self", "staff members cannot disable themselves")
-        result = await self._commit(staff, staff_id, staff.disable(), actor)
+        result = await self._commit(published, staff, staff_id, staff.disable(), actor)
         await self.end_sessions_of(staff_id, "disabled", actor)
         return self._answer(staff_id, staff, result)
 
     async def grant(self, actor: Actor, staff_id: str, right: str) -> CommandAnswer:
-        staff = await self._staff(staff_id)
-        result = await self._commit(staff, staff_id, staff.grant(right), actor)
+        staff, published = await self._staff(staff_id)
+        result = await self._commit(published, staff, staff_id, staff.grant(right), actor)
         return self._answer(staff_id, staff, result)
 
     async def revoke(self, actor: Actor, staff_id: str, right: str) -> CommandAnswer:
-        staff = await self._staff(staff_id)
+        staff, published = await self._staff(staff_id)
         result = await self._commit(
-            staff, staff_id, staff.revoke(right, self.department_rights), actor
+            published, staff, staff_id, staff.revoke(right, self.department_rights), actor
         )
         return self._answer(staff_id, staff, result)
 
@@ -174,11 +174,11 @@ class Identity:
         self, actor: Actor, staff_id: str, data: bytes, filename: str | None
     ) -> CommandAnswer:
         avatar = check_avatar(data, filename)
-        staff = await self._staff(staff_id)
+        staff, published = await self._staff(staff_id)
         events = staff.change_avatar(avatar.sha256, avatar.content_type, len(avatar.data))
         if events:
             await self.avatars.put(avatar)  # the bytes first: the event must never point at nothing
-        result = await self._commit(staff, staff_id, events, actor)
+        result = await self._commit(published, staff, staff_id, events, actor)
         return self._answer(staff_id, staff, result)
 
     async def change_password(self, actor: Actor, principal_id: str, password: str) -> None:
@@ -192,14 +192,21 @@ class Identity:
             actor=actor,
         )
 
-    async def _staff(self, staff_id: str) -> Staff:
-        staff = await load(self.store, registry, staff_stream(staff_id), Staff)
+    async def _staff(self, staff_id: str) -> tuple[Staff, StaffAccessChanged | None]:
+        """The member and the access fact last published for them, from one read."""
+        recorded = await self.store.read_stream(staff_stream(staff_id))
+        staff = rebuild(recorded, registry, Staff)
         if not staff.exists:
             raise NotFound(f"staff member {staff_id}")
-        return staff
+        return staff, last_access_fact(recorded)
 
     async def _commit(
-        self, staff: Staff, staff_id: str, events: list[DomainEvent], actor: Actor
+        self,
+        previous: StaffAccessChanged | None,
+        staff: Staff,
+        staff_id: str,
+        events: list[DomainEvent],
+        actor: Actor,
     ) -> AppendResult | None:
         """Append the decision and, when access changed, the new access fact, atomically."""
         if not events:
@@ -207,7 +214,6 @@ class Identity:
         loaded = staff.version
         staff.applied(events)
         fact = staff.access_fact(self.department_rights)
-        previous = await self._published_access(staff_id)
         if previous is None or _differs(previous, fact):
             events = [*events, fact]
         try:
@@ -226,9 +232,6 @@ class Identity:
         if result is None:  # nothing changed: answer with where things stand
             return CommandAnswer(id=staff_id, version=staff.version, position=0)
         return CommandAnswer.of(staff_id, result)
-
-    async def _published_access(self, staff_id: str) -> StaffAccessChanged | None:
-        return last_access_fact(await self.store.read_stream(staff_stream(staff_id)))
 
     async def republish_access(self, staff_id: str) -> None:
         """Recompute a member's access (their departments changed) and publish it if new."""
@@ -268,7 +271,12 @@ class Identity:
                 await self.republish_access(staff_id)
 
     async def _members(self, conn: AsyncConnection, department_id: str) -> list[str]:
-        rows = await conn.execute(select(staff_rows.c.staff_id, staff_rows.c.departments))
+        # The JSON text narrows the rows in SQL; parsing confirms the membership.
+        rows = await conn.execute(
+            select(staff_rows.c.staff_id, staff_rows.c.departments).where(
+                staff_rows.c.departments.contains(f'"{department_id}"', autoescape=True)
+            )
+        )
         return [r.staff_id for r in rows if department_id in orjson.loads(r.departments)]
 
     # ---------------------------------------------------------------- sessions
@@ -405,7 +413,7 @@ class Identity:
             return  # another replica got here first
         staff = Staff()
         try:
-            await self._commit(staff, ADMIN_ID, events, Actor(id="system", kind="system"))
+            await self._commit(None, staff, ADMIN_ID, events, Actor(id="system", kind="system"))
         except (Conflict, ConcurrencyError):
             return
         log.info("identity.admin_created", login=ADMIN_LOGIN)
