@@ -83,7 +83,8 @@ class ClientAccessChanged(DomainEvent):
 
     event_type = "ClientAccessChanged"
     client_id: str
-    login: str
+    # Identity leaves it empty: a client's login is personal data and stays off the topic.
+    login: str = ""
     disabled: bool
     company_id: str | None = None
     company_manager: bool = False

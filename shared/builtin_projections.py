@@ -6,11 +6,12 @@ projection machinery of the kernel works in every service.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, MetaData, String, Table, select
+from sqlalchemy import BigInteger, Column, MetaData, String, Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.events import RecordedEvent
 from shared.projections import Projection
+from shared.readmodel import UtcDateTime
 
 
 class EventTypeCounts(Projection):
@@ -24,7 +25,7 @@ class EventTypeCounts(Projection):
             Column("type", String(200), primary_key=True),
             Column("count", BigInteger, nullable=False),
             Column("last_position", BigInteger, nullable=False),
-            Column("last_occurred_at", DateTime(timezone=True), nullable=False),
+            Column("last_occurred_at", UtcDateTime(), nullable=False),
         )
 
     async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:

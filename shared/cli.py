@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -27,6 +29,7 @@ from rich.progress import (
 from rich.table import Table
 
 from shared.builtin_projections import EventTypeCounts
+from shared.events import EventRegistry
 from shared.eventstore import open_event_store
 from shared.kafka import topic_of
 from shared.projections import Projection, ProjectionRunner
@@ -34,6 +37,7 @@ from shared.readmodel import ReadModelDB
 from shared.relay import Relay
 from shared.service import ServiceSpec
 from shared.settings import DEFAULT_PORTS, ServiceSettings
+from shared.shredding import personal_fields
 
 cli = typer.Typer(help=__doc__, no_args_is_help=True)
 console = Console()
@@ -148,6 +152,56 @@ async def _relay(service: str) -> int:
 def relay(service: str) -> None:
     """Publish what the service's store holds to its topic, then exit."""
     console.print(f"published {asyncio.run(_relay(service)):,} events")
+
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "docs" / "events"
+
+
+def event_schemas(service: str) -> dict[str, object] | None:
+    """The JSON Schemas of what ``service`` publishes on its topic (None: no events yet)."""
+    try:
+        module = importlib.import_module(f"services.{service}.domain.events")
+    except ModuleNotFoundError:
+        return None
+    registry: EventRegistry = module.registry
+    events: dict[str, object] = {}
+    for name, schema in registry.json_schemas().items():
+        sealed = personal_fields(registry.model(name))
+        for field in sealed:
+            prop = schema.get("properties", {}).get(field)
+            if isinstance(prop, dict):
+                prop["x-sealed"] = True
+                prop["description"] = (
+                    "personal data, sealed with the subject's key (shared/shredding.py); "
+                    "null once the subject was erased"
+                )
+        events[name] = {"schema_version": registry.model(name).schema_version, "schema": schema}
+    return {
+        "topic": f"{service}.events",
+        "key": "the stream id (order holds per aggregate)",
+        "headers": ["event-type", "event-id"],
+        "envelope": "event_id, type, schema_version, stream, stream_version, position, "
+        "occurred_at, correlation_id, causation_id, actor {id, kind, impersonator_id}, data",
+        "events": events,
+    }
+
+
+def render_schemas(service: str) -> str | None:
+    schemas = event_schemas(service)
+    if schemas is None:
+        return None
+    return json.dumps(schemas, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+@cli.command()
+def schemas() -> None:
+    """Write docs/events/<service>.json: the schema of every event each service publishes."""
+    SCHEMA_DIR.mkdir(parents=True, exist_ok=True)
+    for service in DEFAULT_PORTS:
+        text = render_schemas(service)
+        if text is not None:
+            (SCHEMA_DIR / f"{service}.json").write_text(text)
+            console.print(f"wrote docs/events/{service}.json")
 
 
 if __name__ == "__main__":

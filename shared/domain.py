@@ -3,7 +3,7 @@
 An aggregate is rebuilt from its events (``apply``) and answers a command with
 new events (never by mutating itself directly); the application layer appends
 them with the version it loaded, so a concurrent change is a typed conflict.
-The errors below map onto the API's 422 / 404 / 409 in ``shared.service``.
+The errors below map onto the API's 422 / 404 / 409 / 402 / 503 in ``shared.service``.
 """
 
 from __future__ import annotations
@@ -33,6 +33,24 @@ class NotFound(Exception):
 
 class Conflict(Exception):
     """The command contradicts the current state (→ 409 with ``code``)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class PaymentRequired(Exception):
+    """The command needs something paid for that is used up (→ 402 with ``code``)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Unavailable(Exception):
+    """Another service this command needs did not answer; nothing was decided (→ 503)."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)

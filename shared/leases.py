@@ -4,9 +4,12 @@ Several replicas of a service share one read-model database. Two projection
 runners applying the same events to the same rows would apply them twice, and
 two relays would publish everything twice. So each such job runs under a lease:
 
-* PostgreSQL: a session advisory lock on a connection held for the job's life;
-  the connection is pinged, and the job is stopped when it is lost (the lock
-  went with it).
+* PostgreSQL: a session advisory lock. All of a process's leases live on one
+  dedicated connection, outside the read-model pool (a process with ten
+  projections holds one connection for them, not ten, and never starves the
+  pool its projections write through). The connection is pinged; when it is
+  lost, the locks went with it, so every job holding one is stopped and
+  retried (and re-takes its lease on a new connection).
 * SQLite: an exclusive ``flock`` on a file beside the database (the embedded
   default runs on one host).
 
@@ -25,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from shared.readmodel import ReadModelDB
 
@@ -44,51 +49,99 @@ class LeaseLost(Exception):
 Job = Callable[[], Coroutine[Any, Any, None]]
 
 
-async def run_leased(db: ReadModelDB, name: str, job: Job, standing_by: Job | None = None) -> None:
-    """Run ``job`` while holding the lease ``name``; ``standing_by`` runs while waiting for it."""
-    if db.dialect == "postgresql":
-        await _run_postgres(db, name, job, standing_by)
-    else:
-        await _run_with_file_lock(db, name, job, standing_by)
+class Leases:
+    """The leases of one process on one read-model database."""
 
+    def __init__(self, db: ReadModelDB) -> None:
+        self.db = db
+        self._engine: AsyncEngine | None = None
+        self._conn: AsyncConnection | None = None
+        # Statements on the one connection go one at a time.
+        self._io = asyncio.Lock()
+        # Set when the current connection is lost; replaced with each new connection.
+        self._lost = asyncio.Event()
+        self._watcher: asyncio.Task[None] | None = None
 
-async def _run_postgres(db: ReadModelDB, name: str, job: Job, standing_by: Job | None) -> None:
-    key = lock_key(name)
-    async with db.engine.connect() as conn:
-        while not (
-            await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key})
-        ).scalar():
-            await conn.rollback()  # no transaction left open between tries
+    async def run(self, name: str, job: Job, standing_by: Job | None = None) -> None:
+        """Run ``job`` while holding the lease ``name``; ``standing_by`` runs while waiting."""
+        if self.db.dialect == "postgresql":
+            await self._run_postgres(name, job, standing_by)
+        else:
+            await _run_with_file_lock(self.db, name, job, standing_by)
+
+    async def close(self) -> None:
+        """Drop the connection: every lock this process held is released with it."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._watcher
+        await self._drop()
+        if self._engine is not None:
+            await self._engine.dispose()
+
+    async def _run_postgres(self, name: str, job: Job, standing_by: Job | None) -> None:
+        key = lock_key(name)
+        while not await self._try_lock(key):
             if standing_by is not None:
                 await standing_by()
             await asyncio.sleep(RETRY_SECONDS)
-        await conn.commit()
-
-        async def watch() -> None:
-            while True:
-                await asyncio.sleep(PING_SECONDS)
-                await conn.execute(text("SELECT 1"))
-                await conn.commit()
-
+        lost = self._lost
         working = asyncio.create_task(job())
-        watching = asyncio.create_task(watch())
+        losing = asyncio.create_task(lost.wait())
         try:
-            done, _ = await asyncio.wait({working, watching}, return_when=asyncio.FIRST_COMPLETED)
-            if watching in done:
-                # The connection failed, and the lock went with it: stop at once.
-                working.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await working
-                raise LeaseLost(name) from watching.exception()
+            await asyncio.wait({working, losing}, return_when=asyncio.FIRST_COMPLETED)
+            if lost.is_set():
+                raise LeaseLost(name)
             working.result()
         finally:
-            for task in (working, watching):
+            for task in (working, losing):
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.gather(working, watching)
+                await asyncio.gather(working, losing)
+            if not lost.is_set():
+                with contextlib.suppress(Exception):
+                    await self._execute("SELECT pg_advisory_unlock(:k)", key)
+
+    async def _try_lock(self, key: int) -> bool:
+        return bool(await self._execute("SELECT pg_try_advisory_lock(:k)", key))
+
+    async def _execute(self, sql: str, key: int | None = None) -> Any:
+        async with self._io:
+            conn = await self._connection()
+            try:
+                return (await conn.execute(text(sql), {"k": key})).scalar()
+            except Exception:
+                await self._lose()
+                raise
+
+    async def _connection(self) -> AsyncConnection:
+        if self._conn is None:
+            if self._engine is None:
+                self._engine = create_async_engine(self.db.engine.url, poolclass=NullPool)
+            # Autocommit: a lock outlives statements, and no transaction stays open.
+            conn = await self._engine.connect()
+            self._conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            self._lost = asyncio.Event()
+            if self._watcher is None or self._watcher.done():
+                self._watcher = asyncio.create_task(self._watch(), name="leases:ping")
+        return self._conn
+
+    async def _watch(self) -> None:
+        while self._conn is not None:
+            await asyncio.sleep(PING_SECONDS)
             with contextlib.suppress(Exception):
-                await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                await conn.commit()
+                await self._execute("SELECT 1")
+
+    async def _lose(self) -> None:
+        """The connection failed: its locks are gone; stop their jobs, reconnect on next use."""
+        self._lost.set()
+        await self._drop()
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
 
 
 async def _run_with_file_lock(

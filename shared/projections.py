@@ -29,6 +29,8 @@ class Projection(abc.ABC):
 
     name: str
     metadata: MetaData
+    # Tables it reads but does not own (kept by the service, never dropped by a rebuild).
+    reads: tuple[MetaData, ...] = ()
 
     @property
     def tables(self) -> list[Table]:
@@ -65,6 +67,8 @@ class ProjectionRunner:
 
     async def start(self) -> None:
         """Create the tables if missing and load the checkpoint."""
+        for metadata in self.projection.reads:
+            await self.db.create_tables(metadata)
         await self.db.create_tables(self.projection.metadata)
         self.position = (await self.db.checkpoint(self.checkpoint_name)).position
 

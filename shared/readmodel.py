@@ -13,11 +13,47 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import BigInteger, Column, Executable, MetaData, String, Table, select, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Executable,
+    MetaData,
+    String,
+    Table,
+    TypeDecorator,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp that comes back aware, in UTC, on PostgreSQL and SQLite alike.
+
+    SQLite keeps no time zone, so a plain ``DateTime(timezone=True)`` would
+    answer naive times there; every instant the services store is UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if not isinstance(value, datetime):
+            return None
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
 
 kernel_metadata = MetaData()
 
@@ -64,7 +100,7 @@ class ReadModelDB:
         self.engine = engine
 
     @classmethod
-    async def open(cls, url: str) -> ReadModelDB:
+    async def open(cls, url: str, pool_size: int = 5) -> ReadModelDB:
         url = async_url(url)
         if url.startswith("sqlite+aiosqlite:///"):
             path = url.removeprefix("sqlite+aiosqlite:///")
@@ -72,7 +108,7 @@ class ReadModelDB:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             engine = create_async_engine(url, connect_args={"timeout": 30})
         else:
-            engine = create_async_engine(url, pool_size=5, max_overflow=5)
+            engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
         db = cls(engine)
         await db.create_tables(kernel_metadata)
         return db

@@ -122,7 +122,10 @@ class Relay:
         return AIOKafkaProducer(
             bootstrap_servers=self.bootstrap,
             acks="all",
-            linger_ms=1,
+            # No linger: a lone event (the usual case) goes out at once instead of
+            # after a timer. Batching still happens under load, since aiokafka has
+            # one request in flight per broker and fills the next batch meanwhile.
+            linger_ms=0,
             max_batch_size=256 * 1024,
             request_timeout_ms=30_000,
         )

@@ -96,6 +96,8 @@ CATALOGUE: tuple[Section, ...] = (
         ("groups", "Manage client groups", "Управление группами клиентов"),
         ("notes", "Client notes", "Заметки о клиентах"),
         ("penalty", "Penalty points", "Штрафные баллы"),
+        ("projects", "Manage projects (providers)", "Управление проектами (провайдерами)"),
+        ("companies", "Companies, contacts and equipment", "Компании, контакты и оборудование"),
     ),
     _section(
         "tickets",

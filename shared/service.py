@@ -28,10 +28,10 @@ from shared import logs
 from shared.access import AccessCopy, Authorizer, Network, access_metadata
 from shared.builtin_projections import EventTypeCounts
 from shared.consumer import Handler, InboxConsumer
-from shared.domain import Conflict, DomainError, NotFound
+from shared.domain import Conflict, DomainError, NotFound, PaymentRequired, Unavailable
 from shared.eventstore import ConcurrencyError, EventStore, open_event_store
 from shared.kafka import topic_of
-from shared.leases import run_leased
+from shared.leases import Leases
 from shared.projections import Projection, ProjectionRunner
 from shared.readmodel import ReadModelDB
 from shared.relay import Relay
@@ -79,6 +79,7 @@ class ServiceRuntime:
     settings: ServiceSettings
     store: EventStore | None = None
     db: ReadModelDB | None = None
+    leases: Leases | None = None
     relay: Relay | None = None
     runners: dict[str, ProjectionRunner] = field(default_factory=dict)
     consumers: list[InboxConsumer] = field(default_factory=list)
@@ -92,8 +93,10 @@ class ServiceRuntime:
 
     async def start(self) -> None:
         s = self.settings
-        self.store = await open_event_store(s.event_store_url, namespace=self.spec.name)
-        self.db = await ReadModelDB.open(s.read_model_url)
+        self.store = await open_event_store(
+            s.event_store_url, namespace=self.spec.name, pool_size=s.db_pool_size
+        )
+        self.db = await ReadModelDB.open(s.read_model_url, pool_size=max(1, s.db_pool_size // 2))
         await self._start_access_control()
         for projection in [EventTypeCounts(), *self.spec.projections()]:
             runner = ProjectionRunner(self.store, self.db, projection)
@@ -122,6 +125,10 @@ class ServiceRuntime:
             [topic_of(context, s.topic_prefix) for context in c.contexts],
             self.db,
             c.handler,
+            # Prefixed like the topics: deployments (or test runs) sharing a broker under
+            # different prefixes must not share consumer groups, or each join waits out
+            # the other's members.
+            group_id=f"{s.topic_prefix}{self.spec.name}.{c.name}",
         )
         self.consumers.append(consumer)
         self._supervise(f"consumer:{c.name}", consumer.run)
@@ -139,15 +146,7 @@ class ServiceRuntime:
         self.trusted_proxies = tuple(
             ipaddress.ip_network(c, strict=False) for c in s.trusted_proxies
         )
-        consumer = InboxConsumer(
-            f"{self.spec.name}.access",
-            s.kafka_bootstrap_servers,
-            [topic_of("identity", s.topic_prefix)],
-            self.db,
-            self.access.handle,
-        )
-        self.consumers.append(consumer)
-        self._supervise("consumer:access", consumer.run)
+        self.add_consumer(ConsumerSpec("access", ["identity"], self.access.handle))
 
     def _supervise_leased(
         self,
@@ -156,9 +155,11 @@ class ServiceRuntime:
         standing_by: Callable[[], Coroutine[Any, Any, None]],
     ) -> None:
         """Supervise a job that only one replica may run at a time (see shared.leases)."""
-        db = self.db
-        assert db is not None
-        self._supervise(name, lambda: run_leased(db, name, work, standing_by))
+        assert self.db is not None
+        if self.leases is None:
+            self.leases = Leases(self.db)
+        leases = self.leases
+        self._supervise(name, lambda: leases.run(name, work, standing_by))
 
     def _supervise(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
         """Run ``work`` forever; when it fails (broker down, say), log and restart it."""
@@ -195,6 +196,8 @@ class ServiceRuntime:
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.leases is not None:
+            await self.leases.close()
         if self.db is not None:
             await self.db.close()
         if self.store is not None:
@@ -232,6 +235,14 @@ class ServiceRuntime:
         return all(results)
 
 
+def _field_name(error: Any) -> str:
+    """The field as the client wrote it: ``email`` for ``body.email``; ``body`` for bad JSON."""
+    location = [str(part) for part in error["loc"]]
+    if error.get("type") == "json_invalid" or len(location) < 2:
+        return location[0] if location else "body"
+    return ".".join(location[1:])
+
+
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 
@@ -254,7 +265,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         ]
         named = ", ".join(f["field"] for f in fields)
         return JSONResponse(
-            error_body("invalid_input", f"invalid input: {named}", fields=fields), status_code=422
+            error_body(
+                "invalid_input",
+                f"invalid input: {named}",
+                field=_field_name(exc.errors()[0]) if fields else None,
+                fields=fields,
+            ),
+            status_code=422,
         )
 
     @app.exception_handler(ConcurrencyError)
@@ -277,6 +294,16 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Conflict)
     async def conflicting(_: Request, exc: Conflict) -> JSONResponse:
         return JSONResponse(error_body(exc.code, exc.message), status_code=409)
+
+    @app.exception_handler(PaymentRequired)
+    async def payment_required(_: Request, exc: PaymentRequired) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.message), status_code=402)
+
+    @app.exception_handler(Unavailable)
+    async def unavailable(_: Request, exc: Unavailable) -> JSONResponse:
+        return JSONResponse(
+            error_body(exc.code, exc.message), status_code=503, headers={"Retry-After": "1"}
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

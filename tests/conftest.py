@@ -21,6 +21,9 @@ import pytest
 from shared import devbroker
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+# Tests start up to four services at once on one PostgreSQL server (100
+# connections by default): small pools keep them well inside it.
+os.environ.setdefault("DB_POOL_SIZE", "4")
 
 
 def _database_url(name: str) -> str:

@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 
-async def open_event_store(url: str, namespace: str = "") -> EventStore:
+async def open_event_store(url: str, namespace: str = "", pool_size: int = 10) -> EventStore:
     """Open the adapter the URL names, creating its schema when missing.
 
     ``namespace`` (the service's name) keeps services apart on a shared
@@ -44,7 +44,7 @@ async def open_event_store(url: str, namespace: str = "") -> EventStore:
     if scheme in ("postgresql", "postgres", "postgresql+asyncpg"):
         from shared.eventstore.postgres import PostgresEventStore
 
-        return await PostgresEventStore.open(url)
+        return await PostgresEventStore.open(url, pool_size=pool_size)
     if scheme in ("esdb", "esdb+discover", "kurrentdb", "kdb"):
         from shared.eventstore.esdb import EsdbEventStore
 

@@ -7,13 +7,80 @@ still in flight):
 * An append runs as one call of a PL/pgSQL function, one round trip. Inside it,
   under a session advisory lock held for microseconds (not until commit), the
   transaction takes its transaction id and then its positions from a sequence.
-  So among appends, a later transaction id always has later positions.
-* Every row records its transaction id (``xid8``). A reader first asks for the
-  oldest transaction still running (``pg_snapshot_xmin``), then, in a later
-  statement, reads only rows whose transaction is older than that: those
-  transactions have all ended, and every append still to commit has a younger
-  id and therefore greater positions. What a reader returns is always a prefix
-  of the final order.
+  So among appends, a later transaction id always has later positions (F1).
+* Every row records its transaction id (``xid8``). A reader first computes a
+  *horizon*, an id below which every append has ended, then, in a later
+  statement, reads only rows whose transaction is older than the horizon: those
+  appends have all ended, and every append still to commit has a younger id
+  and therefore greater positions. What a reader returns is always a prefix of
+  the final order.
+
+The horizon depends on appends of this store only. ``pg_snapshot_xmin`` (the
+oldest transaction still running) would be sound too, but it is cluster-wide:
+a projection writing read-model rows, a consumer's inbox transaction or another
+database on the same server would hold back every append that started after it.
+Instead:
+
+* The append function's first act is ``pg_advisory_xact_lock_shared(K1, K2)``,
+  a lock ``L`` named after the table (``_appender_key``), taken while its
+  transaction has no id yet (the function refuses to run in a transaction that
+  has one), held until the transaction ends. Nobody takes ``L`` exclusively, so
+  appends never wait for it.
+* The horizon statement takes its snapshot ``S`` (at t0), then reads
+  ``pg_locks`` once (at t1 >= t0; the statement's snapshot is taken before it
+  runs). An id ``x`` in ``pg_snapshot_xip(S)`` is *proven not an append* when,
+  in that one ``pg_locks`` picture, the transaction holding ``ExclusiveLock``
+  on ``x`` holds no ``L`` in this database. The horizon is the smallest id of
+  ``xip(S)`` not so proven, or ``pg_snapshot_xmax(S)`` when there is none.
+
+Why nothing is skipped: let ``A`` be an append with id ``a`` below the horizon
+``H``. As ``H <= xmax(S)``, either ``a`` is not in ``xip(S)``, and then ``A``
+ended before t0 (that is what a snapshot says of ids below its xmax), or ``a``
+was proven: at t1 ``A`` held the lock on its own id, so it had its id, and held
+no ``L``. ``A`` took ``L`` before it had an id, and PostgreSQL releases a
+transaction's locks only after the transaction has left the proc array (so
+that new snapshots see it ended; xact.c, CommitTransaction/AbortTransaction),
+hence ``A`` had ended by t1. Either way, the reading statement, whose snapshot
+is taken after t1, sees all of ``A``'s rows; and by F1 every append with an
+id >= ``H`` has greater positions than all of them. (So the rows must be read
+in a later statement, not with ``S``: an append that ended between t0 and t1
+may be proven, and ``S`` does not show its rows. Each statement runs in its own
+transaction, so this holds at any isolation level.)
+
+The races, one by one:
+
+* An append that gets its id after t0 has an id >= ``xmax(S) >= H``: excluded.
+* An append that ends between t0 and t1: proven or not, it has ended before
+  the reading statement (above).
+* A transaction publishes its id in the proc array just before it inserts the
+  lock on it (xact.c, AssignTransactionId), so an id can be in ``xip(S)`` with
+  no lock row at t1: not proven, kept.
+* Only the lock's *owner* counts (``ExclusiveLock``, granted): a transaction
+  that waits for ``x`` (``ShareLock`` on ``x``: say a non-append inserting a
+  duplicate event id, or locking an event row) must not pass for ``x``.
+* An append never has an id without holding ``L`` (until it ends): the
+  function takes ``L``, then checks that its transaction has no id yet (an
+  append inside a transaction that already wrote would break F1 as well).
+* ``pg_locks`` is read once (a materialised CTE): advisory and transaction-id
+  locks live in the main lock table, which ``pg_lock_status`` copies under all
+  its partition locks at once, so ``L`` and the id lock come from one instant.
+* Wrap-around: ``xip`` holds ``xid8``s, ``pg_locks`` 32-bit ids; they are
+  matched on the low 32 bits, which identify an id uniquely among ids that can
+  be running or locked at once (they lie within 2^31 of each other). ``H``
+  stays an ``xid8`` and is compared with ``tx`` as one.
+* A non-append that is not proven (ended just before t1, or between id and id
+  lock) only makes ``H`` lower: late, never wrong. When ``xip(S)`` is empty,
+  ``pg_locks`` is not read at all.
+
+Upgrades: processes of the previous version call the function by name, so once
+``create_schema`` has replaced it their appends take ``L`` too (their readers use
+``pg_snapshot_xmin``, sound anyway). But an append call that started the previous
+body (without ``L``) before the replacement may still run afterwards. So a store
+reads with the ``pg_snapshot_xmin`` horizon until every transaction that was open
+in this database when its ``create_schema`` committed has ended (checked on each
+read, by their virtual transaction ids; usually none, or gone within
+milliseconds), and only then switches to the horizon above. A store whose
+``create_schema`` has not run keeps ``pg_snapshot_xmin``.
 
 Commits are not serialised, so concurrent appends share WAL flushes (group
 commit); see bench/ for the figures.
@@ -22,6 +89,7 @@ commit); see bench/ for the figures.
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,6 +112,11 @@ _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 _LOCK_KEY = 0x65766E74  # "evnt"
 _ANY = -1
 _NO_STREAM = 0
+
+
+def _appender_key(table: str) -> int:
+    """Second key of ``L``, the lock every append of ``table`` holds (first key: ``_LOCK_KEY``)."""
+    return zlib.crc32(table.encode()) & 0x7FFFFFFF
 
 
 def _schema_sql(table: str) -> str:
@@ -76,6 +149,11 @@ DECLARE
     current_version integer;
     positions bigint[];
 BEGIN
+    -- L, before this transaction has an id: readers know appends by it (module docstring).
+    PERFORM pg_advisory_xact_lock_shared({_LOCK_KEY}, {_appender_key(table)});
+    IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
+        RAISE EXCEPTION '{table}_append must be the first write of its transaction';
+    END IF;
     SELECT coalesce(max(e.stream_version), 0) INTO current_version
         FROM {table} e WHERE e.stream = p_stream;
     IF (p_expected = {_NO_STREAM} AND current_version <> 0)
@@ -109,7 +187,46 @@ $fn$;
 """
 
 
-_HORIZON_SQL = "SELECT pg_snapshot_xmin(pg_current_snapshot())"
+_XMIN_HORIZON_SQL = "SELECT pg_snapshot_xmin(pg_current_snapshot())"
+
+
+def _horizon_sql(table: str) -> str:
+    """The horizon of the module docstring, in one statement (one ``pg_locks`` read)."""
+    return f"""
+WITH locks AS MATERIALIZED (
+    SELECT locktype, mode, granted, database, classid, objid, objsubid,
+           transactionid, virtualtransaction
+    FROM pg_catalog.pg_locks WHERE locktype IN ('transactionid', 'advisory')
+)
+SELECT coalesce(min(x), pg_snapshot_xmax(pg_current_snapshot()))
+FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+WHERE NOT EXISTS (
+    SELECT FROM locks o
+    WHERE o.locktype = 'transactionid' AND o.mode = 'ExclusiveLock' AND o.granted
+      AND o.transactionid::text::bigint = x::text::bigint % 4294967296
+      AND NOT EXISTS (
+          SELECT FROM locks l
+          WHERE l.locktype = 'advisory' AND l.virtualtransaction = o.virtualtransaction
+            AND l.classid = {_LOCK_KEY} AND l.objid = {_appender_key(table)} AND l.objsubid = 2
+            AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                              WHERE d.datname = current_database())))
+"""
+
+
+# Transactions open in this database now, but for ours (see "Upgrades" above).
+_OPEN_TRANSACTIONS_SQL = """
+SELECT l.pid, l.virtualxid FROM pg_catalog.pg_locks l
+JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'virtualxid' AND l.mode = 'ExclusiveLock' AND l.granted
+  AND l.pid <> pg_backend_pid() AND a.datname = current_database()
+"""
+_STILL_OPEN_SQL = """
+SELECT EXISTS (
+    SELECT FROM pg_catalog.pg_locks l
+    JOIN unnest($1::int[], $2::text[]) AS o(pid, virtualxid)
+      ON l.pid = o.pid AND l.virtualxid = o.virtualxid
+    WHERE l.locktype = 'virtualxid' AND l.mode = 'ExclusiveLock' AND l.granted)
+"""
 _COLUMNS = (
     "position, stream, stream_version, event_id, type, schema_version, occurred_at, "
     "correlation_id, causation_id, actor::text, data::text"
@@ -147,6 +264,11 @@ class PostgresEventStore(EventStore):
             "SELECT status, version, last_position "
             f"FROM {table}_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         )
+        self._horizon_sql = _horizon_sql(table)
+        # Transactions open when create_schema committed, as (pids, virtual ids); None
+        # until it has run. Until none of them runs, reads use pg_snapshot_xmin ("Upgrades").
+        self._open_at_schema: tuple[list[int], list[str]] | None = None
+        self._appends_only_horizon = False
 
     @classmethod
     async def open(cls, dsn: str, table: str = "events", pool_size: int = 10) -> PostgresEventStore:
@@ -161,6 +283,19 @@ class PostgresEventStore(EventStore):
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._table)
             await conn.execute(_schema_sql(self._table))
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(_OPEN_TRANSACTIONS_SQL)
+        self._open_at_schema = ([r["pid"] for r in rows], [r["virtualxid"] for r in rows])
+        self._appends_only_horizon = not rows
+
+    async def _horizon(self, conn: asyncpg.Connection) -> int:
+        """An ``xid8`` below which every append has ended (module docstring)."""
+        if not self._appends_only_horizon:
+            open_at_schema = self._open_at_schema
+            if open_at_schema is None or await conn.fetchval(_STILL_OPEN_SQL, *open_at_schema):
+                return int(await conn.fetchval(_XMIN_HORIZON_SQL))
+            self._appends_only_horizon = True
+        return int(await conn.fetchval(self._horizon_sql))
 
     async def close(self) -> None:
         await self._pool.close()
@@ -246,7 +381,7 @@ class PostgresEventStore(EventStore):
         async with self._pool.acquire() as conn:
             # Two statements on purpose: the horizon must come from a snapshot
             # taken *before* the one that reads the rows (see module docstring).
-            horizon = await conn.fetchval(_HORIZON_SQL)
+            horizon = await self._horizon(conn)
             rows = await conn.fetch(
                 f"SELECT {_COLUMNS} FROM {self._table} "
                 "WHERE position > $1 AND tx < $2 ORDER BY position LIMIT $3",
@@ -264,7 +399,7 @@ class PostgresEventStore(EventStore):
 
     async def head_position(self) -> int:
         async with self._pool.acquire() as conn:
-            horizon = await conn.fetchval(_HORIZON_SQL)
+            horizon = await self._horizon(conn)
             value = await conn.fetchval(
                 f"SELECT max(position) FROM {self._table} WHERE tx < $1", horizon
             )

@@ -121,8 +121,8 @@ async def test_rebuild_replays_the_log_with_progress(postgres_url: str) -> None:
     store = await open_event_store(postgres_url)
     for n in range(300):
         await store.append(
-            f"client-{n}",
-            [NewEvent(type="ClientRegistered", data={}), NewEvent(type="ClientNoted", data={})],
+            f"demo-{n}",
+            [NewEvent(type="DemoRegistered", data={}), NewEvent(type="DemoNoted", data={})],
         )
     await store.close()
     env = {**service_env(postgres_url, "127.0.0.1:1", "", 1), "COLUMNS": "120"}
@@ -144,7 +144,7 @@ async def test_rebuild_replays_the_log_with_progress(postgres_url: str) -> None:
     async with db.engine.connect() as conn:
         counts = dict((await conn.execute(text("SELECT type, count FROM event_type_counts"))).all())
     await db.close()
-    assert counts == {"ClientRegistered": 300, "ClientNoted": 300}
+    assert counts == {"DemoRegistered": 300, "DemoNoted": 300}
 
     status = await asyncio.to_thread(
         subprocess.run,

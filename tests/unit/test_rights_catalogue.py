@@ -15,6 +15,7 @@ EXPECTED = {
     "departments": {"view", "create", "edit", "delete", "rights", "schedules"},
     "clients": {
         "view", "create", "edit", "delete", "message", "impersonate", "groups", "notes", "penalty",
+        "projects", "companies",
     },
     "tickets": {
         "view", "reply", "internal_note", "assign", "transfer", "close", "reopen",

@@ -23,15 +23,11 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from shared import access
+from shared.business_hours import WeeklyHours as WeeklyHours  # the kernel owns business hours
 from shared.events import DomainEvent, EventRegistry
 
 registry = EventRegistry()
 registry.register(access.DepartmentRightsChanged)
-
-Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-TimeRange = tuple[str, str]
-"""``("HH:MM", "HH:MM")``, start inclusive, end exclusive; the end may be ``"24:00"``."""
 
 DepartmentField = Literal["name", "schedule_id", "task_language", "support"]
 ScheduleField = Literal["name", "timezone", "weekly", "holidays"]
@@ -55,22 +51,6 @@ class Support(_Value):
     description: str = ""
     sort: int = 0
     charge_requests: bool = False
-
-
-class WeeklyHours(_Value):
-    """Opening hours per weekday, in the schedule's time zone, ranges sorted by start."""
-
-    mon: list[TimeRange] = []
-    tue: list[TimeRange] = []
-    wed: list[TimeRange] = []
-    thu: list[TimeRange] = []
-    fri: list[TimeRange] = []
-    sat: list[TimeRange] = []
-    sun: list[TimeRange] = []
-
-    def on(self, day: Day) -> list[TimeRange]:
-        ranges: list[TimeRange] = getattr(self, day)
-        return ranges
 
 
 def _check_changed(event: BaseModel, id_field: str, changed: list[str], nullable: set[str]) -> None:

@@ -1,0 +1,68 @@
+"""Sealing and opening personal fields (the pure half of crypto-shredding)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import ClassVar
+
+import pytest
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from shared import shredding
+from shared.events import SYSTEM, DomainEvent, EventRegistry, RecordedEvent
+
+registry = EventRegistry()
+
+
+@registry.register
+class Met(DomainEvent):
+    event_type = "Met"
+    personal_fields: ClassVar[tuple[str, ...]] = ("name",)
+    subject_field: ClassVar[str] = "person_id"
+    person_id: str
+    name: str | None
+    count: int
+
+
+def recorded(data: dict[str, object]) -> RecordedEvent:
+    return RecordedEvent(
+        position=1,
+        stream="person-1",
+        stream_version=1,
+        event_id=uuid.uuid4(),
+        type="Met",
+        schema_version=1,
+        occurred_at=datetime.now(UTC),
+        correlation_id=None,
+        causation_id=None,
+        actor=SYSTEM,
+        data=data,
+    )
+
+
+def test_a_sealed_value_opens_with_its_key_and_subject_only() -> None:
+    key, other = AESGCM.generate_key(bit_length=256), AESGCM.generate_key(bit_length=256)
+    sealed = shredding.seal_value(key, "p1", "Alice")
+    assert "Alice" not in sealed and shredding.is_sealed(sealed)
+    assert shredding.open_value(key, "p1", sealed) == "Alice"
+    with pytest.raises(InvalidTag):
+        shredding.open_value(other, "p1", sealed)
+    with pytest.raises(InvalidTag):  # moved to another subject's event
+        shredding.open_value(key, "p2", sealed)
+
+
+def test_sealing_twice_gives_different_ciphertexts() -> None:
+    key = AESGCM.generate_key(bit_length=256)
+    assert shredding.seal_value(key, "p1", "Alice") != shredding.seal_value(key, "p1", "Alice")
+
+
+def test_an_event_opens_to_none_once_the_key_is_gone() -> None:
+    key = AESGCM.generate_key(bit_length=256)
+    event = recorded({"person_id": "p1", "name": shredding.seal_value(key, "p1", "Al"), "count": 2})
+    opened = shredding.open_event(registry, event, {"p1": key})
+    assert isinstance(opened, Met) and opened.name == "Al"
+    erased = shredding.open_event(registry, event, {})
+    assert isinstance(erased, Met) and erased.name is None and erased.count == 2
+    assert shredding.subjects_of(registry, [event]) == {"p1"}
