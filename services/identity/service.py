@@ -6,6 +6,8 @@ from pydantic_settings import BaseSettings
 
 import services.identity as package
 from services.identity.api import router
+from services.identity.api.internal import router as internal_router
+from services.identity.app.clients import ClientPrincipals
 from services.identity.app.credentials import CredentialStore
 from services.identity.app.handlers import Identity
 from services.identity.projections import departments_metadata, projections
@@ -24,7 +26,7 @@ class IdentitySettings(BaseSettings):
 
 
 async def start(runtime: ServiceRuntime) -> None:
-    """Build the application service, learn departments from their topic, create admin."""
+    """Build the application services, learn departments from their topic, create admin."""
     assert runtime.store is not None and runtime.db is not None
     await runtime.db.create_tables(departments_metadata)
     options = IdentitySettings()
@@ -37,9 +39,11 @@ async def start(runtime: ServiceRuntime) -> None:
         denied_groups=frozenset(options.login_denied_groups),
         max_failures=options.login_max_failures,
         lock_for=timedelta(seconds=options.login_lock_seconds),
+        wait_for_position=runtime.wait_for_position,
     )
     await identity.start()
     runtime.extensions["identity"] = identity
+    runtime.extensions["client_principals"] = ClientPrincipals(identity)
     runtime.add_consumer(ConsumerSpec("departments", ["departments"], identity.on_department_event))
 
 
@@ -47,7 +51,7 @@ SPEC = ServiceSpec(
     name="identity",
     title="Identity service",
     description=package.__doc__ or "",
-    routers=[router],
+    routers=[router, internal_router],
     projections=projections,
     on_start=start,
 )

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from sqlalchemy import func, select
 
@@ -63,35 +64,86 @@ async def login(body: LoginIn, request: Request, app: IdentityApp) -> LoginOut:
     )
 
 
-@router.post("/auth/logout", tags=["auth"], status_code=204)
+class ReturnedTo(BaseModel):
+    id: str
+    kind: Literal["staff"] = "staff"
+
+
+class ImpersonationEnded(BaseModel):
+    returned_to: ReturnedTo
+
+
+@router.post(
+    "/auth/logout",
+    tags=["auth"],
+    status_code=204,
+    response_model=None,
+    responses={200: {"model": ImpersonationEnded, "description": "an impersonation ended"}},
+)
 async def logout(app: IdentityApp, principal: Annotated[Principal, Depends(require())]) -> Response:
+    """End this session: 204; for an impersonation token, 200 naming the staff member.
+
+    Ending an impersonation leaves the staff member's own session as it was.
+    """
     await app.logout(principal.actor, principal.session_id)
+    if principal.impersonator_id is not None:
+        ended = ImpersonationEnded(returned_to=ReturnedTo(id=principal.impersonator_id))
+        return JSONResponse(ended.model_dump(mode="json"), status_code=200)
     return Response(status_code=204)
 
 
 class MeOut(BaseModel):
     id: str
-    kind: str
+    kind: Literal["staff"]
     login: str
     full_access: bool
     departments: list[str]
     permissions: list[str]
+    impersonator_id: None = None
+
+
+class ClientMeOut(BaseModel):
+    """A client has no staff rights; it acts on its own data (its company's, as manager)."""
+
+    id: str
+    kind: Literal["client"]
+    login: str
+    full_access: Literal[False] = False
+    departments: list[str] = []
+    permissions: list[str] = []
+    # The staff member behind an impersonation token, else null.
+    impersonator_id: str | None
+    company_id: str | None
+    company_manager: bool
 
 
 @router.get("/me", tags=["auth"])
 async def me(
-    request: Request, _: CaughtUp, principal: Annotated[Principal, Depends(require())]
-) -> MeOut:
+    request: Request,
+    _: CaughtUp,
+    app: IdentityApp,
+    principal: Annotated[Principal, Depends(require())],
+) -> MeOut | ClientMeOut:
     """Who I am and what I may do.
 
     Answered from the access copy, the in-memory read model of effective rights
     that identity updates the moment it publishes a change (the table behind
-    ``GET /staff/{id}/rights`` follows a moment later).
+    ``GET /staff/{id}/rights`` follows a moment later). A client's login is
+    read from the credential table: it is not in any event.
     """
     access = principal.access
+    if principal.kind == "client":
+        return ClientMeOut(
+            id=principal.id,
+            kind="client",
+            login=await app.credentials.login_of(principal.id) or "",
+            impersonator_id=principal.impersonator_id,
+            company_id=access.company_id,
+            company_manager=access.company_manager,
+        )
     return MeOut(
         id=principal.id,
-        kind=principal.kind,
+        kind="staff",
         login=access.login,
         full_access=access.full_access,
         departments=list(access.departments),

@@ -7,16 +7,17 @@ deletes its row here as well.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Column, DateTime, MetaData, String, Table, select
+from sqlalchemy import Column, MetaData, String, Table, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.domain import Conflict, DomainError
-from shared.readmodel import ReadModelDB
+from shared.readmodel import ReadModelDB, UtcDateTime
 
 metadata = MetaData()
 
@@ -27,11 +28,18 @@ credentials = Table(
     Column("login", String(64), nullable=False, unique=True),
     Column("kind", String(16), nullable=False),
     Column("hash", String(256), nullable=False),
-    Column("changed_at", DateTime(timezone=True), nullable=False),
+    Column("changed_at", UtcDateTime(), nullable=False),
 )
 
 MIN_PASSWORD = 8
 MAX_PASSWORD = 256
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Credential:
+    principal_id: str
+    kind: str
+    hash: str = dataclasses.field(repr=False)  # never in a log line
 
 
 def check_password(password: str, field: str = "password") -> None:
@@ -65,6 +73,10 @@ class CredentialStore:
                     )
                 )
         except IntegrityError:
+            if await self.login_of(principal_id) is not None:
+                raise Conflict(
+                    "duplicate_principal", f"principal {principal_id} has a credential"
+                ) from None
             raise Conflict("duplicate_login", f"login {login!r} is taken") from None
 
     async def remove(self, principal_id: str) -> None:
@@ -84,22 +96,42 @@ class CredentialStore:
                 .values(hash=digest, changed_at=datetime.now(UTC))
             )
 
-    async def verify(self, login: str, password: str) -> tuple[str, str] | None:
-        """(principal_id, kind) when the password matches the login; None otherwise."""
+    async def find(self, login: str) -> Credential | None:
+        """Whose login this is (not yet whether the password is right)."""
         async with self.db.engine.connect() as conn:
             row = await _row(conn, login)
-        digest = row.hash if row else self._decoy
-        try:
-            self.hasher.verify(digest, password)
-        except (VerificationError, InvalidHashError):
-            return None
         if row is None:
             return None
-        return str(row.principal_id), str(row.kind)
+        return Credential(str(row.principal_id), str(row.kind), str(row.hash))
+
+    def matches(self, found: Credential | None, password: str) -> bool:
+        """Does ``password`` match? An unknown login is checked against a decoy, as slowly."""
+        try:
+            self.hasher.verify(found.hash if found else self._decoy, password)
+        except (VerificationError, InvalidHashError):
+            return False
+        return found is not None
+
+    async def verify(self, login: str, password: str) -> tuple[str, str] | None:
+        """(principal_id, kind) when the password matches the login; None otherwise."""
+        found = await self.find(login)
+        matched = self.matches(found, password)  # also for an unknown login: as slow
+        if found is None or not matched:
+            return None
+        return found.principal_id, found.kind
 
     async def exists(self, login: str) -> bool:
         async with self.db.engine.connect() as conn:
             return await _row(conn, login) is not None
+
+    async def login_of(self, principal_id: str) -> str | None:
+        async with self.db.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(credentials.c.login).where(credentials.c.principal_id == principal_id)
+                )
+            ).first()
+        return None if row is None else str(row.login)
 
 
 async def _row(conn: AsyncConnection, login: str):  # type: ignore[no-untyped-def]

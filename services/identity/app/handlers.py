@@ -9,37 +9,50 @@ copy at once (its own requests need not wait for the topic).
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import hmac
 import secrets
 import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 import structlog
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.identity.app.avatars import AvatarStore, check_avatar
-from services.identity.app.credentials import CredentialStore
+from services.identity.app.credentials import Credential, CredentialStore
+from services.identity.domain.client_principal import ClientPrincipal, client_principal_stream
 from services.identity.domain.events import (
     LocalizedName,
     PasswordChanged,
     SessionStarted,
     registry,
 )
-from services.identity.domain.login_guard import LOCK_FOR, MAX_FAILURES, LoginGuard
+from services.identity.domain.login_guard import (
+    LOCK_FOR,
+    MAX_FAILURES,
+    FailureReason,
+    LoginGuard,
+)
 from services.identity.domain.staff import Staff
 from services.identity.projections import (
     department_change,
     departments_seen,
+    impersonations,
     record_department,
     sessions,
     staff_rows,
 )
 from shared.access import (
     AccessCopy,
+    ClientAccessChanged,
     PrincipalKind,
     SessionEnded,
     SessionEndReason,
@@ -58,6 +71,9 @@ log = structlog.get_logger(__name__)
 
 ADMIN_ID = "00000000-0000-4000-8000-000000000001"
 ADMIN_LOGIN = "admin"
+SESSIONS_WAIT_SECONDS = 3.0
+# Staff members whose folded stream identity keeps in memory (see ``Identity._member``).
+MEMBERS_KEPT = 10_000
 
 
 class LoginRefused(Exception):
@@ -69,6 +85,16 @@ class LoginRefused(Exception):
         self.code = code
         self.message = message
         self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class GuardSubject:
+    """A login as the lock-out guard records it (see ``Identity.guard_of``)."""
+
+    stream: str
+    login: str  # what the guard's events say; empty unless a staff login
+    principal_id: str | None
+    for_log: dict[str, str]  # how log lines name it
 
 
 @dataclass
@@ -98,6 +124,15 @@ class Identity:
     denied_groups: frozenset[str] = frozenset()
     max_failures: int = MAX_FAILURES
     lock_for: timedelta = LOCK_FOR
+    # Waits until the read models have applied a position (the runtime's
+    # ``wait_for_position``): the sessions table must know a session that
+    # started a moment ago before identity looks for sessions to end.
+    wait_for_position: Callable[[int, float], Awaitable[bool]] | None = None
+    # staff id -> (the member folded up to its version, the access fact last
+    # published). Streams only grow, so a fold stays true; see ``_member``.
+    _folded: OrderedDict[str, tuple[Staff, StaffAccessChanged | None]] = field(
+        default_factory=OrderedDict, init=False, repr=False
+    )
 
     @property
     def secret(self) -> str:
@@ -124,7 +159,11 @@ class Identity:
         hand and must not wait for its own events to come back from the broker
         (after a restart, say) before it can authorise a request.
         """
-        wanted = {StaffAccessChanged.event_type, SessionEnded.event_type}
+        wanted = {
+            StaffAccessChanged.event_type,
+            ClientAccessChanged.event_type,
+            SessionEnded.event_type,
+        }
         after = 0
         while page := await self.store.read_all(after, 5000):
             self.access.apply_all(registry.decode(e) for e in page if e.type in wanted)
@@ -194,11 +233,41 @@ class Identity:
 
     async def _staff(self, staff_id: str) -> tuple[Staff, StaffAccessChanged | None]:
         """The member and the access fact last published for them, from one read."""
-        recorded = await self.store.read_stream(staff_stream(staff_id))
-        staff = rebuild(recorded, registry, Staff)
+        staff, published = await self._member(staff_id)
         if not staff.exists:
             raise NotFound(f"staff member {staff_id}")
-        return staff, last_access_fact(recorded)
+        return staff, published
+
+    async def _member(self, staff_id: str) -> tuple[Staff, StaffAccessChanged | None]:
+        """The member as their stream says now, and the access fact last published.
+
+        A member's stream grows with every grant and every access fact (each
+        department change adds one), and folding all of it on every change
+        made the handler slow and loaded the garbage collector. Events never
+        change once written, so the fold of the first ``v`` events stays true:
+        identity keeps it and reads only the events after ``v`` (still one
+        read, so a write by a command or another replica is never missed).
+        The caller gets its own copy, free to apply its decision to.
+        """
+        stream = staff_stream(staff_id)
+        kept = self._folded.get(staff_id)
+        if kept is None:
+            recorded = await self.store.read_stream(stream)
+            staff, published = rebuild(recorded, registry, Staff), last_access_fact(recorded)
+        else:
+            folded, published = kept
+            recorded = await self.store.read_stream(stream, folded.version + 1)
+            fold = copy.deepcopy(folded)
+            # rebuild goes on from the kept fold (same decoding, and sets the version).
+            staff = rebuild(recorded, registry, lambda: fold) if recorded else fold
+            published = last_access_fact(recorded) or published
+        latest = self._folded.get(staff_id)  # another call may have got further meanwhile
+        if staff.exists and (latest is None or staff.version > latest[0].version):
+            self._folded[staff_id] = (copy.deepcopy(staff), published)
+            self._folded.move_to_end(staff_id)
+            if len(self._folded) > MEMBERS_KEPT:
+                self._folded.popitem(last=False)
+        return staff, published
 
     async def _commit(
         self,
@@ -235,12 +304,10 @@ class Identity:
 
     async def republish_access(self, staff_id: str) -> None:
         """Recompute a member's access (their departments changed) and publish it if new."""
-        recorded = await self.store.read_stream(staff_stream(staff_id))
-        staff = rebuild(recorded, registry, Staff)
+        staff, previous = await self._member(staff_id)
         if not staff.exists:
             return
         fact = staff.access_fact(self.department_rights)
-        previous = last_access_fact(recorded)
         if previous is not None and not _differs(previous, fact):
             return
         try:
@@ -282,73 +349,110 @@ class Identity:
     # ---------------------------------------------------------------- sessions
 
     async def login(self, login: str, password: str, ip: str | None) -> LoginResult:
+        """Staff and client principals log in here alike; the credential says which."""
         now = datetime.now(UTC)
-        guard_stream = f"login-{login.lower()}"
-        guard = await load(self.store, registry, guard_stream, LoginGuard)
+        found = await self.credentials.find(login)
+        subject = self.guard_of(login, found)
+        guard = await load(self.store, registry, subject.stream, LoginGuard)
         locked_until = guard.locked(now)
         if locked_until is not None:
-            await self._record(guard_stream, guard, guard.refused_while_locked(login, ip))
+            events = guard.refused_while_locked(subject.login, ip, subject.principal_id)
+            await self._record(subject.stream, guard, events)
             wait = max(1, int((locked_until - now).total_seconds()) + 1)
             raise LoginRefused(429, "locked_out", "too many failed logins; try later", wait)
-        found = await self.credentials.verify(login, password)
-        if found is None:
+
+        async def refuse(reason: FailureReason, status: int, code: str, message: str) -> NoReturn:
             events = guard.failed(
-                login, ip, "bad_credentials", now, self.max_failures, self.lock_for
+                subject.login,
+                ip,
+                reason,
+                now,
+                self.max_failures,
+                self.lock_for,
+                principal_id=subject.principal_id,
             )
-            await self._record(guard_stream, guard, events)
-            log.warning("security.login_failed", login=login, ip=ip, reason="bad_credentials")
+            await self._record(subject.stream, guard, events)
+            log.warning("security.login_failed", **subject.for_log, ip=ip, reason=reason)
             if len(events) > 1:
-                log.warning("security.login_locked_out", login=login, ip=ip)
-            raise LoginRefused(401, "invalid_credentials", "wrong login or password")
-        principal_id, kind = found
+                log.warning("security.login_locked_out", **subject.for_log, ip=ip)
+            raise LoginRefused(status, code, message)
+
+        if found is None or not self.credentials.matches(found, password):
+            await refuse("bad_credentials", 401, "invalid_credentials", "wrong login or password")
+        assert found is not None
+        principal_id = found.principal_id
+        kind: PrincipalKind = "client" if found.kind == "client" else "staff"
         # Identity decides from its own store, the source of truth, not from the
         # access copy that other services keep.
-        staff = await load(self.store, registry, staff_stream(principal_id), Staff)
-        if not staff.exists or staff.disabled:
-            await self._record(
-                guard_stream,
-                guard,
-                guard.failed(login, ip, "disabled", now, self.max_failures, self.lock_for),
+        bound_ip: str | None = None
+        if kind == "client":
+            client = await load(
+                self.store, registry, client_principal_stream(principal_id), ClientPrincipal
             )
-            raise LoginRefused(401, "principal_disabled", "this account is disabled")
-        if staff.group in self.denied_groups:
-            await self._record(
-                guard_stream,
-                guard,
-                guard.failed(login, ip, "group_denied", now, self.max_failures, self.lock_for),
-            )
-            raise LoginRefused(403, "group_denied", "this user group may not log in")
-        if not staff.ip_policy.allows(ip):
-            await self._record(
-                guard_stream,
-                guard,
-                guard.failed(login, ip, "ip_not_allowed", now, self.max_failures, self.lock_for),
-            )
-            log.warning("security.login_failed", login=login, ip=ip, reason="ip_not_allowed")
-            raise LoginRefused(403, "ip_not_allowed", "login from this address is not allowed")
+            if not client.may_log_in:
+                await refuse("disabled", 401, "principal_disabled", "this account is disabled")
+            if "client" in self.denied_groups:
+                await refuse("group_denied", 403, "group_denied", "this user group may not log in")
+        else:
+            staff = await load(self.store, registry, staff_stream(principal_id), Staff)
+            if not staff.exists or staff.disabled:
+                await refuse("disabled", 401, "principal_disabled", "this account is disabled")
+            if staff.group in self.denied_groups:
+                await refuse("group_denied", 403, "group_denied", "this user group may not log in")
+            if not staff.ip_policy.allows(ip):
+                await refuse(
+                    "ip_not_allowed",
+                    403,
+                    "ip_not_allowed",
+                    "login from this address is not allowed",
+                )
+            bound_ip = ip if staff.bind_session_to_ip else None
         session_id = str(uuid.uuid4())
         lifetime = timedelta(minutes=self.settings.access_token_minutes)
-        bound_ip = ip if staff.bind_session_to_ip else None
         started = SessionStarted(
             session_id=session_id,
             principal_id=principal_id,
-            kind="staff" if kind == "staff" else "client",
+            kind=kind,
             ip=ip,
             bound_to_ip=bound_ip is not None,
             expires_at=now + lifetime,
         )
-        actor = Actor(id=principal_id, kind="staff" if kind == "staff" else "client")
+        actor = Actor(id=principal_id, kind=kind)
         await append(self.store, registry, f"session-{session_id}", [started], 0, actor=actor)
-        await self._record(guard_stream, guard, guard.succeeded(login, ip, session_id))
+        await self._record(
+            subject.stream,
+            guard,
+            guard.succeeded(subject.login, ip, session_id, subject.principal_id),
+        )
         token = issue_token(
             self.secret,
             principal_id=principal_id,
-            kind=started.kind,
+            kind=kind,
             session_id=session_id,
             lifetime=lifetime,
             bound_ip=bound_ip,
         )
-        return LoginResult(token, principal_id, started.kind, session_id)
+        return LoginResult(token, principal_id, kind, session_id)
+
+    def guard_of(self, login: str, found: Credential | None) -> GuardSubject:
+        """Where the lock-out count of a login lives, and how its events name it.
+
+        Staff logins are named as they are (security analysts want them). A
+        client's login is personal data and must not reach the topic, so its
+        count lives under its principal id; an unknown login (a typo, a
+        guess, a deleted client's) under a keyed hash of it.
+        """
+        if found is not None and found.kind == "staff":
+            return GuardSubject(f"login-{login.lower()}", login, None, {"login": login})
+        if found is not None:
+            client_id = found.principal_id
+            return GuardSubject(
+                f"login-client-{client_id}", "", client_id, {"client_id": client_id}
+            )
+        digest = hmac.new(
+            self.secret.encode(), b"login-guard:" + login.lower().encode(), hashlib.sha256
+        ).hexdigest()[:32]
+        return GuardSubject(f"login-unknown-{digest}", "", None, {"login": login})
 
     async def _record(self, stream: str, guard: LoginGuard, events: list[DomainEvent]) -> None:
         try:
@@ -359,20 +463,50 @@ class Identity:
         guard.applied(events)
 
     async def logout(self, actor: Actor, session_id: str) -> None:
+        """End a session; ending an impersonation hands back to the staff member.
+
+        The staff member's own session stays; ending it (logout, disabling)
+        ends the impersonations started from it as well.
+        """
+        if actor.impersonator_id is not None:
+            await self._end_session(session_id, actor.id, "impersonation_ended", actor)
+            return
         await self._end_session(session_id, actor.id, "logout", actor)
+        for impersonation, client_id in await self._active_sessions(
+            impersonations.c.impersonator_session_id == session_id
+        ):
+            await self._end_session(impersonation, client_id, "impersonation_ended", actor)
 
     async def end_sessions_of(
         self, principal_id: str, reason: SessionEndReason, actor: Actor
     ) -> None:
-        async with self.db.engine.connect() as conn:
-            rows = await conn.execute(
-                select(sessions.c.session_id).where(
-                    (sessions.c.principal_id == principal_id) & sessions.c.active
+        """End a principal's sessions, and the impersonations they (as staff) started."""
+        for session_id, owner in await self._active_sessions(
+            sessions.c.principal_id == principal_id
+        ):
+            await self._end_session(session_id, owner, reason, actor)
+        for session_id, client_id in await self._active_sessions(
+            impersonations.c.impersonator_id == principal_id
+        ):
+            await self._end_session(session_id, client_id, "impersonation_ended", actor)
+
+    async def _active_sessions(self, which: ColumnElement[bool]) -> list[tuple[str, str]]:
+        """(session id, principal id) of the active sessions that ``which`` picks."""
+        if self.wait_for_position is not None:
+            # Past the wait, go on with what the table has: a session it misses
+            # still ends with its token's short lifetime.
+            await self.wait_for_position(await self.store.head_position(), SESSIONS_WAIT_SECONDS)
+        query = (
+            select(sessions.c.session_id, sessions.c.principal_id)
+            .select_from(
+                sessions.outerjoin(
+                    impersonations, impersonations.c.session_id == sessions.c.session_id
                 )
             )
-            active = [r.session_id for r in rows]
-        for session_id in active:
-            await self._end_session(session_id, principal_id, reason, actor)
+            .where(sessions.c.active & which)
+        )
+        async with self.db.engine.connect() as conn:
+            return [(r.session_id, r.principal_id) for r in await conn.execute(query)]
 
     async def _end_session(
         self, session_id: str, principal_id: str, reason: SessionEndReason, actor: Actor

@@ -4,6 +4,8 @@ Credentials live in identity's credential table, outside the event log; the
 log records only that a password changed. The access facts other services read
 (``StaffAccessChanged``, ``SessionEnded``) come from ``shared.access`` and are
 registered here too, since identity writes them into its own streams.
+Client principals (the credential side of the clients context's clients) live
+in streams ``client-principal-<client id>`` and carry no personal data.
 """
 
 from __future__ import annotations
@@ -103,6 +105,8 @@ class AvatarChanged(DomainEvent):
 
 @registry.register
 class SessionStarted(DomainEvent):
+    """A session began: by a login, or by a staff member impersonating a client."""
+
     event_type = "SessionStarted"
     session_id: str
     principal_id: str
@@ -110,7 +114,15 @@ class SessionStarted(DomainEvent):
     ip: str | None
     bound_to_ip: bool
     impersonator_id: str | None = None
+    # The impersonating staff member's own session, so that ending it ends this one.
+    impersonator_session_id: str | None = None
     expires_at: datetime
+
+
+# The login guard's events name the login for staff only. A client's login is
+# personal data, and so may be what was typed for an unknown login (a deleted
+# client's, say): those events leave ``login`` empty, and a client's name its
+# principal instead.
 
 
 @registry.register
@@ -122,6 +134,7 @@ class LoginFailed(DomainEvent):
     ip: str | None
     reason: Literal["bad_credentials", "disabled", "ip_not_allowed", "group_denied", "locked_out"]
     failures_in_a_row: int
+    principal_id: str | None = None
 
 
 @registry.register
@@ -129,6 +142,7 @@ class LoginLockedOut(DomainEvent):
     event_type = "LoginLockedOut"
     login: str
     until: datetime
+    principal_id: str | None = None
 
 
 @registry.register
@@ -137,3 +151,23 @@ class LoginSucceeded(DomainEvent):
     login: str
     ip: str | None
     session_id: str
+    principal_id: str | None = None
+
+
+# ---------------------------------------------------------------- client principals
+
+
+@registry.register
+class ClientPrincipalRegistered(DomainEvent):
+    """The clients service handed over a new client's credential (the hash is not here)."""
+
+    event_type = "ClientPrincipalRegistered"
+    client_id: str
+
+
+@registry.register
+class ClientPrincipalRemoved(DomainEvent):
+    """The client was erased: the credential is gone, the login free again."""
+
+    event_type = "ClientPrincipalRemoved"
+    client_id: str

@@ -3,7 +3,8 @@
 * ``StaffDirectory`` (from identity's own store): staff rows for lists and
   cards, each member's effective rights with their sources (the
   effective-permissions read model behind ``GET /me`` and
-  ``GET /staff/{id}/rights``), and sessions.
+  ``GET /staff/{id}/rights``), and sessions of staff and clients alike
+  (impersonations among them), so that identity can end a principal's.
 * ``DepartmentsSeen`` (from ``departments.events``): which departments exist
   and the rights each gives, so identity can validate memberships and derive
   its members' access.
@@ -17,7 +18,6 @@ import orjson
 from sqlalchemy import (
     Boolean,
     Column,
-    DateTime,
     Integer,
     MetaData,
     String,
@@ -38,6 +38,7 @@ from services.identity.domain.events import (
 from shared.access import DepartmentRightsChanged, SessionEnded, StaffAccessChanged
 from shared.events import RecordedEvent
 from shared.projections import Projection
+from shared.readmodel import UtcDateTime
 
 staff_metadata = MetaData()
 
@@ -67,7 +68,18 @@ sessions = Table(
     Column("principal_id", String(64), nullable=False, index=True),
     Column("ip", String(64), nullable=True),
     Column("active", Boolean, nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+)
+
+# Which sessions are impersonations, and by whom: ending the staff member's
+# session, or disabling them, ends these too. (A table of its own, so that
+# read models made before impersonation existed need no new column.)
+impersonations = Table(
+    "impersonations",
+    staff_metadata,
+    Column("session_id", String(64), primary_key=True),
+    Column("impersonator_id", String(64), nullable=False, index=True),
+    Column("impersonator_session_id", String(64), nullable=True, index=True),
 )
 
 CARD_FIELDS = (
@@ -128,6 +140,14 @@ class StaffDirectory(Projection):
                     expires_at=payload.expires_at,
                 )
             )
+            if payload.impersonator_id is not None:
+                await conn.execute(
+                    impersonations.insert().values(
+                        session_id=payload.session_id,
+                        impersonator_id=payload.impersonator_id,
+                        impersonator_session_id=payload.impersonator_session_id,
+                    )
+                )
         elif isinstance(payload, SessionEnded):
             await conn.execute(
                 sessions.update()

@@ -1,0 +1,200 @@
+"""Client principals: what the clients service asks of identity over its internal API.
+
+The clients context owns clients; it hands identity a new client's login and
+password once (credential handover), tells it when the client is disabled,
+moves between companies or is erased, and asks it for impersonation tokens.
+Identity keeps the hash in its credential table and publishes only
+``ClientAccessChanged`` facts without the login, so no client login or
+secret reaches ``identity.events``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from services.identity.app.handlers import Identity, staff_stream
+from services.identity.domain.client_principal import (
+    UNCHANGED,
+    ClientPrincipal,
+    Unchanged,
+    client_principal_stream,
+)
+from services.identity.domain.events import PasswordChanged, SessionStarted, registry
+from services.identity.domain.staff import Staff
+from shared.access import ClientAccessChanged, issue_token
+from shared.api import CommandAnswer
+from shared.app import append, load
+from shared.domain import Conflict, NotFound
+from shared.events import Actor, DomainEvent
+from shared.eventstore import AppendResult, ConcurrencyError, StreamState
+
+
+@dataclass(frozen=True)
+class Impersonation:
+    token: str
+    session_id: str
+    client_id: str
+    impersonator_id: str
+
+
+@dataclass
+class ClientPrincipals:
+    """Commands on client principals; sessions and tokens go through ``Identity``."""
+
+    identity: Identity
+
+    async def register(
+        self, actor: Actor, client_id: str, login: str, password: str
+    ) -> CommandAnswer:
+        principal = await self._load(client_id)
+        events = principal.register(client_id, login)
+        credentials = self.identity.credentials
+        await credentials.add(client_id, login, "client", password)
+        try:
+            result = await self._commit(client_id, principal, events, actor)
+        except BaseException:
+            # No event, no credential: the clients service may simply try again.
+            await credentials.remove(client_id)
+            raise
+        assert result is not None
+        return CommandAnswer.of(client_id, result)
+
+    async def change(
+        self,
+        actor: Actor,
+        client_id: str,
+        *,
+        disabled: bool | None = None,
+        company_id: str | Unchanged | None = UNCHANGED,
+        company_manager: bool | None = None,
+    ) -> CommandAnswer:
+        principal = await self._present(client_id)
+        was_disabled = principal.disabled
+        events = principal.change(
+            disabled=disabled, company_id=company_id, company_manager=company_manager
+        )
+        result = await self._commit(client_id, principal, events, actor)
+        if principal.disabled and not was_disabled:
+            await self.identity.end_sessions_of(client_id, "disabled", actor)
+        return _answer(client_id, principal, result)
+
+    async def change_password(self, actor: Actor, client_id: str, password: str) -> CommandAnswer:
+        principal = await self._present(client_id)
+        await self.identity.credentials.change(client_id, password)
+        # A fact whatever else happens to the stream meanwhile: no version check.
+        result = await self.identity.store.append(
+            client_principal_stream(client_id),
+            [registry.encode(PasswordChanged(principal_id=client_id), actor=actor)],
+            StreamState.ANY,
+        )
+        return CommandAnswer.of(principal.id, result)
+
+    async def remove(self, actor: Actor, client_id: str) -> CommandAnswer:
+        """Erasure: the login becomes free and every session ends. Repeating it is harmless.
+
+        The events come first: should deleting the credential fail, the
+        principal is already refused at login, and a repeat finishes the job.
+        """
+        principal = await self._load(client_id)
+        if not principal.registered:
+            raise NotFound(f"client principal {client_id}")
+        result = await self._commit(client_id, principal, principal.remove(), actor)
+        await self.identity.credentials.remove(client_id)
+        await self.identity.end_sessions_of(client_id, "disabled", actor)
+        return _answer(client_id, principal, result)
+
+    async def impersonate(
+        self, client_id: str, staff_id: str, staff_session_id: str
+    ) -> Impersonation:
+        """A client session opened by a staff member; its events name both."""
+        principal = await self._present(client_id)
+        principal.check_impersonable()
+        await self._check_impersonator(staff_id, staff_session_id)
+        identity = self.identity
+        now = datetime.now(UTC)
+        lifetime = timedelta(minutes=identity.settings.access_token_minutes)
+        session_id = str(uuid.uuid4())
+        started = SessionStarted(
+            session_id=session_id,
+            principal_id=client_id,
+            kind="client",
+            ip=None,
+            bound_to_ip=False,
+            impersonator_id=staff_id,
+            impersonator_session_id=staff_session_id,
+            expires_at=now + lifetime,
+        )
+        actor = Actor(id=client_id, kind="client", impersonator_id=staff_id)
+        await append(identity.store, registry, f"session-{session_id}", [started], 0, actor=actor)
+        token = issue_token(
+            identity.secret,
+            principal_id=client_id,
+            kind="client",
+            session_id=session_id,
+            lifetime=lifetime,
+            impersonator_id=staff_id,
+            now=now,
+        )
+        return Impersonation(token, session_id, client_id, staff_id)
+
+    async def _check_impersonator(self, staff_id: str, staff_session_id: str) -> None:
+        """The staff member must be active and still in the session they asked from.
+
+        The clients service has checked their right already; identity checks
+        what only it knows for sure, from its own store and session facts.
+        """
+        staff = await load(self.identity.store, registry, staff_stream(staff_id), Staff)
+        if not staff.exists or staff.disabled:
+            raise Conflict("impersonator_not_allowed", f"staff member {staff_id} may not act")
+        if staff_session_id in self.identity.access.ended:
+            raise Conflict("impersonator_session_ended", "the staff member's session has ended")
+
+    async def _load(self, client_id: str) -> ClientPrincipal:
+        stream = client_principal_stream(client_id)
+        return await load(self.identity.store, registry, stream, ClientPrincipal)
+
+    async def _present(self, client_id: str) -> ClientPrincipal:
+        principal = await self._load(client_id)
+        if not principal.registered or principal.removed:
+            raise NotFound(f"client principal {client_id}")
+        return principal
+
+    async def _commit(
+        self,
+        client_id: str,
+        principal: ClientPrincipal,
+        events: list[DomainEvent],
+        actor: Actor,
+    ) -> AppendResult | None:
+        """Append the decision; identity's own access copy follows at once."""
+        loaded = principal.version
+        try:
+            result = await append(
+                self.identity.store,
+                registry,
+                client_principal_stream(client_id),
+                events,
+                loaded,
+                actor=actor,
+            )
+        except ConcurrencyError:
+            if not loaded:
+                raise Conflict(
+                    "duplicate_principal", f"client principal {client_id} exists"
+                ) from None
+            raise Conflict(
+                "version_conflict", "the client principal changed meanwhile; retry"
+            ) from None
+        principal.applied(events)
+        self.identity.access.apply_all(e for e in events if isinstance(e, ClientAccessChanged))
+        return result
+
+
+def _answer(
+    client_id: str, principal: ClientPrincipal, result: AppendResult | None
+) -> CommandAnswer:
+    if result is None:  # nothing changed: where things stand
+        return CommandAnswer(id=client_id, version=principal.version, position=0)
+    return CommandAnswer.of(client_id, result)
