@@ -1,8 +1,339 @@
-"""Read models of the clients context, fed from its own store or other contexts' topics."""
+"""Read models of the clients context, fed from its own store.
 
+* ``ClientDirectory``: one row per client with the card in clear text (opened
+  with the client's key), link rows for the group and product filters, the
+  client's messages, and the groups and projects. An erased client keeps its
+  row (id, country, status, dates, penalty points: what reports count) with
+  every personal column emptied; a rebuild after the erasure finds no key and
+  writes nothing personal in the first place.
+* ``StaffNames``: the names of staff members (for ``%admin_name%``), kept by a
+  consumer of ``identity.events``, so it is not a projection of this store.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    insert,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.clients.domain.events import (
+    CLIENT_PERSONAL,
+    AbuseNoticeExpired,
+    ClientChanged,
+    ClientErased,
+    ClientGroupCreated,
+    ClientGroupDeleted,
+    ClientGroupRenamed,
+    ClientMessaged,
+    ClientRegistered,
+    ClientServicesResumed,
+    ClientServicesSuspended,
+    PenaltyPointsAdded,
+    ProjectChanged,
+    ProjectCreated,
+    ProjectDeleted,
+    registry,
+)
+from shared import shredding
+from shared.events import RecordedEvent
 from shared.projections import Projection
+from shared.readmodel import UtcDateTime
+
+metadata = MetaData()
+
+clients = Table(
+    "clients",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("login", String(64), nullable=True),
+    Column("email", String(320), nullable=True),
+    Column("country", String(2), nullable=False),
+    Column("customer_status", String(16), nullable=False),
+    Column("company_name", String(200), nullable=True),
+    Column("contact_person", String(200), nullable=True),
+    Column("project_id", String(64), nullable=True, index=True),
+    Column("registered_at", UtcDateTime(), nullable=False, index=True),
+    Column("registration_ip", String(64), nullable=True),
+    Column("language", String(8), nullable=False, index=True),
+    Column("phone", String(200), nullable=True),
+    Column("phone_verified", Boolean, nullable=False),
+    Column("note", Text, nullable=True),
+    Column("referral_source", String(200), nullable=True),
+    Column("characteristic", String(16), nullable=False),
+    Column("referrer_id", String(64), nullable=True),
+    Column("partner_program", String(64), nullable=True),
+    Column("groups", Text, nullable=False),  # JSON list, also in client_group_links
+    Column("products", Text, nullable=False),  # JSON list, also in client_products
+    Column("penalty_points", Integer, nullable=False),
+    Column("services_suspended", Boolean, nullable=False),
+    Column("erased", Boolean, nullable=False),
+    # Lower-cased login, e-mail, company and contact person: what ``?name=`` searches.
+    Column("search", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+)
+
+client_group_links = Table(
+    "client_group_links",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("group_id", String(64), primary_key=True, index=True),
+)
+
+client_products = Table(
+    "client_products",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("product", String(64), primary_key=True, index=True),
+)
+
+client_messages = Table(
+    "client_messages",
+    metadata,
+    Column("message_id", String(64), primary_key=True),
+    Column("client_id", String(64), primary_key=True),
+    Column("category_id", String(64), nullable=True),
+    Column("subject", Text, nullable=True),
+    Column("text", Text, nullable=True),
+    Column("language", String(8), nullable=False),
+    Column("forbid_replies", Boolean, nullable=False),
+    Column("assign_replies_to", String(64), nullable=True),
+    Column("attachments", Text, nullable=False),  # JSON list of attachment records
+    Column("violation", Text, nullable=True),  # JSON or NULL
+    Column("notice_state", String(16), nullable=True),  # open / expired, for abuse notices
+    Column("action_taken", String(32), nullable=True),
+    Column("sent_at", UtcDateTime(), nullable=False),
+    Column("sent_by", String(64), nullable=True),
+    Column("impersonator_id", String(64), nullable=True),
+)
+
+client_groups = Table(
+    "client_groups",
+    metadata,
+    Column("group_id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("deleted", Boolean, nullable=False),
+    Column("version", Integer, nullable=False),
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("project_id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("deleted", Boolean, nullable=False),
+    Column("version", Integer, nullable=False),
+)
+
+staff_metadata = MetaData()
+
+staff_names = Table(
+    "staff_names",
+    staff_metadata,
+    Column("staff_id", String(64), primary_key=True),
+    Column("name_en", String(200), nullable=False),
+    Column("name_ru", String(200), nullable=False),
+)
 
 
-def projections() -> list[Projection]:
-    """The read models this service keeps (besides the kernel's event counts)."""
-    return []
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _search(*parts: str | None) -> str:
+    return " ".join(p.lower() for p in parts if p)
+
+
+SEARCHED = ("login", "email", "company_name", "contact_person")
+
+
+class ClientDirectory(Projection):
+    """Clients, their messages, groups and projects, as the API lists and shows them."""
+
+    name = "client_directory"
+    metadata = metadata
+    reads = (shredding.metadata,)
+
+    async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
+        if event.type not in registry.models():
+            return
+        keys = await shredding.keys_in(conn, shredding.subjects_of(registry, [event]))
+        payload = shredding.open_event(registry, event, keys)
+        version = event.stream_version
+        if isinstance(payload, ClientRegistered):
+            row = payload.model_dump(exclude={"groups", "products"})
+            await conn.execute(
+                insert(clients).values(
+                    **row,
+                    groups=_json(payload.groups),
+                    products=_json(payload.products),
+                    penalty_points=0,
+                    services_suspended=False,
+                    erased=False,
+                    search=_search(*(row[name] for name in SEARCHED)),
+                    version=version,
+                )
+            )
+            await self._links(conn, payload.client_id, payload.groups, payload.products)
+        elif isinstance(payload, ClientChanged):
+            values: dict[str, Any] = {"version": version}
+            for name in payload.changed:
+                value = getattr(payload, name)
+                values[name] = _json(value) if name in ("groups", "products") else value
+            if any(name in payload.changed for name in SEARCHED):
+                current = (
+                    await conn.execute(
+                        clients.select().where(clients.c.client_id == payload.client_id)
+                    )
+                ).first()
+                if current is not None:
+                    merged = {name: values.get(name, getattr(current, name)) for name in SEARCHED}
+                    values["search"] = _search(*merged.values())
+            await self._update(conn, payload.client_id, values)
+            if payload.groups is not None or payload.products is not None:
+                await self._links(conn, payload.client_id, payload.groups, payload.products)
+        elif isinstance(payload, ClientErased):
+            blank = {name: None for name in CLIENT_PERSONAL}
+            await self._update(
+                conn, payload.client_id, {**blank, "search": "", "erased": True, "version": version}
+            )
+            await conn.execute(
+                update(client_messages)
+                .where(client_messages.c.client_id == payload.client_id)
+                .values(subject=None, text=None)
+            )
+        elif isinstance(payload, ClientMessaged):
+            violation = payload.violation
+            await conn.execute(
+                insert(client_messages).values(
+                    message_id=payload.message_id,
+                    client_id=payload.client_id,
+                    category_id=payload.category_id,
+                    subject=payload.subject,
+                    text=payload.text,
+                    language=payload.language,
+                    forbid_replies=payload.forbid_replies,
+                    assign_replies_to=payload.assign_replies_to,
+                    attachments=_json([a.model_dump(mode="json") for a in payload.attachments]),
+                    violation=None
+                    if violation is None
+                    else _json(violation.model_dump(mode="json")),
+                    notice_state=None if violation is None else "open",
+                    sent_at=event.occurred_at,
+                    sent_by=event.actor.id,
+                    impersonator_id=event.actor.impersonator_id,
+                )
+            )
+            await self._update(conn, payload.client_id, {"version": version})
+        elif isinstance(payload, PenaltyPointsAdded):
+            await self._update(
+                conn,
+                payload.client_id,
+                {"penalty_points": clients.c.penalty_points + payload.points, "version": version},
+            )
+        elif isinstance(payload, AbuseNoticeExpired):
+            await conn.execute(
+                update(client_messages)
+                .where(
+                    (client_messages.c.message_id == payload.message_id)
+                    & (client_messages.c.client_id == payload.client_id)
+                )
+                .values(notice_state="expired", action_taken=payload.action)
+            )
+            await self._update(conn, payload.client_id, {"version": version})
+        elif isinstance(payload, ClientServicesSuspended | ClientServicesResumed):
+            suspended = isinstance(payload, ClientServicesSuspended)
+            await self._update(
+                conn, payload.client_id, {"services_suspended": suspended, "version": version}
+            )
+        elif isinstance(payload, ClientGroupCreated):
+            await conn.execute(
+                insert(client_groups).values(
+                    group_id=payload.group_id, name=payload.name, deleted=False, version=version
+                )
+            )
+        elif isinstance(payload, ClientGroupRenamed):
+            await conn.execute(
+                update(client_groups)
+                .where(client_groups.c.group_id == payload.group_id)
+                .values(name=payload.name, version=version)
+            )
+        elif isinstance(payload, ClientGroupDeleted):
+            await conn.execute(
+                update(client_groups)
+                .where(client_groups.c.group_id == payload.group_id)
+                .values(deleted=True, version=version)
+            )
+        elif isinstance(payload, ProjectCreated):
+            await conn.execute(
+                insert(projects).values(
+                    project_id=payload.project_id,
+                    name=payload.name,
+                    description=payload.description,
+                    deleted=False,
+                    version=version,
+                )
+            )
+        elif isinstance(payload, ProjectChanged):
+            changes: dict[str, Any] = {"version": version}
+            if payload.name is not None:
+                changes["name"] = payload.name
+            if payload.description is not None:
+                changes["description"] = payload.description
+            await conn.execute(
+                update(projects)
+                .where(projects.c.project_id == payload.project_id)
+                .values(**changes)
+            )
+        elif isinstance(payload, ProjectDeleted):
+            await conn.execute(
+                update(projects)
+                .where(projects.c.project_id == payload.project_id)
+                .values(deleted=True, version=version)
+            )
+        elif event.stream.startswith("client-") and hasattr(payload, "client_id"):
+            # Other facts on a client's stream (password reset, impersonation):
+            # only the version moves, so ``expected_version`` stays right.
+            await self._update(conn, payload.client_id, {"version": version})
+
+    async def _update(self, conn: AsyncConnection, client_id: str, values: dict[str, Any]) -> None:
+        await conn.execute(update(clients).where(clients.c.client_id == client_id).values(**values))
+
+    async def _links(
+        self,
+        conn: AsyncConnection,
+        client_id: str,
+        groups: list[str] | None,
+        products: list[str] | None,
+    ) -> None:
+        if groups is not None:
+            await conn.execute(
+                delete(client_group_links).where(client_group_links.c.client_id == client_id)
+            )
+            if groups:
+                await conn.execute(
+                    insert(client_group_links),
+                    [{"client_id": client_id, "group_id": g} for g in groups],
+                )
+        if products is not None:
+            await conn.execute(
+                delete(client_products).where(client_products.c.client_id == client_id)
+            )
+            if products:
+                await conn.execute(
+                    insert(client_products),
+                    [{"client_id": client_id, "product": p} for p in products],
+                )

@@ -1,0 +1,357 @@
+"""The companies application service: load a company, let it decide, append, then tell others.
+
+Every company command of the API goes through ``Companies``. It loads the
+``company-<id>`` stream (contacts' personal fields opened by the ``Sealer``),
+lets the aggregate decide, and appends with the version it loaded and the
+sealer: a concurrent change of the same company is a ``ConcurrencyError``,
+which the kernel answers with 409 ``version_conflict``. Only after the append
+does it act outside the store:
+
+* a removed contact's key is destroyed (``KeyRing.destroy``), so its sealed
+  name, e-mail, phone and messenger id open to nothing in every replay.
+  Crashing between the append and the destruction leaves the key; a repeated
+  DELETE of the contact (or of the company) destroys it then, before its 404;
+* identity is told each affected client's company and manager flag
+  (``IdentityPort.update``), with the state as it is after the command. A
+  command that changes nothing still tells identity, so repeating an add or
+  a manager change whose identity call failed (503 ``identity_not_updated``)
+  repairs it. A failed call after a removal or a deletion is not repaired by
+  repeating it (that is a 404): identity keeps the old company until the
+  client's next company change. Only an outbox, or identity consuming
+  ``clients.events``, would close that.
+
+One company per client: the aggregate can only see its own members, so before
+adding a member this layer asks the ``company_directory`` read model whether
+the client is in another company, after waiting (briefly) for it to reach the
+store's head. Two commands adding the same client to two companies at the same
+moment can still both pass the check: the read model then lists the client in
+both (``GET /companies?client_id=``), and staff remove one membership. Closing
+that gap needs a reservation stream per client, which this does not have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+from sqlalchemy import select
+
+from services.clients.domain.company import (
+    Company,
+    CompanyPatch,
+    ContactDraft,
+    ContactPatch,
+    EquipmentDraft,
+    EquipmentPatch,
+    stream_name,
+)
+from services.clients.domain.events import registry
+from services.clients.projections.companies import CompanyDirectory, company_members
+from shared.api import CommandAnswer
+from shared.app import append, load
+from shared.domain import NotFound
+from shared.events import Actor, DomainEvent
+from shared.eventstore import ConcurrencyError, EventStore
+from shared.readmodel import ReadModelDB
+from shared.shredding import Sealer
+
+log = structlog.get_logger(__name__)
+
+DIRECTORY_CHECKPOINT = f"projection:{CompanyDirectory.name}"
+CATCH_UP_SECONDS = 2.0
+
+
+class CompanyIdentity(Protocol):
+    """What companies need of identity (``services.clients.app.identity_port.IdentityPort``).
+
+    ``company_id`` and ``company_manager`` are always both given: the client's
+    whole company state, so a repeated call is harmless.
+    """
+
+    async def update(
+        self, client_id: str, *, company_id: str | None, company_manager: bool
+    ) -> None: ...
+
+
+class IdentityNotUpdated(Exception):
+    """The command is recorded, but identity could not be told; repeating the command tells it."""
+
+    def __init__(self, client_ids: list[str]) -> None:
+        super().__init__(f"identity was not updated for client(s) {', '.join(client_ids)}")
+        self.client_ids = client_ids
+
+
+@dataclass
+class Companies:
+    """The companies application service."""
+
+    store: EventStore
+    db: ReadModelDB
+    sealer: Sealer
+    identity: CompanyIdentity
+    client_exists: Callable[[str], Awaitable[bool]]
+
+    # ---------------------------------------------------------------- the company
+
+    async def create_company(self, actor: Actor, name: str) -> CommandAnswer:
+        company_id = str(uuid.uuid4())
+        events = Company.create(company_id, name)
+        result = await append(self.store, registry, stream_name(company_id), events, 0, actor=actor)
+        assert result is not None  # creating always writes
+        return CommandAnswer.of(company_id, result)
+
+    async def change_company(
+        self,
+        actor: Actor,
+        company_id: str,
+        patch: CompanyPatch,
+        expected_version: int | None = None,
+    ) -> CommandAnswer:
+        company = await self._company(company_id, expected_version)
+        return await self._commit(company, company.change(patch), actor)
+
+    async def delete_company(
+        self, actor: Actor, company_id: str, expected_version: int | None = None
+    ) -> CommandAnswer:
+        """Members leave (identity is told), contacts are erased, then the company ends."""
+        company = await self._company(company_id, expected_version)
+        if company.deleted:
+            await self._erase(company.removed_contacts)  # finish an interrupted deletion
+        members = list(company.members)
+        contacts = list(company.contacts)
+        answer = await self._commit(company, company.delete(), actor)
+        await self._erase(contacts)
+        await self._tell_identity(company, members)
+        return answer
+
+    # ---------------------------------------------------------------- members
+
+    async def add_member(
+        self,
+        actor: Actor,
+        company_id: str,
+        client_id: str,
+        *,
+        manager: bool = False,
+        expected_version: int | None = None,
+    ) -> CommandAnswer:
+        company = await self._company(company_id, expected_version)
+        previous_manager = company.manager_id
+        if client_id in company.members or not company.exists:
+            events = company.add_member(client_id, manager=manager)
+        else:
+            events = company.add_member(
+                client_id,
+                manager=manager,
+                client_exists=await self.client_exists(client_id),
+                other_company=await self._other_company(client_id, company_id),
+            )
+        answer = await self._commit(company, events, actor)
+        await self._tell_identity(company, _present(client_id, previous_manager))
+        return answer
+
+    async def remove_member(
+        self, actor: Actor, company_id: str, client_id: str, expected_version: int | None = None
+    ) -> CommandAnswer:
+        company = await self._company(company_id, expected_version)
+        answer = await self._commit(company, company.remove_member(client_id), actor)
+        await self._tell_identity(company, [client_id])
+        return answer
+
+    async def forget_client(self, actor: Actor, client_id: str) -> None:
+        """An erased client leaves every company it was in (identity already forgot it)."""
+        await self._directory_caught_up()
+        async with self.db.engine.connect() as conn:
+            rows = await conn.execute(
+                select(company_members.c.company_id).where(company_members.c.client_id == client_id)
+            )
+            companies = [str(r.company_id) for r in rows]
+        for company_id in companies:
+            company = await self._company(company_id, None)
+            await self._commit(company, company.remove_member(client_id), actor)
+
+    async def assign_manager(
+        self,
+        actor: Actor,
+        company_id: str,
+        client_id: str | None,
+        expected_version: int | None = None,
+    ) -> CommandAnswer:
+        """The client manager is now ``client_id`` (a member), or nobody."""
+        company = await self._company(company_id, expected_version)
+        previous = company.manager_id
+        answer = await self._commit(company, company.assign_manager(client_id), actor)
+        await self._tell_identity(company, _present(client_id, previous))
+        return answer
+
+    async def _other_company(self, client_id: str, company_id: str) -> str | None:
+        """Another company the read model lists ``client_id`` in, once it has caught up."""
+        await self._directory_caught_up()
+        async with self.db.engine.connect() as conn:
+            found = (
+                await conn.execute(
+                    select(company_members.c.company_id)
+                    .where(
+                        (company_members.c.client_id == client_id)
+                        & (company_members.c.company_id != company_id)
+                    )
+                    .limit(1)
+                )
+            ).scalar()
+        return None if found is None else str(found)
+
+    async def _directory_caught_up(self) -> None:
+        """Wait until the directory has applied what the store holds now (at most briefly).
+
+        A member added a moment ago must count; past the deadline the check
+        goes ahead with what the read model has (the race the module describes).
+        """
+        head = await self.store.head_position()
+        deadline = time.monotonic() + CATCH_UP_SECONDS
+        while (await self.db.checkpoint(DIRECTORY_CHECKPOINT)).position < head:
+            if time.monotonic() > deadline:
+                log.warning("companies.directory_behind", head=head)
+                return
+            await asyncio.sleep(0.01)
+
+    # ---------------------------------------------------------------- contacts
+
+    async def add_contact(
+        self,
+        actor: Actor,
+        company_id: str,
+        draft: ContactDraft,
+        expected_version: int | None = None,
+    ) -> CommandAnswer:
+        company = await self._company(company_id, expected_version)
+        contact_id = str(uuid.uuid4())
+        return await self._commit(
+            company, company.add_contact(contact_id, draft), actor, contact_id
+        )
+
+    async def change_contact(
+        self,
+        actor: Actor,
+        company_id: str,
+        contact_id: str,
+        patch: ContactPatch,
+        expected_version: int | None = None,
+    ) -> CommandAnswer:
+        company = await self._company(company_id, expected_version)
+        events = company.change_contact(contact_id, patch)
+        return await self._commit(company, events, actor, contact_id)
+
+    async def remove_contact(
+        self,
+        actor: Actor,
+        company_id: str,
+        contact_id: str,
+        expected_version: int | None = None,
+    ) -> CommandAnswer:
+        """Remove the contact, then destroy its key: its personal data is gone for good."""
+        company = await self._company(company_id, expected_version)
+        if contact_id in company.removed_contacts:
+            await self._erase([contact_id])  # a retry after a crash before the destruction
+        answer = await self._commit(company, company.remove_contact(contact_id), actor, contact_id)
+        await self._erase([contact_id])
+        return answer
+
+    async def _erase(self, contact_ids: Iterable[str]) -> None:
+        for contact_id in contact_ids:
+            await self.sealer.keys.destroy(contact_id)
+            log.info("companies.contact_erased", contact_id=contact_id)
+
+    # ---------------------------------------------------------------- equipment
+
+    async def add_equipment(
+        self,
+        actor: Actor,
+        company_id: str,
+        draft: EquipmentDraft,
+        expected_version: int | None = None,
+    ) -> CommandAnswer:
+        company = await self._company(company_id, expected_version)
+        item_id = str(uuid.uuid4())
+        return await self._commit(company, company.add_equipment(item_id, draft), actor, item_id)
+
+    async def change_equipment(
+        self,
+        actor: Actor,
+        company_id: str,
+        item_id: str,
+        patch: EquipmentPatch,
+        expected_version: int | None = None,
+    ) -> CommandAnswer:
+        company = await self._company(company_id, expected_version)
+        events = company.change_equipment(item_id, patch)
+        return await self._commit(company, events, actor, item_id)
+
+    async def remove_equipment(
+        self,
+        actor: Actor,
+        company_id: str,
+        item_id: str,
+        expected_version: int | None = None,
+    ) -> CommandAnswer:
+        company = await self._company(company_id, expected_version)
+        return await self._commit(company, company.remove_equipment(item_id), actor, item_id)
+
+    # ---------------------------------------------------------------- helpers
+
+    async def _company(self, company_id: str, expected_version: int | None) -> Company:
+        company = await load(
+            self.store, registry, stream_name(company_id), Company, sealer=self.sealer
+        )
+        if not company.id:
+            raise NotFound(f"company {company_id}")
+        if expected_version is not None and expected_version != company.version:
+            raise ConcurrencyError(stream_name(company_id), expected_version, company.version)
+        return company  # a deleted one: its commands raise NotFound themselves
+
+    async def _commit(
+        self,
+        company: Company,
+        events: list[DomainEvent],
+        actor: Actor,
+        answer_id: str | None = None,
+    ) -> CommandAnswer:
+        """Append with the sealer; apply to ``company`` so it shows the state after."""
+        result = await append(
+            self.store,
+            registry,
+            stream_name(company.id),
+            events,
+            company.version,
+            actor=actor,
+            sealer=self.sealer,
+        )
+        company.applied(events)
+        if result is None:  # nothing changed: answer with where things stand
+            return CommandAnswer(id=answer_id or company.id, version=company.version, position=0)
+        return CommandAnswer.of(answer_id or company.id, result)
+
+    async def _tell_identity(self, company: Company, client_ids: Iterable[str]) -> None:
+        """Give identity each client's company and manager flag as they now are."""
+        failed: list[str] = []
+        for client_id in dict.fromkeys(client_ids):
+            member = company.exists and client_id in company.members
+            try:
+                await self.identity.update(
+                    client_id,
+                    company_id=company.id if member else None,
+                    company_manager=member and company.manager_id == client_id,
+                )
+            except Exception:
+                log.exception("companies.identity_not_updated", client_id=client_id)
+                failed.append(client_id)
+        if failed:
+            raise IdentityNotUpdated(failed)
+
+
+def _present(*client_ids: str | None) -> list[str]:
+    return [c for c in client_ids if c is not None]
