@@ -1,5 +1,9 @@
-"""HTTP adapter of the tickets context (paths of API.md)."""
+"""HTTP adapter of the tickets context (paths of API.md).
 
-from fastapi import APIRouter
+* ``tickets`` – the ticket core: ``/support/departments``, ``/tickets`` and its commands;
+* ``catalog`` – categories, paid requests, templates, announcements, settings.
+"""
 
-router = APIRouter()
+from services.tickets.api.tickets import router
+
+__all__ = ["router"]

@@ -1,1 +1,7 @@
-"""Application layer of the tickets context: load an aggregate, decide, append."""
+"""Application layer of the tickets context: load an aggregate, decide, append.
+
+* ``handlers`` – ``Tickets``, the ticket core's commands and its consumers;
+* ``visibility`` – who sees which ticket;
+* ``catalog_port`` – what the core needs of the catalogue (``CatalogPort``),
+  implemented by ``catalog.SupportCatalog``.
+"""

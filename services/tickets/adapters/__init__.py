@@ -1,0 +1,1 @@
+"""Adapters of the tickets context to other services' HTTP APIs."""

@@ -1,0 +1,498 @@
+"""HTTP adapter of the ticket core: ``/support/departments`` and ``/tickets`` (API.md, tickets).
+
+Commands go through ``Tickets`` and answer ``{"id", "version", "position"}``
+(plus ``message_id`` for what writes a message). Reads come from the
+``ticket_queue`` read model and accept ``?min_position=``.
+
+Collision safety: ``expected_version`` (in the body or the query) on replies,
+notes, assignments, transfers, closing and reopening is the ticket version
+the caller saw; if the ticket changed since, the answer is 409
+``ticket_changed`` with ``changes`` (what happened after that version, as
+far as the caller may see it) and nothing is written.
+
+Threads opened by a message to a client carry no text here (it is sealed
+personal data of the clients context): ``subject`` and the first entry's
+``body`` are null and ``message_ref`` names the message; read it with
+``GET /clients/{client_id}/messages`` at the clients service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+import orjson
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from services.tickets.app import visibility
+from services.tickets.app.handlers import MessageAnswer, NotAllowed, OpenDraft, Tickets
+from services.tickets.domain.ticket import MAX_BODY, MAX_COMMENT, MAX_SUBJECT, TicketChanged
+from services.tickets.projections import support
+from services.tickets.projections.queries import (
+    STATUSES,
+    QueueFilter,
+    Scope,
+    Sort,
+    Status,
+    page_query,
+    total,
+)
+from services.tickets.projections.queue import ticket_entries, tickets
+from shared.access import Principal
+from shared.api import ApiError, CaughtUp, CommandAnswer, invalid, require
+from shared.business_hours import expected_response_at
+from shared.readmodel import ReadModelDB
+
+router = APIRouter()
+
+T = TypeVar("T")
+MAX_ID = 64
+
+
+# async: FastAPI runs a plain ``def`` dependency in its thread pool, a thread
+# hop per request for reading an attribute.
+async def tickets_app(request: Request) -> Tickets:
+    app: Tickets = request.app.state.runtime.extensions["tickets"]
+    return app
+
+
+async def read_db(request: Request) -> ReadModelDB:
+    db: ReadModelDB = request.app.state.runtime.db
+    return db
+
+
+TicketsApp = Annotated[Tickets, Depends(tickets_app)]
+ReadDB = Annotated[ReadModelDB, Depends(read_db)]
+Caller = Annotated[Principal, Depends(require())]
+Limit = Annotated[int, Query(ge=1, le=500)]
+Offset = Annotated[int, Query(ge=0, le=100_000)]
+SeenQuery = Annotated[
+    int | None,
+    Query(ge=1, description="the ticket version the caller saw (409 ticket_changed otherwise)"),
+]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+async def _run(command: Awaitable[T]) -> T:
+    """Run a command, turning the ticket core's own refusals into API errors."""
+    try:
+        return await command
+    except NotAllowed as refused:
+        raise ApiError(403, "forbidden", refused.message, field=refused.field) from None
+    except TicketChanged as changed:
+        raise ApiError(
+            409,
+            changed.code,
+            changed.message,
+            current_version=changed.current,
+            changes=[c.to_dict() for c in changed.changes],
+        ) from None
+
+
+def _seen(in_body: int | None, in_query: int | None) -> int | None:
+    if in_body is not None and in_query is not None and in_body != in_query:
+        raise invalid("expected_version", "given twice with different values")
+    return in_body if in_body is not None else in_query
+
+
+# ---------------------------------------------------------------- support departments
+
+
+class SupportDepartmentOut(BaseModel):
+    id: str
+    name: dict[str, str]
+    description: str | None  # only when more than one department is offered
+    sort: int
+    charge_requests: bool
+    expected_response: datetime  # when a request made now is due, by the department's hours
+
+
+@router.get("/support/departments", tags=["support"])
+async def support_departments(
+    app: TicketsApp,
+    db: ReadDB,
+    _: CaughtUp,
+    principal: Caller,
+    client_id: Annotated[
+        str | None, Query(max_length=MAX_ID, description="staff: as this client sees them")
+    ] = None,
+) -> list[SupportDepartmentOut]:
+    """The departments open to the client, by their sort value.
+
+    Available in the support center, shown for the client's project; those
+    that charge for requests only while the client has paid requests left.
+    Staff (``tickets.view``) see every support department, or with
+    ``client_id`` what that client is offered.
+    """
+    if principal.kind == "client":
+        if client_id not in (None, principal.id):
+            raise ApiError(404, "not_found", f"client {client_id} not found")
+        client_id = principal.id
+    elif not principal.access.has(visibility.VIEW):
+        raise ApiError(403, "forbidden", f"the right {visibility.VIEW!r} is required")
+    async with db.engine.connect() as conn:
+        offered = await support.support_departments(conn)
+        if client_id is not None:
+            client = await support.client(conn, client_id)
+            if principal.kind == "staff" and client is None:
+                raise invalid("client_id", f"no client {client_id}")
+            project_id = client.project_id if client else None
+            offered = [d for d in offered if d.serves(project_id)]
+            charging = any(d.charge_requests for d in offered)
+            if charging and await app.catalog.paid_balance(client_id) <= 0:
+                offered = [d for d in offered if not d.charge_requests]
+        hours = {d.department_id: await support.hours_of(conn, d.department_id) for d in offered}
+    now = datetime.now(UTC)
+    several = len(offered) > 1
+    return [
+        SupportDepartmentOut(
+            id=d.department_id,
+            name={"en": d.name_en, "ru": d.name_ru},
+            description=d.description if several else None,
+            sort=d.sort,
+            charge_requests=d.charge_requests,
+            expected_response=expected_response_at(hours[d.department_id], now, app.response_hours),
+        )
+        for d in offered
+    ]
+
+
+# ---------------------------------------------------------------- opening
+
+
+class OpenIn(Strict):
+    department_id: str = Field(min_length=1, max_length=MAX_ID)
+    category_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
+    subject: str = Field(min_length=1, max_length=MAX_SUBJECT)
+    body: str = Field(min_length=1, max_length=MAX_BODY)
+    client_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
+
+
+class OpenedOut(BaseModel):
+    id: str
+    version: int
+    position: int
+    message_id: str
+
+
+def _message_answer(answer: MessageAnswer) -> OpenedOut:
+    return OpenedOut(
+        id=answer.id, version=answer.version, position=answer.position, message_id=answer.message_id
+    )
+
+
+@router.post("/tickets", status_code=201, tags=["tickets"])
+async def open_ticket(body: OpenIn, app: TicketsApp, _: CaughtUp, principal: Caller) -> OpenedOut:
+    """A client opens a ticket (staff: on behalf of ``client_id``, with ``tickets.reply``).
+
+    409 ``blocked_by_announcement`` while a blocking announcement is active;
+    402 ``no_paid_requests`` when the department charges (or the category is
+    paid) and the client has no paid requests left.
+    """
+    draft = OpenDraft(
+        department_id=body.department_id,
+        subject=body.subject,
+        body=body.body,
+        category_id=body.category_id,
+        client_id=body.client_id,
+    )
+    return _message_answer(await _run(app.open_ticket(principal, draft)))
+
+
+# ---------------------------------------------------------------- reads
+
+
+class TicketOut(BaseModel):
+    id: str
+    client_id: str
+    company_id: str | None
+    project_id: str | None
+    department_id: str | None
+    category_id: str | None
+    subject: str | None
+    status: Status
+    origin: str
+    message_ref: str | None
+    replies_forbidden: bool
+    paid: bool
+    assignee_id: str | None
+    opened_at: datetime
+    updated_at: datetime
+    waiting_since: datetime | None
+    due_at: datetime | None
+    closed_at: datetime | None
+    close_reason: str | None
+    messages: int
+    last_message_at: datetime | None
+    rating: int | None
+    version: int
+
+
+class EntryOut(BaseModel):
+    """One step of a ticket's timeline (the ticket version it made)."""
+
+    version: int
+    type: Literal[
+        "opened", "message", "internal_note", "assigned", "transfer", "closed", "reopened",
+        "rated", "rating_requested",
+    ]  # fmt: skip
+    at: datetime
+    message_id: str | None
+    author_kind: str | None
+    author_id: str | None
+    impersonator_id: str | None = None
+    body: str | None
+    internal: bool
+    details: dict[str, Any]
+
+
+class TicketDetailOut(TicketOut):
+    entries: list[EntryOut]
+
+
+def _ticket(row: Any) -> TicketOut:
+    m = row._mapping
+    return TicketOut(id=m["ticket_id"], **{k: m[k] for k in TicketOut.model_fields if k != "id"})
+
+
+async def _scope(db: ReadModelDB, principal: Principal) -> Scope:
+    if principal.kind == "client":
+        access = principal.access
+        if access.company_manager and access.company_id:
+            async with db.engine.connect() as conn:
+                members = await support.company_members(conn, access.company_id)
+            return Scope(clients=tuple(sorted({principal.id, *members})))
+        return Scope(clients=(principal.id,))
+    if not principal.access.has(visibility.VIEW):
+        raise ApiError(403, "forbidden", f"the right {visibility.VIEW!r} is required")
+    return Scope(
+        everything=visibility.sees_all(principal),
+        departments=tuple(principal.access.departments),
+        assignee_id=principal.id,
+        messages=visibility.sees_messages(principal),
+    )
+
+
+@router.get("/tickets", tags=["tickets"])
+async def list_tickets(
+    response: Response,
+    db: ReadDB,
+    _: CaughtUp,
+    principal: Caller,
+    status: Annotated[list[Status] | None, Query(max_length=3)] = None,
+    department_id: Annotated[
+        str | None, Query(max_length=MAX_ID, description='"none": the messages queue')
+    ] = None,
+    assignee_id: Annotated[
+        str | None, Query(max_length=MAX_ID, description='"none": nobody assigned')
+    ] = None,
+    client_id: Annotated[str | None, Query(max_length=MAX_ID)] = None,
+    sort: Annotated[
+        Sort | None,
+        Query(description="waiting (oldest unanswered first), deadline, updated, opened; -: desc"),
+    ] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> list[TicketOut]:
+    """The caller's queue: the tickets they may see, filtered; the total in ``X-Total-Count``.
+
+    Staff default to the oldest waiting first, clients to the latest changed first.
+    """
+    scope = await _scope(db, principal)
+    chosen: Sort = sort or ("-updated" if principal.kind == "client" else "waiting")
+    f = QueueFilter(
+        status=tuple(s for s in STATUSES if s in (status or ())),
+        department_id=department_id,
+        assignee_id=assignee_id,
+        client_id=client_id,
+    )
+    page = page_query(scope, f, chosen, limit, offset)
+    async with db.engine.connect() as conn:
+        rows = [] if page is None else list(await conn.execute(*page))
+        count = 0 if page is None else await total(conn, scope, f)
+    response.headers["X-Total-Count"] = str(count)
+    return [_ticket(row) for row in rows]
+
+
+async def visible_row(db: ReadModelDB, principal: Principal, ticket_id: str) -> Any:
+    """The ticket's row if the caller may see it; 404 otherwise (as if it did not exist)."""
+    async with db.engine.connect() as conn:
+        row = (await conn.execute(select(tickets).where(tickets.c.ticket_id == ticket_id))).first()
+        owner = await support.client(conn, row.client_id) if row is not None else None
+    if row is not None:
+        if principal.kind == "staff":
+            if not principal.access.has(visibility.VIEW):
+                raise ApiError(403, "forbidden", f"the right {visibility.VIEW!r} is required")
+            if visibility.staff_may_see(principal, row.department_id, row.assignee_id):
+                return row
+        elif visibility.client_may_see(
+            principal, row.client_id, owner.company_id if owner else None
+        ):
+            return row
+    raise ApiError(404, "not_found", f"ticket {ticket_id} not found")
+
+
+@router.get("/tickets/{ticket_id}", tags=["tickets"])
+async def get_ticket(ticket_id: str, db: ReadDB, _: CaughtUp, principal: Caller) -> TicketDetailOut:
+    """The ticket with what the caller may see of it: clients never see internal notes,
+    assignments, or transfer notices beyond the number shown to clients."""
+    row = await visible_row(db, principal, ticket_id)
+    query = select(ticket_entries).where(ticket_entries.c.ticket_id == ticket_id)
+    client = principal.kind == "client"
+    if client:
+        query = query.where(ticket_entries.c.visible_to_client.is_(True))
+    async with db.engine.connect() as conn:
+        entries = list(await conn.execute(query.order_by(ticket_entries.c.version)))
+    return TicketDetailOut(
+        **_ticket(row).model_dump(),
+        entries=[
+            EntryOut(
+                version=e.version,
+                type=e.type,
+                at=e.at,
+                message_id=e.message_id,
+                author_kind=e.author_kind,
+                author_id=e.author_id,
+                impersonator_id=None if client else e.impersonator_id,
+                body=e.body,
+                internal=e.type == "internal_note",
+                details=orjson.loads(e.details),
+            )
+            for e in entries
+        ],
+    )
+
+
+# ---------------------------------------------------------------- commands
+
+
+class MessageIn(Strict):
+    body: str = Field(min_length=1, max_length=MAX_BODY)
+    internal: bool = False
+    expected_version: int | None = Field(default=None, ge=1)
+
+
+class AssignIn(Strict):
+    staff_id: str | None = Field(min_length=1, max_length=MAX_ID)
+    expected_version: int | None = Field(default=None, ge=1)
+
+
+class TransferIn(Strict):
+    department_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
+    staff_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
+    expected_version: int | None = Field(default=None, ge=1)
+
+
+class VersionIn(Strict):
+    expected_version: int | None = Field(default=None, ge=1)
+
+
+class RateIn(Strict):
+    score: int = Field(ge=1, le=5, strict=True)
+    message_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
+    comment: str = Field(default="", max_length=MAX_COMMENT)
+
+
+@router.post("/tickets/{ticket_id}/messages", status_code=201, tags=["tickets"])
+async def post_message(
+    ticket_id: str,
+    body: MessageIn,
+    app: TicketsApp,
+    principal: Caller,
+    expected_version: SeenQuery = None,
+) -> OpenedOut:
+    """A reply (client or staff with ``tickets.reply``) or an internal note
+    (``internal``: staff with ``tickets.internal_note``; clients never see it).
+
+    A client's reply to a closed ticket reopens it; staff reopen first (409
+    ``ticket_closed``); 409 ``replies_forbidden`` when the thread forbids replies.
+    """
+    seen = _seen(body.expected_version, expected_version)
+    answer = await _run(app.post_message(principal, ticket_id, body.body, body.internal, seen))
+    return _message_answer(answer)
+
+
+@router.post("/tickets/{ticket_id}/assign", tags=["tickets"])
+async def assign(
+    ticket_id: str,
+    body: AssignIn,
+    app: TicketsApp,
+    principal: Caller,
+    expected_version: SeenQuery = None,
+) -> CommandAnswer:
+    """Assign to a staff member of the ticket's department (``staff_id`` null: nobody)."""
+    seen = _seen(body.expected_version, expected_version)
+    return await _run(app.assign(principal, ticket_id, body.staff_id, seen))
+
+
+@router.post("/tickets/{ticket_id}/transfer", tags=["tickets"])
+async def transfer(
+    ticket_id: str,
+    body: TransferIn,
+    app: TicketsApp,
+    principal: Caller,
+    expected_version: SeenQuery = None,
+) -> CommandAnswer:
+    """To another department (into its queue, nobody assigned) and/or staff member."""
+    seen = _seen(body.expected_version, expected_version)
+    return await _run(app.transfer(principal, ticket_id, body.department_id, body.staff_id, seen))
+
+
+@router.post("/tickets/{ticket_id}/close", tags=["tickets"])
+async def close(
+    ticket_id: str,
+    app: TicketsApp,
+    principal: Caller,
+    body: Annotated[VersionIn | None, Body()] = None,
+    expected_version: SeenQuery = None,
+) -> CommandAnswer:
+    """Close (the ticket's client, or staff with ``tickets.close``); closing twice is harmless."""
+    seen = _seen(body.expected_version if body else None, expected_version)
+    return await _run(app.close(principal, ticket_id, seen))
+
+
+@router.post("/tickets/{ticket_id}/reopen", tags=["tickets"])
+async def reopen(
+    ticket_id: str,
+    app: TicketsApp,
+    principal: Caller,
+    body: Annotated[VersionIn | None, Body()] = None,
+    expected_version: SeenQuery = None,
+) -> CommandAnswer:
+    """Reopen (the ticket's client, or staff with ``tickets.reopen``)."""
+    seen = _seen(body.expected_version if body else None, expected_version)
+    return await _run(app.reopen(principal, ticket_id, seen))
+
+
+@router.post("/tickets/{ticket_id}/rate", tags=["tickets"])
+async def rate(ticket_id: str, body: RateIn, app: TicketsApp, principal: Caller) -> CommandAnswer:
+    """The client rates a staff reply (``message_id``) or the whole ticket, 1 to 5;
+    a new rating of the same reply (or of the ticket) replaces the earlier one."""
+    return await _run(app.rate(principal, ticket_id, body.score, body.message_id, body.comment))
+
+
+class AutofillOut(BaseModel):
+    subject: str
+    body: str
+
+
+@router.get("/tickets/{ticket_id}/autofill", tags=["tickets"])
+async def autofill(
+    ticket_id: str,
+    request: Request,
+    app: TicketsApp,
+    principal: Caller,
+    template_id: Annotated[str, Query(min_length=1, max_length=MAX_ID)],
+) -> AutofillOut:
+    """A response template filled in for this ticket (staff with ``tickets.reply``):
+    ``%client_person%``, ``%admin_name%``, ``%ticket_id%``, ``%ticket_subject%``,
+    ``%department%``. 404 for a template or a ticket that is not there (for the caller)."""
+    authorization = request.headers.get("authorization")
+    subject, body = await _run(app.autofill(principal, ticket_id, template_id, authorization))
+    return AutofillOut(subject=subject, body=body)

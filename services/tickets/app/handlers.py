@@ -1,0 +1,581 @@
+"""The tickets application layer: load a ticket, check who may do what, decide, append.
+
+* Opening (``open_ticket``): the department must be one offered to the
+  client (available in the support center and shown for the client's
+  project), the category one of that department; a blocking announcement
+  refuses clients (409 ``blocked_by_announcement``); a department that
+  charges, or a paid category, takes one paid request from the catalogue
+  first (402 ``no_paid_requests`` when none is left), and gives it back if
+  the ticket could not be written.
+* Every other command loads the ticket, answers 404 when the caller may not
+  see it (``visibility``), checks the caller's right or ownership (403), and
+  with ``expected_version`` refuses to write over a change the caller has
+  not seen (409 ``ticket_changed`` listing the changes).
+* Facts of other contexts: ``ClientMessaged`` opens a thread (idempotent: the
+  ticket id and the event id derive from the message), ``AbuseNoticeExpired``
+  with ``move_to_active`` makes that thread wait for staff, ``ClientErased``
+  destroys the client's key here, and the notifier's ``DeadlineExpired``
+  closes silent tickets and asks for ratings.
+
+Ticket texts are sealed with a per-client key of this service (``shared.shredding``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.tickets.app import visibility
+from services.tickets.app.catalog_port import CatalogPort, SupportSettings
+from services.tickets.domain.events import TICKET_EVENTS, registry
+from services.tickets.domain.ticket import Author, Ticket, stream_name, thread_id
+from services.tickets.projections import support
+from services.tickets.projections.queue import ticket_entries, tickets
+from shared.access import Access, Principal
+from shared.api import CommandAnswer
+from shared.app import append
+from shared.business_hours import expected_response_at
+from shared.domain import Conflict, DomainError, NotFound
+from shared.events import Actor, DomainEvent, RecordedEvent
+from shared.eventstore import ConcurrencyError, EventStore, StreamState
+from shared.readmodel import ReadModelDB
+from shared.shredding import KeyRing, Sealer, SubjectErased
+
+log = structlog.get_logger(__name__)
+
+ATTEMPTS = 5
+NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:provider-backoffice:tickets")
+
+
+class NotAllowed(Exception):
+    """The caller sees the ticket but may not do this (→ 403)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class PeoplePort(Protocol):
+    """Who a client is, read synchronously from the clients service (never stored here)."""
+
+    async def contact_person(self, client_id: str, authorization: str | None) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class OpenDraft:
+    """``POST /tickets`` as the application layer takes it."""
+
+    department_id: str
+    subject: str
+    body: str
+    category_id: str | None = None
+    client_id: str | None = None  # staff opening on behalf of a client
+
+
+@dataclass(frozen=True)
+class MessageAnswer:
+    id: str
+    version: int
+    position: int
+    message_id: str
+
+
+def _derived(*parts: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, ":".join(parts)))
+
+
+@dataclass
+class Tickets:
+    """The tickets application service: every ticket command goes through here."""
+
+    store: EventStore
+    db: ReadModelDB
+    catalog: CatalogPort
+    keys: KeyRing
+    # The staff member's access as this service knows it (None: unknown).
+    staff: Callable[[str], Access | None]
+    # Business hours a department promises a first response in.
+    response_hours: float = 4.0
+    people: PeoplePort | None = None
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def __post_init__(self) -> None:
+        self.sealer = Sealer(registry, self.keys)
+
+    async def start(self) -> None:
+        await self.keys.create_tables()
+        await self.db.create_tables(support.metadata)
+
+    # ---------------------------------------------------------------- opening
+
+    async def open_ticket(self, principal: Principal, draft: OpenDraft) -> MessageAnswer:
+        if principal.kind == "client":
+            if draft.client_id not in (None, principal.id):
+                raise DomainError("client_id", "a client opens tickets for themself")
+            client_id = principal.id
+        else:
+            if not principal.access.has("tickets.reply"):
+                raise NotAllowed("the right 'tickets.reply' is required to open a ticket")
+            if not draft.client_id:
+                raise DomainError("client_id", "staff name the client they open a ticket for")
+            client_id = draft.client_id
+        async with self.db.engine.connect() as conn:
+            client = await support.client(conn, client_id)
+            department = await support.department(conn, draft.department_id)
+            hours = await support.hours_of(conn, draft.department_id)
+        if principal.kind == "staff" and (client is None or client.erased):
+            raise DomainError("client_id", f"no client {client_id}")
+        project_id = client.project_id if client else None
+        if department is None or not department.open_for_support:
+            raise DomainError("department_id", "not a department of the support center")
+        if not department.serves(project_id):
+            raise DomainError("department_id", "this department does not serve the client")
+        paid = department.charge_requests
+        if draft.category_id is not None:
+            category = await self.catalog.category(draft.category_id)
+            if category is None:
+                raise DomainError("category_id", f"no category {draft.category_id}")
+            if category.department_id != department.department_id:
+                raise DomainError("category_id", "the category belongs to another department")
+            if category.project_id is not None and category.project_id != project_id:
+                raise DomainError("category_id", "the category is not for the client's project")
+            paid = paid or category.paid
+        now = self.clock()
+        ticket_id = str(uuid.uuid4())
+        events = Ticket.open(
+            ticket_id,
+            client_id=client_id,
+            company_id=client.company_id if client else None,
+            project_id=project_id,
+            department_id=department.department_id,
+            category_id=draft.category_id,
+            subject=draft.subject,
+            body=draft.body,
+            paid=paid,
+            origin="client" if principal.kind == "client" else "staff",
+            due_at=expected_response_at(hours, now, self.response_hours),
+        )
+        if principal.kind == "client":
+            blocking = await self.catalog.blocking_announcement(now)
+            if blocking is not None:
+                raise Conflict(
+                    "blocked_by_announcement",
+                    f"new tickets are not accepted now: {blocking.text}",
+                )
+        actor = principal.actor
+        if paid:
+            await self.catalog.take_paid_request(client_id, ticket_id, actor)
+        try:
+            result = await append(
+                self.store, registry, stream_name(ticket_id), events, 0,
+                actor=actor, sealer=self.sealer,
+            )  # fmt: skip
+        except BaseException:
+            if paid:
+                await self.catalog.return_paid_request(client_id, ticket_id, actor)
+            raise
+        assert result is not None
+        log.info("tickets.opened", ticket_id=ticket_id, department_id=department.department_id)
+        opened = events[0]
+        return MessageAnswer(ticket_id, result.stream_version, result.position, _first(opened))
+
+    # ---------------------------------------------------------------- conversation
+
+    async def post_message(
+        self,
+        principal: Principal,
+        ticket_id: str,
+        body: str,
+        internal: bool,
+        seen: int | None,
+    ) -> MessageAnswer:
+        if principal.kind == "staff":
+            right = "tickets.internal_note" if internal else "tickets.reply"
+            if not principal.access.has(right):
+                raise NotAllowed(f"the right {right!r} is required")
+        elif internal:
+            raise NotAllowed("clients cannot write internal notes", field="internal")
+        message_id = str(uuid.uuid4())
+        settings = await self.catalog.settings() if principal.kind == "staff" else None
+
+        async def decide(ticket: Ticket) -> list[DomainEvent]:
+            now = self.clock()
+            if principal.kind == "client":
+                self._must_own(principal, ticket, "reply")
+                due = await self._due(ticket.department_id, now)
+                return ticket.post(Author("client", principal.id), body, message_id=message_id,
+                                   due_at=due)  # fmt: skip
+            assert settings is not None
+            return ticket.post(
+                Author("staff", principal.id),
+                body,
+                internal=internal,
+                message_id=message_id,
+                close_due_at=_after(now, settings.close_after_days),
+                rating_due_at=_after(now, settings.rate_after_days)
+                if settings.rating_mode == "message"
+                else None,
+            )
+
+        answer = await self._command(principal, ticket_id, seen, decide)
+        return MessageAnswer(answer.id, answer.version, answer.position, message_id)
+
+    async def assign(
+        self, principal: Principal, ticket_id: str, staff_id: str | None, seen: int | None
+    ) -> CommandAnswer:
+        self._staff_right(principal, "tickets.assign")
+
+        async def decide(ticket: Ticket) -> list[DomainEvent]:
+            if staff_id is not None:
+                self._check_staff(staff_id, ticket.department_id, "staff_id")
+            return ticket.assign(staff_id)
+
+        return await self._command(principal, ticket_id, seen, decide)
+
+    async def transfer(
+        self,
+        principal: Principal,
+        ticket_id: str,
+        department_id: str | None,
+        staff_id: str | None,
+        seen: int | None,
+    ) -> CommandAnswer:
+        self._staff_right(principal, "tickets.transfer")
+        if department_id is None and staff_id is None:
+            raise DomainError("department_id", "name a department_id and/or a staff_id")
+        if department_id is not None:
+            async with self.db.engine.connect() as conn:
+                department = await support.department(conn, department_id)
+            if department is None or not department.open_for_support:
+                raise DomainError("department_id", "not a department of the support center")
+        settings = await self.catalog.settings()
+
+        async def decide(ticket: Ticket) -> list[DomainEvent]:
+            target = department_id if department_id is not None else ticket.department_id
+            if staff_id is not None:
+                self._check_staff(staff_id, target, "staff_id")
+            due = None
+            if department_id is not None and ticket.waiting_since is not None:
+                # The client has waited since then; the new department's hours count.
+                due = await self._due(department_id, ticket.waiting_since)
+            return ticket.transfer(
+                department_id=department_id,
+                staff_id=staff_id,
+                notices_shown=settings.transfer_notices_shown,
+                due_at=due,
+            )
+
+        return await self._command(principal, ticket_id, seen, decide)
+
+    async def close(self, principal: Principal, ticket_id: str, seen: int | None) -> CommandAnswer:
+        if principal.kind == "staff":
+            self._staff_right(principal, "tickets.close")
+        settings = await self.catalog.settings()
+
+        async def decide(ticket: Ticket) -> list[DomainEvent]:
+            if principal.kind == "client":
+                self._must_own(principal, ticket, "close")
+            rating_due = (
+                _after(self.clock(), settings.rate_after_days)
+                if settings.rating_mode == "ticket"
+                else None
+            )
+            reason: Literal["client", "staff"] = "client" if principal.kind == "client" else "staff"
+            return ticket.close(reason, rating_due)
+
+        return await self._command(principal, ticket_id, seen, decide)
+
+    async def reopen(self, principal: Principal, ticket_id: str, seen: int | None) -> CommandAnswer:
+        if principal.kind == "staff":
+            self._staff_right(principal, "tickets.reopen")
+
+        async def decide(ticket: Ticket) -> list[DomainEvent]:
+            if principal.kind == "client":
+                self._must_own(principal, ticket, "reopen")
+                if ticket.replies_forbidden:
+                    raise Conflict("replies_forbidden", "replies to this message are not allowed")
+            due = await self._due(ticket.department_id, self.clock())
+            return ticket.reopen("client" if principal.kind == "client" else "staff", due)
+
+        return await self._command(principal, ticket_id, seen, decide)
+
+    async def rate(
+        self,
+        principal: Principal,
+        ticket_id: str,
+        score: int,
+        message_id: str | None,
+        comment: str,
+    ) -> CommandAnswer:
+        if principal.kind != "client":
+            raise NotAllowed("only the client rates a ticket")
+
+        async def decide(ticket: Ticket) -> list[DomainEvent]:
+            self._must_own(principal, ticket, "rate")
+            return ticket.rate(score, message_id, comment)
+
+        return await self._command(principal, ticket_id, None, decide)
+
+    async def autofill(
+        self, principal: Principal, ticket_id: str, template_id: str, authorization: str | None
+    ) -> tuple[str, str]:
+        """A response template rendered for this ticket: (subject, body).
+
+        Macros: ``%ticket_id%``, ``%ticket_subject%``, ``%department%``,
+        ``%admin_name%`` (the caller), ``%client_person%`` (from the clients
+        service, if the caller may read the client; empty otherwise).
+        """
+        self._staff_right(principal, "tickets.reply")
+        ticket = await self.load(ticket_id)
+        if not ticket.exists or not await self.may_see(principal, ticket):
+            raise NotFound(f"ticket {ticket_id}")
+        async with self.db.engine.connect() as conn:
+            admin = await support.staff_name(conn, principal.id) or principal.access.login
+            department = (
+                await support.department(conn, ticket.department_id)
+                if ticket.department_id
+                else None
+            )
+        person = None
+        if self.people is not None:
+            person = await self.people.contact_person(ticket.client_id, authorization)
+        values = {
+            "ticket_id": ticket_id,
+            "ticket_subject": ticket.subject or "",
+            "department": department.name_en if department else "",
+            "admin_name": admin,
+            "client_person": person or "",
+        }
+        return await self.catalog.render_template(template_id, values)
+
+    # ---------------------------------------------------------------- helpers
+
+    async def load(self, ticket_id: str) -> Ticket:
+        """The ticket as its stream says (texts opened; None once the client was erased)."""
+        recorded = [
+            e
+            for e in await self.store.read_stream(stream_name(ticket_id))
+            if e.type in TICKET_EVENTS
+        ]
+        keys = await self.sealer.keys_for(recorded)
+        ticket = Ticket.replayed(
+            (self.sealer.open_with(e, keys), e.occurred_at, e.actor) for e in recorded
+        )
+        ticket.version = recorded[-1].stream_version if recorded else 0
+        return ticket
+
+    async def may_see(self, principal: Principal, ticket: Ticket) -> bool:
+        if principal.kind == "staff":
+            return visibility.staff_may_see(principal, ticket.department_id, ticket.assignee_id)
+        if ticket.client_id == principal.id:
+            return True
+        async with self.db.engine.connect() as conn:
+            owner = await support.client(conn, ticket.client_id)
+        return visibility.client_may_see(
+            principal, ticket.client_id, owner.company_id if owner else None
+        )
+
+    async def _command(
+        self,
+        principal: Principal,
+        ticket_id: str,
+        seen: int | None,
+        decide: Callable[[Ticket], Awaitable[list[DomainEvent]]],
+    ) -> CommandAnswer:
+        """Load, check visibility and the version seen, decide, append; again on a race."""
+        viewer: Literal["client", "staff"] = "client" if principal.kind == "client" else "staff"
+        for _attempt in range(ATTEMPTS):
+            ticket = await self.load(ticket_id)
+            if not ticket.exists or not await self.may_see(principal, ticket):
+                raise NotFound(f"ticket {ticket_id}")
+            ticket.check_version(seen, viewer)
+            events = await decide(ticket)
+            if not events:
+                return CommandAnswer(id=ticket_id, version=ticket.version, position=0)
+            try:
+                result = await append(
+                    self.store, registry, stream_name(ticket_id), events, ticket.version,
+                    actor=principal.actor, sealer=self.sealer,
+                )  # fmt: skip
+            except ConcurrencyError:
+                continue  # someone else wrote: with ``seen``, the next round says what
+            except SubjectErased:
+                raise Conflict("client_erased", "the client of this ticket was erased") from None
+            assert result is not None
+            return CommandAnswer.of(ticket_id, result)
+        raise Conflict("version_conflict", f"ticket {ticket_id} kept changing; try again")
+
+    def _must_own(self, principal: Principal, ticket: Ticket, what: str) -> None:
+        if ticket.client_id != principal.id:
+            raise NotAllowed(f"only the ticket's client may {what} it")
+
+    def _staff_right(self, principal: Principal, right: str) -> None:
+        if principal.kind != "staff":
+            raise NotAllowed("only staff may do this")
+        if not principal.access.has(right):
+            raise NotAllowed(f"the right {right!r} is required")
+
+    def _check_staff(self, staff_id: str, department_id: str | None, field: str) -> None:
+        """A staff member who can take a ticket of ``department_id``."""
+        access = self.staff(staff_id)
+        if access is None or access.kind != "staff" or access.disabled:
+            raise DomainError(field, f"no active staff member {staff_id}")
+        if not access.has(visibility.VIEW):
+            raise DomainError(field, "that staff member may not view tickets")
+        if (
+            department_id is not None
+            and department_id not in access.departments
+            and not access.has(visibility.ALL_DEPARTMENTS)
+        ):
+            raise DomainError(field, "that staff member is not in the ticket's department")
+
+    async def _due(self, department_id: str | None, since: datetime) -> datetime:
+        """When a response is expected for a request made at ``since``."""
+        async with self.db.engine.connect() as conn:
+            hours = await support.hours_of(conn, department_id)
+        return expected_response_at(hours, since, self.response_hours)
+
+    async def settings(self) -> SupportSettings:
+        return await self.catalog.settings()
+
+    # ---------------------------------------------------------------- other contexts
+
+    async def on_departments_event(self, conn: AsyncConnection, event: RecordedEvent) -> None:
+        await support.on_departments_event(conn, event)
+
+    async def on_identity_event(self, conn: AsyncConnection, event: RecordedEvent) -> None:
+        await support.on_identity_event(conn, event)
+
+    async def on_clients_event(self, conn: AsyncConnection, event: RecordedEvent) -> None:
+        """Clients' facts: the directory, threads of messages, abuse notices, erasure."""
+        await support.on_clients_fact(conn, event)
+        if event.type == "ClientMessaged":
+            await self._open_thread(conn, event)
+        elif event.type == "AbuseNoticeExpired" and event.data.get("action") == "move_to_active":
+            await self._activate_thread(event)
+        elif event.type == "ClientErased":
+            await self._forget(conn, str(event.data.get("client_id", "")))
+
+    async def _open_thread(self, conn: AsyncConnection, event: RecordedEvent) -> None:
+        data = event.data
+        client_id, message_ref = str(data.get("client_id", "")), str(data.get("message_id", ""))
+        if not client_id or not message_ref:
+            log.warning("tickets.message_without_ids", event_id=str(event.event_id))
+            return
+        client = await support.client(conn, client_id)
+        ticket_id = thread_id(client_id, message_ref)
+        assignee = data.get("assign_replies_to")
+        [opened] = Ticket.open(
+            ticket_id,
+            client_id=client_id,
+            company_id=client.company_id if client else None,
+            project_id=client.project_id if client else None,
+            department_id=None,
+            category_id=data.get("category_id"),
+            subject=None,
+            body=None,
+            origin="client_message",
+            message_ref=message_ref,
+            replies_forbidden=bool(data.get("forbid_replies", False)),
+            assignee_id=str(assignee) if assignee else None,
+            message_id=_derived("thread-message", ticket_id),
+        )
+        new = registry.encode(
+            opened,
+            actor=event.actor,
+            correlation_id=event.correlation_id,
+            causation_id=event.event_id,
+            event_id=uuid.uuid5(NAMESPACE, f"opened-by:{event.event_id}"),
+        )
+        try:
+            await self.store.append(stream_name(ticket_id), [new], StreamState.NO_STREAM)
+        except ConcurrencyError:
+            return  # opened by an earlier delivery of the same message
+        log.info("tickets.thread_opened", ticket_id=ticket_id, message_id=message_ref)
+
+    async def _activate_thread(self, event: RecordedEvent) -> None:
+        client_id = str(event.data.get("client_id", ""))
+        message_ref = str(event.data.get("message_id", ""))
+        ticket_id = thread_id(client_id, message_ref)
+        for _attempt in range(ATTEMPTS):
+            ticket = await self.load(ticket_id)
+            if not ticket.exists:
+                log.warning("tickets.notice_without_thread", ticket_id=ticket_id)
+                return
+            events = ticket.reopen(
+                "notice_expired", await self._due(ticket.department_id, self.clock())
+            )
+            if not events:
+                return
+            try:
+                await append(
+                    self.store, registry, stream_name(ticket_id), events, ticket.version,
+                    actor=event.actor, sealer=self.sealer,
+                )  # fmt: skip
+                return
+            except ConcurrencyError:
+                continue
+        raise Conflict("version_conflict", f"ticket {ticket_id} kept changing")
+
+    async def _forget(self, conn: AsyncConnection, client_id: str) -> None:
+        """Erasure: the client's key goes, and the texts already in the read model with it
+        (a rebuild would not find them either: the key is gone)."""
+        if not client_id:
+            return
+        await self.keys.destroy_in(conn, client_id)
+        owned = select(tickets.c.ticket_id).where(tickets.c.client_id == client_id)
+        await conn.execute(
+            update(tickets).where(tickets.c.client_id == client_id).values(subject=None)
+        )
+        await conn.execute(
+            update(ticket_entries).where(ticket_entries.c.ticket_id.in_(owned)).values(body=None)
+        )
+
+    async def on_notifier_event(self, conn: AsyncConnection, event: RecordedEvent) -> None:
+        """``DeadlineExpired`` of a ticket: close it if the client stayed silent, or ask
+        for a rating. Both decide on the ticket's state, so redelivery writes nothing."""
+        if event.type != "DeadlineExpired":
+            return
+        kind = event.data.get("kind")
+        if kind not in ("ticket_auto_close", "rating_request"):
+            return
+        ticket_id = str(event.data.get("ticket_id", ""))
+        if not ticket_id:
+            log.warning("tickets.deadline_without_ticket", event_id=str(event.event_id))
+            return
+        message_id = event.data.get("message_id")
+        actor = Actor(id="notifier", kind="system")
+        for _attempt in range(ATTEMPTS):
+            ticket = await self.load(ticket_id)
+            if kind == "ticket_auto_close":
+                events = ticket.auto_close(self.clock())
+            else:
+                events = ticket.request_rating(str(message_id) if message_id else None)
+            if not events:
+                return
+            try:
+                await append(
+                    self.store, registry, stream_name(ticket_id), events, ticket.version,
+                    actor=actor, sealer=self.sealer,
+                )  # fmt: skip
+                return
+            except ConcurrencyError:
+                continue
+        raise Conflict("version_conflict", f"ticket {ticket_id} kept changing")
+
+
+def _after(now: datetime, days: int | None) -> datetime | None:
+    return None if days is None else now + timedelta(days=days)
+
+
+def _first(opened: Any) -> str:
+    message_id: str = opened.message_id
+    return message_id

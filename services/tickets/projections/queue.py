@@ -1,0 +1,337 @@
+"""The ticket queue read model (``ticket_queue``): tickets, their timelines, counts.
+
+* ``tickets`` – one row per ticket with what lists filter and sort on.
+  ``waiting_key`` is the moment the oldest unanswered client message arrived
+  and ``due_key`` the moment a response is expected; both are a far-future
+  sentinel when the ticket waits for nobody, so the sort columns are never
+  NULL and sort the same way on PostgreSQL and SQLite.
+* ``ticket_entries`` – the timeline of each ticket (messages, notes,
+  transfers, closings, ratings), with ``visible_to_client``: internal notes,
+  assignments and the transfer notices beyond the shown cap are for staff only.
+* ``ticket_counts`` – tickets per (department, status), so a staff member's
+  queue counts its total without counting rows (``X-Total-Count``).
+
+Indexes are made for a staff member's first page: per department and status,
+ordered by waiting time or by deadline (``services.tickets.projections.queries``
+reads one department/status slice at a time with its index, then merges).
+Texts arrive sealed with the client's key (``shared.shredding``) and are
+opened with the keys in this service's ``subject_keys``: after the client's
+erasure they open to None, in a rebuild too. Otherwise rebuilt from the events alone.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.tickets.domain.events import (
+    TICKET_EVENTS,
+    TicketAssigned,
+    TicketClosed,
+    TicketEvent,
+    TicketMessagePosted,
+    TicketOpened,
+    TicketRated,
+    TicketRatingRequested,
+    TicketReopened,
+    TicketTransferred,
+    registry,
+)
+from shared import shredding
+from shared.events import RecordedEvent
+from shared.projections import Projection
+from shared.readmodel import UtcDateTime
+
+NEVER = datetime(9999, 12, 31, tzinfo=UTC)
+"""The sort key of a ticket that waits for nobody: after every real moment."""
+
+NO_DEPARTMENT = ""
+"""``ticket_counts`` key of the "messages" queue (threads of messages to clients)."""
+
+metadata = MetaData()
+
+tickets = Table(
+    "tickets",
+    metadata,
+    Column("ticket_id", String(64), primary_key=True),
+    Column("client_id", String(64), nullable=False),
+    Column("company_id", String(64), nullable=True),
+    Column("project_id", String(64), nullable=True),
+    Column("department_id", String(64), nullable=True),
+    Column("category_id", String(64), nullable=True),
+    Column("subject", Text, nullable=True),
+    Column("origin", String(16), nullable=False),
+    Column("message_ref", String(64), nullable=True),
+    Column("replies_forbidden", Boolean, nullable=False),
+    Column("paid", Boolean, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("assignee_id", String(64), nullable=True),
+    Column("opened_at", UtcDateTime(), nullable=False),
+    Column("opened_by", String(64), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("waiting_since", UtcDateTime(), nullable=True),
+    Column("waiting_key", UtcDateTime(), nullable=False),
+    Column("due_at", UtcDateTime(), nullable=True),
+    Column("due_key", UtcDateTime(), nullable=False),
+    Column("closed_at", UtcDateTime(), nullable=True),
+    Column("close_reason", String(16), nullable=True),
+    Column("messages", Integer, nullable=False),
+    Column("last_message_at", UtcDateTime(), nullable=True),
+    Column("rating", Integer, nullable=True),  # the client's score of the whole ticket
+    Column("rating_requested", Boolean, nullable=False),
+    Column("transfer_notices", Integer, nullable=False),  # shown to the client so far
+    Column("version", Integer, nullable=False),
+    Index("ix_tickets_dept_wait", "department_id", "status", "waiting_key", "ticket_id"),
+    Index("ix_tickets_dept_due", "department_id", "status", "due_key", "ticket_id"),
+    Index("ix_tickets_status_wait", "status", "waiting_key", "ticket_id"),
+    Index("ix_tickets_status_due", "status", "due_key", "ticket_id"),
+    Index("ix_tickets_assignee", "assignee_id", "status", "waiting_key"),
+    Index("ix_tickets_client", "client_id", "updated_at"),
+)
+
+ticket_entries = Table(
+    "ticket_entries",
+    metadata,
+    Column("ticket_id", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("type", String(32), nullable=False),
+    Column("message_id", String(64), nullable=True),
+    Column("author_kind", String(16), nullable=True),
+    Column("author_id", String(64), nullable=True),
+    Column("impersonator_id", String(64), nullable=True),
+    Column("body", Text, nullable=True),
+    Column("visible_to_client", Boolean, nullable=False),
+    Column("details", Text, nullable=False),  # JSON: what else the entry says
+    Column("at", UtcDateTime(), nullable=False),
+    Column("position", BigInteger, nullable=False),
+)
+
+ticket_counts = Table(
+    "ticket_counts",
+    metadata,
+    Column("department_id", String(64), primary_key=True),  # "" for the messages queue
+    Column("status", String(16), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+)
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _dept_key(department_id: str | None) -> str:
+    return NO_DEPARTMENT if department_id is None else department_id
+
+
+class TicketQueue(Projection):
+    """Tickets as queues and ticket pages show them."""
+
+    name = "ticket_queue"
+    metadata = metadata
+    reads = (shredding.metadata,)
+
+    async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
+        if event.type not in TICKET_EVENTS:
+            return
+        keys = await shredding.keys_in(conn, shredding.subjects_of(registry, [event]))
+        payload = shredding.open_event(registry, event, keys)
+        assert isinstance(payload, TicketEvent)
+        at = event.occurred_at
+        version = event.stream_version
+        entry: dict[str, Any] = {
+            "ticket_id": event.stream.removeprefix("ticket-"),
+            "version": version,
+            "type": event.type,
+            "message_id": None,
+            "author_kind": event.actor.kind,
+            "author_id": event.actor.id,
+            "impersonator_id": event.actor.impersonator_id,
+            "body": None,
+            "visible_to_client": True,
+            "details": {},
+            "at": at,
+            "position": event.position,
+        }
+        if isinstance(payload, TicketOpened):
+            waiting = payload.status == "open"
+            await conn.execute(
+                insert(tickets).values(
+                    ticket_id=payload.ticket_id,
+                    client_id=payload.client_id,
+                    company_id=payload.company_id,
+                    project_id=payload.project_id,
+                    department_id=payload.department_id,
+                    category_id=payload.category_id,
+                    subject=payload.subject,
+                    origin=payload.origin,
+                    message_ref=payload.message_ref,
+                    replies_forbidden=payload.replies_forbidden,
+                    paid=payload.paid,
+                    status=payload.status,
+                    assignee_id=payload.assignee_id,
+                    opened_at=at,
+                    opened_by=event.actor.id,
+                    updated_at=at,
+                    waiting_since=at if waiting else None,
+                    waiting_key=at if waiting else NEVER,
+                    due_at=payload.due_at,
+                    due_key=payload.due_at or NEVER,
+                    messages=1,
+                    last_message_at=at,
+                    rating_requested=False,
+                    transfer_notices=0,
+                    version=version,
+                )
+            )
+            await self._count(conn, payload.department_id, payload.status, +1)
+            entry.update(
+                type="opened",
+                message_id=payload.message_id,
+                body=payload.body,
+                author_kind="staff" if payload.origin != "client" else "client",
+                details={
+                    "department_id": payload.department_id,
+                    "category_id": payload.category_id,
+                    "origin": payload.origin,
+                    "message_ref": payload.message_ref,
+                    "client_id": payload.client_id,
+                },
+            )
+        else:
+            current = (
+                await conn.execute(
+                    select(tickets.c.department_id, tickets.c.status).where(
+                        tickets.c.ticket_id == payload.ticket_id
+                    )
+                )
+            ).first()
+            if current is None:
+                return  # cannot happen in one stream's order; never fail the projection
+            values: dict[str, Any] = {"version": version, "updated_at": at}
+            status: str = current.status
+            department_id: str | None = current.department_id
+            if isinstance(payload, TicketMessagePosted):
+                entry.update(
+                    type="internal_note" if payload.internal else "message",
+                    message_id=payload.message_id,
+                    body=payload.body,
+                    author_kind=payload.author_kind,
+                    author_id=payload.author_id,
+                    visible_to_client=not payload.internal,
+                )
+                if not payload.internal:
+                    values.update(messages=tickets.c.messages + 1, last_message_at=at)
+                    if payload.author_kind == "client":
+                        if status != "open":
+                            values.update(
+                                waiting_since=at,
+                                waiting_key=at,
+                                due_at=payload.due_at,
+                                due_key=payload.due_at or NEVER,
+                            )
+                        status = "open"
+                    else:
+                        status = "answered"
+                        values.update(
+                            waiting_since=None, waiting_key=NEVER, due_at=None, due_key=NEVER
+                        )
+            elif isinstance(payload, TicketAssigned):
+                values["assignee_id"] = payload.assignee_id
+                entry.update(
+                    type="assigned",
+                    visible_to_client=False,
+                    details={
+                        "assignee_id": payload.assignee_id,
+                        "previous_id": payload.previous_id,
+                    },
+                )
+            elif isinstance(payload, TicketTransferred):
+                department_id = payload.to_department_id
+                values.update(department_id=department_id, assignee_id=payload.to_staff_id)
+                if payload.due_at is not None:
+                    values.update(due_at=payload.due_at, due_key=payload.due_at)
+                if payload.notice_visible_to_client:
+                    values["transfer_notices"] = tickets.c.transfer_notices + 1
+                entry.update(
+                    type="transfer",
+                    visible_to_client=payload.notice_visible_to_client,
+                    details={
+                        "from_department_id": payload.from_department_id,
+                        "to_department_id": payload.to_department_id,
+                        "from_staff_id": payload.from_staff_id,
+                        "to_staff_id": payload.to_staff_id,
+                    },
+                )
+            elif isinstance(payload, TicketClosed):
+                status = "closed"
+                values.update(
+                    closed_at=at,
+                    close_reason=payload.reason,
+                    waiting_since=None,
+                    waiting_key=NEVER,
+                    due_at=None,
+                    due_key=NEVER,
+                )
+                entry.update(type="closed", details={"reason": payload.reason})
+            elif isinstance(payload, TicketReopened):
+                status = "open"
+                values.update(
+                    closed_at=None,
+                    close_reason=None,
+                    waiting_since=at,
+                    waiting_key=at,
+                    due_at=payload.due_at,
+                    due_key=payload.due_at or NEVER,
+                )
+                entry.update(type="reopened", details={"reason": payload.reason})
+            elif isinstance(payload, TicketRated):
+                if payload.message_id is None:
+                    values["rating"] = payload.score
+                entry.update(
+                    type="rated",
+                    message_id=payload.message_id,
+                    details={"score": payload.score, "comment": payload.comment},
+                )
+            elif isinstance(payload, TicketRatingRequested):
+                values["rating_requested"] = True
+                entry.update(type="rating_requested", message_id=payload.message_id)
+            values["status"] = status
+            await conn.execute(
+                update(tickets).where(tickets.c.ticket_id == entry["ticket_id"]).values(**values)
+            )
+            if (department_id, status) != (current.department_id, current.status):
+                await self._count(conn, current.department_id, current.status, -1)
+                await self._count(conn, department_id, status, +1)
+        entry["details"] = _json(entry["details"])
+        await conn.execute(insert(ticket_entries).values(**entry))
+
+    async def _count(
+        self, conn: AsyncConnection, department_id: str | None, status: str, delta: int
+    ) -> None:
+        key = _dept_key(department_id)
+        done = await conn.execute(
+            update(ticket_counts)
+            .where((ticket_counts.c.department_id == key) & (ticket_counts.c.status == status))
+            .values(count=ticket_counts.c.count + delta)
+        )
+        if done.rowcount == 0:
+            await conn.execute(
+                insert(ticket_counts).values(department_id=key, status=status, count=delta)
+            )

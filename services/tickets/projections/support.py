@@ -1,0 +1,425 @@
+"""What the support center knows of other contexts, kept from their topics.
+
+* ``known_departments`` and ``known_schedules`` from ``departments.events``:
+  each department's support block (available in the support center, the
+  providers/projects it serves, sort, description, whether it charges for
+  requests) and its work schedule;
+* ``staff_names`` from ``identity.events`` (``StaffAdded``/``StaffChanged``):
+  for ``%admin_name%`` in response templates;
+* ``known_clients`` from ``clients.events``: each client's project (in clear
+  on ``ClientRegistered``/``ClientChanged``) and company, and whether the
+  client is that company's client manager.
+
+These are not projections of this service's store: a consumer
+(``shared.consumer.InboxConsumer``) writes them in its own transaction, once
+per event. The payloads are read as the published JSON (``docs/events``), not
+through the other contexts' code, so this service imports nothing of theirs;
+unknown fields are ignored and a malformed fact is logged and skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import orjson
+import structlog
+from pydantic import BaseModel, ConfigDict, ValidationError
+from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, Text, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.business_hours import DAYS, ROUND_THE_CLOCK, BusinessHours, WeeklyHours
+from shared.events import RecordedEvent
+
+log = structlog.get_logger(__name__)
+
+metadata = MetaData()
+
+known_departments = Table(
+    "known_departments",
+    metadata,
+    Column("department_id", String(64), primary_key=True),
+    Column("name_en", String(200), nullable=False),
+    Column("name_ru", String(200), nullable=False),
+    Column("schedule_id", String(64), nullable=True),
+    Column("support_enabled", Boolean, nullable=False),
+    Column("providers", Text, nullable=False),  # JSON list of project ids; empty: all
+    Column("description", Text, nullable=False),
+    Column("sort", Integer, nullable=False),
+    Column("charge_requests", Boolean, nullable=False),
+    Column("deleted", Boolean, nullable=False),
+)
+
+known_schedules = Table(
+    "known_schedules",
+    metadata,
+    Column("schedule_id", String(64), primary_key=True),
+    Column("timezone", String(64), nullable=False),
+    Column("weekly", Text, nullable=False),  # {"mon": [["09:00", "18:00"]], ...}
+    Column("holidays", Text, nullable=False),  # ["2026-12-31", ...]
+)
+
+known_clients = Table(
+    "known_clients",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("project_id", String(64), nullable=True),
+    Column("company_id", String(64), nullable=True, index=True),
+    Column("company_manager", Boolean, nullable=False),
+    Column("erased", Boolean, nullable=False),
+)
+
+
+staff_names = Table(
+    "staff_names",
+    metadata,
+    Column("staff_id", String(64), primary_key=True),
+    Column("name_en", String(200), nullable=False),
+    Column("name_ru", String(200), nullable=False),
+)
+
+
+# ---------------------------------------------------------------- the published language
+
+
+class _Fact(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class _Name(_Fact):
+    en: str = ""
+    ru: str = ""
+
+
+class _Support(_Fact):
+    enabled: bool = False
+    providers: list[str] = []
+    description: str = ""
+    sort: int = 0
+    charge_requests: bool = False
+
+
+class _DepartmentFact(_Fact):
+    department_id: str
+    changed: list[str] | None = None  # DepartmentChanged only
+    name: _Name | None = None
+    schedule_id: str | None = None
+    support: _Support | None = None
+
+
+class _ScheduleFact(_Fact):
+    schedule_id: str
+    changed: list[str] | None = None
+    timezone: str | None = None
+    weekly: WeeklyHours | None = None
+    holidays: list[date] | None = None
+
+
+class _ClientFact(_Fact):
+    client_id: str
+    changed: list[str] | None = None
+    project_id: str | None = None
+
+
+class _CompanyFact(_Fact):
+    company_id: str
+    client_id: str | None = None
+    previous_id: str | None = None
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def _upsert(conn: AsyncConnection, table: Table, key: str, values: dict[str, Any]) -> None:
+    """Update the row of ``values[key]``, or insert it with ``values`` (plus defaults)."""
+    column = table.c[key]
+    changes = {k: v for k, v in values.items() if k != key}
+    if changes:
+        done = await conn.execute(update(table).where(column == values[key]).values(**changes))
+        if done.rowcount:
+            return
+    else:
+        found = (await conn.execute(select(column).where(column == values[key]))).first()
+        if found is not None:
+            return
+    await conn.execute(table.insert().values(**{**_DEFAULTS[table.name], **values}))
+
+
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "known_departments": {
+        "name_en": "",
+        "name_ru": "",
+        "schedule_id": None,
+        "support_enabled": False,
+        "providers": "[]",
+        "description": "",
+        "sort": 0,
+        "charge_requests": False,
+        "deleted": False,
+    },
+    "known_schedules": {"timezone": "UTC", "weekly": "{}", "holidays": "[]"},
+    "staff_names": {"name_en": "", "name_ru": ""},
+    "known_clients": {
+        "project_id": None,
+        "company_id": None,
+        "company_manager": False,
+        "erased": False,
+    },
+}
+
+
+# ---------------------------------------------------------------- the consumer
+
+
+async def on_departments_event(conn: AsyncConnection, event: RecordedEvent) -> bool:
+    """Keep departments and schedules; True when the event was one of those facts."""
+    try:
+        if event.type in ("DepartmentCreated", "DepartmentChanged", "DepartmentDeleted"):
+            await _department(conn, event.type, _DepartmentFact.model_validate(event.data))
+            return True
+        if event.type in ("ScheduleCreated", "ScheduleChanged"):
+            await _schedule(conn, _ScheduleFact.model_validate(event.data))
+            return True
+    except ValidationError as error:
+        log.warning(
+            "tickets.bad_fact", type=event.type, event_id=str(event.event_id), error=str(error)
+        )
+    return False
+
+
+async def _department(conn: AsyncConnection, kind: str, fact: _DepartmentFact) -> None:
+    values: dict[str, Any] = {"department_id": fact.department_id}
+    if kind == "DepartmentDeleted":
+        values["deleted"] = True
+    else:
+        every = kind == "DepartmentCreated"
+        changed = set(fact.changed or ())
+        if (every or "name" in changed) and fact.name is not None:
+            values.update(name_en=fact.name.en, name_ru=fact.name.ru)
+        if every or "schedule_id" in changed:
+            values["schedule_id"] = fact.schedule_id
+        if (every or "support" in changed) and fact.support is not None:
+            s = fact.support
+            values.update(
+                support_enabled=s.enabled,
+                providers=_json(sorted(set(s.providers))),
+                description=s.description,
+                sort=s.sort,
+                charge_requests=s.charge_requests,
+            )
+    await _upsert(conn, known_departments, "department_id", values)
+
+
+async def _schedule(conn: AsyncConnection, fact: _ScheduleFact) -> None:
+    values: dict[str, Any] = {"schedule_id": fact.schedule_id}
+    if fact.timezone is not None:
+        values["timezone"] = fact.timezone
+    if fact.weekly is not None:
+        values["weekly"] = _json(fact.weekly.model_dump(mode="json"))
+    if fact.holidays is not None:
+        values["holidays"] = _json([d.isoformat() for d in fact.holidays])
+    await _upsert(conn, known_schedules, "schedule_id", values)
+
+
+class _StaffFact(_Fact):
+    staff_id: str
+    full_name: _Name | None = None
+
+
+async def on_identity_event(conn: AsyncConnection, event: RecordedEvent) -> None:
+    """Keep staff names (``StaffAdded``, ``StaffChanged`` with a new ``full_name``)."""
+    if event.type not in ("StaffAdded", "StaffChanged"):
+        return
+    try:
+        fact = _StaffFact.model_validate(event.data)
+    except ValidationError as error:
+        log.warning(
+            "tickets.bad_fact", type=event.type, event_id=str(event.event_id), error=str(error)
+        )
+        return
+    if fact.full_name is not None:
+        await _upsert(
+            conn,
+            staff_names,
+            "staff_id",
+            {"staff_id": fact.staff_id, "name_en": fact.full_name.en, "name_ru": fact.full_name.ru},
+        )
+
+
+async def on_clients_fact(conn: AsyncConnection, event: RecordedEvent) -> None:
+    """Keep each client's project and company (the facts of ``clients.events`` it needs)."""
+    try:
+        if event.type in ("ClientRegistered", "ClientChanged"):
+            fact = _ClientFact.model_validate(event.data)
+            values: dict[str, Any] = {"client_id": fact.client_id}
+            if fact.changed is None or "project_id" in fact.changed:
+                values["project_id"] = fact.project_id
+            await _upsert(conn, known_clients, "client_id", values)
+        elif event.type == "ClientErased":
+            fact = _ClientFact.model_validate(event.data)
+            await _upsert(
+                conn, known_clients, "client_id", {"client_id": fact.client_id, "erased": True}
+            )
+        elif event.type == "CompanyMemberAdded":
+            company = _CompanyFact.model_validate(event.data)
+            if company.client_id:
+                await _upsert(
+                    conn,
+                    known_clients,
+                    "client_id",
+                    {"client_id": company.client_id, "company_id": company.company_id},
+                )
+        elif event.type == "CompanyMemberRemoved":
+            company = _CompanyFact.model_validate(event.data)
+            await conn.execute(
+                update(known_clients)
+                .where(
+                    (known_clients.c.client_id == company.client_id)
+                    & (known_clients.c.company_id == company.company_id)
+                )
+                .values(company_id=None, company_manager=False)
+            )
+        elif event.type == "CompanyManagerAssigned":
+            company = _CompanyFact.model_validate(event.data)
+            await conn.execute(
+                update(known_clients)
+                .where(known_clients.c.company_id == company.company_id)
+                .values(company_manager=False)
+            )
+            if company.client_id:
+                await _upsert(
+                    conn,
+                    known_clients,
+                    "client_id",
+                    {
+                        "client_id": company.client_id,
+                        "company_id": company.company_id,
+                        "company_manager": True,
+                    },
+                )
+        elif event.type == "CompanyDeleted":
+            company = _CompanyFact.model_validate(event.data)
+            await conn.execute(
+                update(known_clients)
+                .where(known_clients.c.company_id == company.company_id)
+                .values(company_id=None, company_manager=False)
+            )
+    except ValidationError as error:
+        log.warning(
+            "tickets.bad_fact", type=event.type, event_id=str(event.event_id), error=str(error)
+        )
+
+
+# ---------------------------------------------------------------- reads
+
+
+@dataclass(frozen=True)
+class SupportDepartment:
+    department_id: str
+    name_en: str
+    name_ru: str
+    schedule_id: str | None
+    support_enabled: bool
+    providers: tuple[str, ...]
+    description: str
+    sort: int
+    charge_requests: bool
+    deleted: bool
+
+    @property
+    def open_for_support(self) -> bool:
+        return self.support_enabled and not self.deleted
+
+    def serves(self, project_id: str | None) -> bool:
+        """Shown for a client of ``project_id`` (a department without providers serves all)."""
+        return not self.providers or (project_id is not None and project_id in self.providers)
+
+
+@dataclass(frozen=True)
+class KnownClient:
+    client_id: str
+    project_id: str | None
+    company_id: str | None
+    company_manager: bool
+    erased: bool
+
+
+def _department_of(row: Any) -> SupportDepartment:
+    m = row._mapping
+    return SupportDepartment(
+        **{**m, "providers": tuple(orjson.loads(m["providers"]))},
+    )
+
+
+async def department(conn: AsyncConnection, department_id: str) -> SupportDepartment | None:
+    row = (
+        await conn.execute(
+            select(known_departments).where(known_departments.c.department_id == department_id)
+        )
+    ).first()
+    return None if row is None else _department_of(row)
+
+
+async def support_departments(conn: AsyncConnection) -> list[SupportDepartment]:
+    """Departments available in the support center, by sort value, then English name."""
+    rows = await conn.execute(
+        select(known_departments)
+        .where(
+            known_departments.c.support_enabled.is_(True) & known_departments.c.deleted.is_(False)
+        )
+        .order_by(
+            known_departments.c.sort, known_departments.c.name_en, known_departments.c.department_id
+        )
+    )
+    return [_department_of(row) for row in rows]
+
+
+async def client(conn: AsyncConnection, client_id: str) -> KnownClient | None:
+    row = (
+        await conn.execute(select(known_clients).where(known_clients.c.client_id == client_id))
+    ).first()
+    return None if row is None else KnownClient(**row._mapping)
+
+
+async def company_members(conn: AsyncConnection, company_id: str) -> list[str]:
+    rows = await conn.execute(
+        select(known_clients.c.client_id).where(known_clients.c.company_id == company_id)
+    )
+    return [r.client_id for r in rows]
+
+
+async def staff_name(conn: AsyncConnection, staff_id: str, language: str = "en") -> str:
+    row = (
+        await conn.execute(select(staff_names).where(staff_names.c.staff_id == staff_id))
+    ).first()
+    if row is None:
+        return ""
+    return str((row.name_ru if language == "ru" else "") or row.name_en)
+
+
+async def hours_of(conn: AsyncConnection, department_id: str | None) -> BusinessHours:
+    """The business hours a department works by: its schedule, or round the clock
+    (no department, no schedule, or a schedule not known yet)."""
+    if department_id is None:
+        return ROUND_THE_CLOCK
+    found = (
+        await conn.execute(
+            select(known_schedules.c.timezone, known_schedules.c.weekly, known_schedules.c.holidays)
+            .select_from(
+                known_departments.join(
+                    known_schedules,
+                    known_schedules.c.schedule_id == known_departments.c.schedule_id,
+                )
+            )
+            .where(known_departments.c.department_id == department_id)
+        )
+    ).first()
+    if found is None:
+        return ROUND_THE_CLOCK
+    weekly = WeeklyHours.model_validate(orjson.loads(found.weekly))
+    if not any(weekly.on(day) for day in DAYS):
+        return ROUND_THE_CLOCK
+    holidays = tuple(date.fromisoformat(d) for d in orjson.loads(found.holidays))
+    return BusinessHours(found.timezone, weekly, holidays)
