@@ -41,6 +41,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeE
 from rich.table import Table
 
 from bench import access_latency, authz
+from bench import tickets as support_center
 from shared import devbroker
 from shared.events import Actor, NewEvent
 from shared.eventstore import StreamState
@@ -773,12 +774,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     results.update(authz.run())
     console.rule("access changes between services (identity, departments: real processes)")
     results.update(access_latency.run(rounds=200))
+    console.rule("support center (identity, departments, clients, tickets: real processes)")
+    ticket_figures, ticket_meta = support_center.run()
+    results.update(ticket_figures)
     meta = rounds[-1][1]
     meta["rounds"] = args.repeat
     meta["runtime_s"] = round(sum(m["runtime_s"] for _, m in rounds), 1)
     print_table(results)
     merge_json(args.output, _rounded(results))
-    merge_json(args.output.with_name(args.output.stem + ".meta.json"), {"event_store": meta})
+    merge_json(
+        args.output.with_name(args.output.stem + ".meta.json"),
+        {"event_store": meta, "tickets": ticket_meta},
+    )
     console.print(f"wrote {args.output} in {meta['runtime_s']} s")
 
 

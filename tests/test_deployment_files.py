@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from services.clients.service import ClientsSettings
+from services.tickets.service import TicketsSettings
 from shared.settings import DEFAULT_PORTS, ServiceSettings
 
 yaml = pytest.importorskip("yaml", reason="PyYAML (a [dev] dependency) is not installed")
@@ -299,6 +301,8 @@ def test_base_configmap(base: list[dict[str, Any]]) -> None:
     assert data["KAFKA_BOOTSTRAP_SERVERS"]
     assert data["SERVICE_HOST"] == "0.0.0.0"
     settings = {name.upper() for name in ServiceSettings.model_fields}
+    settings |= {name.upper() for name in ClientsSettings.model_fields}
+    settings |= {name.upper() for name in TicketsSettings.model_fields}
     assert set(data) - {"SMTP_HOST", "SMTP_PORT"} <= settings, "only settings the code reads"
 
 
