@@ -29,6 +29,7 @@ import jwt
 import orjson
 from pydantic import BaseModel
 from sqlalchemy import Boolean, Column, MetaData, String, Table, Text, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.events import Actor, DomainEvent, EventRegistry, RecordedEvent
@@ -274,28 +275,41 @@ class AccessCopy:
         self.ended.update(r[0] for r in await conn.execute(select(ended_sessions.c.session_id)))
 
     async def handle(self, conn: AsyncConnection, event: RecordedEvent) -> None:
-        """Consumer handler for ``identity.events``: rows in the consumer's transaction.
+        """Keep the rows (in the caller's transaction) and the dicts for one event.
 
-        The dicts change with the rows. Should that transaction fail, the event
-        is delivered again and applied again, which is harmless: every access
-        event carries the principal's whole current state, not a difference.
+        Every access event carries the principal's whole current state, not a
+        difference, so applying one again, or an older one before the newer
+        ones again, ends in the same state.
         """
+        payload = self.decode(event)
+        if payload is not None:
+            await self.store(conn, payload)
+            self.apply(payload)
+
+    @staticmethod
+    def decode(event: RecordedEvent) -> DomainEvent | None:
+        """The access fact in ``event``; None for every other event of the topic."""
         if event.type not in registry.models():
-            return
+            return None
         payload = registry.decode(event)
         if isinstance(payload, DepartmentRightsChanged):
-            return  # identity folds these into StaffAccessChanged
+            return None  # identity folds these into StaffAccessChanged
+        return payload
+
+    @staticmethod
+    async def store(conn: AsyncConnection, payload: DomainEvent) -> None:
+        """The rows a restart loads ``payload`` from."""
         if isinstance(payload, SessionEnded):
+            insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
             await conn.execute(
-                ended_sessions.insert().values(
-                    session_id=payload.session_id, principal_id=payload.principal_id
-                )
+                insert(ended_sessions)
+                .values(session_id=payload.session_id, principal_id=payload.principal_id)
+                .on_conflict_do_nothing()
             )
-            self.ended.add(payload.session_id)
             return
         principal_id = _principal_of(payload)
         stored = orjson.dumps(
-            {"type": event.type, "data": payload.model_dump(mode="json")}
+            {"type": payload.event_type, "data": payload.model_dump(mode="json")}
         ).decode()
         updated = await conn.execute(
             principals.update()
@@ -304,15 +318,18 @@ class AccessCopy:
         )
         if updated.rowcount == 0:
             await conn.execute(principals.insert().values(principal_id=principal_id, access=stored))
-        self.by_principal[principal_id] = access_from_event(payload)
+
+    def apply(self, payload: DomainEvent) -> None:
+        """The dicts, for one access fact."""
+        if isinstance(payload, SessionEnded):
+            self.ended.add(payload.session_id)
+        elif not isinstance(payload, DepartmentRightsChanged):
+            self.by_principal[_principal_of(payload)] = access_from_event(payload)
 
     def apply_all(self, events: Iterable[DomainEvent]) -> None:
         """Fill from payloads directly (identity's own copy, benchmarks)."""
         for event in events:
-            if isinstance(event, SessionEnded):
-                self.ended.add(event.session_id)
-            elif not isinstance(event, DepartmentRightsChanged):
-                self.by_principal[_principal_of(event)] = access_from_event(event)
+            self.apply(event)
 
 
 def _principal_of(event: DomainEvent) -> str:

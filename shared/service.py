@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import logs
 from shared.access import AccessCopy, Authorizer, Network, access_metadata
+from shared.access_feed import AccessFeed
 from shared.builtin_projections import EventTypeCounts
 from shared.consumer import Handler, InboxConsumer
 from shared.domain import Conflict, DomainError, NotFound, PaymentRequired, Unavailable
@@ -82,7 +83,7 @@ class ServiceRuntime:
     leases: Leases | None = None
     relay: Relay | None = None
     runners: dict[str, ProjectionRunner] = field(default_factory=dict)
-    consumers: list[InboxConsumer] = field(default_factory=list)
+    consumers: list[InboxConsumer | AccessFeed] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     problems: dict[str, str] = field(default_factory=dict)
     access: AccessCopy = field(default_factory=AccessCopy)
@@ -139,14 +140,20 @@ class ServiceRuntime:
         s = self.settings
         assert self.db is not None and s.jwt_secret is not None
         await self.db.create_tables(access_metadata)
-        async with self.db.engine.connect() as conn:
-            await self.access.load(conn)
-        secret = s.jwt_secret
-        self.authorizer = Authorizer(secret.get_secret_value(), self.access)
+        feed = AccessFeed(
+            f"{self.spec.name}.access",
+            s.kafka_bootstrap_servers,
+            topic_of("identity", s.topic_prefix),
+            self.db,
+            self.access,
+        )
+        await feed.load()  # before the first request is authorised
+        self.authorizer = Authorizer(s.jwt_secret.get_secret_value(), self.access)
         self.trusted_proxies = tuple(
             ipaddress.ip_network(c, strict=False) for c in s.trusted_proxies
         )
-        self.add_consumer(ConsumerSpec("access", ["identity"], self.access.handle))
+        self.consumers.append(feed)
+        self._supervise("consumer:access", feed.run)
 
     def _supervise_leased(
         self,

@@ -94,9 +94,13 @@ def staff(rights: list[str], **changes: object) -> StaffAccessChanged:
     return StaffAccessChanged.model_validate(fields)
 
 
-def bearer(session: str = "sess-1") -> dict[str, str]:
+def bearer(session: str = "sess-1", principal: str = "s-1") -> dict[str, str]:
     token = issue_token(
-        SECRET, principal_id="s-1", kind="staff", session_id=session, lifetime=timedelta(minutes=5)
+        SECRET,
+        principal_id=principal,
+        kind="staff",
+        session_id=session,
+        lifetime=timedelta(minutes=5),
     )
     return {"Authorization": f"Bearer {token}"}
 
@@ -153,7 +157,40 @@ async def test_the_access_copy_survives_a_restart(
     await identity.publish(staff(rights=["tickets.reply"]))
     async with serving(make_app()) as base, httpx.AsyncClient(base_url=base) as http:
         await until(http, "/replies", 200, bearer())
-    # A new process: its consumer group's offsets are committed, so nothing is
-    # redelivered; the copy must come back from the table, at once.
+    # A new process: it resumes from the offsets stored beside the rows, so
+    # nothing is redelivered; the copy must come back from the table, at once.
     async with serving(make_app()) as base, httpx.AsyncClient(base_url=base) as http:
         assert (await http.post("/replies", headers=bearer())).status_code == 200
+
+
+async def test_every_replica_sees_every_change_whatever_its_partition(
+    identity: Identity, make_app: Callable[[], FastAPI]
+) -> None:
+    # Six staff members: their facts are keyed by stream, so they spread over the
+    # topic's partitions. A consumer group would give each replica only some of them.
+    members = [f"s-{i}" for i in range(6)]
+    for member in members:
+        await identity.publish(staff(rights=["tickets.reply"], staff_id=member))
+    async with (
+        serving(make_app()) as first,
+        serving(make_app()) as second,
+        httpx.AsyncClient(base_url=first) as one,
+        httpx.AsyncClient(base_url=second) as two,
+    ):
+        for http in (one, two):
+            for member in members:
+                await until(http, "/replies", 200, bearer(principal=member))
+        for member in members:  # every grant revoked
+            await identity.publish(staff(rights=["tickets.view"], staff_id=member))
+        for http in (one, two):
+            for member in members:
+                await until(http, "/replies", 403, bearer(principal=member))
+        await identity.publish(staff(rights=["tickets.reply"], staff_id="s-new"))
+        for http in (one, two):
+            await until(http, "/replies", 200, bearer(principal="s-new"))
+    # A replica starting later loads the rows both wrote, and is right at once.
+    async with serving(make_app()) as third, httpx.AsyncClient(base_url=third) as http:
+        for member in members:
+            answer = await http.post("/replies", headers=bearer(principal=member))
+            assert answer.status_code == 403, member
+        assert (await http.post("/replies", headers=bearer(principal="s-new"))).status_code == 200
