@@ -21,6 +21,7 @@ erasure they open to None, in a rebuild too. Otherwise rebuilt from the events a
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -148,9 +149,26 @@ class TicketQueue(Projection):
     reads = (shredding.metadata,)
 
     async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
-        if event.type not in TICKET_EVENTS:
+        await self.apply_all(conn, [event])
+
+    async def apply_all(self, conn: AsyncConnection, events: list[RecordedEvent]) -> None:
+        """A batch in a few statements: one key read, the new rows and counts at the end."""
+        relevant = [e for e in events if e.type in TICKET_EVENTS]
+        if not relevant:
             return
-        keys = await shredding.keys_in(conn, shredding.subjects_of(registry, [event]))
+        keys = await shredding.keys_in(conn, shredding.subjects_of(registry, relevant))
+        batch = _Batch()
+        for event in relevant:
+            await self._apply(conn, event, keys, batch)
+        await batch.flush(conn)
+
+    async def _apply(
+        self,
+        conn: AsyncConnection,
+        event: RecordedEvent,
+        keys: dict[str, bytes],
+        batch: _Batch,
+    ) -> None:
         payload = shredding.open_event(registry, event, keys)
         assert isinstance(payload, TicketEvent)
         at = event.occurred_at
@@ -171,8 +189,8 @@ class TicketQueue(Projection):
         }
         if isinstance(payload, TicketOpened):
             waiting = payload.status == "open"
-            await conn.execute(
-                insert(tickets).values(
+            batch.new_tickets.append(
+                dict(
                     ticket_id=payload.ticket_id,
                     client_id=payload.client_id,
                     company_id=payload.company_id,
@@ -197,10 +215,13 @@ class TicketQueue(Projection):
                     last_message_at=at,
                     rating_requested=False,
                     transfer_notices=0,
+                    rating=None,
+                    closed_at=None,
+                    close_reason=None,
                     version=version,
                 )
             )
-            await self._count(conn, payload.department_id, payload.status, +1)
+            batch.count(payload.department_id, payload.status, +1)
             entry.update(
                 type="opened",
                 message_id=payload.message_id,
@@ -215,6 +236,7 @@ class TicketQueue(Projection):
                 },
             )
         else:
+            await batch.flush_tickets(conn)  # the row may be one of this batch's new ones
             current = (
                 await conn.execute(
                     select(tickets.c.department_id, tickets.c.status).where(
@@ -317,21 +339,45 @@ class TicketQueue(Projection):
                 update(tickets).where(tickets.c.ticket_id == entry["ticket_id"]).values(**values)
             )
             if (department_id, status) != (current.department_id, current.status):
-                await self._count(conn, current.department_id, current.status, -1)
-                await self._count(conn, department_id, status, +1)
+                batch.count(current.department_id, current.status, -1)
+                batch.count(department_id, status, +1)
         entry["details"] = _json(entry["details"])
-        await conn.execute(insert(ticket_entries).values(**entry))
+        batch.entries.append(entry)
 
-    async def _count(
-        self, conn: AsyncConnection, department_id: str | None, status: str, delta: int
-    ) -> None:
-        key = _dept_key(department_id)
-        done = await conn.execute(
-            update(ticket_counts)
-            .where((ticket_counts.c.department_id == key) & (ticket_counts.c.status == status))
-            .values(count=ticket_counts.c.count + delta)
+
+@dataclass
+class _Batch:
+    """What a batch writes at its end: new tickets, timeline entries, count changes."""
+
+    new_tickets: list[dict[str, Any]] = field(default_factory=list)
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def count(self, department_id: str | None, status: str, delta: int) -> None:
+        key = (_dept_key(department_id), status)
+        self.counts[key] = self.counts.get(key, 0) + delta
+
+    async def flush_tickets(self, conn: AsyncConnection) -> None:
+        if self.new_tickets:
+            await conn.execute(insert(tickets), self.new_tickets)
+            self.new_tickets = []
+
+    async def flush(self, conn: AsyncConnection) -> None:
+        await self.flush_tickets(conn)
+        if self.entries:
+            await conn.execute(insert(ticket_entries), self.entries)
+        for (department_key, status), delta in sorted(self.counts.items()):
+            if delta:
+                await _count(conn, department_key, status, delta)
+
+
+async def _count(conn: AsyncConnection, department_key: str, status: str, delta: int) -> None:
+    done = await conn.execute(
+        update(ticket_counts)
+        .where(ticket_counts.c.department_id == department_key, ticket_counts.c.status == status)
+        .values(count=ticket_counts.c.count + delta)
+    )
+    if done.rowcount == 0:
+        await conn.execute(
+            insert(ticket_counts).values(department_id=department_key, status=status, count=delta)
         )
-        if done.rowcount == 0:
-            await conn.execute(
-                insert(ticket_counts).values(department_id=key, status=status, count=delta)
-            )
