@@ -4,12 +4,19 @@ Kafka delivers at least once (and the embedded broker may deliver a whole log
 again after a restart). The handler's changes and the event id go into the
 inbox table in one transaction, so a redelivered event is recognised and
 skipped; offsets are committed to Kafka only after that transaction.
+
+One consumer (one group member, one fetch loop) serves all of a service's
+subscriptions: each is a *route* (its own inbox name, topics and handler), and
+messages go to the routes of the topic they came from. Each idle consumer
+costs a fetch every few milliseconds, so a service keeps one, not one per
+subscription.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 import structlog
 from aiokafka import AIOKafkaConsumer
@@ -27,8 +34,17 @@ Handler = Callable[[AsyncConnection, RecordedEvent], Awaitable[None]]
 CONSUMED = Counter("consumer_events_total", "Events taken from topics", ["consumer", "outcome"])
 
 
+@dataclass(frozen=True)
+class Route:
+    """A subscription: the events of ``topics`` go to ``handler``, once per ``inbox`` name."""
+
+    inbox: str
+    topics: tuple[str, ...]
+    handler: Handler
+
+
 class InboxConsumer:
-    """A Kafka consumer group member that hands each event to ``handler`` exactly once."""
+    """A Kafka consumer group member that hands each event to its route's handler once."""
 
     def __init__(
         self,
@@ -40,16 +56,24 @@ class InboxConsumer:
         max_records: int = 500,
         group_id: str | None = None,
     ) -> None:
-        self.name = name  # the inbox's name: which events this consumer has handled
+        self.name = name  # the first route's inbox name
         self.group_id = group_id or name
         self.bootstrap = bootstrap
-        self.topics = list(topics)
         self.db = db
-        self.handler = handler
         self.max_records = max_records
+        self.routes: list[Route] = []
         self.handled = 0
         self.skipped = 0
         self.ready = asyncio.Event()
+        self.add_route(name, topics, handler)
+
+    def add_route(self, inbox: str, topics: Sequence[str], handler: Handler) -> None:
+        """Also hand the events of ``topics`` to ``handler`` (before ``run``)."""
+        self.routes.append(Route(inbox, tuple(topics), handler))
+
+    @property
+    def topics(self) -> list[str]:
+        return sorted({topic for route in self.routes for topic in route.topics})
 
     async def run(self) -> None:
         for topic in self.topics:
@@ -69,29 +93,37 @@ class InboxConsumer:
             self.ready.set()
             while True:
                 batches = await consumer.getmany(timeout_ms=500, max_records=self.max_records)
-                for messages in batches.values():
-                    await self.handle([RecordedEvent.from_json(m.value) for m in messages])
+                for tp, messages in batches.items():
+                    events = [RecordedEvent.from_json(m.value) for m in messages]
+                    await self.handle(events, tp.topic)
                 if batches:
                     await consumer.commit()
         finally:
             self.ready.clear()
             await consumer.stop()
 
-    async def handle(self, events: list[RecordedEvent]) -> None:
-        """Apply a batch in one transaction, skipping events already in the inbox."""
+    async def handle(self, events: list[RecordedEvent], topic: str | None = None) -> None:
+        """Apply a batch of one topic in one transaction, skipping events already in the inbox.
+
+        ``topic`` picks the routes (None: the first route's).
+        """
         if not events:
             return
+        routes = (
+            [r for r in self.routes if topic in r.topics] if topic is not None else self.routes[:1]
+        )
         async with self.db.transaction() as conn:
-            for event in events:
-                marked = await conn.execute(
-                    self.db.insert_ignoring_duplicates(
-                        inbox, consumer=self.name, event_id=str(event.event_id)
+            for route in routes:
+                for event in events:
+                    marked = await conn.execute(
+                        self.db.insert_ignoring_duplicates(
+                            inbox, consumer=route.inbox, event_id=str(event.event_id)
+                        )
                     )
-                )
-                if marked.rowcount == 0:
-                    self.skipped += 1
-                    CONSUMED.labels(self.name, "duplicate").inc()
-                    continue
-                await self.handler(conn, event)
-                self.handled += 1
-                CONSUMED.labels(self.name, "handled").inc()
+                    if marked.rowcount == 0:
+                        self.skipped += 1
+                        CONSUMED.labels(route.inbox, "duplicate").inc()
+                        continue
+                    await route.handler(conn, event)
+                    self.handled += 1
+                    CONSUMED.labels(route.inbox, "handled").inc()

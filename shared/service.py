@@ -84,6 +84,8 @@ class ServiceRuntime:
     relay: Relay | None = None
     runners: dict[str, ProjectionRunner] = field(default_factory=dict)
     consumers: list[InboxConsumer | AccessFeed] = field(default_factory=list)
+    # The one consumer of this service's subscriptions (see ``add_consumer``).
+    inbound: InboxConsumer | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     problems: dict[str, str] = field(default_factory=dict)
     access: AccessCopy = field(default_factory=AccessCopy)
@@ -114,26 +116,37 @@ class ServiceRuntime:
             self.add_consumer(c)
         if self.spec.on_start is not None:
             await self.spec.on_start(self)
+        if self.inbound is not None:
+            self._supervise("consumer:inbound", self.inbound.run)
         self._supervise("lag-gauges", self._update_gauges)
 
     def add_consumer(self, c: ConsumerSpec) -> InboxConsumer:
-        """Consume other contexts' topics into this service's read-model database."""
+        """Consume other contexts' topics into this service's read-model database.
+
+        Every subscription of a service is a route of one ``InboxConsumer`` (one
+        group, ``<prefix><service>.inbound``; one fetch loop), started with the
+        service once ``on_start`` has added its own.
+        """
         assert self.db is not None
         s = self.settings
-        consumer = InboxConsumer(
-            f"{self.spec.name}.{c.name}",
-            s.kafka_bootstrap_servers,
-            [topic_of(context, s.topic_prefix) for context in c.contexts],
-            self.db,
-            c.handler,
-            # Prefixed like the topics: deployments (or test runs) sharing a broker under
-            # different prefixes must not share consumer groups, or each join waits out
-            # the other's members.
-            group_id=f"{s.topic_prefix}{self.spec.name}.{c.name}",
-        )
-        self.consumers.append(consumer)
-        self._supervise(f"consumer:{c.name}", consumer.run)
-        return consumer
+        inbox = f"{self.spec.name}.{c.name}"
+        topics = [topic_of(context, s.topic_prefix) for context in c.contexts]
+        if self.inbound is None:
+            self.inbound = InboxConsumer(
+                inbox,
+                s.kafka_bootstrap_servers,
+                topics,
+                self.db,
+                c.handler,
+                # Prefixed like the topics: deployments (or test runs) sharing a broker
+                # under different prefixes must not share consumer groups, or each join
+                # waits out the other's members.
+                group_id=f"{s.topic_prefix}{self.spec.name}.inbound",
+            )
+            self.consumers.append(self.inbound)
+        else:
+            self.inbound.add_route(inbox, topics, c.handler)
+        return self.inbound
 
     async def _start_access_control(self) -> None:
         """Load the local access copy and keep it current from ``identity.events``."""

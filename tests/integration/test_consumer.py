@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.consumer import InboxConsumer
+from shared.consumer import Handler, InboxConsumer
 from shared.events import NewEvent, RecordedEvent
 from shared.eventstore import open_event_store
 from shared.kafka import ensure_topic
@@ -108,3 +108,29 @@ async def test_redelivered_events_are_applied_once(
     assert again_group.handled == 0 and again_group.skipped == 17
     async with db.engine.connect() as conn:
         assert (await conn.execute(select(func.count()).select_from(received))).scalar() == 12
+
+
+async def test_one_consumer_routes_each_topic_to_its_own_handlers_and_inboxes(
+    postgres_url: str, db: ReadModelDB, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    clients, tickets = f"{topic_prefix}clients.events", f"{topic_prefix}tickets.events"
+    events = await some_events(postgres_url, 6)
+    await produce(kafka_bootstrap, clients, events[:4])
+    await produce(kafka_bootstrap, tickets, events[4:])
+    seen: dict[str, list[int]] = {"names": [], "tickets": []}
+
+    def keep(into: str) -> Handler:
+        async def handler(conn: AsyncConnection, event: RecordedEvent) -> None:
+            seen[into].append(event.data["n"])
+
+        return handler
+
+    consumer = InboxConsumer(f"{topic_prefix}svc.clients", kafka_bootstrap, [clients], db, record)
+    # A second route on the same topic has an inbox of its own: it sees every event too.
+    consumer.add_route(f"{topic_prefix}svc.names", [clients], keep("names"))
+    consumer.add_route(f"{topic_prefix}svc.tickets", [tickets], keep("tickets"))
+    assert consumer.topics == sorted([clients, tickets])
+    await consume_until(consumer, seen=4 + 4 + 2)
+    assert [n for _, n in await rows(db)] == [0, 1, 2, 3]
+    assert sorted(seen["names"]) == [0, 1, 2, 3]
+    assert sorted(seen["tickets"]) == [4, 5]
