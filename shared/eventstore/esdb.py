@@ -80,6 +80,7 @@ class EsdbEventStore(EventStore):
         return cls(client, prefix)
 
     async def close(self) -> None:
+        await self._stop_watching()
         await self._client.close()
 
     def _name(self, stream: str) -> str:

@@ -92,16 +92,22 @@ class EventStore(abc.ABC):
     """Async port of an event store. Adapters implement the abstract methods.
 
     ``subscribe`` is built here from ``read_all`` plus a wake-up: appends made by
-    this process wake subscribers at once, others are seen by polling.
+    this process wake subscribers at once; appends of other processes (replicas
+    sharing the store) are seen by one watcher per store, which polls the head
+    every ``poll_interval`` and wakes every subscriber of this process when it
+    moves. An idle subscriber costs nothing but a re-read every
+    ``idle_recheck`` seconds (a safety net, should a wake-up ever be missed).
     """
 
     poll_interval: float = 0.05
+    idle_recheck: float = 1.0
 
     def __init__(self) -> None:
         self._appended = asyncio.Event()
         # The last position this process appended; a subscriber behind it knows
         # there is more even when a read finds nothing yet (see subscribe_pages).
         self._last_local_position = 0
+        self._watcher: asyncio.Task[None] | None = None
 
     @abc.abstractmethod
     async def append(
@@ -153,8 +159,33 @@ class EventStore(abc.ABC):
         appended.set()
 
     async def _wait_for_more(self, appended: asyncio.Event) -> None:
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.create_task(self._watch_head(), name="event-store:head")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(appended.wait(), timeout=self.poll_interval)
+            await asyncio.wait_for(appended.wait(), timeout=self.idle_recheck)
+
+    async def _watch_head(self) -> None:
+        """Wake this process's subscribers when the head moves (others' appends)."""
+        seen = -1
+        while True:
+            try:
+                head = await self.head_position()
+            except Exception:
+                # Closed or unreachable: subscribers re-read by themselves, and the
+                # next one to wait starts a new watcher.
+                return
+            if head != seen:
+                seen = head
+                self._notify_appended()
+            await asyncio.sleep(self.poll_interval)
+
+    async def _stop_watching(self) -> None:
+        """Adapters call this first in ``close``."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._watcher
+            self._watcher = None
 
     async def subscribe_pages(
         self, after: int = 0, batch_size: int = 1000

@@ -298,6 +298,7 @@ class PostgresEventStore(EventStore):
         return int(await conn.fetchval(self._horizon_sql))
 
     async def close(self) -> None:
+        await self._stop_watching()
         await self._pool.close()
 
     async def append(

@@ -169,6 +169,7 @@ class SqliteEventStore(EventStore):
         return cls(writer, reader)
 
     async def close(self) -> None:
+        await self._stop_watching()
         if self._flusher is not None:
             await self._flusher  # appends already queued are written, not dropped
         await self._reader.close()

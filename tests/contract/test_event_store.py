@@ -191,6 +191,42 @@ async def test_catch_up_subscription_turns_live(store: EventStore) -> None:
     await follower
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store two processes open (no EventStoreDB: it subscribes natively)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/shared.db"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+async def test_another_processs_appends_wake_a_live_subscriber(shared_url: str) -> None:
+    """A replica appends; this process's subscribers learn it from the one head watcher."""
+    url = shared_url
+    here, other = await open_event_store(url), await open_event_store(url)
+    here.idle_recheck = 3600  # no fallback re-read: only the watcher can wake them
+    seen: dict[int, list[int]] = {0: [], 1: []}
+
+    async def follow(which: int) -> None:
+        async for recorded in here.subscribe(after=0):
+            seen[which].append(recorded.data["n"])
+
+    followers = [asyncio.create_task(follow(i)) for i in seen]
+    try:
+        await other.append("order-20", [event(1)])
+        await other.append("order-21", [event(2), event(3)])
+        deadline = asyncio.get_running_loop().time() + 10
+        while any(found != [1, 2, 3] for found in seen.values()):
+            assert asyncio.get_running_loop().time() < deadline, seen
+            await asyncio.sleep(0.02)
+    finally:
+        for follower in followers:
+            follower.cancel()
+        await asyncio.gather(*followers, return_exceptions=True)
+        await here.close()
+        await other.close()
+
+
 async def test_concurrent_writers_on_one_stream_have_exactly_one_winner(store: EventStore) -> None:
     await store.append("order-12", [event(0)])
 
