@@ -151,6 +151,44 @@ def _parse_datetime(value: Any) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+class LocalizedText(BaseModel):
+    """A text in English (required) and Russian (optional, empty: show the English one)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    en: str
+    ru: str = ""
+
+    def in_language(self, language: str) -> str:
+        return (self.ru if language == "ru" else "") or self.en
+
+
+def check_changed(
+    event: BaseModel,
+    id_field: str,
+    changed: list[str],
+    nullable: set[str],
+    require_some: bool = False,
+) -> None:
+    """A change event sets exactly the fields it lists; the others stay None.
+
+    For the ``model_validator`` of events like ``DepartmentChanged``: ``nullable``
+    fields may be listed with None (cleared); ``require_some``: an empty list is wrong.
+    """
+    for name in type(event).model_fields:
+        if name in ("changed", id_field):
+            continue
+        value = getattr(event, name)
+        if name in changed and value is None and name not in nullable:
+            raise ValueError(f"{name} is listed as changed but has no value")
+        if name not in changed and value is not None:
+            raise ValueError(f"{name} has a value but is not listed as changed")
+    if require_some and not changed:
+        raise ValueError("changed must list each changed field once")
+    if len(set(changed)) != len(changed):
+        raise ValueError("changed lists a field twice")
+
+
 class DomainEvent(BaseModel):
     """Base of every event payload model. Subclasses set ``event_type`` and ``schema_version``."""
 

@@ -24,7 +24,8 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from shared import access
 from shared.business_hours import WeeklyHours as WeeklyHours  # the kernel owns business hours
-from shared.events import DomainEvent, EventRegistry
+from shared.events import DomainEvent, EventRegistry, check_changed
+from shared.events import LocalizedText as LocalizedText  # the kernel owns it
 
 registry = EventRegistry()
 registry.register(access.DepartmentRightsChanged)
@@ -37,11 +38,6 @@ class _Value(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class LocalizedText(_Value):
-    en: str
-    ru: str = ""
-
-
 class Support(_Value):
     """How a department shows in the support center."""
 
@@ -51,20 +47,6 @@ class Support(_Value):
     description: str = ""
     sort: int = 0
     charge_requests: bool = False
-
-
-def _check_changed(event: BaseModel, id_field: str, changed: list[str], nullable: set[str]) -> None:
-    """A change event sets exactly the fields it lists; the others stay None."""
-    for name in type(event).model_fields:
-        if name in ("changed", id_field):
-            continue
-        value = getattr(event, name)
-        if name in changed and value is None and name not in nullable:
-            raise ValueError(f"{name} is listed as changed but has no value")
-        if name not in changed and value is not None:
-            raise ValueError(f"{name} has a value but is not listed as changed")
-    if len(set(changed)) != len(changed):
-        raise ValueError("changed lists a field twice")
 
 
 # ---------------------------------------------------------------- departments
@@ -94,7 +76,7 @@ class DepartmentChanged(DomainEvent):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        _check_changed(self, "department_id", list(self.changed), nullable={"schedule_id"})
+        check_changed(self, "department_id", list(self.changed), nullable={"schedule_id"})
         return self
 
 
@@ -149,5 +131,5 @@ class ScheduleChanged(DomainEvent):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        _check_changed(self, "schedule_id", list(self.changed), nullable=set())
+        check_changed(self, "schedule_id", list(self.changed), nullable=set())
         return self

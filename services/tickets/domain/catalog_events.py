@@ -25,10 +25,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import model_validator
 
 from services.tickets.domain.events import registry
-from shared.events import DomainEvent
+from shared.events import DomainEvent, check_changed
+from shared.events import LocalizedText as LocalizedText  # the kernel owns it
 
 CategoryField = Literal["topic", "department_id", "project_id", "paid", "warning", "sort"]
 TemplateField = Literal["name", "subject", "body"]
@@ -36,32 +37,6 @@ SettingsField = Literal[
     "transfer_notices_shown", "close_after_days", "rate_after_days", "rating_mode"
 ]
 RatingMode = Literal["message", "ticket"]
-
-
-class LocalizedText(BaseModel):
-    """A text in English (required) and Russian (optional, empty: show the English one)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    en: str
-    ru: str = ""
-
-    def in_language(self, language: str) -> str:
-        return (self.ru if language == "ru" else "") or self.en
-
-
-def _check_changed(event: BaseModel, id_field: str, changed: list[str], nullable: set[str]) -> None:
-    """A change event sets exactly the fields it lists; the others stay None."""
-    for name in type(event).model_fields:
-        if name in ("changed", id_field):
-            continue
-        value = getattr(event, name)
-        if name in changed and value is None and name not in nullable:
-            raise ValueError(f"{name} is listed as changed but has no value")
-        if name not in changed and value is not None:
-            raise ValueError(f"{name} has a value but is not listed as changed")
-    if not changed or len(set(changed)) != len(changed):
-        raise ValueError("changed must list each changed field once")
 
 
 # ---------------------------------------------------------------- categories
@@ -95,7 +70,7 @@ class TicketCategoryChanged(DomainEvent):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        _check_changed(self, "category_id", list(self.changed), nullable={"project_id"})
+        check_changed(self, "category_id", list(self.changed), {"project_id"}, require_some=True)
         return self
 
 
@@ -166,7 +141,7 @@ class ResponseTemplateChanged(DomainEvent):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        _check_changed(self, "template_id", list(self.changed), nullable=set())
+        check_changed(self, "template_id", list(self.changed), set(), require_some=True)
         return self
 
 
