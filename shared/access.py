@@ -12,9 +12,10 @@ Departments publishes ``DepartmentRightsChanged`` in the same way; identity
 turns it into its members' ``StaffAccessChanged``.
 
 Each service keeps a local copy (``AccessCopy``: a table for restarts, dicts for
-speed), fed by an ``InboxConsumer``. ``Authorizer`` checks a signed token plus
-that copy: 401 without a valid token or session, 403 without the right or from
-an address the principal may not use.
+speed), fed by an ``AccessFeed`` (``shared.access_feed``: every partition, in
+every replica). ``Authorizer`` checks a signed token plus that copy: 401
+without a valid token or session, 403 without the right or from an address
+the principal may not use.
 """
 
 from __future__ import annotations
