@@ -267,6 +267,11 @@ class AccessCopy:
 
     by_principal: dict[str, Access] = field(default_factory=dict)
     ended: set[str] = field(default_factory=set)
+    # Per principal, the stream version of the fact the dicts hold (when known).
+    # A principal's facts are all on its own stream, so a fact that arrives late
+    # (identity applies its own at once, then reads them back from the topic)
+    # never puts an older state back.
+    versions: dict[str, int] = field(default_factory=dict)
 
     async def load(self, conn: AsyncConnection) -> None:
         """Fill the dicts from the table (at start-up)."""
@@ -285,7 +290,7 @@ class AccessCopy:
         payload = self.decode(event)
         if payload is not None:
             await self.store(conn, payload)
-            self.apply(payload)
+            self.apply(payload, event.stream_version)
 
     @staticmethod
     def decode(event: RecordedEvent) -> DomainEvent | None:
@@ -320,12 +325,17 @@ class AccessCopy:
         if updated.rowcount == 0:
             await conn.execute(principals.insert().values(principal_id=principal_id, access=stored))
 
-    def apply(self, payload: DomainEvent) -> None:
-        """The dicts, for one access fact."""
+    def apply(self, payload: DomainEvent, version: int | None = None) -> None:
+        """The dicts, for one access fact; ``version``: its stream version, when known."""
         if isinstance(payload, SessionEnded):
             self.ended.add(payload.session_id)
         elif not isinstance(payload, DepartmentRightsChanged):
-            self.by_principal[_principal_of(payload)] = access_from_event(payload)
+            principal_id = _principal_of(payload)
+            if version is not None:
+                if version < self.versions.get(principal_id, 0):
+                    return
+                self.versions[principal_id] = version
+            self.by_principal[principal_id] = access_from_event(payload)
 
     def apply_all(self, events: Iterable[DomainEvent]) -> None:
         """Fill from payloads directly (identity's own copy, benchmarks)."""

@@ -107,10 +107,10 @@ class AccessFeed:
         """Rows for the events past the stored offset, then the dicts for all of them."""
         if not events:
             return
-        decoded = [(offset, self.copy.decode(event)) for offset, event in events]
+        decoded = [(offset, event, self.copy.decode(event)) for offset, event in events]
         async with self.db.transaction() as conn:
             stored = await _lock_offset(conn, self.db, self.topic, partition)
-            for offset, payload in decoded:
+            for offset, _, payload in decoded:
                 if payload is not None and offset >= stored:
                     await self.copy.store(conn, payload)
             last = events[-1][0] + 1
@@ -121,9 +121,9 @@ class AccessFeed:
                     .values(next_offset=last)
                 )
         # The dicts are this replica's own: they follow every event, in order.
-        for _, payload in decoded:
+        for _, event, payload in decoded:
             if payload is not None:
-                self.copy.apply(payload)
+                self.copy.apply(payload, event.stream_version)
         self.positions[partition] = events[-1][0] + 1
         self.handled += len(events)
 

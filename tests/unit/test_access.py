@@ -163,3 +163,16 @@ def test_a_later_access_event_replaces_the_earlier_one() -> None:
     copy.apply_all([staff(rights=["clients", "tickets.reply"]), staff(rights=["clients"])])
     auth = Authorizer(SECRET, copy)
     assert auth.allowed("s-1", "clients") and not auth.allowed("s-1", "tickets.reply")
+
+
+def test_a_fact_arriving_after_a_newer_one_of_the_same_principal_is_ignored() -> None:
+    """Identity applies its own fact at once; the topic brings the older ones back later."""
+    copy = AccessCopy()
+    copy.apply(staff(rights=["clients", "tickets.reply"]), version=3)
+    copy.apply(staff(rights=["clients"]), version=5)  # tickets.reply revoked
+    copy.apply(staff(rights=["clients", "tickets.reply"]), version=3)  # late, from the topic
+    copy.apply(staff(rights=["clients"]), version=5)  # the same fact again: harmless
+    auth = Authorizer(SECRET, copy)
+    assert auth.allowed("s-1", "clients") and not auth.allowed("s-1", "tickets.reply")
+    copy.apply(staff("s-2", rights=["clients"]), version=1)  # versions are per principal
+    assert auth.allowed("s-2", "clients")

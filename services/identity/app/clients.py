@@ -188,7 +188,10 @@ class ClientPrincipals:
                 "version_conflict", "the client principal changed meanwhile; retry"
             ) from None
         principal.applied(events)
-        self.identity.access.apply_all(e for e in events if isinstance(e, ClientAccessChanged))
+        first = result.stream_version - len(events) + 1 if result else None
+        for i, event in enumerate(events):
+            if isinstance(event, ClientAccessChanged):
+                self.identity.access.apply(event, None if first is None else first + i)
         return result
 
 

@@ -166,7 +166,9 @@ class Identity:
         }
         after = 0
         while page := await self.store.read_all(after, 5000):
-            self.access.apply_all(registry.decode(e) for e in page if e.type in wanted)
+            for e in page:
+                if e.type in wanted:
+                    self.access.apply(registry.decode(e), e.stream_version)
             after = page[-1].position
 
     # ---------------------------------------------------------------- staff
@@ -294,7 +296,7 @@ class Identity:
                 "version_conflict", "the staff member changed meanwhile; retry"
             ) from None
         if fact in events:
-            self.access.apply_all([fact])
+            self.access.apply(fact, result.stream_version if result else None)  # the last event
         return result
 
     def _answer(self, staff_id: str, staff: Staff, result: AppendResult | None) -> CommandAnswer:
@@ -311,11 +313,13 @@ class Identity:
         if previous is not None and not _differs(previous, fact):
             return
         try:
-            await append(self.store, registry, staff_stream(staff_id), [fact], staff.version)
+            result = await append(
+                self.store, registry, staff_stream(staff_id), [fact], staff.version
+            )
         except ConcurrencyError:
             await self.republish_access(staff_id)  # a command got in first: recompute
             return
-        self.access.apply_all([fact])
+        self.access.apply(fact, result.stream_version if result else None)
 
     # ---------------------------------------------------------------- departments.events
 
