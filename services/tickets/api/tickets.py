@@ -256,9 +256,29 @@ class TicketDetailOut(TicketOut):
     entries: list[EntryOut]
 
 
+_TICKET_COLUMNS = tuple(name for name in TicketOut.model_fields if name != "id")
+
+
 def _ticket(row: Any) -> TicketOut:
     m = row._mapping
-    return TicketOut(id=m["ticket_id"], **{k: m[k] for k in TicketOut.model_fields if k != "id"})
+    return TicketOut(id=m["ticket_id"], **{k: m[k] for k in _TICKET_COLUMNS})
+
+
+def _ticket_page(rows: list[Any], total: int) -> Response:
+    """A queue page as ``list[TicketOut]`` would serialise it, without building the models.
+
+    The rows are the read model's own (typed, UTC-aware times), so they need no
+    validation; a page is read far more often than anything else.
+    """
+    page = [
+        {"id": row._mapping["ticket_id"], **{k: row._mapping[k] for k in _TICKET_COLUMNS}}
+        for row in rows
+    ]
+    return Response(
+        orjson.dumps(page, option=orjson.OPT_UTC_Z),
+        media_type="application/json",
+        headers={"X-Total-Count": str(total)},
+    )
 
 
 async def _scope(db: ReadModelDB, principal: Principal) -> Scope:
@@ -279,9 +299,8 @@ async def _scope(db: ReadModelDB, principal: Principal) -> Scope:
     )
 
 
-@router.get("/tickets", tags=["tickets"])
+@router.get("/tickets", tags=["tickets"], response_model=list[TicketOut])
 async def list_tickets(
-    response: Response,
     db: ReadDB,
     _: CaughtUp,
     principal: Caller,
@@ -299,7 +318,7 @@ async def list_tickets(
     ] = None,
     limit: Limit = 50,
     offset: Offset = 0,
-) -> list[TicketOut]:
+) -> Response:
     """The caller's queue: the tickets they may see, filtered; the total in ``X-Total-Count``.
 
     Staff default to the oldest waiting first, clients to the latest changed first.
@@ -316,8 +335,7 @@ async def list_tickets(
     async with db.engine.connect() as conn:
         rows = [] if page is None else list(await conn.execute(*page))
         count = 0 if page is None else await total(conn, scope, f)
-    response.headers["X-Total-Count"] = str(count)
-    return [_ticket(row) for row in rows]
+    return _ticket_page(rows, count)
 
 
 async def visible_row(db: ReadModelDB, principal: Principal, ticket_id: str) -> Any:

@@ -19,6 +19,7 @@ unknown fields are ignored and a malformed fact is logged and skipped.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -418,8 +419,15 @@ async def hours_of(conn: AsyncConnection, department_id: str | None) -> Business
     ).first()
     if found is None:
         return ROUND_THE_CLOCK
-    weekly = WeeklyHours.model_validate(orjson.loads(found.weekly))
+    return _business_hours(found.timezone, found.weekly, found.holidays)
+
+
+@functools.lru_cache(maxsize=1024)
+def _business_hours(timezone: str, weekly_json: str, holidays_json: str) -> BusinessHours:
+    """A schedule row as ``BusinessHours``: a pure function of the row, so kept (every
+    ticket opened or answered asks for its department's hours)."""
+    weekly = WeeklyHours.model_validate(orjson.loads(weekly_json))
     if not any(weekly.on(day) for day in DAYS):
         return ROUND_THE_CLOCK
-    holidays = tuple(date.fromisoformat(d) for d in orjson.loads(found.holidays))
-    return BusinessHours(found.timezone, weekly, holidays)
+    holidays = tuple(date.fromisoformat(d) for d in orjson.loads(holidays_json))
+    return BusinessHours(timezone, weekly, holidays)
