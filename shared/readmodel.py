@@ -134,6 +134,17 @@ class ReadModelDB:
         async with self.engine.begin() as conn:
             yield conn
 
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads only, outside any transaction (autocommit).
+
+        Each statement sees what was committed before it began, and no BEGIN
+        and ROLLBACK round trips surround the block: for the hot read paths.
+        Never write through it: statements would commit one by one.
+        """
+        async with self.engine.connect() as conn:
+            yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+
     async def checkpoint(self, name: str) -> Checkpoint:
         """The checkpoint stored under ``name``; position 0 when none."""
         async with self.engine.connect() as conn:

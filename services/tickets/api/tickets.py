@@ -332,7 +332,7 @@ async def list_tickets(
         client_id=client_id,
     )
     page = page_query(scope, f, chosen, limit, offset)
-    async with db.engine.connect() as conn:
+    async with db.reading() as conn:
         rows = [] if page is None else list(await conn.execute(*page))
         count = 0 if page is None else await total(conn, scope, f)
     return _ticket_page(rows, count)

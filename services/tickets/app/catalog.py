@@ -324,7 +324,7 @@ class SupportCatalog:
     async def blocking_announcement(self, now: datetime) -> ActiveAnnouncement | None:
         """A blocking announcement active at ``now`` (the one ending last), or None."""
         await self._ensure_marks()
-        async with self.db.engine.connect() as conn:
+        async with self.db.reading() as conn:
             # First how far the read model is and what was answered beyond it...
             checkpoint = (
                 select(checkpoints.c.position)
@@ -339,8 +339,8 @@ class SupportCatalog:
                     )
                 )
             ]
-            await conn.commit()  # a fresh snapshot for the read below
-            # ...then the read model, which is at least that far.
+            # ...then the read model, which is at least that far (outside a
+            # transaction, this statement sees every commit made before it began).
             rows = await conn.execute(
                 select(announcements)
                 .where(

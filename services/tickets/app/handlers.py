@@ -127,7 +127,7 @@ class Tickets:
             if not draft.client_id:
                 raise DomainError("client_id", "staff name the client they open a ticket for")
             client_id = draft.client_id
-        async with self.db.engine.connect() as conn:
+        async with self.db.reading() as conn:
             client = await support.client(conn, client_id)
             department = await support.department(conn, draft.department_id)
             hours = await support.hours_of(conn, draft.department_id)
