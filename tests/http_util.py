@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 
@@ -29,3 +31,18 @@ async def serving(app: FastAPI) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 15)
+
+
+async def eventually(
+    call: Callable[[], Awaitable[httpx.Response]],
+    ok: Callable[[httpx.Response], bool],
+    timeout: float = 30,
+) -> httpx.Response:
+    """Poll ``call`` until ``ok(answer)``; fail with the last answer after ``timeout`` s."""
+    started = time.monotonic()
+    while True:
+        answer = await call()
+        if ok(answer):
+            return answer
+        assert time.monotonic() - started < timeout, f"still {answer.status_code}: {answer.text}"
+        await asyncio.sleep(0.05)

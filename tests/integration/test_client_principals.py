@@ -12,7 +12,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import jwt
@@ -85,18 +84,6 @@ def session_id(headers: dict[str, str]) -> str:
 
 def code(answer: httpx.Response) -> str:
     return str(answer.json()["error"]["code"])
-
-
-async def eventually(
-    call: Callable[[], Any], ok: Callable[[httpx.Response], bool], timeout: float = 15
-) -> httpx.Response:
-    started = time.monotonic()
-    while True:
-        answer: httpx.Response = await call()
-        if ok(answer):
-            return answer
-        assert time.monotonic() - started < timeout, f"still {answer.status_code}: {answer.text}"
-        await asyncio.sleep(0.05)
 
 
 async def test_a_registered_client_logs_in_at_the_same_endpoint(served: Served) -> None:

@@ -12,7 +12,7 @@ import asyncio
 import functools
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,7 +38,7 @@ from shared.readmodel import ReadModelDB
 from shared.service import create_app
 from shared.settings import ServiceSettings
 from tests.conftest import fresh_database
-from tests.http_util import serving
+from tests.http_util import eventually, serving
 from tests.kafka_util import read_topic
 from tests.support.publishing import publishing_context
 
@@ -102,20 +102,6 @@ async def stack(
                 yield Stack(
                     identity, clients, clients_app, clients_db, admin, kafka_bootstrap, topic_prefix
                 )
-
-
-async def eventually(
-    call: Callable[[], Awaitable[httpx.Response]],
-    ok: Callable[[httpx.Response], bool],
-    timeout: float = 30,
-) -> httpx.Response:
-    started = time.monotonic()
-    while True:
-        answer = await call()
-        if ok(answer):
-            return answer
-        assert time.monotonic() - started < timeout, f"still {answer.status_code}: {answer.text}"
-        await asyncio.sleep(0.05)
 
 
 async def login(

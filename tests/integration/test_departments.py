@@ -39,7 +39,7 @@ from shared.readmodel import ReadModelDB
 from shared.service import create_app
 from shared.settings import ServiceSettings
 from tests.conftest import fresh_database
-from tests.http_util import serving
+from tests.http_util import eventually, serving
 
 ADMIN_PASSWORD = "admin-password-for-department-tests"
 SECRET = SecretStr("departments-test-secret-" * 3)
@@ -97,21 +97,6 @@ async def stack(
                 lambda r: r.status_code == 200,
             )
             yield Stack(identity, departments, admin, departments_db)
-
-
-async def eventually(
-    call: Callable[[], Awaitable[httpx.Response]],
-    ok: Callable[[httpx.Response], bool],
-    timeout: float = 30,
-) -> httpx.Response:
-    """Poll ``call`` until ``ok``, with a deadline."""
-    started = time.monotonic()
-    while True:
-        answer = await call()
-        if ok(answer):
-            return answer
-        assert time.monotonic() - started < timeout, f"still {answer.status_code}: {answer.text}"
-        await asyncio.sleep(0.05)
 
 
 async def login(client: httpx.AsyncClient, name: str, password: str) -> dict[str, str]:

@@ -8,7 +8,6 @@ Addresses are set with X-Forwarded-For, believed from 127.0.0.1 in these tests.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -28,7 +27,7 @@ from shared.events import NewEvent, RecordedEvent
 from shared.eventstore import EventStore, open_event_store
 from shared.service import create_app
 from shared.settings import ServiceSettings
-from tests.http_util import serving
+from tests.http_util import eventually, serving
 from tests.kafka_util import read_topic
 from tests.support.publishing import publishing_context
 
@@ -99,18 +98,6 @@ async def http(
             lambda r: r.status_code == 201,
         )
         yield client
-
-
-async def eventually(
-    call: Callable[[], Any], ok: Callable[[httpx.Response], bool], timeout: float = 30
-) -> httpx.Response:
-    started = time.monotonic()
-    while True:
-        answer: httpx.Response = await call()
-        if ok(answer):
-            return answer
-        assert time.monotonic() - started < timeout, f"still {answer.status_code}: {answer.text}"
-        await asyncio.sleep(0.05)
 
 
 async def login(

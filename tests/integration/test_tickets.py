@@ -39,7 +39,7 @@ from shared.readmodel import ReadModelDB
 from shared.service import create_app
 from shared.settings import ServiceSettings
 from tests.conftest import fresh_database
-from tests.http_util import serving
+from tests.http_util import eventually, serving
 from tests.support.publishing import publishing_context
 
 ADMIN_PASSWORD = "admin-password-for-tests"
@@ -155,20 +155,6 @@ async def stack(
 
 
 # ---------------------------------------------------------------- helpers
-
-
-async def eventually(
-    call: Callable[[], Awaitable[httpx.Response]],
-    ok: Callable[[httpx.Response], bool],
-    timeout: float = 30,
-) -> httpx.Response:
-    started = time.monotonic()
-    while True:
-        answer = await call()
-        if ok(answer):
-            return answer
-        assert time.monotonic() - started < timeout, f"still {answer.status_code}: {answer.text}"
-        await asyncio.sleep(0.05)
 
 
 async def until(
