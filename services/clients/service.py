@@ -6,6 +6,7 @@ import services.clients as package
 from services.clients.adapters.identity_http import IdentityHttp
 from services.clients.api import router
 from services.clients.api.companies import router as companies_router
+from services.clients.api.internal import router as internal_router
 from services.clients.app.attachments import AttachmentStore
 from services.clients.app.companies import Companies
 from services.clients.app.handlers import Clients
@@ -70,7 +71,7 @@ SPEC = ServiceSpec(
     name="clients",
     title="Clients service",
     description=package.__doc__ or "",
-    routers=[router, companies_router],
+    routers=[router, companies_router, internal_router],
     projections=projections,
     on_start=start,
 )

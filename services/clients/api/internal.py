@@ -1,0 +1,91 @@
+"""The clients service's internal HTTP API: a client's addresses, for the notifier only.
+
+Every endpoint needs a service token (``shared.internal``); staff and client
+tokens are refused. E-mails, phones and names are sealed on ``clients.events``,
+so the notifier asks here, when a notice is due, where to send it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from services.clients.projections import clients
+from services.clients.projections.companies import company_contacts, company_members
+from shared.api import ApiError
+from shared.internal import require_service
+
+router = APIRouter(prefix="/internal", tags=["internal"])
+
+Service = Annotated[str, Depends(require_service())]
+
+
+class ContactOut(BaseModel):
+    contact_id: str
+    name: str | None
+    email: str | None
+    email_generated: bool
+    phone: str | None
+    notifications: bool
+
+
+class CardOut(BaseModel):
+    """Where notices to the client go: its account and its company's contacts."""
+
+    client_id: str
+    login: str | None
+    language: str
+    email: str | None
+    phone: str | None
+    phone_verified: bool
+    contact_person: str | None
+    erased: bool
+    company_id: str | None
+    contacts: list[ContactOut]
+
+
+@router.get("/clients/{client_id}/card")
+async def client_card(client_id: str, request: Request, _: Service) -> CardOut:
+    async with request.app.state.runtime.db.reading() as conn:
+        row = (await conn.execute(select(clients).where(clients.c.client_id == client_id))).first()
+        if row is None:
+            raise ApiError(404, "not_found", f"client {client_id} not found")
+        company_id = (
+            await conn.execute(
+                select(company_members.c.company_id).where(company_members.c.client_id == client_id)
+            )
+        ).scalar()
+        contacts = []
+        if company_id is not None:
+            contacts = list(
+                await conn.execute(
+                    select(company_contacts)
+                    .where(company_contacts.c.company_id == company_id)
+                    .order_by(company_contacts.c.position)
+                )
+            )
+    return CardOut(
+        client_id=client_id,
+        login=row.login,
+        language=row.language,
+        email=row.email,
+        phone=row.phone,
+        phone_verified=row.phone_verified,
+        contact_person=row.contact_person,
+        erased=row.erased,
+        company_id=company_id,
+        contacts=[
+            ContactOut(
+                contact_id=c.contact_id,
+                name=c.name,
+                email=c.email,
+                email_generated=c.email_generated,
+                phone=c.phone,
+                notifications=c.notifications,
+            )
+            for c in contacts
+        ],
+    )

@@ -1,0 +1,262 @@
+"""What the notifier knows of other contexts, from their topics: staff, departments, tickets.
+
+Kept by the stream processor in the read-model database, each event applied in
+the same transaction that records it in the inbox (so once). Clients' e-mails
+and phones are not here: they are sealed on ``clients.events`` and read from
+the clients service when a notice is due (``adapters.clients_http``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+from typing import Any
+
+import orjson
+from sqlalchemy import Boolean, Column, MetaData, String, Table, Text, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.notifier.domain.deadlines import TicketFacts
+from services.notifier.domain.notices import StaffCard
+from services.notifier.domain.subscription import Subscription
+from services.notifier.projections import subscriptions
+from shared.business_hours import BusinessHours, WeeklyHours
+from shared.events import RecordedEvent
+
+metadata = MetaData()
+
+staff_cards = Table(
+    "notifier_staff",
+    metadata,
+    Column("staff_id", String(64), primary_key=True),
+    Column("email", String(320), nullable=True),
+    Column("phone", String(64), nullable=True),
+    Column("name_en", String(200), nullable=False),
+    Column("name_ru", String(200), nullable=False),
+    Column("active", Boolean, nullable=False),
+)
+
+staff_departments = Table(
+    "notifier_staff_departments",
+    metadata,
+    Column("staff_id", String(64), primary_key=True),
+    Column("department_id", String(64), primary_key=True, index=True),
+)
+
+departments = Table(
+    "notifier_departments",
+    metadata,
+    Column("department_id", String(64), primary_key=True),
+    Column("name_en", String(200), nullable=False),
+    Column("name_ru", String(200), nullable=False),
+    Column("schedule_id", String(64), nullable=True),
+)
+
+schedules = Table(
+    "notifier_schedules",
+    metadata,
+    Column("schedule_id", String(64), primary_key=True),
+    Column("timezone", String(64), nullable=False),
+    Column("weekly", Text, nullable=False),
+    Column("holidays", Text, nullable=False),
+)
+
+tickets = Table(
+    "notifier_tickets",
+    metadata,
+    Column("ticket_id", String(64), primary_key=True),
+    Column("client_id", String(64), nullable=False),
+    Column("department_id", String(64), nullable=True),
+    Column("assignee_id", String(64), nullable=True),
+    Column("message_ref", String(64), nullable=True),
+)
+
+
+async def _upsert(conn: AsyncConnection, table: Table, key: str, values: dict[str, Any]) -> None:
+    column = table.c[key]
+    changes = {k: v for k, v in values.items() if k != key}
+    updated = await conn.execute(update(table).where(column == values[key]).values(**changes))
+    if updated.rowcount == 0:
+        await conn.execute(table.insert().values(**values))
+
+
+async def apply(conn: AsyncConnection, event: RecordedEvent) -> None:
+    """Change the directory for one fact of another context (unknown facts: nothing)."""
+    d, kind = event.data, event.type
+    if kind == "StaffAdded":
+        name = d.get("full_name") or {}
+        await _upsert(conn, staff_cards, "staff_id", {
+            "staff_id": d["staff_id"], "email": d.get("email"), "phone": d.get("phone"),
+            "name_en": name.get("en", ""), "name_ru": name.get("ru", ""), "active": True,
+        })  # fmt: skip
+        await _set_departments(conn, d["staff_id"], d.get("departments") or [])
+    elif kind == "StaffChanged":
+        changes: dict[str, Any] = {}
+        for field in ("email", "phone"):
+            if field in (d.get("changed") or [field]) and d.get(field) is not None:
+                changes[field] = d[field]
+        if d.get("full_name"):
+            changes |= {
+                "name_en": d["full_name"].get("en", ""),
+                "name_ru": d["full_name"].get("ru", ""),
+            }
+        if changes:
+            await conn.execute(
+                update(staff_cards).where(staff_cards.c.staff_id == d["staff_id"]).values(**changes)
+            )
+        if d.get("departments") is not None:
+            await _set_departments(conn, d["staff_id"], d["departments"])
+    elif kind == "StaffDisabled":
+        await conn.execute(
+            update(staff_cards).where(staff_cards.c.staff_id == d["staff_id"]).values(active=False)
+        )
+    elif kind == "DepartmentCreated":
+        name = d.get("name") or {}
+        await _upsert(conn, departments, "department_id", {
+            "department_id": d["department_id"], "name_en": name.get("en", ""),
+            "name_ru": name.get("ru", ""), "schedule_id": d.get("schedule_id"),
+        })  # fmt: skip
+    elif kind == "DepartmentChanged":
+        changed = d.get("changed") or []
+        values: dict[str, Any] = {}
+        if "name" in changed and d.get("name"):
+            values |= {"name_en": d["name"].get("en", ""), "name_ru": d["name"].get("ru", "")}
+        if "schedule_id" in changed:
+            values["schedule_id"] = d.get("schedule_id")
+        if values:
+            await conn.execute(
+                update(departments)
+                .where(departments.c.department_id == d["department_id"])
+                .values(**values)
+            )
+    elif kind in ("ScheduleCreated", "ScheduleChanged"):
+        await _apply_schedule(conn, kind, d)
+    elif kind == "TicketOpened":
+        await _upsert(conn, tickets, "ticket_id", {
+            "ticket_id": d["ticket_id"], "client_id": d["client_id"],
+            "department_id": d.get("department_id"), "assignee_id": d.get("assignee_id"),
+            "message_ref": d.get("message_ref"),
+        })  # fmt: skip
+    elif kind == "TicketAssigned":
+        await conn.execute(
+            update(tickets)
+            .where(tickets.c.ticket_id == d["ticket_id"])
+            .values(assignee_id=d.get("assignee_id"))
+        )
+    elif kind == "TicketTransferred":
+        moved: dict[str, Any] = {"assignee_id": d.get("to_staff_id")}
+        if d.get("to_department_id"):
+            moved["department_id"] = d["to_department_id"]
+        await conn.execute(
+            update(tickets).where(tickets.c.ticket_id == d["ticket_id"]).values(**moved)
+        )
+
+
+async def _set_departments(conn: AsyncConnection, staff_id: str, ids: Iterable[str]) -> None:
+    await conn.execute(delete(staff_departments).where(staff_departments.c.staff_id == staff_id))
+    for department_id in sorted(set(ids)):
+        await conn.execute(
+            staff_departments.insert().values(staff_id=staff_id, department_id=department_id)
+        )
+
+
+async def _apply_schedule(conn: AsyncConnection, kind: str, d: dict[str, Any]) -> None:
+    values: dict[str, Any] = {"schedule_id": d["schedule_id"]}
+    if d.get("timezone") is not None:
+        values["timezone"] = d["timezone"]
+    if d.get("weekly") is not None:
+        values["weekly"] = orjson.dumps(d["weekly"]).decode()
+    if d.get("holidays") is not None:
+        values["holidays"] = orjson.dumps(d["holidays"]).decode()
+    if kind == "ScheduleCreated":
+        await _upsert(conn, schedules, "schedule_id", values)
+    else:
+        await conn.execute(
+            update(schedules).where(schedules.c.schedule_id == d["schedule_id"]).values(**values)
+        )
+
+
+# ---------------------------------------------------------------- reads
+
+
+def _card(row: Any) -> StaffCard:
+    return StaffCard(row.staff_id, row.email, row.phone, row.name_en, row.name_ru, row.active)
+
+
+async def staff(conn: AsyncConnection, staff_ids: Iterable[str]) -> list[StaffCard]:
+    wanted = sorted({s for s in staff_ids if s})
+    if not wanted:
+        return []
+    rows = await conn.execute(select(staff_cards).where(staff_cards.c.staff_id.in_(wanted)))
+    return [_card(r) for r in rows]
+
+
+async def members(conn: AsyncConnection, department_id: str | None) -> list[StaffCard]:
+    if not department_id:
+        return []
+    rows = await conn.execute(
+        select(staff_cards)
+        .join(staff_departments, staff_departments.c.staff_id == staff_cards.c.staff_id)
+        .where(staff_departments.c.department_id == department_id)
+        .order_by(staff_cards.c.staff_id)
+    )
+    return [_card(r) for r in rows]
+
+
+async def staff_subscriptions(
+    conn: AsyncConnection, staff_ids: Iterable[str]
+) -> dict[str, Subscription]:
+    wanted = sorted(set(staff_ids))
+    if not wanted:
+        return {}
+    rows = await conn.execute(select(subscriptions).where(subscriptions.c.staff_id.in_(wanted)))
+    found: dict[str, Subscription] = {}
+    for row in rows:
+        subscription = Subscription()
+        subscription.language = "ru" if row.language == "ru" else "en"
+        subscription.notices = orjson.loads(row.notices)
+        subscription.version = row.version
+        found[row.staff_id] = subscription
+    return found
+
+
+async def ticket(conn: AsyncConnection, ticket_id: str | None) -> TicketFacts | None:
+    if not ticket_id:
+        return None
+    row = (await conn.execute(select(tickets).where(tickets.c.ticket_id == ticket_id))).first()
+    if row is None:
+        return None
+    return TicketFacts(
+        row.ticket_id, row.client_id, row.department_id, row.assignee_id, row.message_ref
+    )
+
+
+async def department_name(conn: AsyncConnection, department_id: str | None) -> dict[str, str]:
+    """The department's name by language (``{}`` when unknown)."""
+    if not department_id:
+        return {}
+    row = (
+        await conn.execute(select(departments).where(departments.c.department_id == department_id))
+    ).first()
+    if row is None:
+        return {}
+    return {"en": row.name_en, "ru": row.name_ru or row.name_en}
+
+
+async def schedule_of(conn: AsyncConnection, department_id: str | None) -> BusinessHours | None:
+    """The business hours a department works by; None: round the clock (or unknown)."""
+    if not department_id:
+        return None
+    row = (
+        await conn.execute(
+            select(schedules)
+            .join(departments, departments.c.schedule_id == schedules.c.schedule_id)
+            .where(departments.c.department_id == department_id)
+        )
+    ).first()
+    if row is None:
+        return None
+    holidays = tuple(date.fromisoformat(h) for h in orjson.loads(row.holidays))
+    return BusinessHours(
+        row.timezone, WeeklyHours.model_validate(orjson.loads(row.weekly)), holidays
+    )

@@ -1,0 +1,435 @@
+"""The notifier over real HTTP with the real identity, departments, clients and tickets
+services, PostgreSQL, the broker, an aiosmtpd SMTP server and an HTTP SMS gateway.
+
+One stack serves the module; the notifier itself is started and stopped by the
+tests that need it down. Every test makes its own departments, staff and clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import SecretStr
+
+from services.clients.service import SPEC as CLIENTS
+from services.departments.domain.defaults import TECHNICAL_SUPPORT
+from services.departments.service import SPEC as DEPARTMENTS
+from services.identity.service import SPEC as IDENTITY
+from services.notifier.app.notifier import Notifier
+from services.notifier.service import SPEC as NOTIFIER
+from services.tickets.service import SPEC as TICKETS
+from shared.service import create_app
+from shared.settings import ServiceSettings
+from tests.conftest import fresh_database
+from tests.http_util import eventually, serving
+from tests.support.mail_and_sms import MailBox, SmsGateway, mailbox, sms_gateway
+
+ADMIN_PASSWORD = "admin-password-for-tests"
+SECRET = SecretStr("notifier-test-secret-" * 3)
+IP = "203.0.113.7"
+Headers = dict[str, str]
+RETRY_SECONDS = 0.3
+ATTEMPTS = 3
+
+
+@dataclass
+class Stack:
+    identity: httpx.AsyncClient
+    departments: httpx.AsyncClient
+    clients: httpx.AsyncClient
+    tickets: httpx.AsyncClient
+    notifier: httpx.AsyncClient
+    admin: Headers
+    mail: MailBox
+    sms: SmsGateway
+    restart: Callable[[], contextlib.AbstractAsyncContextManager[None]]
+    apps: dict[str, FastAPI]
+
+    @property
+    def app(self) -> Notifier:
+        notifier: Notifier = self.apps["notifier"].state.runtime.extensions["notifier"]
+        return notifier
+
+
+def _settings(db_url: str, bootstrap: str, prefix: str, tmp: Path) -> ServiceSettings:
+    return ServiceSettings(
+        event_store_url=db_url,
+        read_model_url=db_url,
+        kafka_bootstrap_servers=bootstrap,
+        topic_prefix=prefix,
+        jwt_secret=SECRET,
+        trusted_proxies=["127.0.0.1/32"],
+        var_dir=str(tmp),
+    )
+
+
+class SwitchableClient(httpx.AsyncClient):
+    """An HTTP client whose base URL follows the notifier across restarts."""
+
+
+@pytest.fixture(scope="module")
+async def stack(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    tmp = tmp_path_factory.mktemp("notifier")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("ADMIN_PASSWORD", ADMIN_PASSWORD)
+        async with (
+            fresh_database() as identity_db,
+            fresh_database() as departments_db,
+            fresh_database() as clients_db,
+            fresh_database() as tickets_db,
+            fresh_database() as notifier_db,
+            mailbox() as mail,
+            sms_gateway() as sms,
+        ):
+            env.setenv("SMTP_HOST", "127.0.0.1")
+            env.setenv("SMTP_PORT", str(mail.port))
+            env.setenv("SMS_GATEWAY_URL", sms.url)
+            env.setenv("DELIVERY_RETRY_SECONDS", str(RETRY_SECONDS))
+            env.setenv("DELIVERY_ATTEMPTS", str(ATTEMPTS))
+            # Longer than the 4 h a department promises: every warning is due at once.
+            env.setenv("SLA_WARNING_MINUTES", str(5 * 60))
+            identity_app = create_app(
+                IDENTITY, _settings(identity_db, kafka_bootstrap, prefix, tmp / "i")
+            )
+            async with serving(identity_app) as identity_base:
+                env.setenv("IDENTITY_URL", identity_base)
+                apps = {
+                    spec.name: create_app(
+                        spec, _settings(url, kafka_bootstrap, prefix, tmp / spec.name)
+                    )
+                    for spec, url in (
+                        (DEPARTMENTS, departments_db),
+                        (CLIENTS, clients_db),
+                        (TICKETS, tickets_db),
+                    )
+                }
+                async with (
+                    serving(apps["departments"]) as departments_base,
+                    serving(apps["clients"]) as clients_base,
+                ):
+                    env.setenv("CLIENTS_URL", clients_base)
+                    async with (
+                        serving(apps["tickets"]) as tickets_base,
+                        httpx.AsyncClient(base_url=identity_base, timeout=60) as identity,
+                        httpx.AsyncClient(base_url=departments_base, timeout=60) as departments,
+                        httpx.AsyncClient(base_url=clients_base, timeout=60) as clients,
+                        httpx.AsyncClient(base_url=tickets_base, timeout=60) as tickets,
+                        httpx.AsyncClient(timeout=60) as notifier,
+                    ):
+                        running: list[contextlib.AbstractAsyncContextManager[str]] = []
+
+                        async def start() -> None:
+                            apps["notifier"] = create_app(
+                                NOTIFIER,
+                                _settings(notifier_db, kafka_bootstrap, prefix, tmp / "n"),
+                            )
+                            serve = serving(apps["notifier"])
+                            notifier.base_url = httpx.URL(await serve.__aenter__())
+                            running.append(serve)
+                            await asyncio.wait_for(
+                                apps["notifier"]
+                                .state.runtime.extensions["notifier"]
+                                .stream.ready.wait(),
+                                60,
+                            )
+
+                        async def stop() -> None:
+                            await running.pop().__aexit__(None, None, None)
+
+                        @contextlib.asynccontextmanager
+                        async def restart() -> AsyncIterator[None]:
+                            """The notifier is down inside the block, up again after it."""
+                            await stop()
+                            try:
+                                yield
+                            finally:
+                                await start()
+
+                        await start()
+                        try:
+                            admin = await login(identity, "admin", ADMIN_PASSWORD)
+                            stack = Stack(
+                                identity, departments, clients, tickets, notifier, admin,
+                                mail, sms, restart, apps,
+                            )  # fmt: skip
+                            for service, path in (
+                                (tickets, "/tickets"),
+                                (departments, "/departments"),
+                                (clients, "/projects"),
+                                (notifier, "/timers"),
+                            ):
+                                await eventually(
+                                    functools.partial(service.get, path, headers=admin),
+                                    lambda r: r.status_code == 200,
+                                )
+                            narrowed = await departments.patch(
+                                f"/departments/{TECHNICAL_SUPPORT.department_id}",
+                                json={"support": {"enabled": True, "providers": ["nobody"]}},
+                                headers=admin,
+                            )
+                            assert narrowed.status_code == 200, narrowed.text
+                            yield stack
+                        finally:
+                            while running:
+                                await stop()
+
+
+# ---------------------------------------------------------------- helpers
+
+
+async def login(identity: httpx.AsyncClient, name: str, password: str) -> Headers:
+    answer = await identity.post(
+        "/auth/login", json={"login": name, "password": password}, headers={"X-Forwarded-For": IP}
+    )
+    assert answer.status_code == 200, answer.text
+    return {"Authorization": f"Bearer {answer.json()['access_token']}", "X-Forwarded-For": IP}
+
+
+def unique(name: str) -> str:
+    return f"{name}{uuid.uuid4().hex[:6]}"
+
+
+async def until(check: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
+    """Poll ``check`` (sync or async) until it returns something truthy."""
+    started = time.monotonic()
+    while True:
+        found = check()
+        if asyncio.iscoroutine(found):
+            found = await found
+        if found:
+            return found
+        assert time.monotonic() - started < timeout, f"never: {what}"
+        await asyncio.sleep(0.05)
+
+
+async def project(stack: Stack) -> str:
+    created = await stack.clients.post(
+        "/projects", json={"name": unique("project")}, headers=stack.admin
+    )
+    assert created.status_code == 201, created.text
+    project_id: str = created.json()["id"]
+    return project_id
+
+
+async def department(stack: Stack, name: str, providers: list[str]) -> str:
+    body = {
+        "name": {"en": unique(name), "ru": f"Отдел {name}"},
+        "support": {"enabled": True, "providers": providers},
+    }
+    created = await stack.departments.post("/departments", json=body, headers=stack.admin)
+    assert created.status_code == 201, created.text
+    department_id: str = created.json()["id"]
+    await eventually(  # the tickets service offers it once it knows it
+        lambda: stack.tickets.get("/support/departments", headers=stack.admin),
+        lambda r: r.status_code == 200,
+    )
+    return department_id
+
+
+@dataclass
+class Person:
+    id: str
+    headers: Headers
+    email: str
+    phone: str
+
+
+async def staff(
+    stack: Stack, name: str, rights: list[str], departments: list[str] | None = None
+) -> Person:
+    login_name = unique(name)
+    phone = f"+4930{uuid.uuid4().int % 10**8:08d}"
+    body = {
+        "login": login_name,
+        "password": f"{login_name}-password",
+        "full_name": {"en": name.title(), "ru": f"Сотрудник {name}"},
+        "email": f"{login_name}@staff.example.com",
+        "phone": phone,
+        "departments": departments or [],
+    }
+    created = await eventually(
+        lambda: stack.identity.post("/staff", json=body, headers=stack.admin),
+        lambda r: r.status_code != 422,
+    )
+    assert created.status_code == 201, created.text
+    staff_id: str = created.json()["id"]
+    for right in rights:
+        granted = await stack.identity.post(
+            f"/staff/{staff_id}/rights", json={"right": right}, headers=stack.admin
+        )
+        assert granted.status_code in (200, 201), granted.text
+    headers = await login(stack.identity, login_name, f"{login_name}-password")
+    for service in (stack.tickets, stack.notifier):  # both learn the staff member from the topic
+        await eventually(
+            lambda s=service: (
+                s.get("/subscriptions/" + staff_id, headers=headers)  # type: ignore[misc]
+                if s is stack.notifier
+                else s.get("/tickets", headers=headers)
+            ),
+            lambda r: r.status_code == 200,
+        )
+    return Person(staff_id, headers, str(body["email"]), phone)
+
+
+async def client(
+    stack: Stack, name: str, project_id: str, language: str = "en", phone: str | None = None
+) -> Person:
+    login_name = unique(name)
+    body: dict[str, Any] = {
+        "login": login_name,
+        "password": f"Passw0rd-{login_name}",
+        "email": f"{login_name}@client.example.com",
+        "country": "DE",
+        "customer_status": "individual",
+        "contact_person": f"Person {name}",
+        "project_id": project_id,
+        "language": language,
+    }
+    if phone:
+        body |= {"phone": phone, "phone_verified": True}
+    created = await eventually(
+        lambda: stack.clients.post("/clients", json=body, headers=stack.admin),
+        lambda r: r.status_code != 422,
+    )
+    assert created.status_code == 201, created.text
+    client_id: str = created.json()["id"]
+    headers = await login(stack.identity, login_name, f"Passw0rd-{login_name}")
+    await eventually(
+        lambda: stack.tickets.get("/tickets", headers=headers), lambda r: r.status_code == 200
+    )
+    return Person(client_id, headers, body["email"], phone or "")
+
+
+async def subscribe(
+    stack: Stack, person: Person, notices: dict[str, list[str]], **extra: Any
+) -> int:
+    answer = await stack.notifier.put(
+        f"/subscriptions/{person.id}", json={"notices": notices, **extra}, headers=person.headers
+    )
+    assert answer.status_code == 200, answer.text
+    position: int = answer.json()["position"]
+    return position
+
+
+async def open_ticket(stack: Stack, customer: Person, department_id: str) -> dict[str, Any]:
+    body = {"department_id": department_id, "subject": "Server down", "body": "Please help"}
+    answer = await eventually(
+        lambda: stack.tickets.post("/tickets", json=body, headers=customer.headers),
+        lambda r: r.status_code != 422,
+    )
+    assert answer.status_code == 201, answer.text
+    opened: dict[str, Any] = answer.json()
+    return opened
+
+
+async def deliveries(stack: Stack, **params: Any) -> list[dict[str, Any]]:
+    answer = await stack.notifier.get(
+        "/deliveries", params={"limit": 500, **params}, headers=stack.admin
+    )
+    assert answer.status_code == 200, answer.text
+    found: list[dict[str, Any]] = answer.json()
+    return found
+
+
+# ---------------------------------------------------------------- who gets what
+
+
+async def test_each_notice_reaches_the_right_people_by_the_right_channel(stack: Stack) -> None:
+    main = await project(stack)
+    desk = await department(stack, "Notice desk", [main])
+    other = await department(stack, "Other desk", [main])
+    agent = await staff(stack, "agent", ["tickets.view", "tickets.reply"], [desk])
+    silent = await staff(stack, "silent", ["tickets.view", "tickets.reply"], [desk])
+    elsewhere = await staff(stack, "elsewhere", ["tickets.view"], [other])
+    router_ = await staff(stack, "router", ["tickets.view", "tickets.transfer"], [desk])
+    await subscribe(
+        stack,
+        agent,
+        {
+            "new_ticket": ["email", "sms"],
+            "client_reply": ["email"],
+            "ticket_transferred": ["email"],
+        },
+    )
+    await subscribe(stack, elsewhere, {"new_ticket": ["email", "sms"]})
+    position = await subscribe(stack, silent, {"client_reply": ["email"]}, language="ru")
+    mine = await stack.notifier.get(
+        f"/subscriptions/{silent.id}", params={"min_position": position}, headers=silent.headers
+    )
+    assert mine.json() == {
+        "staff_id": silent.id, "language": "ru", "notices": {"client_reply": ["email"]},
+        "version": 1,
+    }  # fmt: skip
+    customer = await client(stack, "customer", main, language="ru")
+
+    # A new ticket: the subscribed member of the department, by e-mail and SMS.
+    opened = await open_ticket(stack, customer, desk)
+    ticket_id = opened["id"]
+    [mail] = await until(lambda: stack.mail.to(agent.email), what="new ticket mail")
+    assert mail.subject == f"New ticket #{ticket_id} in {await _name(stack, desk)}"
+    assert "Hello Agent," in mail.body
+    [text] = await until(lambda: stack.sms.to(agent.phone), what="new ticket SMS")
+    assert ticket_id in text["text"]
+
+    # Transferred to the agent: a notice to them (and the router's name filled in).
+    moved = await stack.tickets.post(
+        f"/tickets/{ticket_id}/transfer", json={"staff_id": agent.id}, headers=router_.headers
+    )
+    assert moved.status_code == 200, moved.text
+    transferred = await until(
+        lambda: [m for m in stack.mail.to(agent.email) if "transferred" in m.subject],
+        what="transfer mail",
+    )
+    assert "Router transferred ticket" in transferred[0].body
+
+    # The client replies: the assignee hears of it, the other subscriber does not.
+    replied = await stack.tickets.post(
+        f"/tickets/{ticket_id}/messages", json={"body": "still down"}, headers=customer.headers
+    )
+    assert replied.status_code == 201, replied.text
+    await until(
+        lambda: [m for m in stack.mail.to(agent.email) if "Client reply" in m.subject],
+        what="client reply mail",
+    )
+
+    # Staff reply: the client hears of it, in Russian, with the macros filled.
+    answered = await stack.tickets.post(
+        f"/tickets/{ticket_id}/messages", json={"body": "Fixed"}, headers=agent.headers
+    )
+    assert answered.status_code == 201, answered.text
+    [reply] = await until(lambda: stack.mail.to(customer.email), what="reply to the client")
+    assert reply.subject == f"Новый ответ в вашем запросе #{ticket_id}"
+    assert "Person customer" in reply.body and "Сотрудник agent" in reply.body
+    assert "%" not in reply.body
+
+    # Nobody else: not the unsubscribed member, not the other department, no SMS to the client.
+    await asyncio.sleep(1)
+    assert stack.mail.to(silent.email) == []
+    assert stack.mail.to(elsewhere.email) == [] and stack.sms.to(elsewhere.phone) == []
+    assert [m.subject for m in stack.mail.to(agent.email)].count(mail.subject) == 1
+    [new] = [d for d in await deliveries(stack, to=agent.email) if d["kind"] == "new_ticket"]
+    log = await deliveries(stack, event_id=new["event_id"])
+    assert {(d["channel"], d["to"], d["status"]) for d in log} == {
+        ("email", agent.email, "sent"),
+        ("sms", agent.phone, "sent"),
+    }
+
+
+async def _name(stack: Stack, department_id: str) -> str:
+    answer = await stack.departments.get(f"/departments/{department_id}", headers=stack.admin)
+    name: str = answer.json()["name"]["en"]
+    return name

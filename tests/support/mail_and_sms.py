@@ -1,0 +1,117 @@
+"""A real SMTP server (aiosmtpd) and a real HTTP SMS gateway, in the test's event loop.
+
+Both keep what they received; the SMTP server can be stopped and started again
+on its port ("SMTP down"), the gateway told to answer 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from shared.devbroker import free_port
+from tests.http_util import serving
+
+
+@dataclass
+class Mail:
+    to: list[str]
+    message: EmailMessage
+    arrived: float
+
+    @property
+    def subject(self) -> str:
+        return str(self.message["subject"])
+
+    @property
+    def body(self) -> str:
+        part = self.message.get_body(("plain",))
+        return str(part.get_content()) if part is not None else ""
+
+
+class MailBox:
+    """An SMTP server that keeps every message in memory."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.mails: list[Mail] = []
+        self.arrived = asyncio.Event()
+        self._server: asyncio.Server | None = None
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        content = envelope.original_content or envelope.content or b""
+        raw = content if isinstance(content, bytes) else content.encode()
+        message = message_from_bytes(raw, policy=policy.default)
+        assert isinstance(message, EmailMessage)
+        loop = asyncio.get_running_loop()
+        self.mails.append(Mail(list(envelope.rcpt_tos), message, loop.time()))
+        self.arrived.set()
+        return "250 Message accepted for delivery"
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: SMTP(self, hostname="mailbox.localhost", loop=loop), "127.0.0.1", self.port
+        )
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+            self._server = None
+
+    def to(self, address: str) -> list[Mail]:
+        return [m for m in self.mails if address in m.to]
+
+
+@dataclass
+class SmsGateway:
+    """An HTTP SMS gateway: ``POST /sms`` ``{"to", "text", "id"}``; ``failing`` answers 500."""
+
+    url: str = ""
+    received: list[dict[str, Any]] = field(default_factory=list)
+    refused: int = 0
+    failing: bool = False
+
+    def to(self, phone: str) -> list[dict[str, Any]]:
+        return [m for m in self.received if m["to"] == phone]
+
+
+@contextlib.asynccontextmanager
+async def sms_gateway() -> AsyncIterator[SmsGateway]:
+    gateway = SmsGateway()
+
+    app = FastAPI()
+
+    @app.post("/sms")
+    async def send(request: Request) -> JSONResponse:
+        body = await request.json()
+        if gateway.failing:
+            gateway.refused += 1
+            return JSONResponse({"error": "gateway down"}, status_code=500)
+        gateway.received.append(body)
+        return JSONResponse({"accepted": True})
+
+    async with serving(app) as base:
+        gateway.url = f"{base}/sms"
+        yield gateway
+
+
+@contextlib.asynccontextmanager
+async def mailbox() -> AsyncIterator[MailBox]:
+    box = MailBox()
+    await box.start()
+    try:
+        yield box
+    finally:
+        await box.stop()
