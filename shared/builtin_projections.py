@@ -29,25 +29,34 @@ class EventTypeCounts(Projection):
         )
 
     async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
+        await self.apply_all(conn, [event])
+
+    async def apply_all(self, conn: AsyncConnection, events: list[RecordedEvent]) -> None:
+        """One statement or two per event type in the batch, not per event."""
+        latest: dict[str, tuple[int, RecordedEvent]] = {}
+        for event in events:
+            seen, _ = latest.get(event.type, (0, event))
+            latest[event.type] = (seen + 1, event)  # events come in order: the last wins
         t = self.table
-        updated = await conn.execute(
-            t.update()
-            .where(t.c.type == event.type)
-            .values(
-                count=t.c.count + 1,
-                last_position=event.position,
-                last_occurred_at=event.occurred_at,
-            )
-        )
-        if updated.rowcount == 0:
-            await conn.execute(
-                t.insert().values(
-                    type=event.type,
-                    count=1,
-                    last_position=event.position,
-                    last_occurred_at=event.occurred_at,
+        for type_, (count, last) in latest.items():
+            updated = await conn.execute(
+                t.update()
+                .where(t.c.type == type_)
+                .values(
+                    count=t.c.count + count,
+                    last_position=last.position,
+                    last_occurred_at=last.occurred_at,
                 )
             )
+            if updated.rowcount == 0:
+                await conn.execute(
+                    t.insert().values(
+                        type=type_,
+                        count=count,
+                        last_position=last.position,
+                        last_occurred_at=last.occurred_at,
+                    )
+                )
 
     async def counts(self, conn: AsyncConnection) -> dict[str, int]:
         rows = await conn.execute(select(self.table.c.type, self.table.c.count))

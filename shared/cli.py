@@ -32,7 +32,7 @@ from shared.builtin_projections import EventTypeCounts
 from shared.events import EventRegistry
 from shared.eventstore import open_event_store
 from shared.kafka import topic_of
-from shared.projections import Projection, ProjectionRunner
+from shared.projections import Projection, ProjectionRunner, checkpoint_name
 from shared.readmodel import ReadModelDB
 from shared.relay import Relay
 from shared.service import ServiceSpec
@@ -110,7 +110,7 @@ async def _status(service: str) -> Table:
         head = await store.head_position()
         table = Table("part", "checkpoint", "store head", "lag (positions)")
         for projection in _projections(spec):
-            position = (await db.checkpoint(f"projection:{projection.name}")).position
+            position = (await db.checkpoint(checkpoint_name(projection.name))).position
             table.add_row(
                 f"projection {projection.name}", str(position), str(head), str(head - position)
             )

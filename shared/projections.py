@@ -50,6 +50,11 @@ class Projection(abc.ABC):
             await self.apply(conn, event)
 
 
+def checkpoint_name(projection_name: str) -> str:
+    """The name a projection's checkpoint is stored under."""
+    return f"projection:{projection_name}"
+
+
 Progress = Callable[[int], None]
 
 
@@ -72,7 +77,7 @@ class ProjectionRunner:
 
     @property
     def checkpoint_name(self) -> str:
-        return f"projection:{self.projection.name}"
+        return checkpoint_name(self.projection.name)
 
     async def start(self) -> None:
         """Create the tables if missing and load the checkpoint."""

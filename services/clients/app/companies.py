@@ -57,12 +57,13 @@ from shared.app import append, load
 from shared.domain import NotFound
 from shared.events import Actor, DomainEvent
 from shared.eventstore import ConcurrencyError, EventStore
+from shared.projections import checkpoint_name
 from shared.readmodel import ReadModelDB
 from shared.shredding import Sealer
 
 log = structlog.get_logger(__name__)
 
-DIRECTORY_CHECKPOINT = f"projection:{CompanyDirectory.name}"
+DIRECTORY_CHECKPOINT = checkpoint_name(CompanyDirectory.name)
 CATCH_UP_SECONDS = 2.0
 
 

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import func, select, update
+from sqlalchemy import update
 
 from services.tickets.app.catalog_port import ActiveAnnouncement, CategoryInfo
 from services.tickets.app.catalog_port import SupportSettings as SettingsInfo
@@ -73,9 +73,8 @@ from services.tickets.domain.catalog import (
 )
 from services.tickets.domain.events import registry
 from services.tickets.projections.catalog import (
-    CatalogDirectory,
     announcement_marks,
-    announcements,
+    blocking_now,
     marks_metadata,
     text_from_json,
 )
@@ -84,11 +83,10 @@ from shared.app import append, load
 from shared.domain import Aggregate, DomainError, NotFound
 from shared.events import Actor, DomainEvent, utcnow
 from shared.eventstore import ConcurrencyError, EventStore
-from shared.readmodel import ReadModelDB, checkpoints
+from shared.readmodel import ReadModelDB
 
 A = TypeVar("A", bound=Aggregate)
 
-DIRECTORY_CHECKPOINT = f"projection:{CatalogDirectory.name}"
 RETRY_ATTEMPTS = 50
 SETTINGS_ID = "support-settings"
 
@@ -325,41 +323,12 @@ class SupportCatalog:
         """A blocking announcement active at ``now`` (the one ending last), or None."""
         await self._ensure_marks()
         async with self.db.reading() as conn:
-            # First how far the read model is and what was answered beyond it...
-            checkpoint = (
-                select(checkpoints.c.position)
-                .where(checkpoints.c.name == DIRECTORY_CHECKPOINT)
-                .scalar_subquery()
-            )
-            marked = [
-                str(row[0])
-                for row in await conn.execute(
-                    select(announcement_marks.c.announcement_id).where(
-                        announcement_marks.c.position > func.coalesce(checkpoint, 0)
-                    )
-                )
-            ]
-            # ...then the read model, which is at least that far (outside a
-            # transaction, this statement sees every commit made before it began).
-            rows = await conn.execute(
-                select(announcements)
-                .where(
-                    announcements.c.blocking.is_(True)
-                    & (announcements.c.starts_at <= now)
-                    & (announcements.c.active_until > now)
-                )
-                .order_by(announcements.c.active_until.desc())
-            )
-            found = [
-                _active(
-                    str(row.announcement_id),
-                    row.text,
-                    row.starts_at,
-                    row.active_until,
-                )
-                for row in rows
-                if row.announcement_id not in marked
-            ]
+            rows, marked = await blocking_now(conn, now)
+        found = [
+            _active(str(row.announcement_id), row.text, row.starts_at, row.active_until)
+            for row in rows
+            if row.announcement_id not in marked
+        ]
         for announcement_id in marked:
             announcement = await self._load(
                 announcement_stream(announcement_id), Announcement, None

@@ -128,9 +128,8 @@ class Tickets:
                 raise DomainError("client_id", "staff name the client they open a ticket for")
             client_id = draft.client_id
         async with self.db.reading() as conn:
-            client = await support.client(conn, client_id)
-            department = await support.department(conn, draft.department_id)
-            hours = await support.hours_of(conn, draft.department_id)
+            known = await support.opening(conn, client_id, draft.department_id)
+        client, department, hours = known.client, known.department, known.hours
         if principal.kind == "staff" and (client is None or client.erased):
             raise DomainError("client_id", f"no client {client_id}")
         project_id = client.project_id if client else None

@@ -18,6 +18,7 @@ announcement whose 201 was already given (see ``services.tickets.app.catalog``).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -31,6 +32,12 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
+    func,
+    literal_column,
+    null,
+    select,
+    union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -51,8 +58,8 @@ from services.tickets.domain.catalog_events import (
 )
 from services.tickets.domain.events import registry
 from shared.events import RecordedEvent
-from shared.projections import Projection
-from shared.readmodel import UtcDateTime
+from shared.projections import Projection, checkpoint_name
+from shared.readmodel import UtcDateTime, checkpoints
 
 metadata = MetaData()
 
@@ -286,6 +293,46 @@ class CatalogDirectory(Projection):
                 & (announcement_marks.c.position <= position)
             )
         )
+
+
+# Built once: every client's open asks it. One statement, so one snapshot: the
+# marks past the directory's checkpoint and the rows, which are at least that far.
+_BLOCKING_NOW = union_all(
+    select(
+        literal_column("'row'").label("kind"),
+        announcements.c.announcement_id,
+        announcements.c.text,
+        announcements.c.starts_at,
+        announcements.c.active_until,
+    ).where(
+        announcements.c.blocking.is_(True)
+        & (announcements.c.starts_at <= bindparam("now"))
+        & (announcements.c.active_until > bindparam("now"))
+    ),
+    select(
+        literal_column("'mark'"), announcement_marks.c.announcement_id, null(), null(), null()
+    ).where(
+        announcement_marks.c.position
+        > func.coalesce(
+            select(checkpoints.c.position)
+            .where(checkpoints.c.name == checkpoint_name(CatalogDirectory.name))
+            .scalar_subquery(),
+            0,
+        )
+    ),
+)
+
+
+async def blocking_now(conn: AsyncConnection, now: datetime) -> tuple[list[Any], set[str]]:
+    """Blocking announcements active at ``now`` by the read model, and the ids of
+    announcements answered beyond it (their rows may be behind: load those)."""
+    rows, marked = [], set()
+    for row in await conn.execute(_BLOCKING_NOW, {"now": now}):
+        if row.kind == "mark":
+            marked.add(str(row.announcement_id))
+        else:
+            rows.append(row)
+    return rows, marked
 
 
 def catalog_projections() -> list[Projection]:

@@ -27,7 +27,19 @@ from typing import Any
 import orjson
 import structlog
 from pydantic import BaseModel, ConfigDict, ValidationError
-from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, Text, select, update
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.business_hours import DAYS, ROUND_THE_CLOCK, BusinessHours, WeeklyHours
@@ -420,6 +432,53 @@ async def hours_of(conn: AsyncConnection, department_id: str | None) -> Business
     if found is None:
         return ROUND_THE_CLOCK
     return _business_hours(found.timezone, found.weekly, found.holidays)
+
+
+# Built once: every open asks it. One row whatever exists: the client, the
+# department and its schedule are each NULL when unknown.
+_ONE = select(literal_column("1").label("one")).subquery("one")
+_OPENING = select(
+    *[c.label(f"c_{c.name}") for c in known_clients.c],
+    *[c.label(f"d_{c.name}") for c in known_departments.c],
+    known_schedules.c.timezone,
+    known_schedules.c.weekly,
+    known_schedules.c.holidays,
+).select_from(
+    _ONE.outerjoin(known_clients, known_clients.c.client_id == bindparam("client_id"))
+    .outerjoin(known_departments, known_departments.c.department_id == bindparam("department_id"))
+    .outerjoin(known_schedules, known_schedules.c.schedule_id == known_departments.c.schedule_id)
+)
+
+
+@dataclass(frozen=True)
+class Opening:
+    """What opening a ticket needs to know, read in one round trip."""
+
+    client: KnownClient | None
+    department: SupportDepartment | None
+    hours: BusinessHours
+
+
+async def opening(conn: AsyncConnection, client_id: str, department_id: str) -> Opening:
+    """The client, the department and its business hours (as ``client``,
+    ``department`` and ``hours_of`` would answer), in one statement."""
+    row = (
+        await conn.execute(_OPENING, {"client_id": client_id, "department_id": department_id})
+    ).one()
+    m = row._mapping
+    client = None
+    if m["c_client_id"] is not None:
+        client = KnownClient(**{c.name: m[f"c_{c.name}"] for c in known_clients.c})
+    department = None
+    if m["d_department_id"] is not None:
+        fields = {c.name: m[f"d_{c.name}"] for c in known_departments.c}
+        department = SupportDepartment(
+            **{**fields, "providers": tuple(orjson.loads(fields["providers"]))}
+        )
+    hours = ROUND_THE_CLOCK
+    if m["timezone"] is not None:
+        hours = _business_hours(m["timezone"], m["weekly"], m["holidays"])
+    return Opening(client, department, hours)
 
 
 @functools.lru_cache(maxsize=1024)
