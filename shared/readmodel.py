@@ -108,7 +108,9 @@ class ReadModelDB:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             engine = create_async_engine(url, connect_args={"timeout": 30})
         else:
-            engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+            # No overflow: a connection opened for a peak and closed after it costs a
+            # PostgreSQL backend start each time (seen under load); waiting is cheaper.
+            engine = create_async_engine(url, pool_size=pool_size, max_overflow=0)
         db = cls(engine)
         await db.create_tables(kernel_metadata)
         return db

@@ -100,7 +100,7 @@ class ServiceRuntime:
         self.store = await open_event_store(
             s.event_store_url, namespace=self.spec.name, pool_size=s.db_pool_size
         )
-        self.db = await ReadModelDB.open(s.read_model_url, pool_size=max(1, s.db_pool_size // 2))
+        self.db = await ReadModelDB.open(s.read_model_url, pool_size=s.db_pool_size)
         await self._start_access_control()
         for projection in [EventTypeCounts(), *self.spec.projections()]:
             runner = ProjectionRunner(self.store, self.db, projection)

@@ -34,8 +34,8 @@ class ServiceSettings(BaseSettings):
     topic_prefix: str = ""
     topic_partitions: int = 3
     relay_enabled: bool = True
-    # PostgreSQL connections per process: the store pool, and half as many (plus
-    # as many again at peaks) for read models. Lower it when many processes share a server.
+    # PostgreSQL connections per process: the store pool, and as many, kept open, for
+    # read models. Lower it when many processes share a server.
     db_pool_size: int = Field(default=10, ge=2, le=200)
     jwt_secret: SecretStr | None = Field(
         default=None, description="signs access tokens; every service must share it"
