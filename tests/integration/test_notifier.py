@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from services.clients.service import SPEC as CLIENTS
 from services.departments.domain.defaults import TECHNICAL_SUPPORT
 from services.departments.service import SPEC as DEPARTMENTS
 from services.identity.service import SPEC as IDENTITY
+from services.notifier.app import directory
 from services.notifier.app.notifier import Notifier
 from services.notifier.service import SPEC as NOTIFIER
 from services.tickets.service import SPEC as TICKETS
@@ -39,8 +41,8 @@ ADMIN_PASSWORD = "admin-password-for-tests"
 SECRET = SecretStr("notifier-test-secret-" * 3)
 IP = "203.0.113.7"
 Headers = dict[str, str]
-RETRY_SECONDS = 0.3
-ATTEMPTS = 3
+RETRY_SECONDS = 0.5
+ATTEMPTS = 4  # 0.5 + 1 + 2 s of back-off before a notice fails
 
 
 @dataclass
@@ -273,15 +275,19 @@ async def staff(
         )
         assert granted.status_code in (200, 201), granted.text
     headers = await login(stack.identity, login_name, f"{login_name}-password")
-    for service in (stack.tickets, stack.notifier):  # both learn the staff member from the topic
-        await eventually(
-            lambda s=service: (
-                s.get("/subscriptions/" + staff_id, headers=headers)  # type: ignore[misc]
-                if s is stack.notifier
-                else s.get("/tickets", headers=headers)
-            ),
-            lambda r: r.status_code == 200,
-        )
+    for name in ("tickets", "notifier"):  # both learn staff and rights from identity.events
+
+        def known(name: str = name) -> bool:
+            access = stack.apps[name].state.runtime.access.by_principal.get(staff_id)
+            return access is not None and set(rights) <= set(access.rights)
+
+        await until(known, what=f"{name} knows {login_name}")
+
+    async def carded() -> bool:  # the notifier's own directory (its stream processor)
+        async with stack.apps["notifier"].state.runtime.db.reading() as conn:
+            return bool(await directory.staff(conn, [staff_id]))
+
+    await until(carded, what=f"the notifier has {login_name}'s card")
     return Person(staff_id, headers, str(body["email"]), phone)
 
 
@@ -433,3 +439,247 @@ async def _name(stack: Stack, department_id: str) -> str:
     answer = await stack.departments.get(f"/departments/{department_id}", headers=stack.admin)
     name: str = answer.json()["name"]["en"]
     return name
+
+
+async def test_a_contact_with_notifications_off_gets_no_copy(stack: Stack) -> None:
+    main = await project(stack)
+    customer = await client(stack, "company-member", main)
+    company = await stack.clients.post(
+        "/companies", json={"name": unique("Acme")}, headers=stack.admin
+    )
+    assert company.status_code == 201, company.text
+    path = f"/companies/{company.json()['id']}"
+    joined = await stack.clients.post(
+        f"{path}/members", json={"client_id": customer.id}, headers=stack.admin
+    )
+    assert joined.status_code in (200, 201), joined.text
+    on, off = unique("on") + "@contact.example.com", unique("off") + "@contact.example.com"
+    for email, notifications in ((on, True), (off, False)):
+        added = await stack.clients.post(
+            f"{path}/contacts",
+            json={"name": "Contact", "email": email, "notifications": notifications},
+            headers=stack.admin,
+        )
+        assert added.status_code == 201, added.text
+    await asyncio.sleep(0.5)  # the clients' read model (the notifier asks it) has the contacts
+    sent = await stack.clients.post(
+        "/clients/messages",
+        json={"client_ids": [customer.id], "subject": "Maintenance", "text": "Tonight"},
+        headers=stack.admin,
+    )
+    assert sent.status_code == 201, sent.text
+    await until(lambda: stack.mail.to(customer.email) and stack.mail.to(on), what="message mails")
+    assert stack.mail.to(customer.email)[0].subject == "A message from support"
+    await asyncio.sleep(1)
+    assert stack.mail.to(off) == []
+
+
+# ---------------------------------------------------------------- retries
+
+
+async def test_smtp_down_then_up_is_retried_and_sent_once(stack: Stack) -> None:
+    main = await project(stack)
+    desk = await department(stack, "Retry desk", [main])
+    agent = await staff(stack, "retried", ["tickets.view"], [desk])
+    await subscribe(stack, agent, {"new_ticket": ["email"]})
+    customer = await client(stack, "retry-client", main)
+    await stack.mail.stop()
+    try:
+        await open_ticket(stack, customer, desk)
+        [failed] = await until(
+            lambda: _with(deliveries(stack, to=agent.email), status="retrying"),
+            what="a failed attempt",
+        )
+        assert failed["attempts"] == 1 and "smtp" in failed["error"]
+    finally:
+        await stack.mail.start()
+    [sent] = await until(
+        lambda: _with(deliveries(stack, to=agent.email), status="sent"), what="sent after all"
+    )
+    assert sent["attempts"] >= 2 and sent["sent_at"] is not None
+    await asyncio.sleep(1.5)
+    assert len(stack.mail.to(agent.email)) == 1
+
+
+async def test_a_gateway_answering_500_is_retried_then_failed_in_the_log(stack: Stack) -> None:
+    main = await project(stack)
+    desk = await department(stack, "Gateway desk", [main])
+    agent = await staff(stack, "texted", ["tickets.view"], [desk])
+    await subscribe(stack, agent, {"new_ticket": ["sms", "email"]})
+    customer = await client(stack, "gateway-client", main)
+    stack.sms.failing = True
+    refused_before = stack.sms.refused
+    try:
+        await open_ticket(stack, customer, desk)
+        [failed] = await until(
+            lambda: _with(deliveries(stack, to=agent.phone), status="failed"),
+            timeout=30,
+            what="given up",
+        )
+    finally:
+        stack.sms.failing = False
+    assert failed["channel"] == "sms" and failed["attempts"] == ATTEMPTS
+    assert "500" in failed["error"]
+    assert stack.sms.refused - refused_before == ATTEMPTS and stack.sms.to(agent.phone) == []
+    # The same notice by e-mail went out: one channel failing does not hold up the other.
+    assert _only(await deliveries(stack, to=agent.email))["status"] == "sent"
+
+
+async def _with(pending: Any, **wanted: Any) -> list[dict[str, Any]]:
+    return [d for d in await pending if all(d[k] == v for k, v in wanted.items())]
+
+
+def _only(found: list[dict[str, Any]]) -> dict[str, Any]:
+    assert len(found) == 1, found
+    return found[0]
+
+
+# ---------------------------------------------------------------- timers
+
+
+async def test_a_timer_due_while_the_notifier_was_down_fires_once_and_suspends(
+    stack: Stack,
+) -> None:
+    main = await project(stack)
+    phone = f"+4930{uuid.uuid4().int % 10**8:08d}"
+    abuser = await client(stack, "abuser", main, phone=phone)
+    deadline = datetime.now(UTC) + timedelta(seconds=6)
+    sent = await stack.clients.post(
+        "/clients/messages",
+        json={
+            "client_ids": [abuser.id],
+            "subject": "Abuse report",
+            "text": "Your server sends spam",
+            "violation": {"deadline": deadline.isoformat(), "on_no_reaction": "suspend_services"},
+        },
+        headers=stack.admin,
+    )
+    assert sent.status_code == 201, sent.text
+    message_id = sent.json()["id"]
+    # The notice itself: by e-mail and, being an abuse notice, by SMS.
+    [mail] = await until(lambda: stack.mail.to(abuser.email), what="abuse notice mail")
+    assert mail.subject.startswith("Abuse notice: please respond by ")
+    await until(lambda: stack.sms.to(phone), what="abuse notice SMS")
+    [timer] = (
+        await eventually(
+            lambda: stack.notifier.get(
+                "/timers", params={"client_id": abuser.id}, headers=stack.admin
+            ),
+            lambda r: r.status_code == 200 and len(r.json()) == 1,
+        )
+    ).json()
+    assert timer["kind"] == "abuse_notice" and timer["message_id"] == message_id
+    assert datetime.fromisoformat(timer["due_at"]) == deadline.replace(
+        microsecond=deadline.microsecond
+    )
+
+    async with stack.restart():  # down from before the deadline until after it
+        await asyncio.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds()) + 1)
+        card = await stack.clients.get(f"/clients/{abuser.id}", headers=stack.admin)
+        assert card.json()["services"] == "active"
+    suspended = await eventually(
+        lambda: stack.clients.get(f"/clients/{abuser.id}", headers=stack.admin),
+        lambda r: r.json()["services"] == "suspended",
+    )
+    assert suspended.status_code == 200
+    fired = await stack.notifier.get(
+        "/timers", params={"client_id": abuser.id, "status": "fired"}, headers=stack.admin
+    )
+    [done] = fired.json()
+    store = stack.apps["notifier"].state.runtime.store
+    kinds = [e.type for e in await store.read_stream(f"timer-{done['id']}")]
+    assert kinds == ["TimerScheduled", "DeadlineExpired"]
+    await asyncio.sleep(1.5)  # a second start finds nothing more to fire
+    kinds = [e.type for e in await store.read_stream(f"timer-{done['id']}")]
+    assert kinds.count("DeadlineExpired") == 1
+
+
+async def test_ticket_deadlines_become_timers_warnings_and_rating_requests(stack: Stack) -> None:
+    main = await project(stack)
+    desk = await department(stack, "Deadline desk", [main])
+    watcher = await staff(stack, "watcher", ["tickets.view", "tickets.reply"], [desk])
+    await subscribe(stack, watcher, {"deadline_near": ["email"]})
+    customer = await client(stack, "deadline-client", main)
+    settings = await stack.tickets.put(
+        "/support/settings",
+        json={"close_after_days": 3, "rate_after_days": 0, "rating_mode": "message"},
+        headers=stack.admin,
+    )
+    assert settings.status_code == 200, settings.text
+    await asyncio.sleep(0.5)
+    opened = await open_ticket(stack, customer, desk)
+    ticket_id = opened["id"]
+    # The warning is due at once here (5 h of warning before a 4 h promise): to the department.
+    [warning] = await until(
+        lambda: [m for m in stack.mail.to(watcher.email) if "Response due soon" in m.subject],
+        what="response-time warning",
+    )
+    assert ticket_id in warning.subject and "UTC" in warning.body
+    replied = await stack.tickets.post(
+        f"/tickets/{ticket_id}/messages", json={"body": "On it"}, headers=watcher.headers
+    )
+    assert replied.status_code == 201, replied.text
+    # The reply sets the auto-close deadline (3 days) and asks for a rating at once.
+    [close] = (
+        await eventually(
+            lambda: stack.notifier.get(
+                "/timers",
+                params={"ticket_id": ticket_id, "kind": "ticket_auto_close"},
+                headers=stack.admin,
+            ),
+            lambda r: r.status_code == 200 and len(r.json()) == 1,
+        )
+    ).json()
+    left = datetime.fromisoformat(close["due_at"]) - datetime.now(UTC)
+    assert timedelta(days=2, hours=23) < left <= timedelta(days=3)
+    rating = await until(
+        lambda: [m for m in stack.mail.to(customer.email) if "How did we do" in m.subject],
+        what="rating request mail",
+    )
+    assert len(rating) == 1
+    # The client answers: the auto-close deadline no longer holds.
+    answered = await stack.tickets.post(
+        f"/tickets/{ticket_id}/messages", json={"body": "thanks"}, headers=customer.headers
+    )
+    assert answered.status_code == 201, answered.text
+    cancelled = await eventually(
+        lambda: stack.notifier.get(
+            "/timers",
+            params={"ticket_id": ticket_id, "status": "cancelled", "kind": "ticket_auto_close"},
+            headers=stack.admin,
+        ),
+        lambda r: r.status_code == 200 and len(r.json()) == 1,
+    )
+    assert cancelled.json()[0]["cancel_reason"] == "the client answered"
+
+
+# ---------------------------------------------------------------- rights and input
+
+
+async def test_every_endpoint_checks_its_right_and_names_bad_fields(stack: Stack) -> None:
+    nobody = await staff(stack, "nobody", [])
+    other = await staff(stack, "other", [])
+    for path in ("/deliveries", "/timers", f"/subscriptions/{other.id}"):
+        assert (await stack.notifier.get(path)).status_code == 401
+        refused = await stack.notifier.get(path, headers=nobody.headers)
+        assert refused.status_code == 403, (path, refused.text)
+    put = await stack.notifier.put(
+        f"/subscriptions/{other.id}", json={"notices": {}}, headers=nobody.headers
+    )
+    assert put.status_code == 403
+    for body, field in (
+        ({"notices": {"new_tickets": ["email"]}}, "notices.new_tickets"),
+        ({"notices": {"new_ticket": ["fax"]}}, "notices.new_ticket"),
+        ({"language": "de"}, "language"),
+        ({"notices": [], "extra": 1}, "notices"),
+    ):
+        bad = await stack.notifier.put(
+            f"/subscriptions/{nobody.id}", json=body, headers=nobody.headers
+        )
+        assert bad.status_code == 422, bad.text
+        assert bad.json()["error"]["field"].startswith(field), bad.json()
+    for params, field in (({"channel": "fax"}, "channel"), ({"limit": 0}, "limit")):
+        bad = await stack.notifier.get("/deliveries", params=params, headers=stack.admin)
+        assert bad.status_code == 422 and bad.json()["error"]["field"] == field
+    bad = await stack.notifier.get("/timers", params={"kind": "soon"}, headers=stack.admin)
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "kind"

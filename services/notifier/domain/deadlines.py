@@ -57,7 +57,8 @@ def warning_at(schedule: ScheduleHours | None, due_at: datetime, lead: timedelta
             earliest = middle
         else:
             latest = middle
-    return earliest.replace(microsecond=0)
+    whole = latest.replace(microsecond=0)  # a whole second, if it still leaves ``lead``
+    return whole if business_time_between(schedule, whole, due_at) >= lead else earliest
 
 
 def parse_datetime(value: Any) -> datetime:
