@@ -46,7 +46,12 @@ SERVICES = [
         "notifier",
         8005,
         scales=False,
-        optional_secret_env={"SMS_GATEWAY_URL": "SMS_GATEWAY_URL"},
+        optional_secret_env={
+            "SMS_GATEWAY_URL": "SMS_GATEWAY_URL",
+            "SMS_GATEWAY_TOKEN": "SMS_GATEWAY_TOKEN",
+            "SMTP_USERNAME": "SMTP_USERNAME",
+            "SMTP_PASSWORD": "SMTP_PASSWORD",
+        },
     ),
 ]
 
