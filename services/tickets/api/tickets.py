@@ -270,10 +270,8 @@ def _ticket_page(rows: list[Any], total: int) -> Response:
     The rows are the read model's own (typed, UTC-aware times), so they need no
     validation; a page is read far more often than anything else.
     """
-    page = [
-        {"id": row._mapping["ticket_id"], **{k: row._mapping[k] for k in _TICKET_COLUMNS}}
-        for row in rows
-    ]
+    mappings = [row._mapping for row in rows]  # a new view at every access: once per row
+    page = [{"id": m["ticket_id"], **{k: m[k] for k in _TICKET_COLUMNS}} for m in mappings]
     return Response(
         orjson.dumps(page, option=orjson.OPT_UTC_Z),
         media_type="application/json",
