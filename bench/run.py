@@ -41,6 +41,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeE
 from rich.table import Table
 
 from bench import access_latency, authz
+from bench import notifier as notifier_bench
 from bench import tickets as support_center
 from shared import devbroker
 from shared.events import Actor, NewEvent
@@ -777,6 +778,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     console.rule("support center (identity, departments, clients, tickets: real processes)")
     ticket_figures, ticket_meta = support_center.run()
     results.update(ticket_figures)
+    console.rule("notifier (a client's reply to the mail in an SMTP server)")
+    results.update(notifier_bench.run())
     meta = rounds[-1][1]
     meta["rounds"] = args.repeat
     meta["runtime_s"] = round(sum(m["runtime_s"] for _, m in rounds), 1)

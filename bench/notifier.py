@@ -1,0 +1,254 @@
+"""Notifier bench: from a client's reply (its 2xx) to the mail in an aiosmtpd server.
+
+Identity, departments, clients, tickets and the notifier run in this process
+on fresh PostgreSQL databases and a Tansu broker (or KAFKA_BOOTSTRAP_SERVERS);
+an aiosmtpd server takes the mail. One staff member is subscribed to
+``client_reply`` by e-mail and assigned one ticket per client.
+
+* ``notifier.event_to_mail_p99_ms``: replies one at a time, each timed from the
+  reply's 2xx to its mail's arrival (>= 200 replies);
+* ``notifier.mails_per_s``: a burst of replies at once, mails over the seconds
+  from the first reply to the last mail.
+
+    .venv/bin/python -m bench.notifier [--replies 200] [--burst 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+from email import message_from_bytes, policy
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from pydantic import SecretStr
+
+from bench.tickets import _admin_sql, _db_url, p99
+from services.clients.service import SPEC as CLIENTS
+from services.departments.service import SPEC as DEPARTMENTS
+from services.identity.service import SPEC as IDENTITY
+from services.notifier.service import SPEC as NOTIFIER
+from services.tickets.service import SPEC as TICKETS
+from shared import devbroker
+from shared.service import create_app
+from shared.settings import ServiceSettings
+
+PASSWORD = "bench-admin-password"
+IP = "203.0.113.5"
+
+
+class Inbox:
+    """An SMTP server noting when each ticket's mail arrived (by the subject's ticket id)."""
+
+    def __init__(self) -> None:
+        self.arrivals: dict[str, list[float]] = {}
+        self.count = 0
+        self.changed = asyncio.Event()
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or envelope.content or b""
+        message = message_from_bytes(
+            raw if isinstance(raw, bytes) else raw.encode(), policy=policy.default
+        )
+        ticket = str(message["subject"]).rpartition("#")[2]
+        self.arrivals.setdefault(ticket, []).append(time.perf_counter())
+        self.count += 1
+        self.changed.set()
+        return "250 OK"
+
+    async def wait_count(self, count: int, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while self.count < count:
+            self.changed.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{self.count} of {count} mails arrived")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), remaining)
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    import uvicorn
+
+    port = devbroker.free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
+
+
+async def _ok(call: Any, timeout: float = 60) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    while True:
+        answer: httpx.Response = await call()
+        if answer.status_code < 300:
+            return answer
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{answer.status_code}: {answer.text}")
+        await asyncio.sleep(0.1)
+
+
+async def measure(replies: int, burst: int) -> dict[str, float]:
+    prefix = f"bench{uuid.uuid4().hex[:6]}."
+    secret = SecretStr(uuid.uuid4().hex * 2)
+    names = ("identity", "departments", "clients", "tickets", "notifier")
+    databases = {n: f"bench_notifier_{n}" for n in names}
+    for database in databases.values():
+        await _admin_sql(
+            f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)', f'CREATE DATABASE "{database}"'
+        )
+    inbox = Inbox()
+    loop = asyncio.get_running_loop()
+    smtp_port = devbroker.free_port()
+    smtp = await loop.create_server(
+        lambda: SMTP(inbox, hostname="bench.localhost", loop=loop), "127.0.0.1", smtp_port
+    )
+    env = {"ADMIN_PASSWORD": PASSWORD, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp_port),
+           "DB_POOL_SIZE": "4", "LOG_LEVEL": "WARNING"}  # fmt: skip
+    saved = {k: os.environ.get(k) for k in [*env, "IDENTITY_URL", "CLIENTS_URL"]}
+    os.environ.update(env)
+    try:
+        with contextlib.ExitStack() as stack:
+            bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or stack.enter_context(
+                devbroker.running_tansu()
+            )
+            var = Path(stack.enter_context(__import__("tempfile").TemporaryDirectory()))
+
+            def app(spec: Any) -> Any:
+                url = _db_url(databases[spec.name])
+                return create_app(spec, ServiceSettings(
+                    event_store_url=url, read_model_url=url, kafka_bootstrap_servers=bootstrap,
+                    topic_prefix=prefix, jwt_secret=secret, trusted_proxies=["127.0.0.1/32"],
+                    var_dir=str(var / spec.name), log_level="WARNING",
+                ))  # fmt: skip
+
+            async with serving(app(IDENTITY)) as identity_url:
+                os.environ["IDENTITY_URL"] = identity_url
+                async with (
+                    serving(app(DEPARTMENTS)) as departments_url,
+                    serving(app(CLIENTS)) as clients_url,
+                ):
+                    os.environ["CLIENTS_URL"] = clients_url
+                    notifier_app = app(NOTIFIER)
+                    async with (
+                        serving(app(TICKETS)) as tickets_url,
+                        serving(notifier_app) as notifier_url,
+                        httpx.AsyncClient(timeout=60) as http,
+                    ):
+                        urls = {"identity": identity_url, "departments": departments_url,
+                                "clients": clients_url, "tickets": tickets_url,
+                                "notifier": notifier_url}  # fmt: skip
+                        await asyncio.wait_for(
+                            notifier_app.state.runtime.extensions["notifier"].stream.ready.wait(),
+                            60,
+                        )
+                        return await _run(http, urls, inbox, replies, burst)
+    finally:
+        smtp.close()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        for database in databases.values():
+            await _admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+async def _login(http: httpx.AsyncClient, url: str, login: str, password: str) -> dict[str, str]:
+    body = {"login": login, "password": password}
+    answer = await _ok(
+        lambda: http.post(f"{url}/auth/login", json=body, headers={"X-Forwarded-For": IP})
+    )
+    return {"Authorization": f"Bearer {answer.json()['access_token']}", "X-Forwarded-For": IP}
+
+
+async def _run(
+    http: httpx.AsyncClient, urls: dict[str, str], inbox: Inbox, replies: int, burst: int
+) -> dict[str, float]:
+    admin = await _login(http, urls["identity"], "admin", PASSWORD)
+    project = (await _ok(lambda: http.post(f"{urls['clients']}/projects", json={"name": "bench"},
+                                           headers=admin))).json()["id"]  # fmt: skip
+    desk = (await _ok(lambda: http.post(f"{urls['departments']}/departments", headers=admin, json={
+        "name": {"en": "Bench desk"}, "support": {"enabled": True, "providers": [project]},
+    }))).json()["id"]  # fmt: skip
+    agent = (await _ok(lambda: http.post(f"{urls['identity']}/staff", headers=admin, json={
+        "login": "agent", "password": "agent-password-1", "full_name": {"en": "Agent"},
+        "email": "agent@bench.example.com", "departments": [desk],
+    }))).json()["id"]  # fmt: skip
+    staff = await _login(http, urls["identity"], "agent", "agent-password-1")
+    await _ok(lambda: http.put(f"{urls['notifier']}/subscriptions/{agent}", headers=staff,
+                               json={"notices": {"client_reply": ["email"]}}))  # fmt: skip
+    customer_login = "customer1"
+    await _ok(lambda: http.post(f"{urls['clients']}/clients", headers=admin, json={
+        "login": customer_login, "password": "Passw0rd-bench", "email": "c@bench.example.com",
+        "country": "DE", "customer_status": "individual", "project_id": project,
+    }))  # fmt: skip
+    customer = await _login(http, urls["identity"], customer_login, "Passw0rd-bench")
+    total = replies + burst
+    tickets: list[str] = []
+    for _ in range(total):
+        opened = await _ok(lambda: http.post(f"{urls['tickets']}/tickets", headers=customer, json={
+            "department_id": desk, "subject": "s", "body": "b"}))  # fmt: skip
+        tickets.append(opened.json()["id"])
+    for ticket in tickets:  # the agent takes each ticket, so the client's reply is for them
+        await _ok(lambda t=ticket: http.post(f"{urls['tickets']}/tickets/{t}/transfer",
+                                             headers=admin, json={"staff_id": agent}))  # fmt: skip
+    await asyncio.sleep(2)  # the notifier has the assignments (its stream is ms behind)
+
+    latencies: list[float] = []
+    for ticket in tickets[:replies]:
+        await _ok(lambda t=ticket: http.post(f"{urls['tickets']}/tickets/{t}/messages",
+                                             headers=customer, json={"body": "more"}))  # fmt: skip
+        answered = time.perf_counter()
+        while ticket not in inbox.arrivals:
+            inbox.changed.clear()
+            await asyncio.wait_for(inbox.changed.wait(), 30)
+        latencies.append((inbox.arrivals[ticket][0] - answered) * 1000)
+    started, before = time.perf_counter(), inbox.count
+    gate = asyncio.Semaphore(16)
+
+    async def reply(ticket: str) -> None:
+        async with gate:
+            await _ok(lambda: http.post(f"{urls['tickets']}/tickets/{ticket}/messages",
+                                        headers=customer, json={"body": "burst"}))  # fmt: skip
+
+    await asyncio.gather(*(reply(t) for t in tickets[replies:]))
+    await inbox.wait_count(before + burst)
+    seconds = time.perf_counter() - started
+    return {
+        "notifier.event_to_mail_p99_ms": round(p99(latencies), 1),
+        "notifier.mails_per_s": round(burst / seconds, 1),
+    }
+
+
+def run(replies: int = 200, burst: int = 300) -> dict[str, float]:
+    """Figures for ``bench/results.json``."""
+    return asyncio.run(measure(replies, burst))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--replies", type=int, default=200)
+    parser.add_argument("--burst", type=int, default=300)
+    args = parser.parse_args()
+    for name, value in run(args.replies, args.burst).items():
+        print(f"{name} {value}")
+
+
+if __name__ == "__main__":
+    main()
