@@ -20,6 +20,7 @@ the principal may not use.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -166,6 +167,17 @@ def issue_token(
 
 
 def verify_token(secret: str, token: str) -> Claims:
+    """The claims of a valid, unexpired token; ``TokenError`` otherwise."""
+    claims = _verified(secret, token)
+    if claims.expires_at <= datetime.now(UTC):
+        raise TokenError("ExpiredSignatureError")
+    return claims
+
+
+@functools.lru_cache(maxsize=4096)
+def _verified(secret: str, token: str) -> Claims:
+    """Signature and claims checked once per token (a client sends the same one on every
+    request until it expires); only valid tokens are kept, and expiry is checked per use."""
     try:
         raw = jwt.decode(
             token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "sid", "exp"]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -79,6 +80,15 @@ def test_full_access_has_every_right() -> None:
     auth = authorizer(staff(full_access=True))
     assert auth.authorize(token(), None, "finance.invoices").id == "s-1"
     assert auth.allowed("s-1", "anything.at_all")
+
+
+def test_a_token_accepted_once_is_refused_when_it_expires() -> None:
+    """Verified tokens are remembered; expiry is still checked on every use."""
+    auth = authorizer(staff(rights=["clients"]))
+    short = token(now=datetime.now(UTC) - timedelta(minutes=15) + timedelta(seconds=2))
+    assert auth.authorize(short, None, "clients").id == "s-1"
+    time.sleep(2.1)
+    assert denied(lambda: auth.authorize(short, None, "clients")) == (401, "invalid_token")
 
 
 def test_missing_forged_expired_and_wrong_kind_tokens_are_401() -> None:
