@@ -190,6 +190,10 @@ async def _run(
         "login": "agent", "password": "agent-password-1", "full_name": {"en": "Agent"},
         "email": "agent@bench.example.com", "departments": [desk],
     }))).json()["id"]  # fmt: skip
+    for right in ("tickets.view", "tickets.reply"):
+        await _ok(lambda r=right: http.post(f"{urls['identity']}/staff/{agent}/rights",
+                                            headers=admin, json={"right": r}))  # fmt: skip
+    await asyncio.sleep(1)  # the tickets service learns the rights from identity.events
     staff = await _login(http, urls["identity"], "agent", "agent-password-1")
     await _ok(lambda: http.put(f"{urls['notifier']}/subscriptions/{agent}", headers=staff,
                                json={"notices": {"client_reply": ["email"]}}))  # fmt: skip
