@@ -20,9 +20,10 @@ from dataclasses import dataclass
 
 import structlog
 from aiokafka import AIOKafkaConsumer
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared import causation
 from shared.events import RecordedEvent
 from shared.kafka import ensure_topic
 from shared.readmodel import ReadModelDB, inbox
@@ -32,6 +33,9 @@ log = structlog.get_logger(__name__)
 Handler = Callable[[AsyncConnection, RecordedEvent], Awaitable[None]]
 
 CONSUMED = Counter("consumer_events_total", "Events taken from topics", ["consumer", "outcome"])
+CONSUMER_LAG = Gauge(
+    "consumer_lag_messages", "Messages on the broker not yet taken, per group", ["group", "topic"]
+)
 
 
 @dataclass(frozen=True)
@@ -98,9 +102,22 @@ class InboxConsumer:
                     await self.handle(events, tp.topic)
                 if batches:
                     await consumer.commit()
+                await self._measure_lag(consumer)
         finally:
             self.ready.clear()
             await consumer.stop()
+
+    async def _measure_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Messages on the broker this consumer has not taken yet, per topic."""
+        behind: dict[str, int] = {}
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)  # None until a fetch of tp came back
+            if highwater is None:
+                continue
+            position = await consumer.position(tp)
+            behind[tp.topic] = behind.get(tp.topic, 0) + max(0, highwater - position)
+        for topic, lag in behind.items():
+            CONSUMER_LAG.labels(self.group_id, topic).set(lag)
 
     async def handle(self, events: list[RecordedEvent], topic: str | None = None) -> None:
         """Apply a batch of one topic in one transaction, skipping events already in the inbox.
@@ -124,6 +141,7 @@ class InboxConsumer:
                         self.skipped += 1
                         CONSUMED.labels(route.inbox, "duplicate").inc()
                         continue
-                    await route.handler(conn, event)
+                    with causation.bound(causation.caused_by(event.event_id, event.correlation_id)):
+                        await route.handler(conn, event)
                     self.handled += 1
                     CONSUMED.labels(route.inbox, "handled").inc()

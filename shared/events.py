@@ -25,6 +25,8 @@ from typing import Any, ClassVar, Literal, NamedTuple, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict
 
+from shared import causation
+
 PrincipalKind = Literal["staff", "client", "system"]
 
 
@@ -272,6 +274,10 @@ class EventRegistry:
         """Wrap a payload model into a ``NewEvent`` ready to append."""
         if type(payload) is not self._models.get(payload.event_type):
             raise UnknownEventType(f"{type(payload).__name__} is not registered")
+        cause = causation.current()  # the request's or the handled event's, if any
+        if cause is not None:
+            correlation_id = correlation_id or cause.correlation_id
+            causation_id = causation_id or cause.causation_id
         return NewEvent(
             type=payload.event_type,
             schema_version=payload.schema_version,

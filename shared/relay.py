@@ -5,7 +5,8 @@ At least once: a page of events is sent, the broker acknowledges every message
 the page again; consumers drop the copies by event id (``shared.consumer``).
 
 Message key = stream id (Kafka keeps order per key, so per aggregate); headers
-``event-type`` and ``event-id``; value = the JSON envelope.
+``event-type``, ``event-id`` and ``correlation-id`` (when the event has one);
+value = the JSON envelope.
 
 A broker that lost the topic (the embedded Tansu keeps topics in memory only)
 is noticed at start: the topic is gone, or the last message the broker once
@@ -33,7 +34,10 @@ RELAY_POSITION = Gauge("relay_position", "Last store position the broker acknowl
 
 
 def message_headers(event: RecordedEvent) -> list[tuple[str, bytes]]:
-    return [("event-type", event.type.encode()), ("event-id", str(event.event_id).encode())]
+    headers = [("event-type", event.type.encode()), ("event-id", str(event.event_id).encode())]
+    if event.correlation_id is not None:  # lets a consumer trace without parsing the value
+        headers.append(("correlation-id", str(event.correlation_id).encode()))
+    return headers
 
 
 class Relay:

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import ipaddress
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, Histogram, generate_la
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared import logs
+from shared import causation, logs
 from shared.access import AccessCopy, Authorizer, Network, access_metadata
 from shared.access_feed import AccessFeed
 from shared.builtin_projections import EventTypeCounts
@@ -351,7 +350,7 @@ def _code_for(status: int) -> str:
 
 
 class CorrelationMiddleware:
-    """Binds the request's correlation id to the logs, echoes it, and times the request.
+    """Binds the request's correlation id (``shared.causation``), echoes it, times the request.
 
     A pure ASGI middleware: ``BaseHTTPMiddleware`` costs a task and a stream per
     request, which showed up in the open path's profile.
@@ -364,13 +363,13 @@ class CorrelationMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        correlation_id = ""
+        header = ""
         for name, value in scope["headers"]:
             if name == b"x-correlation-id":
-                correlation_id = value.decode("latin-1")
+                header = value.decode("latin-1")
                 break
-        correlation_id = correlation_id or str(uuid.uuid4())
-        echoed = (b"x-correlation-id", correlation_id.encode("latin-1"))
+        cause = causation.correlation_of(header)
+        echoed = (b"x-correlation-id", cause.header.encode("latin-1"))
         status = 500
 
         async def send_with_id(message: Message) -> None:
@@ -380,12 +379,11 @@ class CorrelationMiddleware:
                 message["headers"] = [*message.get("headers", ()), echoed]
             await send(message)
 
-        structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
         started = time.perf_counter()
         try:
-            await self.app(scope, receive, send_with_id)
+            with causation.bound(cause):
+                await self.app(scope, receive, send_with_id)
         finally:
-            structlog.contextvars.unbind_contextvars("correlation_id")
             route = scope.get("route")
             REQUEST_SECONDS.labels(
                 scope["method"], getattr(route, "path", "unmatched"), str(status)

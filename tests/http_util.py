@@ -6,12 +6,15 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import httpx
 import uvicorn
 from fastapi import FastAPI
 
 from shared.devbroker import free_port
+
+T = TypeVar("T")
 
 
 @contextlib.asynccontextmanager
@@ -34,15 +37,21 @@ async def serving(app: FastAPI) -> AsyncIterator[str]:
 
 
 async def eventually(
-    call: Callable[[], Awaitable[httpx.Response]],
-    ok: Callable[[httpx.Response], bool],
+    call: Callable[[], Awaitable[T]],
+    ok: Callable[[T], bool],
     timeout: float = 30,
-) -> httpx.Response:
+) -> T:
     """Poll ``call`` until ``ok(answer)``; fail with the last answer after ``timeout`` s."""
     started = time.monotonic()
     while True:
         answer = await call()
         if ok(answer):
             return answer
-        assert time.monotonic() - started < timeout, f"still {answer.status_code}: {answer.text}"
+        assert time.monotonic() - started < timeout, f"still {_described(answer)}"
         await asyncio.sleep(0.05)
+
+
+def _described(answer: object) -> str:
+    if isinstance(answer, httpx.Response):
+        return f"{answer.status_code}: {answer.text}"
+    return repr(answer)

@@ -127,7 +127,7 @@ class EsdbEventStore(EventStore):
         stored = await self._find(stream, [e.event_id for e in events])
         if stored is None:
             raise EventIdConflict(f"event ids of this append are stored elsewhere than {stream!r}")
-        self._notify_appended(stored.position)
+        self._notify_appended(stored.position, len(events))
         return stored
 
     async def _find(self, stream: str, ids: list[uuid.UUID]) -> AppendResult | None:

@@ -21,7 +21,13 @@ import enum
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
+from prometheus_client import Counter
+
 from shared.events import NewEvent, RecordedEvent
+
+# A re-sent (idempotent) append counts again on SQLite and EventStoreDB, which do
+# not tell it from a first one.
+APPENDED = Counter("events_appended_total", "Events this process appended to its store")
 
 
 class StreamState(enum.Enum):
@@ -151,7 +157,10 @@ class EventStore(abc.ABC):
     async def close(self) -> None:  # noqa: B027 - adapters without connections need nothing
         """Release connections."""
 
-    def _notify_appended(self, position: int = 0) -> None:
+    def _notify_appended(self, position: int = 0, count: int = 0) -> None:
+        """Wake the subscribers; ``count`` events were appended by this process."""
+        if count:
+            APPENDED.inc(count)
         # Swap in a fresh event so that no subscriber has to clear a shared one
         # (clearing would lose a wake-up for a subscriber between read and wait).
         self._last_local_position = max(self._last_local_position, position)

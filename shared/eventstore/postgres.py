@@ -324,7 +324,7 @@ class PostgresEventStore(EventStore):
             assert row is not None
             status, version, position = row
             if status == "ok":
-                self._notify_appended(position)
+                self._notify_appended(position, len(events))
                 return AppendResult(stream_version=version, position=position)
             if status == "conflict":
                 raise ConcurrencyError(stream, expected_version, version)

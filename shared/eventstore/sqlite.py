@@ -206,7 +206,7 @@ class SqliteEventStore(EventStore):
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         result = await asyncio.shield(request.result)
-        self._notify_appended(result.position)
+        self._notify_appended(result.position, len(events))
         return result
 
     async def _flush(self) -> None:

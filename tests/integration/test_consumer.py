@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from prometheus_client import REGISTRY
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.consumer import Handler, InboxConsumer
+from shared.consumer import CONSUMER_LAG, Handler, InboxConsumer
 from shared.events import NewEvent, RecordedEvent
 from shared.eventstore import open_event_store
 from shared.kafka import ensure_topic
@@ -134,3 +135,32 @@ async def test_one_consumer_routes_each_topic_to_its_own_handlers_and_inboxes(
     assert [n for _, n in await rows(db)] == [0, 1, 2, 3]
     assert sorted(seen["names"]) == [0, 1, 2, 3]
     assert sorted(seen["tickets"]) == [4, 5]
+
+
+async def test_consumer_lag_is_measured_per_topic(
+    postgres_url: str, db: ReadModelDB, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """``consumer_lag_messages``: what is on the broker and not taken yet, after each poll."""
+    topic = f"{topic_prefix}clients.events"
+    await ensure_topic(kafka_bootstrap, topic)
+    await produce(kafka_bootstrap, topic, await some_events(postgres_url, 8))
+    group = f"{topic_prefix}lagging"
+    CONSUMER_LAG.labels(group, topic).set(-1)  # not measured yet
+
+    def current() -> float | None:
+        labels = {"group": group, "topic": topic}
+        return REGISTRY.get_sample_value("consumer_lag_messages", labels)
+
+    observed: list[float | None] = []
+
+    async def watch(conn: AsyncConnection, event: RecordedEvent) -> None:
+        observed.append(current())
+        await record(conn, event)
+
+    one_at_a_time = InboxConsumer(
+        group, kafka_bootstrap, [topic], db, watch, group_id=group, max_records=1
+    )
+    await consume_until(one_at_a_time, seen=8)
+    # Measured after each poll of one message: behind at first, none at the end.
+    assert max(v or 0 for v in observed) > 0
+    assert current() == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -36,7 +37,13 @@ async def fill(store: EventStore, streams: int, per_stream: int) -> None:
         await store.append(
             f"ticket-{s}",
             [
-                NewEvent(type="TicketOpened" if i == 0 else "TicketReplied", data={"i": i})
+                NewEvent(
+                    type="TicketOpened" if i == 0 else "TicketReplied",
+                    data={"i": i},
+                    correlation_id=uuid.uuid5(uuid.NAMESPACE_DNS, f"request-{s}")
+                    if s % 2
+                    else None,
+                )
                 for i in range(per_stream)
             ],
         )
@@ -57,16 +64,17 @@ async def test_relay_publishes_every_event_with_key_headers_and_envelope(
         event = RecordedEvent.from_json(message.value)
         assert stored[event.event_id] == event
         assert message.key == event.stream.encode()
-        assert dict(message.headers) == {
-            "event-type": event.type.encode(),
-            "event-id": str(event.event_id).encode(),
-        }
+        expected = {"event-type": event.type.encode(), "event-id": str(event.event_id).encode()}
+        if event.correlation_id is not None:
+            expected["correlation-id"] = str(event.correlation_id).encode()
+        assert dict(message.headers) == expected
     # Per stream (= per key), the topic keeps the store's order.
     by_stream: dict[str, list[int]] = {}
     for message in sorted(messages, key=lambda m: (m.partition, m.offset)):
         event = RecordedEvent.from_json(message.value)
         by_stream.setdefault(event.stream, []).append(event.stream_version)
     assert all(v == [1, 2, 3, 4, 5] for v in by_stream.values())
+    assert sum(1 for m in messages if dict(m.headers).get("correlation-id")) == 50
     # The checkpoint moved only after the acknowledgements; a second run sends nothing.
     checkpoint = await db.checkpoint(relay.checkpoint_name)
     assert (checkpoint.position, checkpoint.published) == (await store.head_position(), 100)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from shared import devbroker
@@ -104,6 +105,10 @@ async def test_a_service_runs_its_store_relay_and_projections(
         assert (await http.get("/health")).json() == {"status": "ok", "service": "tickets"}
         metrics = (await http.get("/metrics")).text
         assert "relay_lag_events" in metrics and "http_request_duration_seconds" in metrics
+        assert "projection_lag_events" in metrics
+        appended = REGISTRY.get_sample_value("events_appended_total")
+        assert appended is not None and appended >= 2  # the two events above, at least
+        assert "events_appended_total " in metrics
         missing = await http.get("/no/such/path", headers={"x-correlation-id": "abc-123"})
         assert missing.status_code == 404
         assert missing.json() == {"error": {"code": "not_found", "message": "Not Found"}}

@@ -33,7 +33,7 @@ from services.tickets.app.handlers import Tickets
 from services.tickets.projections import support
 from services.tickets.service import SPEC as TICKETS
 from shared.business_hours import BusinessHours, WeeklyHours, expected_response_at
-from shared.events import NewEvent
+from shared.events import NewEvent, RecordedEvent
 from shared.eventstore import EventStore
 from shared.readmodel import ReadModelDB
 from shared.service import create_app
@@ -57,6 +57,8 @@ class Stack:
     tickets_app: FastAPI
     notifier: EventStore
     admin: Headers
+    identity_app: FastAPI | None = None
+    clients_app: FastAPI | None = None
 
     @property
     def app(self) -> Tickets:
@@ -123,8 +125,9 @@ async def stack(
                     ):
                         admin = await login(identity, "admin", ADMIN_PASSWORD)
                         stack = Stack(
-                            identity, departments, clients, tickets, apps[2], notifier, admin
-                        )
+                            identity, departments, clients, tickets, apps[2], notifier, admin,
+                            identity_app, apps[1],
+                        )  # fmt: skip
                         for service in (departments, clients, tickets):
                             await eventually(
                                 functools.partial(service.get, "/openapi.json"),
@@ -860,6 +863,76 @@ async def test_a_message_to_a_client_opens_a_thread_with_replies_forbidden(
     )
     assert moved.status_code == 200, moved.text
     assert thread["id"] in await seen_ids(stack, desk_staff, moved.json()["position"])
+
+
+async def events_of(app: FastAPI | None, correlation_id: uuid.UUID) -> list[RecordedEvent]:
+    """The events of one service's store in one correlation, in order."""
+    assert app is not None
+    found = await app.state.runtime.store.read_all(0, 100_000)
+    return [e for e in found if e.correlation_id == correlation_id]
+
+
+async def test_one_correlation_id_follows_a_request_across_services(stack: Stack) -> None:
+    """Events appended for a request, by a service it called, and by consumers down the
+    line carry its correlation id; each consumer's events name the event that caused them."""
+    main = await project(stack)
+    # A request to clients, which hands the credentials to identity over HTTP.
+    registering = uuid.uuid4()
+    login_name = unique("traced")
+    created = await eventually(  # the clients service learns new projects from its projection
+        lambda: stack.clients.post(
+            "/clients",
+            json={
+                "login": login_name, "password": f"Passw0rd-{login_name}",
+                "email": f"{login_name}@example.com", "country": "DE",
+                "customer_status": "individual", "project_id": main,
+            },
+            headers={**stack.admin, "x-correlation-id": str(registering)},
+        ),
+        lambda r: r.status_code != 422,
+    )  # fmt: skip
+    assert created.status_code == 201, created.text
+    assert created.headers["x-correlation-id"] == str(registering)
+    client_id = created.json()["id"]
+    assert "ClientRegistered" in [e.type for e in await events_of(stack.clients_app, registering)]
+    in_identity = await events_of(stack.identity_app, registering)
+    assert in_identity and all(e.causation_id is None for e in in_identity)
+    # A message with a deadline: clients records it, tickets opens a thread from the topic.
+    _, sender = await staff(stack, "tracer", ["clients.message", "clients.view", "tickets.view"])
+    messaging = uuid.uuid4()
+    deadline = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    sent = await stack.clients.post(
+        "/clients/messages",
+        json={
+            "client_ids": [client_id], "subject": "Abuse", "text": "Spam from your server",
+            "violation": {"deadline": deadline, "on_no_reaction": "move_to_active"},
+        },
+        headers={**sender, "x-correlation-id": str(messaging)},
+    )  # fmt: skip
+    assert sent.status_code == 201, sent.text
+    [messaged] = [
+        e for e in await events_of(stack.clients_app, messaging) if e.type == "ClientMessaged"
+    ]
+    opened = await eventually(
+        lambda: events_of(stack.tickets_app, messaging), lambda found: len(found) == 1
+    )
+    assert opened[0].type == "TicketOpened" and opened[0].causation_id == messaged.event_id
+    # The notifier's deadline, in its own correlation: two hops further.
+    expiring = uuid.uuid4()
+    expired = NewEvent(type="DeadlineExpired", correlation_id=expiring, data={
+        "kind": "abuse_notice", "client_id": client_id, "message_id": sent.json()["id"],
+    })  # fmt: skip
+    await stack.notifier.append(f"deadline-{sent.json()['id']}", [expired])
+    reacted = await eventually(
+        lambda: events_of(stack.clients_app, expiring), lambda found: len(found) == 1
+    )
+    assert reacted[0].type == "AbuseNoticeExpired"
+    assert reacted[0].causation_id == expired.event_id
+    reopened = await eventually(
+        lambda: events_of(stack.tickets_app, expiring), lambda found: len(found) == 1
+    )
+    assert reopened[0].type == "TicketReopened"
+    assert reopened[0].causation_id == reacted[0].event_id
 
 
 # ---------------------------------------------------------------- deadlines from the notifier

@@ -22,6 +22,7 @@ from services.clients.app.identity_port import (
     Impersonation,
     Unchanged,
 )
+from shared import causation
 from shared.domain import Conflict, DomainError, NotFound
 from shared.internal import issue_service_token
 
@@ -95,7 +96,9 @@ class IdentityHttp:
     ) -> dict[str, Any]:
         token = issue_service_token(self._secret, SERVICE)
         try:
-            async with httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout) as http:
+            async with httpx.AsyncClient(
+                base_url=self.base_url, timeout=self.timeout, event_hooks=causation.HTTPX_HOOKS
+            ) as http:
                 response = await http.request(
                     method, path, json=body, headers={"Authorization": f"Bearer {token}"}
                 )

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from services.notifier.domain.notices import ClientCard, ContactCard, language_of
+from shared import causation
 from shared.internal import issue_service_token
 
 
@@ -24,7 +25,7 @@ class ClientsHttp:
     def __init__(self, base_url: str, secret: str) -> None:
         self.base_url = base_url.rstrip("/")
         self._secret = secret
-        self._http = httpx.AsyncClient(timeout=5.0)
+        self._http = httpx.AsyncClient(timeout=5.0, event_hooks=causation.HTTPX_HOOKS)
 
     def __repr__(self) -> str:
         return f"ClientsHttp({self.base_url!r})"

@@ -12,6 +12,8 @@ from __future__ import annotations
 import httpx
 import structlog
 
+from shared import causation
+
 log = structlog.get_logger(__name__)
 
 TIMEOUT = httpx.Timeout(3.0)
@@ -30,7 +32,9 @@ class ClientsHttp:
         if not authorization:
             return None
         try:
-            async with httpx.AsyncClient(timeout=self.timeout) as http:
+            async with httpx.AsyncClient(
+                timeout=self.timeout, event_hooks=causation.HTTPX_HOOKS
+            ) as http:
                 answer = await http.get(
                     f"{self.base_url}/clients/{client_id}",
                     headers={"Authorization": authorization},
