@@ -4,6 +4,8 @@
   service's whole log into it, with a progress bar.
 * ``status SERVICE`` – each projection's checkpoint and lag, and the relay's.
 * ``relay SERVICE`` – publish what the store holds to the topic and exit.
+* ``export``, ``rights-at``, ``ticket-viewers``, ``client-at`` – analysing
+  history (``shared.analytics``): export events, answer "as of T" questions.
 
 The service's settings come from the same environment variables the service
 uses (``EVENT_STORE_URL``, ``READ_MODEL_URL``, ``VAR_DIR``, ...).
@@ -28,6 +30,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from shared.analytics.commands import register as register_analytics
 from shared.builtin_projections import EventTypeCounts
 from shared.events import EventRegistry
 from shared.eventstore import open_event_store
@@ -202,6 +205,9 @@ def schemas() -> None:
         if text is not None:
             (SCHEMA_DIR / f"{service}.json").write_text(text)
             console.print(f"wrote docs/events/{service}.json")
+
+
+register_analytics(cli)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,234 @@
+"""Where a context's history is, and how an analyst reads it.
+
+Each context (service) has its own event store and its own subject keys (the
+``subject_keys`` table of crypto-shredding, in the service's read-model
+database). The URLs come from the same settings the services use, so on a
+machine with ``make run`` nothing needs saying:
+
+1. an explicit ``--store-url`` / ``--keys-url`` (``context=URL``, or a bare
+   ``URL`` when only one context is read);
+2. ``<CONTEXT>_EVENT_STORE_URL`` / ``<CONTEXT>_READ_MODEL_URL`` (the names the
+   deployment secrets use, ``deploy/README.md``);
+3. ``EVENT_STORE_URL`` / ``READ_MODEL_URL`` / ``VAR_DIR`` as a service would
+   resolve them (``shared.settings``).
+
+Personal fields are opened as a replay opens them: with the keys that exist
+now. An erased subject's key is gone, so its fields come out as null, never
+readable. Reading never writes: keys are only selected, and a store that does
+not exist is an error rather than a new empty file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from shared.events import EventRegistry, RecordedEvent, UnknownEventType
+from shared.eventstore import EventStore, open_event_store
+from shared.readmodel import async_url
+from shared.settings import DEFAULT_PORTS, ServiceSettings
+from shared.shredding import open_value, personal_fields, subject_keys, subject_of
+
+CONTEXTS: tuple[str, ...] = tuple(DEFAULT_PORTS)
+PAGE_SIZE = 5_000
+
+
+class SourceError(Exception):
+    """Bad input about where to read (names the option at fault)."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(f"{option}: {message}")
+        self.option = option
+        self.message = message
+
+
+def registry_of(context: str) -> EventRegistry:
+    """The context's event registry (its current schemas and upcasters)."""
+    module = importlib.import_module(f"services.{context}.domain.events")
+    registry: EventRegistry = module.registry
+    return registry
+
+
+def check_contexts(contexts: Iterable[str], option: str = "--context") -> list[str]:
+    chosen = list(dict.fromkeys(contexts))
+    for context in chosen:
+        if context not in CONTEXTS:
+            raise SourceError(option, f"unknown context {context!r}; one of {', '.join(CONTEXTS)}")
+    return chosen
+
+
+def parse_urls(values: Sequence[str], contexts: Sequence[str], option: str) -> dict[str, str]:
+    """``context=URL`` pairs (a bare URL when exactly one context is read)."""
+    urls: dict[str, str] = {}
+    for value in values:
+        name, sep, rest = value.partition("=")
+        if sep and name in CONTEXTS:
+            urls[name] = rest
+        elif len(contexts) == 1:
+            urls[contexts[0]] = value
+        else:
+            raise SourceError(
+                option, f"{value!r}: say which context, e.g. {contexts[0]}=postgresql://..."
+            )
+    for name in urls:
+        if name not in contexts:
+            raise SourceError(
+                option, f"{name} is not among the contexts read ({', '.join(contexts)})"
+            )
+    return urls
+
+
+@dataclass(frozen=True)
+class Source:
+    """One context's event store and keys database."""
+
+    context: str
+    store_url: str
+    keys_url: str
+
+
+def resolve(
+    contexts: Sequence[str],
+    store_urls: Mapping[str, str] | None = None,
+    keys_urls: Mapping[str, str] | None = None,
+) -> list[Source]:
+    """Where each context's store and keys are (see the module docstring for the order)."""
+    sources = []
+    for context in contexts:
+        settings = ServiceSettings().resolved(context)
+        prefix = context.upper()
+        store = (store_urls or {}).get(context) or os.environ.get(f"{prefix}_EVENT_STORE_URL")
+        keys = (keys_urls or {}).get(context) or os.environ.get(f"{prefix}_READ_MODEL_URL")
+        sources.append(
+            Source(
+                context=context,
+                store_url=store or settings.event_store_url,
+                keys_url=keys or settings.read_model_url,
+            )
+        )
+    return sources
+
+
+def _sqlite_path(url: str) -> Path | None:
+    for prefix in ("sqlite:///", "sqlite+aiosqlite:///"):
+        if url.startswith(prefix):
+            return Path(url.removeprefix(prefix))
+    return None
+
+
+async def open_store(source: Source) -> EventStore:
+    """The context's store, for reading; a SQLite file that is not there is an error."""
+    path = _sqlite_path(source.store_url)
+    if path is not None and not path.exists():
+        raise SourceError("--store-url", f"{source.context}: no event store at {source.store_url}")
+    try:
+        return await open_event_store(source.store_url, namespace=source.context, pool_size=2)
+    except ValueError as exc:
+        raise SourceError("--store-url", f"{source.context}: {exc}") from None
+
+
+@dataclass
+class SubjectKeys:
+    """The live subject keys of one context, selected (never written) and cached."""
+
+    engine: AsyncEngine | None
+    available: bool = True
+    _cache: dict[str, bytes | None] = field(default_factory=dict)
+
+    @classmethod
+    async def open(cls, url: str) -> SubjectKeys:
+        path = _sqlite_path(url)
+        if path is not None and not path.exists():
+            return cls(engine=None, available=False)
+        target = async_url(url)
+        if target.startswith("sqlite"):
+            return cls(engine=create_async_engine(target))
+        return cls(engine=create_async_engine(target, pool_size=1, max_overflow=0))
+
+    async def keys(self, subject_ids: Iterable[str]) -> dict[str, bytes]:
+        """Keys of those subjects that still have one."""
+        wanted = sorted({s for s in subject_ids if s not in self._cache})
+        if wanted and self.engine is not None and self.available:
+            try:
+                async with self.engine.connect() as conn:
+                    for start in range(0, len(wanted), 1000):
+                        chunk = wanted[start : start + 1000]
+                        rows = await conn.execute(
+                            select(subject_keys.c.subject_id, subject_keys.c.key).where(
+                                subject_keys.c.subject_id.in_(chunk)
+                            )
+                        )
+                        for row in rows:
+                            self._cache[row.subject_id] = bytes(row.key)
+            except (OperationalError, ProgrammingError, DBAPIError):
+                # No subject_keys table: this context seals nothing, or the URL is
+                # not its read-model database. Either way nothing can be opened.
+                self.available = False
+        for subject in wanted:
+            self._cache.setdefault(subject, None)
+        found = {s: self._cache.get(s) for s in subject_ids}
+        return {s: k for s, k in found.items() if k is not None}
+
+    async def close(self) -> None:
+        if self.engine is not None:
+            await self.engine.dispose()
+
+
+def subjects_in(registry: EventRegistry, events: Iterable[RecordedEvent]) -> set[str]:
+    """Whose keys are needed to open these events (unknown types need none)."""
+    models = registry.models()
+    found = set()
+    for event in events:
+        model = models.get(event.type)
+        if model is not None and personal_fields(model):
+            found.add(subject_of(event.data, model))
+    return found
+
+
+def opened_data(
+    registry: EventRegistry, event: RecordedEvent, keys: Mapping[str, bytes]
+) -> tuple[int, dict[str, Any]]:
+    """The payload as a replay sees it: upcast to the current schema, then its personal
+    fields opened (None once erased). Returns (schema version of the result, data).
+
+    Upcasting first means the current model's field names find the sealed values
+    even when an upcaster renamed them. An event type this code does not know is
+    returned as stored.
+    """
+    model = registry.models().get(event.type)
+    if model is None:
+        return event.schema_version, event.data
+    try:
+        version, data = (
+            model.schema_version,
+            registry.upcast(event.type, event.schema_version, event.data),
+        )
+    except UnknownEventType:
+        version, data = event.schema_version, event.data
+    fields = personal_fields(model)
+    if fields:
+        subject = subject_of(data, model)
+        key = keys.get(subject)
+        data = dict(data)
+        for name in fields:
+            if name in data:
+                data[name] = open_value(key, subject, data[name])
+    return version, data
+
+
+async def pages(
+    store: EventStore, page_size: int = PAGE_SIZE
+) -> AsyncIterator[list[RecordedEvent]]:
+    """The whole log in global order, a page at a time (bounded memory)."""
+    position = 0
+    while page := await store.read_all(position, page_size):
+        yield page
+        position = page[-1].position

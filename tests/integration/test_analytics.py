@@ -1,0 +1,433 @@
+"""Analysing history against real PostgreSQL stores: export round-trips and time travel.
+
+A scripted history is written through the domain (aggregates decide, the real
+registries encode, the real sealer seals personal fields with per-client keys)
+into one PostgreSQL database per context, with explicit ``occurred_at`` so
+every moment is known. Then the exports and the "as of T" answers are checked
+against what the script did.
+
+The script (hours after T0):
+
+    1  departments Support (tickets.view, tickets.reply) and Sales (no rights)
+    2  staff: anna (Support), boris (Sales), carl (full access), dora (Sales)
+    3  clients c1, c2 registered; company K with both, nobody manager
+    4  ticket X opened by c1 in Support
+    5  dora granted tickets.view and tickets.all_departments
+    6  X transferred to Sales; c2 made K's client manager; c2's phone changed
+    7  Support turns tickets.view off
+    8  c1 erased: ClientErased, key destroyed
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from services.clients.domain.client import Client, ClientCard, ClientPatch, References
+from services.clients.domain.company import Company
+from services.clients.domain.events import registry as clients_registry
+from services.departments.domain.department import Department
+from services.departments.domain.events import LocalizedText
+from services.departments.domain.events import registry as departments_registry
+from services.identity.domain.events import LocalizedName
+from services.identity.domain.events import registry as identity_registry
+from services.identity.domain.staff import Staff
+from services.tickets.domain.events import registry as tickets_registry
+from services.tickets.domain.ticket import Ticket
+from shared.analytics import history
+from shared.analytics.export import Selection, export_events, open_sink
+from shared.analytics.sources import Source
+from shared.app import load
+from shared.cli import cli
+from shared.events import DomainEvent, EventRegistry, RecordedEvent
+from shared.eventstore import EventStore, open_event_store
+from shared.readmodel import ReadModelDB
+from shared.shredding import KeyRing, Sealer
+from tests.conftest import fresh_database
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+CONTEXTS = ("identity", "departments", "clients", "tickets")
+
+
+def hour(n: float) -> datetime:
+    return T0 + timedelta(hours=n)
+
+
+@dataclass
+class World:
+    """The four contexts' databases (store and keys in one database each) and the ids."""
+
+    urls: dict[str, str]
+    stores: dict[str, EventStore]
+    keys: dict[str, KeyRing]
+    ids: dict[str, str]
+
+    def source(self, context: str) -> Source:
+        return Source(context, self.urls[context], self.urls[context])
+
+    async def all_events(self, context: str) -> list[RecordedEvent]:
+        return await self.stores[context].read_all(0, 100_000)
+
+
+async def record(
+    store: EventStore,
+    registry: EventRegistry,
+    stream: str,
+    events: Sequence[DomainEvent],
+    at: datetime,
+    sealer: Sealer | None = None,
+) -> None:
+    """Append what an aggregate decided, as having happened at ``at``."""
+    encoded = [dataclasses.replace(registry.encode(e), occurred_at=at) for e in events]
+    if sealer is not None:
+        encoded = [await sealer.seal(e) for e in encoded]
+    await store.append(stream, encoded)
+
+
+async def script(world: World) -> None:
+    s, ids = world.stores, world.ids
+    clients_sealer = Sealer(clients_registry, world.keys["clients"])
+    tickets_sealer = Sealer(tickets_registry, world.keys["tickets"])
+    support, sales = ids["support"], ids["sales"]
+
+    async def department(department_id: str) -> Department:
+        return await load(
+            s["departments"], departments_registry, f"department-{department_id}", Department
+        )
+
+    # 1: departments
+    for department_id, name in ((support, "Support"), (sales, "Sales")):
+        created = Department.create(department_id, LocalizedText(en=name))
+        await record(
+            s["departments"], departments_registry, f"department-{department_id}", created, hour(1)
+        )
+    for right in ("tickets.view", "tickets.reply"):
+        turned_on = (await department(support)).set_right(right, True)
+        await record(
+            s["departments"], departments_registry, f"department-{support}", turned_on, hour(1)
+        )
+
+    # 2: staff
+    known = {support, sales}
+    for login, departments, full in (
+        ("anna", [support], False),
+        ("boris", [sales], False),
+        ("carl", [], True),
+        ("dora", [sales], False),
+    ):
+        added = Staff.add(
+            ids[login], login, LocalizedName(en=login.title()), None, None, departments, known,
+            full_access=full,
+        )  # fmt: skip
+        await record(s["identity"], identity_registry, f"staff-{ids[login]}", added, hour(2))
+
+    # 3: clients and their company
+    for name in ("c1", "c2"):
+        card = ClientCard(
+            login=f"{name}login", email=f"{name}@example.com", country="DE",
+            customer_status="individual", contact_person=f"Person {name}",
+        )  # fmt: skip
+        registered = Client.register(ids[name], card, References(), hour(3), "192.0.2.1")
+        await record(
+            s["clients"],
+            clients_registry,
+            f"client-{ids[name]}",
+            registered,
+            hour(3),
+            clients_sealer,
+        )
+    created = Company.create(ids["company"], "K")
+    company = Company().applied(created)
+    await record(s["clients"], clients_registry, f"company-{ids['company']}", created, hour(3))
+    for name in ("c1", "c2"):
+        joined = company.add_member(ids[name])
+        company.applied(joined)
+        await record(s["clients"], clients_registry, f"company-{ids['company']}", joined, hour(3))
+
+    # 4: the ticket
+    opened = Ticket.open(
+        ids["ticket"], client_id=ids["c1"], department_id=support, subject="Site down",
+        body="502 since noon", company_id=ids["company"],
+    )  # fmt: skip
+    await record(
+        s["tickets"], tickets_registry, f"ticket-{ids['ticket']}", opened, hour(4), tickets_sealer
+    )
+
+    # 5: dora's individual grants
+    dora = await load(s["identity"], identity_registry, f"staff-{ids['dora']}", Staff)
+    for right in ("tickets.view", "tickets.all_departments"):
+        granted = dora.grant(right)
+        dora.applied(granted)
+        await record(s["identity"], identity_registry, f"staff-{ids['dora']}", granted, hour(5))
+
+    # 6: transfer, manager, phone
+    ticket = await load(
+        s["tickets"], tickets_registry, f"ticket-{ids['ticket']}", Ticket, sealer=tickets_sealer
+    )
+    moved = ticket.transfer(department_id=sales, staff_id=None, notices_shown=0)
+    await record(s["tickets"], tickets_registry, f"ticket-{ids['ticket']}", moved, hour(6))
+    manager = company.assign_manager(ids["c2"])
+    await record(s["clients"], clients_registry, f"company-{ids['company']}", manager, hour(6))
+    c2 = await load(
+        s["clients"], clients_registry, f"client-{ids['c2']}", Client, sealer=clients_sealer
+    )
+    phone = c2.change(ClientPatch(phone="+49 30 1234"), References())
+    await record(
+        s["clients"], clients_registry, f"client-{ids['c2']}", phone, hour(6), clients_sealer
+    )
+
+    # 7: Support loses tickets.view
+    turned_off = (await department(support)).set_right("tickets.view", False)
+    await record(
+        s["departments"], departments_registry, f"department-{support}", turned_off, hour(7)
+    )
+
+    # 8: c1 erased (the clients service destroys its key; tickets does on ClientErased)
+    c1 = await load(
+        s["clients"], clients_registry, f"client-{ids['c1']}", Client, sealer=clients_sealer
+    )
+    await record(s["clients"], clients_registry, f"client-{ids['c1']}", c1.erase(), hour(8))
+    await world.keys["clients"].destroy(ids["c1"])
+    await world.keys["tickets"].destroy(ids["c1"])
+
+
+@pytest.fixture(scope="module")
+async def world() -> AsyncIterator[World]:
+    names = ("support", "sales", "anna", "boris", "carl", "dora", "c1", "c2", "company", "ticket")
+    ids = {name: f"{name}-{i:04d}" for i, name in enumerate(names)}
+    async with (
+        fresh_database() as identity,
+        fresh_database() as departments,
+        fresh_database() as clients,
+        fresh_database() as tickets,
+    ):
+        urls = {
+            "identity": identity,
+            "departments": departments,
+            "clients": clients,
+            "tickets": tickets,
+        }
+        stores = {c: await open_event_store(urls[c], namespace=c, pool_size=2) for c in CONTEXTS}
+        dbs = {c: await ReadModelDB.open(urls[c], pool_size=2) for c in ("clients", "tickets")}
+        keys = {c: KeyRing(db) for c, db in dbs.items()}
+        for ring in keys.values():
+            await ring.create_tables()
+        built = World(urls=urls, stores=stores, keys=keys, ids=ids)
+        try:
+            await script(built)
+            yield built
+        finally:
+            for store in stores.values():
+                await store.close()
+            for db in dbs.values():
+                await db.close()
+
+
+# ---------------------------------------------------------------- export
+
+
+def read_jsonl(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+async def test_export_jsonl_holds_every_event_opened_as_a_replay_would(
+    world: World, tmp_path: Path
+) -> None:
+    path = tmp_path / "all.jsonl"
+    sink = open_sink(path, "jsonl")
+    report = await export_events([world.source(c) for c in CONTEXTS], sink)
+    sink.close()
+    rows = read_jsonl(path)
+    stored = {c: await world.all_events(c) for c in CONTEXTS}
+    assert report.written == {c: len(events) for c, events in stored.items()}
+    assert len(rows) == sum(len(e) for e in stored.values())
+    assert [(r["context"], r["event_id"]) for r in rows] == [
+        (c, str(e.event_id)) for c in CONTEXTS for e in stored[c]
+    ]
+    first = rows[0]
+    assert set(first) == {
+        "context", "event_id", "type", "schema_version", "stored_schema_version", "stream",
+        "stream_version", "position", "occurred_at", "correlation_id", "causation_id", "actor",
+        "data",
+    }  # fmt: skip
+    by_type = {(r["context"], r["type"], r["stream"]): r for r in rows}
+    ids = world.ids
+    c2 = by_type[("clients", "ClientRegistered", f"client-{ids['c2']}")]
+    assert c2["data"]["email"] == "c2@example.com"  # type: ignore[index]
+    assert c2["data"]["country"] == "DE"  # type: ignore[index]
+    assert c2["occurred_at"] == hour(3).isoformat()
+    # c1 was erased: its personal fields are null everywhere, ids and country stay.
+    c1 = by_type[("clients", "ClientRegistered", f"client-{ids['c1']}")]
+    assert c1["data"]["email"] is None and c1["data"]["login"] is None  # type: ignore[index]
+    assert c1["data"]["country"] == "DE"  # type: ignore[index]
+    opened = by_type[("tickets", "TicketOpened", f"ticket-{ids['ticket']}")]
+    assert opened["data"]["subject"] is None  # type: ignore[index]
+    text = path.read_text()
+    assert "sealed:v1:" not in text and "c1@example.com" not in text and "Site down" not in text
+    assert "+49 30 1234" in text  # c2's phone: sealed in the store, open in the export
+
+
+async def test_export_parquet_matches_jsonl(world: World, tmp_path: Path) -> None:
+    sources = [world.source(c) for c in CONTEXTS]
+    for fmt in ("jsonl", "parquet"):
+        sink = open_sink(tmp_path / f"all.{fmt}", fmt, row_group_size=7)
+        await export_events(sources, sink, page_size=5)
+        sink.close()
+    rows = read_jsonl(tmp_path / "all.jsonl")
+    parquet = pq.ParquetFile(tmp_path / "all.parquet")
+    assert parquet.metadata.num_row_groups == -(-len(rows) // 7)  # written in row groups
+    table = parquet.read().to_pylist()
+    assert len(table) == len(rows)
+    for row, col in zip(rows, table, strict=True):
+        assert col["event_id"] == row["event_id"] and col["type"] == row["type"]
+        assert json.loads(col["data"]) == row["data"]
+        assert col["occurred_at"] == datetime.fromisoformat(str(row["occurred_at"]))
+        assert col["actor_id"] == row["actor"]["id"]  # type: ignore[index]
+        assert col["position"] == row["position"]
+
+
+async def test_export_filters_by_type_and_time_range(world: World, tmp_path: Path) -> None:
+    sources = [world.source(c) for c in CONTEXTS]
+    everything = [e for c in CONTEXTS for e in await world.all_events(c)]
+
+    async def exported(selection: Selection) -> list[dict[str, object]]:
+        path = tmp_path / "part.jsonl"
+        sink = open_sink(path, "jsonl")
+        await export_events(sources, sink, selection)
+        sink.close()
+        return read_jsonl(path)
+
+    staff = await exported(Selection(types=frozenset({"StaffAdded", "RightGranted"})))
+    assert [r["type"] for r in staff] == ["StaffAdded"] * 4 + ["RightGranted"] * 2
+    window = await exported(Selection(since=hour(5), until=hour(7)))
+    expected = [str(e.event_id) for e in everything if hour(5) <= e.occurred_at < hour(7)]
+    assert [r["event_id"] for r in window] == expected
+    assert {r["type"] for r in window} == {
+        "RightGranted", "TicketTransferred", "CompanyManagerAssigned", "ClientChanged",
+    }  # fmt: skip
+    assert await exported(Selection(types=frozenset({"TicketOpened"}), since=hour(5))) == []
+
+
+def test_export_command_writes_parquet_and_names_bad_options(world: World, tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "tickets.parquet"
+    urls = [
+        f"--store-url=tickets={world.urls['tickets']}",
+        f"--keys-url=tickets={world.urls['tickets']}",
+    ]
+    done = runner.invoke(cli, ["export", "-c", "tickets", "-o", str(out), *urls])
+    assert done.exit_code == 0, done.output
+    assert pq.read_table(out).num_rows == 2  # opened, transferred
+    bad_format = runner.invoke(cli, ["export", "-o", str(tmp_path / "x.xls")])
+    assert bad_format.exit_code == 2 and "--format" in bad_format.output
+    bad_time = runner.invoke(cli, ["export", "-o", str(out), "--from", "yesterday"])
+    assert bad_time.exit_code == 2 and "--from" in bad_time.output
+    bad_type = runner.invoke(cli, ["export", "-o", str(out), "-c", "tickets", "-t", "TicketEaten"])
+    assert bad_type.exit_code == 2 and "--type" in bad_type.output
+    bad_url = runner.invoke(cli, ["export", "-o", str(out), "--store-url", "postgresql://x/y"])
+    assert bad_url.exit_code == 2 and "--store-url" in bad_url.output
+
+
+# ---------------------------------------------------------------- time travel
+
+
+async def rights(world: World, login: str, at: datetime) -> history.StaffRights:
+    return await history.staff_rights_at(
+        world.source("identity"), world.source("departments"), login, at
+    )
+
+
+async def test_rights_at_follow_departments_grants_and_full_access(world: World) -> None:
+    support = world.ids["support"]
+    assert not (await rights(world, "anna", hour(1.5))).exists
+    anna = await rights(world, "anna", hour(2.5))
+    assert anna.exists and anna.departments == (support,)
+    assert anna.rights["tickets.view"] == [f"department:{support}"]
+    assert anna.rights["tickets.reply"] == [f"department:{support}"]
+    assert "tickets.all_departments" not in anna.rights
+    assert "tickets.view" not in (await rights(world, "anna", hour(7.5))).rights
+    dora = await rights(world, world.ids["dora"], hour(4.5))  # by id, before the grants
+    assert dora.login == "dora" and dora.rights == {}
+    dora = await rights(world, "dora", hour(5))  # occurred_at <= T counts
+    assert dora.rights == {
+        "tickets.all_departments": ["individual"],
+        "tickets.view": ["individual"],
+    }
+    carl = await rights(world, "carl", hour(2.5))
+    assert carl.full_access and carl.rights["clients.delete"] == ["full_access"]
+
+
+async def viewers(world: World, at: datetime) -> tuple[history.TicketViewers, set[tuple[str, str]]]:
+    answer = await history.ticket_viewers_at(
+        world.source("tickets"), world.source("identity"), world.source("departments"),
+        world.source("clients"), world.ids["ticket"], at,
+    )  # fmt: skip
+    return answer, {(v.id, v.why) for v in answer.viewers}
+
+
+async def test_who_could_see_the_ticket_at_each_moment(world: World) -> None:
+    ids = world.ids
+    before, _ = await viewers(world, hour(3.5))
+    assert not before.exists
+    opened, seen = await viewers(world, hour(4.5))
+    assert opened.department_id == ids["support"] and opened.company_id == ids["company"]
+    assert seen == {
+        (ids["anna"], f"department:{ids['support']}"),
+        (ids["carl"], "full_access"),
+        (ids["c1"], "the ticket's client"),
+    }
+    _, seen = await viewers(world, hour(5.5))
+    assert (ids["dora"], "tickets.all_departments") in seen and len(seen) == 4
+    moved, seen = await viewers(world, hour(6.5))
+    # In Sales now: anna's department no longer has it, boris (Sales) has no tickets.view.
+    assert moved.department_id == ids["sales"]
+    assert seen == {
+        (ids["carl"], "full_access"),
+        (ids["dora"], "tickets.all_departments"),
+        (ids["c1"], "the ticket's client"),
+        (ids["c2"], f"client manager of company {ids['company']}"),
+    }
+    _, seen = await viewers(world, hour(8.5))
+    assert (ids["c1"], "the ticket's client") not in seen  # erased: cannot log in
+
+
+async def test_client_state_at_opens_personal_fields_only_while_the_key_lives(world: World) -> None:
+    clients, ids = world.source("clients"), world.ids
+    assert not (await history.client_at(clients, ids["c2"], hour(2.5))).exists
+    c2 = await history.client_at(clients, ids["c2"], hour(5))
+    assert c2.card["email"] == "c2@example.com" and c2.card["phone"] is None
+    assert c2.company_id == ids["company"] and not c2.company_manager
+    c2 = await history.client_at(clients, ids["c2"], hour(6))
+    assert c2.card["phone"] == "+49 30 1234" and c2.company_manager and c2.version == 2
+    c1 = await history.client_at(clients, ids["c1"], hour(4))
+    # Not yet erased at T, but its key is destroyed now: readable never again.
+    assert not c1.erased and c1.card["email"] is None and c1.card["country"] == "DE"
+    assert (await history.client_at(clients, ids["c1"], hour(8))).erased
+
+
+def test_time_travel_commands_print_answers(world: World) -> None:
+    runner = CliRunner()
+    urls = [f"--store-url={c}={world.urls[c]}" for c in CONTEXTS]
+    keys = [f"--keys-url={c}={world.urls[c]}" for c in ("clients", "tickets")]
+    at = hour(6.5).isoformat()
+    answer = runner.invoke(cli, ["rights-at", "dora", "--at", at, "--json", *urls[:2]])
+    assert answer.exit_code == 0, answer.output
+    assert json.loads(answer.output)["rights"]["tickets.view"] == ["individual"]
+    answer = runner.invoke(cli, ["ticket-viewers", world.ids["ticket"], "--at", at, *urls, *keys])
+    assert answer.exit_code == 0, answer.output
+    assert "tickets.all_departments" in answer.output and "client manager" in answer.output
+    answer = runner.invoke(
+        cli, ["client-at", world.ids["c2"], "--at", at, "--json", urls[2], keys[0]]
+    )
+    assert answer.exit_code == 0, answer.output
+    assert json.loads(answer.output)["card"]["phone"] == "+49 30 1234"
+    bad = runner.invoke(cli, ["client-at", "x", "--at", "noon"])
+    assert bad.exit_code == 2 and "--at" in bad.output

@@ -1,0 +1,112 @@
+"""Pure parts of the analysts' tools: rows upcast and opened, visibility rules at a moment."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from services.clients.domain.company import Company
+from services.clients.domain.company_events import CompanyCreated, CompanyMemberAdded
+from services.identity.domain.events import LocalizedName, StaffDisabled
+from services.identity.domain.staff import Staff
+from services.tickets.domain.ticket import Ticket
+from shared.access import IpPolicy
+from shared.analytics import history
+from shared.analytics.export import Selection, export_row
+from shared.events import SYSTEM, DomainEvent, EventRegistry, RecordedEvent
+from shared.shredding import seal_value
+
+AT = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+registry = EventRegistry()
+
+
+@registry.register
+class NoteWritten(DomainEvent):
+    """v2 renamed ``text`` to ``body``; ``body`` is the client's personal data."""
+
+    event_type = "NoteWritten"
+    schema_version = 2
+    personal_fields: ClassVar[tuple[str, ...]] = ("body",)
+    subject_field: ClassVar[str] = "client_id"
+    client_id: str
+    body: str | None
+
+
+@registry.upcaster("NoteWritten", 1)
+def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    data["body"] = data.pop("text")
+    return data
+
+
+def stored(data: dict[str, Any], version: int = 1, type_: str = "NoteWritten") -> RecordedEvent:
+    return RecordedEvent(
+        7, "note-1", 1, uuid.uuid4(), type_, version, AT, None, None, SYSTEM, data
+    )  # fmt: skip
+
+
+def test_rows_are_opened_with_live_keys_then_upcast() -> None:
+    key = bytes(32)
+    event = stored({"client_id": "c1", "text": seal_value(key, "c1", "hello")})
+    row = export_row("clients", event, registry, {"c1": key})
+    assert row["data"] == {"client_id": "c1", "body": "hello"}
+    assert (row["schema_version"], row["stored_schema_version"]) == (2, 1)
+    erased = export_row("clients", event, registry, {})
+    assert erased["data"] == {"client_id": "c1", "body": None}
+    unknown = export_row("clients", stored({"x": 1}, 3, "Gone"), registry, {})
+    assert unknown["data"] == {"x": 1} and unknown["schema_version"] == 3
+
+
+def test_selection_is_half_open_on_occurred_at() -> None:
+    event = stored({"client_id": "c1", "text": "t"})
+    assert Selection(since=AT).wants(event)
+    assert not Selection(until=AT).wants(event)
+    assert not Selection(types=frozenset({"Other"})).wants(event)
+
+
+def member(staff_id: str, rights: dict[str, list[str]], **kw: Any) -> history.StaffRights:
+    defaults: dict[str, Any] = {
+        "login": staff_id, "exists": True, "disabled": False, "full_access": False,
+        "departments": (), "ip_policy": IpPolicy(),
+    }  # fmt: skip
+    return history.StaffRights(staff_id=staff_id, rights=rights, **{**defaults, **kw})
+
+
+def test_a_thread_without_department_is_seen_by_messagers_and_the_assignee() -> None:
+    thread = Ticket(id="t1", client_id="c1", department_id=None, assignee_id="sam")
+    staff = [
+        member("mia", {"tickets.view": ["individual"], "clients.message": ["individual"]}),
+        member("sam", {"tickets.view": ["individual"]}),
+        member("ned", {"tickets.view": ["department:d1"]}, departments=("d1",)),
+        member("off", {"tickets.view": ["individual"], "clients.message": ["individual"]},
+               disabled=True),
+        member("nov", {"clients.message": ["individual"]}),  # no tickets.view
+    ]  # fmt: skip
+    answer = history.ticket_viewers(thread, staff, {})
+    assert [(v.id, v.why) for v in answer.viewers] == [
+        ("mia", "messages queue (clients.message)"),
+        ("sam", "assignee"),
+        ("c1", "the ticket's client"),
+    ]
+
+
+def test_a_company_member_who_is_not_manager_sees_only_own_tickets() -> None:
+    company = Company().applied(
+        [
+            CompanyCreated(company_id="k", name="K"),
+            CompanyMemberAdded(company_id="k", client_id="c1"),
+            CompanyMemberAdded(company_id="k", client_id="c2"),
+        ]
+    )
+    ticket = Ticket(id="t1", client_id="c1", department_id="d1")
+    answer = history.ticket_viewers(ticket, [], {"k": company}, erased_clients=())
+    assert [v.id for v in answer.viewers] == ["c1"] and answer.company_id == "k"
+
+
+def test_a_disabled_member_keeps_rights_on_paper_but_is_flagged() -> None:
+    events: list[DomainEvent] = [
+        *Staff.add("s1", "lee", LocalizedName(en="Lee"), None, None, [], set(), full_access=True),
+        StaffDisabled(staff_id="s1"),
+    ]
+    (lee,) = history.everyone(events, [])
+    assert lee.disabled and lee.full_access and lee.rights["tickets.view"] == ["full_access"]
