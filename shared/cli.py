@@ -1,7 +1,7 @@
 """Operator commands: ``python -m shared.cli --help``.
 
-* ``rebuild SERVICE [--projection NAME]`` – drop a read model and replay the
-  service's whole log into it, with a progress bar.
+* ``rebuild SERVICE|all [--projection NAME]`` – drop read models and replay
+  the service's whole log into them (one pass for all), with a progress bar.
 * ``status SERVICE`` – each projection's checkpoint and lag, and the relay's.
 * ``relay SERVICE`` – publish what the store holds to the topic and exit.
 * ``export``, ``rights-at``, ``ticket-viewers``, ``client-at`` – analysing
@@ -24,20 +24,21 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
-    TaskID,
     TextColumn,
     TimeRemainingColumn,
 )
 from rich.table import Table
 
 from shared.analytics.commands import register as register_analytics
+from shared.analytics.sources import resolve
 from shared.builtin_projections import EventTypeCounts
 from shared.events import EventRegistry
 from shared.eventstore import open_event_store
 from shared.kafka import topic_of
-from shared.projections import Projection, ProjectionRunner, checkpoint_name
+from shared.projections import Projection, checkpoint_name
 from shared.readmodel import ReadModelDB
 from shared.relay import Relay
+from shared.replay import rebuild_all
 from shared.service import ServiceSpec
 from shared.settings import DEFAULT_PORTS, ServiceSettings
 from shared.shredding import personal_fields
@@ -58,50 +59,61 @@ def _projections(spec: ServiceSpec) -> list[Projection]:
     return [EventTypeCounts(), *spec.projections()]
 
 
-async def _rebuild(service: str, only: str | None) -> dict[str, int]:
+async def _rebuild(service: str, only: str | None, progress: Progress) -> dict[str, int]:
+    """Replay one service's log into its read models (all, or ``only``), one pass."""
     spec = _spec(service)
-    settings = ServiceSettings().resolved(service)
     chosen = [p for p in _projections(spec) if only in (None, p.name)]
     if not chosen:
-        raise typer.BadParameter(f"{service} has no projection {only!r}")
-    store = await open_event_store(settings.event_store_url, namespace=service)
-    db = await ReadModelDB.open(settings.read_model_url)
-    applied: dict[str, int] = {}
+        raise typer.BadParameter(f"{service} has no projection {only!r}", param_hint="--projection")
+    (source,) = resolve([service])
+    store = await open_event_store(source.store_url, namespace=service)
+    db = await ReadModelDB.open(source.keys_url)
     try:
-        total = await store.count()
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeRemainingColumn(),
-            console=console,
-        ) as progress:
-            for projection in chosen:
-                task = progress.add_task(projection.name, total=total, rate="")
-                runner = ProjectionRunner(store, db, projection, batch_size=2000)
+        task = progress.add_task(service, total=await store.count(), rate="")
 
-                def advance(n: int, task_id: TaskID = task) -> None:
-                    progress.advance(task_id, n)
-                    speed = progress.tasks[task_id].speed
-                    progress.update(task_id, rate=f"{speed:,.0f} ev/s" if speed else "")
+        def advance(n: int) -> None:
+            progress.advance(task, n)
+            speed = progress.tasks[task].speed
+            progress.update(task, rate=f"{speed:,.0f} ev/s" if speed else "")
 
-                applied[projection.name] = await runner.rebuild(advance)
+        applied = await rebuild_all(store, db, chosen, advance)
     finally:
         await db.close()
         await store.close()
-    return applied
+    return dict.fromkeys((p.name for p in chosen), applied)
+
+
+async def _rebuild_services(services: list[str], only: str | None) -> dict[str, dict[str, int]]:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
+        return {service: await _rebuild(service, only, progress) for service in services}
 
 
 @cli.command()
 def rebuild(
-    service: str = typer.Argument(..., help="identity, departments, tickets, clients or notifier"),
+    service: str = typer.Argument(
+        ..., help="identity, departments, tickets, clients, notifier, or all"
+    ),
     projection: str | None = typer.Option(None, help="only this read model (default: all)"),
 ) -> None:
-    """Drop read models and replay the service's whole event log into them."""
-    applied = asyncio.run(_rebuild(service, projection))
-    for name, count in applied.items():
-        console.print(f"rebuilt [bold]{name}[/bold] from {count:,} events")
+    """Drop read models and replay the service's whole event log into them (one pass).
+
+    Store and read-model URLs: ``<SERVICE>_EVENT_STORE_URL`` / ``<SERVICE>_READ_MODEL_URL``
+    when set, else the service's own settings (``EVENT_STORE_URL``, ``READ_MODEL_URL``, ...).
+    """
+    services = list(DEFAULT_PORTS) if service == "all" else [service]
+    for name in services:
+        _spec(name)  # an unknown name fails before anything is dropped
+    rebuilt = asyncio.run(_rebuild_services(services, projection))
+    for name, applied in rebuilt.items():
+        for projection_name, count in applied.items():
+            console.print(f"{name}: rebuilt [bold]{projection_name}[/bold] from {count:,} events")
 
 
 async def _status(service: str) -> Table:
