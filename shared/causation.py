@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import opentelemetry.propagate
 import structlog
 
 HEADER = "x-correlation-id"
@@ -88,10 +89,14 @@ def caused_by(event_id: uuid.UUID, correlation_id: uuid.UUID | None) -> Cause:
 
 
 async def propagate(request: httpx.Request) -> None:
-    """httpx request hook: a call made on behalf of a request carries its correlation."""
+    """httpx request hook: a call made on behalf of a request carries its correlation
+    (and, when traces are on, the trace context: ``traceparent``)."""
     cause = _current.get()
     if cause is not None and HEADER not in request.headers:
         request.headers[HEADER] = cause.header
+    carrier: dict[str, str] = {}
+    opentelemetry.propagate.inject(carrier)  # nothing without a recording span
+    request.headers.update(carrier)
 
 
 # ``httpx.AsyncClient(event_hooks=HTTPX_HOOKS)``: its calls carry the correlation id.

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 
 import structlog
 from aiokafka import AIOKafkaConsumer
+from opentelemetry import trace
 from prometheus_client import Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared import causation
+from shared import causation, telemetry
 from shared.events import RecordedEvent
 from shared.kafka import ensure_topic
 from shared.readmodel import ReadModelDB, inbox
@@ -69,6 +70,7 @@ class InboxConsumer:
         self.handled = 0
         self.skipped = 0
         self.ready = asyncio.Event()
+        self.tracer = trace.NoOpTracer()  # the service's, when traces are on
         self.add_route(name, topics, handler)
 
     def add_route(self, inbox: str, topics: Sequence[str], handler: Handler) -> None:
@@ -141,7 +143,11 @@ class InboxConsumer:
                         self.skipped += 1
                         CONSUMED.labels(route.inbox, "duplicate").inc()
                         continue
-                    with causation.bound(causation.caused_by(event.event_id, event.correlation_id)):
+                    cause = causation.caused_by(event.event_id, event.correlation_id)
+                    with (
+                        causation.bound(cause),
+                        telemetry.handling(self.tracer, route.inbox, event),
+                    ):
                         await route.handler(conn, event)
                     self.handled += 1
                     CONSUMED.labels(route.inbox, "handled").inc()

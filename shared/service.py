@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, Histogram, generate_la
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared import causation, logs
+from shared import causation, logs, telemetry
 from shared.access import AccessCopy, Authorizer, Network, access_metadata
 from shared.access_feed import AccessFeed
 from shared.builtin_projections import EventTypeCounts
@@ -143,6 +143,7 @@ class ServiceRuntime:
                 # waits out the other's members.
                 group_id=f"{s.topic_prefix}{self.spec.name}.inbound",
             )
+            self.inbound.tracer = telemetry.tracer(self.spec.name)
             self.consumers.append(self.inbound)
         else:
             self.inbound.add_route(inbox, topics, c.handler)
@@ -382,6 +383,7 @@ class CorrelationMiddleware:
         started = time.perf_counter()
         try:
             with causation.bound(cause):
+                telemetry.annotate_request()
                 await self.app(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
@@ -406,6 +408,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
             yield
         finally:
             await runtime.stop()
+            telemetry.flush(spec.name)
             log.info("service.stopped")
 
     app = FastAPI(
@@ -417,6 +420,11 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
     _install_error_handlers(app)
 
     app.add_middleware(CorrelationMiddleware)
+    provider = telemetry.configure(spec.name, settings.otel_exporter_otlp_endpoint)
+    if provider is not None:  # added last, so outermost: the span covers the whole request
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+        app.add_middleware(OpenTelemetryMiddleware, tracer_provider=provider)
 
     @app.get("/health", tags=["operations"])
     async def health() -> dict[str, str]:

@@ -46,6 +46,9 @@ class ServiceSettings(BaseSettings):
     )
     log_level: str = "INFO"
     log_format: str = "json"
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP collector (http://host:4318): turns traces on"
+    )
 
     def resolved(self, name: str) -> ServiceSettings:
         """Fill the defaults that depend on the service's name."""
