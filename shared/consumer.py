@@ -70,7 +70,7 @@ class InboxConsumer:
         self.handled = 0
         self.skipped = 0
         self.ready = asyncio.Event()
-        self.tracer = trace.NoOpTracer()  # the service's, when traces are on
+        self.tracer: trace.Tracer = trace.NoOpTracer()  # the service's, when traces are on
         self.add_route(name, topics, handler)
 
     def add_route(self, inbox: str, topics: Sequence[str], handler: Handler) -> None:

@@ -27,6 +27,7 @@ import faust
 import structlog
 from faust.transport.drivers import aiokafka as faust_kafka
 
+from shared import causation
 from shared.events import RecordedEvent
 from shared.kafka import ensure_topic
 
@@ -109,7 +110,9 @@ class NotifierStream:
         delay = 0.2
         while True:
             try:
-                await self.handle(event)
+                # What it appends and logs continues the event's correlation, caused by it.
+                with causation.bound(causation.caused_by(event.event_id, event.correlation_id)):
+                    await self.handle(event)
                 return
             except asyncio.CancelledError:
                 raise
