@@ -42,6 +42,7 @@ from rich.table import Table
 
 from bench import access_latency, authz
 from bench import notifier as notifier_bench
+from bench import replay as replay_bench
 from bench import tickets as support_center
 from shared import devbroker
 from shared.events import Actor, NewEvent
@@ -780,6 +781,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     results.update(ticket_figures)
     console.rule("notifier (a client's reply to the mail in an SMTP server)")
     results.update(notifier_bench.run())
+    console.rule("replay (every read model rebuilt from 1,000,000 events)")
+    replay_figures, replay_meta = replay_bench.run()
+    results.update(replay_figures)
     meta = rounds[-1][1]
     meta["rounds"] = args.repeat
     meta["runtime_s"] = round(sum(m["runtime_s"] for _, m in rounds), 1)
@@ -787,7 +791,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     merge_json(args.output, _rounded(results))
     merge_json(
         args.output.with_name(args.output.stem + ".meta.json"),
-        {"event_store": meta, "tickets": ticket_meta},
+        {"event_store": meta, "tickets": ticket_meta, "replay": replay_meta},
     )
     console.print(f"wrote {args.output} in {meta['runtime_s']} s")
 
