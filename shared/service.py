@@ -117,8 +117,8 @@ class ServiceRuntime:
         if self.spec.on_start is not None:
             await self.spec.on_start(self)
         if self.inbound is not None:
-            self._supervise("consumer:inbound", self.inbound.run)
-        self._supervise("lag-gauges", self._update_gauges)
+            self.supervise("consumer:inbound", self.inbound.run)
+        self.supervise("lag-gauges", self._update_gauges)
 
     def add_consumer(self, c: ConsumerSpec) -> InboxConsumer:
         """Consume other contexts' topics into this service's read-model database.
@@ -167,7 +167,7 @@ class ServiceRuntime:
             ipaddress.ip_network(c, strict=False) for c in s.trusted_proxies
         )
         self.consumers.append(feed)
-        self._supervise("consumer:access", feed.run)
+        self.supervise("consumer:access", feed.run)
 
     def _supervise_leased(
         self,
@@ -180,9 +180,9 @@ class ServiceRuntime:
         if self.leases is None:
             self.leases = Leases(self.db)
         leases = self.leases
-        self._supervise(name, lambda: leases.run(name, work, standing_by))
+        self.supervise(name, lambda: leases.run(name, work, standing_by))
 
-    def _supervise(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
+    def supervise(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
         """Run ``work`` forever; when it fails (broker down, say), log and restart it."""
 
         async def loop() -> None:

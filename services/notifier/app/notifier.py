@@ -107,25 +107,7 @@ async def start(runtime: ServiceRuntime) -> None:
         ("notifier:timekeeper", timekeeper.run),
         ("notifier:postman", postman.run),
     ):
-        runtime.tasks.append(asyncio.create_task(_supervised(runtime, name, work), name=name))
-
-
-async def _supervised(
-    runtime: ServiceRuntime, name: str, work: Callable[[], Awaitable[None]]
-) -> None:
-    """Run ``work`` until the service stops; when it fails, log it and start it again."""
-    delay = 0.5
-    while True:
-        try:
-            await work()
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            runtime.problems[name] = f"{type(error).__name__}: {error}"
-            log.warning("task.failed", task=name, error=runtime.problems[name], retry_in=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+        runtime.supervise(name, work)
 
 
 async def _close_on_stop(closers: list[Callable[[], Awaitable[None]]]) -> None:
