@@ -160,6 +160,11 @@ def export(
     for name, count in report.written.items():
         console.print(f"{name}: {count:,} events")
     console.print(f"wrote {report.total:,} events to {output} ({chosen_format})")
+    for name in report.without_keys:
+        console.print(
+            f"[yellow]{name}: no subject keys at {sources[name].keys_url}; "
+            "its personal fields are all null (see --keys-url)[/yellow]"
+        )
 
 
 # ---------------------------------------------------------------- time travel

@@ -179,6 +179,8 @@ class ExportReport:
     """How many events of each context were written."""
 
     written: dict[str, int] = field(default_factory=dict)
+    # Contexts with sealed fields but no readable subject_keys table: all came out null.
+    without_keys: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -204,7 +206,10 @@ async def export_events(
                 progress.start(source.context, await store.count())
             async for page in pages(store, page_size):
                 chosen = [e for e in page if selection.wants(e)]
-                found = await keys.keys(subjects_in(registry, chosen))
+                subjects = subjects_in(registry, chosen)
+                found = await keys.keys(subjects)
+                if subjects and not keys.available and source.context not in report.without_keys:
+                    report.without_keys.append(source.context)
                 sink.write([export_row(source.context, e, registry, found) for e in chosen])
                 written += len(chosen)
                 if progress is not None:

@@ -335,6 +335,10 @@ def test_export_command_writes_parquet_and_names_bad_options(world: World, tmp_p
     done = runner.invoke(cli, ["export", "-c", "tickets", "-o", str(out), *urls])
     assert done.exit_code == 0, done.output
     assert pq.read_table(out).num_rows == 2  # opened, transferred
+    assert "no subject keys" not in done.output
+    nowhere = f"--keys-url=sqlite:///{tmp_path}/absent.db"
+    blind = runner.invoke(cli, ["export", "-c", "tickets", "-o", str(out), urls[0], nowhere])
+    assert blind.exit_code == 0 and "tickets: no subject keys" in blind.output
     bad_format = runner.invoke(cli, ["export", "-o", str(tmp_path / "x.xls")])
     assert bad_format.exit_code == 2 and "--format" in bad_format.output
     bad_time = runner.invoke(cli, ["export", "-o", str(out), "--from", "yesterday"])
