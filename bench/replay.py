@@ -25,8 +25,9 @@ About 83 % ticket facts, 16 % client facts.
 Seeding is not timed: rows are COPYed straight into each store's ``events``
 table (positions and stream versions as an append gives them), then
 ``ANALYZE``. Each context has a store database and a read-model database
-(``bench_replay_<context>``, ``bench_replay_<context>_read``); ``--reuse``
-keeps a seeded set from an earlier run of the same size (for profiling).
+(``bench_replay_<context>``, ``bench_replay_<context>_read``), dropped after
+the run; ``--keep`` keeps them and ``--reuse`` rebuilds a kept set again
+without seeding (for profiling).
 """
 
 from __future__ import annotations
@@ -72,8 +73,6 @@ CONTEXTS = ("identity", "departments", "clients", "tickets")
 STAFF = 200
 DEPARTMENTS = 20
 COPY_CHUNK = 50_000
-# Events a client brings: 2-3 client facts, 2 tickets of 5-6 facts each (see the docstring).
-EVENTS_PER_CLIENT = 13.75
 GOAL = 50_000.0
 BASE = datetime(2025, 1, 6, 8, 0, tzinfo=UTC)
 
@@ -290,24 +289,31 @@ async def seed(events: int, progress: Progress) -> dict[str, int]:
     rng = random.Random(SEED)
     logs = {c: Log(c) for c in CONTEXTS}
     staff, departments = staff_and_departments(rng, logs)
-    clients = max(1, round(events / EVENTS_PER_CLIENT))
-    task = progress.add_task("seeding (COPY)", total=clients)
+    task = progress.add_task("seeding (COPY)", total=events)
     conns: dict[str, asyncpg.Connection] = {}
+
+    async def copy_pending() -> None:
+        for context, log in logs.items():
+            if log.rows:
+                await conns[context].copy_records_to_table(
+                    "events", records=log.rows, columns=COPY_COLUMNS
+                )
+                log.rows = []
+        progress.update(task, completed=sum(log.count for log in logs.values()))
+
     try:
         for context in CONTEXTS:
             store = await PostgresEventStore.open(_db_url(_names(context)[0]), pool_size=1)
             await store.close()  # only its schema
             conns[context] = await asyncpg.connect(_db_url(_names(context)[0]))
-        for n in range(clients):
+        # Whole client histories until the stores hold at least ``events``.
+        n = 0
+        while sum(log.count for log in logs.values()) < events:
             client_life(rng, logs, n, staff, departments)
-            if n % 2000 == 1999 or n == clients - 1:
-                for context, log in logs.items():
-                    if log.rows:
-                        await conns[context].copy_records_to_table(
-                            "events", records=log.rows, columns=COPY_COLUMNS
-                        )
-                        log.rows = []
-                progress.update(task, completed=n + 1)
+            n += 1
+            if n % 2000 == 0:
+                await copy_pending()
+        await copy_pending()
         for conn in conns.values():
             await conn.execute(
                 "SELECT setval('events_position_seq', "
@@ -369,7 +375,13 @@ async def rebuild(progress: Progress, kernel_only: bool = False) -> dict[str, tu
     return timings
 
 
-async def measure(events: int, reuse: bool) -> tuple[dict[str, float], dict[str, Any]]:
+async def drop_databases() -> None:
+    for context in CONTEXTS:
+        for name in _names(context):
+            await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def measure(events: int, reuse: bool, keep: bool) -> tuple[dict[str, float], dict[str, Any]]:
     load_before = os.getloadavg()
     with Progress(
         "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
@@ -380,6 +392,8 @@ async def measure(events: int, reuse: bool) -> tuple[dict[str, float], dict[str,
             counts = await seed(events, progress)
         timings = await rebuild(progress)
         kernel = await rebuild(progress, kernel_only=True)
+    if not keep:
+        await drop_databases()
     total = sum(n for n, _ in timings.values())
     seconds = sum(s for _, s in timings.values())
     results = {"replay.events_per_s": total / seconds, "replay.events": float(total)}
@@ -400,9 +414,11 @@ async def measure(events: int, reuse: bool) -> tuple[dict[str, float], dict[str,
     return results, meta
 
 
-def run(events: int = EVENTS, reuse: bool = False) -> tuple[dict[str, float], dict[str, Any]]:
+def run(
+    events: int = EVENTS, reuse: bool = False, keep: bool = False
+) -> tuple[dict[str, float], dict[str, Any]]:
     """Figures for ``bench/results.json`` and context for ``results.meta.json``."""
-    return asyncio.run(measure(events, reuse))
+    return asyncio.run(measure(events, reuse, keep))
 
 
 def print_table(results: dict[str, float]) -> None:
@@ -423,13 +439,14 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m bench.replay", description=__doc__)
     parser.add_argument("--events", type=int, default=EVENTS, help="seeded events (figure: 1M)")
-    parser.add_argument("--reuse", action="store_true", help="keep an earlier run's seeded stores")
+    parser.add_argument("--keep", action="store_true", help="keep the databases after the run")
+    parser.add_argument("--reuse", action="store_true", help="use the stores --keep kept")
     parser.add_argument("--output", type=Path, default=RESULTS_PATH, help="results JSON")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     if args.events < 1_000:
         parser.error("--events must be at least 1000")
-    results, meta = run(args.events, args.reuse)
+    results, meta = run(args.events, args.reuse, args.keep)
     print_table(results)
     # Only a run of the documented size replaces the recorded figures.
     if not args.no_write and args.events >= EVENTS:
