@@ -1,8 +1,9 @@
 """Notifier bench: from a client's reply (its 2xx) to the mail in an aiosmtpd server.
 
-Identity, departments, clients, tickets and the notifier run in this process
-on fresh PostgreSQL databases and a Tansu broker (or KAFKA_BOOTSTRAP_SERVERS);
-an aiosmtpd server takes the mail. One staff member is subscribed to
+Identity, departments, clients, tickets and the notifier run as processes
+(``python -m services.<name>``, as ``bench.tickets`` starts them) on fresh
+PostgreSQL databases and a Tansu broker (or KAFKA_BOOTSTRAP_SERVERS); an
+aiosmtpd server in the bench process takes the mail. One staff member is subscribed to
 ``client_reply`` by e-mail and assigned one ticket per client.
 
 * ``notifier.event_to_mail_p99_ms``: replies one at a time, each timed from the
@@ -19,28 +20,20 @@ import argparse
 import asyncio
 import contextlib
 import os
+import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
 import httpx
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from pydantic import SecretStr
 
-from bench.tickets import _admin_sql, _db_url, p99
-from services.clients.service import SPEC as CLIENTS
-from services.departments.service import SPEC as DEPARTMENTS
-from services.identity.service import SPEC as IDENTITY
-from services.notifier.service import SPEC as NOTIFIER
-from services.tickets.service import SPEC as TICKETS
+from bench.tickets import ADMIN_PASSWORD, p99, running_stack
 from shared import devbroker
-from shared.service import create_app
-from shared.settings import ServiceSettings
 
-PASSWORD = "bench-admin-password"
+SERVICES = ("identity", "departments", "clients", "tickets", "notifier")
+PASSWORD = ADMIN_PASSWORD
 IP = "203.0.113.5"
 
 
@@ -74,24 +67,6 @@ class Inbox:
                 await asyncio.wait_for(self.changed.wait(), remaining)
 
 
-@contextlib.asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[str]:
-    import uvicorn
-
-    port = devbroker.free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
-
-
 async def _ok(call: Any, timeout: float = 60) -> httpx.Response:
     deadline = time.monotonic() + timeout
     while True:
@@ -104,69 +79,26 @@ async def _ok(call: Any, timeout: float = 60) -> httpx.Response:
 
 
 async def measure(replies: int, burst: int) -> dict[str, float]:
-    prefix = f"bench{uuid.uuid4().hex[:6]}."
-    secret = SecretStr(uuid.uuid4().hex * 2)
-    names = ("identity", "departments", "clients", "tickets", "notifier")
-    databases = {n: f"bench_notifier_{n}" for n in names}
-    for database in databases.values():
-        await _admin_sql(
-            f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)', f'CREATE DATABASE "{database}"'
-        )
     inbox = Inbox()
     loop = asyncio.get_running_loop()
     smtp_port = devbroker.free_port()
     smtp = await loop.create_server(
         lambda: SMTP(inbox, hostname="bench.localhost", loop=loop), "127.0.0.1", smtp_port
     )
-    env = {"ADMIN_PASSWORD": PASSWORD, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp_port),
-           "DB_POOL_SIZE": "4", "LOG_LEVEL": "WARNING"}  # fmt: skip
-    saved = {k: os.environ.get(k) for k in [*env, "IDENTITY_URL", "CLIENTS_URL"]}
-    os.environ.update(env)
+    env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp_port)}
     try:
         with contextlib.ExitStack() as stack:
             bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or stack.enter_context(
                 devbroker.running_tansu()
             )
-            var = Path(stack.enter_context(__import__("tempfile").TemporaryDirectory()))
-
-            def app(spec: Any) -> Any:
-                url = _db_url(databases[spec.name])
-                return create_app(spec, ServiceSettings(
-                    event_store_url=url, read_model_url=url, kafka_bootstrap_servers=bootstrap,
-                    topic_prefix=prefix, jwt_secret=secret, trusted_proxies=["127.0.0.1/32"],
-                    var_dir=str(var / spec.name), log_level="WARNING",
-                ))  # fmt: skip
-
-            async with serving(app(IDENTITY)) as identity_url:
-                os.environ["IDENTITY_URL"] = identity_url
-                async with (
-                    serving(app(DEPARTMENTS)) as departments_url,
-                    serving(app(CLIENTS)) as clients_url,
-                ):
-                    os.environ["CLIENTS_URL"] = clients_url
-                    notifier_app = app(NOTIFIER)
-                    async with (
-                        serving(app(TICKETS)) as tickets_url,
-                        serving(notifier_app) as notifier_url,
-                        httpx.AsyncClient(timeout=60) as http,
-                    ):
-                        urls = {"identity": identity_url, "departments": departments_url,
-                                "clients": clients_url, "tickets": tickets_url,
-                                "notifier": notifier_url}  # fmt: skip
-                        await asyncio.wait_for(
-                            notifier_app.state.runtime.extensions["notifier"].stream.ready.wait(),
-                            60,
-                        )
-                        return await _run(http, urls, inbox, replies, burst)
+            var = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            async with (
+                running_stack(bootstrap, var, None, SERVICES, env, bench="notifier") as services,
+                httpx.AsyncClient(timeout=60) as http,
+            ):
+                return await _run(http, services.urls, inbox, replies, burst)
     finally:
         smtp.close()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        for database in databases.values():
-            await _admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 async def _login(http: httpx.AsyncClient, url: str, login: str, password: str) -> dict[str, str]:
@@ -203,7 +135,7 @@ async def _run(
         "country": "DE", "customer_status": "individual", "project_id": project,
     }))  # fmt: skip
     customer = await _login(http, urls["identity"], customer_login, "Passw0rd-bench")
-    total = replies + burst
+    total = 1 + replies + burst
     tickets: list[str] = []
     for _ in range(total):
         opened = await _ok(lambda: http.post(f"{urls['tickets']}/tickets", headers=customer, json={
@@ -212,7 +144,11 @@ async def _run(
     for ticket in tickets:  # the agent takes each ticket, so the client's reply is for them
         await _ok(lambda t=ticket: http.post(f"{urls['tickets']}/tickets/{t}/transfer",
                                              headers=admin, json={"staff_id": agent}))  # fmt: skip
-    await asyncio.sleep(2)  # the notifier has the assignments (its stream is ms behind)
+    # Warm-up, which also shows the notifier's stream has joined: one reply, one mail.
+    warm_up, tickets = tickets[0], tickets[1:]
+    await _ok(lambda: http.post(f"{urls['tickets']}/tickets/{warm_up}/messages",
+                                headers=customer, json={"body": "warm-up"}))  # fmt: skip
+    await inbox.wait_count(1, timeout=120)
 
     latencies: list[float] = []
     for ticket in tickets[:replies]:

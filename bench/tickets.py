@@ -191,17 +191,23 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def running_stack(
-    bootstrap: str, var_dir: Path, profile: Path | None
+    bootstrap: str,
+    var_dir: Path,
+    profile: Path | None = None,
+    services: Sequence[str] = SERVICES,
+    extra_env: dict[str, str] | None = None,
+    bench: str = "tickets",
 ) -> AsyncIterator[Stack]:
-    """identity, departments, clients and tickets as processes on fresh PostgreSQL databases."""
+    """The services (identity, departments, clients and tickets) as processes, each on
+    fresh PostgreSQL databases ``bench_<bench>_<service>``."""
     secret = uuid.uuid4().hex * 2
     prefix = f"bench{uuid.uuid4().hex[:6]}."
-    ports = {name: devbroker.free_port() for name in SERVICES}
+    ports = {name: devbroker.free_port() for name in services}
     stack = Stack(urls={n: f"http://127.0.0.1:{p}" for n, p in ports.items()}, pids={})
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        for name in SERVICES:
-            database = f"bench_tickets_{name}"
+        for name in services:
+            database = f"bench_{bench}_{name}"
             await _admin_sql(
                 f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)',
                 f'CREATE DATABASE "{database}"',
@@ -221,6 +227,7 @@ async def running_stack(
                 "CLIENTS_URL": stack.urls["clients"],
                 "VAR_DIR": str(var_dir / name),
                 "LOG_LEVEL": "WARNING",
+                **(extra_env or {}),
             }
             command = [sys.executable, "-m", f"services.{name}"]
             if name == "tickets" and profile is not None:
