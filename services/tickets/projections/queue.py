@@ -36,6 +36,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     insert,
     select,
     update,
@@ -152,23 +153,23 @@ class TicketQueue(Projection):
         await self.apply_all(conn, [event])
 
     async def apply_all(self, conn: AsyncConnection, events: list[RecordedEvent]) -> None:
-        """A batch in a few statements: one key read, the new rows and counts at the end."""
+        """A batch in a few statements: the keys and the tickets it touches read at once,
+        the events folded into those rows in memory, each row written once at the end."""
         relevant = [e for e in events if e.type in TICKET_EVENTS]
         if not relevant:
             return
         keys = await shredding.keys_in(conn, shredding.subjects_of(registry, relevant))
         batch = _Batch()
+        opened = {e.stream for e in relevant if e.type == "TicketOpened"}
+        stored = {e.stream.removeprefix("ticket-") for e in relevant if e.stream not in opened}
+        if stored:
+            for row in await conn.execute(select(tickets).where(tickets.c.ticket_id.in_(stored))):
+                batch.rows[row.ticket_id] = dict(row._mapping)
         for event in relevant:
-            await self._apply(conn, event, keys, batch)
+            self._apply(event, keys, batch)
         await batch.flush(conn)
 
-    async def _apply(
-        self,
-        conn: AsyncConnection,
-        event: RecordedEvent,
-        keys: dict[str, bytes],
-        batch: _Batch,
-    ) -> None:
+    def _apply(self, event: RecordedEvent, keys: dict[str, bytes], batch: _Batch) -> None:
         payload = shredding.open_event(registry, event, keys)
         assert isinstance(payload, TicketEvent)
         at = event.occurred_at
@@ -189,7 +190,7 @@ class TicketQueue(Projection):
         }
         if isinstance(payload, TicketOpened):
             waiting = payload.status == "open"
-            batch.new_tickets.append(
+            batch.open(
                 dict(
                     ticket_id=payload.ticket_id,
                     client_id=payload.client_id,
@@ -236,19 +237,12 @@ class TicketQueue(Projection):
                 },
             )
         else:
-            await batch.flush_tickets(conn)  # the row may be one of this batch's new ones
-            current = (
-                await conn.execute(
-                    select(tickets.c.department_id, tickets.c.status).where(
-                        tickets.c.ticket_id == payload.ticket_id
-                    )
-                )
-            ).first()
-            if current is None:
+            row = batch.rows.get(payload.ticket_id)
+            if row is None:
                 return  # cannot happen in one stream's order; never fail the projection
             values: dict[str, Any] = {"version": version, "updated_at": at}
-            status: str = current.status
-            department_id: str | None = current.department_id
+            status: str = row["status"]
+            department_id: str | None = row["department_id"]
             if isinstance(payload, TicketMessagePosted):
                 entry.update(
                     type="internal_note" if payload.internal else "message",
@@ -259,7 +253,7 @@ class TicketQueue(Projection):
                     visible_to_client=not payload.internal,
                 )
                 if not payload.internal:
-                    values.update(messages=tickets.c.messages + 1, last_message_at=at)
+                    values.update(messages=row["messages"] + 1, last_message_at=at)
                     if payload.author_kind == "client":
                         if status != "open":
                             values.update(
@@ -290,7 +284,7 @@ class TicketQueue(Projection):
                 if payload.due_at is not None:
                     values.update(due_at=payload.due_at, due_key=payload.due_at)
                 if payload.notice_visible_to_client:
-                    values["transfer_notices"] = tickets.c.transfer_notices + 1
+                    values["transfer_notices"] = row["transfer_notices"] + 1
                 entry.update(
                     type="transfer",
                     visible_to_client=payload.notice_visible_to_client,
@@ -335,35 +329,51 @@ class TicketQueue(Projection):
                 values["rating_requested"] = True
                 entry.update(type="rating_requested", message_id=payload.message_id)
             values["status"] = status
-            await conn.execute(
-                update(tickets).where(tickets.c.ticket_id == entry["ticket_id"]).values(**values)
-            )
-            if (department_id, status) != (current.department_id, current.status):
-                batch.count(current.department_id, current.status, -1)
+            if (department_id, status) != (row["department_id"], row["status"]):
+                batch.count(row["department_id"], row["status"], -1)
                 batch.count(department_id, status, +1)
+            row.update(values)
+            batch.changed.add(payload.ticket_id)
         entry["details"] = _json(entry["details"])
         batch.entries.append(entry)
 
 
+# Every column but the key, as bound parameters: one UPDATE statement for a batch's rows.
+_UPDATE_ROW = (
+    update(tickets)
+    .where(tickets.c.ticket_id == bindparam("row_ticket_id"))
+    .values({c.name: bindparam(f"row_{c.name}") for c in tickets.c if c.name != "ticket_id"})
+)
+
+
 @dataclass
 class _Batch:
-    """What a batch writes at its end: new tickets, timeline entries, count changes."""
+    """A batch's state: the ticket rows it touches (as they will be written), the
+    timeline entries and the count changes, written by ``flush`` at its end."""
 
-    new_tickets: list[dict[str, Any]] = field(default_factory=list)
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    new: list[str] = field(default_factory=list)  # opened in this batch: inserted
+    changed: set[str] = field(default_factory=set)  # stored before: updated
     entries: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def open(self, row: dict[str, Any]) -> None:
+        self.rows[row["ticket_id"]] = row
+        self.new.append(row["ticket_id"])
 
     def count(self, department_id: str | None, status: str, delta: int) -> None:
         key = (_dept_key(department_id), status)
         self.counts[key] = self.counts.get(key, 0) + delta
 
-    async def flush_tickets(self, conn: AsyncConnection) -> None:
-        if self.new_tickets:
-            await conn.execute(insert(tickets), self.new_tickets)
-            self.new_tickets = []
-
     async def flush(self, conn: AsyncConnection) -> None:
-        await self.flush_tickets(conn)
+        if self.new:
+            await conn.execute(insert(tickets), [self.rows[t] for t in self.new])
+        updated = self.changed.difference(self.new)
+        if updated:
+            await conn.execute(
+                _UPDATE_ROW,
+                [{f"row_{k}": v for k, v in self.rows[t].items()} for t in sorted(updated)],
+            )
         if self.entries:
             await conn.execute(insert(ticket_entries), self.entries)
         for (department_key, status), delta in sorted(self.counts.items()):
