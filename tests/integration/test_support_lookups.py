@@ -1,4 +1,4 @@
-"""The support center's one-statement look-ups agree with the plain ones.
+"""The support center's one-statement look-ups and writes agree with the plain ones.
 
 Opening a ticket reads the client, the department and its business hours in
 one round trip (``support.opening``), and the blocking-announcement check
@@ -17,8 +17,9 @@ from pathlib import Path
 
 import orjson
 import pytest
+from sqlalchemy import select
 
-from services.tickets.projections import catalog, support
+from services.tickets.projections import catalog, reports, support
 from shared.business_hours import ROUND_THE_CLOCK
 from shared.projections import checkpoint_name
 from shared.readmodel import ReadModelDB, save_checkpoint
@@ -127,3 +128,23 @@ async def test_blocking_now_reads_rows_and_marks_beyond_the_checkpoint(db: ReadM
     assert [row.announcement_id for row in rows] == ["active"]
     assert rows[0].starts_at == now - hour and rows[0].active_until == now + hour
     assert marked == {"beyond"}
+
+
+async def test_report_rows_add_up_in_one_upsert(db: ReadModelDB) -> None:
+    """Ticket reports add a batch's amounts to their rows with one statement per table."""
+    await db.create_tables(reports.metadata)
+    key = {"month": "2026-12", "department_id": "d1", "staff_id": "s1"}
+    other = {**key, "staff_id": "s2"}
+    amounts = {"first_count": 1, "first_ms": 500, "response_count": 2, "response_ms": 900}
+    async with db.transaction() as conn:
+        await reports._add_all(conn, reports.response_times, [{**key, **amounts}])
+    async with db.transaction() as conn:  # the same key again, and a new one
+        await reports._add_all(
+            conn, reports.response_times, [{**key, **amounts}, {**other, **amounts}]
+        )
+    async with db.reading() as conn:
+        rows = {
+            row.staff_id: (row.first_count, row.first_ms, row.response_count, row.response_ms)
+            for row in await conn.execute(select(reports.response_times))
+        }
+    assert rows == {"s1": (2, 1000, 4, 1800), "s2": (1, 500, 2, 900)}

@@ -72,6 +72,7 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.tickets.domain.events import (
@@ -396,20 +397,27 @@ class TicketReports(Projection):
                 .values(state=bindparam("track_state")),
                 [{"track_id": t, "track_state": tracks[t].to_json()} for t in changed - opened],
             )
+        by_table: dict[Table, list[dict[str, Any]]] = {}
         for (table, key_items), amounts in sums.items():
-            await _add(conn, table, dict(key_items), amounts)
+            by_table.setdefault(table, []).append({**dict(key_items), **amounts})
+        for table, rows in by_table.items():
+            await _add_all(conn, table, rows)
 
 
-async def _add(
-    conn: AsyncConnection, table: Table, key: dict[str, Any], amounts: dict[str, int]
-) -> None:
-    """Add ``amounts`` to the row of ``key``, creating it first if needed."""
-    where = and_(*(table.c[name] == value for name, value in key.items()))
-    done = await conn.execute(
-        update(table).where(where).values({n: table.c[n] + v for n, v in amounts.items()})
+async def _add_all(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Add each row's amounts to the row of its key, creating it if needed: one
+    upsert for all (``INSERT ... ON CONFLICT DO UPDATE``, PostgreSQL and SQLite)."""
+    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    keys = [c.name for c in table.primary_key.columns]
+    statement = dialect_insert(table)
+    amounts = [name for name in rows[0] if name not in keys]
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=keys,
+            set_={name: table.c[name] + statement.excluded[name] for name in amounts},
+        ),
+        rows,
     )
-    if done.rowcount == 0:
-        await conn.execute(insert(table).values(**key, **amounts))
 
 
 def _row_of(delta: Delta) -> tuple[Table, dict[str, Any], dict[str, int]]:
