@@ -168,9 +168,20 @@ class ClientDirectory(Projection):
     reads = (shredding.metadata,)
 
     async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
-        if event.type not in registry.models():
-            return
-        keys = await shredding.keys_in(conn, shredding.subjects_of(registry, [event]))
+        await self.apply_all(conn, [event])
+
+    async def apply_all(self, conn: AsyncConnection, events: list[RecordedEvent]) -> None:
+        """The batch's keys read at once, then each event in order."""
+        known = registry.models()
+        relevant = [e for e in events if e.type in known]
+        if relevant:
+            keys = await shredding.keys_in(conn, shredding.subjects_of(registry, relevant))
+            for event in relevant:
+                await self._apply(conn, event, keys)
+
+    async def _apply(
+        self, conn: AsyncConnection, event: RecordedEvent, keys: dict[str, bytes]
+    ) -> None:
         payload = shredding.open_event(registry, event, keys)
         version = event.stream_version
         if isinstance(payload, ClientRegistered):
