@@ -195,9 +195,7 @@ class NotifierViews(Projection):
                 .values(**row)
             )
             if updated.rowcount == 0:
-                await conn.execute(
-                    subscriptions.insert().values(staff_id=payload.staff_id, **row)
-                )
+                await conn.execute(subscriptions.insert().values(staff_id=payload.staff_id, **row))
 
     async def _delivery(
         self, conn: AsyncConnection, event: RecordedEvent, notice_id: str, **values: Any
