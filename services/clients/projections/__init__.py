@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -23,6 +24,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     delete,
     insert,
     update,
@@ -160,6 +162,51 @@ def _search(*parts: str | None) -> str:
 SEARCHED = ("login", "email", "company_name", "contact_person")
 
 
+# Every column but the key, as bound parameters: one UPDATE statement for a batch's rows.
+_UPDATE_CLIENT = (
+    update(clients)
+    .where(clients.c.client_id == bindparam("row_client_id"))
+    .values({c.name: bindparam(f"row_{c.name}") for c in clients.c if c.name != "client_id"})
+)
+
+
+@dataclass
+class _ClientBatch:
+    """A batch's client rows (as they will be written) and new messages, written by
+    ``flush``; statements on other tables run as the events come."""
+
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    new: list[str] = field(default_factory=list)  # registered in this batch: inserted
+    changed: set[str] = field(default_factory=set)  # stored before: updated
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+    def register(self, row: dict[str, Any]) -> None:
+        self.rows[row["client_id"]] = row
+        self.new.append(row["client_id"])
+
+    def change(self, client_id: str, values: dict[str, Any]) -> None:
+        row = self.rows.get(client_id)
+        if row is not None:  # an unknown client: nothing to change (as an UPDATE of no row)
+            row.update(values)
+            self.changed.add(client_id)
+
+    async def flush_messages(self, conn: AsyncConnection) -> None:
+        if self.messages:
+            await conn.execute(insert(client_messages), self.messages)
+            self.messages = []
+
+    async def flush(self, conn: AsyncConnection) -> None:
+        if self.new:
+            await conn.execute(insert(clients), [self.rows[c] for c in self.new])
+        updated = self.changed.difference(self.new)
+        if updated:
+            await conn.execute(
+                _UPDATE_CLIENT,
+                [{f"row_{k}": v for k, v in self.rows[c].items()} for c in sorted(updated)],
+            )
+        await self.flush_messages(conn)
+
+
 class ClientDirectory(Projection):
     """Clients, their messages, groups and projects, as the API lists and shows them."""
 
@@ -171,23 +218,36 @@ class ClientDirectory(Projection):
         await self.apply_all(conn, [event])
 
     async def apply_all(self, conn: AsyncConnection, events: list[RecordedEvent]) -> None:
-        """The batch's keys read at once, then each event in order."""
+        """A batch in a few statements: the keys and the client rows it touches read at
+        once, the events folded into those rows in memory, each row written once."""
         known = registry.models()
         relevant = [e for e in events if e.type in known]
-        if relevant:
-            keys = await shredding.keys_in(conn, shredding.subjects_of(registry, relevant))
-            for event in relevant:
-                await self._apply(conn, event, keys)
+        if not relevant:
+            return
+        keys = await shredding.keys_in(conn, shredding.subjects_of(registry, relevant))
+        opened = [(e, shredding.open_event(registry, e, keys)) for e in relevant]
+        registered = {p.client_id for _, p in opened if isinstance(p, ClientRegistered)}
+        stored = {
+            str(client_id)
+            for _, p in opened
+            if (client_id := getattr(p, "client_id", None)) and client_id not in registered
+        }
+        batch = _ClientBatch()
+        if stored:
+            for row in await conn.execute(clients.select().where(clients.c.client_id.in_(stored))):
+                batch.rows[row.client_id] = dict(row._mapping)
+        for event, payload in opened:
+            await self._apply(conn, event, payload, batch)
+        await batch.flush(conn)
 
     async def _apply(
-        self, conn: AsyncConnection, event: RecordedEvent, keys: dict[str, bytes]
+        self, conn: AsyncConnection, event: RecordedEvent, payload: Any, batch: _ClientBatch
     ) -> None:
-        payload = shredding.open_event(registry, event, keys)
         version = event.stream_version
         if isinstance(payload, ClientRegistered):
             row = payload.model_dump(exclude={"groups", "products"})
-            await conn.execute(
-                insert(clients).values(
+            batch.register(
+                dict(
                     **row,
                     groups=_json(payload.groups),
                     products=_json(payload.products),
@@ -204,23 +264,19 @@ class ClientDirectory(Projection):
             for name in payload.changed:
                 value = getattr(payload, name)
                 values[name] = _json(value) if name in ("groups", "products") else value
-            if any(name in payload.changed for name in SEARCHED):
-                current = (
-                    await conn.execute(
-                        clients.select().where(clients.c.client_id == payload.client_id)
-                    )
-                ).first()
-                if current is not None:
-                    merged = {name: values.get(name, getattr(current, name)) for name in SEARCHED}
-                    values["search"] = _search(*merged.values())
-            await self._update(conn, payload.client_id, values)
+            current = batch.rows.get(payload.client_id)
+            if current is not None and any(name in payload.changed for name in SEARCHED):
+                merged = {name: values.get(name, current[name]) for name in SEARCHED}
+                values["search"] = _search(*merged.values())
+            batch.change(payload.client_id, values)
             if payload.groups is not None or payload.products is not None:
                 await self._links(conn, payload.client_id, payload.groups, payload.products)
         elif isinstance(payload, ClientErased):
             blank = {name: None for name in CLIENT_PERSONAL}
-            await self._update(
-                conn, payload.client_id, {**blank, "search": "", "erased": True, "version": version}
+            batch.change(
+                payload.client_id, {**blank, "search": "", "erased": True, "version": version}
             )
+            await batch.flush_messages(conn)  # this batch's messages to them too
             await conn.execute(
                 update(client_messages)
                 .where(client_messages.c.client_id == payload.client_id)
@@ -228,8 +284,8 @@ class ClientDirectory(Projection):
             )
         elif isinstance(payload, ClientMessaged):
             violation = payload.violation
-            await conn.execute(
-                insert(client_messages).values(
+            batch.messages.append(
+                dict(
                     message_id=payload.message_id,
                     client_id=payload.client_id,
                     category_id=payload.category_id,
@@ -243,19 +299,20 @@ class ClientDirectory(Projection):
                     if violation is None
                     else _json(violation.model_dump(mode="json")),
                     notice_state=None if violation is None else "open",
+                    action_taken=None,
                     sent_at=event.occurred_at,
                     sent_by=event.actor.id,
                     impersonator_id=event.actor.impersonator_id,
                 )
             )
-            await self._update(conn, payload.client_id, {"version": version})
+            batch.change(payload.client_id, {"version": version})
         elif isinstance(payload, PenaltyPointsAdded):
-            await self._update(
-                conn,
-                payload.client_id,
-                {"penalty_points": clients.c.penalty_points + payload.points, "version": version},
-            )
+            current = batch.rows.get(payload.client_id)
+            if current is not None:
+                points = current["penalty_points"] + payload.points
+                batch.change(payload.client_id, {"penalty_points": points, "version": version})
         elif isinstance(payload, AbuseNoticeExpired):
+            await batch.flush_messages(conn)
             await conn.execute(
                 update(client_messages)
                 .where(
@@ -264,12 +321,10 @@ class ClientDirectory(Projection):
                 )
                 .values(notice_state="expired", action_taken=payload.action)
             )
-            await self._update(conn, payload.client_id, {"version": version})
+            batch.change(payload.client_id, {"version": version})
         elif isinstance(payload, ClientServicesSuspended | ClientServicesResumed):
             suspended = isinstance(payload, ClientServicesSuspended)
-            await self._update(
-                conn, payload.client_id, {"services_suspended": suspended, "version": version}
-            )
+            batch.change(payload.client_id, {"services_suspended": suspended, "version": version})
         elif isinstance(payload, ClientGroupCreated):
             await conn.execute(
                 insert(client_groups).values(
@@ -318,10 +373,7 @@ class ClientDirectory(Projection):
         elif event.stream.startswith("client-") and hasattr(payload, "client_id"):
             # Other facts on a client's stream (password reset, impersonation):
             # only the version moves, so ``expected_version`` stays right.
-            await self._update(conn, payload.client_id, {"version": version})
-
-    async def _update(self, conn: AsyncConnection, client_id: str, values: dict[str, Any]) -> None:
-        await conn.execute(update(clients).where(clients.c.client_id == client_id).values(**values))
+            batch.change(payload.client_id, {"version": version})
 
     async def _links(
         self,
