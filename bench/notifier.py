@@ -11,7 +11,7 @@ aiosmtpd server in the bench process takes the mail. One staff member is subscri
 * ``notifier.mails_per_s``: a burst of replies at once, mails over the seconds
   from the first reply to the last mail.
 
-    .venv/bin/python -m bench.notifier [--replies 200] [--burst 300]
+    .venv/bin/python -m bench.notifier [--replies 200] [--burst 300] [--no-write]
 """
 
 from __future__ import annotations
@@ -182,12 +182,20 @@ def run(replies: int = 200, burst: int = 300) -> dict[str, float]:
 
 
 def main() -> None:
+    from bench.run import RESULTS_PATH, merge_json
+
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--replies", type=int, default=200)
     parser.add_argument("--burst", type=int, default=300)
+    parser.add_argument("--output", type=Path, default=RESULTS_PATH, help="results JSON")
+    parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
-    for name, value in run(args.replies, args.burst).items():
+    results = run(args.replies, args.burst)
+    for name, value in results.items():
         print(f"{name} {value}")
+    if not args.no_write:
+        merge_json(args.output, results)
+        print(f"wrote {args.output}")
 
 
 if __name__ == "__main__":
