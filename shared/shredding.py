@@ -107,24 +107,36 @@ def subjects_of(registry: EventRegistry, events: Iterable[RecordedEvent]) -> set
     for event in events:
         model = models.get(event.type)
         if model is not None and personal_fields(model):
-            subjects.add(subject_of(event.data, model))
+            field: str = getattr(model, "subject_field")  # noqa: B009 - personal models only
+            data = event.data
+            if field not in data:  # renamed since: the current schema names it
+                data = registry.upcast(event.type, event.schema_version, dict(data))
+            subjects.add(subject_of(data, model))
     return subjects
 
 
 def open_event(
     registry: EventRegistry, event: RecordedEvent, keys: dict[str, bytes]
 ) -> DomainEvent:
-    """Decode ``event`` with its personal fields opened; erased ones (no key) are None."""
+    """Decode ``event`` with its personal fields opened; erased ones (no key) are None.
+
+    Every sealed value is opened before upcasting, whatever its name in the stored
+    schema: an upcaster that renames or reshapes a personal field sees it clear
+    (all sealed values of an event belong to its one subject).
+    """
     model = registry.model(event.type)
-    fields = personal_fields(model)
-    if not fields:
+    if not personal_fields(model):
         return registry.decode(event)
-    subject = subject_of(event.data, model)
+    subject_field: str = getattr(model, "subject_field")  # noqa: B009 - personal models only
+    if subject_field in event.data:
+        subject = str(event.data[subject_field])
+    else:  # renamed since: the current schema names it
+        subject = subject_of(registry.upcast(event.type, event.schema_version, event.data), model)
     key = keys.get(subject)
-    data = dict(event.data)
-    for name in fields:
-        if name in data:
-            data[name] = open_value(key, subject, data[name])
+    data = {
+        name: open_value(key, subject, value) if is_sealed(value) else value
+        for name, value in event.data.items()
+    }
     return registry.decode(event._replace(data=data))
 
 

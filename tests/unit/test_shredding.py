@@ -66,3 +66,43 @@ def test_an_event_opens_to_none_once_the_key_is_gone() -> None:
     erased = shredding.open_event(registry, event, {})
     assert isinstance(erased, Met) and erased.name is None and erased.count == 2
     assert shredding.subjects_of(registry, [event]) == {"p1"}
+
+
+upcasting = EventRegistry()
+
+
+@upcasting.register
+class Greeted(DomainEvent):
+    """v3: v1 said ``who`` (sealed) about ``pid``; v2 renamed them; v3 upper-cased the name."""
+
+    event_type = "Greeted"
+    schema_version: ClassVar[int] = 3
+    personal_fields: ClassVar[tuple[str, ...]] = ("name",)
+    subject_field: ClassVar[str] = "person_id"
+    person_id: str
+    name: str | None
+
+
+@upcasting.upcaster("Greeted", 1)
+def _rename(data: dict[str, object]) -> dict[str, object]:
+    return {"person_id": data.pop("pid"), "name": data.pop("who")}
+
+
+@upcasting.upcaster("Greeted", 2)
+def _upper(data: dict[str, object]) -> dict[str, object]:
+    name = data["name"]
+    return {**data, "name": name.upper() if isinstance(name, str) else name}
+
+
+def test_old_schemas_open_whether_an_upcaster_renames_or_reshapes_a_sealed_field() -> None:
+    key = AESGCM.generate_key(bit_length=256)
+    v1 = recorded({"pid": "p1", "who": shredding.seal_value(key, "p1", "Al")})
+    v1 = v1._replace(type="Greeted", schema_version=1)
+    assert shredding.subjects_of(upcasting, [v1]) == {"p1"}
+    opened = shredding.open_event(upcasting, v1, {"p1": key})
+    assert isinstance(opened, Greeted) and (opened.person_id, opened.name) == ("p1", "AL")
+    v2 = v1._replace(
+        schema_version=2, data={"person_id": "p1", "name": shredding.seal_value(key, "p1", "Bo")}
+    )
+    assert shredding.open_event(upcasting, v2, {"p1": key}).name == "BO"  # type: ignore[attr-defined]
+    assert shredding.open_event(upcasting, v2, {}).name is None  # type: ignore[attr-defined]
