@@ -10,7 +10,7 @@ in the same transaction as those rows:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,8 +27,11 @@ from sqlalchemy import (
     String,
     Table,
     TypeDecorator,
+    bindparam,
+    insert,
     select,
     text,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -189,3 +192,63 @@ async def save_checkpoint(
                 name=name, position=position, published=published or 0, marker=marker
             )
         )
+
+
+class RowFold:
+    """The rows of ``table`` a projection's batch touches, changed in memory and
+    written once at the end: new rows in one INSERT, changed ones in one UPDATE
+    (``executemany``), instead of a statement or two per event."""
+
+    def __init__(self, table: Table) -> None:
+        [key] = table.primary_key.columns  # one-column keys only
+        self.table = table
+        self.key = key
+        self.rows: dict[Any, dict[str, Any]] = {}
+        self.new: list[Any] = []  # added in this batch: inserted
+        self.changed: set[Any] = set()  # stored before: updated
+        self._update = (
+            update(table)
+            .where(key == bindparam("fold_key"))
+            .values({c.name: bindparam(f"fold_{c.name}") for c in table.c if c is not key})
+        )
+
+    async def load(self, conn: AsyncConnection, keys: Iterable[Any]) -> None:
+        """Read the stored rows of ``keys`` (those not already held) in one statement."""
+        wanted = set(keys).difference(self.rows)
+        if wanted:
+            for row in await conn.execute(select(self.table).where(self.key.in_(wanted))):
+                self.rows[row._mapping[self.key.name]] = dict(row._mapping)
+
+    def get(self, key: Any) -> dict[str, Any] | None:
+        return self.rows.get(key)
+
+    def add(self, row: dict[str, Any]) -> None:
+        """A new row (every column given)."""
+        key = row[self.key.name]
+        self.rows[key] = row
+        self.new.append(key)
+
+    def change(self, key: Any, values: dict[str, Any]) -> None:
+        """Set ``values`` on a held row; an unknown key changes nothing (as an UPDATE)."""
+        row = self.rows.get(key)
+        if row is not None:
+            row.update(values)
+            self.changed.add(key)
+
+    async def write(self, conn: AsyncConnection) -> None:
+        if self.new:
+            await conn.execute(insert(self.table), [self.rows[k] for k in self.new])
+        updated = self.changed.difference(self.new)
+        if updated:
+            name = self.key.name
+            await conn.execute(
+                self._update,
+                [
+                    {
+                        "fold_key": k,
+                        **{f"fold_{c}": v for c, v in self.rows[k].items() if c != name},
+                    }
+                    for k in sorted(updated)
+                ],
+            )
+        self.new, self.changed = [], set()

@@ -1,4 +1,4 @@
-"""``ReadModelDB.reading()``: reads outside a transaction, on PostgreSQL and SQLite.
+"""``ReadModelDB.reading()`` (reads outside a transaction) and ``RowFold``, on both dialects.
 
 The support center's announcement check relies on it: a statement in the
 block sees what another connection committed after an earlier statement of
@@ -11,12 +11,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, Table, func, select
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 
-from shared.readmodel import ReadModelDB
+from shared.readmodel import ReadModelDB, RowFold
 
 metadata = MetaData()
 numbers = Table("numbers", metadata, Column("n", Integer, primary_key=True))
+named = Table("named", metadata, Column("n", Integer, primary_key=True), Column("name", String(20)))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -44,3 +45,23 @@ async def test_each_read_sees_what_was_committed_before_it(db: ReadModelDB) -> N
         assert (await reader.execute(count)).scalar() == 1
     async with db.transaction() as writer:  # the reader left nothing open or locked
         await writer.execute(numbers.insert().values(n=2))
+
+
+async def test_a_row_fold_writes_each_row_once_with_its_last_values(db: ReadModelDB) -> None:
+    """``RowFold``: rows read at once, changed in memory, new ones inserted and stored
+    ones updated at the end; an unknown key changes nothing."""
+    async with db.transaction() as conn:
+        await conn.execute(named.insert(), [{"n": 1, "name": "one"}, {"n": 2, "name": "two"}])
+    async with db.transaction() as conn:
+        fold = RowFold(named)
+        await fold.load(conn, [1, 2, 99])
+        assert sorted(fold.rows) == [1, 2]
+        fold.change(1, {"name": "uno"})
+        fold.change(1, {"name": "eins"})
+        fold.add({"n": 3, "name": "three"})
+        fold.change(3, {"name": "drei"})
+        fold.change(99, {"name": "nobody"})
+        await fold.write(conn)
+    async with db.reading() as conn:
+        rows = dict((await conn.execute(select(named.c.n, named.c.name))).all())
+    assert rows == {1: "eins", 2: "two", 3: "drei"}

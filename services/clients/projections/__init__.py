@@ -24,7 +24,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    bindparam,
     delete,
     insert,
     update,
@@ -52,7 +51,7 @@ from services.clients.domain.events import (
 from shared import shredding
 from shared.events import RecordedEvent
 from shared.projections import Projection
-from shared.readmodel import UtcDateTime
+from shared.readmodel import RowFold, UtcDateTime
 
 metadata = MetaData()
 
@@ -162,33 +161,13 @@ def _search(*parts: str | None) -> str:
 SEARCHED = ("login", "email", "company_name", "contact_person")
 
 
-# Every column but the key, as bound parameters: one UPDATE statement for a batch's rows.
-_UPDATE_CLIENT = (
-    update(clients)
-    .where(clients.c.client_id == bindparam("row_client_id"))
-    .values({c.name: bindparam(f"row_{c.name}") for c in clients.c if c.name != "client_id"})
-)
-
-
 @dataclass
 class _ClientBatch:
     """A batch's client rows (as they will be written) and new messages, written by
     ``flush``; statements on other tables run as the events come."""
 
-    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
-    new: list[str] = field(default_factory=list)  # registered in this batch: inserted
-    changed: set[str] = field(default_factory=set)  # stored before: updated
+    clients: RowFold = field(default_factory=lambda: RowFold(clients))
     messages: list[dict[str, Any]] = field(default_factory=list)
-
-    def register(self, row: dict[str, Any]) -> None:
-        self.rows[row["client_id"]] = row
-        self.new.append(row["client_id"])
-
-    def change(self, client_id: str, values: dict[str, Any]) -> None:
-        row = self.rows.get(client_id)
-        if row is not None:  # an unknown client: nothing to change (as an UPDATE of no row)
-            row.update(values)
-            self.changed.add(client_id)
 
     async def flush_messages(self, conn: AsyncConnection) -> None:
         if self.messages:
@@ -196,14 +175,7 @@ class _ClientBatch:
             self.messages = []
 
     async def flush(self, conn: AsyncConnection) -> None:
-        if self.new:
-            await conn.execute(insert(clients), [self.rows[c] for c in self.new])
-        updated = self.changed.difference(self.new)
-        if updated:
-            await conn.execute(
-                _UPDATE_CLIENT,
-                [{f"row_{k}": v for k, v in self.rows[c].items()} for c in sorted(updated)],
-            )
+        await self.clients.write(conn)
         await self.flush_messages(conn)
 
 
@@ -233,9 +205,7 @@ class ClientDirectory(Projection):
             if (client_id := getattr(p, "client_id", None)) and client_id not in registered
         }
         batch = _ClientBatch()
-        if stored:
-            for row in await conn.execute(clients.select().where(clients.c.client_id.in_(stored))):
-                batch.rows[row.client_id] = dict(row._mapping)
+        await batch.clients.load(conn, stored)
         for event, payload in opened:
             await self._apply(conn, event, payload, batch)
         await batch.flush(conn)
@@ -246,7 +216,7 @@ class ClientDirectory(Projection):
         version = event.stream_version
         if isinstance(payload, ClientRegistered):
             row = payload.model_dump(exclude={"groups", "products"})
-            batch.register(
+            batch.clients.add(
                 dict(
                     **row,
                     groups=_json(payload.groups),
@@ -264,16 +234,16 @@ class ClientDirectory(Projection):
             for name in payload.changed:
                 value = getattr(payload, name)
                 values[name] = _json(value) if name in ("groups", "products") else value
-            current = batch.rows.get(payload.client_id)
+            current = batch.clients.get(payload.client_id)
             if current is not None and any(name in payload.changed for name in SEARCHED):
                 merged = {name: values.get(name, current[name]) for name in SEARCHED}
                 values["search"] = _search(*merged.values())
-            batch.change(payload.client_id, values)
+            batch.clients.change(payload.client_id, values)
             if payload.groups is not None or payload.products is not None:
                 await self._links(conn, payload.client_id, payload.groups, payload.products)
         elif isinstance(payload, ClientErased):
             blank = {name: None for name in CLIENT_PERSONAL}
-            batch.change(
+            batch.clients.change(
                 payload.client_id, {**blank, "search": "", "erased": True, "version": version}
             )
             await batch.flush_messages(conn)  # this batch's messages to them too
@@ -305,12 +275,14 @@ class ClientDirectory(Projection):
                     impersonator_id=event.actor.impersonator_id,
                 )
             )
-            batch.change(payload.client_id, {"version": version})
+            batch.clients.change(payload.client_id, {"version": version})
         elif isinstance(payload, PenaltyPointsAdded):
-            current = batch.rows.get(payload.client_id)
+            current = batch.clients.get(payload.client_id)
             if current is not None:
                 points = current["penalty_points"] + payload.points
-                batch.change(payload.client_id, {"penalty_points": points, "version": version})
+                batch.clients.change(
+                    payload.client_id, {"penalty_points": points, "version": version}
+                )
         elif isinstance(payload, AbuseNoticeExpired):
             await batch.flush_messages(conn)
             await conn.execute(
@@ -321,10 +293,12 @@ class ClientDirectory(Projection):
                 )
                 .values(notice_state="expired", action_taken=payload.action)
             )
-            batch.change(payload.client_id, {"version": version})
+            batch.clients.change(payload.client_id, {"version": version})
         elif isinstance(payload, ClientServicesSuspended | ClientServicesResumed):
             suspended = isinstance(payload, ClientServicesSuspended)
-            batch.change(payload.client_id, {"services_suspended": suspended, "version": version})
+            batch.clients.change(
+                payload.client_id, {"services_suspended": suspended, "version": version}
+            )
         elif isinstance(payload, ClientGroupCreated):
             await conn.execute(
                 insert(client_groups).values(
@@ -373,7 +347,7 @@ class ClientDirectory(Projection):
         elif event.stream.startswith("client-") and hasattr(payload, "client_id"):
             # Other facts on a client's stream (password reset, impersonation):
             # only the version moves, so ``expected_version`` stays right.
-            batch.change(payload.client_id, {"version": version})
+            batch.clients.change(payload.client_id, {"version": version})
 
     async def _links(
         self,

@@ -36,9 +36,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    bindparam,
     insert,
-    select,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -59,7 +57,7 @@ from services.tickets.domain.events import (
 from shared import shredding
 from shared.events import RecordedEvent
 from shared.projections import Projection
-from shared.readmodel import UtcDateTime
+from shared.readmodel import RowFold, UtcDateTime
 
 NEVER = datetime(9999, 12, 31, tzinfo=UTC)
 """The sort key of a ticket that waits for nobody: after every real moment."""
@@ -161,10 +159,9 @@ class TicketQueue(Projection):
         keys = await shredding.keys_in(conn, shredding.subjects_of(registry, relevant))
         batch = _Batch()
         opened = {e.stream for e in relevant if e.type == "TicketOpened"}
-        stored = {e.stream.removeprefix("ticket-") for e in relevant if e.stream not in opened}
-        if stored:
-            for row in await conn.execute(select(tickets).where(tickets.c.ticket_id.in_(stored))):
-                batch.rows[row.ticket_id] = dict(row._mapping)
+        await batch.tickets.load(
+            conn, {e.stream.removeprefix("ticket-") for e in relevant if e.stream not in opened}
+        )
         for event in relevant:
             self._apply(event, keys, batch)
         await batch.flush(conn)
@@ -190,7 +187,7 @@ class TicketQueue(Projection):
         }
         if isinstance(payload, TicketOpened):
             waiting = payload.status == "open"
-            batch.open(
+            batch.tickets.add(
                 dict(
                     ticket_id=payload.ticket_id,
                     client_id=payload.client_id,
@@ -237,7 +234,7 @@ class TicketQueue(Projection):
                 },
             )
         else:
-            row = batch.rows.get(payload.ticket_id)
+            row = batch.tickets.get(payload.ticket_id)
             if row is None:
                 return  # cannot happen in one stream's order; never fail the projection
             values: dict[str, Any] = {"version": version, "updated_at": at}
@@ -332,18 +329,9 @@ class TicketQueue(Projection):
             if (department_id, status) != (row["department_id"], row["status"]):
                 batch.count(row["department_id"], row["status"], -1)
                 batch.count(department_id, status, +1)
-            row.update(values)
-            batch.changed.add(payload.ticket_id)
+            batch.tickets.change(payload.ticket_id, values)
         entry["details"] = _json(entry["details"])
         batch.entries.append(entry)
-
-
-# Every column but the key, as bound parameters: one UPDATE statement for a batch's rows.
-_UPDATE_ROW = (
-    update(tickets)
-    .where(tickets.c.ticket_id == bindparam("row_ticket_id"))
-    .values({c.name: bindparam(f"row_{c.name}") for c in tickets.c if c.name != "ticket_id"})
-)
 
 
 @dataclass
@@ -351,29 +339,16 @@ class _Batch:
     """A batch's state: the ticket rows it touches (as they will be written), the
     timeline entries and the count changes, written by ``flush`` at its end."""
 
-    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
-    new: list[str] = field(default_factory=list)  # opened in this batch: inserted
-    changed: set[str] = field(default_factory=set)  # stored before: updated
+    tickets: RowFold = field(default_factory=lambda: RowFold(tickets))
     entries: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
-
-    def open(self, row: dict[str, Any]) -> None:
-        self.rows[row["ticket_id"]] = row
-        self.new.append(row["ticket_id"])
 
     def count(self, department_id: str | None, status: str, delta: int) -> None:
         key = (_dept_key(department_id), status)
         self.counts[key] = self.counts.get(key, 0) + delta
 
     async def flush(self, conn: AsyncConnection) -> None:
-        if self.new:
-            await conn.execute(insert(tickets), [self.rows[t] for t in self.new])
-        updated = self.changed.difference(self.new)
-        if updated:
-            await conn.execute(
-                _UPDATE_ROW,
-                [{f"row_{k}": v for k, v in self.rows[t].items()} for t in sorted(updated)],
-            )
+        await self.tickets.write(conn)
         if self.entries:
             await conn.execute(insert(ticket_entries), self.entries)
         for (department_key, status), delta in sorted(self.counts.items()):
