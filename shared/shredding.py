@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -100,6 +100,15 @@ async def keys_in(conn: AsyncConnection, subject_ids: Iterable[str]) -> dict[str
     return {row.subject_id: bytes(row.key) for row in rows}
 
 
+def stored_subject(registry: EventRegistry, event: RecordedEvent, model: type[DomainEvent]) -> str:
+    """Whose event it is, from the stored data (or the upcast data, if the subject's
+    field was renamed since)."""
+    field: str = getattr(model, "subject_field")  # noqa: B009 - personal models only
+    if field in event.data:
+        return str(event.data[field])
+    return subject_of(registry.upcast(event.type, event.schema_version, dict(event.data)), model)
+
+
 def subjects_of(registry: EventRegistry, events: Iterable[RecordedEvent]) -> set[str]:
     """Whose keys are needed to open ``events``."""
     subjects = set()
@@ -107,37 +116,36 @@ def subjects_of(registry: EventRegistry, events: Iterable[RecordedEvent]) -> set
     for event in events:
         model = models.get(event.type)
         if model is not None and personal_fields(model):
-            field: str = getattr(model, "subject_field")  # noqa: B009 - personal models only
-            data = event.data
-            if field not in data:  # renamed since: the current schema names it
-                data = registry.upcast(event.type, event.schema_version, dict(data))
-            subjects.add(subject_of(data, model))
+            subjects.add(stored_subject(registry, event, model))
     return subjects
 
 
-def open_event(
-    registry: EventRegistry, event: RecordedEvent, keys: dict[str, bytes]
-) -> DomainEvent:
-    """Decode ``event`` with its personal fields opened; erased ones (no key) are None.
+def open_stored(
+    registry: EventRegistry, event: RecordedEvent, keys: Mapping[str, bytes]
+) -> dict[str, Any]:
+    """The stored data (not upcast) with every sealed value opened; None once erased.
 
-    Every sealed value is opened before upcasting, whatever its name in the stored
-    schema: an upcaster that renames or reshapes a personal field sees it clear
-    (all sealed values of an event belong to its one subject).
+    Whatever its name in the stored schema: all sealed values of an event belong to
+    its one subject. So an upcaster that renames or reshapes a personal field sees
+    it clear.
     """
     model = registry.model(event.type)
-    if not personal_fields(model):
-        return registry.decode(event)
-    subject_field: str = getattr(model, "subject_field")  # noqa: B009 - personal models only
-    if subject_field in event.data:
-        subject = str(event.data[subject_field])
-    else:  # renamed since: the current schema names it
-        subject = subject_of(registry.upcast(event.type, event.schema_version, event.data), model)
+    subject = stored_subject(registry, event, model)
     key = keys.get(subject)
-    data = {
+    return {
         name: open_value(key, subject, value) if is_sealed(value) else value
         for name, value in event.data.items()
     }
-    return registry.decode(event._replace(data=data))
+
+
+def open_event(
+    registry: EventRegistry, event: RecordedEvent, keys: Mapping[str, bytes]
+) -> DomainEvent:
+    """Decode ``event`` with its personal fields opened (before upcasting, see
+    ``open_stored``); erased ones (no key) are None."""
+    if not personal_fields(registry.model(event.type)):
+        return registry.decode(event)
+    return registry.decode(event._replace(data=open_stored(registry, event, keys)))
 
 
 class SubjectErased(Exception):

@@ -33,9 +33,9 @@ from shared.analytics.sources import (
     opened_data,
     pages,
     registry_of,
-    subjects_in,
 )
 from shared.events import EventRegistry, RecordedEvent
+from shared.shredding import subjects_of
 
 FORMATS = ("jsonl", "parquet")
 ROW_GROUP_SIZE = 50_000
@@ -206,7 +206,7 @@ async def export_events(
                 progress.start(source.context, await store.count())
             async for page in pages(store, page_size):
                 chosen = [e for e in page if selection.wants(e)]
-                subjects = subjects_in(registry, chosen)
+                subjects = subjects_of(registry, chosen)
                 found = await keys.keys(subjects)
                 if subjects and not keys.available and source.context not in report.without_keys:
                     report.without_keys.append(source.context)

@@ -48,9 +48,9 @@ from shared.analytics.sources import (
     opened_data,
     pages,
     registry_of,
-    subjects_in,
 )
 from shared.events import DomainEvent, EventRegistry, RecordedEvent
+from shared.shredding import subjects_of
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -361,7 +361,7 @@ async def replay(
     try:
         async for page in pages(store):
             chosen = [e for e in up_to(page, at) if e.type in models and wanted(e)]
-            found = await keys.keys(subjects_in(registry, chosen))
+            found = await keys.keys(subjects_of(registry, chosen))
             decoded.extend(decode(registry, e, found) for e in chosen)
     finally:
         await keys.close()
@@ -377,7 +377,7 @@ async def replay_stream(source: Source, stream: str, at: datetime) -> list[Domai
     keys = await SubjectKeys.open(source.keys_url)
     try:
         recorded = [e for e in up_to(await store.read_stream(stream), at) if e.type in models]
-        found = await keys.keys(subjects_in(registry, recorded))
+        found = await keys.keys(subjects_of(registry, recorded))
         return [decode(registry, e, found) for e in recorded]
     finally:
         await keys.close()

@@ -20,6 +20,7 @@ not exist is an error rather than a new empty file.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -35,7 +36,7 @@ from shared.events import EventRegistry, RecordedEvent, UnknownEventType
 from shared.eventstore import EventStore, open_event_store
 from shared.readmodel import async_url
 from shared.settings import DEFAULT_PORTS, ServiceSettings
-from shared.shredding import open_value, personal_fields, subject_keys, subject_of
+from shared.shredding import open_stored, personal_fields, subject_keys
 
 CONTEXTS: tuple[str, ...] = tuple(DEFAULT_PORTS)
 PAGE_SIZE = 5_000
@@ -182,46 +183,25 @@ class SubjectKeys:
             await self.engine.dispose()
 
 
-def subjects_in(registry: EventRegistry, events: Iterable[RecordedEvent]) -> set[str]:
-    """Whose keys are needed to open these events (unknown types need none)."""
-    models = registry.models()
-    found = set()
-    for event in events:
-        model = models.get(event.type)
-        if model is not None and personal_fields(model):
-            found.add(subject_of(event.data, model))
-    return found
-
-
 def opened_data(
     registry: EventRegistry, event: RecordedEvent, keys: Mapping[str, bytes]
 ) -> tuple[int, dict[str, Any]]:
-    """The payload as a replay sees it: upcast to the current schema, then its personal
-    fields opened (None once erased). Returns (schema version of the result, data).
-
-    Upcasting first means the current model's field names find the sealed values
-    even when an upcaster renamed them. An event type this code does not know is
-    returned as stored.
+    """The payload as a replay sees it: personal fields opened (None once erased, see
+    ``shredding.open_stored``), then upcast to the current schema. Returns (schema
+    version of the result, data). An event type this code does not know, or one
+    whose upcasters are missing, is returned as stored.
     """
     model = registry.models().get(event.type)
     if model is None:
         return event.schema_version, event.data
+    data = event.data
+    if personal_fields(model):
+        with contextlib.suppress(UnknownEventType):  # no subject without the upcasters
+            data = open_stored(registry, event, keys)
     try:
-        version, data = (
-            model.schema_version,
-            registry.upcast(event.type, event.schema_version, event.data),
-        )
+        return model.schema_version, registry.upcast(event.type, event.schema_version, data)
     except UnknownEventType:
-        version, data = event.schema_version, event.data
-    fields = personal_fields(model)
-    if fields:
-        subject = subject_of(data, model)
-        key = keys.get(subject)
-        data = dict(data)
-        for name in fields:
-            if name in data:
-                data[name] = open_value(key, subject, data[name])
-    return version, data
+        return event.schema_version, data
 
 
 async def pages(
