@@ -24,6 +24,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeRemainingColumn,
 )
@@ -31,14 +32,13 @@ from rich.table import Table
 
 from shared.analytics.commands import register as register_analytics
 from shared.analytics.sources import resolve
-from shared.builtin_projections import EventTypeCounts
 from shared.events import EventRegistry
 from shared.eventstore import open_event_store
 from shared.kafka import topic_of
 from shared.projections import Projection, checkpoint_name
 from shared.readmodel import ReadModelDB
 from shared.relay import Relay
-from shared.replay import rebuild_all
+from shared.replay import RebuildJob, plan, rebuild_all, rebuild_in_processes, service_read_models
 from shared.service import ServiceSpec
 from shared.settings import DEFAULT_PORTS, ServiceSettings
 from shared.shredding import personal_fields
@@ -55,35 +55,64 @@ def _spec(service: str) -> ServiceSpec:
     return spec
 
 
-def _projections(spec: ServiceSpec) -> list[Projection]:
-    return [EventTypeCounts(), *spec.projections()]
-
-
 async def _rebuild(service: str, only: str | None, progress: Progress) -> dict[str, int]:
     """Replay one service's log into its read models (all, or ``only``), one pass."""
-    spec = _spec(service)
-    chosen = [p for p in _projections(spec) if only in (None, p.name)]
-    if not chosen:
-        raise typer.BadParameter(f"{service} has no projection {only!r}", param_hint="--projection")
+    chosen = _chosen(service, only)
     (source,) = resolve([service])
     store = await open_event_store(source.store_url, namespace=service)
     db = await ReadModelDB.open(source.keys_url)
     try:
         task = progress.add_task(service, total=await store.count(), rate="")
-
-        def advance(n: int) -> None:
-            progress.advance(task, n)
-            speed = progress.tasks[task].speed
-            progress.update(task, rate=f"{speed:,.0f} ev/s" if speed else "")
-
-        applied = await rebuild_all(store, db, chosen, advance)
+        applied = await rebuild_all(store, db, chosen, lambda n: _advance(progress, task, n))
     finally:
         await db.close()
         await store.close()
     return dict.fromkeys((p.name for p in chosen), applied)
 
 
-async def _rebuild_services(services: list[str], only: str | None) -> dict[str, dict[str, int]]:
+def _chosen(service: str, only: str | None) -> list[Projection]:
+    chosen = [p for p in service_read_models(service) if only in (None, p.name)]
+    if not chosen:
+        raise typer.BadParameter(f"{service} has no projection {only!r}", param_hint="--projection")
+    return chosen
+
+
+def _advance(progress: Progress, task: TaskID, n: int) -> None:
+    progress.advance(task, n)
+    speed = progress.tasks[task].speed
+    progress.update(task, rate=f"{speed:,.0f} ev/s" if speed else "")
+
+
+async def _rebuild_in_processes(
+    services: list[str], only: str | None, workers: int, progress: Progress
+) -> dict[str, dict[str, int]]:
+    """Every service's read models split into jobs, run by ``workers`` processes."""
+    jobs: list[RebuildJob] = []
+    tasks: dict[RebuildJob, TaskID] = {}
+    for service in services:
+        chosen = _chosen(service, only)
+        (source,) = resolve([service])
+        store = await open_event_store(source.store_url, namespace=service, pool_size=1)
+        try:
+            events = await store.count()
+        finally:
+            await store.close()
+        for job in plan(service, source.store_url, source.keys_url, chosen, workers, events):
+            jobs.append(job)
+            tasks[job] = progress.add_task(job.label, total=events, rate="")
+    results = await rebuild_in_processes(
+        jobs, workers, lambda job, n: _advance(progress, tasks[job], n)
+    )
+    rebuilt: dict[str, dict[str, int]] = {}
+    for result in results:
+        for name in result.job.projections:
+            rebuilt.setdefault(result.job.service, {})[name] = result.events
+    return rebuilt
+
+
+async def _rebuild_services(
+    services: list[str], only: str | None, workers: int
+) -> dict[str, dict[str, int]]:
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -92,6 +121,8 @@ async def _rebuild_services(services: list[str], only: str | None) -> dict[str, 
         TimeRemainingColumn(),
         console=console,
     ) as progress:
+        if workers > 1:
+            return await _rebuild_in_processes(services, only, workers, progress)
         return {service: await _rebuild(service, only, progress) for service in services}
 
 
@@ -101,16 +132,21 @@ def rebuild(
         ..., help="identity, departments, tickets, clients, notifier, or all"
     ),
     projection: str | None = typer.Option(None, help="only this read model (default: all)"),
+    workers: int = typer.Option(
+        1, min=1, help="processes sharing the work (a core each); 1: one pass per service"
+    ),
 ) -> None:
     """Drop read models and replay the service's whole event log into them (one pass).
 
     Store and read-model URLs: ``<SERVICE>_EVENT_STORE_URL`` / ``<SERVICE>_READ_MODEL_URL``
     when set, else the service's own settings (``EVENT_STORE_URL``, ``READ_MODEL_URL``, ...).
+    With ``--workers N`` the read models are split into groups of similar cost, each
+    group replays the log in its own process, and all services' groups run side by side.
     """
     services = list(DEFAULT_PORTS) if service == "all" else [service]
     for name in services:
         _spec(name)  # an unknown name fails before anything is dropped
-    rebuilt = asyncio.run(_rebuild_services(services, projection))
+    rebuilt = asyncio.run(_rebuild_services(services, projection, workers))
     for name, applied in rebuilt.items():
         for projection_name, count in applied.items():
             console.print(f"{name}: rebuilt [bold]{projection_name}[/bold] from {count:,} events")
@@ -124,7 +160,7 @@ async def _status(service: str) -> Table:
     try:
         head = await store.head_position()
         table = Table("part", "checkpoint", "store head", "lag (positions)")
-        for projection in _projections(spec):
+        for projection in spec.read_models():
             position = (await db.checkpoint(checkpoint_name(projection.name))).position
             table.add_row(
                 f"projection {projection.name}", str(position), str(head), str(head - position)

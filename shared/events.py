@@ -259,8 +259,16 @@ class EventRegistry:
 
     def decode(self, event: RecordedEvent) -> DomainEvent:
         """The typed, current-version payload of a stored event."""
-        data = self.upcast(event.type, event.schema_version, event.data)
-        return self.model(event.type).model_validate(data)
+        return self.decode_data(event.type, event.schema_version, event.data)
+
+    def decode_data(
+        self, event_type: str, schema_version: int, data: dict[str, Any]
+    ) -> DomainEvent:
+        """``decode`` for a stored payload given apart from its envelope."""
+        model = self.model(event_type)
+        if schema_version != model.schema_version:
+            data = self.upcast(event_type, schema_version, data)
+        return model.model_validate(data)
 
     def encode(
         self,

@@ -31,6 +31,9 @@ class Projection(abc.ABC):
     metadata: MetaData
     # Tables it reads but does not own (kept by the service, never dropped by a rebuild).
     reads: tuple[MetaData, ...] = ()
+    # Rough microseconds of CPU per event of the log when rebuilding (measured with
+    # ``python -m bench.replay``): how a rebuild shares processes (``shared.replay.plan``).
+    rebuild_cost: float = 1.0
 
     @property
     def tables(self) -> list[Table]:

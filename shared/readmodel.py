@@ -48,8 +48,8 @@ class UtcDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
+        if value is None or value.tzinfo is UTC:
+            return value
         return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
@@ -194,6 +194,43 @@ async def save_checkpoint(
         )
 
 
+async def insert_rows(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` (each naming the same columns) inside the caller's transaction.
+
+    On PostgreSQL a binary ``COPY`` (the driver encodes the rows in C, the server
+    skips planning each one): what rebuilding a read model spends least on. On
+    SQLite an ``executemany`` INSERT. Python-side column defaults are not applied.
+    """
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        await conn.execute(insert(table), rows)
+        return
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert driver is not None
+    if not driver.is_in_transaction():
+        # SQLAlchemy's driver adapter sends BEGIN with the first statement; COPY
+        # alone would commit on its own, outside the caller's transaction.
+        await conn.execute(text("SELECT 1"))
+    names = list(rows[0])
+    columns = [table.c[name] for name in names]
+    processors = [
+        (i, column.type.process_bind_param)
+        for i, column in enumerate(columns)
+        if isinstance(column.type, TypeDecorator)
+    ]
+    dialect = conn.dialect
+    records: list[list[Any]] = []
+    for row in rows:
+        record = [row[name] for name in names]
+        for i, process in processors:
+            record[i] = process(record[i], dialect)
+        records.append(record)
+    await driver.copy_records_to_table(
+        table.name, records=records, columns=names, schema_name=table.schema
+    )
+
+
 class RowFold:
     """The rows of ``table`` a projection's batch touches, changed in memory and
     written once at the end: new rows in one INSERT, changed ones in one UPDATE
@@ -236,8 +273,7 @@ class RowFold:
             self.changed.add(key)
 
     async def write(self, conn: AsyncConnection) -> None:
-        if self.new:
-            await conn.execute(insert(self.table), [self.rows[k] for k in self.new])
+        await insert_rows(conn, self.table, [self.rows[k] for k in self.new])
         updated = self.changed.difference(self.new)
         if updated:
             name = self.key.name

@@ -71,6 +71,10 @@ class ServiceSpec:
     # Runs once the runtime is up (store, read models, access copy); may add consumers.
     on_start: Callable[[ServiceRuntime], Awaitable[None]] | None = None
 
+    def read_models(self) -> list[Projection]:
+        """Every projection of the service's own log: the kernel's counts and its own."""
+        return [EventTypeCounts(), *self.projections()]
+
 
 @dataclass
 class ServiceRuntime:
@@ -101,7 +105,7 @@ class ServiceRuntime:
         )
         self.db = await ReadModelDB.open(s.read_model_url, pool_size=s.db_pool_size)
         await self._start_access_control()
-        for projection in [EventTypeCounts(), *self.spec.projections()]:
+        for projection in self.spec.read_models():
             runner = ProjectionRunner(self.store, self.db, projection)
             await runner.start()
             self.runners[projection.name] = runner

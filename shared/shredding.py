@@ -21,6 +21,7 @@ string too); their format is checked by the command, before sealing.
 from __future__ import annotations
 
 import base64
+import functools
 import os
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -55,7 +56,9 @@ erased_subjects = Table(
 )
 
 
+@functools.cache
 def personal_fields(model: type[DomainEvent]) -> tuple[str, ...]:
+    # Cached: a missing class attribute is slow to look up on a pydantic model.
     fields: tuple[str, ...] = getattr(model, "personal_fields", ())
     return fields
 
@@ -132,10 +135,11 @@ def open_stored(
     model = registry.model(event.type)
     subject = stored_subject(registry, event, model)
     key = keys.get(subject)
-    return {
-        name: open_value(key, subject, value) if is_sealed(value) else value
-        for name, value in event.data.items()
-    }
+    data = dict(event.data)
+    for name, value in event.data.items():
+        if isinstance(value, str) and value.startswith(SEALED_PREFIX):
+            data[name] = open_value(key, subject, value)
+    return data
 
 
 def open_event(
@@ -145,7 +149,8 @@ def open_event(
     ``open_stored``); erased ones (no key) are None."""
     if not personal_fields(registry.model(event.type)):
         return registry.decode(event)
-    return registry.decode(event._replace(data=open_stored(registry, event, keys)))
+    data = open_stored(registry, event, keys)
+    return registry.decode_data(event.type, event.schema_version, data)
 
 
 class SubjectErased(Exception):

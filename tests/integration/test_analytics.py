@@ -57,7 +57,7 @@ from shared.events import DomainEvent, EventRegistry, RecordedEvent
 from shared.eventstore import EventStore, open_event_store
 from shared.projections import Projection, ProjectionRunner, checkpoint_name
 from shared.readmodel import ReadModelDB
-from shared.replay import rebuild_all
+from shared.replay import plan, rebuild_all, rebuild_in_processes, service_read_models
 from shared.settings import DEFAULT_PORTS
 from shared.shredding import KeyRing, Sealer
 from tests.conftest import fresh_database
@@ -480,16 +480,48 @@ async def test_rebuild_in_one_pass_equals_the_live_read_models(world: World, con
         await db.close()
 
 
+async def test_rebuild_in_processes_equals_the_live_read_models(world: World) -> None:
+    """Every context's read models split in two groups, all groups in two processes."""
+    dbs = {c: await ReadModelDB.open(world.urls[c], pool_size=2) for c in CONTEXTS}
+    try:
+        live = {}
+        for context, db in dbs.items():
+            for projection in service_read_models(context):
+                await ProjectionRunner(world.stores[context], db, projection).catch_up()
+            live[context] = await snapshot(db, service_read_models(context))
+        jobs = [
+            job
+            for c in CONTEXTS
+            for job in plan(c, world.urls[c], world.urls[c], service_read_models(c), 2)
+        ]
+        assert {len(job.projections) for job in jobs} != {len(service_read_models("tickets"))}
+        reported: dict[str, int] = {}
+
+        def progress(job: object, n: int) -> None:
+            label = getattr(job, "label")  # noqa: B009
+            reported[label] = reported.get(label, 0) + n
+
+        results = await rebuild_in_processes(jobs, 2, progress)
+        for job, result in zip(jobs, results, strict=True):
+            assert result.job == job
+            assert result.events == reported[job.label] == len(await world.all_events(job.service))
+        for context, db in dbs.items():
+            assert await snapshot(db, service_read_models(context)) == live[context]
+    finally:
+        for db in dbs.values():
+            await db.close()
+
+
 def test_rebuild_all_covers_every_read_model_of_every_service(tmp_path: Path) -> None:
     env = {}
     for service in DEFAULT_PORTS:
         env[f"{service.upper()}_EVENT_STORE_URL"] = f"sqlite:///{tmp_path}/{service}.db"
         env[f"{service.upper()}_READ_MODEL_URL"] = f"sqlite:///{tmp_path}/{service}-read.db"
-    done = CliRunner().invoke(cli, ["rebuild", "all"], env=env)
-    assert done.exit_code == 0, done.output
-    for service in DEFAULT_PORTS:
-        spec = importlib.import_module(f"services.{service}.service").SPEC
-        for projection in [EventTypeCounts(), *spec.projections()]:
-            assert f"{service}: rebuilt {projection.name} from 0 events" in done.output
+    for workers in ("1", "2"):  # two: SQLite read models, so one process per service
+        done = CliRunner().invoke(cli, ["rebuild", "all", "--workers", workers], env=env)
+        assert done.exit_code == 0, done.output
+        for service in DEFAULT_PORTS:
+            for projection in service_read_models(service):
+                assert f"{service}: rebuilt {projection.name} from 0 events" in done.output
     bad = CliRunner().invoke(cli, ["rebuild", "tickets", "--projection", "nope"], env=env)
     assert bad.exit_code == 2 and "--projection" in bad.output

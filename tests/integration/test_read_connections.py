@@ -1,4 +1,5 @@
-"""``ReadModelDB.reading()`` (reads outside a transaction) and ``RowFold``, on both dialects.
+"""``ReadModelDB.reading()`` (reads outside a transaction), ``RowFold`` and
+``insert_rows``, on both dialects.
 
 The support center's announcement check relies on it: a statement in the
 block sees what another connection committed after an earlier statement of
@@ -8,16 +9,20 @@ the same block.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 
-from shared.readmodel import ReadModelDB, RowFold
+from shared.readmodel import ReadModelDB, RowFold, UtcDateTime, insert_rows
 
 metadata = MetaData()
 numbers = Table("numbers", metadata, Column("n", Integer, primary_key=True))
 named = Table("named", metadata, Column("n", Integer, primary_key=True), Column("name", String(20)))
+stamped = Table(
+    "stamped", metadata, Column("n", Integer, primary_key=True), Column("at", UtcDateTime())
+)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -65,3 +70,26 @@ async def test_a_row_fold_writes_each_row_once_with_its_last_values(db: ReadMode
     async with db.reading() as conn:
         rows = dict((await conn.execute(select(named.c.n, named.c.name))).all())
     assert rows == {1: "eins", 2: "two", 3: "drei"}
+
+
+async def test_inserted_rows_commit_or_roll_back_with_the_transaction(db: ReadModelDB) -> None:
+    """``insert_rows`` (a COPY on PostgreSQL) as the first statement of a transaction
+    still belongs to it; times are stored as the same instants, in UTC."""
+    noon = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    rows = [
+        {"n": 1, "at": noon},
+        {"n": 2, "at": noon.astimezone(timezone(timedelta(hours=3)))},
+        {"n": 3, "at": noon.replace(tzinfo=None)},  # naive: taken as UTC
+        {"n": 4, "at": None},
+    ]
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as conn:
+            await insert_rows(conn, stamped, rows)
+            raise RuntimeError("the batch fails after the rows")
+    async with db.transaction() as conn:
+        await insert_rows(conn, stamped, [])
+        await insert_rows(conn, stamped, rows)
+    async with db.reading() as conn:
+        stored = dict((await conn.execute(select(stamped.c.n, stamped.c.at))).all())
+    assert stored == {1: noon, 2: noon, 3: noon, 4: None}
+    assert all(at is None or at.tzinfo == UTC for at in stored.values())

@@ -6,6 +6,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+import pytest
+
 from services.clients.domain.company import Company
 from services.clients.domain.company_events import CompanyCreated, CompanyMemberAdded
 from services.identity.domain.events import LocalizedName, StaffDisabled
@@ -14,7 +16,9 @@ from services.tickets.domain.ticket import Ticket
 from shared.access import IpPolicy
 from shared.analytics import history
 from shared.analytics.export import Selection, export_row
+from shared.builtin_projections import EventTypeCounts
 from shared.events import SYSTEM, DomainEvent, EventRegistry, RecordedEvent
+from shared.replay import READ_COST, plan
 from shared.shredding import seal_value
 
 AT = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
@@ -110,3 +114,27 @@ def test_a_disabled_member_keeps_rights_on_paper_but_is_flagged() -> None:
     ]
     (lee,) = history.everyone(events, [])
     assert lee.disabled and lee.full_access and lee.rights["tickets.view"] == ["full_access"]
+
+
+class _ReadModel(EventTypeCounts):
+    def __init__(self, name: str, cost: float) -> None:
+        self.name, self.rebuild_cost = name, cost
+
+
+def test_a_rebuild_plan_balances_read_models_across_processes() -> None:
+    """The costliest read model first, each into the cheapest group; SQLite gets one group."""
+    models = [_ReadModel("counts", 1), _ReadModel("queue", 25), _ReadModel("reports", 20),
+              _ReadModel("catalog", 0.2), _ReadModel("links", 6)]  # fmt: skip
+    pg = "postgresql://localhost/tickets"
+    jobs = plan("tickets", pg, pg, models, groups=2, events=1_000)
+    # queue | reports; links and counts each to the lighter group; catalog breaks the tie.
+    assert [job.projections for job in jobs] == [
+        ("queue", "counts", "catalog"),
+        ("reports", "links"),
+    ]
+    assert [job.work for job in jobs] == [1_000 * (READ_COST + 26.2), 1_000 * (READ_COST + 26)]
+    assert [len(job.projections) for job in plan("tickets", pg, pg, models, groups=9)] == [1] * 5
+    (one,) = plan("tickets", pg, "sqlite:///var/tickets-read.db", models, groups=4)
+    assert set(one.projections) == {m.name for m in models}
+    with pytest.raises(ValueError, match="groups"):
+        plan("tickets", pg, pg, models, groups=0)

@@ -51,7 +51,7 @@ from services.clients.domain.events import (
 from shared import shredding
 from shared.events import RecordedEvent
 from shared.projections import Projection
-from shared.readmodel import RowFold, UtcDateTime
+from shared.readmodel import RowFold, UtcDateTime, insert_rows
 
 metadata = MetaData()
 
@@ -163,26 +163,50 @@ SEARCHED = ("login", "email", "company_name", "contact_person")
 
 @dataclass
 class _ClientBatch:
-    """A batch's client rows (as they will be written) and new messages, written by
-    ``flush``; statements on other tables run as the events come."""
+    """A batch's client rows (as they will be written), new messages and each
+    client's latest group and product lists, written by ``flush``; statements on
+    other tables run as the events come."""
 
     clients: RowFold = field(default_factory=lambda: RowFold(clients))
     messages: list[dict[str, Any]] = field(default_factory=list)
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    products: dict[str, list[str]] = field(default_factory=dict)
 
     async def flush_messages(self, conn: AsyncConnection) -> None:
-        if self.messages:
-            await conn.execute(insert(client_messages), self.messages)
-            self.messages = []
+        await insert_rows(conn, client_messages, self.messages)
+        self.messages = []
+
+    def link(self, client_id: str, groups: list[str] | None, products: list[str] | None) -> None:
+        """The client's lists as they stand after this event (None: unchanged)."""
+        if groups is not None:
+            self.groups[client_id] = groups
+        if products is not None:
+            self.products[client_id] = products
+
+    async def flush_links(self, conn: AsyncConnection) -> None:
+        """Each touched client's link rows replaced: one DELETE and one INSERT per table."""
+        for table, column, lists in (
+            (client_group_links, "group_id", self.groups),
+            (client_products, "product", self.products),
+        ):
+            if not lists:
+                continue
+            await conn.execute(delete(table).where(table.c.client_id.in_(list(lists))))
+            rows = [{"client_id": c, column: v} for c, values in lists.items() for v in values]
+            await insert_rows(conn, table, rows)
+            lists.clear()
 
     async def flush(self, conn: AsyncConnection) -> None:
         await self.clients.write(conn)
         await self.flush_messages(conn)
+        await self.flush_links(conn)
 
 
 class ClientDirectory(Projection):
     """Clients, their messages, groups and projects, as the API lists and shows them."""
 
     name = "client_directory"
+    rebuild_cost = 38
     metadata = metadata
     reads = (shredding.metadata,)
 
@@ -228,7 +252,7 @@ class ClientDirectory(Projection):
                     version=version,
                 )
             )
-            await self._links(conn, payload.client_id, payload.groups, payload.products)
+            batch.link(payload.client_id, payload.groups, payload.products)
         elif isinstance(payload, ClientChanged):
             values: dict[str, Any] = {"version": version}
             for name in payload.changed:
@@ -239,8 +263,7 @@ class ClientDirectory(Projection):
                 merged = {name: values.get(name, current[name]) for name in SEARCHED}
                 values["search"] = _search(*merged.values())
             batch.clients.change(payload.client_id, values)
-            if payload.groups is not None or payload.products is not None:
-                await self._links(conn, payload.client_id, payload.groups, payload.products)
+            batch.link(payload.client_id, payload.groups, payload.products)
         elif isinstance(payload, ClientErased):
             blank = {name: None for name in CLIENT_PERSONAL}
             batch.clients.change(
@@ -348,29 +371,3 @@ class ClientDirectory(Projection):
             # Other facts on a client's stream (password reset, impersonation):
             # only the version moves, so ``expected_version`` stays right.
             batch.clients.change(payload.client_id, {"version": version})
-
-    async def _links(
-        self,
-        conn: AsyncConnection,
-        client_id: str,
-        groups: list[str] | None,
-        products: list[str] | None,
-    ) -> None:
-        if groups is not None:
-            await conn.execute(
-                delete(client_group_links).where(client_group_links.c.client_id == client_id)
-            )
-            if groups:
-                await conn.execute(
-                    insert(client_group_links),
-                    [{"client_id": client_id, "group_id": g} for g in groups],
-                )
-        if products is not None:
-            await conn.execute(
-                delete(client_products).where(client_products.c.client_id == client_id)
-            )
-            if products:
-                await conn.execute(
-                    insert(client_products),
-                    [{"client_id": client_id, "product": p} for p in products],
-                )

@@ -105,6 +105,7 @@ class CompanyDirectory(Projection):
     """Companies with their members, manager, contacts and equipment, as the API shows them."""
 
     name = "company_directory"
+    rebuild_cost = 0.2
     metadata = metadata
     reads = (shredding.metadata,)
 

@@ -149,6 +149,7 @@ class CatalogDirectory(Projection):
     """Categories, templates, announcements and paid balances, as the API lists them."""
 
     name = "catalog_directory"
+    rebuild_cost = 0.2
     metadata = metadata
     reads = (marks_metadata,)
 

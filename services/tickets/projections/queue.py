@@ -57,7 +57,7 @@ from services.tickets.domain.events import (
 from shared import shredding
 from shared.events import RecordedEvent
 from shared.projections import Projection
-from shared.readmodel import RowFold, UtcDateTime
+from shared.readmodel import RowFold, UtcDateTime, insert_rows
 
 NEVER = datetime(9999, 12, 31, tzinfo=UTC)
 """The sort key of a ticket that waits for nobody: after every real moment."""
@@ -144,6 +144,7 @@ class TicketQueue(Projection):
     """Tickets as queues and ticket pages show them."""
 
     name = "ticket_queue"
+    rebuild_cost = 25
     metadata = metadata
     reads = (shredding.metadata,)
 
@@ -349,8 +350,7 @@ class _Batch:
 
     async def flush(self, conn: AsyncConnection) -> None:
         await self.tickets.write(conn)
-        if self.entries:
-            await conn.execute(insert(ticket_entries), self.entries)
+        await insert_rows(conn, ticket_entries, self.entries)
         for (department_key, status), delta in sorted(self.counts.items()):
             if delta:
                 await _count(conn, department_key, status, delta)

@@ -67,7 +67,6 @@ from sqlalchemy import (
     bindparam,
     distinct,
     func,
-    insert,
     select,
     true,
     update,
@@ -88,6 +87,7 @@ from services.tickets.domain.events import (
 from shared import shredding
 from shared.events import Actor, RecordedEvent
 from shared.projections import Projection
+from shared.readmodel import insert_rows
 
 NO_DEPARTMENT = ""
 """Department key of the messages queue (a thread nobody moved to a department)."""
@@ -343,6 +343,7 @@ class TicketReports(Projection):
     """Stores what ``TicketTrack`` decides for each ticket event."""
 
     name = "ticket_reports"
+    rebuild_cost = 20
     metadata = metadata
 
     async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
@@ -385,11 +386,9 @@ class TicketReports(Projection):
                 total = sums.setdefault((table, tuple(key.items())), dict.fromkeys(amounts, 0))
                 for name, amount in amounts.items():
                     total[name] += amount
-        if opened:
-            await conn.execute(
-                insert(ticket_state),
-                [{"ticket_id": t, "state": tracks[t].to_json()} for t in opened],
-            )
+        await insert_rows(
+            conn, ticket_state, [{"ticket_id": t, "state": tracks[t].to_json()} for t in opened]
+        )
         if changed - opened:
             await conn.execute(
                 update(ticket_state)
