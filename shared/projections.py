@@ -7,21 +7,31 @@ old checkpoint: never twice, never lost.
 
 Commands answer with the global position of what they wrote; ``wait_for``
 lets a read wait until a read model has reached it (read-your-writes).
+
+A running service feeds all its projections through one ``ProjectionGroup``:
+the log is read once per page, and the page goes to every projection in one
+transaction with their checkpoints (instead of a read, a transaction and a
+checkpoint per projection and page). A projection that fails on a page while
+the others succeed leaves the group and retries on its own, so one broken
+read model never holds the others back.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+import structlog
 from sqlalchemy import MetaData, Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.events import RecordedEvent
 from shared.eventstore import EventStore
 from shared.readmodel import ReadModelDB, checkpoints, save_checkpoint
+from shared.supervision import retry_forever
 
 
 class Projection(abc.ABC):
@@ -59,6 +69,8 @@ def checkpoint_name(projection_name: str) -> str:
 
 
 Progress = Callable[[int], None]
+
+log = structlog.get_logger("projections")
 
 
 class ProjectionRunner:
@@ -102,8 +114,18 @@ class ProjectionRunner:
         async with self.db.transaction() as conn:
             await self.projection.apply_all(conn, batch)
             await save_checkpoint(conn, self.checkpoint_name, batch[-1].position)
+        await self.advanced(batch[-1].position)
+
+    def unapplied(self, page: list[RecordedEvent]) -> list[RecordedEvent]:
+        """The events of ``page`` after this read model's position."""
+        if not page or page[0].position > self.position:
+            return page
+        return [e for e in page if e.position > self.position]
+
+    async def advanced(self, position: int) -> None:
+        """Record a committed ``position`` and wake the readers waiting for it."""
         async with self._advanced:
-            self.position = batch[-1].position
+            self.position = max(self.position, position)
             self._advanced.notify_all()
 
     async def catch_up(self, progress: Progress | None = None) -> int:
@@ -148,3 +170,92 @@ class ProjectionRunner:
             async with self._advanced:
                 self.position = position
                 self._advanced.notify_all()
+
+
+class ProjectionGroup:
+    """Several projections of one store fed by one subscription (see the module docstring).
+
+    Each keeps its own runner, checkpoint and position (``wait_for`` works per
+    read model); the group starts from the lowest checkpoint and gives each only
+    the events after its own. ``problems`` (the service's) names a read model
+    that has left the group and what failed.
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        db: ReadModelDB,
+        runners: Sequence[ProjectionRunner],
+        batch_size: int = 500,
+        problems: dict[str, str] | None = None,
+    ) -> None:
+        self.store = store
+        self.db = db
+        self.runners = list(runners)
+        self.batch_size = batch_size
+        self.problems = problems if problems is not None else {}
+        self.members: list[ProjectionRunner] = []
+        self._apart: dict[str, asyncio.Task[None]] = {}
+
+    async def run(self) -> None:
+        """Follow the store forever; the read models that left run beside it."""
+        self.members = list(self.runners)
+        for runner in self.members:
+            await runner.start()
+        try:
+            while self.members:
+                after = min(r.position for r in self.members)
+                async for page in self.store.subscribe_pages(after, self.batch_size):
+                    if not await self._apply(page):
+                        break  # a member left: start again from the others' lowest position
+            await asyncio.gather(*self._apart.values())
+        finally:
+            for task in self._apart.values():
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.gather(*self._apart.values())
+            self._apart.clear()
+
+    async def follow_checkpoints(self) -> None:
+        """While another replica runs the group, track how far each read model has got."""
+        for runner in self.runners:
+            await runner.follow_checkpoint()
+
+    async def _apply(self, page: list[RecordedEvent]) -> bool:
+        """One page to every member in one transaction; False when a member had to leave."""
+        end = page[-1].position
+        try:
+            async with self.db.transaction() as conn:
+                for runner in self.members:
+                    events = runner.unapplied(page)
+                    if events:
+                        await runner.projection.apply_all(conn, events)
+                        await save_checkpoint(conn, runner.checkpoint_name, end)
+        except Exception:
+            return await self._apply_one_by_one(page)
+        for runner in self.members:
+            await runner.advanced(end)
+        return True
+
+    async def _apply_one_by_one(self, page: list[RecordedEvent]) -> bool:
+        """After a failed page: each member in its own transaction. Those that fail while
+        others succeed leave the group; if all fail (the database is down, say), raise."""
+        failed: list[tuple[ProjectionRunner, Exception]] = []
+        for runner in self.members:
+            try:
+                await runner.apply_batch(runner.unapplied(page))
+            except Exception as exc:
+                failed.append((runner, exc))
+        if len(failed) == len(self.members):
+            raise failed[0][1]
+        for runner, error in failed:
+            name = runner.projection.name
+            self.members.remove(runner)
+            self.problems[f"projection:{name}"] = f"{type(error).__name__}: {error}"
+            log.warning("projection.left_group", projection=name, error=str(error))
+            self._apart[name] = asyncio.create_task(self._alone(runner), name=f"projection:{name}")
+        return not failed
+
+    async def _alone(self, runner: ProjectionRunner) -> None:
+        """A read model that failed in the group: its own runner, retried until it works."""
+        await retry_forever(f"projection:{runner.projection.name}", runner.run, self.problems)

@@ -33,10 +33,11 @@ from shared.domain import Conflict, DomainError, NotFound, PaymentRequired, Unav
 from shared.eventstore import ConcurrencyError, EventStore, open_event_store
 from shared.kafka import topic_of
 from shared.leases import Leases
-from shared.projections import Projection, ProjectionRunner
+from shared.projections import Projection, ProjectionGroup, ProjectionRunner
 from shared.readmodel import ReadModelDB
 from shared.relay import Relay
 from shared.settings import ServiceSettings
+from shared.supervision import retry_forever
 
 log = structlog.get_logger(__name__)
 
@@ -109,13 +110,24 @@ class ServiceRuntime:
             runner = ProjectionRunner(self.store, self.db, projection)
             await runner.start()
             self.runners[projection.name] = runner
-            self._supervise_leased(runner.checkpoint_name, runner.run, runner.follow_checkpoint)
+        group = ProjectionGroup(
+            self.store, self.db, list(self.runners.values()), problems=self.problems
+        )
+        # Under every member's lease: a replica running one of them alone (an older
+        # version, say) and this group never apply the same events twice.
+        self._supervise_leased(
+            "projections",
+            [r.checkpoint_name for r in group.runners],
+            group.run,
+            group.follow_checkpoints,
+        )
         if s.relay_enabled:
             topic = topic_of(self.spec.name, s.topic_prefix)
             self.relay = Relay(
                 self.store, self.db, s.kafka_bootstrap_servers, topic, s.topic_partitions
             )
-            self._supervise_leased(self.relay.checkpoint_name, self.relay.run, self.relay.stand_by)
+            relay = self.relay
+            self._supervise_leased("relay", [relay.checkpoint_name], relay.run, relay.stand_by)
         for c in self.spec.consumers:
             self.add_consumer(c)
         if self.spec.on_start is not None:
@@ -176,34 +188,28 @@ class ServiceRuntime:
     def _supervise_leased(
         self,
         name: str,
+        names: list[str],
         work: Callable[[], Coroutine[Any, Any, None]],
         standing_by: Callable[[], Coroutine[Any, Any, None]],
     ) -> None:
-        """Supervise a job that only one replica may run at a time (see shared.leases)."""
+        """Supervise ``name``, a job that only one replica may run at a time (see
+        shared.leases), holding every lease in ``names``."""
         assert self.db is not None
         if self.leases is None:
             self.leases = Leases(self.db)
         leases = self.leases
-        self.supervise(name, lambda: leases.run(name, work, standing_by))
+
+        def holding(held: list[str]) -> Callable[[], Coroutine[Any, Any, None]]:
+            if not held:
+                return work
+            return lambda: leases.run(held[0], holding(held[1:]), standing_by)
+
+        self.supervise(name, holding(sorted(names)))
 
     def supervise(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
         """Run ``work`` forever; when it fails (broker down, say), log and restart it."""
-
-        async def loop() -> None:
-            delay = 0.5
-            while True:
-                try:
-                    await work()
-                    return
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    self.problems[name] = f"{type(exc).__name__}: {exc}"
-                    log.warning("task.failed", task=name, error=self.problems[name], retry_in=delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10.0)
-
-        self.tasks.append(asyncio.create_task(loop(), name=name))
+        task = asyncio.create_task(retry_forever(name, work, self.problems), name=name)
+        self.tasks.append(task)
 
     async def _update_gauges(self) -> None:
         while True:
