@@ -38,7 +38,14 @@ from shared.kafka import topic_of
 from shared.projections import Projection, checkpoint_name
 from shared.readmodel import ReadModelDB
 from shared.relay import Relay
-from shared.replay import RebuildJob, plan, rebuild_all, rebuild_in_processes, service_read_models
+from shared.replay import (
+    RebuildJob,
+    collect_rarely,
+    plan,
+    rebuild_all,
+    rebuild_in_processes,
+    service_read_models,
+)
 from shared.service import ServiceSpec
 from shared.settings import DEFAULT_PORTS, ServiceSettings
 from shared.shredding import personal_fields
@@ -146,6 +153,7 @@ def rebuild(
     services = list(DEFAULT_PORTS) if service == "all" else [service]
     for name in services:
         _spec(name)  # an unknown name fails before anything is dropped
+    collect_rarely()
     rebuilt = asyncio.run(_rebuild_services(services, projection, workers))
     for name, applied in rebuilt.items():
         for projection_name, count in applied.items():

@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.events import DomainEvent, EventRegistry, NewEvent, RecordedEvent
-from shared.readmodel import ReadModelDB, UtcDateTime
+from shared.readmodel import ReadModelDB, UtcDateTime, among
 
 SEALED_PREFIX = "sealed:v1:"
 NONCE_BYTES = 12
@@ -97,7 +97,7 @@ async def keys_in(conn: AsyncConnection, subject_ids: Iterable[str]) -> dict[str
         return {}
     rows = await conn.execute(
         select(subject_keys.c.subject_id, subject_keys.c.key).where(
-            subject_keys.c.subject_id.in_(wanted)
+            among(conn, subject_keys.c.subject_id, wanted)
         )
     )
     return {row.subject_id: bytes(row.key) for row in rows}

@@ -87,7 +87,7 @@ from services.tickets.domain.events import (
 from shared import shredding
 from shared.events import Actor, RecordedEvent
 from shared.projections import Projection
-from shared.readmodel import insert_rows
+from shared.readmodel import among, insert_rows
 
 NO_DEPARTMENT = ""
 """Department key of the messages queue (a thread nobody moved to a department)."""
@@ -367,7 +367,7 @@ class TicketReports(Projection):
         if stored:
             for row in await conn.execute(
                 select(ticket_state.c.ticket_id, ticket_state.c.state).where(
-                    ticket_state.c.ticket_id.in_(stored)
+                    among(conn, ticket_state.c.ticket_id, stored)
                 )
             ):
                 tracks[row.ticket_id] = TicketTrack.from_json(row.ticket_id, row.state)
