@@ -205,6 +205,23 @@ def among(conn: AsyncConnection, column: Column[Any], values: Iterable[Any]) -> 
     return column.in_(list(values))
 
 
+async def add_to_rows(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Add each row's amounts (every column outside the primary key) to the stored row
+    of its key, creating it when missing: one ``INSERT ... ON CONFLICT DO UPDATE`` for
+    all (PostgreSQL and SQLite). Keys must not repeat within ``rows``."""
+    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    keys = [c.name for c in table.primary_key.columns]
+    statement = dialect_insert(table)
+    amounts = [name for name in rows[0] if name not in keys]
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=keys,
+            set_={name: table.c[name] + statement.excluded[name] for name in amounts},
+        ),
+        rows,
+    )
+
+
 async def insert_rows(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:
     """Insert ``rows`` (each naming the same columns) inside the caller's transaction.
 

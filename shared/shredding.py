@@ -86,8 +86,7 @@ def open_value(key: bytes | None, subject_id: str, value: Any) -> Any:
         return value
     if key is None:
         return None
-    raw = base64.urlsafe_b64decode(value[len(SEALED_PREFIX) :])
-    return AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], subject_id.encode()).decode()
+    return _open(AESGCM(key), subject_id.encode(), value)
 
 
 async def keys_in(conn: AsyncConnection, subject_ids: Iterable[str]) -> dict[str, bytes]:
@@ -136,10 +135,16 @@ def open_stored(
     subject = stored_subject(registry, event, model)
     key = keys.get(subject)
     data = dict(event.data)
+    cipher, bound = (AESGCM(key), subject.encode()) if key is not None else (None, b"")
     for name, value in event.data.items():
         if isinstance(value, str) and value.startswith(SEALED_PREFIX):
-            data[name] = open_value(key, subject, value)
+            data[name] = None if cipher is None else _open(cipher, bound, value)
     return data
+
+
+def _open(cipher: AESGCM, subject: bytes, value: str) -> str:
+    raw = base64.urlsafe_b64decode(value[len(SEALED_PREFIX) :])
+    return cipher.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], subject).decode()
 
 
 def open_event(

@@ -36,8 +36,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    insert,
-    update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -57,7 +55,7 @@ from services.tickets.domain.events import (
 from shared import shredding
 from shared.events import RecordedEvent
 from shared.projections import Projection
-from shared.readmodel import RowFold, UtcDateTime, insert_rows
+from shared.readmodel import RowFold, UtcDateTime, add_to_rows, insert_rows
 
 NEVER = datetime(9999, 12, 31, tzinfo=UTC)
 """The sort key of a ticket that waits for nobody: after every real moment."""
@@ -351,18 +349,10 @@ class _Batch:
     async def flush(self, conn: AsyncConnection) -> None:
         await self.tickets.write(conn)
         await insert_rows(conn, ticket_entries, self.entries)
-        for (department_key, status), delta in sorted(self.counts.items()):
-            if delta:
-                await _count(conn, department_key, status, delta)
-
-
-async def _count(conn: AsyncConnection, department_key: str, status: str, delta: int) -> None:
-    done = await conn.execute(
-        update(ticket_counts)
-        .where(ticket_counts.c.department_id == department_key, ticket_counts.c.status == status)
-        .values(count=ticket_counts.c.count + delta)
-    )
-    if done.rowcount == 0:
-        await conn.execute(
-            insert(ticket_counts).values(department_id=department_key, status=status, count=delta)
-        )
+        changes = [
+            {"department_id": department_key, "status": status, "count": delta}
+            for (department_key, status), delta in sorted(self.counts.items())
+            if delta
+        ]
+        if changes:
+            await add_to_rows(conn, ticket_counts, changes)

@@ -71,7 +71,6 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.tickets.domain.events import (
@@ -87,7 +86,7 @@ from services.tickets.domain.events import (
 from shared import shredding
 from shared.events import Actor, RecordedEvent
 from shared.projections import Projection
-from shared.readmodel import among, insert_rows
+from shared.readmodel import add_to_rows, among, insert_rows
 
 NO_DEPARTMENT = ""
 """Department key of the messages queue (a thread nobody moved to a department)."""
@@ -400,23 +399,7 @@ class TicketReports(Projection):
         for (table, key_items), amounts in sums.items():
             by_table.setdefault(table, []).append({**dict(key_items), **amounts})
         for table, rows in by_table.items():
-            await _add_all(conn, table, rows)
-
-
-async def _add_all(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Add each row's amounts to the row of its key, creating it if needed: one
-    upsert for all (``INSERT ... ON CONFLICT DO UPDATE``, PostgreSQL and SQLite)."""
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    keys = [c.name for c in table.primary_key.columns]
-    statement = dialect_insert(table)
-    amounts = [name for name in rows[0] if name not in keys]
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=keys,
-            set_={name: table.c[name] + statement.excluded[name] for name in amounts},
-        ),
-        rows,
-    )
+            await add_to_rows(conn, table, rows)
 
 
 def _row_of(delta: Delta) -> tuple[Table, dict[str, Any], dict[str, int]]:
