@@ -21,6 +21,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     ColumnElement,
+    Connection,
     DateTime,
     Dialect,
     Executable,
@@ -131,6 +132,9 @@ class ReadModelDB:
                 # type); one at a time, the later ones find the tables there.
                 await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('create_tables'))"))
             await conn.run_sync(metadata.create_all)
+            # And any index missing from a table that exists (a rebuild stopped before
+            # it built them, see shared.replay): create_all looks at tables only.
+            await conn.run_sync(_create_missing_indexes, metadata)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -161,6 +165,12 @@ class ReadModelDB:
         """An INSERT that does nothing when the primary key exists (both dialects)."""
         dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         return dialect_insert(table).values(**values).on_conflict_do_nothing()
+
+
+def _create_missing_indexes(connection: Connection, metadata: MetaData) -> None:
+    for table in metadata.sorted_tables:
+        for index in table.indexes:
+            index.create(connection, checkfirst=True)
 
 
 async def read_checkpoint(conn: AsyncConnection, name: str) -> Checkpoint:

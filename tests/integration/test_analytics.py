@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from typer.testing import CliRunner
 
 from services.clients.domain.client import Client, ClientCard, ClientPatch, References
@@ -47,6 +47,8 @@ from services.identity.domain.events import registry as identity_registry
 from services.identity.domain.staff import Staff
 from services.tickets.domain.events import registry as tickets_registry
 from services.tickets.domain.ticket import Ticket
+from services.tickets.projections.queue import TicketQueue
+from services.tickets.projections.queue import tickets as queue_tickets
 from shared.analytics import history
 from shared.analytics.export import Selection, export_events, open_sink
 from shared.analytics.sources import Source
@@ -57,7 +59,7 @@ from shared.events import DomainEvent, EventRegistry, RecordedEvent
 from shared.eventstore import EventStore, open_event_store
 from shared.projections import Projection, ProjectionRunner, checkpoint_name
 from shared.readmodel import ReadModelDB
-from shared.replay import plan, rebuild_all, rebuild_in_processes, service_read_models
+from shared.replay import drop, plan, rebuild_all, rebuild_in_processes, service_read_models
 from shared.settings import DEFAULT_PORTS
 from shared.shredding import KeyRing, Sealer
 from tests.conftest import fresh_database
@@ -510,6 +512,32 @@ async def test_rebuild_in_processes_equals_the_live_read_models(world: World) ->
     finally:
         for db in dbs.values():
             await db.close()
+
+
+async def test_a_rebuild_builds_indexes_last_and_a_start_restores_missing_ones(
+    postgres_url: str,
+) -> None:
+    queue = TicketQueue()
+    wanted = {index.name for index in queue_tickets.indexes}
+    assert len(wanted) >= 5
+    store = await open_event_store(postgres_url, pool_size=1)
+    db = await ReadModelDB.open(postgres_url, pool_size=1)
+
+    async def indexes() -> set[str | None]:
+        async with db.reading() as conn:
+            found = await conn.run_sync(lambda c: inspect(c).get_indexes("tickets"))
+        return {index["name"] for index in found}
+
+    try:
+        await drop(db, [queue])  # as a rebuild begins (and a stopped one leaves it)
+        assert await indexes() == set()
+        await db.create_tables(queue.metadata)  # what the service's start does
+        assert await indexes() == wanted
+        await rebuild_all(store, db, [queue])
+        assert await indexes() == wanted
+    finally:
+        await db.close()
+        await store.close()
 
 
 def test_rebuild_all_covers_every_read_model_of_every_service(tmp_path: Path) -> None:
