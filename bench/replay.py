@@ -62,7 +62,13 @@ from shared.builtin_projections import EventTypeCounts
 from shared.events import Actor, DomainEvent, EventRegistry, actor_to_json
 from shared.eventstore.postgres import PostgresEventStore
 from shared.readmodel import ReadModelDB
-from shared.replay import RebuildJob, plan, rebuild_all, rebuild_in_processes, service_read_models
+from shared.replay import (
+    LogToRebuild,
+    plan_all,
+    rebuild_all,
+    rebuild_in_processes,
+    service_read_models,
+)
 from shared.shredding import personal_fields, seal_value, subject_keys, subject_of
 
 DSN = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -345,14 +351,16 @@ async def rebuild(progress: Progress, workers: int) -> tuple[float, dict[str, tu
     context's read models split into ``workers`` groups, every group in its own
     process, all contexts side by side. The wall time, and (events, seconds of
     its slowest group) per context."""
-    jobs: list[RebuildJob] = []
-    tasks: dict[RebuildJob, TaskID] = {}
+    logs = []
     for context in CONTEXTS:
         store_db, read_db = (_db_url(n) for n in _names(context))
         events = await _count(context)
-        for job in plan(context, store_db, read_db, service_read_models(context), workers, events):
-            jobs.append(job)
-            tasks[job] = progress.add_task(f"rebuild {job.label}", total=events)
+        logs.append(LogToRebuild(context, store_db, read_db, service_read_models(context), events))
+    jobs = plan_all(logs, workers)
+    counts = {log.service: log.events for log in logs}
+    tasks = {
+        job: progress.add_task(f"rebuild {job.label}", total=counts[job.service]) for job in jobs
+    }
     start = time.perf_counter()
     results = await rebuild_in_processes(
         jobs, workers, lambda job, n: progress.advance(tasks[job], n)

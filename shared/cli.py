@@ -39,9 +39,9 @@ from shared.projections import Projection, checkpoint_name
 from shared.readmodel import ReadModelDB
 from shared.relay import Relay
 from shared.replay import (
-    RebuildJob,
+    LogToRebuild,
     collect_rarely,
-    plan,
+    plan_all,
     rebuild_all,
     rebuild_in_processes,
     service_read_models,
@@ -94,8 +94,7 @@ async def _rebuild_in_processes(
     services: list[str], only: str | None, workers: int, progress: Progress
 ) -> dict[str, dict[str, int]]:
     """Every service's read models split into jobs, run by ``workers`` processes."""
-    jobs: list[RebuildJob] = []
-    tasks: dict[RebuildJob, TaskID] = {}
+    logs: list[LogToRebuild] = []
     for service in services:
         chosen = _chosen(service, only)
         (source,) = resolve([service])
@@ -104,9 +103,10 @@ async def _rebuild_in_processes(
             events = await store.count()
         finally:
             await store.close()
-        for job in plan(service, source.store_url, source.keys_url, chosen, workers, events):
-            jobs.append(job)
-            tasks[job] = progress.add_task(job.label, total=events, rate="")
+        logs.append(LogToRebuild(service, source.store_url, source.keys_url, chosen, events))
+    jobs = plan_all(logs, workers)
+    counts = {log.service: log.events for log in logs}
+    tasks = {job: progress.add_task(job.label, total=counts[job.service], rate="") for job in jobs}
     results = await rebuild_in_processes(
         jobs, workers, lambda job, n: _advance(progress, tasks[job], n)
     )

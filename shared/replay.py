@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import gc
 import importlib
+import math
 import multiprocessing
 import queue
 import time
@@ -170,6 +171,38 @@ def plan(
         for load, names in zip(loads, members, strict=True)
         if names
     ]
+
+
+@dataclass(frozen=True)
+class LogToRebuild:
+    """One service's log and the read models to rebuild from it."""
+
+    service: str
+    store_url: str
+    read_model_url: str
+    projections: Sequence[Projection]
+    events: int
+
+    @property
+    def work(self) -> float:
+        return self.events * (READ_COST + sum(p.rebuild_cost for p in self.projections))
+
+
+def plan_all(logs: Sequence[LogToRebuild], workers: int) -> list[RebuildJob]:
+    """Jobs for several services' rebuilds sharing ``workers`` processes.
+
+    A service's read models are split only as far as its share of the whole work
+    calls for: each extra group reads the log once more, which a small log (or a
+    small share) does not pay back.
+    """
+    total = sum(log.work for log in logs) or 1.0
+    jobs: list[RebuildJob] = []
+    for log in logs:
+        groups = max(1, min(workers, math.ceil(log.work * workers / total)))
+        jobs += plan(
+            log.service, log.store_url, log.read_model_url, log.projections, groups, log.events
+        )
+    return jobs
 
 
 async def rebuild_job(job: RebuildJob, progress: Progress | None = None) -> JobResult:

@@ -18,7 +18,7 @@ from shared.analytics import history
 from shared.analytics.export import Selection, export_row
 from shared.builtin_projections import EventTypeCounts
 from shared.events import SYSTEM, DomainEvent, EventRegistry, RecordedEvent
-from shared.replay import READ_COST, plan
+from shared.replay import READ_COST, LogToRebuild, plan, plan_all
 from shared.shredding import seal_value
 
 AT = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
@@ -138,3 +138,21 @@ def test_a_rebuild_plan_balances_read_models_across_processes() -> None:
     assert set(one.projections) == {m.name for m in models}
     with pytest.raises(ValueError, match="groups"):
         plan("tickets", pg, pg, models, groups=0)
+
+
+def test_only_a_big_share_of_the_work_is_split() -> None:
+    """Each extra group reads the log again: a log with a small share keeps one."""
+    pg = "postgresql://localhost/x"
+    models = [_ReadModel("counts", 1), _ReadModel("queue", 25), _ReadModel("reports", 20)]
+    big = LogToRebuild("tickets", pg, pg, models, events=800_000)
+    small = LogToRebuild(
+        "clients", pg, pg, [_ReadModel("counts", 1), _ReadModel("dir", 38)], 180_000
+    )
+    jobs = plan_all([big, small], workers=2)
+    assert [(job.service, len(job.projections)) for job in jobs] == [
+        ("tickets", 1),
+        ("tickets", 2),
+        ("clients", 2),
+    ]
+    assert len(plan_all([big, small], workers=1)) == 2  # one job per service
+    assert len(plan_all([small], workers=2)) == 2  # alone, it is the whole work

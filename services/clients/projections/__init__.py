@@ -51,7 +51,7 @@ from services.clients.domain.events import (
 from shared import shredding
 from shared.events import RecordedEvent
 from shared.projections import Projection
-from shared.readmodel import RowFold, UtcDateTime, insert_rows
+from shared.readmodel import RowFold, UtcDateTime, among, insert_rows
 
 metadata = MetaData()
 
@@ -191,7 +191,7 @@ class _ClientBatch:
         ):
             if not lists:
                 continue
-            await conn.execute(delete(table).where(table.c.client_id.in_(list(lists))))
+            await conn.execute(delete(table).where(among(conn, table.c.client_id, lists)))
             rows = [{"client_id": c, column: v} for c, values in lists.items() for v in values]
             await insert_rows(conn, table, rows)
             lists.clear()
