@@ -74,7 +74,6 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.tickets.domain.events import (
-    TICKET_EVENTS,
     TicketClosed,
     TicketEvent,
     TicketMessagePosted,
@@ -87,6 +86,12 @@ from shared import shredding
 from shared.events import Actor, RecordedEvent
 from shared.projections import Projection
 from shared.readmodel import add_to_rows, among, insert_rows
+
+TRACKED = frozenset(
+    model.event_type
+    for model in (TicketOpened, TicketMessagePosted, TicketTransferred, TicketClosed, TicketRated)
+)
+"""The ticket events that change a ``TicketTrack`` (the others are not even decoded)."""
 
 NO_DEPARTMENT = ""
 """Department key of the messages queue (a thread nobody moved to a department)."""
@@ -353,7 +358,7 @@ class TicketReports(Projection):
         order in memory, written back once each, and the report rows added per key."""
         steps: list[tuple[str, TicketEvent, RecordedEvent]] = []
         for event in events:
-            if event.type in TICKET_EVENTS:
+            if event.type in TRACKED:
                 # Texts stay sealed: with no keys, personal fields open to None.
                 payload = shredding.open_event(registry, event, {})
                 assert isinstance(payload, TicketEvent)
