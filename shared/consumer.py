@@ -10,16 +10,24 @@ subscriptions: each is a *route* (its own inbox name, topics and handler), and
 messages go to the routes of the topic they came from. Each idle consumer
 costs a fetch every few milliseconds, so a service keeps one, not one per
 subscription.
+
+A batch that fails (a handler raises, a message cannot be read) holds back only
+its own partition: the consumer rewinds that partition to the batch's first
+message, pauses it, and retries it after a pause that doubles up to ten
+seconds, while every other partition and topic goes on. Offsets never move
+past an unhandled message. ``problems`` (the service's, shown by ``/ready``)
+names the partition until it gets through.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from opentelemetry import trace
 from prometheus_client import Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -28,6 +36,7 @@ from shared import causation, telemetry
 from shared.events import RecordedEvent
 from shared.kafka import ensure_topic
 from shared.readmodel import ReadModelDB, inbox
+from shared.supervision import FIRST_PAUSE, LONGEST_PAUSE
 
 log = structlog.get_logger(__name__)
 
@@ -60,6 +69,7 @@ class InboxConsumer:
         handler: Handler,
         max_records: int = 500,
         group_id: str | None = None,
+        problems: dict[str, str] | None = None,
     ) -> None:
         self.name = name  # the first route's inbox name
         self.group_id = group_id or name
@@ -71,6 +81,7 @@ class InboxConsumer:
         self.skipped = 0
         self.ready = asyncio.Event()
         self.tracer: trace.Tracer = trace.NoOpTracer()  # the service's, when traces are on
+        self.problems = problems if problems is not None else {}
         self.add_route(name, topics, handler)
 
     def add_route(self, inbox: str, topics: Sequence[str], handler: Handler) -> None:
@@ -94,14 +105,21 @@ class InboxConsumer:
             # the default 500 ms would be most of a revocation's allowed delay.
             fetch_max_wait_ms=10,
         )
+        held = _HeldPartitions(consumer, self.problems)
         try:
             await consumer.start()  # inside the try: a stop during start-up still closes it
             self.ready.set()
             while True:
+                held.resume_due()
                 batches = await consumer.getmany(timeout_ms=500, max_records=self.max_records)
                 for tp, messages in batches.items():
-                    events = [RecordedEvent.from_json(m.value) for m in messages]
-                    await self.handle(events, tp.topic)
+                    try:
+                        events = [RecordedEvent.from_json(m.value) for m in messages]
+                        await self.handle(events, tp.topic)
+                    except Exception as exc:
+                        held.hold(tp, messages[0].offset, exc)
+                    else:
+                        held.through(tp)
                 if batches:
                     await consumer.commit()
                 await self._measure_lag(consumer)
@@ -151,3 +169,46 @@ class InboxConsumer:
                         await route.handler(conn, event)
                     self.handled += 1
                     CONSUMED.labels(route.inbox, "handled").inc()
+
+
+class _HeldPartitions:
+    """The partitions whose last batch failed: rewound, paused, resumed after a pause."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, problems: dict[str, str]) -> None:
+        self.consumer = consumer
+        self.problems = problems
+        self.until: dict[TopicPartition, float] = {}
+        self.pauses: dict[TopicPartition, float] = {}
+
+    def hold(self, tp: TopicPartition, first_offset: int, error: Exception) -> None:
+        pause = self.pauses.get(tp, FIRST_PAUSE)
+        self.pauses[tp] = min(pause * 2, LONGEST_PAUSE)
+        self.consumer.seek(tp, first_offset)
+        self.consumer.pause(tp)
+        self.until[tp] = time.monotonic() + pause
+        self.problems[_problem(tp)] = f"{type(error).__name__}: {error}"
+        log.warning(
+            "consumer.partition_held",
+            topic=tp.topic,
+            partition=tp.partition,
+            offset=first_offset,
+            error=self.problems[_problem(tp)],
+            retry_in=pause,
+        )
+
+    def through(self, tp: TopicPartition) -> None:
+        if self.pauses.pop(tp, None) is not None:
+            self.problems.pop(_problem(tp), None)
+
+    def resume_due(self) -> None:
+        now = time.monotonic()
+        assigned = self.consumer.assignment()
+        for tp, until in list(self.until.items()):
+            if until <= now:
+                del self.until[tp]
+                if tp in assigned:  # a rebalance may have moved it elsewhere meanwhile
+                    self.consumer.resume(tp)
+
+
+def _problem(tp: TopicPartition) -> str:
+    return f"consumer:{tp.topic}[{tp.partition}]"

@@ -159,6 +159,7 @@ class ServiceRuntime:
                 # under different prefixes must not share consumer groups, or each join
                 # waits out the other's members.
                 group_id=f"{s.topic_prefix}{self.spec.name}.inbound",
+                problems=self.problems,
             )
             self.inbound.tracer = telemetry.tracer(self.spec.name)
             self.consumers.append(self.inbound)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -48,19 +48,23 @@ async def some_events(postgres_url: str, count: int) -> list[RecordedEvent]:
         await store.close()
 
 
-async def produce(bootstrap: str, topic: str, events: list[RecordedEvent]) -> None:
+async def produce(bootstrap: str, topic: str, events: list[RecordedEvent]) -> list[int]:
+    """Send ``events`` as the relay does; the partition each landed on."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
+    partitions = []
     try:
         for event in events:
-            await producer.send_and_wait(
+            sent = await producer.send_and_wait(
                 topic,
                 key=event.stream.encode(),
                 value=event.to_json(),
                 headers=message_headers(event),
             )
+            partitions.append(sent.partition)
     finally:
         await producer.stop()
+    return partitions
 
 
 async def rows(db: ReadModelDB) -> list[tuple[str, int]]:
@@ -164,3 +168,72 @@ async def test_consumer_lag_is_measured_per_topic(
     # Measured after each poll of one message: behind at first, none at the end.
     assert max(v or 0 for v in observed) > 0
     assert current() == 0
+
+
+async def test_a_failing_batch_holds_back_only_its_own_partition(
+    postgres_url: str, db: ReadModelDB, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """The clients route fails on event 2: the other partitions and the tickets topic go
+    on; event 6 (the same stream, so the same partition) waits behind it; once the cause
+    is gone both are handled, once each and in their order."""
+    clients, tickets = f"{topic_prefix}clients.events", f"{topic_prefix}tickets.events"
+    events = await some_events(postgres_url, 8)  # event n is on stream client-{n % 4}
+    broken = {"yes": True}
+    tried: list[int] = []
+
+    async def fragile(conn: AsyncConnection, event: RecordedEvent) -> None:
+        tried.append(event.data["n"])
+        if broken["yes"] and event.data["n"] == 2:
+            raise RuntimeError("cannot take event 2")
+        await record(conn, event)
+
+    seen: list[int] = []
+
+    async def keep(conn: AsyncConnection, event: RecordedEvent) -> None:
+        seen.append(event.data["n"])
+
+    problems: dict[str, str] = {}
+    consumer = InboxConsumer(
+        f"{topic_prefix}svc.clients", kafka_bootstrap, [clients], db, fragile,
+        max_records=1, problems=problems,
+    )  # fmt: skip
+    consumer.add_route(f"{topic_prefix}svc.tickets", [tickets], keep)
+    sent = [0, 1, 2, 3, 6]
+    partitions = dict(
+        zip(sent, await produce(kafka_bootstrap, clients, [events[n] for n in sent]), strict=True)
+    )
+    # Event 6 and any other sent after 2 to its partition wait behind it; the rest go on.
+    behind = [n for n in sent if n > 2 and partitions[n] == partitions[2]]
+    assert 6 in behind
+    task = asyncio.create_task(consumer.run())
+    try:
+        await until(lambda: tried.count(2) >= 2)  # failed, paused, retried
+        assert list(problems) == [f"consumer:{clients}[{partitions[2]}]"]
+        assert (
+            "RuntimeError: cannot take event 2" in problems[f"consumer:{clients}[{partitions[2]}]"]
+        )
+        await produce(kafka_bootstrap, tickets, [events[4], events[5], events[7]])
+        await until(lambda: sorted(seen) == [4, 5, 7])  # the other topic goes on
+        free = [n for n in sent if n != 2 and n not in behind]
+        await until(lambda: consumer.handled == len(free) + 3)
+        assert [n for _, n in await rows(db)] == free  # nothing from behind event 2
+        assert not set(behind) & set(tried)
+        broken["yes"] = False
+        await until(lambda: consumer.handled == len(sent) + 3)
+        assert [n for _, n in await rows(db)] == sent  # once each
+        last_try_of_2 = len(tried) - 1 - tried[::-1].index(2)
+        assert all(tried.index(n) > last_try_of_2 for n in behind)  # in their order
+        assert problems == {}
+        assert not task.done()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def until(condition: Callable[[], bool], timeout: float = 40) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
