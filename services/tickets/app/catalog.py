@@ -40,6 +40,7 @@ only (1-64 characters).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -48,6 +49,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.tickets.app.catalog_port import ActiveAnnouncement, CategoryInfo
 from services.tickets.app.catalog_port import SupportSettings as SettingsInfo
@@ -319,11 +321,20 @@ class SupportCatalog:
             topic=category.topic.en,
         )
 
-    async def blocking_announcement(self, now: datetime) -> ActiveAnnouncement | None:
-        """A blocking announcement active at ``now`` (the one ending last), or None."""
+    async def blocking_announcement(
+        self, now: datetime, conn: AsyncConnection | None = None
+    ) -> ActiveAnnouncement | None:
+        """A blocking announcement active at ``now`` (the one ending last), or None.
+
+        Read on ``conn`` when given (a ``reading()`` connection: one pool checkout
+        for all of an open's lookups), else on a connection of its own.
+        """
         await self._ensure_marks()
-        async with self.db.reading() as conn:
-            rows, marked = await blocking_now(conn, now)
+        async with contextlib.AsyncExitStack() as stack:
+            reader = (
+                conn if conn is not None else await stack.enter_async_context(self.db.reading())
+            )
+            rows, marked = await blocking_now(reader, now)
         found = [
             _active(str(row.announcement_id), row.text, row.starts_at, row.active_until)
             for row in rows

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from shared.events import Actor
 
 
@@ -53,8 +55,11 @@ class CatalogPort(Protocol):
         """The category, or None when unknown (or deleted)."""
         ...
 
-    async def blocking_announcement(self, now: datetime) -> ActiveAnnouncement | None:
-        """A blocking announcement active at ``now``, if any."""
+    async def blocking_announcement(
+        self, now: datetime, conn: AsyncConnection | None = None
+    ) -> ActiveAnnouncement | None:
+        """A blocking announcement active at ``now``, if any (read on ``conn``, a
+        ``reading()`` connection the caller already holds, when given)."""
         ...
 
     async def settings(self) -> SupportSettings: ...

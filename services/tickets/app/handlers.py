@@ -127,8 +127,14 @@ class Tickets:
             if not draft.client_id:
                 raise DomainError("client_id", "staff name the client they open a ticket for")
             client_id = draft.client_id
+        now = self.clock()
         async with self.db.reading() as conn:
             known = await support.opening(conn, client_id, draft.department_id)
+            blocking = (
+                await self.catalog.blocking_announcement(now, conn)
+                if principal.kind == "client"
+                else None
+            )
         client, department, hours = known.client, known.department, known.hours
         if principal.kind == "staff" and (client is None or client.erased):
             raise DomainError("client_id", f"no client {client_id}")
@@ -147,7 +153,6 @@ class Tickets:
             if category.project_id is not None and category.project_id != project_id:
                 raise DomainError("category_id", "the category is not for the client's project")
             paid = paid or category.paid
-        now = self.clock()
         ticket_id = str(uuid.uuid4())
         events = Ticket.open(
             ticket_id,
@@ -162,13 +167,11 @@ class Tickets:
             origin="client" if principal.kind == "client" else "staff",
             due_at=expected_response_at(hours, now, self.response_hours),
         )
-        if principal.kind == "client":
-            blocking = await self.catalog.blocking_announcement(now)
-            if blocking is not None:
-                raise Conflict(
-                    "blocked_by_announcement",
-                    f"new tickets are not accepted now: {blocking.text}",
-                )
+        if blocking is not None:
+            raise Conflict(
+                "blocked_by_announcement",
+                f"new tickets are not accepted now: {blocking.text}",
+            )
         actor = principal.actor
         if paid:
             await self.catalog.take_paid_request(client_id, ticket_id, actor)
