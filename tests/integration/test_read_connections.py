@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
@@ -76,7 +77,7 @@ async def test_inserted_rows_commit_or_roll_back_with_the_transaction(db: ReadMo
     """``insert_rows`` (a COPY on PostgreSQL) as the first statement of a transaction
     still belongs to it; times are stored as the same instants, in UTC."""
     noon = datetime(2026, 12, 1, 12, tzinfo=UTC)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"n": 1, "at": noon},
         {"n": 2, "at": noon.astimezone(timezone(timedelta(hours=3)))},
         {"n": 3, "at": noon.replace(tzinfo=None)},  # naive: taken as UTC

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from services.tickets.projections import catalog, reports, support
 from shared.business_hours import ROUND_THE_CLOCK
 from shared.projections import checkpoint_name
-from shared.readmodel import ReadModelDB, save_checkpoint
+from shared.readmodel import ReadModelDB, add_to_rows, save_checkpoint
 
 WEEKLY = orjson.dumps({"mon": [["09:00", "18:00"]], "tue": [["09:00", "18:00"]]}).decode()
 
@@ -131,17 +131,16 @@ async def test_blocking_now_reads_rows_and_marks_beyond_the_checkpoint(db: ReadM
 
 
 async def test_report_rows_add_up_in_one_upsert(db: ReadModelDB) -> None:
-    """Ticket reports add a batch's amounts to their rows with one statement per table."""
+    """``add_to_rows`` (ticket reports, the queue's counts) adds a batch's amounts to
+    their rows with one statement per table."""
     await db.create_tables(reports.metadata)
     key = {"month": "2026-12", "department_id": "d1", "staff_id": "s1"}
     other = {**key, "staff_id": "s2"}
     amounts = {"first_count": 1, "first_ms": 500, "response_count": 2, "response_ms": 900}
     async with db.transaction() as conn:
-        await reports._add_all(conn, reports.response_times, [{**key, **amounts}])
+        await add_to_rows(conn, reports.response_times, [{**key, **amounts}])
     async with db.transaction() as conn:  # the same key again, and a new one
-        await reports._add_all(
-            conn, reports.response_times, [{**key, **amounts}, {**other, **amounts}]
-        )
+        await add_to_rows(conn, reports.response_times, [{**key, **amounts}, {**other, **amounts}])
     async with db.reading() as conn:
         rows = {
             row.staff_id: (row.first_count, row.first_ms, row.response_count, row.response_ms)
