@@ -12,8 +12,9 @@ A running service feeds all its projections through one ``ProjectionGroup``:
 the log is read once per page, and the page goes to every projection in one
 transaction with their checkpoints (instead of a read, a transaction and a
 checkpoint per projection and page). A projection that fails on a page while
-the others succeed leaves the group and retries on its own, so one broken
-read model never holds the others back.
+the others succeed leaves the group and retries on its own, and one far
+behind the others (a new read model) catches up on its own: neither holds the
+others back.
 """
 
 from __future__ import annotations
@@ -198,10 +199,19 @@ class ProjectionGroup:
         self._apart: dict[str, asyncio.Task[None]] = {}
 
     async def run(self) -> None:
-        """Follow the store forever; the read models that left run beside it."""
-        self.members = list(self.runners)
-        for runner in self.members:
+        """Follow the store forever; the read models that left run beside it.
+
+        A read model more than a page behind the most advanced one (new, or
+        rebuilt from an older log) catches up on its own runner instead: in the
+        group, the others would wait for it.
+        """
+        for runner in self.runners:
             await runner.start()
+        lead = max((r.position for r in self.runners), default=0)
+        self.members = [r for r in self.runners if r.position >= lead - self.batch_size]
+        for runner in self.runners:
+            if runner not in self.members:
+                self._start_apart(runner)
         try:
             while self.members:
                 after = min(r.position for r in self.members)
@@ -253,8 +263,12 @@ class ProjectionGroup:
             self.members.remove(runner)
             self.problems[f"projection:{name}"] = f"{type(error).__name__}: {error}"
             log.warning("projection.left_group", projection=name, error=str(error))
-            self._apart[name] = asyncio.create_task(self._alone(runner), name=f"projection:{name}")
+            self._start_apart(runner)
         return not failed
+
+    def _start_apart(self, runner: ProjectionRunner) -> None:
+        name = runner.projection.name
+        self._apart[name] = asyncio.create_task(self._alone(runner), name=f"projection:{name}")
 
     async def _alone(self, runner: ProjectionRunner) -> None:
         """A read model that failed in the group: its own runner, retried until it works."""

@@ -109,6 +109,32 @@ async def test_each_read_model_gets_each_event_once_from_its_own_checkpoint(
     assert group.problems == {}
 
 
+class SlowLedger(Ledger):
+    """Takes its time over every page (a new read model with much to catch up)."""
+
+    async def apply_all(self, conn: AsyncConnection, events: list[RecordedEvent]) -> None:
+        await asyncio.sleep(0.2)
+        await super().apply_all(conn, events)
+
+
+async def test_a_read_model_far_behind_catches_up_alone_without_holding_back_the_others(
+    store: EventStore, db: ReadModelDB
+) -> None:
+    current, new = Ledger("current"), SlowLedger("new")
+    head = await append(store, 40)
+    current_runner = ProjectionRunner(store, db, current)
+    await current_runner.catch_up()  # the service ran with it; "new" was just added
+    runners = [current_runner, ProjectionRunner(store, db, new)]
+    group = ProjectionGroup(store, db, runners, batch_size=2)
+    async with running(group):
+        head = await append(store, 1)
+        assert await current_runner.wait_for(head, timeout=1)  # not after 20 slow pages
+        assert runners[1].position < head
+        assert await runners[1].wait_for(head, timeout=20)
+    assert sorted(await new.positions(db)) == list(range(1, head + 1))
+    assert sorted(await current.positions(db)) == list(range(1, head + 1))
+
+
 async def test_a_failing_read_model_leaves_the_group_and_catches_up_alone(
     store: EventStore, db: ReadModelDB
 ) -> None:
