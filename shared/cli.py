@@ -14,8 +14,10 @@ uses (``EVENT_STORE_URL``, ``READ_MODEL_URL``, ``VAR_DIR``, ...).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import typer
@@ -35,6 +37,7 @@ from shared.analytics.sources import resolve
 from shared.events import EventRegistry
 from shared.eventstore import open_event_store
 from shared.kafka import topic_of
+from shared.leases import LeaseBusy, Leases
 from shared.projections import Projection, checkpoint_name
 from shared.readmodel import ReadModelDB
 from shared.relay import Relay
@@ -128,9 +131,29 @@ async def _rebuild_services(
         TimeRemainingColumn(),
         console=console,
     ) as progress:
-        if workers > 1:
-            return await _rebuild_in_processes(services, only, workers, progress)
-        return {service: await _rebuild(service, only, progress) for service in services}
+        async with contextlib.AsyncExitStack() as held:
+            for service in services:
+                await held.enter_async_context(_projection_leases(service, only))
+            if workers > 1:
+                return await _rebuild_in_processes(services, only, workers, progress)
+            return {service: await _rebuild(service, only, progress) for service in services}
+
+
+@contextlib.asynccontextmanager
+async def _projection_leases(service: str, only: str | None) -> AsyncIterator[None]:
+    """Hold the leases of the read models being rebuilt (``LeaseBusy`` while the
+    service runs them): nothing is dropped under a running service, and a replica
+    starting meanwhile stands by until the rebuild is over."""
+    (source,) = resolve([service])
+    db = await ReadModelDB.open(source.keys_url, pool_size=1)
+    leases = Leases(db)
+    try:
+        names = [checkpoint_name(p.name) for p in _chosen(service, only)]
+        async with leases.holding_now(names):
+            yield
+    finally:
+        await leases.close()
+        await db.close()
 
 
 @cli.command()
@@ -154,7 +177,14 @@ def rebuild(
     for name in services:
         _spec(name)  # an unknown name fails before anything is dropped
     collect_rarely()
-    rebuilt = asyncio.run(_rebuild_services(services, projection, workers))
+    try:
+        rebuilt = asyncio.run(_rebuild_services(services, projection, workers))
+    except LeaseBusy as busy:
+        console.print(
+            f"[red]cannot rebuild: {busy} (the service runs these read models);"
+            " stop it first (a replica starting during the rebuild waits for its end)"
+        )
+        raise typer.Exit(1) from None
     for name, applied in rebuilt.items():
         for projection_name, count in applied.items():
             console.print(f"{name}: rebuilt [bold]{projection_name}[/bold] from {count:,} events")

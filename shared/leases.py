@@ -23,7 +23,7 @@ import contextlib
 import fcntl
 import os
 import zlib
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,14 @@ def lock_key(name: str) -> int:
 
 class LeaseLost(Exception):
     """The connection holding the lease is gone; the job was stopped (and will be retried)."""
+
+
+class LeaseBusy(Exception):
+    """Another process holds the lease ``name`` (a running service, say)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"another process holds the lease {name}")
+        self.name = name
 
 
 Job = Callable[[], Coroutine[Any, Any, None]]
@@ -68,6 +76,32 @@ class Leases:
             await self._run_postgres(name, job, standing_by)
         else:
             await _run_with_file_lock(self.db, name, job, standing_by)
+
+    @contextlib.asynccontextmanager
+    async def holding_now(self, names: Sequence[str]) -> AsyncIterator[None]:
+        """Hold every lease in ``names`` for the block, without waiting: ``LeaseBusy``
+        names the first one another process holds (and none is held then).
+
+        For work that must not run beside the jobs those leases guard, such as a
+        rebuild of read models while their service runs; a service starting
+        meanwhile stands by until the block ends.
+        """
+        if self.db.dialect != "postgresql":
+            async with _file_locks(self.db, names):
+                yield
+            return
+        taken: list[int] = []
+        try:
+            for name in names:
+                key = lock_key(name)
+                if not await self._try_lock(key):
+                    raise LeaseBusy(name)
+                taken.append(key)
+            yield
+        finally:
+            for key in reversed(taken):
+                with contextlib.suppress(Exception):
+                    await self._execute("SELECT pg_advisory_unlock(:k)", key)
 
     async def close(self) -> None:
         """Drop the connection: every lock this process held is released with it."""
@@ -144,12 +178,32 @@ class Leases:
                 await conn.close()
 
 
+def _lock_file(db: ReadModelDB, name: str) -> Path:
+    database = db.engine.url.database or "memory"
+    return Path(f"{database}.lease-{name.replace(':', '-').replace('/', '-')}")
+
+
+@contextlib.asynccontextmanager
+async def _file_locks(db: ReadModelDB, names: Sequence[str]) -> AsyncIterator[None]:
+    fds: list[int] = []
+    try:
+        for name in names:
+            fd = os.open(_lock_file(db, name), os.O_RDWR | os.O_CREAT, 0o600)
+            fds.append(fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise LeaseBusy(name) from None
+        yield
+    finally:
+        for fd in fds:
+            os.close(fd)  # closing releases the flock
+
+
 async def _run_with_file_lock(
     db: ReadModelDB, name: str, job: Job, standing_by: Job | None
 ) -> None:
-    database = db.engine.url.database or "memory"
-    path = Path(f"{database}.lease-{name.replace(':', '-').replace('/', '-')}")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(_lock_file(db, name), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         while True:
             try:

@@ -23,9 +23,11 @@ models that followed the log live, for every context.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import importlib
 import json
+import threading
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -57,6 +59,7 @@ from shared.builtin_projections import EventTypeCounts
 from shared.cli import cli
 from shared.events import DomainEvent, EventRegistry, RecordedEvent
 from shared.eventstore import EventStore, open_event_store
+from shared.leases import Leases
 from shared.projections import Projection, ProjectionRunner, checkpoint_name
 from shared.readmodel import ReadModelDB
 from shared.replay import drop, plan, rebuild_all, rebuild_in_processes, service_read_models
@@ -538,6 +541,46 @@ async def test_a_rebuild_builds_indexes_last_and_a_start_restores_missing_ones(
     finally:
         await db.close()
         await store.close()
+
+
+def test_rebuild_refuses_while_the_service_runs_its_read_models(tmp_path: Path) -> None:
+    """Nothing is dropped under a running service: it holds its read models' leases."""
+    env = {
+        "TICKETS_EVENT_STORE_URL": f"sqlite:///{tmp_path}/tickets.db",
+        "TICKETS_READ_MODEL_URL": f"sqlite:///{tmp_path}/tickets-read.db",
+    }
+    holding, release = threading.Event(), threading.Event()
+
+    def running_service() -> None:
+        async def main() -> None:
+            db = await ReadModelDB.open(env["TICKETS_READ_MODEL_URL"], pool_size=1)
+            leases = Leases(db)
+
+            async def projections() -> None:
+                holding.set()
+                await asyncio.to_thread(release.wait, 30)
+
+            try:
+                await leases.run(checkpoint_name("ticket_queue"), projections)
+            finally:
+                await leases.close()
+                await db.close()
+
+        asyncio.run(main())
+
+    service = threading.Thread(target=running_service)
+    service.start()
+    try:
+        assert holding.wait(10)
+        busy = CliRunner().invoke(cli, ["rebuild", "tickets"], env=env)
+        assert busy.exit_code == 1, busy.output
+        assert "projection:ticket_queue" in busy.output and "stop it first" in busy.output
+    finally:
+        release.set()
+        service.join(10)
+    done = CliRunner().invoke(cli, ["rebuild", "tickets"], env=env)
+    assert done.exit_code == 0, done.output
+    assert "tickets: rebuilt ticket_queue from 0 events" in done.output
 
 
 def test_rebuild_all_covers_every_read_model_of_every_service(tmp_path: Path) -> None:

@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import asyncpg
 import pytest
 
 from shared import leases as leases_module
-from shared.leases import Job, LeaseLost, Leases
+from shared.leases import Job, LeaseBusy, LeaseLost, Leases
 from shared.readmodel import ReadModelDB
 
 
@@ -121,3 +122,43 @@ async def test_a_lost_connection_stops_the_jobs_and_the_other_replica_takes_over
         await asyncio.gather(one, two, return_exceptions=True)
         await first.close()
         await second.close()
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
+async def test_holding_leases_now_refuses_while_a_service_runs_them_and_makes_it_wait(
+    dialect: str, postgres_url: str, tmp_path: Path
+) -> None:
+    """What ``rebuild`` does: it cannot take the leases of a running service's read
+    models; once it holds them, a service starting meanwhile waits for the end."""
+    url = postgres_url if dialect == "postgresql" else f"sqlite:///{tmp_path}/read.db"
+    db = await ReadModelDB.open(url, pool_size=1)
+    service, rebuild = Leases(db), Leases(db)
+    names = ["projection:queue", "projection:reports"]
+    running = asyncio.Event()
+
+    async def projections() -> None:
+        running.set()
+        await asyncio.Event().wait()
+
+    try:
+        task = asyncio.create_task(service.run("projection:reports", projections))
+        await asyncio.wait_for(running.wait(), 10)
+        with pytest.raises(LeaseBusy, match="projection:reports"):
+            async with rebuild.holding_now(names):
+                pytest.fail("held a lease the service holds")
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        running.clear()
+        async with rebuild.holding_now(names):  # "projection:queue" was let go as well
+            task = asyncio.create_task(service.run("projection:queue", projections))
+            await asyncio.sleep(0.5)
+            assert not running.is_set()  # the starting service stands by
+        await asyncio.wait_for(running.wait(), 10)  # and takes over after the block
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    finally:
+        await service.close()
+        await rebuild.close()
+        await db.close()
