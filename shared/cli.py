@@ -18,6 +18,7 @@ import contextlib
 import importlib
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
@@ -33,7 +34,7 @@ from rich.progress import (
 from rich.table import Table
 
 from shared.analytics.commands import register as register_analytics
-from shared.analytics.sources import resolve
+from shared.analytics.sources import Source, resolve
 from shared.events import EventRegistry
 from shared.eventstore import open_event_store
 from shared.kafka import topic_of
@@ -65,26 +66,36 @@ def _spec(service: str) -> ServiceSpec:
     return spec
 
 
-async def _rebuild(service: str, only: str | None, progress: Progress) -> dict[str, int]:
-    """Replay one service's log into its read models (all, or ``only``), one pass."""
-    chosen = _chosen(service, only)
-    (source,) = resolve([service])
-    store = await open_event_store(source.store_url, namespace=service)
-    db = await ReadModelDB.open(source.keys_url)
-    try:
-        task = progress.add_task(service, total=await store.count(), rate="")
-        applied = await rebuild_all(store, db, chosen, lambda n: _advance(progress, task, n))
-    finally:
-        await db.close()
-        await store.close()
-    return dict.fromkeys((p.name for p in chosen), applied)
+@dataclass(frozen=True)
+class _Target:
+    """A service to rebuild: where its log and read models are, and which ones."""
+
+    service: str
+    source: Source
+    projections: list[Projection]
 
 
-def _chosen(service: str, only: str | None) -> list[Projection]:
+def _target(service: str, only: str | None) -> _Target:
     chosen = [p for p in service_read_models(service) if only in (None, p.name)]
     if not chosen:
         raise typer.BadParameter(f"{service} has no projection {only!r}", param_hint="--projection")
-    return chosen
+    (source,) = resolve([service])
+    return _Target(service, source, chosen)
+
+
+async def _rebuild(target: _Target, progress: Progress) -> dict[str, int]:
+    """Replay one service's log into its read models (all, or ``only``), one pass."""
+    store = await open_event_store(target.source.store_url, namespace=target.service)
+    db = await ReadModelDB.open(target.source.keys_url)
+    try:
+        task = progress.add_task(target.service, total=await store.count(), rate="")
+        applied = await rebuild_all(
+            store, db, target.projections, lambda n: _advance(progress, task, n)
+        )
+    finally:
+        await db.close()
+        await store.close()
+    return dict.fromkeys((p.name for p in target.projections), applied)
 
 
 def _advance(progress: Progress, task: TaskID, n: int) -> None:
@@ -94,19 +105,22 @@ def _advance(progress: Progress, task: TaskID, n: int) -> None:
 
 
 async def _rebuild_in_processes(
-    services: list[str], only: str | None, workers: int, progress: Progress
+    targets: list[_Target], workers: int, progress: Progress
 ) -> dict[str, dict[str, int]]:
     """Every service's read models split into jobs, run by ``workers`` processes."""
     logs: list[LogToRebuild] = []
-    for service in services:
-        chosen = _chosen(service, only)
-        (source,) = resolve([service])
-        store = await open_event_store(source.store_url, namespace=service, pool_size=1)
+    for target in targets:
+        source = target.source
+        store = await open_event_store(source.store_url, namespace=target.service, pool_size=1)
         try:
             events = await store.count()
         finally:
             await store.close()
-        logs.append(LogToRebuild(service, source.store_url, source.keys_url, chosen, events))
+        logs.append(
+            LogToRebuild(
+                target.service, source.store_url, source.keys_url, target.projections, events
+            )
+        )
     jobs = plan_all(logs, workers)
     counts = {log.service: log.events for log in logs}
     tasks = {job: progress.add_task(job.label, total=counts[job.service], rate="") for job in jobs}
@@ -123,6 +137,7 @@ async def _rebuild_in_processes(
 async def _rebuild_services(
     services: list[str], only: str | None, workers: int
 ) -> dict[str, dict[str, int]]:
+    targets = [_target(service, only) for service in services]
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -132,24 +147,22 @@ async def _rebuild_services(
         console=console,
     ) as progress:
         async with contextlib.AsyncExitStack() as held:
-            for service in services:
-                await held.enter_async_context(_projection_leases(service, only))
+            for target in targets:
+                await held.enter_async_context(_projection_leases(target))
             if workers > 1:
-                return await _rebuild_in_processes(services, only, workers, progress)
-            return {service: await _rebuild(service, only, progress) for service in services}
+                return await _rebuild_in_processes(targets, workers, progress)
+            return {target.service: await _rebuild(target, progress) for target in targets}
 
 
 @contextlib.asynccontextmanager
-async def _projection_leases(service: str, only: str | None) -> AsyncIterator[None]:
+async def _projection_leases(target: _Target) -> AsyncIterator[None]:
     """Hold the leases of the read models being rebuilt (``LeaseBusy`` while the
     service runs them): nothing is dropped under a running service, and a replica
     starting meanwhile stands by until the rebuild is over."""
-    (source,) = resolve([service])
-    db = await ReadModelDB.open(source.keys_url, pool_size=1)
+    db = await ReadModelDB.open(target.source.keys_url, pool_size=1)
     leases = Leases(db)
     try:
-        names = [checkpoint_name(p.name) for p in _chosen(service, only)]
-        async with leases.holding_now(names):
+        async with leases.holding_now([checkpoint_name(p.name) for p in target.projections]):
             yield
     finally:
         await leases.close()

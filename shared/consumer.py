@@ -36,7 +36,7 @@ from shared import causation, telemetry
 from shared.events import RecordedEvent
 from shared.kafka import ensure_topic
 from shared.readmodel import ReadModelDB, inbox
-from shared.supervision import FIRST_PAUSE, LONGEST_PAUSE
+from shared.supervision import FIRST_PAUSE, LONGEST_PAUSE, problem_text
 
 log = structlog.get_logger(__name__)
 
@@ -186,7 +186,7 @@ class _HeldPartitions:
         self.consumer.seek(tp, first_offset)
         self.consumer.pause(tp)
         self.until[tp] = time.monotonic() + pause
-        self.problems[_problem(tp)] = f"{type(error).__name__}: {error}"
+        self.problems[_problem(tp)] = problem_text(error)
         log.warning(
             "consumer.partition_held",
             topic=tp.topic,

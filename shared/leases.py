@@ -101,7 +101,7 @@ class Leases:
         finally:
             for key in reversed(taken):
                 with contextlib.suppress(Exception):
-                    await self._execute("SELECT pg_advisory_unlock(:k)", key)
+                    await self._unlock(key)
 
     async def close(self) -> None:
         """Drop the connection: every lock this process held is released with it."""
@@ -134,10 +134,13 @@ class Leases:
                 await asyncio.gather(working, losing)
             if not lost.is_set():
                 with contextlib.suppress(Exception):
-                    await self._execute("SELECT pg_advisory_unlock(:k)", key)
+                    await self._unlock(key)
 
     async def _try_lock(self, key: int) -> bool:
         return bool(await self._execute("SELECT pg_try_advisory_lock(:k)", key))
+
+    async def _unlock(self, key: int) -> None:
+        await self._execute("SELECT pg_advisory_unlock(:k)", key)
 
     async def _execute(self, sql: str, key: int | None = None) -> Any:
         async with self._io:

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.events import RecordedEvent
 from shared.eventstore import EventStore
 from shared.readmodel import ReadModelDB, checkpoints, save_checkpoint
-from shared.supervision import retry_forever
+from shared.supervision import problem_text, retry_forever
 
 
 class Projection(abc.ABC):
@@ -261,7 +261,7 @@ class ProjectionGroup:
         for runner, error in failed:
             name = runner.projection.name
             self.members.remove(runner)
-            self.problems[f"projection:{name}"] = f"{type(error).__name__}: {error}"
+            self.problems[f"projection:{name}"] = problem_text(error)
             log.warning("projection.left_group", projection=name, error=str(error))
             self._start_apart(runner)
         return not failed

@@ -163,8 +163,12 @@ class ReadModelDB:
 
     def insert_ignoring_duplicates(self, table: Table, **values: object) -> Executable:
         """An INSERT that does nothing when the primary key exists (both dialects)."""
-        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        return dialect_insert(table).values(**values).on_conflict_do_nothing()
+        return _dialect_insert(self.dialect, table).values(**values).on_conflict_do_nothing()
+
+
+def _dialect_insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT with the dialect's ``ON CONFLICT`` clauses."""
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
 def _create_missing_indexes(connection: Connection, metadata: MetaData) -> None:
@@ -219,9 +223,8 @@ async def add_to_rows(conn: AsyncConnection, table: Table, rows: list[dict[str, 
     """Add each row's amounts (every column outside the primary key) to the stored row
     of its key, creating it when missing: one ``INSERT ... ON CONFLICT DO UPDATE`` for
     all (PostgreSQL and SQLite). Keys must not repeat within ``rows``."""
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     keys = [c.name for c in table.primary_key.columns]
-    statement = dialect_insert(table)
+    statement = _dialect_insert(conn.dialect.name, table)
     amounts = [name for name in rows[0] if name not in keys]
     await conn.execute(
         statement.on_conflict_do_update(

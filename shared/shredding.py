@@ -137,7 +137,7 @@ def open_stored(
     data = dict(event.data)
     cipher, bound = (AESGCM(key), subject.encode()) if key is not None else (None, b"")
     for name, value in event.data.items():
-        if isinstance(value, str) and value.startswith(SEALED_PREFIX):
+        if is_sealed(value):
             data[name] = None if cipher is None else _open(cipher, bound, value)
     return data
 

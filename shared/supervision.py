@@ -13,6 +13,11 @@ FIRST_PAUSE = 0.5
 LONGEST_PAUSE = 10.0
 
 
+def problem_text(error: BaseException) -> str:
+    """How a failure reads under ``problems`` and in logs: its type and message."""
+    return f"{type(error).__name__}: {error}"
+
+
 async def retry_forever(
     name: str, work: Callable[[], Awaitable[None]], problems: dict[str, str]
 ) -> None:
@@ -27,7 +32,7 @@ async def retry_forever(
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            problems[name] = f"{type(exc).__name__}: {exc}"
+            problems[name] = problem_text(exc)
             log.warning("task.failed", task=name, error=problems[name], retry_in=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, LONGEST_PAUSE)
