@@ -223,9 +223,28 @@ async def add_to_rows(conn: AsyncConnection, table: Table, rows: list[dict[str, 
     """Add each row's amounts (every column outside the primary key) to the stored row
     of its key, creating it when missing: one ``INSERT ... ON CONFLICT DO UPDATE`` for
     all (PostgreSQL and SQLite). Keys must not repeat within ``rows``."""
+    if not rows:
+        return
     keys = [c.name for c in table.primary_key.columns]
-    statement = _dialect_insert(conn.dialect.name, table)
     amounts = [name for name in rows[0] if name not in keys]
+    if conn.dialect.name == "postgresql":
+        # The rows as one array per column: one statement executed once, where an
+        # executemany runs it once per row (the reports add thousands per page).
+        names = keys + amounts
+        quote = conn.dialect.identifier_preparer.quote
+        added = ", ".join(
+            f"{quote(a)} = {quote(table.name)}.{quote(a)} + excluded.{quote(a)}" for a in amounts
+        )
+        await _run_with_arrays(
+            conn,
+            table,
+            names,
+            rows,
+            f"INSERT INTO {_qualified(conn, table)} ({_listed(conn, names)}) "
+            f"SELECT * FROM {{arrays}} ON CONFLICT ({_listed(conn, keys)}) DO UPDATE SET {added}",
+        )
+        return
+    statement = sqlite.insert(table)
     await conn.execute(
         statement.on_conflict_do_update(
             index_elements=keys,
@@ -233,6 +252,83 @@ async def add_to_rows(conn: AsyncConnection, table: Table, rows: list[dict[str, 
         ),
         rows,
     )
+
+
+async def update_rows(
+    conn: AsyncConnection, table: Table, key: str, rows: list[dict[str, Any]]
+) -> None:
+    """Set each row's other columns on the stored row whose ``key`` column matches (each
+    row naming the same columns; an unknown key changes nothing). On PostgreSQL one
+    ``UPDATE ... FROM unnest(...)`` for all, elsewhere an ``executemany``."""
+    if not rows:
+        return
+    names = list(rows[0])
+    others = [n for n in names if n != key]
+    if conn.dialect.name == "postgresql":
+        quote = conn.dialect.identifier_preparer.quote
+        assigned = ", ".join(f"{quote(n)} = given.{quote(n)}" for n in others)
+        await _run_with_arrays(
+            conn,
+            table,
+            names,
+            rows,
+            f"UPDATE {_qualified(conn, table)} SET {assigned} "
+            f"FROM {{arrays}} AS given({_listed(conn, names)}) "
+            f"WHERE {_qualified(conn, table)}.{quote(key)} = given.{quote(key)}",
+        )
+        return
+    statement = (
+        update(table)
+        .where(table.c[key] == bindparam("row_key"))
+        .values({n: bindparam(f"row_{n}") for n in others})
+    )
+    await conn.execute(
+        statement, [{"row_key": r[key], **{f"row_{n}": r[n] for n in others}} for r in rows]
+    )
+
+
+def _qualified(conn: AsyncConnection, table: Table) -> str:
+    quote = conn.dialect.identifier_preparer.quote
+    return (
+        quote(table.name) if table.schema is None else f"{quote(table.schema)}.{quote(table.name)}"
+    )
+
+
+def _listed(conn: AsyncConnection, names: Iterable[str]) -> str:
+    return ", ".join(conn.dialect.identifier_preparer.quote(n) for n in names)
+
+
+async def _run_with_arrays(
+    conn: AsyncConnection, table: Table, names: list[str], rows: list[dict[str, Any]], sql: str
+) -> None:
+    """Run ``sql`` (PostgreSQL) with ``{arrays}`` replaced by ``unnest`` of one typed
+    array parameter per column of ``names``, holding the rows' values in order."""
+    dialect = conn.dialect
+    columns = [table.c[name] for name in names]
+    arrays = []
+    for column in columns:
+        values = [row[column.name] for row in rows]
+        if isinstance(column.type, TypeDecorator):
+            process = column.type.process_bind_param
+            values = [process(v, dialect) for v in values]
+        arrays.append(values)
+    typed = ", ".join(
+        f"${n}::{column.type.compile(dialect=dialect)}[]" for n, column in enumerate(columns, 1)
+    )
+    driver = await _driver_in_transaction(conn)
+    await driver.execute(sql.replace("{arrays}", f"unnest({typed})"), *arrays)
+
+
+async def _driver_in_transaction(conn: AsyncConnection) -> Any:
+    """The asyncpg connection under ``conn``, inside the caller's transaction.
+
+    SQLAlchemy's driver adapter sends BEGIN with the first statement; a statement
+    sent to the driver directly before that would commit on its own."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert driver is not None
+    if not driver.is_in_transaction():
+        await conn.execute(text("SELECT 1"))
+    return driver
 
 
 async def insert_rows(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -247,12 +343,7 @@ async def insert_rows(conn: AsyncConnection, table: Table, rows: list[dict[str, 
     if conn.dialect.name != "postgresql":
         await conn.execute(insert(table), rows)
         return
-    driver = (await conn.get_raw_connection()).driver_connection
-    assert driver is not None
-    if not driver.is_in_transaction():
-        # SQLAlchemy's driver adapter sends BEGIN with the first statement; COPY
-        # alone would commit on its own, outside the caller's transaction.
-        await conn.execute(text("SELECT 1"))
+    driver = await _driver_in_transaction(conn)
     names = list(rows[0])
     columns = [table.c[name] for name in names]
     processors = [
@@ -275,7 +366,7 @@ async def insert_rows(conn: AsyncConnection, table: Table, rows: list[dict[str, 
 class RowFold:
     """The rows of ``table`` a projection's batch touches, changed in memory and
     written once at the end: new rows in one INSERT, changed ones in one UPDATE
-    (``executemany``), instead of a statement or two per event."""
+    (``update_rows``), instead of a statement or two per event."""
 
     def __init__(self, table: Table) -> None:
         [key] = table.primary_key.columns  # one-column keys only
@@ -284,11 +375,6 @@ class RowFold:
         self.rows: dict[Any, dict[str, Any]] = {}
         self.new: list[Any] = []  # added in this batch: inserted
         self.changed: set[Any] = set()  # stored before: updated
-        self._update = (
-            update(table)
-            .where(key == bindparam("fold_key"))
-            .values({c.name: bindparam(f"fold_{c.name}") for c in table.c if c is not key})
-        )
 
     async def load(self, conn: AsyncConnection, keys: Iterable[Any]) -> None:
         """Read the stored rows of ``keys`` (those not already held) in one statement."""
@@ -316,16 +402,5 @@ class RowFold:
     async def write(self, conn: AsyncConnection) -> None:
         await insert_rows(conn, self.table, [self.rows[k] for k in self.new])
         updated = self.changed.difference(self.new)
-        if updated:
-            name = self.key.name
-            await conn.execute(
-                self._update,
-                [
-                    {
-                        "fold_key": k,
-                        **{f"fold_{c}": v for c, v in self.rows[k].items() if c != name},
-                    }
-                    for k in sorted(updated)
-                ],
-            )
+        await update_rows(conn, self.table, self.key.name, [self.rows[k] for k in sorted(updated)])
         self.new, self.changed = [], set()

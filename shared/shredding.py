@@ -135,11 +135,27 @@ def open_stored(
     subject = stored_subject(registry, event, model)
     key = keys.get(subject)
     data = dict(event.data)
-    cipher, bound = (AESGCM(key), subject.encode()) if key is not None else (None, b"")
+    cipher, bound = (_cipher(key), subject.encode()) if key is not None else (None, b"")
     for name, value in event.data.items():
         if is_sealed(value):
             data[name] = None if cipher is None else _open(cipher, bound, value)
     return data
+
+
+_ciphers: dict[bytes, AESGCM] = {}
+_CIPHERS_HELD = 4_096
+
+
+def _cipher(key: bytes) -> AESGCM:
+    """The cipher of ``key``, kept for the next events of the same subject: setting
+    one up costs as much as opening a field. A few thousand recent keys at most,
+    like those a ``KeyRing`` holds; ``KeyRing.destroy`` drops its key's cipher."""
+    cipher = _ciphers.get(key)
+    if cipher is None:
+        if len(_ciphers) >= _CIPHERS_HELD:
+            _ciphers.clear()
+        cipher = _ciphers[key] = AESGCM(key)
+    return cipher
 
 
 def _open(cipher: AESGCM, subject: bytes, value: str) -> str:
@@ -261,7 +277,9 @@ class KeyRing:
             await conn.execute(
                 erased_subjects.insert().values(subject_id=subject_id, erased_at=datetime.now(UTC))
             )
-        self._cache.pop(subject_id, None)
+        key = self._cache.pop(subject_id, None)
+        if key is not None:
+            _ciphers.pop(key, None)
 
 
 class Sealer:

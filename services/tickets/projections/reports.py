@@ -64,12 +64,10 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
-    bindparam,
     distinct,
     func,
     select,
     true,
-    update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -85,7 +83,7 @@ from services.tickets.domain.events import (
 from shared import shredding
 from shared.events import Actor, RecordedEvent
 from shared.projections import Projection
-from shared.readmodel import add_to_rows, among, insert_rows
+from shared.readmodel import add_to_rows, among, insert_rows, update_rows
 
 TRACKED = frozenset(
     model.event_type
@@ -393,13 +391,12 @@ class TicketReports(Projection):
         await insert_rows(
             conn, ticket_state, [{"ticket_id": t, "state": tracks[t].to_json()} for t in opened]
         )
-        if changed - opened:
-            await conn.execute(
-                update(ticket_state)
-                .where(ticket_state.c.ticket_id == bindparam("track_id"))
-                .values(state=bindparam("track_state")),
-                [{"track_id": t, "track_state": tracks[t].to_json()} for t in changed - opened],
-            )
+        await update_rows(
+            conn,
+            ticket_state,
+            "ticket_id",
+            [{"ticket_id": t, "state": tracks[t].to_json()} for t in sorted(changed - opened)],
+        )
         by_table: dict[Table, list[dict[str, Any]]] = {}
         for (table, key_items), amounts in sums.items():
             by_table.setdefault(table, []).append({**dict(key_items), **amounts})
