@@ -64,9 +64,9 @@ from shared.eventstore.postgres import PostgresEventStore
 from shared.readmodel import ReadModelDB
 from shared.replay import (
     LogToRebuild,
-    plan_all,
+    RebuildJob,
     rebuild_all,
-    rebuild_in_processes,
+    rebuild_logs,
     service_read_models,
 )
 from shared.shredding import personal_fields, seal_value, subject_keys, subject_of
@@ -347,29 +347,33 @@ async def seed(events: int, progress: Progress) -> dict[str, int]:
 
 
 async def rebuild(progress: Progress, workers: int) -> tuple[float, dict[str, tuple[int, float]]]:
-    """Rebuild every context's read models as ``rebuild all --workers`` does: each
-    context's read models split into ``workers`` groups, every group in its own
-    process, all contexts side by side. The wall time, and (events, seconds of
-    its slowest group) per context."""
+    """Rebuild every context's read models as ``rebuild all --workers`` does
+    (``shared.replay.rebuild_logs``: the tickets log split by stream, the rest by
+    read model), all contexts side by side. The wall time, and (events, seconds of
+    its slowest job) per context."""
     logs = []
     for context in CONTEXTS:
         store_db, read_db = (_db_url(n) for n in _names(context))
         events = await _count(context)
         logs.append(LogToRebuild(context, store_db, read_db, service_read_models(context), events))
-    jobs = plan_all(logs, workers)
     counts = {log.service: log.events for log in logs}
-    tasks = {
-        job: progress.add_task(f"rebuild {job.label}", total=counts[job.service]) for job in jobs
-    }
+    tasks: dict[RebuildJob, TaskID] = {}
+
+    def planned(jobs: list[RebuildJob]) -> None:
+        for job in jobs:
+            total = counts[job.service] // (job.partition[1] if job.partition else 1)
+            tasks[job] = progress.add_task(f"rebuild {job.label}", total=total)
+
     start = time.perf_counter()
-    results = await rebuild_in_processes(
-        jobs, workers, lambda job, n: progress.advance(tasks[job], n)
+    results = await rebuild_logs(
+        logs, workers, lambda job, n: progress.advance(tasks[job], n), planned
     )
     wall = time.perf_counter() - start
     timings: dict[str, tuple[int, float]] = {}
     for result in results:
         _, seconds = timings.get(result.job.service, (0, 0.0))
-        timings[result.job.service] = (result.events, max(seconds, result.seconds))
+        events = counts[result.job.service]
+        timings[result.job.service] = (events, max(seconds, result.seconds))
     return wall, timings
 
 

@@ -6,16 +6,17 @@ projection machinery of the kernel works in every service.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, MetaData, String, Table, select
+from sqlalchemy import BigInteger, Column, MetaData, String, Table, case, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.events import RecordedEvent
 from shared.projections import Projection
-from shared.readmodel import UtcDateTime
+from shared.readmodel import UtcDateTime, dialect_insert
 
 
 class EventTypeCounts(Projection):
     name = "event_type_counts"
+    partitionable = True
 
     def __init__(self) -> None:
         self.metadata = MetaData()
@@ -32,31 +33,43 @@ class EventTypeCounts(Projection):
         await self.apply_all(conn, [event])
 
     async def apply_all(self, conn: AsyncConnection, events: list[RecordedEvent]) -> None:
-        """One statement or two per event type in the batch, not per event."""
+        """One upsert for the batch: a count per event type, and its latest event.
+
+        An upsert, in key order, so that processes rebuilding parts of the log side
+        by side (``shared.replay``) add to the same rows without losing a count."""
         latest: dict[str, tuple[int, RecordedEvent]] = {}
         for event in events:
             seen, _ = latest.get(event.type, (0, event))
             latest[event.type] = (seen + 1, event)  # events come in order: the last wins
+        if not latest:
+            return
         t = self.table
-        for type_, (count, last) in latest.items():
-            updated = await conn.execute(
-                t.update()
-                .where(t.c.type == type_)
-                .values(
-                    count=t.c.count + count,
-                    last_position=last.position,
-                    last_occurred_at=last.occurred_at,
-                )
+        statement = dialect_insert(conn.dialect.name, t).values(
+            [
+                {
+                    "type": type_,
+                    "count": count,
+                    "last_position": last.position,
+                    "last_occurred_at": last.occurred_at,
+                }
+                for type_, (count, last) in sorted(latest.items())
+            ]
+        )
+        later = statement.excluded.last_position > t.c.last_position
+        await conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[t.c.type],
+                set_={
+                    "count": t.c.count + statement.excluded.count,
+                    "last_position": case(
+                        (later, statement.excluded.last_position), else_=t.c.last_position
+                    ),
+                    "last_occurred_at": case(
+                        (later, statement.excluded.last_occurred_at), else_=t.c.last_occurred_at
+                    ),
+                },
             )
-            if updated.rowcount == 0:
-                await conn.execute(
-                    t.insert().values(
-                        type=type_,
-                        count=count,
-                        last_position=last.position,
-                        last_occurred_at=last.occurred_at,
-                    )
-                )
+        )
 
     async def counts(self, conn: AsyncConnection) -> dict[str, int]:
         rows = await conn.execute(select(self.table.c.type, self.table.c.count))

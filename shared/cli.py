@@ -44,10 +44,10 @@ from shared.readmodel import ReadModelDB
 from shared.relay import Relay
 from shared.replay import (
     LogToRebuild,
+    RebuildJob,
     collect_rarely,
-    plan_all,
     rebuild_all,
-    rebuild_in_processes,
+    rebuild_logs,
     service_read_models,
 )
 from shared.service import ServiceSpec
@@ -121,16 +121,22 @@ async def _rebuild_in_processes(
                 target.service, source.store_url, source.keys_url, target.projections, events
             )
         )
-    jobs = plan_all(logs, workers)
     counts = {log.service: log.events for log in logs}
-    tasks = {job: progress.add_task(job.label, total=counts[job.service], rate="") for job in jobs}
-    results = await rebuild_in_processes(
-        jobs, workers, lambda job, n: _advance(progress, tasks[job], n)
+    tasks: dict[RebuildJob, TaskID] = {}
+
+    def planned(jobs: list[RebuildJob]) -> None:
+        for job in jobs:
+            total = counts[job.service] // (job.partition[1] if job.partition else 1)
+            tasks[job] = progress.add_task(job.label, total=total, rate="")
+
+    results = await rebuild_logs(
+        logs, workers, lambda job, n: _advance(progress, tasks[job], n), planned
     )
     rebuilt: dict[str, dict[str, int]] = {}
     for result in results:
-        for name in result.job.projections:
-            rebuilt.setdefault(result.job.service, {})[name] = result.events
+        applied = rebuilt.setdefault(result.job.service, {})
+        for name in result.job.projections:  # a read model split by stream: its parts' sum
+            applied[name] = applied.get(name, 0) + result.events
     return rebuilt
 
 

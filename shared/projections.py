@@ -45,6 +45,12 @@ class Projection(abc.ABC):
     # Rough microseconds of CPU per event of the log when rebuilding (measured with
     # ``python -m bench.replay``): how a rebuild shares processes (``shared.replay.plan``).
     rebuild_cost: float = 1.0
+    # True when each row follows the events of one stream, or is a sum that events of
+    # any stream add to in any order: then a rebuild may split the log by stream
+    # across processes (``shared.replay``). Not when a row reads another stream's rows.
+    partitionable: bool = False
+    # The event types it changes rows for, when known: a rebuild then reads only those.
+    handles: frozenset[str] | None = None
 
     @property
     def tables(self) -> list[Table]:
@@ -67,6 +73,30 @@ class Projection(abc.ABC):
 def checkpoint_name(projection_name: str) -> str:
     """The name a projection's checkpoint is stored under."""
     return f"projection:{projection_name}"
+
+
+def partition_checkpoint_name(projection_name: str, first: int, end: int) -> str:
+    """Where the process of a rebuild split by stream that reads the streams of
+    buckets [first, end) records its progress."""
+    return f"{checkpoint_name(projection_name)}#{first}-{end}"
+
+
+def unfinished_rebuild_name(projection_name: str) -> str:
+    """A row present while a rebuild split by stream is under way (``shared.replay``)."""
+    return f"rebuilding:{projection_name}"
+
+
+async def clear_read_model(conn: AsyncConnection, projection: Projection) -> None:
+    """Drop a projection's tables and every checkpoint row of it: its own, its
+    partitions' and an unfinished rebuild's mark."""
+    await conn.run_sync(projection.metadata.drop_all)
+    own = checkpoint_name(projection.name)
+    await conn.execute(
+        checkpoints.delete().where(
+            checkpoints.c.name.in_([own, unfinished_rebuild_name(projection.name)])
+            | checkpoints.c.name.startswith(own + "#", autoescape=True)
+        )
+    )
 
 
 Progress = Callable[[int], None]
@@ -96,7 +126,16 @@ class ProjectionRunner:
         return checkpoint_name(self.projection.name)
 
     async def start(self) -> None:
-        """Create the tables if missing and load the checkpoint."""
+        """Create the tables if missing and load the checkpoint.
+
+        A read model a rebuild split by stream left unfinished (its processes stopped
+        at different places, so no one position describes it) is dropped here and
+        built again from the start."""
+        mark = await self.db.checkpoint(unfinished_rebuild_name(self.projection.name))
+        if mark.marker is not None:
+            log.warning("unfinished rebuild discarded", projection=self.projection.name)
+            async with self.db.transaction() as conn:
+                await clear_read_model(conn, self.projection)
         for metadata in self.projection.reads:
             await self.db.create_tables(metadata)
         await self.db.create_tables(self.projection.metadata)
@@ -143,10 +182,7 @@ class ProjectionRunner:
     async def rebuild(self, progress: Progress | None = None) -> int:
         """Drop the read model and replay the whole log into it."""
         async with self.db.transaction() as conn:
-            await conn.run_sync(self.projection.metadata.drop_all)
-            await conn.execute(
-                checkpoints.delete().where(checkpoints.c.name == self.checkpoint_name)
-            )
+            await clear_read_model(conn, self.projection)
         self.position = 0
         return await self.catch_up(progress)
 

@@ -163,10 +163,10 @@ class ReadModelDB:
 
     def insert_ignoring_duplicates(self, table: Table, **values: object) -> Executable:
         """An INSERT that does nothing when the primary key exists (both dialects)."""
-        return _dialect_insert(self.dialect, table).values(**values).on_conflict_do_nothing()
+        return dialect_insert(self.dialect, table).values(**values).on_conflict_do_nothing()
 
 
-def _dialect_insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
+def dialect_insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
     """An INSERT with the dialect's ``ON CONFLICT`` clauses."""
     return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 

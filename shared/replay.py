@@ -28,14 +28,22 @@ import queue
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Index
 
 from shared.events import RecordedEvent
 from shared.eventstore import EventStore, open_event_store
-from shared.projections import Progress, Projection, checkpoint_name
+from shared.eventstore.port import STREAM_BUCKETS
+from shared.projections import (
+    Progress,
+    Projection,
+    checkpoint_name,
+    clear_read_model,
+    partition_checkpoint_name,
+    unfinished_rebuild_name,
+)
 from shared.readmodel import ReadModelDB, checkpoints, save_checkpoint
 
 REBUILD_PAGE = 5_000
@@ -48,10 +56,7 @@ async def drop(db: ReadModelDB, projections: Sequence[Projection]) -> None:
     without their secondary indexes (``build_indexes`` makes them once filled)."""
     async with db.transaction() as conn:
         for projection in projections:
-            await conn.run_sync(projection.metadata.drop_all)
-            await conn.execute(
-                checkpoints.delete().where(checkpoints.c.name == checkpoint_name(projection.name))
-            )
+            await clear_read_model(conn, projection)
     for projection in projections:
         for metadata in projection.reads:
             await db.create_tables(metadata)
@@ -123,17 +128,29 @@ def service_read_models(service: str) -> list[Projection]:
 
 @dataclass(frozen=True)
 class RebuildJob:
-    """Some of one service's read models, rebuilt by one process in one pass."""
+    """Some of one service's read models, rebuilt by one process in one pass.
+
+    With ``until`` set, the read models were made ready by ``rebuild_logs`` (dropped,
+    marked unfinished) and the job applies the log up to that position, only the
+    streams of its ``partition`` and only the event ``types`` when given, leaving
+    the indexes and the final checkpoints to ``rebuild_logs``."""
 
     service: str
     store_url: str
     read_model_url: str
     projections: tuple[str, ...]
     work: float = 1.0  # events × (reading + the group's ``rebuild_cost``): biggest first
+    partition: tuple[int, int] | None = None  # streams of buckets [first, end) of STREAM_BUCKETS
+    types: frozenset[str] | None = None
+    until: int | None = None
 
     @property
     def label(self) -> str:
-        return f"{self.service}: {', '.join(self.projections)}"
+        part = ""
+        if self.partition:
+            share = (self.partition[1] - self.partition[0]) / STREAM_BUCKETS
+            part = f" ({share:.0%} of the streams)"
+        return f"{self.service}: {', '.join(self.projections)}{part}"
 
 
 @dataclass(frozen=True)
@@ -158,7 +175,7 @@ def plan(
     """
     if groups < 1:
         raise ValueError("groups must be at least 1")
-    if not read_model_url.startswith(("postgresql", "postgres:")):
+    if not _postgres(read_model_url):
         groups = 1
     count = min(groups, len(projections))
     loads, members = [0.0] * count, [list[str]() for _ in range(count)]
@@ -191,32 +208,210 @@ class LogToRebuild:
 def plan_all(logs: Sequence[LogToRebuild], workers: int) -> list[RebuildJob]:
     """Jobs for several services' rebuilds sharing ``workers`` processes.
 
-    A service's read models are split only as far as its share of the whole work
-    calls for: each extra group reads the log once more, which a small log (or a
-    small share) does not pay back.
+    A service's share of the whole work says how many processes it gets. A log
+    that gets several, and whose work is mostly in ``partitionable`` read models,
+    has those split by stream: each
+    part is read once and applied to all of them, and the parts are sized to even
+    out the processes' loads once the other jobs are placed (run biggest first,
+    each on the first free process, they then end together). Its other read models
+    get one job, reading only the event types they handle when they all say. The
+    rest is split by read model (``plan``), each group reading the whole log.
     """
     total = sum(log.work for log in logs) or 1.0
     jobs: list[RebuildJob] = []
+    split: list[LogToRebuild] = []
     for log in logs:
         groups = max(1, min(workers, math.ceil(log.work * workers / total)))
-        jobs += plan(
-            log.service, log.store_url, log.read_model_url, log.projections, groups, log.events
-        )
+        parted = [p for p in log.projections if p.partitionable]
+        rest = [p for p in log.projections if not p.partitionable]
+        worth = sum(p.rebuild_cost for p in parted) >= sum(p.rebuild_cost for p in rest)
+        if groups == 1 or not worth or not _postgres(log.read_model_url):
+            jobs += plan(
+                log.service, log.store_url, log.read_model_url, log.projections, groups, log.events
+            )
+            continue
+        split.append(log)
+        if rest:
+            handled = [p.handles for p in rest]
+            types = None if None in handled else frozenset().union(*filter(None, handled))
+            rest_cost = sum(p.rebuild_cost for p in rest) + (0 if types else READ_COST)
+            rest_names = tuple(p.name for p in rest)
+            where = (log.service, log.store_url, log.read_model_url)
+            jobs.append(RebuildJob(*where, rest_names, log.events * rest_cost, types=types))
+    loads = [0.0] * workers
+    for job in sorted(jobs, key=lambda j: -j.work):
+        loads[loads.index(min(loads))] += job.work
+    for log in split:
+        parted = [p for p in log.projections if p.partitionable]
+        work = log.events * (READ_COST + sum(p.rebuild_cost for p in parted))
+        shares = _fill(loads, work)
+        names, first, done = tuple(p.name for p in parted), 0, 0.0
+        for worker, share in enumerate(shares):
+            if share <= 0:
+                continue
+            done += share
+            end = STREAM_BUCKETS if done >= work * 0.999 else round(STREAM_BUCKETS * done / work)
+            if end > first:
+                where = (log.service, log.store_url, log.read_model_url)
+                jobs.append(RebuildJob(*where, names, share, partition=(first, end)))
+                loads[worker] += share
+            first = end
     return jobs
 
 
+def _fill(loads: list[float], work: float) -> list[float]:
+    """How much of ``work`` each process takes to bring the least loaded ones to one
+    level (water filling); a share under 5 % of ``work`` is given to the others."""
+    order = sorted(range(len(loads)), key=lambda i: loads[i])
+    level = 0.0
+    for count in range(1, len(order) + 1):
+        level = (work + sum(loads[i] for i in order[:count])) / count
+        if count == len(order) or level <= loads[order[count]]:
+            break
+    shares = [max(0.0, level - load) for load in loads]
+    kept = [s if s >= 0.05 * work else 0.0 for s in shares]
+    scale = work / (sum(kept) or 1.0)
+    return [s * scale for s in kept]
+
+
+def _postgres(url: str) -> bool:
+    return url.startswith(("postgresql", "postgres:"))
+
+
 async def rebuild_job(job: RebuildJob, progress: Progress | None = None) -> JobResult:
-    """Run one job here: open the service's store and read models, ``rebuild_all``."""
+    """Run one job here: open the service's store and read models, and rebuild."""
     chosen = [p for p in service_read_models(job.service) if p.name in job.projections]
     store = await open_event_store(job.store_url, namespace=job.service, pool_size=2)
     db = await ReadModelDB.open(job.read_model_url, pool_size=2)
     try:
         start = time.perf_counter()
-        applied = await rebuild_all(store, db, chosen, progress)
+        if job.until is None:
+            applied = await rebuild_all(store, db, chosen, progress)
+        else:
+            applied = await _apply_part(store, db, chosen, job, progress)
         return JobResult(job, applied, time.perf_counter() - start)
     finally:
         await db.close()
         await store.close()
+
+
+async def _apply_part(
+    store: EventStore,
+    db: ReadModelDB,
+    projections: Sequence[Projection],
+    job: RebuildJob,
+    progress: Progress | None,
+) -> int:
+    """A prepared job's part of the log into ``projections``. One transaction per
+    read model and page: rows that other parts add to too (sums) stay locked only
+    for the moment of that read model's writes."""
+    assert job.until is not None
+    until, partition, types = job.until, job.partition, job.types
+    names = [
+        checkpoint_name(p.name)
+        if partition is None
+        else partition_checkpoint_name(p.name, *partition)
+        for p in projections
+    ]
+
+    def read(after: int) -> asyncio.Task[list[RecordedEvent]]:
+        return asyncio.create_task(
+            store.read_part(after, until, REBUILD_PAGE, buckets=partition, types=types)
+        )
+
+    applied = 0
+    reading = read(0)
+    try:
+        while page := await reading:
+            reading = read(page[-1].position)
+            for projection, name in zip(projections, names, strict=True):
+                async with db.transaction() as conn:
+                    await projection.apply_all(conn, page)
+                    await save_checkpoint(conn, name, page[-1].position)
+            applied += len(page)
+            if progress is not None:
+                progress(len(page))
+    finally:
+        if not reading.done():
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reading
+    return applied
+
+
+def _part_checkpoint(name: str, partition: tuple[int, int] | None) -> str:
+    return (
+        checkpoint_name(name) if partition is None else partition_checkpoint_name(name, *partition)
+    )
+
+
+async def rebuild_logs(
+    logs: Sequence[LogToRebuild],
+    workers: int,
+    progress: Callable[[RebuildJob, int], None] | None = None,
+    planned: Callable[[list[RebuildJob]], None] | None = None,
+) -> list[JobResult]:
+    """Rebuild every read model of ``logs`` with ``workers`` processes (``plan_all``).
+
+    For a log split by stream: first its read models are dropped and marked
+    unfinished, and the head position is fixed as the end of every part; once all
+    its jobs succeeded, the indexes are built and every checkpoint is set to that
+    position in one transaction. A failure leaves the marks, and the service's
+    start rebuilds such a read model from scratch (``ProjectionRunner.start``).
+    ``planned`` is told the jobs before they run (to show progress bars)."""
+    jobs = plan_all(logs, workers)
+    split = {
+        log.service: log
+        for log in logs
+        if any(j.partition for j in jobs if j.service == log.service)
+    }
+    heads = {service: await prepare_split(log) for service, log in split.items()}
+    jobs = [replace(j, until=heads[j.service]) if j.service in heads else j for j in jobs]
+    if planned is not None:
+        planned(jobs)
+    results = await rebuild_in_processes(jobs, workers, progress)
+    for service, log in split.items():
+        await finish_split(log, heads[service])
+    return results
+
+
+async def prepare_split(log: LogToRebuild) -> int:
+    """Drop ``log``'s read models, mark them unfinished; the head position to reach."""
+    store = await open_event_store(log.store_url, namespace=log.service, pool_size=1)
+    try:
+        head = await store.head_position()
+    finally:
+        await store.close()
+    db = await ReadModelDB.open(log.read_model_url, pool_size=1)
+    try:
+        await drop(db, log.projections)
+        async with db.transaction() as conn:
+            for projection in log.projections:
+                await save_checkpoint(
+                    conn, unfinished_rebuild_name(projection.name), 0, marker=f"until {head}"
+                )
+    finally:
+        await db.close()
+    return head
+
+
+async def finish_split(log: LogToRebuild, head: int) -> None:
+    """Build the indexes, set every checkpoint to ``head``, remove parts and marks."""
+    db = await ReadModelDB.open(log.read_model_url, pool_size=1)
+    try:
+        await build_indexes(db, log.projections)
+        async with db.transaction() as conn:
+            for projection in log.projections:
+                own = checkpoint_name(projection.name)
+                await conn.execute(
+                    checkpoints.delete().where(
+                        (checkpoints.c.name == unfinished_rebuild_name(projection.name))
+                        | checkpoints.c.name.startswith(own + "#", autoescape=True)
+                    )
+                )
+                await save_checkpoint(conn, own, head)
+    finally:
+        await db.close()
 
 
 def collect_rarely() -> None:

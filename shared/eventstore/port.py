@@ -18,6 +18,7 @@ import abc
 import asyncio
 import contextlib
 import enum
+import zlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -142,6 +143,38 @@ class EventStore(abc.ABC):
         returned, so a reader that checkpoints the last position never skips one.
         """
 
+    async def read_part(
+        self,
+        after: int,
+        until: int,
+        limit: int = 1000,
+        *,
+        buckets: tuple[int, int] | None = None,
+        types: frozenset[str] | None = None,
+    ) -> list[RecordedEvent]:
+        """Up to ``limit`` events with ``after < position <= until`` (a position
+        ``head_position`` gave, so nothing before it is still to commit), in order,
+        only of streams whose bucket is in ``buckets`` (``(first, end)``, of
+        ``STREAM_BUCKETS`` by a hash of the stream) and only of ``types`` when
+        given; [] once none is left. What a rebuild split across processes reads.
+
+        This default filters ``read_all`` pages; an adapter may filter where it stores.
+        """
+        found: list[RecordedEvent] = []
+        while len(found) < limit and after < until:
+            page = await self.read_all(after, max(limit, 1000))
+            if not page:
+                break
+            for event in page:
+                if event.position > until or len(found) == limit:
+                    return found
+                after = event.position
+                if types is not None and event.type not in types:
+                    continue
+                if buckets is None or buckets[0] <= stream_bucket(event.stream) < buckets[1]:
+                    found.append(event)
+        return found
+
     @abc.abstractmethod
     async def stream_version(self, stream: str) -> int:
         """Current version of a stream; 0 when it does not exist."""
@@ -232,3 +265,12 @@ class EventStore(abc.ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+STREAM_BUCKETS = 1000
+
+
+def stream_bucket(stream: str) -> int:
+    """Which of ``STREAM_BUCKETS`` buckets ``stream`` falls in (``EventStore.read_part``;
+    an adapter that filters where it stores may hash otherwise)."""
+    return zlib.crc32(stream.encode()) % STREAM_BUCKETS

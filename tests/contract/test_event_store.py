@@ -170,6 +170,43 @@ async def test_read_all_follows_the_global_order_from_a_position(store: EventSto
     assert await store.count() == 10
 
 
+async def test_read_part_splits_the_log_by_stream_up_to_a_position(store: EventStore) -> None:
+    """What a rebuild split across processes reads: parts of the streams (by bucket),
+    together every event up to ``until`` once, each part in the global order, a
+    stream never in two parts; and only some event types when asked."""
+    for i in range(12):
+        placed = event(i, "OrderPlaced") if i % 3 == 0 else event(i, step="a")
+        await store.append(f"order-11-{i}", [placed, event(i, step="b")])
+    until = (await store.read_all(0, limit=100))[19].position  # the last 4 are left out
+    await store.append("order-11-late", [event(99)])
+
+    async def whole(
+        buckets: tuple[int, int] | None, types: frozenset[str] | None = None
+    ) -> list[RecordedEvent]:
+        found: list[RecordedEvent] = []
+        after = 0
+        while page := await store.read_part(after, until, 3, buckets=buckets, types=types):
+            assert len(page) <= 3
+            found += page
+            after = page[-1].position
+        return found
+
+    everything = await whole(None)
+    assert [e.position for e in everything] == [
+        e.position for e in await store.read_all(0, limit=100) if e.position <= until
+    ]
+    parts = [await whole((0, 300)), await whole((300, 1000))]
+    assert all(parts) and sorted(e.position for p in parts for e in p) == [
+        e.position for e in everything
+    ]
+    assert all([e.position for e in p] == sorted(e.position for e in p) for p in parts)
+    assert not {e.stream for e in parts[0]} & {e.stream for e in parts[1]}
+    assert await whole(None, frozenset({"Nothing"})) == []
+    assert [e.event_id for e in await whole(None, frozenset({"OrderPlaced"}))] == [
+        e.event_id for e in everything if e.type == "OrderPlaced"
+    ]
+
+
 async def test_catch_up_subscription_turns_live(store: EventStore) -> None:
     await store.append("order-10", [event(1), event(2), event(3)])
     seen: list[int] = []

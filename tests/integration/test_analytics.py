@@ -59,10 +59,22 @@ from shared.builtin_projections import EventTypeCounts
 from shared.cli import cli
 from shared.events import DomainEvent, EventRegistry, RecordedEvent
 from shared.eventstore import EventStore, open_event_store
+from shared.eventstore.port import STREAM_BUCKETS
 from shared.leases import Leases
 from shared.projections import Projection, ProjectionRunner, checkpoint_name
-from shared.readmodel import ReadModelDB
-from shared.replay import drop, plan, rebuild_all, rebuild_in_processes, service_read_models
+from shared.readmodel import ReadModelDB, checkpoints
+from shared.replay import (
+    LogToRebuild,
+    RebuildJob,
+    drop,
+    plan,
+    prepare_split,
+    rebuild_all,
+    rebuild_in_processes,
+    rebuild_job,
+    rebuild_logs,
+    service_read_models,
+)
 from shared.settings import DEFAULT_PORTS
 from shared.shredding import KeyRing, Sealer
 from tests.conftest import fresh_database
@@ -515,6 +527,70 @@ async def test_rebuild_in_processes_equals_the_live_read_models(world: World) ->
     finally:
         for db in dbs.values():
             await db.close()
+
+
+async def test_a_log_split_by_stream_rebuilds_to_the_live_read_models(world: World) -> None:
+    """``rebuild_logs``: the tickets log split by stream across two processes feeding
+    its partitionable read models, the catalog reading only its event types; the
+    same rows as the live read models, every checkpoint at the head, no part's
+    checkpoint or unfinished mark left."""
+    db = await ReadModelDB.open(world.urls["tickets"], pool_size=2)
+    store = world.stores["tickets"]
+    models = service_read_models("tickets")
+    try:
+        for projection in models:
+            await ProjectionRunner(store, db, projection).catch_up()
+        live = await snapshot(db, models)
+        events = len(await world.all_events("tickets"))
+        log = LogToRebuild("tickets", world.urls["tickets"], world.urls["tickets"], models, events)
+        planned: list[RebuildJob] = []
+        results = await rebuild_logs([log], 2, planned=planned.extend)
+        parts = [j for j in planned if j.partition is not None]
+        assert len(parts) == 2 and {p.name for p in models if p.partitionable} == set(
+            parts[0].projections
+        )
+        [catalog] = [j for j in planned if j.partition is None]
+        assert catalog.projections == ("catalog_directory",) and catalog.types
+        assert sum(r.events for r in results if r.job.partition) == events
+        assert await snapshot(db, models) == live
+        head = await store.head_position()
+        async with db.reading() as conn:
+            rows = await conn.execute(select(checkpoints.c.name, checkpoints.c.position))
+            names = {row[0]: row[1] for row in rows}
+        assert {names[checkpoint_name(p.name)] for p in models} == {head}
+        assert not [n for n in names if "#" in n or n.startswith("rebuilding:")]
+    finally:
+        await db.close()
+
+
+async def test_a_start_discards_a_read_model_a_split_rebuild_left_unfinished(
+    world: World,
+) -> None:
+    """A split rebuild that stopped before its end (a part's checkpoint, the mark,
+    the rows of the parts so far, no checkpoint of the read model's own): the read
+    model's next start drops it and builds it from the start."""
+    db = await ReadModelDB.open(world.urls["tickets"], pool_size=2)
+    store = world.stores["tickets"]
+    try:
+        queue = TicketQueue()
+        await ProjectionRunner(store, db, queue).catch_up()
+        live = await snapshot(db, [queue])
+        log = LogToRebuild("tickets", world.urls["tickets"], world.urls["tickets"], [queue], 1)
+        head = await prepare_split(log)
+        half = RebuildJob("tickets", log.store_url, log.read_model_url, ("ticket_queue",),
+                          partition=(0, STREAM_BUCKETS), until=head)  # fmt: skip
+        assert (await rebuild_job(half)).events > 0  # rows in, but no checkpoint of its own
+        # Applied again on top of them, the same events would clash (or count twice).
+        runner = ProjectionRunner(store, db, queue)
+        await runner.start()
+        assert runner.position == 0
+        await runner.catch_up()
+        assert await snapshot(db, [queue]) == live
+        async with db.reading() as conn:
+            names = [row[0] for row in await conn.execute(select(checkpoints.c.name))]
+        assert not [n for n in names if "ticket_queue#" in n or n.startswith("rebuilding:")]
+    finally:
+        await db.close()
 
 
 async def test_a_rebuild_builds_indexes_last_and_a_start_restores_missing_ones(

@@ -117,8 +117,15 @@ def test_a_disabled_member_keeps_rights_on_paper_but_is_flagged() -> None:
 
 
 class _ReadModel(EventTypeCounts):
-    def __init__(self, name: str, cost: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        cost: float,
+        partitionable: bool = False,
+        handles: frozenset[str] | None = None,
+    ) -> None:
         self.name, self.rebuild_cost = name, cost
+        self.partitionable, self.handles = partitionable, handles
 
 
 def test_a_rebuild_plan_balances_read_models_across_processes() -> None:
@@ -156,3 +163,44 @@ def test_only_a_big_share_of_the_work_is_split() -> None:
     ]
     assert len(plan_all([big, small], workers=1)) == 2  # one job per service
     assert len(plan_all([small], workers=2)) == 2  # alone, it is the whole work
+
+
+def test_a_big_log_is_split_by_stream_for_its_partitionable_read_models() -> None:
+    """Each part of the log feeds every partitionable read model; the others get one
+    job, which reads only the types they handle when every one of them says."""
+    pg = "postgresql://localhost/x"
+    catalog_types = frozenset({"CategoryCreated"})
+    models = [
+        _ReadModel("counts", 1, partitionable=True),
+        _ReadModel("queue", 25, partitionable=True),
+        _ReadModel("reports", 20, partitionable=True),
+        _ReadModel("catalog", 0.2, handles=catalog_types),
+    ]
+    big = LogToRebuild("tickets", pg, pg, models, events=800_000)
+    small = LogToRebuild("clients", pg, pg, [_ReadModel("dir", 38)], 180_000)
+    jobs = plan_all([big, small], workers=2)
+    assert [(j.service, j.projections, j.types) for j in jobs] == [
+        ("tickets", ("catalog",), catalog_types),
+        ("clients", ("dir",), None),
+        ("tickets", ("counts", "queue", "reports"), None),
+        ("tickets", ("counts", "queue", "reports"), None),
+    ]
+    catalog, directory, first, second = jobs
+    assert catalog.work == 800_000 * 0.2  # no reading cost counted: a few rows read
+    # The parts cover every bucket once, and are sized so that both processes end
+    # together: the directory and a part on one, the catalog and the other part on
+    # the other (run biggest first, each on the first free process).
+    assert first.partition is not None and second.partition is not None
+    assert (first.partition[0], first.partition[1]) == (0, second.partition[0])
+    assert second.partition[1] == 1000
+    assert first.work + second.work == pytest.approx(800_000 * (READ_COST + 46))
+    assert directory.work + first.work == pytest.approx(catalog.work + second.work)
+    # A read model that does not say what it handles makes the rest read everything.
+    models.append(_ReadModel("links", 6))
+    planned = plan_all([LogToRebuild("tickets", pg, pg, models, 800_000)], workers=2)
+    [rest] = [j for j in planned if j.partition is None]
+    assert (rest.projections, rest.types) == (("catalog", "links"), None)
+    # SQLite, or one process: no split.
+    sqlite = LogToRebuild("tickets", pg, "sqlite:///var/t.db", models, events=800_000)
+    assert [j.partition for j in plan_all([sqlite], workers=2)] == [None]
+    assert [j.partition for j in plan_all([big], workers=1)] == [None]

@@ -150,6 +150,7 @@ class CatalogDirectory(Projection):
 
     name = "catalog_directory"
     rebuild_cost = 0.2
+    handles = CATALOG_EVENTS
     metadata = metadata
     reads = (marks_metadata,)
 

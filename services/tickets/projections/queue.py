@@ -143,6 +143,7 @@ class TicketQueue(Projection):
 
     name = "ticket_queue"
     rebuild_cost = 25
+    partitionable = True  # a ticket's rows follow its stream; the counts are sums
     metadata = metadata
     reads = (shredding.metadata,)
 
