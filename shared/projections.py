@@ -125,17 +125,19 @@ class ProjectionRunner:
     def checkpoint_name(self) -> str:
         return checkpoint_name(self.projection.name)
 
-    async def start(self) -> None:
+    async def start(self, *, owner: bool = False) -> None:
         """Create the tables if missing and load the checkpoint.
 
-        A read model a rebuild split by stream left unfinished (its processes stopped
-        at different places, so no one position describes it) is dropped here and
-        built again from the start."""
-        mark = await self.db.checkpoint(unfinished_rebuild_name(self.projection.name))
-        if mark.marker is not None:
-            log.warning("unfinished rebuild discarded", projection=self.projection.name)
-            async with self.db.transaction() as conn:
-                await clear_read_model(conn, self.projection)
+        ``owner``: called by who runs the projection (under its lease). Then a
+        read model a rebuild split by stream left unfinished (its processes stopped
+        at different places, so no one position describes it) is dropped and built
+        again from the start. Not before the lease: the rebuild may be running."""
+        if owner:
+            mark = await self.db.checkpoint(unfinished_rebuild_name(self.projection.name))
+            if mark.marker is not None:
+                log.warning("unfinished rebuild discarded", projection=self.projection.name)
+                async with self.db.transaction() as conn:
+                    await clear_read_model(conn, self.projection)
         for metadata in self.projection.reads:
             await self.db.create_tables(metadata)
         await self.db.create_tables(self.projection.metadata)
@@ -143,7 +145,7 @@ class ProjectionRunner:
 
     async def run(self) -> None:
         """Follow the store forever (a catch-up subscription that turns live)."""
-        await self.start()
+        await self.start(owner=True)
         async for page in self.store.subscribe_pages(self.position, self.batch_size):
             await self.apply_batch(page)
 
@@ -170,7 +172,7 @@ class ProjectionRunner:
 
     async def catch_up(self, progress: Progress | None = None) -> int:
         """Apply everything the store holds now; returns how many events were applied."""
-        await self.start()
+        await self.start(owner=True)
         applied = 0
         while page := await self.store.read_all(self.position, self.batch_size):
             await self.apply_batch(page)
@@ -242,7 +244,7 @@ class ProjectionGroup:
         group, the others would wait for it.
         """
         for runner in self.runners:
-            await runner.start()
+            await runner.start(owner=True)
         lead = max((r.position for r in self.runners), default=0)
         self.members = [r for r in self.runners if r.position >= lead - self.batch_size]
         for runner in self.runners:

@@ -8,12 +8,16 @@ every read model at the same, consistent position, and a restart of the
 service simply continues from there). The next page is read while the current
 one is applied: the store's database works while Python applies.
 
-``rebuild_in_processes`` spreads the work over several processes (one core
-each): a service's read models are split into groups of similar cost
-(``Projection.rebuild_cost``), each group is one ``RebuildJob`` that reads the
-log for itself and runs ``rebuild_all``, and the jobs of every service run
-side by side, the biggest first. A read model still moves in one transaction
-per page with its checkpoint, so a crash leaves each one consistent.
+``rebuild_logs`` spreads the work over several processes (one core each,
+``plan_all``). A big log feeding mostly ``partitionable`` read models is split
+by stream: each process reads its part (``EventStore.read_part``) and applies
+it to all of them, each part with its own checkpoints, the read models marked
+unfinished until every part has ended (a service's start rebuilds one still
+marked). Other logs' read models are split into groups of similar cost
+(``Projection.rebuild_cost``), each group one ``RebuildJob`` that reads the log
+for itself and runs ``rebuild_all``. The jobs of every service run side by
+side, the biggest first. A read model moves in one transaction per page with
+its checkpoint, so a crash leaves each one consistent.
 """
 
 from __future__ import annotations
@@ -210,12 +214,12 @@ def plan_all(logs: Sequence[LogToRebuild], workers: int) -> list[RebuildJob]:
 
     A service's share of the whole work says how many processes it gets. A log
     that gets several, and whose work is mostly in ``partitionable`` read models,
-    has those split by stream: each
-    part is read once and applied to all of them, and the parts are sized to even
-    out the processes' loads once the other jobs are placed (run biggest first,
-    each on the first free process, they then end together). Its other read models
-    get one job, reading only the event types they handle when they all say. The
-    rest is split by read model (``plan``), each group reading the whole log.
+    has those split by stream: each part is read once and applied to all of them,
+    and the parts are sized to even out the processes' loads once the other jobs
+    are placed (run biggest first, each on the first free process, they then end
+    together). Its other read models get one job, reading only the event types
+    they handle when they all say. The rest is split by read model (``plan``),
+    each group reading the whole log.
     """
     total = sum(log.work for log in logs) or 1.0
     jobs: list[RebuildJob] = []
@@ -307,12 +311,7 @@ async def _apply_part(
     for the moment of that read model's writes."""
     assert job.until is not None
     until, partition, types = job.until, job.partition, job.types
-    names = [
-        checkpoint_name(p.name)
-        if partition is None
-        else partition_checkpoint_name(p.name, *partition)
-        for p in projections
-    ]
+    names = [_part_checkpoint(p.name, partition) for p in projections]
 
     def read(after: int) -> asyncio.Task[list[RecordedEvent]]:
         return asyncio.create_task(
