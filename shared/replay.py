@@ -74,9 +74,18 @@ async def build_indexes(db: ReadModelDB, projections: Sequence[Projection]) -> N
     """The secondary indexes ``drop`` left out, each built in one pass over the filled
     table: cheaper than keeping them up to date row by row. Should a rebuild stop
     before this, the service's start creates the missing ones (``create_tables``)."""
-    async with db.transaction() as conn:
-        for index in _indexes(projections):
+    if db.dialect != "postgresql":
+        async with db.transaction() as conn:
+            for index in _indexes(projections):
+                await conn.run_sync(index.create)
+        return
+
+    async def build(index: Index) -> None:
+        async with db.transaction() as conn:
             await conn.run_sync(index.create)
+
+    # Side by side, as many at once as the pool has connections: one core each.
+    await asyncio.gather(*(build(index) for index in _indexes(projections)))
 
 
 def _indexes(projections: Sequence[Projection]) -> list[Index]:
@@ -396,7 +405,7 @@ async def prepare_split(log: LogToRebuild) -> int:
 
 async def finish_split(log: LogToRebuild, head: int) -> None:
     """Build the indexes, set every checkpoint to ``head``, remove parts and marks."""
-    db = await ReadModelDB.open(log.read_model_url, pool_size=1)
+    db = await ReadModelDB.open(log.read_model_url, pool_size=2)
     try:
         await build_indexes(db, log.projections)
         async with db.transaction() as conn:

@@ -178,15 +178,16 @@ def open_event(
 
     Remembered for the next read model of the same page (a service feeds all its
     read models each page, ``shared.projections``): one decoding per event read,
-    remembered by event id and the key it was opened with (so an erased subject's
-    events never come back opened), and only for the same event object."""
+    for the same event object and the same key only (so an erased subject's events
+    never come back opened)."""
     model = registry.model(event.type)
     personal = personal_fields(model)
     key = keys.get(stored_subject(registry, event, model)) if personal else None
-    remembered = (event.event_id, key)
-    found = _recently_opened.get(remembered)
-    if found is not None and found[0] is event.data:  # this very event, as read
-        payload: DomainEvent = found[1]
+    # By position (a cheap hash); the entry counts only for this very event as read
+    # (the same data object) and the same key.
+    found = _recently_opened.get(event.position)
+    if found is not None and found[0] is event.data and found[1] == key:
+        payload: DomainEvent = found[2]
         return payload
     if personal:
         payload = registry.decode_data(
@@ -194,7 +195,7 @@ def open_event(
         )
     else:
         payload = registry.decode(event)
-    _recently_opened.put(remembered, (event.data, payload))
+    _recently_opened.put(event.position, (event.data, key, payload))
     return payload
 
 

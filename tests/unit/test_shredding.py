@@ -106,3 +106,20 @@ def test_old_schemas_open_whether_an_upcaster_renames_or_reshapes_a_sealed_field
     )
     assert shredding.open_event(upcasting, v2, {"p1": key}).name == "BO"  # type: ignore[attr-defined]
     assert shredding.open_event(upcasting, v2, {}).name is None  # type: ignore[attr-defined]
+
+
+def test_an_event_read_once_is_opened_once_for_every_read_model_with_the_same_key() -> None:
+    """What lets a service's read models share one decoding per page: the same event
+    object opened again with the same key gives the same payload; opened without
+    the key (erased meanwhile), or another event at the same position, is decoded
+    afresh."""
+    key = AESGCM.generate_key(bit_length=256)
+    data = {"person_id": "p1", "name": shredding.seal_value(key, "p1", "Alice"), "count": 1}
+    event = recorded(data)
+    first = shredding.open_event(registry, event, {"p1": key})
+    assert shredding.open_event(registry, event, {"p1": key}) is first
+    assert first.name == "Alice"  # type: ignore[attr-defined]
+    erased = shredding.open_event(registry, event, {})
+    assert erased is not first and erased.name is None  # type: ignore[attr-defined]
+    again = recorded({**data, "count": 2})  # position 1 too: another store, say
+    assert shredding.open_event(registry, again, {"p1": key}).count == 2  # type: ignore[attr-defined]
