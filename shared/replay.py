@@ -30,7 +30,7 @@ import math
 import multiprocessing
 import queue
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
@@ -112,21 +112,31 @@ async def rebuild_all(
     """Drop ``projections`` and replay the whole log into them; returns the events applied."""
     await drop(db, projections)
     applied = 0
-    reading = asyncio.create_task(store.read_all(0, page_size))
-    try:
-        while page := await reading:
-            reading = asyncio.create_task(store.read_all(page[-1].position, page_size))
+    async with contextlib.aclosing(_read_ahead(lambda a: store.read_all(a, page_size))) as pages:
+        async for page in pages:
             await apply_page(db, projections, page)
             applied += len(page)
             if progress is not None:
                 progress(len(page))
+    await build_indexes(db, projections)
+    return applied
+
+
+async def _read_ahead(
+    read: Callable[[int], Awaitable[list[RecordedEvent]]],
+) -> AsyncGenerator[list[RecordedEvent], None]:
+    """The pages ``read(after)`` gives until an empty one, each next page read while
+    the caller applies the current one: the store's database works meanwhile."""
+    reading = asyncio.ensure_future(read(0))
+    try:
+        while page := await reading:
+            reading = asyncio.ensure_future(read(page[-1].position))
+            yield page
     finally:
         if not reading.done():
             reading.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reading
-    await build_indexes(db, projections)
-    return applied
 
 
 # --------------------------------------------------------------- several processes
@@ -322,16 +332,12 @@ async def _apply_part(
     until, partition, types = job.until, job.partition, job.types
     names = [_part_checkpoint(p.name, partition) for p in projections]
 
-    def read(after: int) -> asyncio.Task[list[RecordedEvent]]:
-        return asyncio.create_task(
-            store.read_part(after, until, REBUILD_PAGE, buckets=partition, types=types)
-        )
+    def read(after: int) -> Awaitable[list[RecordedEvent]]:
+        return store.read_part(after, until, REBUILD_PAGE, buckets=partition, types=types)
 
     applied = 0
-    reading = read(0)
-    try:
-        while page := await reading:
-            reading = read(page[-1].position)
+    async with contextlib.aclosing(_read_ahead(read)) as pages:
+        async for page in pages:
             for projection, name in zip(projections, names, strict=True):
                 async with db.transaction() as conn:
                     await projection.apply_all(conn, page)
@@ -339,11 +345,6 @@ async def _apply_part(
             applied += len(page)
             if progress is not None:
                 progress(len(page))
-    finally:
-        if not reading.done():
-            reading.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reading
     return applied
 
 
