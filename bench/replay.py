@@ -361,7 +361,7 @@ async def rebuild(progress: Progress, workers: int) -> tuple[float, dict[str, tu
 
     def planned(jobs: list[RebuildJob]) -> None:
         for job in jobs:
-            total = counts[job.service] // (job.partition[1] if job.partition else 1)
+            total = round(counts[job.service] * job.share)
             tasks[job] = progress.add_task(f"rebuild {job.label}", total=total)
 
     start = time.perf_counter()

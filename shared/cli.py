@@ -126,7 +126,7 @@ async def _rebuild_in_processes(
 
     def planned(jobs: list[RebuildJob]) -> None:
         for job in jobs:
-            total = counts[job.service] // (job.partition[1] if job.partition else 1)
+            total = round(counts[job.service] * job.share)
             tasks[job] = progress.add_task(job.label, total=total, rate="")
 
     results = await rebuild_logs(

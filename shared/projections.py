@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import structlog
-from sqlalchemy import MetaData, Table
+from sqlalchemy import ColumnElement, MetaData, Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.events import RecordedEvent
@@ -86,15 +86,22 @@ def unfinished_rebuild_name(projection_name: str) -> str:
     return f"rebuilding:{projection_name}"
 
 
+def split_rebuild_rows(projection_name: str) -> ColumnElement[bool]:
+    """The ``checkpoints`` rows of a split rebuild: its mark and its parts' checkpoints."""
+    own = checkpoint_name(projection_name)
+    return (checkpoints.c.name == unfinished_rebuild_name(projection_name)) | (
+        checkpoints.c.name.startswith(own + "#", autoescape=True)
+    )
+
+
 async def clear_read_model(conn: AsyncConnection, projection: Projection) -> None:
     """Drop a projection's tables and every checkpoint row of it: its own, its
     partitions' and an unfinished rebuild's mark."""
     await conn.run_sync(projection.metadata.drop_all)
-    own = checkpoint_name(projection.name)
     await conn.execute(
         checkpoints.delete().where(
-            checkpoints.c.name.in_([own, unfinished_rebuild_name(projection.name)])
-            | checkpoints.c.name.startswith(own + "#", autoescape=True)
+            (checkpoints.c.name == checkpoint_name(projection.name))
+            | split_rebuild_rows(projection.name)
         )
     )
 

@@ -10,7 +10,7 @@ in the same transaction as those rows:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -235,13 +235,14 @@ async def add_to_rows(conn: AsyncConnection, table: Table, rows: list[dict[str, 
         added = ", ".join(
             f"{quote(a)} = {quote(table.name)}.{quote(a)} + excluded.{quote(a)}" for a in amounts
         )
+        target = conn.dialect.identifier_preparer.format_table(table)
         await _run_with_arrays(
             conn,
             table,
             names,
             rows,
-            f"INSERT INTO {_qualified(conn, table)} ({_listed(conn, names)}) "
-            f"SELECT * FROM {{arrays}} ON CONFLICT ({_listed(conn, keys)}) DO UPDATE SET {added}",
+            f"INSERT INTO {target} ({_listed(conn, names)}) SELECT * FROM {{arrays}} "
+            f"ON CONFLICT ({_listed(conn, keys)}) DO UPDATE SET {added}",
         )
         return
     statement = sqlite.insert(table)
@@ -267,14 +268,14 @@ async def update_rows(
     if conn.dialect.name == "postgresql":
         quote = conn.dialect.identifier_preparer.quote
         assigned = ", ".join(f"{quote(n)} = given.{quote(n)}" for n in others)
+        target = conn.dialect.identifier_preparer.format_table(table)
         await _run_with_arrays(
             conn,
             table,
             names,
             rows,
-            f"UPDATE {_qualified(conn, table)} SET {assigned} "
-            f"FROM {{arrays}} AS given({_listed(conn, names)}) "
-            f"WHERE {_qualified(conn, table)}.{quote(key)} = given.{quote(key)}",
+            f"UPDATE {target} SET {assigned} FROM {{arrays}} AS given({_listed(conn, names)}) "
+            f"WHERE {target}.{quote(key)} = given.{quote(key)}",
         )
         return
     statement = (
@@ -284,13 +285,6 @@ async def update_rows(
     )
     await conn.execute(
         statement, [{"row_key": r[key], **{f"row_{n}": r[n] for n in others}} for r in rows]
-    )
-
-
-def _qualified(conn: AsyncConnection, table: Table) -> str:
-    quote = conn.dialect.identifier_preparer.quote
-    return (
-        quote(table.name) if table.schema is None else f"{quote(table.schema)}.{quote(table.name)}"
     )
 
 
@@ -308,15 +302,21 @@ async def _run_with_arrays(
     arrays = []
     for column in columns:
         values = [row[column.name] for row in rows]
-        if isinstance(column.type, TypeDecorator):
-            process = column.type.process_bind_param
-            values = [process(v, dialect) for v in values]
-        arrays.append(values)
+        process = _bind_processor(column)
+        arrays.append(values if process is None else [process(v, dialect) for v in values])
     typed = ", ".join(
         f"${n}::{column.type.compile(dialect=dialect)}[]" for n, column in enumerate(columns, 1)
     )
     driver = await _driver_in_transaction(conn)
     await driver.execute(sql.replace("{arrays}", f"unnest({typed})"), *arrays)
+
+
+def _bind_processor(column: Column[Any]) -> Callable[[Any, Dialect], Any] | None:
+    """What a ``TypeDecorator`` column does to a value before it is sent (the driver
+    is given values directly here, past SQLAlchemy's own processing)."""
+    if isinstance(column.type, TypeDecorator):
+        return column.type.process_bind_param
+    return None
 
 
 async def _driver_in_transaction(conn: AsyncConnection) -> Any:
@@ -347,9 +347,7 @@ async def insert_rows(conn: AsyncConnection, table: Table, rows: list[dict[str, 
     names = list(rows[0])
     columns = [table.c[name] for name in names]
     processors = [
-        (i, column.type.process_bind_param)
-        for i, column in enumerate(columns)
-        if isinstance(column.type, TypeDecorator)
+        (i, process) for i, column in enumerate(columns) if (process := _bind_processor(column))
     ]
     dialect = conn.dialect
     records: list[list[Any]] = []

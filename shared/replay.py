@@ -46,6 +46,7 @@ from shared.projections import (
     checkpoint_name,
     clear_read_model,
     partition_checkpoint_name,
+    split_rebuild_rows,
     unfinished_rebuild_name,
 )
 from shared.readmodel import ReadModelDB, checkpoints, save_checkpoint
@@ -168,11 +169,15 @@ class RebuildJob:
     until: int | None = None
 
     @property
+    def share(self) -> float:
+        """The part of the log's streams it reads (1.0: all)."""
+        if self.partition is None:
+            return 1.0
+        return (self.partition[1] - self.partition[0]) / STREAM_BUCKETS
+
+    @property
     def label(self) -> str:
-        part = ""
-        if self.partition:
-            share = (self.partition[1] - self.partition[0]) / STREAM_BUCKETS
-            part = f" ({share:.0%} of the streams)"
+        part = f" ({self.share:.0%} of the streams)" if self.partition else ""
         return f"{self.service}: {', '.join(self.projections)}{part}"
 
 
@@ -411,14 +416,8 @@ async def finish_split(log: LogToRebuild, head: int) -> None:
         await build_indexes(db, log.projections)
         async with db.transaction() as conn:
             for projection in log.projections:
-                own = checkpoint_name(projection.name)
-                await conn.execute(
-                    checkpoints.delete().where(
-                        (checkpoints.c.name == unfinished_rebuild_name(projection.name))
-                        | checkpoints.c.name.startswith(own + "#", autoescape=True)
-                    )
-                )
-                await save_checkpoint(conn, own, head)
+                await conn.execute(checkpoints.delete().where(split_rebuild_rows(projection.name)))
+                await save_checkpoint(conn, checkpoint_name(projection.name), head)
     finally:
         await db.close()
 

@@ -132,32 +132,54 @@ def open_stored(
     its one subject. So an upcaster that renames or reshapes a personal field sees
     it clear.
     """
-    model = registry.model(event.type)
-    subject = stored_subject(registry, event, model)
-    key = keys.get(subject)
+    subject = stored_subject(registry, event, registry.model(event.type))
+    return _opened_data(event.data, subject, keys.get(subject))
+
+
+def _opened_data(data: dict[str, Any], subject: str, key: bytes | None) -> dict[str, Any]:
     cipher = None if key is None else _cipher(key)
     bound = subject.encode()
-    data = event.data.copy()
+    opened = data.copy()
     # Every event of a replay comes through here: the check is is_sealed's, inline.
-    for name, value in data.items():  # values replaced in place, no key added
+    for name, value in opened.items():  # values replaced in place, no key added
         if value.__class__ is str and value.startswith(SEALED_PREFIX):
-            data[name] = None if cipher is None else _open(cipher, bound, value)
-    return data
+            opened[name] = None if cipher is None else _open(cipher, bound, value)
+    return opened
 
 
-_ciphers: dict[bytes, AESGCM] = {}
-_CIPHERS_HELD = 4_096
+class _Recent:
+    """The last ``size`` to ``2 × size`` entries: two generations, the older dropped
+    whole when the newer fills (no bookkeeping per entry)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.newer: dict[Any, Any] = {}
+        self.older: dict[Any, Any] = {}
+
+    def get(self, key: Any) -> Any:
+        found = self.newer.get(key)
+        return self.older.get(key) if found is None else found
+
+    def put(self, key: Any, value: Any) -> None:
+        if len(self.newer) >= self.size:
+            self.older, self.newer = self.newer, {}
+        self.newer[key] = value
+
+    def forget(self, key: Any) -> None:
+        self.newer.pop(key, None)
+        self.older.pop(key, None)
+
+
+# Ciphers of recent keys, for the next events of the same subject: setting one up
+# costs as much as opening a field. ``KeyRing.destroy`` drops its key's cipher.
+_ciphers = _Recent(2_048)
 
 
 def _cipher(key: bytes) -> AESGCM:
-    """The cipher of ``key``, kept for the next events of the same subject: setting
-    one up costs as much as opening a field. A few thousand recent keys at most,
-    like those a ``KeyRing`` holds; ``KeyRing.destroy`` drops its key's cipher."""
-    cipher = _ciphers.get(key)
+    cipher: AESGCM | None = _ciphers.get(key)
     if cipher is None:
-        if len(_ciphers) >= _CIPHERS_HELD:
-            _ciphers.clear()
-        cipher = _ciphers[key] = AESGCM(key)
+        cipher = AESGCM(key)
+        _ciphers.put(key, cipher)
     return cipher
 
 
@@ -181,41 +203,21 @@ def open_event(
     for the same event object and the same key only (so an erased subject's events
     never come back opened)."""
     model = registry.model(event.type)
-    personal = personal_fields(model)
-    key = keys.get(stored_subject(registry, event, model)) if personal else None
+    subject = stored_subject(registry, event, model) if personal_fields(model) else None
+    key = None if subject is None else keys.get(subject)
     # By position (a cheap hash); the entry counts only for this very event as read
     # (the same data object) and the same key.
     found = _recently_opened.get(event.position)
     if found is not None and found[0] is event.data and found[1] == key:
         payload: DomainEvent = found[2]
         return payload
-    if personal:
-        payload = registry.decode_data(
-            event.type, event.schema_version, open_stored(registry, event, keys)
-        )
-    else:
+    if subject is None:
         payload = registry.decode(event)
+    else:
+        data = _opened_data(event.data, subject, key)
+        payload = registry.decode_data(event.type, event.schema_version, data)
     _recently_opened.put(event.position, (event.data, key, payload))
     return payload
-
-
-class _Recent:
-    """The last ``size`` to ``2 × size`` entries: two generations, the older dropped
-    whole when the newer fills (no bookkeeping per entry)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.newer: dict[Any, Any] = {}
-        self.older: dict[Any, Any] = {}
-
-    def get(self, key: Any) -> Any:
-        found = self.newer.get(key)
-        return self.older.get(key) if found is None else found
-
-    def put(self, key: Any, value: Any) -> None:
-        if len(self.newer) >= self.size:
-            self.older, self.newer = self.newer, {}
-        self.newer[key] = value
 
 
 _recently_opened = _Recent(6_000)  # a rebuild's page and then some
@@ -326,7 +328,7 @@ class KeyRing:
             )
         key = self._cache.pop(subject_id, None)
         if key is not None:
-            _ciphers.pop(key, None)
+            _ciphers.forget(key)
 
 
 class Sealer:
