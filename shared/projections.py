@@ -51,6 +51,10 @@ class Projection(abc.ABC):
     partitionable: bool = False
     # The event types it changes rows for, when known: a rebuild then reads only those.
     handles: frozenset[str] | None = None
+    # Tables it only ever adds rows to (it never reads, updates or upserts them while
+    # applying events): a rebuild on PostgreSQL fills them without their primary key
+    # and adds it once, at the end, instead of keeping it up to date row by row.
+    keyed_after_load: tuple[Table, ...] = ()
 
     @property
     def tables(self) -> list[Table]:

@@ -33,9 +33,10 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
-from sqlalchemy import Index
+from sqlalchemy import Connection, Index, Table
 
 from shared.events import RecordedEvent
 from shared.eventstore import EventStore, open_event_store
@@ -49,7 +50,13 @@ from shared.projections import (
     split_rebuild_rows,
     unfinished_rebuild_name,
 )
-from shared.readmodel import ReadModelDB, checkpoints, save_checkpoint
+from shared.readmodel import (
+    ReadModelDB,
+    add_primary_key,
+    checkpoints,
+    drop_primary_key,
+    save_checkpoint,
+)
 
 REBUILD_PAGE = 5_000
 READ_COST = 6.0
@@ -58,7 +65,8 @@ READ_COST = 6.0
 
 async def drop(db: ReadModelDB, projections: Sequence[Projection]) -> None:
     """Drop the projections' tables and checkpoints, then create the tables empty,
-    without their secondary indexes (``build_indexes`` makes them once filled)."""
+    without their secondary indexes, nor the primary keys of the tables they only
+    add rows to (``build_indexes`` makes them once filled)."""
     async with db.transaction() as conn:
         for projection in projections:
             await clear_read_model(conn, projection)
@@ -69,28 +77,39 @@ async def drop(db: ReadModelDB, projections: Sequence[Projection]) -> None:
     async with db.transaction() as conn:
         for index in _indexes(projections):
             await conn.run_sync(index.drop)
+        if db.dialect == "postgresql":
+            for table in _keyed_after_load(projections):
+                await conn.run_sync(drop_primary_key, table)
 
 
 async def build_indexes(db: ReadModelDB, projections: Sequence[Projection]) -> None:
-    """The secondary indexes ``drop`` left out, each built in one pass over the filled
-    table: cheaper than keeping them up to date row by row. Should a rebuild stop
-    before this, the service's start creates the missing ones (``create_tables``)."""
+    """The secondary indexes and primary keys ``drop`` left out, each built in one pass
+    over the filled table: cheaper than keeping them up to date row by row. Should a
+    rebuild stop before this, the service's start creates the missing ones
+    (``ReadModelDB.create_tables``)."""
     if db.dialect != "postgresql":
         async with db.transaction() as conn:
             for index in _indexes(projections):
                 await conn.run_sync(index.create)
         return
 
-    async def build(index: Index) -> None:
+    async def build(make: Callable[[Connection], None]) -> None:
         async with db.transaction() as conn:
-            await conn.run_sync(index.create)
+            await conn.run_sync(make)
 
     # Side by side, as many at once as the pool has connections: one core each.
-    await asyncio.gather(*(build(index) for index in _indexes(projections)))
+    await asyncio.gather(
+        *(build(index.create) for index in _indexes(projections)),
+        *(build(partial(add_primary_key, table=t)) for t in _keyed_after_load(projections)),
+    )
 
 
 def _indexes(projections: Sequence[Projection]) -> list[Index]:
     return [i for p in projections for t in p.metadata.sorted_tables for i in t.indexes]
+
+
+def _keyed_after_load(projections: Sequence[Projection]) -> list[Table]:
+    return [t for p in projections for t in p.keyed_after_load]
 
 
 async def apply_page(

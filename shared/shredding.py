@@ -202,25 +202,43 @@ def open_event(
     read models each page, ``shared.projections``): one decoding per event read,
     for the same event object and the same key only (so an erased subject's events
     never come back opened)."""
+    # By position (a cheap hash); the entry counts only for this very event as read
+    # (the same data object) and the same key of its subject.
+    found = _recently_opened.get(event.position)
+    if found is not None and found[0] is event.data:
+        subject, key = found[1], found[2]
+        if key == (None if subject is None else keys.get(subject)):
+            payload: DomainEvent = found[3]
+            return payload
     model = registry.model(event.type)
     subject = stored_subject(registry, event, model) if personal_fields(model) else None
-    key = None if subject is None else keys.get(subject)
-    # By position (a cheap hash); the entry counts only for this very event as read
-    # (the same data object) and the same key.
-    found = _recently_opened.get(event.position)
-    if found is not None and found[0] is event.data and found[1] == key:
-        payload: DomainEvent = found[2]
-        return payload
     if subject is None:
+        key = None
         payload = registry.decode(event)
     else:
+        key = keys.get(subject)
         data = _opened_data(event.data, subject, key)
         payload = registry.decode_data(event.type, event.schema_version, data)
-    _recently_opened.put(event.position, (event.data, key, payload))
+    _recently_opened.put(event.position, (event.data, subject, key, payload))
     return payload
 
 
 _recently_opened = _Recent(6_000)  # a rebuild's page and then some
+
+
+def decode_unopened(registry: EventRegistry, event: RecordedEvent) -> DomainEvent:
+    """Decode ``event`` for a reader that keeps none of its personal fields (reports):
+    no key is read and nothing is opened; sealed fields are None. When a read model
+    before it opened this very event (``open_event``), that decoding is reused as is:
+    its texts are then there, but such a reader does not look at them."""
+    found = _recently_opened.get(event.position)
+    if found is not None and found[0] is event.data:
+        payload: DomainEvent = found[3]
+        return payload
+    if not personal_fields(registry.model(event.type)):
+        return registry.decode(event)
+    data = _opened_data(event.data, "", None)  # not remembered: it is not the opened one
+    return registry.decode_data(event.type, event.schema_version, data)
 
 
 class SubjectErased(Exception):

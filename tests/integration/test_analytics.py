@@ -594,7 +594,7 @@ async def test_a_start_discards_a_read_model_a_split_rebuild_left_unfinished(
         await db.close()
 
 
-async def test_a_rebuild_builds_indexes_last_and_a_start_restores_missing_ones(
+async def test_a_rebuild_builds_indexes_and_keys_last_and_a_start_restores_missing_ones(
     postgres_url: str,
 ) -> None:
     queue = TicketQueue()
@@ -608,13 +608,23 @@ async def test_a_rebuild_builds_indexes_last_and_a_start_restores_missing_ones(
             found = await conn.run_sync(lambda c: inspect(c).get_indexes("tickets"))
         return {index["name"] for index in found}
 
+    async def timeline_key() -> list[str]:
+        """The primary key of ``ticket_entries``, which the queue only adds rows to."""
+        async with db.reading() as conn:
+            found = await conn.run_sync(lambda c: inspect(c).get_pk_constraint("ticket_entries"))
+        columns: list[str] = found["constrained_columns"]
+        return columns
+
     try:
         await drop(db, [queue])  # as a rebuild begins (and a stopped one leaves it)
         assert await indexes() == set()
+        assert await timeline_key() == []
         await db.create_tables(queue.metadata)  # what the service's start does
         assert await indexes() == wanted
+        assert await timeline_key() == ["ticket_id", "version"]
         await rebuild_all(store, db, [queue])
         assert await indexes() == wanted
+        assert await timeline_key() == ["ticket_id", "version"]
     finally:
         await db.close()
         await store.close()

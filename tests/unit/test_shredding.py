@@ -123,3 +123,17 @@ def test_an_event_read_once_is_opened_once_for_every_read_model_with_the_same_ke
     assert erased is not first and erased.name is None  # type: ignore[attr-defined]
     again = recorded({**data, "count": 2})  # position 1 too: another store, say
     assert shredding.open_event(registry, again, {"p1": key}).count == 2  # type: ignore[attr-defined]
+
+
+def test_a_reader_that_keeps_no_personal_data_opens_nothing_and_reuses_an_opening() -> None:
+    """Reports decode without keys: sealed fields are None, and no key is needed. When
+    a read model before them opened the same event, that payload is reused; and their
+    decoding is never handed to a read model that opens (it would lack the texts)."""
+    key = AESGCM.generate_key(bit_length=256)
+    data = {"person_id": "p2", "name": shredding.seal_value(key, "p2", "Bob"), "count": 1}
+    event = recorded(data)
+    unopened = shredding.decode_unopened(registry, event)
+    assert unopened.name is None and unopened.count == 1  # type: ignore[attr-defined]
+    opened = shredding.open_event(registry, event, {"p2": key})
+    assert opened.name == "Bob"  # type: ignore[attr-defined]
+    assert shredding.decode_unopened(registry, event) is opened

@@ -145,6 +145,7 @@ class TicketQueue(Projection):
     rebuild_cost = 25
     partitionable = True  # a ticket's rows follow its stream; the counts are sums
     metadata = metadata
+    keyed_after_load = (ticket_entries,)  # a timeline only grows
     reads = (shredding.metadata,)
 
     async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
@@ -330,7 +331,8 @@ class TicketQueue(Projection):
                 batch.count(row["department_id"], row["status"], -1)
                 batch.count(department_id, status, +1)
             batch.tickets.change(payload.ticket_id, values)
-        entry["details"] = _json(entry["details"])
+        details = entry["details"]
+        entry["details"] = _json(details) if details else "{}"
         batch.entries.append(entry)
 
 

@@ -157,7 +157,8 @@ def month_of(at: datetime) -> str:
 
 def epoch_ms(at: datetime) -> int:
     """Milliseconds since 1970 (whole, rounded down), exact for any aware moment."""
-    return (at.astimezone(UTC) - _EPOCH) // _MILLISECOND
+    utc = at if at.tzinfo is UTC else at.astimezone(UTC)  # as read: UTC already
+    return (utc - _EPOCH) // _MILLISECOND
 
 
 # ---------------------------------------------------------------- what one event changes
@@ -351,7 +352,6 @@ class TicketReports(Projection):
     rebuild_cost = 20
     partitionable = True  # a track per ticket, and sums
     metadata = metadata
-    reads = (shredding.metadata,)
 
     async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
         await self.apply_all(conn, [event])
@@ -362,16 +362,13 @@ class TicketReports(Projection):
         tracked = [e for e in events if e.type in TRACKED]
         if not tracked:
             return
-        # Opened with the keys, as the queue opens them: the queue's decoding is then
-        # reused (shredding.open_event). Reports keep no text.
-        keys = await shredding.keys_in(conn, shredding.subjects_of(registry, tracked))
+        # Texts are never opened here (no key is read): the queue's decoding of the
+        # same page is reused when there is one (shredding.decode_unopened).
         steps: list[tuple[str, TicketEvent, RecordedEvent]] = []
         for event in tracked:
-            payload = shredding.open_event(registry, event, keys)
+            payload = shredding.decode_unopened(registry, event)
             assert isinstance(payload, TicketEvent)
             steps.append((event.stream.removeprefix("ticket-"), payload, event))
-        if not steps:
-            return
         opened = {t for t, payload, _ in steps if isinstance(payload, TicketOpened)}
         stored = {t for t, _, _ in steps} - opened
         tracks: dict[str, TicketTrack] = {}
@@ -383,7 +380,8 @@ class TicketReports(Projection):
             ):
                 tracks[row.ticket_id] = TicketTrack.from_json(row.ticket_id, row.state)
         changed: set[str] = set()
-        sums: dict[tuple[Table, tuple[tuple[str, Any], ...]], dict[str, int]] = {}
+        # Per table: the key's values (in the table's key order) -> amounts to add.
+        sums: dict[Table, dict[tuple[Any, ...], dict[str, int]]] = {t: {} for t in SUMMED}
         for ticket_id, payload, event in steps:
             if isinstance(payload, TicketOpened):  # the first event of its stream, once
                 tracks[ticket_id] = TicketTrack.opened(payload, event.occurred_at, event.actor)
@@ -394,7 +392,7 @@ class TicketReports(Projection):
             changed.add(ticket_id)
             for delta in track.step(payload, event.occurred_at):
                 table, key, amounts = _row_of(delta)
-                total = sums.setdefault((table, tuple(key.items())), dict.fromkeys(amounts, 0))
+                total = sums[table].setdefault(key, dict.fromkeys(amounts, 0))
                 for name, amount in amounts.items():
                     total[name] += amount
         await insert_rows(
@@ -408,49 +406,31 @@ class TicketReports(Projection):
         )
         # Tables in one order and rows in key order: processes rebuilding parts of the
         # log side by side (shared.replay) then lock shared rows in the same order.
-        by_table: dict[Table, list[dict[str, Any]]] = {t: [] for t in SUMMED}
-        for (table, key_items), amounts in sorted(sums.items(), key=_sum_order):
-            by_table[table].append({**dict(key_items), **amounts})
-        for table, rows in by_table.items():
+        # (A key's values have the same types in every row of its table.)
+        for table, added in sums.items():
+            names = [c.name for c in table.primary_key.columns]
+            rows = [
+                {**dict(zip(names, key, strict=True)), **amounts}
+                for key, amounts in sorted(added.items())
+            ]
             await add_to_rows(conn, table, rows)
 
 
-def _sum_order(item: tuple[tuple[Table, tuple[tuple[str, Any], ...]], Any]) -> tuple[str, ...]:
-    """Any one order will do, as long as every process uses it."""
-    (table, key_items), _ = item
-    return (table.name, *(repr(v) for _, v in key_items))
-
-
-def _row_of(delta: Delta) -> tuple[Table, dict[str, Any], dict[str, int]]:
-    """The report table, row key and amounts to add for one delta."""
+def _row_of(delta: Delta) -> tuple[Table, tuple[Any, ...], dict[str, int]]:
+    """The report table, row key (its values in the table's primary key order) and
+    amounts to add for one delta."""
     if isinstance(delta, ResponseDelta):
-        key: dict[str, Any] = {
-            "month": delta.month,
-            "department_id": delta.department_id,
-            "staff_id": delta.staff_id,
-        }
         amounts = {
             "first_count": delta.first_count,
             "first_ms": delta.first_ms,
             "response_count": delta.response_count,
             "response_ms": delta.response_ms,
         }
-        return response_times, key, amounts
+        return response_times, (delta.month, delta.department_id, delta.staff_id), amounts
     if isinstance(delta, AnsweredDelta):
-        key = {
-            "ticket_id": delta.ticket_id,
-            "month": delta.month,
-            "department_id": delta.department_id,
-            "staff_id": delta.staff_id,
-        }
+        key = (delta.ticket_id, delta.month, delta.department_id, delta.staff_id)
         return answered, key, {"replies": 1}
-    key = {
-        "month": delta.month,
-        "department_id": delta.department_id,
-        "staff_id": delta.staff_id,
-        "kind": delta.kind,
-        "score": delta.score,
-    }
+    key = (delta.month, delta.department_id, delta.staff_id, delta.kind, delta.score)
     return ratings, key, {"count": delta.change}
 
 
