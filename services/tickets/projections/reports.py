@@ -428,7 +428,7 @@ def _row_of(delta: Delta) -> tuple[Table, tuple[Any, ...], dict[str, int]]:
         }
         return response_times, (delta.month, delta.department_id, delta.staff_id), amounts
     if isinstance(delta, AnsweredDelta):
-        key = (delta.ticket_id, delta.month, delta.department_id, delta.staff_id)
+        key: tuple[Any, ...] = (delta.ticket_id, delta.month, delta.department_id, delta.staff_id)
         return answered, key, {"replies": 1}
     key = (delta.month, delta.department_id, delta.staff_id, delta.kind, delta.score)
     return ratings, key, {"count": delta.change}
