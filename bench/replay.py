@@ -5,7 +5,7 @@
 * ``replay.events_per_s``: events in the four contexts' stores divided by the
   wall time of rebuilding every read model of identity, departments, clients
   and tickets (``shared.replay.rebuild_all``, what ``python -m shared.cli
-  rebuild all`` runs: one pass per service, pages of 5,000, the next page read
+  rebuild all`` runs: one pass per service, pages of 20,000, the next page read
   while one is applied). Goal: ≥ 50,000/s. ``replay.<context>.events_per_s``
   are the per-context rates. ``replay.kernel_path_events_per_s``: the same log
   replayed into the kernel's ``EventTypeCounts`` alone (reading, decoding, a
@@ -63,6 +63,7 @@ from shared.events import Actor, DomainEvent, EventRegistry, actor_to_json
 from shared.eventstore.postgres import PostgresEventStore
 from shared.readmodel import ReadModelDB
 from shared.replay import (
+    REBUILD_PAGE,
     LogToRebuild,
     RebuildJob,
     rebuild_all,
@@ -434,7 +435,7 @@ async def measure(
         "slowest_group_seconds": {c: round(s, 2) for c, (_, s) in timings.items()},
         "kernel_path_seconds": {c: round(s, 2) for c, (_, s) in kernel.items()},
         "projections": {c: [p.name for p in service_read_models(c)] for c in CONTEXTS},
-        "page_size": 5_000,
+        "page_size": REBUILD_PAGE,
         "seed": SEED,
         "loadavg_1_5_15_before": [round(x, 2) for x in load_before],
         "loadavg_1_5_15_after": [round(x, 2) for x in os.getloadavg()],

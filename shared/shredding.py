@@ -223,7 +223,7 @@ def open_event(
     return payload
 
 
-_recently_opened = _Recent(6_000)  # a rebuild's page and then some
+_recently_opened = _Recent(21_000)  # a rebuild's page (shared.replay.REBUILD_PAGE) and more
 
 
 def decode_unopened(registry: EventRegistry, event: RecordedEvent) -> DomainEvent:
