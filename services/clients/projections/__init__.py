@@ -206,7 +206,7 @@ class ClientDirectory(Projection):
     """Clients, their messages, groups and projects, as the API lists and shows them."""
 
     name = "client_directory"
-    rebuild_cost = 38
+    rebuild_cost = 46
     metadata = metadata
     reads = (shredding.metadata,)
 

@@ -349,7 +349,7 @@ class TicketReports(Projection):
     """Stores what ``TicketTrack`` decides for each ticket event."""
 
     name = "ticket_reports"
-    rebuild_cost = 20
+    rebuild_cost = 16
     partitionable = True  # a track per ticket, and sums
     metadata = metadata
 
