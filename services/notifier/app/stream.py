@@ -18,7 +18,6 @@ and the consumer's fetch wait is 10 ms, like the kernel's consumers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -56,6 +55,10 @@ class _Transport(faust_kafka.Transport):
 class _App(faust.App):
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)
+
+
+STOP_SECONDS = 5.0
+"""How long a stop waits for the faust app (uvicorn's graceful shutdown lasts 10 s)."""
 
 
 class NotifierStream:
@@ -136,8 +139,19 @@ class NotifierStream:
             await asyncio.Event().wait()  # until the service stops (cancels this task)
         finally:
             self.ready.clear()
-            with contextlib.suppress(Exception):
-                await app.stop()
+            await self._stop(app)
+
+    async def _stop(self, app: faust.App) -> None:
+        """Stop the app, but never wait on the broker longer than ``STOP_SECONDS``: its
+        consumer leaves the group on the way, and a broker under load can take longer
+        than a service's graceful shutdown lasts. The group then drops the member when
+        its session times out, and the next start resumes from the committed offsets."""
+        try:
+            await asyncio.wait_for(app.stop(), STOP_SECONDS)
+        except TimeoutError:
+            log.warning("notifier.stream_stop_slow", group=self.group_id, seconds=STOP_SECONDS)
+        except Exception as error:
+            log.warning("notifier.stream_stop_failed", error=f"{type(error).__name__}: {error}")
 
 
 def quiet_faust() -> None:
