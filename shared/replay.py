@@ -502,20 +502,21 @@ class RebuildProcesses:
     loads the code of ``services`` meanwhile (the caller's preparations overlap it)."""
 
     def __init__(self, workers: int, services: Sequence[str]) -> None:
+        self._workers = workers
+        self._services = tuple(dict.fromkeys(services))
+
+    async def __aenter__(self) -> RebuildProcesses:
         context = multiprocessing.get_context("spawn")  # no forked copy of a running loop
         # A managed queue: a put has arrived when it returns, so once a job has ended
         # the parent has every count of its pages.
         self._manager = context.Manager()
         self._updates = self._manager.Queue()
         self._pool = ProcessPoolExecutor(
-            workers,
+            self._workers,
             mp_context=context,
             initializer=_start_worker,
-            initargs=(self._updates, tuple(dict.fromkeys(services))),
+            initargs=(self._updates, self._services),
         )
-        self._workers = workers
-
-    async def __aenter__(self) -> RebuildProcesses:
         for _ in range(self._workers):
             self._pool.submit(_ready)
         return self

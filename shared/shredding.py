@@ -202,13 +202,10 @@ def open_event(
     read models each page, ``shared.projections``): one decoding per event read,
     for the same event object and the same key only (so an erased subject's events
     never come back opened)."""
-    # By position (a cheap hash); the entry counts only for this very event as read
-    # (the same data object) and the same key of its subject.
-    found = _recently_opened.get(event.position)
-    if found is not None and found[0] is event.data:
-        subject, key = found[1], found[2]
+    found = _remembered(event)
+    if found is not None:  # counts only if opened with the same key of its subject
+        subject, key, payload = found
         if key == (None if subject is None else keys.get(subject)):
-            payload: DomainEvent = found[3]
             return payload
     model = registry.model(event.type)
     subject = stored_subject(registry, event, model) if personal_fields(model) else None
@@ -226,15 +223,24 @@ def open_event(
 _recently_opened = _Recent(21_000)  # a rebuild's page (shared.replay.REBUILD_PAGE) and more
 
 
+def _remembered(event: RecordedEvent) -> tuple[str | None, bytes | None, DomainEvent] | None:
+    """What ``open_event`` made of this very event as read (the same data object):
+    its subject, the key it was opened with and the payload. Found by position, a
+    cheap hash."""
+    found = _recently_opened.get(event.position)
+    if found is None or found[0] is not event.data:
+        return None
+    return found[1], found[2], found[3]
+
+
 def decode_unopened(registry: EventRegistry, event: RecordedEvent) -> DomainEvent:
     """Decode ``event`` for a reader that keeps none of its personal fields (reports):
     no key is read and nothing is opened; sealed fields are None. When a read model
     before it opened this very event (``open_event``), that decoding is reused as is:
     its texts are then there, but such a reader does not look at them."""
-    found = _recently_opened.get(event.position)
-    if found is not None and found[0] is event.data:
-        payload: DomainEvent = found[3]
-        return payload
+    found = _remembered(event)
+    if found is not None:
+        return found[2]
     if not personal_fields(registry.model(event.type)):
         return registry.decode(event)
     data = _opened_data(event.data, "", None)  # not remembered: it is not the opened one
