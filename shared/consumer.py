@@ -17,6 +17,11 @@ message, pauses it, and retries it after a pause that doubles up to ten
 seconds, while every other partition and topic goes on. Offsets never move
 past an unhandled message. ``problems`` (the service's, shown by ``/ready``)
 names the partition until it gets through.
+
+The inbox keeps an event id for a retention (``inbox_retention_days``, default
+14), then ``prune_inbox`` removes it: a redelivery older than that is handled
+again. Kafka can redeliver only what its topic still holds, so the retention
+must be at least the topics' (Kafka's default: 7 days).
 """
 
 from __future__ import annotations
@@ -25,11 +30,13 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from opentelemetry import trace
 from prometheus_client import Counter, Gauge
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared import causation, telemetry
@@ -43,6 +50,9 @@ log = structlog.get_logger(__name__)
 Handler = Callable[[AsyncConnection, RecordedEvent], Awaitable[None]]
 
 CONSUMED = Counter("consumer_events_total", "Events taken from topics", ["consumer", "outcome"])
+INBOX_PRUNED = Counter("inbox_pruned_total", "Inbox entries removed after their retention")
+PRUNE_CHUNK = 5000  # entries per transaction: a prune never holds many row locks for long
+PRUNE_EVERY = 3600.0  # seconds between two prunes of a running service
 CONSUMER_LAG = Gauge(
     "consumer_lag_messages", "Messages on the broker not yet taken, per group", ["group", "topic"]
 )
@@ -212,3 +222,36 @@ class _HeldPartitions:
 
 def _problem(tp: TopicPartition) -> str:
     return f"consumer:{tp.topic}[{tp.partition}]"
+
+
+async def prune_inbox(db: ReadModelDB, before: datetime, chunk: int = PRUNE_CHUNK) -> int:
+    """Remove the inbox entries handled before ``before``; how many went.
+
+    Entries without a time (recorded before the column existed, or by an older
+    replica during an upgrade) are stamped now rather than removed, so they
+    are kept one retention from here. Deletes ``chunk`` entries per transaction.
+    """
+    async with db.transaction() as conn:
+        await conn.execute(
+            update(inbox).where(inbox.c.handled_at.is_(None)).values(handled_at=datetime.now(UTC))
+        )
+    removed = 0
+    key = tuple_(inbox.c.consumer, inbox.c.event_id)
+    while True:
+        oldest = select(inbox.c.consumer, inbox.c.event_id).where(inbox.c.handled_at < before)
+        async with db.transaction() as conn:
+            result = await conn.execute(delete(inbox).where(key.in_(oldest.limit(chunk))))
+        removed += result.rowcount
+        if result.rowcount < chunk:
+            break
+    INBOX_PRUNED.inc(removed)
+    return removed
+
+
+async def keep_inbox_pruned(db: ReadModelDB, retention: timedelta) -> None:
+    """Prune the inbox now and every ``PRUNE_EVERY`` seconds (a service's task)."""
+    while True:
+        removed = await prune_inbox(db, datetime.now(UTC) - retention)
+        if removed:
+            log.info("inbox.pruned", removed=removed, retention_days=retention.days)
+        await asyncio.sleep(PRUNE_EVERY)

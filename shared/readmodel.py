@@ -5,7 +5,11 @@ in the same transaction as those rows:
 
 * ``checkpoints`` – how far a projection (or a relay) has got in a global order;
 * ``inbox`` – event ids a Kafka consumer has already handled, so a redelivery
-  is recognised and skipped.
+  is recognised and skipped; kept for a retention (``shared.consumer.prune_inbox``).
+
+A table made by an older version gets the nullable columns declared since then
+when a service starts (``create_tables``); anything else about a table's shape
+is a rebuild's business.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Executable,
+    Index,
     MetaData,
     String,
     Table,
@@ -32,6 +37,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     insert,
+    inspect,
     select,
     text,
     update,
@@ -79,6 +85,10 @@ inbox = Table(
     kernel_metadata,
     Column("consumer", String(200), primary_key=True),
     Column("event_id", String(36), primary_key=True),
+    # None: recorded by a version before this column (or by one still running
+    # during an upgrade); pruning stamps such rows, so they age from then on.
+    Column("handled_at", UtcDateTime(), nullable=True, default=lambda: datetime.now(UTC)),
+    Index("ix_inbox_handled_at", "handled_at"),
 )
 
 
@@ -132,6 +142,7 @@ class ReadModelDB:
                 # type); one at a time, the later ones find the tables there.
                 await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('create_tables'))"))
             await conn.run_sync(metadata.create_all)
+            await conn.run_sync(_add_missing_columns, metadata)
             # And any index or primary key missing from a table that exists (a rebuild
             # stopped before it built them, see shared.replay): create_all looks at
             # tables only.
@@ -170,6 +181,20 @@ class ReadModelDB:
 def dialect_insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
     """An INSERT with the dialect's ``ON CONFLICT`` clauses."""
     return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+
+
+def _add_missing_columns(connection: Connection, metadata: MetaData) -> None:
+    """Nullable columns declared after a table was made (an upgrade), added empty."""
+    inspector = inspect(connection)
+    for table in metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name, schema=table.schema)}
+        for column in table.columns:
+            if column.name in present or not column.nullable:
+                continue
+            kind = column.type.compile(dialect=connection.dialect)
+            quote = connection.dialect.identifier_preparer.quote
+            target = connection.dialect.identifier_preparer.format_table(table)
+            connection.execute(text(f"ALTER TABLE {target} ADD COLUMN {quote(column.name)} {kind}"))
 
 
 def _create_missing_indexes(connection: Connection, metadata: MetaData) -> None:

@@ -15,6 +15,7 @@ import ipaddress
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -29,7 +30,7 @@ from shared import causation, logs, telemetry
 from shared.access import AccessCopy, Authorizer, Network, access_metadata
 from shared.access_feed import AccessFeed
 from shared.builtin_projections import EventTypeCounts
-from shared.consumer import Handler, InboxConsumer
+from shared.consumer import Handler, InboxConsumer, keep_inbox_pruned
 from shared.domain import Conflict, DomainError, NotFound, PaymentRequired, Unavailable
 from shared.eventstore import ConcurrencyError, EventStore, open_event_store
 from shared.kafka import topic_of
@@ -136,6 +137,8 @@ class ServiceRuntime:
         if self.inbound is not None:
             self.supervise("consumer:inbound", self.inbound.run)
         self.supervise("lag-gauges", self._update_gauges)
+        db, retention = self.db, timedelta(days=s.inbox_retention_days)
+        self.supervise("inbox-pruning", lambda: keep_inbox_pruned(db, retention))
 
     def add_consumer(self, c: ConsumerSpec) -> InboxConsumer:
         """Consume other contexts' topics into this service's read-model database.

@@ -37,6 +37,11 @@ class ServiceSettings(BaseSettings):
     # PostgreSQL connections per process: the store pool, and as many, kept open, for
     # read models. Lower it when many processes share a server.
     db_pool_size: int = Field(default=10, ge=2, le=200)
+    inbox_retention_days: int = Field(
+        default=14,
+        ge=1,
+        description="days a consumer remembers a handled event id (≥ the topics' retention)",
+    )
     jwt_secret: SecretStr | None = Field(
         default=None, description="signs access tokens; every service must share it"
     )
