@@ -18,10 +18,17 @@ seconds, while every other partition and topic goes on. Offsets never move
 past an unhandled message. ``problems`` (the service's, shown by ``/ready``)
 names the partition until it gets through.
 
+Where a consumer stands is kept twice: in Kafka (committed after each batch,
+for tools that show a group's lag) and in the read-model database, in the
+batch's own transaction (``consumer_offsets``, per group and partition). A
+member given a partition resumes from the database's offset: if Kafka forgot
+the group's offsets (a group idle past the broker's ``offsets.retention.minutes``,
+7 days by default), the consumer does not read its topics again from the start.
+
 The inbox keeps an event id for a retention (``inbox_retention_days``, default
-14), then ``prune_inbox`` removes it: a redelivery older than that is handled
-again. Kafka can redeliver only what its topic still holds, so the retention
-must be at least the topics' (Kafka's default: 7 days).
+14), then ``prune_inbox`` removes it. What Kafka redelivers is recent: a batch
+whose commit a crash or a rebalance cut off, or what a relay published again
+after a crash between the broker's acknowledgement and its checkpoint.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from opentelemetry import trace
 from prometheus_client import Counter, Gauge
 from sqlalchemy import delete, select, tuple_, update
@@ -42,7 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared import causation, telemetry
 from shared.events import RecordedEvent
 from shared.kafka import ensure_topic
-from shared.readmodel import ReadModelDB, inbox
+from shared.readmodel import ReadModelDB, consumer_offsets, inbox
 from shared.supervision import FIRST_PAUSE, LONGEST_PAUSE, problem_text
 
 log = structlog.get_logger(__name__)
@@ -106,7 +113,6 @@ class InboxConsumer:
         for topic in self.topics:
             await ensure_topic(self.bootstrap, topic)
         consumer = AIOKafkaConsumer(
-            *self.topics,
             bootstrap_servers=self.bootstrap,
             group_id=self.group_id,
             enable_auto_commit=False,
@@ -118,6 +124,7 @@ class InboxConsumer:
         held = _HeldPartitions(consumer, self.problems)
         try:
             await consumer.start()  # inside the try: a stop during start-up still closes it
+            consumer.subscribe(self.topics, listener=_ResumeFromDatabase(self, consumer))
             self.ready.set()
             while True:
                 held.resume_due()
@@ -125,7 +132,7 @@ class InboxConsumer:
                 for tp, messages in batches.items():
                     try:
                         events = [RecordedEvent.from_json(m.value) for m in messages]
-                        await self.handle(events, tp.topic)
+                        await self.handle(events, tp.topic, (tp.partition, messages[-1].offset + 1))
                     except Exception as exc:
                         held.hold(tp, messages[0].offset, exc)
                     else:
@@ -149,10 +156,35 @@ class InboxConsumer:
         for topic, lag in behind.items():
             CONSUMER_LAG.labels(self.group_id, topic).set(lag)
 
-    async def handle(self, events: list[RecordedEvent], topic: str | None = None) -> None:
+    async def stored_offsets(
+        self, partitions: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """The next offsets this group's handled batches left in the database."""
+        wanted = {(tp.topic, tp.partition) for tp in partitions}
+        async with self.db.reading() as conn:
+            rows = await conn.execute(
+                select(
+                    consumer_offsets.c.topic,
+                    consumer_offsets.c.partition,
+                    consumer_offsets.c.next_offset,
+                ).where(consumer_offsets.c.group_id == self.group_id)
+            )
+            return {
+                TopicPartition(topic, partition): int(offset)
+                for topic, partition, offset in rows
+                if (topic, partition) in wanted
+            }
+
+    async def handle(
+        self,
+        events: list[RecordedEvent],
+        topic: str | None = None,
+        offset: tuple[int, int] | None = None,
+    ) -> None:
         """Apply a batch of one topic in one transaction, skipping events already in the inbox.
 
-        ``topic`` picks the routes (None: the first route's).
+        ``topic`` picks the routes (None: the first route's). ``offset`` is the
+        batch's (partition, next offset), stored in the same transaction.
         """
         if not events:
             return
@@ -160,6 +192,8 @@ class InboxConsumer:
             [r for r in self.routes if topic in r.topics] if topic is not None else self.routes[:1]
         )
         async with self.db.transaction() as conn:
+            if topic is not None and offset is not None:
+                await self._store_offset(conn, topic, *offset)
             for route in routes:
                 for event in events:
                     marked = await conn.execute(
@@ -179,6 +213,41 @@ class InboxConsumer:
                         await route.handler(conn, event)
                     self.handled += 1
                     CONSUMED.labels(route.inbox, "handled").inc()
+
+    async def _store_offset(
+        self, conn: AsyncConnection, topic: str, partition: int, next_offset: int
+    ) -> None:
+        # Only forward: a member that lost the partition in a rebalance and still
+        # finishes a batch never moves the new owner's offset back.
+        key = dict(group_id=self.group_id, topic=topic, partition=partition)
+        await conn.execute(
+            self.db.insert_ignoring_duplicates(consumer_offsets, **key, next_offset=0)
+        )
+        await conn.execute(
+            update(consumer_offsets)
+            .where(
+                consumer_offsets.c.group_id == self.group_id,
+                consumer_offsets.c.topic == topic,
+                consumer_offsets.c.partition == partition,
+                consumer_offsets.c.next_offset < next_offset,
+            )
+            .values(next_offset=next_offset)
+        )
+
+
+class _ResumeFromDatabase(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Partitions given to this member start at the database's offsets, where known."""
+
+    def __init__(self, owner: InboxConsumer, consumer: AIOKafkaConsumer) -> None:
+        self.owner = owner
+        self.consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        for tp, offset in (await self.owner.stored_offsets(assigned)).items():
+            self.consumer.seek(tp, offset)
 
 
 class _HeldPartitions:

@@ -5,7 +5,9 @@ in the same transaction as those rows:
 
 * ``checkpoints`` – how far a projection (or a relay) has got in a global order;
 * ``inbox`` – event ids a Kafka consumer has already handled, so a redelivery
-  is recognised and skipped; kept for a retention (``shared.consumer.prune_inbox``).
+  is recognised and skipped; kept for a retention (``shared.consumer.prune_inbox``);
+* ``consumer_offsets`` – the next offset of each partition a consumer group has
+  handled, committed with what it handled (``shared.consumer``).
 
 A table made by an older version gets the nullable columns declared since then
 when a service starts (``create_tables``); anything else about a table's shape
@@ -30,6 +32,7 @@ from sqlalchemy import (
     Dialect,
     Executable,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
@@ -89,6 +92,15 @@ inbox = Table(
     # during an upgrade); pruning stamps such rows, so they age from then on.
     Column("handled_at", UtcDateTime(), nullable=True, default=lambda: datetime.now(UTC)),
     Index("ix_inbox_handled_at", "handled_at"),
+)
+
+consumer_offsets = Table(
+    "consumer_offsets",
+    kernel_metadata,
+    Column("group_id", String(255), primary_key=True),
+    Column("topic", String(255), primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("next_offset", BigInteger, nullable=False),
 )
 
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import REGISTRY
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.consumer import CONSUMER_LAG, Handler, InboxConsumer
+from shared.consumer import CONSUMER_LAG, Handler, InboxConsumer, prune_inbox
 from shared.events import NewEvent, RecordedEvent
 from shared.eventstore import open_event_store
 from shared.kafka import ensure_topic
@@ -113,6 +114,46 @@ async def test_redelivered_events_are_applied_once(
     assert again_group.handled == 0 and again_group.skipped == 17
     async with db.engine.connect() as conn:
         assert (await conn.execute(select(func.count()).select_from(received))).scalar() == 12
+
+
+async def forget_committed_offsets(bootstrap: str, group: str, topic: str) -> None:
+    """What Kafka does to a group idle past ``offsets.retention.minutes``: as if it had
+    never committed (here: committed offsets set back to the start)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group)
+    await consumer.start()
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 40
+        while not consumer.assignment():  # a member of the group, given the partitions
+            assert loop.time() < deadline, "never given the partitions"
+            await consumer.getmany(timeout_ms=200)
+        await consumer.commit({tp: 0 for tp in consumer.assignment()})
+    finally:
+        await consumer.stop()
+
+
+async def test_a_group_whose_kafka_offsets_are_gone_resumes_from_the_database(
+    postgres_url: str, db: ReadModelDB, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """The read-model database keeps the group's offsets with the rows: neither a lost
+    commit in Kafka nor a pruned inbox makes a consumer apply its topics a second time."""
+    topic = f"{topic_prefix}clients.events"
+    await ensure_topic(kafka_bootstrap, topic)
+    events = await some_events(postgres_url, 12)
+    await produce(kafka_bootstrap, topic, events)
+    group = f"{topic_prefix}tickets.inbound"
+    first = InboxConsumer(f"{topic_prefix}tickets.clients", kafka_bootstrap, [topic], db, record,
+                          group_id=group)  # fmt: skip
+    await consume_until(first, seen=12)
+    assert await prune_inbox(db, datetime.now(UTC) + timedelta(seconds=1)) == 12
+
+    await forget_committed_offsets(kafka_bootstrap, group, topic)
+    more = (await some_events(postgres_url, 2))[-2:]  # two new events, n = 0 and 1
+    await produce(kafka_bootstrap, topic, more)
+    again = InboxConsumer(first.name, kafka_bootstrap, [topic], db, record, group_id=group)
+    await consume_until(again, seen=2)
+    assert (again.handled, again.skipped) == (2, 0)
+    assert sorted(n for _, n in await rows(db)) == sorted([e.data["n"] for e in events] + [0, 1])
 
 
 async def test_one_consumer_routes_each_topic_to_its_own_handlers_and_inboxes(
