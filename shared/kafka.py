@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import contextlib
 
+import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+log = structlog.get_logger(__name__)
 
 
 def topic_of(context: str, prefix: str = "") -> str:
@@ -14,19 +18,64 @@ def topic_of(context: str, prefix: str = "") -> str:
     return f"{prefix}{context}.events"
 
 
+TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1"}
+"""A context's topic keeps every event: a consumer that starts later (a new
+service, a copy filled again) needs the context's whole history, and Kafka's
+default (7 days) would drop it. Not compacted: a stream's events are changes,
+not states."""
+
+
 async def ensure_topic(bootstrap: str, topic: str, partitions: int = 3) -> None:
-    """Create the topic if it does not exist (idempotent, safe between replicas)."""
+    """Create the topic, keeping every event, if it does not exist (idempotent, safe
+    between replicas). One that exists and drops old events is logged, not changed:
+    its retention is then an operator's choice."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         if topic in await admin.list_topics():
+            await _warn_of_limited_retention(admin, topic)
             return
         with contextlib.suppress(TopicAlreadyExistsError):
             await admin.create_topics(
-                [NewTopic(topic, num_partitions=partitions, replication_factor=1)]
+                [
+                    NewTopic(
+                        topic,
+                        num_partitions=partitions,
+                        replication_factor=1,
+                        topic_configs=TOPIC_CONFIG,
+                    )
+                ]
             )
     finally:
         await admin.close()
+
+
+async def topic_retention(admin: AIOKafkaAdminClient, topic: str) -> dict[str, str]:
+    """The topic's ``retention.*`` settings the broker reports (none: it reports none)."""
+    resource = ConfigResource(ConfigResourceType.TOPIC, topic, configs=None)
+    found: dict[str, str] = {}
+    for response in await admin.describe_configs([resource]):
+        for _error, _message, _kind, _name, entries in response.resources:
+            for entry in entries:
+                if entry[0].startswith("retention.") and entry[1] is not None:
+                    found[entry[0]] = entry[1]
+    return found
+
+
+async def _warn_of_limited_retention(admin: AIOKafkaAdminClient, topic: str) -> None:
+    try:
+        retention = await topic_retention(admin, topic)
+    except KafkaError:
+        return  # a broker that cannot describe configs: nothing to say
+    limited = {k: v for k, v in retention.items() if k in TOPIC_CONFIG and v != "-1"}
+    if limited:
+        log.warning(
+            "kafka.topic_drops_old_events",
+            topic=topic,
+            **{k.replace(".", "_"): v for k, v in limited.items()},
+            fix=f"kafka-configs.sh --alter --entity-type topics --entity-name {topic} "
+            "--add-config retention.ms=-1,retention.bytes=-1",
+        )
 
 
 async def topic_exists(bootstrap: str, topic: str) -> bool:

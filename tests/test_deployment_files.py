@@ -171,6 +171,7 @@ def test_compose_kafka_runs_in_kraft_mode(compose: dict[str, Any]) -> None:
     assert "CONTROLLER" in env["KAFKA_CONTROLLER_LISTENER_NAMES"]
     assert "PLAINTEXT://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
     assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
+    assert env["KAFKA_LOG_RETENTION_MS"] == "-1"  # a topic never drops a context's history
     assert "/opt/kafka/bin/" in " ".join(kafka["healthcheck"]["test"])
 
 
