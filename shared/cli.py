@@ -4,6 +4,8 @@
   the service's whole log into them (one pass for all), with a progress bar.
 * ``status SERVICE`` – each projection's checkpoint and lag, and the relay's.
 * ``relay SERVICE`` – publish what the store holds to the topic and exit.
+* ``refill-copies SERVICE [--copy NAME]`` – fill again the tables a service
+  keeps from other contexts' topics (``shared.copies``), with a progress bar.
 * ``export``, ``rights-at``, ``ticket-viewers``, ``client-at`` – analysing
   history (``shared.analytics``): export events, answer "as of T" questions.
 
@@ -35,6 +37,7 @@ from rich.table import Table
 
 from shared.analytics.commands import register as register_analytics
 from shared.analytics.sources import Source, resolve
+from shared.copies import inbound_group, refill, refill_lease
 from shared.events import EventRegistry
 from shared.eventstore import open_event_store
 from shared.kafka import topic_of
@@ -240,6 +243,72 @@ async def _status(service: str) -> Table:
 def status(service: str) -> None:
     """Checkpoints and lag of the service's read models and relay."""
     console.print(asyncio.run(_status(service)))
+
+
+async def _refill(service: str, only: str | None, progress: Progress) -> dict[str, int]:
+    spec = _spec(service)
+    chosen = [c for c in spec.copies if only in (None, c.name)]
+    if not chosen:
+        names = ", ".join(c.name for c in spec.copies) or "none"
+        raise typer.BadParameter(
+            f"{service} keeps no copy {only!r} (its copies: {names})"
+            if only
+            else f"{service} keeps no copies of other contexts' facts",
+            param_hint="--copy",
+        )
+    settings = ServiceSettings().resolved(service)
+    db = await ReadModelDB.open(settings.read_model_url, pool_size=2)
+    leases = Leases(db)
+    applied: dict[str, int] = {}
+    try:
+        # The refill's own lease, and the projections' (held by any running replica).
+        held = [refill_lease(service), *(checkpoint_name(p.name) for p in spec.read_models())]
+        async with leases.holding_now(held):
+            for copy in chosen:
+                task = progress.add_task(f"{service} {copy.name}", total=None, rate="")
+
+                def advance(done: int, total: int, task: TaskID = task) -> None:
+                    progress.update(task, completed=done, total=total)
+
+                applied[copy.name] = await refill(
+                    copy,
+                    db,
+                    settings.kafka_bootstrap_servers,
+                    inbound_group(service, settings.topic_prefix),
+                    settings.topic_prefix,
+                    advance,
+                )
+    finally:
+        await leases.close()
+        await db.close()
+    return applied
+
+
+@cli.command()
+def refill_copies(
+    service: str = typer.Argument(..., help="identity, tickets or clients"),
+    copy: str | None = typer.Option(None, help="only this copy (default: all of the service's)"),
+) -> None:
+    """Fill a service's copies of other contexts' facts again from their topics.
+
+    Each copy's tables are dropped and the topics applied from their start up to
+    where the service's consumer group stands, so the service goes on from there
+    when it starts. The service must be stopped (exit 1 while it runs).
+    """
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
+        try:
+            applied = asyncio.run(_refill(service, copy, progress))
+        except LeaseBusy as busy:
+            console.print(f"[red]cannot refill: {busy} (the service runs); stop it first")
+            raise typer.Exit(1) from None
+    for name, count in applied.items():
+        console.print(f"{service}: refilled [bold]{name}[/bold] from {count:,} events")
 
 
 async def _relay(service: str) -> int:

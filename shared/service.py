@@ -31,10 +31,11 @@ from shared.access import AccessCopy, Authorizer, Network, access_metadata
 from shared.access_feed import AccessFeed
 from shared.builtin_projections import EventTypeCounts
 from shared.consumer import Handler, InboxConsumer, keep_inbox_pruned
+from shared.copies import TopicCopy, refill_lease
 from shared.domain import Conflict, DomainError, NotFound, PaymentRequired, Unavailable
 from shared.eventstore import ConcurrencyError, EventStore, open_event_store
 from shared.kafka import topic_of
-from shared.leases import Leases
+from shared.leases import LeaseBusy, Leases
 from shared.projections import Projection, ProjectionGroup, ProjectionRunner
 from shared.readmodel import ReadModelDB
 from shared.relay import Relay
@@ -49,6 +50,7 @@ REQUEST_SECONDS = Histogram(
 PROJECTION_LAG = Gauge(
     "projection_lag_events", "Store head minus projection checkpoint", ["projection"]
 )
+REFILL_WAIT_SECONDS = 1.0
 RELAY_LAG = Gauge("relay_lag_events", "Store head minus the last position the broker acknowledged")
 
 
@@ -73,6 +75,8 @@ class ServiceSpec:
     description: str = ""
     # Runs once the runtime is up (store, read models, access copy); may add consumers.
     on_start: Callable[[ServiceRuntime], Awaitable[None]] | None = None
+    # Read models of other contexts' facts its consumers keep (``shared.cli refill``).
+    copies: Sequence[TopicCopy] = ()
 
     def read_models(self) -> list[Projection]:
         """Every projection of the service's own log: the kernel's counts and its own."""
@@ -135,10 +139,26 @@ class ServiceRuntime:
         if self.spec.on_start is not None:
             await self.spec.on_start(self)
         if self.inbound is not None:
-            self.supervise("consumer:inbound", self.inbound.run)
+            self.supervise("consumer:inbound", self._consume)
         self.supervise("lag-gauges", self._update_gauges)
         db, retention = self.db, timedelta(days=s.inbox_retention_days)
         self.supervise("inbox-pruning", lambda: keep_inbox_pruned(db, retention))
+
+    async def _consume(self) -> None:
+        """The service's consumer, once no refill of its copies runs (``shared.copies``):
+        a replica starting during one would write into the tables being filled."""
+        assert self.db is not None and self.inbound is not None
+        if self.leases is None:
+            self.leases = Leases(self.db)
+        while True:
+            try:
+                async with self.leases.holding_now([refill_lease(self.spec.name)]):
+                    break
+            except LeaseBusy:
+                self.problems["consumer:inbound"] = "waits for a refill of its copies to end"
+                await asyncio.sleep(REFILL_WAIT_SECONDS)
+        self.problems.pop("consumer:inbound", None)
+        await self.inbound.run()
 
     def add_consumer(self, c: ConsumerSpec) -> InboxConsumer:
         """Consume other contexts' topics into this service's read-model database.

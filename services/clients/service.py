@@ -10,8 +10,14 @@ from services.clients.api.internal import router as internal_router
 from services.clients.app.attachments import AttachmentStore
 from services.clients.app.companies import Companies
 from services.clients.app.handlers import Clients
-from services.clients.projections import ClientDirectory, staff_metadata
+from services.clients.projections import (
+    ClientDirectory,
+    record_staff_name,
+    staff_metadata,
+    staff_names,
+)
 from services.clients.projections.companies import company_projections
+from shared.copies import TopicCopy
 from shared.domain import NotFound
 from shared.projections import Projection
 from shared.service import ConsumerSpec, ServiceRuntime, ServiceSpec
@@ -74,4 +80,5 @@ SPEC = ServiceSpec(
     routers=[router, companies_router, internal_router],
     projections=projections,
     on_start=start,
+    copies=(TopicCopy("staff_names", ("identity",), (staff_names,), record_staff_name),),
 )

@@ -10,7 +10,13 @@ from services.identity.api.internal import router as internal_router
 from services.identity.app.clients import ClientPrincipals
 from services.identity.app.credentials import CredentialStore
 from services.identity.app.handlers import Identity
-from services.identity.projections import departments_metadata, projections
+from services.identity.projections import (
+    copy_department,
+    departments_metadata,
+    departments_seen,
+    projections,
+)
+from shared.copies import TopicCopy
 from shared.service import ConsumerSpec, ServiceRuntime, ServiceSpec
 
 
@@ -54,4 +60,5 @@ SPEC = ServiceSpec(
     routers=[router, internal_router],
     projections=projections,
     on_start=start,
+    copies=(TopicCopy("departments_seen", ("departments",), (departments_seen,), copy_department),),
 )

@@ -12,6 +12,7 @@ from services.tickets.app.handlers import Tickets
 from services.tickets.projections import projections, support
 from services.tickets.projections.reports import TicketReports
 from shared.access import Access
+from shared.copies import TopicCopy
 from shared.projections import Projection
 from shared.service import ConsumerSpec, ServiceRuntime, ServiceSpec
 from shared.shredding import KeyRing
@@ -81,4 +82,14 @@ SPEC = ServiceSpec(
     routers=[router, catalog_router, reports_router],
     projections=_projections,
     on_start=start,
+    copies=(
+        TopicCopy(
+            "known_departments",
+            ("departments",),
+            (support.known_departments, support.known_schedules),
+            support.on_departments_event,
+        ),
+        TopicCopy("staff_names", ("identity",), (support.staff_names,), support.on_identity_event),
+        TopicCopy("known_clients", ("clients",), (support.known_clients,), support.on_clients_fact),
+    ),
 )

@@ -33,7 +33,13 @@ from services.clients.domain.client import Client, ClientCard, ClientPatch, Refe
 from services.clients.domain.directory import ClientGroup, Project, group_stream, project_stream
 from services.clients.domain.events import MessageSent, Violation, registry
 from services.clients.domain.messages import Texts, check_violation, fill
-from services.clients.projections import client_groups, clients, projects, staff_names
+from services.clients.projections import (
+    client_groups,
+    clients,
+    projects,
+    record_staff_name,
+    staff_names,
+)
 from services.clients.projections.queries import ClientFilter, client_query
 from shared.api import CommandAnswer
 from shared.app import append, load
@@ -414,18 +420,7 @@ class Clients:
 
     async def on_identity_event(self, conn: Any, event: RecordedEvent) -> None:
         """Keep staff names for ``%admin_name%`` from ``StaffAdded`` / ``StaffChanged``."""
-        if event.type not in ("StaffAdded", "StaffChanged"):
-            return
-        name = event.data.get("full_name")
-        staff_id = event.data.get("staff_id")
-        if not isinstance(name, dict) or not staff_id:
-            return
-        values = {"name_en": str(name.get("en", "")), "name_ru": str(name.get("ru", ""))}
-        updated = await conn.execute(
-            staff_names.update().where(staff_names.c.staff_id == staff_id).values(**values)
-        )
-        if updated.rowcount == 0:
-            await conn.execute(staff_names.insert().values(staff_id=staff_id, **values))
+        await record_staff_name(conn, event)
 
 
 def _answer(aggregate_id: str, version: int, result: AppendResult | None) -> CommandAnswer:

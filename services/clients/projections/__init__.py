@@ -150,6 +150,23 @@ staff_names = Table(
 )
 
 
+async def record_staff_name(conn: AsyncConnection, event: RecordedEvent) -> None:
+    """``staff_names`` from ``identity.events`` (``StaffAdded`` / ``StaffChanged``), for
+    ``%admin_name%`` in messages: the copy a consumer keeps (``shared.copies``)."""
+    if event.type not in ("StaffAdded", "StaffChanged"):
+        return
+    name = event.data.get("full_name")
+    staff_id = event.data.get("staff_id")
+    if not isinstance(name, dict) or not staff_id:
+        return
+    values = {"name_en": str(name.get("en", "")), "name_ru": str(name.get("ru", ""))}
+    updated = await conn.execute(
+        staff_names.update().where(staff_names.c.staff_id == staff_id).values(**values)
+    )
+    if updated.rowcount == 0:
+        await conn.execute(staff_names.insert().values(staff_id=staff_id, **values))
+
+
 def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 

@@ -211,6 +211,14 @@ def department_change(event: RecordedEvent) -> tuple[str, bool | None, list[str]
     return None
 
 
+async def copy_department(conn: AsyncConnection, event: RecordedEvent) -> None:
+    """The copy part of following ``departments.events``: ``departments_seen`` alone
+    (``shared.copies``; the handler also re-derives members' access)."""
+    change = department_change(event)
+    if change is not None:
+        await record_department(conn, *change)
+
+
 async def record_department(
     conn: AsyncConnection, department_id: str, deleted: bool | None, rights: list[str] | None
 ) -> None:

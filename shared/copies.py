@@ -1,0 +1,184 @@
+"""Read models of other contexts' facts (copies), and filling one again from its topics.
+
+A service keeps some tables from other contexts' topics: tickets keeps the
+departments, staff names and clients it needs, identity the departments'
+rights, clients the staff names. They are not projections of the service's own
+log, so ``rebuild`` cannot make them again; their topics can, since a topic
+keeps every event (``shared.kafka.TOPIC_CONFIG``).
+
+A ``TopicCopy`` names such a read model: the contexts it follows, its tables,
+and ``apply``, the part of a consumer's handler that writes those tables and
+nothing else (no appends, no mail). ``refill`` drops the tables and applies the
+topics from their start up to where the service's consumer group stands (the
+offsets kept with its rows, ``shared.consumer``), so the copy comes back as it
+was and the service, started again, goes on from there. It runs while the
+service is stopped (``shared.cli refill`` holds the service's leases), and a
+service's consumer waits for a refill that runs (the lease ``refill_lease``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy import Table, delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.events import RecordedEvent
+from shared.kafka import topic_of
+from shared.readmodel import ReadModelDB, consumer_offsets, inbox
+
+BATCH = 500
+IDLE_POLLS = 10  # empty polls of a second before a refill stops waiting for a partition
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class TopicCopy:
+    """A read model a service keeps from other contexts' topics."""
+
+    name: str
+    contexts: tuple[str, ...]
+    tables: tuple[Table, ...]
+    # Writes ``tables`` only: a refill runs it again over old events.
+    apply: Callable[[AsyncConnection, RecordedEvent], Awaitable[object]]
+
+
+def refill_lease(service: str) -> str:
+    """The lease a refill holds and a starting service's consumer waits for."""
+    return f"refill:{service}"
+
+
+def inbound_group(service: str, prefix: str) -> str:
+    """The consumer group of a service's subscriptions (``ServiceRuntime.add_consumer``)."""
+    return f"{prefix}{service}.inbound"
+
+
+async def refill(
+    copy: TopicCopy,
+    db: ReadModelDB,
+    bootstrap: str,
+    group_id: str,
+    prefix: str = "",
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Drop ``copy``'s tables and apply its topics again, from their start up to where
+    ``group_id`` stands; the number of events applied. ``progress(done, total)`` is
+    told the offsets gone through."""
+    topics = [topic_of(context, prefix) for context in copy.contexts]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        until = await _where_the_group_stands(db, bootstrap, group_id, topics, consumer)
+        async with db.engine.begin() as conn:
+            for table in copy.tables:
+                await conn.run_sync(table.drop, checkfirst=True)
+            for table in copy.tables:
+                await conn.run_sync(table.create)
+        return await _apply(copy, db, consumer, until, progress)
+    finally:
+        await consumer.stop()
+
+
+async def _where_the_group_stands(
+    db: ReadModelDB,
+    bootstrap: str,
+    group_id: str,
+    topics: Sequence[str],
+    consumer: AIOKafkaConsumer,
+) -> dict[TopicPartition, int]:
+    """Per partition, the group's next offset: as kept with its rows, else as committed
+    to Kafka (a service from before the offsets were kept), else none (nothing to do)."""
+    async with db.reading() as conn:
+        rows = await conn.execute(
+            select(
+                consumer_offsets.c.topic,
+                consumer_offsets.c.partition,
+                consumer_offsets.c.next_offset,
+            ).where(consumer_offsets.c.group_id == group_id, consumer_offsets.c.topic.in_(topics))
+        )
+        stored = {TopicPartition(t, p): int(o) for t, p, o in rows}
+    committed = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id)
+    await committed.start()
+    try:
+        until: dict[TopicPartition, int] = {}
+        for topic in topics:
+            for partition in await _partitions(consumer, topic):
+                tp = TopicPartition(topic, partition)
+                offset = stored.get(tp)
+                if offset is None:
+                    offset = await committed.committed(tp)
+                if offset:
+                    until[tp] = offset
+        return until
+    finally:
+        await committed.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    found = consumer.partitions_for_topic(topic)
+    if not found:
+        await consumer.topics()  # refreshes the metadata
+        found = consumer.partitions_for_topic(topic)
+    return set(found or ())
+
+
+async def _apply(
+    copy: TopicCopy,
+    db: ReadModelDB,
+    consumer: AIOKafkaConsumer,
+    until: dict[TopicPartition, int],
+    progress: Callable[[int, int], None] | None,
+) -> int:
+    # The same event may be on a topic twice (a relay's at-least-once): an inbox of
+    # the refill's own, emptied before and after, applies it once.
+    marks = f"refill:{copy.name}"
+    async with db.transaction() as conn:
+        await conn.execute(delete(inbox).where(inbox.c.consumer == marks))
+    total, done, applied = sum(until.values()), 0, 0
+    if progress is not None:
+        progress(0, total)
+    left = dict(until)
+    if left:
+        consumer.assign(list(left))
+        await consumer.seek_to_beginning(*left)
+    idle = 0
+    while left:
+        batches = await consumer.getmany(*left, timeout_ms=1000, max_records=BATCH)
+        idle = 0 if batches else idle + 1
+        if idle == IDLE_POLLS:  # the topic ends before the group's offset: a broker that
+            log.warning("copies.topic_ends_early", copy=copy.name, partitions=str(left))
+            break  # lost messages; nothing more will come
+        for tp, messages in batches.items():
+            end = left.get(tp)
+            if end is None:
+                continue
+            wanted = [m for m in messages if m.offset < end]
+            if not wanted:
+                continue
+            async with db.transaction() as conn:
+                for message in wanted:
+                    event = RecordedEvent.from_json(message.value)
+                    marked = await conn.execute(
+                        db.insert_ignoring_duplicates(
+                            inbox, consumer=marks, event_id=str(event.event_id)
+                        )
+                    )
+                    if marked.rowcount:
+                        await copy.apply(conn, event)
+                        applied += 1
+            done += len(wanted)
+        for tp, end in list(left.items()):
+            if await consumer.position(tp) >= end:  # past its last wanted offset
+                del left[tp]
+                consumer.pause(tp)
+        if progress is not None:
+            progress(min(done, total), total)
+    async with db.transaction() as conn:
+        await conn.execute(delete(inbox).where(inbox.c.consumer == marks))
+    return applied

@@ -1,0 +1,169 @@
+"""A service's copy of another context's facts, filled again from the topic (``refill-copies``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import select, text
+
+from services.tickets.projections.support import known_departments
+from shared import devbroker
+from shared.copies import refill_lease
+from shared.events import Actor, RecordedEvent
+from shared.kafka import ensure_topic
+from shared.leases import Leases
+from shared.readmodel import ReadModelDB
+from tests.integration.test_service_runtime import ROOT, service_env, wait_ready
+
+_position = iter(range(1, 1_000_000))
+
+
+def fact(kind: str, department_id: str, **data: Any) -> RecordedEvent:
+    """A departments.events message as the departments service publishes it."""
+    return RecordedEvent(
+        position=next(_position), stream=f"department-{department_id}", stream_version=1,
+        event_id=uuid.uuid4(), type=kind, schema_version=1, occurred_at=datetime.now(UTC),
+        correlation_id=uuid.uuid4(), causation_id=None, actor=Actor("admin", "staff"),
+        data={"department_id": department_id, **data},
+    )  # fmt: skip
+
+
+def created(department_id: str, name: str) -> RecordedEvent:
+    return fact(
+        "DepartmentCreated", department_id, name={"en": name, "ru": name}, schedule_id=None,
+        support={"enabled": True, "providers": [], "description": "", "sort": 0,
+                 "charge_requests": False},
+    )  # fmt: skip
+
+
+async def produce(bootstrap: str, topic: str, events: list[RecordedEvent]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send_and_wait(topic, key=event.stream.encode(), value=event.to_json())
+    finally:
+        await producer.stop()
+
+
+async def departments(db: ReadModelDB) -> dict[str, str] | None:
+    """The copy: department id → English name (None when the table is gone)."""
+    async with db.engine.connect() as conn:
+        try:
+            rows = await conn.execute(
+                select(known_departments.c.department_id, known_departments.c.name_en)
+            )
+        except Exception:
+            return None
+        return {r.department_id: r.name_en for r in rows}
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 40) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.2)
+
+
+@contextlib.asynccontextmanager
+async def tickets_running(env: dict[str, str]) -> AsyncIterator[str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.tickets", env=env, cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield f"http://127.0.0.1:{env['SERVICE_PORT']}"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 30)
+
+
+async def refill_copies(env: dict[str, str], *args: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "shared.cli", "refill-copies", "tickets", *args, env=env, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    output, _ = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode is not None
+    return process.returncode, output.decode()
+
+
+async def test_a_lost_copy_is_refilled_from_its_topic_up_to_where_the_service_stood(
+    postgres_url: str, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    topic = f"{topic_prefix}departments.events"
+    await ensure_topic(kafka_bootstrap, topic)
+    renamed = fact("DepartmentChanged", "d1", changed=["name"], name={"en": "Sales EU", "ru": "-"})
+    history = [created("d1", "Sales"), created("d2", "Support"), renamed, created("d3", "Abuse")]
+    # The relay delivers at least once: one fact is on the topic twice.
+    await produce(kafka_bootstrap, topic, [*history, history[1]])
+    before = {"d1": "Sales EU", "d2": "Support", "d3": "Abuse"}
+    env = service_env(postgres_url, kafka_bootstrap, topic_prefix, devbroker.free_port())
+    db = await ReadModelDB.open(postgres_url)
+    try:
+        async with tickets_running(env) as base:
+            await wait_ready(base)
+            await eventually(lambda: _is(db, before), "the service never filled its copy")
+            # While the service runs: refused, nothing dropped.
+            code, output = await refill_copies(env, "--copy", "known_departments")
+            assert code == 1 and "stop it first" in output, output
+            assert await departments(db) == before
+
+        # Stopped; a fact arrives it has not taken yet, and the copy is lost.
+        await produce(kafka_bootstrap, topic, [created("d4", "Billing")])
+        async with db.transaction() as conn:
+            await conn.execute(text("DROP TABLE known_departments"))
+
+        code, output = await refill_copies(env, "--copy", "known_departments")
+        assert code == 0, output
+        assert "refilled known_departments from 4 events" in output, output
+        assert await departments(db) == before  # as the service left it: no d4 yet
+
+        # A replica starting during a refill leaves its copies alone until it ends.
+        leases = Leases(db)
+        try:
+            async with leases.holding_now([refill_lease("tickets")]):
+                env["SERVICE_PORT"] = str(devbroker.free_port())
+                async with tickets_running(env) as base:
+                    await eventually(lambda: _waiting_for_refill(base), "the consumer did not wait")
+                    assert await departments(db) == before
+                    await leases.close()  # the refill ends
+                    await eventually(
+                        lambda: _is(db, {**before, "d4": "Billing"}), "d4 never arrived"
+                    )
+        finally:
+            await leases.close()
+    finally:
+        await db.close()
+
+
+async def _is(db: ReadModelDB, expected: dict[str, str]) -> bool:
+    return await departments(db) == expected
+
+
+async def _waiting_for_refill(base: str) -> bool:
+    async with httpx.AsyncClient(base_url=base) as http:
+        try:
+            ready = (await http.get("/ready")).json()
+        except httpx.TransportError:
+            return False
+    problem = ready.get("problems", {}).get("consumer:inbound", "")
+    return "refill" in str(problem)
+
+
+async def test_a_service_without_such_a_copy_is_told_so(postgres_url: str) -> None:
+    code, output = await refill_copies(
+        {"PATH": "/usr/bin:/bin", "READ_MODEL_URL": postgres_url}, "--copy", "nothing"
+    )
+    assert code == 2 and "keeps no copy 'nothing'" in output, output
+    assert "known_departments, staff_names, known_clients" in output, output
