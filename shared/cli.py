@@ -61,6 +61,18 @@ cli = typer.Typer(help=__doc__, no_args_is_help=True)
 console = Console()
 
 
+def _progress_bars(*extra: TextColumn) -> Progress:
+    """A bar per task: name, bar, done/total, ``extra`` columns, time left."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        *extra,
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
 def _spec(service: str) -> ServiceSpec:
     if service not in DEFAULT_PORTS:
         raise typer.BadParameter(f"unknown service {service!r}; one of {', '.join(DEFAULT_PORTS)}")
@@ -147,14 +159,7 @@ async def _rebuild_services(
     services: list[str], only: str | None, workers: int
 ) -> dict[str, dict[str, int]]:
     targets = [_target(service, only) for service in services]
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeRemainingColumn(),
-        console=console,
-    ) as progress:
+    with _progress_bars(TextColumn("{task.fields[rate]}")) as progress:
         async with contextlib.AsyncExitStack() as held:
             for target in targets:
                 await held.enter_async_context(_projection_leases(target))
@@ -295,13 +300,7 @@ def refill_copies(
     where the service's consumer group stands, so the service goes on from there
     when it starts. The service must be stopped (exit 1 while it runs).
     """
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    ) as progress:
+    with _progress_bars() as progress:
         try:
             applied = asyncio.run(_refill(service, copy, progress))
         except LeaseBusy as busy:
