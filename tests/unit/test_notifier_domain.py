@@ -152,6 +152,24 @@ def test_a_timer_fires_once_and_not_before_its_time() -> None:
     assert timer.applied([cancelled]).fire(NOW + timedelta(days=2)) == []
 
 
+def test_an_event_handled_again_never_moves_a_timer_twice() -> None:
+    """A redelivery older than the inbox remembers: the old fact changes nothing."""
+    timer = Timer()
+    deadline = Deadline("ticket_auto_close", "t1", NOW, ticket_id="t1")
+    timer.applied(timer.schedule(deadline, "staff-reply-1"))
+    timer.applied(timer.fire(NOW))
+    assert timer.schedule(deadline, "staff-reply-1") == []  # not set again, fired already
+    later = Deadline("ticket_auto_close", "t1", NOW + timedelta(days=3), ticket_id="t1")
+    timer.applied(timer.schedule(later, "staff-reply-2"))
+    timer.applied(timer.cancel("ticket_auto_close-t1", "the client answered", "client-msg-1"))
+    timer.applied(timer.schedule(later, "staff-reply-3"))
+    # The old cancelling fact again: the newer deadline stands.
+    assert timer.cancel("ticket_auto_close-t1", "the client answered", "client-msg-1") == []
+    assert timer.status == "scheduled"
+    [fired] = timer.fire(NOW + timedelta(days=3))
+    assert isinstance(fired, DeadlineExpired)
+
+
 def test_retries_back_off_then_fail() -> None:
     policy = RetryPolicy(
         attempts=3, first_delay=timedelta(seconds=2), max_delay=timedelta(seconds=3)

@@ -1,7 +1,10 @@
 """A timer: one deadline that fires once, unless moved or cancelled first.
 
 A timer can be scheduled again after it fired or was cancelled (a new staff
-reply sets a new auto-close deadline): each schedule fires at most once.
+reply sets a new auto-close deadline): each schedule fires at most once. An
+event that scheduled or cancelled it acts once: handled again (a redelivery
+older than the inbox remembers), it changes nothing, so an old fact never sets
+back a deadline that already fired or cancels a newer one.
 """
 
 from __future__ import annotations
@@ -49,18 +52,22 @@ class Timer(Aggregate):
         super().__init__()
         self.status: TimerStatus = "none"
         self.scheduled: TimerScheduled | None = None
+        self.sources: set[str] = set()  # the events that scheduled or cancelled it
 
     def apply(self, event: DomainEvent) -> None:
         if isinstance(event, TimerScheduled):
             self.status, self.scheduled = "scheduled", event
+            self.sources.add(event.source_event_id)
         elif isinstance(event, TimerCancelled):
             self.status = "cancelled"
+            self.sources.add(event.source_event_id)
         elif isinstance(event, DeadlineExpired):
             self.status = "fired"
 
     def schedule(self, deadline: Deadline, source_event_id: str) -> list[DomainEvent]:
-        """Set the deadline; nothing when it is already set to the same moment."""
-        if (
+        """Set the deadline; nothing when it is already set to the same moment, or when
+        ``source_event_id`` has acted on this timer before."""
+        if source_event_id in self.sources or (
             self.status == "scheduled"
             and self.scheduled is not None
             and self.scheduled.due_at == deadline.due_at
@@ -81,7 +88,7 @@ class Timer(Aggregate):
         ]
 
     def cancel(self, timer_id: str, reason: str, source_event_id: str) -> list[DomainEvent]:
-        if self.status != "scheduled":
+        if self.status != "scheduled" or source_event_id in self.sources:
             return []
         return [TimerCancelled(timer_id=timer_id, reason=reason, source_event_id=source_event_id)]
 
