@@ -9,9 +9,9 @@ in the same transaction as those rows:
 * ``consumer_offsets`` – the next offset of each partition a consumer group has
   handled, committed with what it handled (``shared.consumer``).
 
-A table made by an older version gets the nullable columns declared since then
-when a service starts (``create_tables``); anything else about a table's shape
-is a rebuild's business.
+A kernel table made by an older version gets the nullable columns declared
+since then when a service starts (``ReadModelDB.open``). A read model's table
+does not: a new column needs its values from the events, so a rebuild.
 """
 
 from __future__ import annotations
@@ -140,21 +140,24 @@ class ReadModelDB:
             # PostgreSQL backend start each time (seen under load); waiting is cheaper.
             engine = create_async_engine(url, pool_size=pool_size, max_overflow=0)
         db = cls(engine)
-        await db.create_tables(kernel_metadata)
+        await db.create_tables(kernel_metadata, add_new_columns=True)
         return db
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    async def create_tables(self, metadata: MetaData) -> None:
+    async def create_tables(self, metadata: MetaData, *, add_new_columns: bool = False) -> None:
+        """Create what is missing of ``metadata``'s tables, indexes and keys; with
+        ``add_new_columns``, also nullable columns declared after a table was made."""
         async with self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 # Replicas starting together would race on CREATE TABLE (and its row
                 # type); one at a time, the later ones find the tables there.
                 await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('create_tables'))"))
             await conn.run_sync(metadata.create_all)
-            await conn.run_sync(_add_missing_columns, metadata)
+            if add_new_columns:
+                await conn.run_sync(_add_missing_columns, metadata)
             # And any index or primary key missing from a table that exists (a rebuild
             # stopped before it built them, see shared.replay): create_all looks at
             # tables only.
