@@ -48,7 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared import causation, telemetry
 from shared.events import RecordedEvent
-from shared.kafka import ensure_topic
+from shared.kafka import ensure_topic, messages_at
 from shared.readmodel import ReadModelDB, consumer_offsets, inbox
 from shared.supervision import FIRST_PAUSE, LONGEST_PAUSE, problem_text
 
@@ -160,20 +160,7 @@ class InboxConsumer:
         self, partitions: Sequence[TopicPartition]
     ) -> dict[TopicPartition, int]:
         """The next offsets this group's handled batches left in the database."""
-        wanted = {(tp.topic, tp.partition) for tp in partitions}
-        async with self.db.reading() as conn:
-            rows = await conn.execute(
-                select(
-                    consumer_offsets.c.topic,
-                    consumer_offsets.c.partition,
-                    consumer_offsets.c.next_offset,
-                ).where(consumer_offsets.c.group_id == self.group_id)
-            )
-            return {
-                TopicPartition(topic, partition): int(offset)
-                for topic, partition, offset in rows
-                if (topic, partition) in wanted
-            }
+        return await trusted_offsets(self.db, self.bootstrap, self.group_id, partitions)
 
     async def handle(
         self,
@@ -193,7 +180,7 @@ class InboxConsumer:
         )
         async with self.db.transaction() as conn:
             if topic is not None and offset is not None:
-                await self._store_offset(conn, topic, *offset)
+                await self._store_offset(conn, topic, *offset, str(events[-1].event_id))
             for route in routes:
                 for event in events:
                     marked = await conn.execute(
@@ -215,10 +202,8 @@ class InboxConsumer:
                     CONSUMED.labels(route.inbox, "handled").inc()
 
     async def _store_offset(
-        self, conn: AsyncConnection, topic: str, partition: int, next_offset: int
+        self, conn: AsyncConnection, topic: str, partition: int, next_offset: int, last: str
     ) -> None:
-        # Only forward: a member that lost the partition in a rebalance and still
-        # finishes a batch never moves the new owner's offset back.
         key = dict(group_id=self.group_id, topic=topic, partition=partition)
         await conn.execute(
             self.db.insert_ignoring_duplicates(consumer_offsets, **key, next_offset=0)
@@ -229,9 +214,11 @@ class InboxConsumer:
                 consumer_offsets.c.group_id == self.group_id,
                 consumer_offsets.c.topic == topic,
                 consumer_offsets.c.partition == partition,
+                # Only forward: a member that lost the partition in a rebalance and
+                # still finishes a batch never moves the new owner's offset back.
                 consumer_offsets.c.next_offset < next_offset,
             )
-            .values(next_offset=next_offset)
+            .values(next_offset=next_offset, last_event_id=last)
         )
 
 
@@ -324,3 +311,49 @@ async def keep_inbox_pruned(db: ReadModelDB, retention: timedelta) -> None:
         if removed:
             log.info("inbox.pruned", removed=removed, retention_days=retention.days)
         await asyncio.sleep(PRUNE_EVERY)
+
+
+async def trusted_offsets(
+    db: ReadModelDB, bootstrap: str, group_id: str, partitions: Sequence[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """The group's next offsets kept in the database, for the partitions whose broker
+    still holds, just before that offset, the last event handled there.
+
+    A broker that lost its topics (the embedded one, restarted) numbers them from 0
+    again, and the relays publish everything anew: there, a kept offset points at
+    other messages, so the consumer goes by Kafka's offsets (and its inbox) instead.
+    """
+    wanted = {(tp.topic, tp.partition) for tp in partitions}
+    async with db.reading() as conn:
+        rows = await conn.execute(
+            select(
+                consumer_offsets.c.topic,
+                consumer_offsets.c.partition,
+                consumer_offsets.c.next_offset,
+                consumer_offsets.c.last_event_id,
+            ).where(consumer_offsets.c.group_id == group_id)
+        )
+        kept = {
+            TopicPartition(topic, partition): (int(offset), last)
+            for topic, partition, offset, last in rows
+            if (topic, partition) in wanted and offset > 0
+        }
+    found = await messages_at(bootstrap, {tp: offset - 1 for tp, (offset, _) in kept.items()})
+    trusted: dict[TopicPartition, int] = {}
+    for tp, (offset, last) in kept.items():
+        message = found.get(tp)
+        if message is not None and _event_id(message.value) == last:
+            trusted[tp] = offset
+        else:
+            log.warning(
+                "consumer.offset_not_on_broker",
+                group=group_id, topic=tp.topic, partition=tp.partition, offset=offset,
+            )  # fmt: skip
+    return trusted
+
+
+def _event_id(value: bytes | None) -> str | None:
+    try:
+        return str(RecordedEvent.from_json(value or b"").event_id)
+    except Exception:
+        return None

@@ -23,12 +23,13 @@ from dataclasses import dataclass
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Table, delete
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.consumer import trusted_offsets
 from shared.events import RecordedEvent
 from shared.kafka import topic_of
-from shared.readmodel import ReadModelDB, consumer_offsets, inbox
+from shared.readmodel import ReadModelDB, inbox
 
 BATCH = 500
 IDLE_POLLS = 10  # empty polls of a second before a refill stops waiting for a partition
@@ -92,29 +93,21 @@ async def _where_the_group_stands(
     topics: Sequence[str],
     consumer: AIOKafkaConsumer,
 ) -> dict[TopicPartition, int]:
-    """Per partition, the group's next offset: as kept with its rows, else as committed
-    to Kafka (a service from before the offsets were kept), else none (nothing to do)."""
-    async with db.reading() as conn:
-        rows = await conn.execute(
-            select(
-                consumer_offsets.c.topic,
-                consumer_offsets.c.partition,
-                consumer_offsets.c.next_offset,
-            ).where(consumer_offsets.c.group_id == group_id, consumer_offsets.c.topic.in_(topics))
-        )
-        stored = {TopicPartition(t, p): int(o) for t, p, o in rows}
+    """Per partition, the group's next offset: as kept with its rows (when the broker
+    backs it, ``trusted_offsets``), else as committed to Kafka (a service from before
+    the offsets were kept), else none (nothing to do)."""
+    every = [TopicPartition(t, p) for t in topics for p in await _partitions(consumer, t)]
+    stored = await trusted_offsets(db, bootstrap, group_id, every)
     committed = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id)
     await committed.start()
     try:
         until: dict[TopicPartition, int] = {}
-        for topic in topics:
-            for partition in await _partitions(consumer, topic):
-                tp = TopicPartition(topic, partition)
-                offset = stored.get(tp)
-                if offset is None:
-                    offset = await committed.committed(tp)
-                if offset:
-                    until[tp] = offset
+        for tp in every:
+            offset = stored.get(tp)
+            if offset is None:
+                offset = await committed.committed(tp)
+            if offset:
+                until[tp] = offset
         return until
     finally:
         await committed.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -95,17 +96,36 @@ async def message_at(
     Used instead of end offsets, which some Kafka-protocol brokers (Tansu) count
     per record batch rather than per message.
     """
+    tp = TopicPartition(topic, partition)
+    return (await messages_at(bootstrap, {tp: offset})).get(tp)
+
+
+async def messages_at(
+    bootstrap: str, wanted: dict[TopicPartition, int], timeout: float = 3.0
+) -> dict[TopicPartition, ConsumerRecord[bytes, bytes]]:
+    """The message at each partition's offset, with one consumer; a partition whose
+    broker does not have that offset is left out."""
+    if not wanted:
+        return {}
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        tp = TopicPartition(topic, partition)
-        consumer.assign([tp])
-        consumer.seek(tp, offset)
-        batch = await consumer.getmany(tp, timeout_ms=3000, max_records=1)
-        records = batch.get(tp, [])
-        return records[0] if records and records[0].offset == offset else None
+        consumer.assign(list(wanted))
+        for tp, offset in wanted.items():
+            consumer.seek(tp, offset)
+        found: dict[TopicPartition, ConsumerRecord[bytes, bytes]] = {}
+        pending = set(wanted)
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            batch = await consumer.getmany(*pending, timeout_ms=500)
+            for tp, records in batch.items():
+                if records and records[0].offset == wanted[tp]:
+                    found[tp] = records[0]
+                pending.discard(tp)
+                consumer.pause(tp)
+        return found
     finally:
         await consumer.stop()
 
 
-__all__ = ["KafkaError", "ensure_topic", "message_at", "topic_exists", "topic_of"]
+__all__ = ["KafkaError", "ensure_topic", "message_at", "messages_at", "topic_exists", "topic_of"]

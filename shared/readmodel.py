@@ -101,6 +101,9 @@ consumer_offsets = Table(
     Column("topic", String(255), primary_key=True),
     Column("partition", Integer, primary_key=True),
     Column("next_offset", BigInteger, nullable=False),
+    # The event of the message before ``next_offset``: a broker that no longer has
+    # it there (one that lost its topics) makes the offset meaningless.
+    Column("last_event_id", String(36), nullable=True),
 )
 
 

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import REGISTRY
-from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.consumer import CONSUMER_LAG, Handler, InboxConsumer, prune_inbox
 from shared.events import NewEvent, RecordedEvent
 from shared.eventstore import open_event_store
 from shared.kafka import ensure_topic
-from shared.readmodel import ReadModelDB
+from shared.readmodel import ReadModelDB, consumer_offsets
 from shared.relay import message_headers
 
 metadata = MetaData()
@@ -154,6 +155,35 @@ async def test_a_group_whose_kafka_offsets_are_gone_resumes_from_the_database(
     await consume_until(again, seen=2)
     assert (again.handled, again.skipped) == (2, 0)
     assert sorted(n for _, n in await rows(db)) == sorted([e.data["n"] for e in events] + [0, 1])
+
+
+async def test_kept_offsets_the_broker_no_longer_backs_are_not_followed(
+    postgres_url: str, db: ReadModelDB, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """A broker that lost its topics (the embedded one, restarted) numbers them from 0
+    again: kept offsets then point at other messages. The consumer goes by Kafka's
+    offsets (none: from the start) and its inbox instead, and misses nothing."""
+    topic = f"{topic_prefix}clients.events"
+    await ensure_topic(kafka_bootstrap, topic)
+    events = await some_events(postgres_url, 12)
+    await produce(kafka_bootstrap, topic, events)
+    group = f"{topic_prefix}tickets.inbound"
+    first = InboxConsumer(f"{topic_prefix}tickets.clients", kafka_bootstrap, [topic], db, record,
+                          group_id=group)  # fmt: skip
+    await consume_until(first, seen=12)
+    # Other events before the kept offsets now, and no offsets in Kafka.
+    async with db.transaction() as conn:
+        await conn.execute(
+            update(consumer_offsets)
+            .where(consumer_offsets.c.group_id == group)
+            .values(last_event_id=str(uuid.uuid4()))
+        )
+    await forget_committed_offsets(kafka_bootstrap, group, topic)
+
+    again = InboxConsumer(first.name, kafka_bootstrap, [topic], db, record, group_id=group)
+    await consume_until(again, seen=12)
+    assert (again.handled, again.skipped) == (0, 12)
+    assert sorted(n for _, n in await rows(db)) == list(range(12))
 
 
 async def test_one_consumer_routes_each_topic_to_its_own_handlers_and_inboxes(
