@@ -233,8 +233,16 @@ class _ResumeFromDatabase(ConsumerRebalanceListener):  # type: ignore[misc]
         pass
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        for tp, offset in (await self.owner.stored_offsets(assigned)).items():
-            self.consumer.seek(tp, offset)
+        # The new partitions are fetched from as soon as Kafka's offsets arrive, while
+        # this still reads the database: paused before the first await, none of their
+        # messages comes out of ``getmany`` before the seek.
+        partitions = list(assigned)
+        self.consumer.pause(*partitions)
+        try:
+            for tp, offset in (await self.owner.stored_offsets(partitions)).items():
+                self.consumer.seek(tp, offset)
+        finally:
+            self.consumer.resume(*partitions)
 
 
 class _HeldPartitions:

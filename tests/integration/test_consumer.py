@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import REGISTRY
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -152,6 +152,15 @@ async def test_a_group_whose_kafka_offsets_are_gone_resumes_from_the_database(
     more = (await some_events(postgres_url, 2))[-2:]  # two new events, n = 0 and 1
     await produce(kafka_bootstrap, topic, more)
     again = InboxConsumer(first.name, kafka_bootstrap, [topic], db, record, group_id=group)
+    kept = again.stored_offsets
+
+    async def slowly(partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        # A slow look-up at assignment (a loaded database): Kafka's offsets (0) arrive
+        # first, and the consumer must not hand out what it fetches from there.
+        await asyncio.sleep(2)
+        return await kept(partitions)
+
+    again.stored_offsets = slowly  # type: ignore[method-assign]
     await consume_until(again, seen=2)
     assert (again.handled, again.skipped) == (2, 0)
     assert sorted(n for _, n in await rows(db)) == sorted([e.data["n"] for e in events] + [0, 1])
