@@ -10,8 +10,9 @@ A ``TopicCopy`` names such a read model: the contexts it follows, its tables,
 and ``apply``, the part of a consumer's handler that writes those tables and
 nothing else (no appends, no mail). ``refill`` drops the tables and applies the
 topics from their start up to where the service's consumer group stands (the
-offsets kept with its rows, ``shared.consumer``), so the copy comes back as it
-was and the service, started again, goes on from there. It runs while the
+offsets kept with its rows, ``shared.consumer``), all in one transaction, so
+the copy comes back as it was (or, should the refill fail, stays as it was)
+and the service, started again, goes on from there. It runs while the
 service is stopped (``shared.cli refill`` holds the service's leases), and a
 service's consumer waits for a refill that runs (the lease ``refill_lease``).
 """
@@ -76,12 +77,13 @@ async def refill(
     await consumer.start()
     try:
         until = await _where_the_group_stands(db, bootstrap, group_id, topics, consumer)
-        async with db.engine.begin() as conn:
+        # One transaction: a refill that fails or is stopped leaves the copy as it was.
+        async with db.transaction() as conn:
             for table in copy.tables:
                 await conn.run_sync(table.drop, checkfirst=True)
             for table in copy.tables:
                 await conn.run_sync(table.create)
-        return await _apply(copy, db, consumer, until, progress)
+            return await _apply(copy, db, conn, consumer, until, progress)
     finally:
         await consumer.stop()
 
@@ -124,6 +126,7 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
 async def _apply(
     copy: TopicCopy,
     db: ReadModelDB,
+    conn: AsyncConnection,
     consumer: AIOKafkaConsumer,
     until: dict[TopicPartition, int],
     progress: Callable[[int, int], None] | None,
@@ -131,8 +134,7 @@ async def _apply(
     # The same event may be on a topic twice (a relay's at-least-once): an inbox of
     # the refill's own, emptied before and after, applies it once.
     marks = f"refill:{copy.name}"
-    async with db.transaction() as conn:
-        await conn.execute(delete(inbox).where(inbox.c.consumer == marks))
+    await conn.execute(delete(inbox).where(inbox.c.consumer == marks))
     total, done, applied = sum(until.values()), 0, 0
     if progress is not None:
         progress(0, total)
@@ -154,17 +156,16 @@ async def _apply(
             wanted = [m for m in messages if m.offset < end]
             if not wanted:
                 continue
-            async with db.transaction() as conn:
-                for message in wanted:
-                    event = RecordedEvent.from_json(message.value)
-                    marked = await conn.execute(
-                        db.insert_ignoring_duplicates(
-                            inbox, consumer=marks, event_id=str(event.event_id)
-                        )
+            for message in wanted:
+                event = RecordedEvent.from_json(message.value)
+                marked = await conn.execute(
+                    db.insert_ignoring_duplicates(
+                        inbox, consumer=marks, event_id=str(event.event_id)
                     )
-                    if marked.rowcount:
-                        await copy.apply(conn, event)
-                        applied += 1
+                )
+                if marked.rowcount:
+                    await copy.apply(conn, event)
+                    applied += 1
             done += len(wanted)
         for tp, end in list(left.items()):
             if await consumer.position(tp) >= end:  # past its last wanted offset
@@ -172,6 +173,5 @@ async def _apply(
                 consumer.pause(tp)
         if progress is not None:
             progress(min(done, total), total)
-    async with db.transaction() as conn:
-        await conn.execute(delete(inbox).where(inbox.c.consumer == marks))
+    await conn.execute(delete(inbox).where(inbox.c.consumer == marks))
     return applied

@@ -9,16 +9,21 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pytest
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.tickets.projections import support
 from services.tickets.projections.support import known_departments
+from services.tickets.service import SPEC
 from shared import devbroker
-from shared.copies import refill_lease
+from shared.copies import inbound_group, refill, refill_lease
 from shared.events import Actor, RecordedEvent
 from shared.kafka import ensure_topic
 from shared.leases import Leases
@@ -128,6 +133,23 @@ async def test_a_lost_copy_is_refilled_from_its_topic_up_to_where_the_service_st
         assert code == 0, output
         assert "refilled known_departments from 4 events" in output, output
         assert await departments(db) == before  # as the service left it: no d4 yet
+
+        # A refill that fails half-way leaves the copy as it was.
+        applied: list[str] = []
+
+        async def fails_at_the_third(conn: AsyncConnection, event: RecordedEvent) -> None:
+            if len(applied) == 2:
+                raise RuntimeError("the database went away")
+            applied.append(event.type)
+            await support.on_departments_event(conn, event)
+
+        (copy,) = [c for c in SPEC.copies if c.name == "known_departments"]
+        with pytest.raises(RuntimeError, match="went away"):
+            await refill(
+                replace(copy, apply=fails_at_the_third), db, kafka_bootstrap,
+                inbound_group("tickets", topic_prefix), topic_prefix,
+            )  # fmt: skip
+        assert await departments(db) == before
 
         # A replica starting during a refill leaves its copies alone until it ends.
         leases = Leases(db)
