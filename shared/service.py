@@ -51,6 +51,7 @@ PROJECTION_LAG = Gauge(
     "projection_lag_events", "Store head minus projection checkpoint", ["projection"]
 )
 REFILL_WAIT_SECONDS = 1.0
+REFILL_PROBLEM = "refill"  # the key under ``problems`` (``/ready``) while a consumer waits
 RELAY_LAG = Gauge("relay_lag_events", "Store head minus the last position the broker acknowledged")
 
 
@@ -155,9 +156,9 @@ class ServiceRuntime:
                 async with self.leases.holding_now([refill_lease(self.spec.name)]):
                     break
             except LeaseBusy:
-                self.problems["consumer:inbound"] = "waits for a refill of its copies to end"
+                self.problems[REFILL_PROBLEM] = "the consumer waits for a refill of copies to end"
                 await asyncio.sleep(REFILL_WAIT_SECONDS)
-        self.problems.pop("consumer:inbound", None)
+        self.problems.pop(REFILL_PROBLEM, None)
         await self.inbound.run()
 
     def add_consumer(self, c: ConsumerSpec) -> InboxConsumer:

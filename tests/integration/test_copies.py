@@ -179,8 +179,7 @@ async def _waiting_for_refill(base: str) -> bool:
             ready = (await http.get("/ready")).json()
         except httpx.TransportError:
             return False
-    problem = ready.get("problems", {}).get("consumer:inbound", "")
-    return "refill" in str(problem)
+    return "waits for a refill" in str(ready.get("problems", {}).get("refill", ""))
 
 
 async def test_a_service_without_such_a_copy_is_told_so(postgres_url: str) -> None:
