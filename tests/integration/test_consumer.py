@@ -133,11 +133,10 @@ async def forget_committed_offsets(bootstrap: str, group: str, topic: str) -> No
         await consumer.stop()
 
 
-async def test_a_group_whose_kafka_offsets_are_gone_resumes_from_the_database(
+async def twelve_consumed(
     postgres_url: str, db: ReadModelDB, kafka_bootstrap: str, topic_prefix: str
-) -> None:
-    """The read-model database keeps the group's offsets with the rows: neither a lost
-    commit in Kafka nor a pruned inbox makes a consumer apply its topics a second time."""
+) -> tuple[str, str, list[RecordedEvent], InboxConsumer]:
+    """Twelve events on a topic, handled by a group: (topic, group, events, consumer)."""
     topic = f"{topic_prefix}clients.events"
     await ensure_topic(kafka_bootstrap, topic)
     events = await some_events(postgres_url, 12)
@@ -146,6 +145,17 @@ async def test_a_group_whose_kafka_offsets_are_gone_resumes_from_the_database(
     first = InboxConsumer(f"{topic_prefix}tickets.clients", kafka_bootstrap, [topic], db, record,
                           group_id=group)  # fmt: skip
     await consume_until(first, seen=12)
+    return topic, group, events, first
+
+
+async def test_a_group_whose_kafka_offsets_are_gone_resumes_from_the_database(
+    postgres_url: str, db: ReadModelDB, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """The read-model database keeps the group's offsets with the rows: neither a lost
+    commit in Kafka nor a pruned inbox makes a consumer apply its topics a second time."""
+    topic, group, events, first = await twelve_consumed(
+        postgres_url, db, kafka_bootstrap, topic_prefix
+    )
     assert await prune_inbox(db, datetime.now(UTC) + timedelta(seconds=1)) == 12
 
     await forget_committed_offsets(kafka_bootstrap, group, topic)
@@ -172,14 +182,7 @@ async def test_kept_offsets_the_broker_no_longer_backs_are_not_followed(
     """A broker that lost its topics (the embedded one, restarted) numbers them from 0
     again: kept offsets then point at other messages. The consumer goes by Kafka's
     offsets (none: from the start) and its inbox instead, and misses nothing."""
-    topic = f"{topic_prefix}clients.events"
-    await ensure_topic(kafka_bootstrap, topic)
-    events = await some_events(postgres_url, 12)
-    await produce(kafka_bootstrap, topic, events)
-    group = f"{topic_prefix}tickets.inbound"
-    first = InboxConsumer(f"{topic_prefix}tickets.clients", kafka_bootstrap, [topic], db, record,
-                          group_id=group)  # fmt: skip
-    await consume_until(first, seen=12)
+    topic, group, _, first = await twelve_consumed(postgres_url, db, kafka_bootstrap, topic_prefix)
     # Other events before the kept offsets now, and no offsets in Kafka.
     async with db.transaction() as conn:
         await conn.execute(
