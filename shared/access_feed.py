@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.access import AccessCopy
 from shared.events import RecordedEvent
-from shared.kafka import ensure_topic
+from shared.kafka import ensure_topic, partitions_of
 from shared.readmodel import ReadModelDB
 
 log = structlog.get_logger(__name__)
@@ -85,7 +85,7 @@ class AccessFeed:
         )
         try:
             await consumer.start()  # inside the try: a stop during start-up still closes it
-            partitions = await _partitions(consumer, self.topic)
+            partitions = await partitions_of(consumer, self.topic)
             assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
             consumer.assign(assigned)
             for tp in assigned:
@@ -126,16 +126,6 @@ class AccessFeed:
                 self.copy.apply(payload, event.stream_version)
         self.positions[partition] = events[-1][0] + 1
         self.handled += len(events)
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    for _ in range(50):
-        found = consumer.partitions_for_topic(topic)
-        if found:
-            return set(found)
-        await consumer.topics()  # refreshes the metadata
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"no partitions known for {topic}")
 
 
 async def _lock_offset(conn: AsyncConnection, db: ReadModelDB, topic: str, partition: int) -> int:

@@ -49,7 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared import causation, telemetry
 from shared.events import RecordedEvent
 from shared.kafka import ensure_topic, messages_at
-from shared.readmodel import ReadModelDB, consumer_offsets, inbox
+from shared.readmodel import ReadModelDB, consumer_offsets, dialect_insert, inbox
 from shared.supervision import FIRST_PAUSE, LONGEST_PAUSE, problem_text
 
 log = structlog.get_logger(__name__)
@@ -204,21 +204,25 @@ class InboxConsumer:
     async def _store_offset(
         self, conn: AsyncConnection, topic: str, partition: int, next_offset: int, last: str
     ) -> None:
-        key = dict(group_id=self.group_id, topic=topic, partition=partition)
-        await conn.execute(
-            self.db.insert_ignoring_duplicates(consumer_offsets, **key, next_offset=0)
+        """One upsert. Only forward: a member that lost the partition in a rebalance
+        and still finishes a batch never moves the new owner's offset back."""
+        row = dialect_insert(self.db.dialect, consumer_offsets).values(
+            group_id=self.group_id,
+            topic=topic,
+            partition=partition,
+            next_offset=next_offset,
+            last_event_id=last,
         )
         await conn.execute(
-            update(consumer_offsets)
-            .where(
-                consumer_offsets.c.group_id == self.group_id,
-                consumer_offsets.c.topic == topic,
-                consumer_offsets.c.partition == partition,
-                # Only forward: a member that lost the partition in a rebalance and
-                # still finishes a batch never moves the new owner's offset back.
-                consumer_offsets.c.next_offset < next_offset,
+            row.on_conflict_do_update(
+                index_elements=[
+                    consumer_offsets.c.group_id,
+                    consumer_offsets.c.topic,
+                    consumer_offsets.c.partition,
+                ],
+                set_={"next_offset": row.excluded.next_offset, "last_event_id": last},
+                where=consumer_offsets.c.next_offset < row.excluded.next_offset,
             )
-            .values(next_offset=next_offset, last_event_id=last)
         )
 
 

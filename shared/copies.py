@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.consumer import trusted_offsets
 from shared.events import RecordedEvent
-from shared.kafka import topic_of
+from shared.kafka import partitions_of, topic_of
 from shared.readmodel import ReadModelDB, inbox
 
 BATCH = 500
@@ -98,7 +98,13 @@ async def _where_the_group_stands(
     """Per partition, the group's next offset: as kept with its rows (when the broker
     backs it, ``trusted_offsets``), else as committed to Kafka (a service from before
     the offsets were kept), else none (nothing to do)."""
-    every = [TopicPartition(t, p) for t in topics for p in await _partitions(consumer, t)]
+    existing = await consumer.topics()  # a topic nobody made yet holds nothing to apply
+    every = [
+        TopicPartition(t, p)
+        for t in topics
+        if t in existing
+        for p in await partitions_of(consumer, t)
+    ]
     stored = await trusted_offsets(db, bootstrap, group_id, every)
     committed = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id)
     await committed.start()
@@ -113,14 +119,6 @@ async def _where_the_group_stands(
         return until
     finally:
         await committed.stop()
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    found = consumer.partitions_for_topic(topic)
-    if not found:
-        await consumer.topics()  # refreshes the metadata
-        found = consumer.partitions_for_topic(topic)
-    return set(found or ())
 
 
 async def _apply(

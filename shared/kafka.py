@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 
@@ -88,6 +89,17 @@ async def topic_exists(bootstrap: str, topic: str) -> bool:
         await admin.close()
 
 
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    """The topic's partitions, once the consumer's metadata knows them (a few seconds)."""
+    for _ in range(50):
+        found = consumer.partitions_for_topic(topic)
+        if found:
+            return set(found)
+        await consumer.topics()  # refreshes the metadata
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"no partitions known for {topic}")
+
+
 async def message_at(
     bootstrap: str, topic: str, partition: int, offset: int
 ) -> ConsumerRecord[bytes, bytes] | None:
@@ -128,4 +140,12 @@ async def messages_at(
         await consumer.stop()
 
 
-__all__ = ["KafkaError", "ensure_topic", "message_at", "messages_at", "topic_exists", "topic_of"]
+__all__ = [
+    "KafkaError",
+    "ensure_topic",
+    "message_at",
+    "messages_at",
+    "partitions_of",
+    "topic_exists",
+    "topic_of",
+]

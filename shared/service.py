@@ -148,12 +148,11 @@ class ServiceRuntime:
     async def _consume(self) -> None:
         """The service's consumer, once no refill of its copies runs (``shared.copies``):
         a replica starting during one would write into the tables being filled."""
-        assert self.db is not None and self.inbound is not None
-        if self.leases is None:
-            self.leases = Leases(self.db)
+        assert self.inbound is not None
+        leases = self._leases()
         while True:
             try:
-                async with self.leases.holding_now([refill_lease(self.spec.name)]):
+                async with leases.holding_now([refill_lease(self.spec.name)]):
                     break
             except LeaseBusy:
                 self.problems[REFILL_PROBLEM] = "the consumer waits for a refill of copies to end"
@@ -220,10 +219,7 @@ class ServiceRuntime:
     ) -> None:
         """Supervise ``name``, a job that only one replica may run at a time (see
         shared.leases), holding every lease in ``names``."""
-        assert self.db is not None
-        if self.leases is None:
-            self.leases = Leases(self.db)
-        leases = self.leases
+        leases = self._leases()
 
         def holding(held: list[str]) -> Callable[[], Coroutine[Any, Any, None]]:
             if not held:
@@ -231,6 +227,13 @@ class ServiceRuntime:
             return lambda: leases.run(held[0], holding(held[1:]), standing_by)
 
         self.supervise(name, holding(sorted(names)))
+
+    def _leases(self) -> Leases:
+        """The process's leases on the read-model database, made on first use."""
+        assert self.db is not None
+        if self.leases is None:
+            self.leases = Leases(self.db)
+        return self.leases
 
     def supervise(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
         """Run ``work`` forever; when it fails (broker down, say), log and restart it."""

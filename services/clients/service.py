@@ -64,7 +64,7 @@ async def start(runtime: ServiceRuntime) -> None:
     )
     clients.on_erased.append(companies.forget_client)
     runtime.extensions["companies"] = companies
-    runtime.add_consumer(ConsumerSpec("staff-names", ["identity"], clients.on_identity_event))
+    runtime.add_consumer(ConsumerSpec("staff-names", ["identity"], record_staff_name))
     runtime.add_consumer(ConsumerSpec("deadlines", ["notifier"], clients.on_notifier_event))
 
 

@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -28,6 +27,7 @@ from shared.events import Actor, RecordedEvent
 from shared.kafka import ensure_topic
 from shared.leases import Leases
 from shared.readmodel import ReadModelDB
+from tests.integration.test_consumer import produce
 from tests.integration.test_service_runtime import ROOT, service_env, wait_ready
 
 _position = iter(range(1, 1_000_000))
@@ -49,16 +49,6 @@ def created(department_id: str, name: str) -> RecordedEvent:
         support={"enabled": True, "providers": [], "description": "", "sort": 0,
                  "charge_requests": False},
     )  # fmt: skip
-
-
-async def produce(bootstrap: str, topic: str, events: list[RecordedEvent]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        for event in events:
-            await producer.send_and_wait(topic, key=event.stream.encode(), value=event.to_json())
-    finally:
-        await producer.stop()
 
 
 async def departments(db: ReadModelDB) -> dict[str, str] | None:

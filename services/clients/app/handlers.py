@@ -37,7 +37,6 @@ from services.clients.projections import (
     client_groups,
     clients,
     projects,
-    record_staff_name,
     staff_names,
 )
 from services.clients.projections.queries import ClientFilter, client_query
@@ -417,10 +416,6 @@ class Clients:
             except ConcurrencyError:
                 continue  # the card changed meanwhile: decide again
         raise Conflict("version_conflict", f"client {client_id} kept changing")
-
-    async def on_identity_event(self, conn: Any, event: RecordedEvent) -> None:
-        """Keep staff names for ``%admin_name%`` from ``StaffAdded`` / ``StaffChanged``."""
-        await record_staff_name(conn, event)
 
 
 def _answer(aggregate_id: str, version: int, result: AppendResult | None) -> CommandAnswer:
