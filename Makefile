@@ -18,20 +18,21 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(PY) -m shared.devstack
 
-## The whole suite against the machine's PostgreSQL and a real Kafka-protocol broker.
+## The whole suite against real PostgreSQL (PG_DSN when a server answers there, else a
+## throwaway cluster from the machine's binaries) and a real Kafka-protocol broker.
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m devtools.postgres -- $(PY) -m pytest $(PYTEST_ARGS)
 
 ## Benchmarks -> bench/results.json (and a table on stdout).
 bench: $(STAMP)
-	$(PY) -m bench.run $(BENCH_ARGS)
+	$(PY) -m devtools.postgres -- $(PY) -m bench.run $(BENCH_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check shared services tests bench
-	$(VENV)/bin/ruff format --check shared services tests bench
+	$(VENV)/bin/ruff check shared services devtools tests bench
+	$(VENV)/bin/ruff format --check shared services devtools tests bench
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy shared services bench
+	$(VENV)/bin/mypy shared services devtools bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
