@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 ## Broker on 9092, SMTP on 1025, the five services on 8001-8005, SQLite stores under var/.
 run: $(STAMP)
-	$(PY) -m shared.devstack
+	$(PY) -m devtools.devstack
 
 ## The whole suite against real PostgreSQL (PG_DSN when a server answers there, else a
 ## throwaway cluster from the machine's binaries) and a real Kafka-protocol broker.
@@ -28,11 +28,12 @@ bench: $(STAMP)
 	$(PY) -m devtools.postgres -- $(PY) -m bench.run $(BENCH_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check shared services devtools tests bench
-	$(VENV)/bin/ruff format --check shared services devtools tests bench
+	$(VENV)/bin/ruff check shared services devtools analytics tests bench
+	$(VENV)/bin/ruff format --check shared services devtools analytics tests bench
+	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy shared services devtools bench
+	$(VENV)/bin/mypy shared services devtools analytics bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -33,7 +33,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from shared import devbroker
+from devtools import devbroker
 
 ROOT = Path(__file__).resolve().parents[1]
 DSN = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

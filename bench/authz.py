@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import casbin
 from casbin import model as casbin_model
 
-from shared import rights as catalogue
-from shared.access import AccessCopy, Authorizer, IpPolicy, StaffAccessChanged
+from shared.access.control import AccessCopy, Authorizer, IpPolicy, StaffAccessChanged
+from shared.domain import rights as catalogue
 
 STAFF = 10_000
 DEPARTMENTS = 50

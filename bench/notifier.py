@@ -30,7 +30,7 @@ import httpx
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from bench.tickets import ADMIN_PASSWORD, p99, running_stack
-from shared import devbroker
+from devtools import devbroker
 
 SERVICES = ("identity", "departments", "clients", "tickets", "notifier")
 PASSWORD = ADMIN_PASSWORD

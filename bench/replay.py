@@ -4,7 +4,7 @@
 
 * ``replay.events_per_s``: events in the four contexts' stores divided by the
   wall time of rebuilding every read model of identity, departments, clients
-  and tickets (``shared.replay.rebuild_all``, what ``python -m shared.cli
+  and tickets (``shared.projections.replay.rebuild_all``, what ``python -m shared.cli
   rebuild all`` runs: one pass per service, pages of 20,000, the next page read
   while one is applied). Goal: ≥ 50,000/s. ``replay.<context>.events_per_s``
   are the per-context rates. ``replay.kernel_path_events_per_s``: the same log
@@ -14,7 +14,7 @@
 
 The events are what the services write (``--events``, default 1,000,000):
 built as the domain's payload models, encoded by the contexts' registries, and
-personal fields sealed with per-client keys (AES-GCM, ``shared.shredding``),
+personal fields sealed with per-client keys (AES-GCM, ``shared.privacy.shredding``),
 whose keys are in each context's read-model database, so the rebuild opens
 them as a real one does. A seeded mix (per client): registration, a change
 of phone, every fourth an abuse notice with penalty points; two tickets, each
@@ -56,13 +56,13 @@ from services.clients.domain import events as client_events
 from services.departments.domain import events as department_events
 from services.identity.domain import events as identity_events
 from services.tickets.domain import events as ticket_events
-from shared import rights as catalogue
-from shared.access import DepartmentRightsChanged, IpPolicy
-from shared.builtin_projections import EventTypeCounts
-from shared.events import Actor, DomainEvent, EventRegistry, actor_to_json
+from shared.access.control import DepartmentRightsChanged, IpPolicy
+from shared.domain import rights as catalogue
+from shared.domain.events import Actor, DomainEvent, EventRegistry, actor_to_json
 from shared.eventstore.postgres import PostgresEventStore
-from shared.readmodel import ReadModelDB
-from shared.replay import (
+from shared.privacy.shredding import personal_fields, seal_value, subject_keys, subject_of
+from shared.projections.builtin import EventTypeCounts
+from shared.projections.replay import (
     REBUILD_PAGE,
     LogToRebuild,
     RebuildJob,
@@ -70,7 +70,7 @@ from shared.replay import (
     rebuild_logs,
     service_read_models,
 )
-from shared.shredding import personal_fields, seal_value, subject_keys, subject_of
+from shared.readmodel.database import ReadModelDB
 
 DSN = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 SEED = 20_261_215
@@ -349,7 +349,7 @@ async def seed(events: int, progress: Progress) -> dict[str, int]:
 
 async def rebuild(progress: Progress, workers: int) -> tuple[float, dict[str, tuple[int, float]]]:
     """Rebuild every context's read models as ``rebuild all --workers`` does
-    (``shared.replay.rebuild_logs``: the tickets log split by stream, the rest by
+    (``shared.projections.replay.rebuild_logs``: the tickets log split by stream, the rest by
     read model), all contexts side by side. The wall time, and (events, seconds of
     its slowest job) per context."""
     logs = []

@@ -44,13 +44,13 @@ from bench import access_latency, authz
 from bench import notifier as notifier_bench
 from bench import replay as replay_bench
 from bench import tickets as support_center
-from shared import devbroker
-from shared.events import Actor, NewEvent
+from devtools import devbroker
+from shared.domain.events import Actor, NewEvent
 from shared.eventstore import StreamState
 from shared.eventstore.postgres import PostgresEventStore
 from shared.eventstore.sqlite import SqliteEventStore
-from shared.readmodel import ReadModelDB
-from shared.relay import Relay
+from shared.messaging.relay import Relay
+from shared.readmodel.database import ReadModelDB
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_PATH = BENCH_DIR / "results.json"

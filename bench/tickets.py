@@ -80,11 +80,11 @@ import httpx
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateIndex
 
+from devtools import devbroker
 from services.tickets.projections.queries import QueueFilter, Scope, page_query, total
 from services.tickets.projections.queue import NEVER
 from services.tickets.projections.queue import tickets as tickets_table
-from shared import devbroker
-from shared.readmodel import ReadModelDB
+from shared.readmodel.database import ReadModelDB
 
 ROOT = Path(__file__).resolve().parents[1]
 DSN = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

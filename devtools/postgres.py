@@ -32,7 +32,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from shared.devbroker import free_port
+from devtools.devbroker import free_port
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 CLUSTER_USER = "postgres"
@@ -60,7 +60,7 @@ def answers(url: str, timeout: float = 3.0) -> bool:
     async def probe() -> bool:
         try:
             connection = await asyncpg.connect(url, timeout=timeout)
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, ValueError):
+        except (TimeoutError, OSError, asyncpg.PostgresError, ValueError):
             return False
         try:
             await connection.fetchval("SELECT 1")
@@ -78,9 +78,7 @@ def binaries_dir() -> Path:
         out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
         if out.returncode == 0:
             candidates.append(Path(out.stdout.strip()))
-    candidates += [
-        Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
-    ]
+    candidates += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
     if initdb := shutil.which("initdb"):
         candidates.append(Path(initdb).resolve().parent)
     for folder in candidates:
@@ -115,8 +113,17 @@ def throwaway_cluster() -> Iterator[str]:
     try:
         subprocess.run(
             _as_cluster_user(
-                [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                 "--encoding=UTF8", "--locale=C", "--no-sync"]
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ]
             ),
             check=True,
             stdout=subprocess.DEVNULL,
@@ -124,8 +131,19 @@ def throwaway_cluster() -> Iterator[str]:
         options = " ".join(f"-c {key}={value}" for key, value in THROWAWAY_SETTINGS.items())
         subprocess.run(
             _as_cluster_user(
-                [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60",
-                 "-o", f"-p {port} -k {sockets} {options}", "start"]
+                [
+                    str(bindir / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(log),
+                    "-w",
+                    "-t",
+                    "60",
+                    "-o",
+                    f"-p {port} -k {sockets} {options}",
+                    "start",
+                ]
             ),
             check=True,
             stdout=subprocess.DEVNULL,
@@ -134,8 +152,9 @@ def throwaway_cluster() -> Iterator[str]:
     finally:
         if (data / "postmaster.pid").exists():
             subprocess.run(
-                _as_cluster_user([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate",
-                                  "-w", "stop"]),
+                _as_cluster_user(
+                    [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]
+                ),
                 check=False,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -150,8 +169,10 @@ def postgres_server() -> Iterator[str]:
     if answers(url):
         yield url
         return
-    print(f"devtools.postgres: nothing answers at {url}; starting a throwaway cluster",
-          file=sys.stderr)
+    print(
+        f"devtools.postgres: nothing answers at {url}; starting a throwaway cluster",
+        file=sys.stderr,
+    )
     with throwaway_cluster() as started:
         yield started
 

@@ -5,9 +5,9 @@
 * ``status SERVICE`` – each projection's checkpoint and lag, and the relay's.
 * ``relay SERVICE`` – publish what the store holds to the topic and exit.
 * ``refill-copies SERVICE [--copy NAME]`` – fill again the tables a service
-  keeps from other contexts' topics (``shared.copies``), with a progress bar.
+  keeps from other contexts' topics (``shared.messaging.copies``), with a progress bar.
 * ``export``, ``rights-at``, ``ticket-viewers``, ``client-at`` – analysing
-  history (``shared.analytics``): export events, answer "as of T" questions.
+  history (``analytics``): export events, answer "as of T" questions.
 
 The service's settings come from the same environment variables the service
 uses (``EVENT_STORE_URL``, ``READ_MODEL_URL``, ``VAR_DIR``, ...).
@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import typer
 from rich.console import Console
@@ -35,17 +35,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from shared.analytics.commands import register as register_analytics
-from shared.analytics.sources import Source, resolve
-from shared.copies import inbound_group, refill, refill_lease
-from shared.events import EventRegistry
+from shared import catalogue
 from shared.eventstore import open_event_store
-from shared.kafka import topic_of
-from shared.leases import LeaseBusy, Leases
-from shared.projections import Projection, checkpoint_name
-from shared.readmodel import ReadModelDB
-from shared.relay import Relay
-from shared.replay import (
+from shared.messaging.copies import inbound_group, refill, refill_lease
+from shared.messaging.kafka import topic_of
+from shared.messaging.relay import Relay
+from shared.privacy.shredding import personal_fields
+from shared.projections.replay import (
     LogToRebuild,
     RebuildJob,
     collect_rarely,
@@ -53,9 +49,12 @@ from shared.replay import (
     rebuild_logs,
     service_read_models,
 )
-from shared.service import ServiceSpec
-from shared.settings import DEFAULT_PORTS, ServiceSettings
-from shared.shredding import personal_fields
+from shared.projections.runner import Projection, checkpoint_name
+from shared.readmodel.database import ReadModelDB
+from shared.readmodel.leases import LeaseBusy, Leases
+from shared.runtime.service import ServiceSpec
+from shared.runtime.settings import ServiceSettings
+from shared.runtime.sources import Source, resolve
 
 cli = typer.Typer(help=__doc__, no_args_is_help=True)
 console = Console()
@@ -74,11 +73,10 @@ def _progress_bars(*extra: TextColumn) -> Progress:
 
 
 def _spec(service: str) -> ServiceSpec:
-    if service not in DEFAULT_PORTS:
-        raise typer.BadParameter(f"unknown service {service!r}; one of {', '.join(DEFAULT_PORTS)}")
-    module = importlib.import_module(f"services.{service}.service")
-    spec: ServiceSpec = module.SPEC
-    return spec
+    try:
+        return cast(ServiceSpec, catalogue.spec(service))
+    except catalogue.UnknownService as unknown:
+        raise typer.BadParameter(str(unknown)) from None
 
 
 @dataclass(frozen=True)
@@ -200,7 +198,7 @@ def rebuild(
     With ``--workers N`` the read models are split into groups of similar cost, each
     group replays the log in its own process, and all services' groups run side by side.
     """
-    services = list(DEFAULT_PORTS) if service == "all" else [service]
+    services = list(catalogue.names()) if service == "all" else [service]
     for name in services:
         _spec(name)  # an unknown name fails before anything is dropped
     collect_rarely()
@@ -219,7 +217,7 @@ def rebuild(
 
 async def _status(service: str) -> Table:
     spec = _spec(service)
-    settings = ServiceSettings().resolved(service)
+    settings = ServiceSettings().resolved(service, catalogue.spec(service).port)
     store = await open_event_store(settings.event_store_url, namespace=service)
     db = await ReadModelDB.open(settings.read_model_url)
     try:
@@ -261,7 +259,7 @@ async def _refill(service: str, only: str | None, progress: Progress) -> dict[st
             else f"{service} keeps no copies of other contexts' facts",
             param_hint="--copy",
         )
-    settings = ServiceSettings().resolved(service)
+    settings = ServiceSettings().resolved(service, catalogue.spec(service).port)
     db = await ReadModelDB.open(settings.read_model_url, pool_size=2)
     leases = Leases(db)
     applied: dict[str, int] = {}
@@ -311,7 +309,7 @@ def refill_copies(
 
 
 async def _relay(service: str) -> int:
-    settings = ServiceSettings().resolved(service)
+    settings = ServiceSettings().resolved(service, catalogue.spec(service).port)
     store = await open_event_store(settings.event_store_url, namespace=service)
     db = await ReadModelDB.open(settings.read_model_url)
     try:
@@ -335,11 +333,9 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "docs" / "events"
 
 def event_schemas(service: str) -> dict[str, object] | None:
     """The JSON Schemas of what ``service`` publishes on its topic (None: no events yet)."""
-    try:
-        module = importlib.import_module(f"services.{service}.domain.events")
-    except ModuleNotFoundError:
+    registry = catalogue.spec(service).events
+    if not registry.json_schemas():
         return None
-    registry: EventRegistry = module.registry
     events: dict[str, object] = {}
     for name, schema in registry.json_schemas().items():
         sealed = personal_fields(registry.model(name))
@@ -347,6 +343,8 @@ def event_schemas(service: str) -> dict[str, object] | None:
             prop = schema.get("properties", {}).get(field)
             if isinstance(prop, dict):
                 prop["x-sealed"] = True
+                # Published text, frozen with the schemas (the module is now
+                # shared/privacy/shredding.py).
                 prop["description"] = (
                     "personal data, sealed with the subject's key (shared/shredding.py); "
                     "null once the subject was erased"
@@ -373,14 +371,15 @@ def render_schemas(service: str) -> str | None:
 def schemas() -> None:
     """Write docs/events/<service>.json: the schema of every event each service publishes."""
     SCHEMA_DIR.mkdir(parents=True, exist_ok=True)
-    for service in DEFAULT_PORTS:
+    for service in catalogue.names():
         text = render_schemas(service)
         if text is not None:
             (SCHEMA_DIR / f"{service}.json").write_text(text)
             console.print(f"wrote docs/events/{service}.json")
 
 
-register_analytics(cli)
+for register in catalogue.cli_plugins():
+    register(cli)
 
 
 if __name__ == "__main__":

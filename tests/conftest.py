@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 
-from shared import devbroker
+from devtools import devbroker
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 # Tests start up to four services at once on one PostgreSQL server (100

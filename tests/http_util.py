@@ -12,7 +12,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from shared.devbroker import free_port
+from devtools.devbroker import free_port
 
 T = TypeVar("T")
 

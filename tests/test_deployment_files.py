@@ -20,9 +20,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from services.clients.service import ClientsSettings
-from services.tickets.service import TicketsSettings
-from shared.settings import DEFAULT_PORTS, ServiceSettings
+from services.clients.settings import ClientsSettings
+from services.tickets.settings import TicketsSettings
+from shared import catalogue
+from shared.runtime.settings import ServiceSettings
 
 yaml = pytest.importorskip("yaml", reason="PyYAML (a [dev] dependency) is not installed")
 
@@ -30,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 BASE = DEPLOY / "base"
 OVERLAYS = DEPLOY / "overlays"
-SERVICES = tuple(DEFAULT_PORTS)  # identity, departments, tickets, clients, notifier
+SERVICES = catalogue.names()  # identity, departments, tickets, clients, notifier
 SCALED = ("identity", "departments", "tickets", "clients")  # the notifier runs timers
 INFRASTRUCTURE = ("kafka", "eventstore", "postgres")
 SECRET = "backoffice-secrets"
@@ -111,7 +112,7 @@ def test_compose_uses_the_compose_spec(compose: dict[str, Any]) -> None:
 @pytest.mark.parametrize("name", SERVICES)
 def test_compose_builds_and_runs_each_service(compose: dict[str, Any], name: str) -> None:
     service = compose["services"][name]
-    port = DEFAULT_PORTS[name]
+    port = catalogue.default_ports()[name]
     assert service["build"]["context"] == "."
     assert service["build"]["args"]["SERVICE"] == name
     published = [str(p) for p in service["ports"]]
@@ -132,7 +133,7 @@ def test_compose_gives_each_service_what_the_code_needs(compose: dict[str, Any],
     missing = {var: why for var, why in _container_settings().items() if not env.get(var)}
     assert not missing, f"{name} lacks {missing}"
     assert env["SERVICE_HOST"] == "0.0.0.0"
-    assert env["SERVICE_PORT"] == str(DEFAULT_PORTS[name])
+    assert env["SERVICE_PORT"] == str(catalogue.default_ports()[name])
     store = urlsplit(env["EVENT_STORE_URL"])
     assert (store.scheme, store.hostname, store.port) == ("esdb", "eventstore", 2113)
     assert "tls=false" in store.query.lower()
@@ -311,7 +312,7 @@ def test_base_configmap(base: list[dict[str, Any]]) -> None:
 def test_base_deployment(base: list[dict[str, Any]], name: str) -> None:
     deployment = _by_kind(base, "Deployment")[name]
     ((config_name, config),) = _by_kind(base, "ConfigMap").items()
-    port = DEFAULT_PORTS[name]
+    port = catalogue.default_ports()[name]
     spec = deployment["spec"]
     pod = spec["template"]["spec"]
     labels = spec["template"]["metadata"]["labels"]

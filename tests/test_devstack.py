@@ -1,4 +1,4 @@
-"""``make run`` end to end: ``python -m shared.devstack`` on free ports and a temporary var dir.
+"""``make run`` end to end: ``python -m devtools.devstack`` on free ports and a temporary var dir.
 
 Brings the stack up, checks every service answers ``/ready``, ``/health`` and
 ``/metrics``, sends one mail through the SMTP sink, stops it with SIGINT (exit
@@ -25,7 +25,7 @@ import aiosmtplib
 import httpx
 import pytest
 
-from shared.devbroker import free_port
+from devtools.devbroker import free_port
 
 pytestmark = [
     pytest.mark.slow,
@@ -38,13 +38,13 @@ SERVICES = ("identity", "departments", "tickets", "clients", "notifier")
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 # The modules devstack runs with ``python -m``, by the name it gives them; plus the broker.
-MODULES = {"smtp": "shared.smtp_sink", **{name: f"services.{name}" for name in SERVICES}}
+MODULES = {"smtp": "devtools.smtp_sink", **{name: f"services.{name}" for name in SERVICES}}
 EXPECTED_CHILDREN = {"broker", *MODULES}
 
 
 @dataclass
 class Stack:
-    """A running ``python -m shared.devstack`` and everything it printed so far."""
+    """A running ``python -m devtools.devstack`` and everything it printed so far."""
 
     process: asyncio.subprocess.Process
     ports: Mapping[str, int]
@@ -104,7 +104,7 @@ async def start_stack(var_dir: Path, ports: Mapping[str, int]) -> Stack:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "shared.devstack",
+        "devtools.devstack",
         "--var-dir",
         str(var_dir),
         "--ready-timeout",

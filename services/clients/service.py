@@ -1,15 +1,15 @@
 """How the clients service plugs into the kernel: routers, projections, consumers."""
 
-from pydantic_settings import BaseSettings
-
 import services.clients as package
 from services.clients.adapters.identity_http import IdentityHttp
 from services.clients.api import router
 from services.clients.api.companies import router as companies_router
 from services.clients.api.internal import router as internal_router
+from services.clients.app.application import ClientsApplication
 from services.clients.app.attachments import AttachmentStore
 from services.clients.app.companies import Companies
 from services.clients.app.handlers import Clients
+from services.clients.domain import events
 from services.clients.projections import (
     ClientDirectory,
     record_staff_name,
@@ -17,21 +17,15 @@ from services.clients.projections import (
     staff_names,
 )
 from services.clients.projections.companies import company_projections
-from shared.copies import TopicCopy
-from shared.domain import NotFound
-from shared.projections import Projection
-from shared.service import ConsumerSpec, ServiceRuntime, ServiceSpec
-from shared.shredding import KeyRing
+from services.clients.settings import ClientsSettings
+from shared.domain.aggregate import NotFound
+from shared.messaging.copies import TopicCopy
+from shared.privacy.shredding import KeyRing
+from shared.projections.runner import Projection
+from shared.runtime.service import ConsumerSpec, ServiceRuntime, ServiceSpec
 
 
-class ClientsSettings(BaseSettings):
-    """The clients service's own options (environment variables of the same name)."""
-
-    # Identity's base URL: client credentials and impersonation go there.
-    identity_url: str = "http://127.0.0.1:8001"
-
-
-async def start(runtime: ServiceRuntime) -> None:
+async def compose(runtime: ServiceRuntime) -> ClientsApplication:
     """Build the application service; follow identity (staff names) and the notifier."""
     assert runtime.store is not None and runtime.db is not None
     secret = runtime.settings.jwt_secret
@@ -54,7 +48,6 @@ async def start(runtime: ServiceRuntime) -> None:
             return False
         return True
 
-    runtime.extensions["clients"] = clients
     companies = Companies(
         store=runtime.store,
         db=runtime.db,
@@ -63,9 +56,9 @@ async def start(runtime: ServiceRuntime) -> None:
         client_exists=client_exists,
     )
     clients.on_erased.append(companies.forget_client)
-    runtime.extensions["companies"] = companies
     runtime.add_consumer(ConsumerSpec("staff-names", ["identity"], record_staff_name))
     runtime.add_consumer(ConsumerSpec("deadlines", ["notifier"], clients.on_notifier_event))
+    return ClientsApplication(clients=clients, companies=companies)
 
 
 def projections() -> list[Projection]:
@@ -75,10 +68,12 @@ def projections() -> list[Projection]:
 
 SPEC = ServiceSpec(
     name="clients",
+    port=8004,
+    events=events.registry,
     title="Clients service",
     description=package.__doc__ or "",
     routers=[router, companies_router, internal_router],
     projections=projections,
-    on_start=start,
+    compose=compose,
     copies=(TopicCopy("staff_names", ("identity",), (staff_names,), record_staff_name),),
 )

@@ -2,24 +2,28 @@
 
 import services.departments as package
 from services.departments.api import router
+from services.departments.app.application import DepartmentsApplication
 from services.departments.app.handlers import Departments
+from services.departments.domain import events
 from services.departments.projections import projections
-from shared.service import ServiceRuntime, ServiceSpec
+from shared.runtime.service import ServiceRuntime, ServiceSpec
 
 
-async def start(runtime: ServiceRuntime) -> None:
+async def compose(runtime: ServiceRuntime) -> DepartmentsApplication:
     """Build the application service; create the default departments once."""
     assert runtime.store is not None and runtime.db is not None
     departments = Departments(store=runtime.store, db=runtime.db)
     await departments.create_defaults()
-    runtime.extensions["departments"] = departments
+    return DepartmentsApplication(departments=departments)
 
 
 SPEC = ServiceSpec(
     name="departments",
+    port=8002,
+    events=events.registry,
     title="Departments service",
     description=package.__doc__ or "",
     routers=[router],
     projections=projections,
-    on_start=start,
+    compose=compose,
 )

@@ -1,9 +1,9 @@
 """`python -m services.identity`: serve the API.
 
-Port from SERVICE_PORT or IDENTITY_PORT; see shared.settings.
+Port from SERVICE_PORT or IDENTITY_PORT; see shared.runtime.settings.
 """
 
 from services.identity.service import SPEC
-from shared.service import serve
+from shared.runtime.service import serve
 
 serve(SPEC)

@@ -1,20 +1,101 @@
 """How the notifier service plugs into the kernel: routers, projections, its own workers.
 
-Its workers (the faust stream processor, the timekeeper, the postman) start in
-``on_start`` and stop with the service; see ``app/notifier.py``.
+The composition root: its workers (the faust stream processor, the timekeeper,
+the postman) are built here from the adapters (SMTP, SMS gateway, the clients
+service), start with the service and stop with it; see ``app/notifier.py``.
 """
 
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
 import services.notifier as package
+from services.notifier.adapters.clients_http import ClientsHttp
+from services.notifier.adapters.mail import SmtpMailer
+from services.notifier.adapters.sms import HttpSms
 from services.notifier.api import router
-from services.notifier.app.notifier import start
+from services.notifier.app.notifier import INPUT_CONTEXTS, Notifier
+from services.notifier.app.postman import Postman
+from services.notifier.app.processor import Processor
+from services.notifier.app.stream import NotifierStream, quiet_faust
+from services.notifier.app.timekeeper import Timekeeper
+from services.notifier.domain import events
 from services.notifier.projections import projections
-from shared.service import ServiceSpec
+from services.notifier.settings import NotifierSettings
+from shared.messaging.kafka import topic_of
+from shared.privacy.shredding import KeyRing
+from shared.runtime.service import ServiceRuntime, ServiceSpec
+
+
+async def compose(runtime: ServiceRuntime) -> Notifier:
+    """Build the parts and run them under the runtime's supervision."""
+    assert runtime.store is not None and runtime.db is not None
+    settings = NotifierSettings()
+    secret = runtime.settings.jwt_secret
+    assert secret is not None
+    quiet_faust()
+    keys = KeyRing(runtime.db)
+    clients = ClientsHttp(settings.clients_url, secret.get_secret_value())
+    sms = HttpSms(settings)
+    views = runtime.runners["notifier"]
+    postman = Postman(
+        runtime.store,
+        runtime.db,
+        views,
+        SmtpMailer(settings),
+        sms,
+        settings.retry_policy(),
+        concurrency=settings.delivery_concurrency,
+    )
+    processor = Processor(
+        runtime.store,
+        runtime.db,
+        keys,
+        clients,
+        timedelta(minutes=settings.sla_warning_minutes),
+        on_queued=postman.wake,
+    )
+    await processor.start()
+    prefix = runtime.settings.topic_prefix
+    stream = NotifierStream(
+        runtime.settings.kafka_bootstrap_servers,
+        [topic_of(context, prefix) for context in INPUT_CONTEXTS],
+        group_id=f"{prefix}notifier.stream",
+        handle=processor.handle,
+        session_timeout=settings.stream_session_timeout_seconds,
+        heartbeat=settings.stream_heartbeat_seconds,
+    )
+    timekeeper = Timekeeper(runtime.store, runtime.db, views)
+    notifier = Notifier(runtime, settings, processor, stream, timekeeper, postman)
+    notifier.closers += [clients.close, sms.close]
+    runtime.tasks.append(asyncio.create_task(_close_on_stop(notifier.closers)))
+    for name, work in (
+        ("notifier:stream", stream.run),
+        ("notifier:timekeeper", timekeeper.run),
+        ("notifier:postman", postman.run),
+    ):
+        runtime.supervise(name, work)
+    return notifier
+
+
+async def _close_on_stop(closers: list[Callable[[], Awaitable[None]]]) -> None:
+    """Close the HTTP clients when the runtime cancels its tasks."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        for close in closers:
+            await close()
+
 
 SPEC = ServiceSpec(
     name="notifier",
+    port=8005,
+    events=events.registry,
     title="Notifier service",
     description=package.__doc__ or "",
     routers=[router],
     projections=projections,
-    on_start=start,
+    compose=compose,
 )

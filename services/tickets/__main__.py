@@ -1,9 +1,9 @@
 """`python -m services.tickets`: serve the API.
 
-Port from SERVICE_PORT or TICKETS_PORT; see shared.settings.
+Port from SERVICE_PORT or TICKETS_PORT; see shared.runtime.settings.
 """
 
 from services.tickets.service import SPEC
-from shared.service import serve
+from shared.runtime.service import serve
 
 serve(SPEC)

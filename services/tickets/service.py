@@ -1,31 +1,22 @@
 """How the tickets service plugs into the kernel: routers, projections, consumers."""
 
-from pydantic_settings import BaseSettings
-
 import services.tickets as package
 from services.tickets.adapters.clients_http import ClientsHttp
 from services.tickets.api import router
 from services.tickets.api.catalog import router as catalog_router
 from services.tickets.api.reports import router as reports_router
+from services.tickets.app.application import TicketsApplication
 from services.tickets.app.catalog import SupportCatalog
 from services.tickets.app.handlers import Tickets
+from services.tickets.domain import events
 from services.tickets.projections import projections, support
 from services.tickets.projections.reports import TicketReports
-from shared.access import Access
-from shared.copies import TopicCopy
-from shared.projections import Projection
-from shared.service import ConsumerSpec, ServiceRuntime, ServiceSpec
-from shared.shredding import KeyRing
-
-
-class TicketsSettings(BaseSettings):
-    """The tickets service's own options (environment variables of the same name)."""
-
-    # Business hours within which a department promises a response (its expected
-    # response time: counted by the department's schedule, round the clock without one).
-    support_response_hours: float = 4.0
-    # The clients service: %client_person% of response templates is read there.
-    clients_url: str = "http://127.0.0.1:8004"
+from services.tickets.settings import TicketsSettings
+from shared.access.control import Access
+from shared.messaging.copies import TopicCopy
+from shared.privacy.shredding import KeyRing
+from shared.projections.runner import Projection
+from shared.runtime.service import ConsumerSpec, ServiceRuntime, ServiceSpec
 
 
 def _catalog(runtime: ServiceRuntime) -> SupportCatalog:
@@ -38,11 +29,10 @@ def _catalog(runtime: ServiceRuntime) -> SupportCatalog:
         return found is not None and not found.deleted
 
     catalog = SupportCatalog(runtime.store, db, known_department=known_department)
-    runtime.extensions["support_catalog"] = catalog
     return catalog
 
 
-async def start(runtime: ServiceRuntime) -> None:
+async def compose(runtime: ServiceRuntime) -> TicketsApplication:
     """Build the application services; follow departments, clients and the notifier."""
     assert runtime.store is not None and runtime.db is not None
     catalog = _catalog(runtime)
@@ -63,11 +53,11 @@ async def start(runtime: ServiceRuntime) -> None:
         people=ClientsHttp(settings.clients_url),
     )
     await tickets.start()
-    runtime.extensions["tickets"] = tickets
     runtime.add_consumer(ConsumerSpec("departments", ["departments"], tickets.on_departments_event))
     runtime.add_consumer(ConsumerSpec("clients", ["clients"], tickets.on_clients_event))
     runtime.add_consumer(ConsumerSpec("staff-names", ["identity"], tickets.on_identity_event))
     runtime.add_consumer(ConsumerSpec("deadlines", ["notifier"], tickets.on_notifier_event))
+    return TicketsApplication(tickets=tickets, support_catalog=catalog)
 
 
 def _projections() -> list[Projection]:
@@ -77,11 +67,13 @@ def _projections() -> list[Projection]:
 
 SPEC = ServiceSpec(
     name="tickets",
+    port=8003,
+    events=events.registry,
     title="Tickets service",
     description=package.__doc__ or "",
     routers=[router, catalog_router, reports_router],
     projections=_projections,
-    on_start=start,
+    compose=compose,
     copies=(
         TopicCopy(
             "known_departments",

@@ -23,7 +23,7 @@ from esdbclient import NewEvent as EsdbNewEvent
 from esdbclient import StreamState as EsdbState
 from esdbclient.exceptions import NotFound, WrongCurrentVersion
 
-from shared.events import Actor, NewEvent, RecordedEvent
+from shared.domain.events import Actor, NewEvent, RecordedEvent
 from shared.eventstore.port import (
     AppendResult,
     ConcurrencyError,

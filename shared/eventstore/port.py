@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter
 
-from shared.events import NewEvent, RecordedEvent
+from shared.domain.events import NewEvent, RecordedEvent
 
 # A re-sent (idempotent) append counts again on SQLite and EventStoreDB, which do
 # not tell it from a first one.

@@ -96,7 +96,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from shared.events import NewEvent, RecordedEvent, actor_from_json, actor_to_json
+from shared.domain.events import NewEvent, RecordedEvent, actor_from_json, actor_to_json
 from shared.eventstore.port import (
     STREAM_BUCKETS,
     AppendResult,

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from shared.events import NewEvent, RecordedEvent, actor_from_json, actor_to_json
+from shared.domain.events import NewEvent, RecordedEvent, actor_from_json, actor_to_json
 from shared.eventstore.port import (
     AppendResult,
     EventIdConflict,

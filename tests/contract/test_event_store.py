@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.events import Actor, NewEvent, RecordedEvent
+from shared.domain.events import Actor, NewEvent, RecordedEvent
 from shared.eventstore import (
     ConcurrencyError,
     EventIdConflict,

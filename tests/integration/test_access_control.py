@@ -17,12 +17,12 @@ import pytest
 from fastapi import APIRouter, Depends, FastAPI
 from pydantic import SecretStr
 
-from shared.access import IpPolicy, Principal, SessionEnded, StaffAccessChanged, issue_token
-from shared.access import registry as access_registry
-from shared.api import require
+from shared.access.control import IpPolicy, Principal, SessionEnded, StaffAccessChanged, issue_token
+from shared.access.control import registry as access_registry
 from shared.eventstore import EventStore
-from shared.service import ServiceSpec, create_app
-from shared.settings import ServiceSettings
+from shared.http.api import require
+from shared.runtime.service import ServiceSpec, create_app
+from shared.runtime.settings import ServiceSettings
 from tests.http_util import serving
 from tests.support.publishing import publishing_context
 

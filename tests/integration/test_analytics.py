@@ -17,7 +17,7 @@ The script (hours after T0):
     7  Support turns tickets.view off
     8  c1 erased: ClientErased, key destroyed
 
-The same history checks the one-pass rebuild (``shared.replay``) against read
+The same history checks the one-pass rebuild (``shared.projections.replay``) against read
 models that followed the log live, for every context.
 """
 
@@ -38,6 +38,9 @@ import pytest
 from sqlalchemy import inspect, select
 from typer.testing import CliRunner
 
+from analytics import history
+from analytics.export import Selection, export_events, open_sink
+from analytics.sources import Source
 from services.clients.domain.client import Client, ClientCard, ClientPatch, References
 from services.clients.domain.company import Company
 from services.clients.domain.events import registry as clients_registry
@@ -51,19 +54,15 @@ from services.tickets.domain.events import registry as tickets_registry
 from services.tickets.domain.ticket import Ticket
 from services.tickets.projections.queue import TicketQueue
 from services.tickets.projections.queue import tickets as queue_tickets
-from shared.analytics import history
-from shared.analytics.export import Selection, export_events, open_sink
-from shared.analytics.sources import Source
-from shared.app import load
-from shared.builtin_projections import EventTypeCounts
+from shared import catalogue
+from shared.application.commands import load
 from shared.cli import cli
-from shared.events import DomainEvent, EventRegistry, RecordedEvent
+from shared.domain.events import DomainEvent, EventRegistry, RecordedEvent
 from shared.eventstore import EventStore, open_event_store
 from shared.eventstore.port import STREAM_BUCKETS
-from shared.leases import Leases
-from shared.projections import Projection, ProjectionRunner, checkpoint_name
-from shared.readmodel import ReadModelDB, checkpoints
-from shared.replay import (
+from shared.privacy.shredding import KeyRing, Sealer
+from shared.projections.builtin import EventTypeCounts
+from shared.projections.replay import (
     LogToRebuild,
     RebuildJob,
     drop,
@@ -75,8 +74,9 @@ from shared.replay import (
     rebuild_logs,
     service_read_models,
 )
-from shared.settings import DEFAULT_PORTS
-from shared.shredding import KeyRing, Sealer
+from shared.projections.runner import Projection, ProjectionRunner, checkpoint_name
+from shared.readmodel.database import ReadModelDB, checkpoints
+from shared.readmodel.leases import Leases
 from tests.conftest import fresh_database
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -672,13 +672,13 @@ def test_rebuild_refuses_while_the_service_runs_its_read_models(tmp_path: Path) 
 
 def test_rebuild_all_covers_every_read_model_of_every_service(tmp_path: Path) -> None:
     env = {}
-    for service in DEFAULT_PORTS:
+    for service in catalogue.names():
         env[f"{service.upper()}_EVENT_STORE_URL"] = f"sqlite:///{tmp_path}/{service}.db"
         env[f"{service.upper()}_READ_MODEL_URL"] = f"sqlite:///{tmp_path}/{service}-read.db"
     for workers in ("1", "2"):  # two: SQLite read models, so one process per service
         done = CliRunner().invoke(cli, ["rebuild", "all", "--workers", workers], env=env)
         assert done.exit_code == 0, done.output
-        for service in DEFAULT_PORTS:
+        for service in catalogue.names():
             for projection in service_read_models(service):
                 assert f"{service}: rebuilt {projection.name} from 0 events" in done.output
     bad = CliRunner().invoke(cli, ["rebuild", "tickets", "--projection", "nope"], env=env)

@@ -22,10 +22,10 @@ from pydantic import SecretStr
 from services.clients.adapters.identity_http import IdentityHttp
 from services.identity.app.handlers import ADMIN_ID
 from services.identity.service import SPEC
-from shared.events import RecordedEvent
-from shared.internal import issue_service_token
-from shared.service import ServiceRuntime, create_app
-from shared.settings import ServiceSettings
+from shared.domain.events import RecordedEvent
+from shared.http.internal import issue_service_token
+from shared.runtime.service import ServiceRuntime, create_app
+from shared.runtime.settings import ServiceSettings
 from tests.http_util import serving
 from tests.kafka_util import read_topic
 
@@ -114,7 +114,7 @@ async def test_a_registered_client_logs_in_at_the_same_endpoint(served: Served) 
 
 
 async def test_handover_errors_come_back_typed(served: Served) -> None:
-    from shared.domain import Conflict, DomainError, NotFound
+    from shared.domain.aggregate import Conflict, DomainError, NotFound
 
     identity = served.identity
     with pytest.raises(Conflict) as taken:
@@ -195,7 +195,7 @@ async def test_disabling_ends_sessions_and_refuses_login(served: Served) -> None
     assert refused.status_code == 401
     again = await login(http, "client-one", "client-one-password")
     assert again.status_code == 401 and code(again) == "principal_disabled"
-    from shared.domain import Conflict
+    from shared.domain.aggregate import Conflict
 
     with pytest.raises(Conflict) as disabled:
         await identity.impersonate("c-1", ADMIN_ID, "any-session")
@@ -222,7 +222,7 @@ async def test_removal_frees_the_login_and_ends_every_session(served: Served) ->
     assert (await http.get("/me", headers=client)).status_code == 401
     assert (await login(http, "client-one", "client-one-password")).status_code == 401
     await identity.remove("c-1")  # repeating an erasure is harmless
-    from shared.domain import NotFound
+    from shared.domain.aggregate import NotFound
 
     with pytest.raises(NotFound):
         await identity.update("c-1", disabled=False)
@@ -270,7 +270,7 @@ async def test_impersonation_names_both_and_hands_back_to_the_staff_member(
     assert (await http.get("/me", headers=as_client)).status_code == 200
     assert (await http.post("/auth/logout", headers=admin)).status_code == 204
     assert (await http.get("/me", headers=as_client)).status_code == 401
-    from shared.domain import Conflict
+    from shared.domain.aggregate import Conflict
 
     with pytest.raises(Conflict) as stale:
         await identity.impersonate("c-1", ADMIN_ID, session_id(admin))

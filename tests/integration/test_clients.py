@@ -31,12 +31,12 @@ from services.clients.domain.events import ClientMessaged
 from services.clients.projections import ClientDirectory
 from services.clients.service import SPEC as CLIENTS
 from services.identity.service import SPEC as IDENTITY
-from shared.events import Actor, NewEvent, RecordedEvent
+from shared.domain.events import Actor, NewEvent, RecordedEvent
 from shared.eventstore import EventStore, open_event_store
-from shared.projections import ProjectionRunner
-from shared.readmodel import ReadModelDB
-from shared.service import create_app
-from shared.settings import ServiceSettings
+from shared.projections.runner import ProjectionRunner
+from shared.readmodel.database import ReadModelDB
+from shared.runtime.service import create_app
+from shared.runtime.settings import ServiceSettings
 from tests.conftest import fresh_database
 from tests.http_util import eventually, serving
 from tests.kafka_util import read_topic
@@ -59,7 +59,7 @@ class Stack:
 
     @property
     def app(self) -> Clients:
-        app: Clients = self.clients_app.state.runtime.extensions["clients"]
+        app: Clients = self.clients_app.state.runtime.composed.clients
         return app
 
 
@@ -660,7 +660,7 @@ async def test_erasure_leaves_no_personal_data_in_the_store_the_replay_or_the_to
     async with fresh_database() as replay_url:
         db = await ReadModelDB.open(replay_url)
         try:
-            from shared.shredding import metadata as key_tables
+            from shared.privacy.shredding import metadata as key_tables
 
             await db.create_tables(key_tables)
             runner = ProjectionRunner(store, db, ClientDirectory())

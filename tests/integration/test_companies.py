@@ -17,6 +17,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -38,15 +39,15 @@ from services.clients.projections.companies import (
     company_members,
     company_projections,
 )
-from shared import shredding
-from shared.access import IpPolicy, StaffAccessChanged, issue_token
-from shared.events import RecordedEvent
+from shared.access.control import IpPolicy, StaffAccessChanged, issue_token
+from shared.domain.events import RecordedEvent
 from shared.eventstore import EventStore
-from shared.projections import ProjectionRunner
-from shared.readmodel import ReadModelDB
-from shared.service import ServiceRuntime, ServiceSpec, create_app
-from shared.settings import ServiceSettings
-from shared.shredding import KeyRing, Sealer, is_sealed
+from shared.privacy import shredding
+from shared.privacy.shredding import KeyRing, Sealer, is_sealed
+from shared.projections.runner import ProjectionRunner
+from shared.readmodel.database import ReadModelDB
+from shared.runtime.service import ServiceRuntime, ServiceSpec, create_app
+from shared.runtime.settings import ServiceSettings
 from tests.conftest import fresh_database
 from tests.http_util import serving
 
@@ -127,24 +128,26 @@ async def stack(
         async def client_exists(client_id: str) -> bool:
             return client_id in KNOWN_CLIENTS
 
-        async def start(runtime: ServiceRuntime) -> None:
+        async def compose(runtime: ServiceRuntime) -> SimpleNamespace:
             """As the clients service builds it: the keys live in the read-model database."""
             assert runtime.store is not None and runtime.db is not None
             keys = KeyRing(runtime.db)
             await keys.create_tables()
-            runtime.extensions["companies"] = Companies(
-                store=runtime.store,
-                db=runtime.db,
-                sealer=Sealer(registry, keys),
-                identity=identity,
-                client_exists=client_exists,
+            return SimpleNamespace(
+                companies=Companies(
+                    store=runtime.store,
+                    db=runtime.db,
+                    sealer=Sealer(registry, keys),
+                    identity=identity,
+                    client_exists=client_exists,
+                )
             )
 
         spec = ServiceSpec(
             name="clients",
             routers=[router],
             projections=company_projections,
-            on_start=start,
+            compose=compose,
         )
         settings = ServiceSettings(
             event_store_url=url,

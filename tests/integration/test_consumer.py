@@ -14,12 +14,12 @@ from prometheus_client import REGISTRY
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.consumer import CONSUMER_LAG, Handler, InboxConsumer, prune_inbox
-from shared.events import NewEvent, RecordedEvent
+from shared.domain.events import NewEvent, RecordedEvent
 from shared.eventstore import open_event_store
-from shared.kafka import ensure_topic
-from shared.readmodel import ReadModelDB, consumer_offsets
-from shared.relay import message_headers
+from shared.messaging.consumer import CONSUMER_LAG, Handler, InboxConsumer, prune_inbox
+from shared.messaging.kafka import ensure_topic
+from shared.messaging.relay import message_headers
+from shared.readmodel.database import ReadModelDB, consumer_offsets
 
 metadata = MetaData()
 # Deliberately no unique key: a second application would show as a second row.

@@ -18,15 +18,15 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from devtools import devbroker
 from services.tickets.projections import support
 from services.tickets.projections.support import known_departments
 from services.tickets.service import SPEC
-from shared import devbroker
-from shared.copies import inbound_group, refill, refill_lease
-from shared.events import Actor, RecordedEvent
-from shared.kafka import ensure_topic
-from shared.leases import Leases
-from shared.readmodel import ReadModelDB
+from shared.domain.events import Actor, RecordedEvent
+from shared.messaging.copies import inbound_group, refill, refill_lease
+from shared.messaging.kafka import ensure_topic
+from shared.readmodel.database import ReadModelDB
+from shared.readmodel.leases import Leases
 from tests.integration.test_consumer import produce
 from tests.integration.test_service_runtime import ROOT, service_env, wait_ready
 

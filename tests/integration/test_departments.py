@@ -33,11 +33,11 @@ from services.departments.projections import departments as department_rows
 from services.departments.projections import schedules as schedule_rows
 from services.departments.service import SPEC as DEPARTMENTS
 from services.identity.service import SPEC as IDENTITY
-from shared import rights as catalogue
+from shared.domain import rights as catalogue
 from shared.eventstore import open_event_store
-from shared.readmodel import ReadModelDB
-from shared.service import create_app
-from shared.settings import ServiceSettings
+from shared.readmodel.database import ReadModelDB
+from shared.runtime.service import create_app
+from shared.runtime.settings import ServiceSettings
 from tests.conftest import fresh_database
 from tests.http_util import eventually, serving
 
@@ -184,7 +184,7 @@ async def test_defaults_are_created_once_even_by_replicas_starting_together(
         config = settings(database, kafka_bootstrap, topic_prefix, tmp_path)
         # Two replicas on one event store, started at once. Each has its own
         # read-model database: on a shared PostgreSQL one, the kernel's CREATE
-        # TABLEs of two starting replicas collide (reported, shared/readmodel.py).
+        # TABLEs of two starting replicas collide (reported, shared/readmodel/database.py).
         replicas = [
             config.model_copy(update={"read_model_url": f"sqlite:///{tmp_path}/replica{i}.db"})
             for i in range(2)

@@ -21,12 +21,12 @@ from pydantic import SecretStr
 from services.identity.domain.events import RightGranted
 from services.identity.domain.events import registry as identity_registry
 from services.identity.service import SPEC
-from shared.access import DepartmentRightsChanged
-from shared.access import registry as access_registry
-from shared.events import NewEvent, RecordedEvent
+from shared.access.control import DepartmentRightsChanged
+from shared.access.control import registry as access_registry
+from shared.domain.events import NewEvent, RecordedEvent
 from shared.eventstore import EventStore, open_event_store
-from shared.service import create_app
-from shared.settings import ServiceSettings
+from shared.runtime.service import create_app
+from shared.runtime.settings import ServiceSettings
 from tests.http_util import eventually, serving
 from tests.kafka_util import read_topic
 from tests.support.publishing import publishing_context

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text, update
 
-from shared import devbroker
-from shared.consumer import InboxConsumer, prune_inbox
-from shared.events import Actor, RecordedEvent
-from shared.readmodel import ReadModelDB, inbox
+from devtools import devbroker
+from shared.domain.events import Actor, RecordedEvent
+from shared.messaging.consumer import InboxConsumer, prune_inbox
+from shared.readmodel.database import ReadModelDB, inbox
 from tests.integration.test_service_runtime import ROOT, service_env, wait_ready
 
 RETENTION = timedelta(days=14)

@@ -13,9 +13,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from shared import leases as leases_module
-from shared.leases import Job, LeaseBusy, LeaseLost, Leases
-from shared.readmodel import ReadModelDB
+from shared.readmodel import leases as leases_module
+from shared.readmodel.database import ReadModelDB
+from shared.readmodel.leases import Job, LeaseBusy, LeaseLost, Leases
 
 
 @pytest.fixture

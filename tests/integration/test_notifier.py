@@ -31,8 +31,8 @@ from services.notifier.app import directory
 from services.notifier.app.notifier import Notifier
 from services.notifier.service import SPEC as NOTIFIER
 from services.tickets.service import SPEC as TICKETS
-from shared.service import create_app
-from shared.settings import ServiceSettings
+from shared.runtime.service import create_app
+from shared.runtime.settings import ServiceSettings
 from tests.conftest import fresh_database
 from tests.http_util import eventually, serving
 from tests.support.mail_and_sms import MailBox, SmsGateway, mailbox, sms_gateway
@@ -60,7 +60,7 @@ class Stack:
 
     @property
     def app(self) -> Notifier:
-        notifier: Notifier = self.apps["notifier"].state.runtime.extensions["notifier"]
+        notifier: Notifier = self.apps["notifier"].state.runtime.composed
         return notifier
 
 
@@ -143,9 +143,7 @@ async def stack(
                             notifier.base_url = httpx.URL(await serve.__aenter__())
                             running.append(serve)
                             await asyncio.wait_for(
-                                apps["notifier"]
-                                .state.runtime.extensions["notifier"]
-                                .stream.ready.wait(),
+                                apps["notifier"].state.runtime.composed.stream.ready.wait(),
                                 60,
                             )
 

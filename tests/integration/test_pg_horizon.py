@@ -21,7 +21,7 @@ import asyncpg
 import orjson
 import pytest
 
-from shared.events import NewEvent, RecordedEvent
+from shared.domain.events import NewEvent, RecordedEvent
 from shared.eventstore.postgres import PostgresEventStore
 from tests.conftest import fresh_database
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from shared.events import NewEvent
+from shared.domain.events import NewEvent
 from shared.eventstore import open_event_store
-from shared.readmodel import ReadModelDB
+from shared.readmodel.database import ReadModelDB
 
 EVENTS = 1_200
 

@@ -15,11 +15,11 @@ import pytest
 from sqlalchemy import BigInteger, Column, MetaData, String, Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.builtin_projections import EventTypeCounts
-from shared.events import NewEvent, RecordedEvent
+from shared.domain.events import NewEvent, RecordedEvent
 from shared.eventstore import EventStore, open_event_store
-from shared.projections import Projection, ProjectionGroup, ProjectionRunner, checkpoint_name
-from shared.readmodel import ReadModelDB
+from shared.projections.builtin import EventTypeCounts
+from shared.projections.runner import Projection, ProjectionGroup, ProjectionRunner, checkpoint_name
+from shared.readmodel.database import ReadModelDB
 
 
 class Ledger(Projection):

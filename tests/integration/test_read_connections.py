@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 
-from shared.readmodel import ReadModelDB, RowFold, UtcDateTime, insert_rows
+from shared.readmodel.database import ReadModelDB, RowFold, UtcDateTime, insert_rows
 
 metadata = MetaData()
 numbers = Table("numbers", metadata, Column("n", Integer, primary_key=True))

@@ -7,11 +7,12 @@ import pytest
 from fastapi import APIRouter, FastAPI, Request
 from sqlalchemy import text
 
-from shared import api
-from shared.api import CaughtUp, CommandAnswer
-from shared.events import NewEvent
-from shared.service import ServiceSpec, create_app
-from shared.settings import ServiceSettings
+from shared.application.commands import CommandAnswer
+from shared.domain.events import NewEvent
+from shared.http import api
+from shared.http.api import CaughtUp
+from shared.runtime.service import ServiceSpec, create_app
+from shared.runtime.settings import ServiceSettings
 from tests.http_util import serving
 
 router = APIRouter()

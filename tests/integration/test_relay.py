@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from shared import devbroker
-from shared import relay as relay_module
-from shared.events import NewEvent, RecordedEvent
+from devtools import devbroker
+from shared.domain.events import NewEvent, RecordedEvent
 from shared.eventstore import EventStore, open_event_store
-from shared.readmodel import ReadModelDB
-from shared.relay import Relay
+from shared.messaging import relay as relay_module
+from shared.messaging.relay import Relay
+from shared.readmodel.database import ReadModelDB
 from tests.kafka_util import read_topic
 
 

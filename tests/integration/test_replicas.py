@@ -19,11 +19,11 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy import text
 
-from shared.events import NewEvent
+from shared.domain.events import NewEvent
 from shared.eventstore import open_event_store
-from shared.readmodel import ReadModelDB
-from shared.service import ServiceSpec, create_app
-from shared.settings import ServiceSettings
+from shared.readmodel.database import ReadModelDB
+from shared.runtime.service import ServiceSpec, create_app
+from shared.runtime.settings import ServiceSettings
 from tests.http_util import serving
 from tests.kafka_util import read_topic
 

@@ -16,10 +16,10 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 
-from shared import devbroker
-from shared.events import NewEvent, RecordedEvent
+from devtools import devbroker
+from shared.domain.events import NewEvent, RecordedEvent
 from shared.eventstore import open_event_store
-from shared.readmodel import ReadModelDB
+from shared.readmodel.database import ReadModelDB
 from tests.kafka_util import read_topic
 
 ROOT = Path(__file__).parents[2]

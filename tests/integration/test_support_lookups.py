@@ -20,9 +20,9 @@ import pytest
 from sqlalchemy import select
 
 from services.tickets.projections import catalog, reports, support
-from shared.business_hours import ROUND_THE_CLOCK
-from shared.projections import checkpoint_name
-from shared.readmodel import ReadModelDB, add_to_rows, save_checkpoint
+from shared.domain.business_hours import ROUND_THE_CLOCK
+from shared.projections.runner import checkpoint_name
+from shared.readmodel.database import ReadModelDB, add_to_rows, save_checkpoint
 
 WEEKLY = orjson.dumps({"mon": [["09:00", "18:00"]], "tue": [["09:00", "18:00"]]}).decode()
 

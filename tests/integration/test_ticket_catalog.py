@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
@@ -34,14 +35,14 @@ from services.tickets.projections.catalog import (
     announcement_marks,
     catalog_projections,
 )
-from shared.access import ClientAccessChanged, IpPolicy, StaffAccessChanged, issue_token
-from shared.domain import DomainError, NotFound, PaymentRequired
-from shared.events import Actor, RecordedEvent
+from shared.access.control import ClientAccessChanged, IpPolicy, StaffAccessChanged, issue_token
+from shared.domain.aggregate import DomainError, NotFound, PaymentRequired
+from shared.domain.events import Actor, RecordedEvent
 from shared.eventstore import ConcurrencyError, EventStore, open_event_store
-from shared.projections import ProjectionRunner
-from shared.readmodel import ReadModelDB
-from shared.service import ServiceRuntime, ServiceSpec, create_app
-from shared.settings import ServiceSettings
+from shared.projections.runner import ProjectionRunner
+from shared.readmodel.database import ReadModelDB
+from shared.runtime.service import ServiceRuntime, ServiceSpec, create_app
+from shared.runtime.settings import ServiceSettings
 from tests.conftest import fresh_database
 from tests.http_util import serving
 
@@ -82,7 +83,7 @@ class Stack:
 
     @property
     def catalog(self) -> SupportCatalog:
-        catalog: SupportCatalog = self.runtime.extensions["support_catalog"]
+        catalog: SupportCatalog = self.runtime.composed.support_catalog
         return catalog
 
 
@@ -116,15 +117,15 @@ async def stack(
 ) -> AsyncIterator[Stack]:
     async with fresh_database() as url:
 
-        async def start(runtime: ServiceRuntime) -> None:
-            """As the tickets service builds it."""
+        async def compose(runtime: ServiceRuntime) -> SimpleNamespace:
+            """As the tickets service builds it (its catalogue only)."""
             assert runtime.store is not None and runtime.db is not None
             catalog = SupportCatalog(runtime.store, runtime.db)
             await catalog.start()
-            runtime.extensions["support_catalog"] = catalog
+            return SimpleNamespace(support_catalog=catalog)
 
         spec = ServiceSpec(
-            name="tickets", routers=[router], projections=catalog_projections, on_start=start
+            name="tickets", routers=[router], projections=catalog_projections, compose=compose
         )
         settings = ServiceSettings(
             event_store_url=url,

@@ -14,8 +14,8 @@ import httpx
 from sqlalchemy import select
 
 from services.tickets.projections.reports import TicketReports, month_of
-from shared.projections import ProjectionRunner
-from shared.readmodel import ReadModelDB
+from shared.projections.runner import ProjectionRunner
+from shared.readmodel.database import ReadModelDB
 from tests.conftest import fresh_database
 from tests.integration import test_tickets
 from tests.integration.test_tickets import (

@@ -32,12 +32,12 @@ from services.identity.service import SPEC as IDENTITY
 from services.tickets.app.handlers import Tickets
 from services.tickets.projections import support
 from services.tickets.service import SPEC as TICKETS
-from shared.business_hours import BusinessHours, WeeklyHours, expected_response_at
-from shared.events import NewEvent, RecordedEvent
+from shared.domain.business_hours import BusinessHours, WeeklyHours, expected_response_at
+from shared.domain.events import NewEvent, RecordedEvent
 from shared.eventstore import EventStore
-from shared.readmodel import ReadModelDB
-from shared.service import create_app
-from shared.settings import ServiceSettings
+from shared.readmodel.database import ReadModelDB
+from shared.runtime.service import create_app
+from shared.runtime.settings import ServiceSettings
 from tests.conftest import fresh_database
 from tests.http_util import eventually, serving
 from tests.support.publishing import publishing_context
@@ -62,7 +62,7 @@ class Stack:
 
     @property
     def app(self) -> Tickets:
-        app: Tickets = self.tickets_app.state.runtime.extensions["tickets"]
+        app: Tickets = self.tickets_app.state.runtime.composed.tickets
         return app
 
     @property

@@ -24,10 +24,10 @@ from services.tickets.projections.queries import (
     total,
 )
 from services.tickets.projections.queue import TicketQueue, ticket_counts, tickets
-from shared.events import Actor, DomainEvent
+from shared.domain.events import Actor, DomainEvent
 from shared.eventstore import EventStore, StreamState, open_event_store
-from shared.projections import ProjectionRunner
-from shared.readmodel import ReadModelDB
+from shared.projections.runner import ProjectionRunner
+from shared.readmodel.database import ReadModelDB
 
 DEPARTMENTS = ("d-a", "d-b", "d-c", "d-d")
 STAFF = ("s-1", "s-2", "s-3")
@@ -227,8 +227,8 @@ async def test_a_clients_erasure_is_handled_inside_the_consumers_transaction(
 
     from services.tickets.app.catalog_port import SupportSettings
     from services.tickets.app.handlers import Tickets
-    from shared.events import RecordedEvent
-    from shared.shredding import KeyRing
+    from shared.domain.events import RecordedEvent
+    from shared.privacy.shredding import KeyRing
 
     class NoCatalog:
         async def settings(self) -> SupportSettings:

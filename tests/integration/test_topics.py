@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from structlog.testing import capture_logs
 
-from shared.kafka import ensure_topic, topic_retention
+from shared.messaging.kafka import ensure_topic, topic_retention
 
 WEEK_MS = str(7 * 24 * 3600 * 1000)
 

@@ -22,9 +22,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from services.clients.service import SPEC as CLIENTS
 from services.identity.service import SPEC as IDENTITY
-from shared import telemetry
-from shared.service import create_app
-from shared.settings import ServiceSettings
+from shared.observability import telemetry
+from shared.runtime.service import create_app
+from shared.runtime.settings import ServiceSettings
 from tests.conftest import fresh_database
 from tests.http_util import eventually, serving
 from tests.integration.test_clients import ADMIN_PASSWORD, SECRET, client_body, login

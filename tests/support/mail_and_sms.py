@@ -18,7 +18,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from shared.devbroker import free_port
+from devtools.devbroker import free_port
 from tests.http_util import serving
 
 

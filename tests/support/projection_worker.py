@@ -17,10 +17,10 @@ import sys
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.events import RecordedEvent
+from shared.domain.events import RecordedEvent
 from shared.eventstore import open_event_store
-from shared.projections import Projection, ProjectionRunner
-from shared.readmodel import ReadModelDB
+from shared.projections.runner import Projection, ProjectionRunner
+from shared.readmodel.database import ReadModelDB
 
 
 class AppliedLog(Projection):

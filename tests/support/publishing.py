@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from shared.eventstore import EventStore, open_event_store
-from shared.readmodel import ReadModelDB
-from shared.relay import Relay
+from shared.messaging.relay import Relay
+from shared.readmodel.database import ReadModelDB
 
 
 @contextlib.asynccontextmanager

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 
-from shared.access import (
+from shared.access.control import (
     AccessCopy,
     Authorizer,
     Denied,

@@ -8,18 +8,18 @@ from typing import Any, ClassVar
 
 import pytest
 
+from analytics import history
+from analytics.export import Selection, export_row
 from services.clients.domain.company import Company
 from services.clients.domain.company_events import CompanyCreated, CompanyMemberAdded
 from services.identity.domain.events import LocalizedName, StaffDisabled
 from services.identity.domain.staff import Staff
 from services.tickets.domain.ticket import Ticket
-from shared.access import IpPolicy
-from shared.analytics import history
-from shared.analytics.export import Selection, export_row
-from shared.builtin_projections import EventTypeCounts
-from shared.events import SYSTEM, DomainEvent, EventRegistry, RecordedEvent
-from shared.replay import READ_COST, LogToRebuild, plan, plan_all
-from shared.shredding import seal_value
+from shared.access.control import IpPolicy
+from shared.domain.events import SYSTEM, DomainEvent, EventRegistry, RecordedEvent
+from shared.privacy.shredding import seal_value
+from shared.projections.builtin import EventTypeCounts
+from shared.projections.replay import READ_COST, LogToRebuild, plan, plan_all
 
 AT = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 registry = EventRegistry()

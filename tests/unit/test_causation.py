@@ -1,4 +1,4 @@
-"""``shared.causation``: one correlation id for events, logs and calls of one piece of work."""
+"""``causation``: one correlation id for events, logs and calls of one piece of work."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import uuid
 import httpx
 import structlog
 
-from shared import causation
-from shared.events import DomainEvent, EventRegistry
+from shared.domain.events import DomainEvent, EventRegistry
+from shared.observability import causation
 
 registry = EventRegistry()
 

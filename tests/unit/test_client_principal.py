@@ -6,8 +6,8 @@ import pytest
 
 from services.identity.domain.client_principal import ClientPrincipal
 from services.identity.domain.events import ClientPrincipalRegistered, ClientPrincipalRemoved
-from shared.access import ClientAccessChanged
-from shared.domain import Conflict, DomainError, NotFound
+from shared.access.control import ClientAccessChanged
+from shared.domain.aggregate import Conflict, DomainError, NotFound
 
 
 def registered() -> ClientPrincipal:

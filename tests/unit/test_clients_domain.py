@@ -21,7 +21,7 @@ from services.clients.domain.events import (
     Violation,
 )
 from services.clients.domain.messages import Texts, check_violation, fill
-from shared.domain import DomainError, NotFound
+from shared.domain.aggregate import DomainError, NotFound
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 PROJECT = "p1"

@@ -35,9 +35,9 @@ from services.clients.domain.company_events import (
     EquipmentRemoved,
 )
 from services.clients.domain.events import registry
-from shared.domain import Conflict, DomainError, NotFound
-from shared.events import Actor, DomainEvent, RecordedEvent
-from shared.shredding import personal_fields, subject_of
+from shared.domain.aggregate import Conflict, DomainError, NotFound
+from shared.domain.events import Actor, DomainEvent, RecordedEvent
+from shared.privacy.shredding import personal_fields, subject_of
 
 
 def company(*members: str, manager: str | None = None) -> Company:

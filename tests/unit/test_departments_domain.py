@@ -31,10 +31,10 @@ from services.departments.domain.events import (
     WeeklyHours,
     registry,
 )
-from shared import domain as shared_domain
-from shared import rights as catalogue
-from shared.access import DepartmentRightsChanged
-from shared.events import Actor, DomainEvent, RecordedEvent
+from shared.access.control import DepartmentRightsChanged
+from shared.domain import aggregate as shared_domain
+from shared.domain import rights as catalogue
+from shared.domain.events import Actor, DomainEvent, RecordedEvent
 
 CLIENTS_FUNCTIONS = {f.right for f in catalogue.SECTIONS["clients"].functions}
 

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
+from shared import catalogue
 from shared.cli import SCHEMA_DIR, render_schemas
-from shared.settings import DEFAULT_PORTS
 
 
-@pytest.mark.parametrize("service", sorted(DEFAULT_PORTS))
+@pytest.mark.parametrize("service", sorted(catalogue.names()))
 def test_shipped_schemas_match_the_models(service: str) -> None:
     rendered = render_schemas(service)
     shipped = SCHEMA_DIR / f"{service}.json"

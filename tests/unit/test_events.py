@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from shared.events import (
+from shared.domain.events import (
     Actor,
     DomainEvent,
     EventRegistry,

@@ -9,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 from starlette.requests import Request
 
-from shared.access import (
+from shared.access.control import (
     AccessCopy,
     Authorizer,
     Denied,
@@ -19,8 +19,8 @@ from shared.access import (
     issue_token,
     verify_token,
 )
-from shared.api import ApiError
-from shared.internal import issue_service_token, require_service, verify_service_token
+from shared.http.api import ApiError
+from shared.http.internal import issue_service_token, require_service, verify_service_token
 
 SECRET = "s" * 48
 

@@ -30,8 +30,8 @@ from services.notifier.domain.notices import (
 )
 from services.notifier.domain.subscription import Subscription
 from services.notifier.domain.timer import Deadline, Timer
-from shared.business_hours import BusinessHours, WeeklyHours
-from shared.domain import DomainError
+from shared.domain.aggregate import DomainError
+from shared.domain.business_hours import BusinessHours, WeeklyHours
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 

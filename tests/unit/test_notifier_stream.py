@@ -9,7 +9,7 @@ import pytest
 
 from services.notifier.app import stream as stream_module
 from services.notifier.app.stream import NotifierStream
-from shared.events import RecordedEvent
+from shared.domain.events import RecordedEvent
 
 
 class _StuckApp:

@@ -8,7 +8,7 @@ import re
 import orjson
 import pytest
 
-from shared import rights
+from shared.domain import rights
 
 EXPECTED = {
     "staff": {"view", "create", "edit", "delete", "rights"},

@@ -10,8 +10,8 @@ import pytest
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from shared import shredding
-from shared.events import SYSTEM, DomainEvent, EventRegistry, RecordedEvent
+from shared.domain.events import SYSTEM, DomainEvent, EventRegistry, RecordedEvent
+from shared.privacy import shredding
 
 registry = EventRegistry()
 

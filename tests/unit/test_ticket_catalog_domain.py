@@ -43,8 +43,8 @@ from services.tickets.domain.catalog_events import (
     TicketCategoryDeleted,
 )
 from services.tickets.domain.events import registry
-from shared.domain import Aggregate, DomainError, NotFound, PaymentRequired
-from shared.events import Actor, DomainEvent, RecordedEvent
+from shared.domain.aggregate import Aggregate, DomainError, NotFound, PaymentRequired
+from shared.domain.events import Actor, DomainEvent, RecordedEvent
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)

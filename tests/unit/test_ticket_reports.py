@@ -28,7 +28,7 @@ from services.tickets.projections.reports import (
     ratings_report,
     response_times_report,
 )
-from shared.events import Actor, DomainEvent
+from shared.domain.events import Actor, DomainEvent
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 CLIENT = Author("client", "c-1")

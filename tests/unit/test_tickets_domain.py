@@ -15,8 +15,8 @@ from services.tickets.domain.events import (
     TicketTransferred,
 )
 from services.tickets.domain.ticket import Author, Ticket, TicketChanged, thread_id
-from shared.domain import Conflict, DomainError, NotFound
-from shared.events import Actor, DomainEvent
+from shared.domain.aggregate import Conflict, DomainError, NotFound
+from shared.domain.events import Actor, DomainEvent
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 CLIENT = Author("client", "c-1")

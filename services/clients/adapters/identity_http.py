@@ -1,6 +1,6 @@
 """``IdentityPort`` over identity's internal HTTP API, with a service token.
 
-Each call carries a fresh short-lived service token (``shared.internal``) and
+Each call carries a fresh short-lived service token (``shared.http.internal``) and
 uses its own connection: these calls are rare (registration, erasure,
 impersonation), and nothing has to be closed when the service stops.
 Identity's answers become the kernel's typed errors, so the clients API
@@ -22,9 +22,9 @@ from services.clients.app.identity_port import (
     Impersonation,
     Unchanged,
 )
-from shared import causation
-from shared.domain import Conflict, DomainError, NotFound
-from shared.internal import issue_service_token
+from shared.domain.aggregate import Conflict, DomainError, NotFound
+from shared.http.internal import issue_service_token
+from shared.observability import causation
 
 log = structlog.get_logger(__name__)
 

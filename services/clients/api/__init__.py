@@ -17,23 +17,19 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from sqlalchemy import func, select
 from sqlalchemy.engine import Row
 
-from services.clients.app.handlers import Clients, MessageDraft
+from services.clients.api.deps import ClientsDep
+from services.clients.app.handlers import MessageDraft
 from services.clients.domain.client import ClientCard, ClientPatch
 from services.clients.domain.events import Attachment, Characteristic, CustomerStatus, Violation
 from services.clients.projections import client_groups, client_messages, clients, projects
 from services.clients.projections.queries import ClientFilter, ClientSort, client_query, ordered
-from shared.access import Principal
-from shared.api import ApiError, CaughtUp, CommandAnswer, client_address, require
+from shared.access.control import Principal
+from shared.application.commands import CommandAnswer
+from shared.http.api import ApiError, CaughtUp, client_address, require
 
 router = APIRouter()
 
 
-def clients_app(request: Request) -> Clients:
-    app: Clients = request.app.state.runtime.extensions["clients"]
-    return app
-
-
-ClientsApp = Annotated[Clients, Depends(clients_app)]
 ExpectedVersion = Annotated[
     int | None,
     Query(ge=0, description="409 version_conflict unless the client is at this version"),
@@ -152,7 +148,7 @@ def _client(row: Row[Any]) -> ClientOut:
 async def register_client(
     body: ClientIn,
     request: Request,
-    app: ClientsApp,
+    app: ClientsDep,
     principal: Annotated[Principal, Depends(require("clients.create"))],
 ) -> CommandAnswer:
     """Register a client; they can log in at identity right away."""
@@ -225,7 +221,7 @@ async def get_client(
 async def change_client(
     client_id: str,
     body: ClientPatchIn,
-    app: ClientsApp,
+    app: ClientsDep,
     principal: Annotated[Principal, Depends(require())],
     expected_version: ExpectedVersion = None,
 ) -> CommandAnswer:
@@ -248,7 +244,7 @@ async def change_client(
 @router.delete("/clients/{client_id}", tags=["clients"])
 async def erase_client(
     client_id: str,
-    app: ClientsApp,
+    app: ClientsDep,
     principal: Annotated[Principal, Depends(require("clients.delete"))],
 ) -> CommandAnswer:
     """Delete on request: the client's personal data becomes unreadable in every replay."""
@@ -259,7 +255,7 @@ async def erase_client(
 async def reset_password(
     client_id: str,
     body: PasswordIn,
-    app: ClientsApp,
+    app: ClientsDep,
     principal: Annotated[Principal, Depends(require("clients.edit"))],
 ) -> CommandAnswer:
     return await app.reset_password(principal.actor, client_id, body.password)
@@ -268,7 +264,7 @@ async def reset_password(
 @router.post("/clients/{client_id}/services/suspend", tags=["clients"])
 async def suspend_services(
     client_id: str,
-    app: ClientsApp,
+    app: ClientsDep,
     principal: Annotated[Principal, Depends(require("clients.edit"))],
 ) -> CommandAnswer:
     return await app.suspend_services(principal.actor, client_id)
@@ -277,7 +273,7 @@ async def suspend_services(
 @router.post("/clients/{client_id}/services/resume", tags=["clients"])
 async def resume_services(
     client_id: str,
-    app: ClientsApp,
+    app: ClientsDep,
     principal: Annotated[Principal, Depends(require("clients.edit"))],
 ) -> CommandAnswer:
     return await app.resume_services(principal.actor, client_id)
@@ -296,7 +292,7 @@ class ImpersonationOut(BaseModel):
 @router.post("/clients/{client_id}/impersonate", status_code=201, tags=["clients"])
 async def impersonate(
     client_id: str,
-    app: ClientsApp,
+    app: ClientsDep,
     principal: Annotated[Principal, Depends(require("clients.impersonate"))],
 ) -> ImpersonationOut:
     """A client token for the calling staff member; ``POST /auth/logout`` with it ends it."""
@@ -347,7 +343,7 @@ class MessageOut(BaseModel):
 @router.post("/clients/messages", status_code=201, tags=["messages"])
 async def send_message(
     body: MessageIn,
-    app: ClientsApp,
+    app: ClientsDep,
     _: CaughtUp,
     principal: Annotated[Principal, Depends(require("clients.message"))],
 ) -> MessageOut:
@@ -387,7 +383,7 @@ async def send_message(
 
 @router.post("/clients/attachments", status_code=201, tags=["messages"])
 async def upload_attachment(
-    app: ClientsApp,
+    app: ClientsDep,
     principal: Annotated[Principal, Depends(require("clients.message"))],
     file: Annotated[UploadFile, File(description="up to 10 MB")],
 ) -> Attachment:
@@ -480,7 +476,7 @@ class ProjectOut(BaseModel):
 @router.post("/client-groups", status_code=201, tags=["groups"])
 async def create_group(
     body: NameIn,
-    app: ClientsApp,
+    app: ClientsDep,
     principal: Annotated[Principal, Depends(require("clients.groups"))],
 ) -> CommandAnswer:
     return await app.create_group(principal.actor, body.name)
@@ -505,7 +501,7 @@ async def list_groups(
 async def rename_group(
     group_id: str,
     body: NameIn,
-    app: ClientsApp,
+    app: ClientsDep,
     principal: Annotated[Principal, Depends(require("clients.groups"))],
 ) -> CommandAnswer:
     return await app.rename_group(principal.actor, group_id, body.name)
@@ -514,7 +510,7 @@ async def rename_group(
 @router.delete("/client-groups/{group_id}", tags=["groups"])
 async def delete_group(
     group_id: str,
-    app: ClientsApp,
+    app: ClientsDep,
     principal: Annotated[Principal, Depends(require("clients.groups"))],
 ) -> CommandAnswer:
     return await app.delete_group(principal.actor, group_id)
@@ -523,7 +519,7 @@ async def delete_group(
 @router.post("/projects", status_code=201, tags=["projects"])
 async def create_project(
     body: ProjectIn,
-    app: ClientsApp,
+    app: ClientsDep,
     principal: Annotated[Principal, Depends(require("clients.projects"))],
 ) -> CommandAnswer:
     return await app.create_project(principal.actor, body.name, body.description)
@@ -551,7 +547,7 @@ async def list_projects(
 async def change_project(
     project_id: str,
     body: ProjectPatchIn,
-    app: ClientsApp,
+    app: ClientsDep,
     principal: Annotated[Principal, Depends(require("clients.projects"))],
 ) -> CommandAnswer:
     return await app.change_project(principal.actor, project_id, body.name, body.description)
@@ -560,7 +556,7 @@ async def change_project(
 @router.delete("/projects/{project_id}", tags=["projects"])
 async def delete_project(
     project_id: str,
-    app: ClientsApp,
+    app: ClientsDep,
     principal: Annotated[Principal, Depends(require("clients.projects"))],
 ) -> CommandAnswer:
     return await app.delete_project(principal.actor, project_id)

@@ -1,6 +1,6 @@
 """HTTP adapter of companies, their members, manager, contacts and equipment.
 
-Commands go through ``Companies`` (``runtime.extensions["companies"]``) and
+Commands go through ``Companies`` (``api/deps.py``) and
 answer ``{"id", "version", "position"}``: the id of what the command made or
 changed (the company, a contact, an item), the company stream's version and
 the global position. They need the right ``clients.companies`` and accept an
@@ -14,12 +14,13 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.engine import Row
 
-from services.clients.app.companies import Companies, IdentityNotUpdated
+from services.clients.api.deps import CompaniesDep
+from services.clients.app.companies import IdentityNotUpdated
 from services.clients.domain.company import (
     CompanyPatch,
     ContactDraft,
@@ -33,9 +34,10 @@ from services.clients.projections.companies import (
     company_equipment,
     company_members,
 )
-from shared.access import Principal
-from shared.api import ApiError, CaughtUp, CommandAnswer, require
-from shared.readmodel import ReadModelDB
+from shared.access.control import Principal
+from shared.application.commands import CommandAnswer
+from shared.http.api import ApiError, CaughtUp, ReadDB, require
+from shared.http.reads import Limit, Offset, one_or_404, page
 
 router = APIRouter(tags=["companies"])
 
@@ -43,20 +45,6 @@ CHANGE = "clients.companies"
 VIEW = "clients.view"
 
 
-def companies_app(request: Request) -> Companies:
-    app: Companies = request.app.state.runtime.extensions["companies"]
-    return app
-
-
-CompaniesApp = Annotated[Companies, Depends(companies_app)]
-
-
-def read_db(request: Request) -> ReadModelDB:
-    db: ReadModelDB = request.app.state.runtime.db
-    return db
-
-
-ReadDB = Annotated[ReadModelDB, Depends(read_db)]
 Changer = Annotated[Principal, Depends(require(CHANGE))]
 Viewer = Annotated[Principal, Depends(require(VIEW))]
 ExpectedVersion = Annotated[
@@ -158,8 +146,8 @@ async def list_companies(
     client_id: Annotated[
         str | None, Query(max_length=64, description="only the company this client is in")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> list[CompanySummary]:
     """Companies by name; the total is in ``X-Total-Count``."""
     member_count = (
@@ -176,13 +164,9 @@ async def list_companies(
                 select(company_members.c.company_id).where(company_members.c.client_id == client_id)
             )
         )
+    order = (func.lower(companies.c.name), companies.c.company_id)
     async with db.engine.connect() as conn:
-        total = (await conn.execute(select(func.count()).select_from(query.subquery()))).scalar()
-        rows = await conn.execute(
-            query.order_by(func.lower(companies.c.name), companies.c.company_id)
-            .limit(limit)
-            .offset(offset)
-        )
+        rows = await page(conn, query, response, order_by=order, limit=limit, offset=offset)
         found = [
             CompanySummary(
                 id=row.company_id,
@@ -193,7 +177,6 @@ async def list_companies(
             )
             for row in rows
         ]
-    response.headers["X-Total-Count"] = str(int(total or 0))
     return found
 
 
@@ -201,11 +184,11 @@ async def list_companies(
 async def get_company(company_id: str, db: ReadDB, _: CaughtUp, __: Viewer) -> CompanyOut:
     """The company with its members, manager, contacts and equipment tree."""
     async with db.engine.connect() as conn:
-        company = (
-            await conn.execute(select(companies).where(companies.c.company_id == company_id))
-        ).first()
-        if company is None:
-            raise ApiError(404, "not_found", f"company {company_id} not found")
+        company = await one_or_404(
+            conn,
+            select(companies).where(companies.c.company_id == company_id),
+            f"company {company_id}",
+        )
         members = await conn.execute(
             select(company_members.c.client_id)
             .where(company_members.c.company_id == company_id)
@@ -273,7 +256,7 @@ def _tree(rows: list[Row[Any]]) -> list[EquipmentNode]:
 
 
 @router.post("/companies", status_code=201)
-async def create_company(body: CompanyIn, app: CompaniesApp, principal: Changer) -> CommandAnswer:
+async def create_company(body: CompanyIn, app: CompaniesDep, principal: Changer) -> CommandAnswer:
     return await app.create_company(principal.actor, body.name)
 
 
@@ -281,7 +264,7 @@ async def create_company(body: CompanyIn, app: CompaniesApp, principal: Changer)
 async def change_company(
     company_id: str,
     body: CompanyPatch,
-    app: CompaniesApp,
+    app: CompaniesDep,
     principal: Changer,
     expected_version: ExpectedVersion = None,
 ) -> CommandAnswer:
@@ -291,7 +274,7 @@ async def change_company(
 
 @router.delete("/companies/{company_id}")
 async def delete_company(
-    company_id: str, app: CompaniesApp, principal: Changer, expected_version: ExpectedVersion = None
+    company_id: str, app: CompaniesDep, principal: Changer, expected_version: ExpectedVersion = None
 ) -> CommandAnswer:
     """Delete it: its members leave (identity is told), its contacts are erased."""
     return await _answer(app.delete_company(principal.actor, company_id, expected_version))
@@ -304,7 +287,7 @@ async def delete_company(
 async def add_member(
     company_id: str,
     body: MemberIn,
-    app: CompaniesApp,
+    app: CompaniesDep,
     principal: Changer,
     expected_version: ExpectedVersion = None,
 ) -> CommandAnswer:
@@ -327,7 +310,7 @@ async def add_member(
 async def remove_member(
     company_id: str,
     client_id: str,
-    app: CompaniesApp,
+    app: CompaniesDep,
     principal: Changer,
     expected_version: ExpectedVersion = None,
 ) -> CommandAnswer:
@@ -341,7 +324,7 @@ async def remove_member(
 async def assign_manager(
     company_id: str,
     body: ManagerIn,
-    app: CompaniesApp,
+    app: CompaniesDep,
     principal: Changer,
     expected_version: ExpectedVersion = None,
 ) -> CommandAnswer:
@@ -358,7 +341,7 @@ async def assign_manager(
 async def add_contact(
     company_id: str,
     body: ContactDraft,
-    app: CompaniesApp,
+    app: CompaniesDep,
     principal: Changer,
     expected_version: ExpectedVersion = None,
 ) -> CommandAnswer:
@@ -371,7 +354,7 @@ async def change_contact(
     company_id: str,
     contact_id: str,
     body: ContactPatch,
-    app: CompaniesApp,
+    app: CompaniesDep,
     principal: Changer,
     expected_version: ExpectedVersion = None,
 ) -> CommandAnswer:
@@ -383,7 +366,7 @@ async def change_contact(
 async def remove_contact(
     company_id: str,
     contact_id: str,
-    app: CompaniesApp,
+    app: CompaniesDep,
     principal: Changer,
     expected_version: ExpectedVersion = None,
 ) -> CommandAnswer:
@@ -398,7 +381,7 @@ async def remove_contact(
 async def add_equipment(
     company_id: str,
     body: EquipmentDraft,
-    app: CompaniesApp,
+    app: CompaniesDep,
     principal: Changer,
     expected_version: ExpectedVersion = None,
 ) -> CommandAnswer:
@@ -411,7 +394,7 @@ async def change_equipment(
     company_id: str,
     item_id: str,
     body: EquipmentPatch,
-    app: CompaniesApp,
+    app: CompaniesDep,
     principal: Changer,
     expected_version: ExpectedVersion = None,
 ) -> CommandAnswer:
@@ -423,7 +406,7 @@ async def change_equipment(
 async def remove_equipment(
     company_id: str,
     item_id: str,
-    app: CompaniesApp,
+    app: CompaniesDep,
     principal: Changer,
     expected_version: ExpectedVersion = None,
 ) -> CommandAnswer:

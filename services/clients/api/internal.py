@@ -1,6 +1,6 @@
 """The clients service's internal HTTP API: a client's addresses, for the notifier only.
 
-Every endpoint needs a service token (``shared.internal``); staff and client
+Every endpoint needs a service token (``shared.http.internal``); staff and client
 tokens are refused. E-mails, phones and names are sealed on ``clients.events``,
 so the notifier asks here, when a notice is due, where to send it.
 """
@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from services.clients.projections import clients
 from services.clients.projections.companies import company_contacts, company_members
-from shared.api import ApiError
-from shared.internal import require_service
+from shared.http.api import ApiError
+from shared.http.internal import require_service
 
 router = APIRouter(prefix="/internal", tags=["internal"])
 

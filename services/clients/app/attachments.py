@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, select
 
 from services.clients.domain.events import Attachment
-from shared.domain import DomainError
-from shared.readmodel import ReadModelDB, UtcDateTime
+from shared.domain.aggregate import DomainError
+from shared.readmodel.database import ReadModelDB, UtcDateTime
 
 MAX_BYTES = 10 * 1024 * 1024
 MAX_FILENAME = 200

@@ -52,14 +52,13 @@ from services.clients.domain.company import (
 )
 from services.clients.domain.events import registry
 from services.clients.projections.companies import CompanyDirectory, company_members
-from shared.api import CommandAnswer
-from shared.app import append, load
-from shared.domain import NotFound
-from shared.events import Actor, DomainEvent
+from shared.application.commands import CommandAnswer, append, load
+from shared.domain.aggregate import NotFound
+from shared.domain.events import Actor, DomainEvent
 from shared.eventstore import ConcurrencyError, EventStore
-from shared.projections import checkpoint_name
-from shared.readmodel import ReadModelDB
-from shared.shredding import Sealer
+from shared.privacy.shredding import Sealer
+from shared.projections.runner import checkpoint_name
+from shared.readmodel.database import ReadModelDB
 
 log = structlog.get_logger(__name__)
 
@@ -332,9 +331,7 @@ class Companies:
             sealer=self.sealer,
         )
         company.applied(events)
-        if result is None:  # nothing changed: answer with where things stand
-            return CommandAnswer(id=answer_id or company.id, version=company.version, position=0)
-        return CommandAnswer.of(answer_id or company.id, result)
+        return CommandAnswer.after(answer_id or company.id, company.version, result)
 
     async def _tell_identity(self, company: Company, client_ids: Iterable[str]) -> None:
         """Give identity each client's company and manager flag as they now are."""

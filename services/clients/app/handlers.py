@@ -8,7 +8,7 @@ password. Registration asks identity first (which also makes logins unique
 across staff and clients), then appends ``ClientRegistered``; if that append
 fails, the principal is removed again, so nothing is left half-made.
 
-Personal fields are sealed with the client's key (``shared.shredding``);
+Personal fields are sealed with the client's key (``shared.privacy.shredding``);
 erasure appends ``ClientErased``, removes the principal at identity and
 destroys the key.
 """
@@ -40,13 +40,12 @@ from services.clients.projections import (
     staff_names,
 )
 from services.clients.projections.queries import ClientFilter, client_query
-from shared.api import CommandAnswer
-from shared.app import append, load
-from shared.domain import Conflict, DomainError, NotFound
-from shared.events import Actor, RecordedEvent
-from shared.eventstore import AppendResult, ConcurrencyError, EventStore, StreamState
-from shared.readmodel import ReadModelDB
-from shared.shredding import KeyRing, Sealer, SubjectErased
+from shared.application.commands import CommandAnswer, append, decide_and_append, load
+from shared.domain.aggregate import DomainError, NotFound
+from shared.domain.events import Actor, RecordedEvent
+from shared.eventstore import ConcurrencyError, EventStore, StreamState
+from shared.privacy.shredding import KeyRing, Sealer, SubjectErased
+from shared.readmodel.database import ReadModelDB
 
 log = structlog.get_logger(__name__)
 
@@ -204,7 +203,7 @@ class Clients:
             actor=actor,
             sealer=self.sealer,
         )
-        return _answer(client.id, client.version, result)
+        return CommandAnswer.after(client.id, client.version, result)
 
     async def references(
         self, project_id: str | None, groups: Sequence[str] | None, referrer_id: str | None
@@ -257,7 +256,7 @@ class Clients:
             self.store, registry, group_stream(group_id), group.rename(name), group.version,
             actor=actor,
         )  # fmt: skip
-        return _answer(group_id, group.version, result)
+        return CommandAnswer.after(group_id, group.version, result)
 
     async def delete_group(self, actor: Actor, group_id: str) -> CommandAnswer:
         group = await load(self.store, registry, group_stream(group_id), ClientGroup)
@@ -265,7 +264,7 @@ class Clients:
             self.store, registry, group_stream(group_id), group.delete(), group.version,
             actor=actor,
         )  # fmt: skip
-        return _answer(group_id, group.version, result)
+        return CommandAnswer.after(group_id, group.version, result)
 
     async def create_project(self, actor: Actor, name: str, description: str) -> CommandAnswer:
         project_id = str(uuid.uuid4())
@@ -284,7 +283,7 @@ class Clients:
             self.store, registry, project_stream(project_id),
             project.change(name, description), project.version, actor=actor,
         )  # fmt: skip
-        return _answer(project_id, project.version, result)
+        return CommandAnswer.after(project_id, project.version, result)
 
     async def delete_project(self, actor: Actor, project_id: str) -> CommandAnswer:
         project = await load(self.store, registry, project_stream(project_id), Project)
@@ -292,7 +291,7 @@ class Clients:
             self.store, registry, project_stream(project_id), project.delete(), project.version,
             actor=actor,
         )  # fmt: skip
-        return _answer(project_id, project.version, result)
+        return CommandAnswer.after(project_id, project.version, result)
 
     # ---------------------------------------------------------------- messages
 
@@ -400,25 +399,14 @@ class Clients:
         if not client_id or not message_id:
             log.warning("clients.deadline_without_ids", event_id=str(event.event_id))
             return
-        for _attempt in range(5):
-            client = await load(
-                self.store, registry, client_stream(client_id), Client, sealer=self.sealer
-            )
-            events = client.notice_expired(message_id)
-            if not events:
-                return
-            try:
-                await append(
-                    self.store, registry, client_stream(client_id), events, client.version,
-                    actor=Actor(id="notifier", kind="system"),
-                )  # fmt: skip
-                return
-            except ConcurrencyError:
-                continue  # the card changed meanwhile: decide again
-        raise Conflict("version_conflict", f"client {client_id} kept changing")
-
-
-def _answer(aggregate_id: str, version: int, result: AppendResult | None) -> CommandAnswer:
-    if result is None:  # nothing changed: where things stand
-        return CommandAnswer(id=aggregate_id, version=version, position=0)
-    return CommandAnswer.of(aggregate_id, result)
+        stream = client_stream(client_id)
+        await decide_and_append(
+            self.store,
+            registry,
+            stream,
+            Client,
+            lambda client: client.notice_expired(message_id),
+            answer_id=client_id,
+            actor=Actor(id="notifier", kind="system"),
+            loader=lambda: load(self.store, registry, stream, Client, sealer=self.sealer),
+        )

@@ -6,7 +6,7 @@ changes and erasure, and asks for impersonation tokens. The adapter is
 ``services.clients.adapters.identity_http.IdentityHttp`` (identity's internal
 HTTP API); tests may put anything with these methods in its place.
 
-Errors: ``shared.domain.Conflict`` (``duplicate_login``, ``principal_disabled``,
+Errors: ``shared.domain.aggregate.Conflict`` (``duplicate_login``, ``principal_disabled``,
 ...), ``DomainError`` naming the field, ``NotFound``, and ``IdentityUnavailable``
 when identity cannot be reached or fails.
 """
@@ -17,7 +17,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from shared.domain import Unavailable
+from shared.domain.aggregate import Unavailable
 
 
 class Unchanged(enum.Enum):

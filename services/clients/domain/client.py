@@ -44,8 +44,8 @@ from services.clients.domain.events import (
     PenaltyPointsAdded,
     Violation,
 )
-from shared.domain import Aggregate, Conflict, DomainError, NotFound
-from shared.events import DomainEvent
+from shared.domain.aggregate import Aggregate, Conflict, DomainError, NotFound
+from shared.domain.events import DomainEvent
 
 LOGIN = re.compile(r"^[A-Za-z0-9._@+-]{3,64}$")
 MIN_PASSWORD = 8

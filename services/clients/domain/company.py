@@ -51,8 +51,8 @@ from services.clients.domain.company_events import (
     EquipmentField,
     EquipmentRemoved,
 )
-from shared.domain import Aggregate, Conflict, DomainError, NotFound
-from shared.events import DomainEvent
+from shared.domain.aggregate import Aggregate, Conflict, DomainError, NotFound
+from shared.domain.events import DomainEvent
 
 MAX_ID = 64  # read models key clients, contacts and items with String(64)
 MAX_NAME = 200

@@ -8,7 +8,7 @@ one aggregate decides them all with one expected version.
 
 Contacts are people outside the client accounts: their name, e-mail, phone
 and messenger id are personal data, sealed with the contact's own key
-(``subject_field = "contact_id"``, see ``shared.shredding``). Removing a
+(``subject_field = "contact_id"``, see ``shared.privacy.shredding``). Removing a
 contact destroys that key, so those fields open to None in every replay.
 Those fields are therefore ``str | None`` even where the command requires
 them. ``ContactRemoved`` carries nothing personal.
@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 from services.clients.domain.events import registry
-from shared.events import DomainEvent
+from shared.domain.events import DomainEvent
 
 ContactField = Literal[
     "name", "email", "email_generated", "phone", "messenger", "messenger_id", "notifications"

@@ -10,8 +10,8 @@ from services.clients.domain.events import (
     ProjectCreated,
     ProjectDeleted,
 )
-from shared.domain import Aggregate, DomainError, NotFound
-from shared.events import DomainEvent
+from shared.domain.aggregate import Aggregate, DomainError, NotFound
+from shared.domain.events import DomainEvent
 
 MAX_NAME = 100
 MAX_DESCRIPTION = 2000

@@ -4,7 +4,7 @@ Streams: ``client-<id>``, ``client-group-<id>``, ``project-<id>``,
 ``message-<id>`` (one send to many clients), ``company-<id>``.
 
 Personal data (DESIGN §3) is sealed with the client's own key
-(``shared.shredding``): each model lists its ``personal_fields`` and names its
+(``shared.privacy.shredding``): each model lists its ``personal_fields`` and names its
 subject in ``subject_field``. Those fields are ``str | None`` because a sealed
 value is a string and an erased one opens to None. Ids, countries, statuses,
 counts and penalty points are never sealed: reports keep them after erasure.
@@ -21,7 +21,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from shared.events import DomainEvent, EventRegistry
+from shared.domain.events import DomainEvent, EventRegistry
 
 registry = EventRegistry()
 

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from services.clients.domain.client import check_language, check_penalty
 from services.clients.domain.events import Violation
-from shared.domain import DomainError
+from shared.domain.aggregate import DomainError
 
 MACROS = ("%client_person%", "%admin_name%")
 MAX_SUBJECT = 200

@@ -48,10 +48,10 @@ from services.clients.domain.events import (
     ProjectDeleted,
     registry,
 )
-from shared import shredding
-from shared.events import RecordedEvent
-from shared.projections import Projection
-from shared.readmodel import RowFold, UtcDateTime, among, insert_rows
+from shared.domain.events import RecordedEvent
+from shared.privacy import shredding
+from shared.projections.runner import Projection
+from shared.readmodel.database import RowFold, UtcDateTime, among, insert_rows
 
 metadata = MetaData()
 
@@ -152,7 +152,7 @@ staff_names = Table(
 
 async def record_staff_name(conn: AsyncConnection, event: RecordedEvent) -> None:
     """``staff_names`` from ``identity.events`` (``StaffAdded`` / ``StaffChanged``), for
-    ``%admin_name%`` in messages: the copy a consumer keeps (``shared.copies``)."""
+    ``%admin_name%`` in messages: the copy a consumer keeps (``shared.messaging.copies``)."""
     if event.type not in ("StaffAdded", "StaffChanged"):
         return
     name = event.data.get("full_name")

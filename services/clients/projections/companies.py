@@ -45,9 +45,9 @@ from services.clients.domain.company_events import (
     EquipmentRemoved,
 )
 from services.clients.domain.events import registry
-from shared import shredding
-from shared.events import RecordedEvent
-from shared.projections import Projection
+from shared.domain.events import RecordedEvent
+from shared.privacy import shredding
+from shared.projections.runner import Projection
 
 metadata = MetaData()
 

@@ -13,12 +13,12 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.engine import Row
 
-from services.departments.app.handlers import Departments
+from services.departments.api.deps import DepartmentsDep
 from services.departments.domain.department import DepartmentPatch
 from services.departments.domain.events import LocalizedText, Support, WeeklyHours
 from services.departments.domain.schedule import (
@@ -27,27 +27,14 @@ from services.departments.domain.schedule import (
     expected_response_at,
 )
 from services.departments.projections import departments, schedules
-from shared.access import Principal
-from shared.api import ApiError, CaughtUp, CommandAnswer, invalid, require
-from shared.readmodel import ReadModelDB
+from shared.access.control import Principal
+from shared.application.commands import CommandAnswer
+from shared.http.api import CaughtUp, ReadDB, invalid, require
+from shared.http.reads import Limit, Offset, not_found, one_or_404, page
+from shared.readmodel.database import ReadModelDB
 
 router = APIRouter()
 
-
-def departments_app(request: Request) -> Departments:
-    app: Departments = request.app.state.runtime.extensions["departments"]
-    return app
-
-
-DepartmentsApp = Annotated[Departments, Depends(departments_app)]
-
-
-def read_db(request: Request) -> ReadModelDB:
-    db: ReadModelDB = request.app.state.runtime.db
-    return db
-
-
-ReadDB = Annotated[ReadModelDB, Depends(read_db)]
 
 ExpectedVersion = Annotated[
     int | None,
@@ -112,8 +99,8 @@ async def list_departments(
         bool | None, Query(description="only those open (or closed) in the support center")
     ] = None,
     include_deleted: bool = False,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> list[DepartmentOut]:
     """Departments by ``support.sort``, then name; the total is in ``X-Total-Count``."""
     query = select(departments)
@@ -121,33 +108,22 @@ async def list_departments(
         query = query.where(departments.c.deleted.is_(False))
     if support_enabled is not None:
         query = query.where(departments.c.support_enabled.is_(support_enabled))
+    order = (
+        departments.c.sort,
+        func.lower(departments.c.name_en),
+        departments.c.department_id,  # a stable order for pages
+    )
     async with db.engine.connect() as conn:
-        total = (await conn.execute(select(func.count()).select_from(query.subquery()))).scalar()
-        rows = await conn.execute(
-            query.order_by(
-                departments.c.sort,
-                func.lower(departments.c.name_en),
-                departments.c.department_id,  # a stable order for pages
-            )
-            .limit(limit)
-            .offset(offset)
-        )
-        found = [_department(row) for row in rows]
-    # API.md answers a bare list; the count for paging travels in a header.
-    response.headers["X-Total-Count"] = str(int(total or 0))
-    return found
+        rows = await page(conn, query, response, order_by=order, limit=limit, offset=offset)
+    return [_department(row) for row in rows]
 
 
 async def _one_department(db: ReadModelDB, department_id: str, include_deleted: bool) -> Row[Any]:
+    query = select(departments).where(departments.c.department_id == department_id)
+    if not include_deleted:
+        query = query.where(departments.c.deleted.is_(False))
     async with db.engine.connect() as conn:
-        row = (
-            await conn.execute(
-                select(departments).where(departments.c.department_id == department_id)
-            )
-        ).first()
-    if row is None or (row.deleted and not include_deleted):
-        raise ApiError(404, "not_found", f"department {department_id} not found")
-    return row
+        return await one_or_404(conn, query, f"department {department_id}")
 
 
 @router.get("/departments/{department_id}", tags=["departments"])
@@ -164,7 +140,7 @@ async def get_department(
 @router.post("/departments", tags=["departments"], status_code=201)
 async def create_department(
     body: DepartmentIn,
-    app: DepartmentsApp,
+    app: DepartmentsDep,
     principal: Annotated[Principal, Depends(require("departments.create"))],
 ) -> CommandAnswer:
     """A new department, with no rights (DESIGN §1)."""
@@ -181,7 +157,7 @@ async def create_department(
 async def change_department(
     department_id: str,
     body: DepartmentPatch,
-    app: DepartmentsApp,
+    app: DepartmentsDep,
     principal: Annotated[Principal, Depends(require("departments.edit"))],
     expected_version: ExpectedVersion = None,
 ) -> CommandAnswer:
@@ -192,7 +168,7 @@ async def change_department(
 @router.delete("/departments/{department_id}", tags=["departments"])
 async def delete_department(
     department_id: str,
-    app: DepartmentsApp,
+    app: DepartmentsDep,
     principal: Annotated[Principal, Depends(require("departments.delete"))],
     expected_version: ExpectedVersion = None,
 ) -> CommandAnswer:
@@ -204,7 +180,7 @@ async def delete_department(
 async def switch_right(
     department_id: str,
     body: RightSwitch,
-    app: DepartmentsApp,
+    app: DepartmentsDep,
     principal: Annotated[Principal, Depends(require("departments.rights"))],
     expected_version: ExpectedVersion = None,
 ) -> CommandAnswer:
@@ -296,14 +272,14 @@ async def _one_schedule(db: ReadModelDB, schedule_id: str, status: int = 404) ->
     if row is None:
         if status == 422:  # a department names it, but this read model does not know it yet
             raise invalid("schedule_id", f"schedule {schedule_id} is not known (yet)")
-        raise ApiError(404, "not_found", f"schedule {schedule_id} not found")
+        raise not_found(f"schedule {schedule_id}")
     return row
 
 
 @router.post("/schedules", tags=["schedules"], status_code=201)
 async def create_schedule(
     body: ScheduleIn,
-    app: DepartmentsApp,
+    app: DepartmentsDep,
     principal: Annotated[Principal, Depends(require("departments.schedules"))],
 ) -> CommandAnswer:
     return await app.create_schedule(
@@ -317,21 +293,16 @@ async def list_schedules(
     db: ReadDB,
     _: CaughtUp,
     __: Annotated[Principal, Depends(require("departments.view"))],
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> list[ScheduleOut]:
     """Schedules by name; the total is in ``X-Total-Count``."""
+    order = (func.lower(schedules.c.name), schedules.c.schedule_id)
     async with db.engine.connect() as conn:
-        total = (await conn.execute(select(func.count()).select_from(schedules))).scalar()
-        rows = await conn.execute(
-            select(schedules)
-            .order_by(func.lower(schedules.c.name), schedules.c.schedule_id)
-            .limit(limit)
-            .offset(offset)
+        rows = await page(
+            conn, select(schedules), response, order_by=order, limit=limit, offset=offset
         )
-        found = [_schedule(row) for row in rows]
-    response.headers["X-Total-Count"] = str(int(total or 0))
-    return found
+    return [_schedule(row) for row in rows]
 
 
 @router.get("/schedules/{schedule_id}", tags=["schedules"])
@@ -348,7 +319,7 @@ async def get_schedule(
 async def change_schedule(
     schedule_id: str,
     body: SchedulePatch,
-    app: DepartmentsApp,
+    app: DepartmentsDep,
     principal: Annotated[Principal, Depends(require("departments.schedules"))],
     expected_version: ExpectedVersion = None,
 ) -> CommandAnswer:

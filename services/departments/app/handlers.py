@@ -25,12 +25,11 @@ from services.departments.domain.errors import NotFound
 from services.departments.domain.events import LocalizedText, Support, registry
 from services.departments.domain.schedule import RawWeekly, Schedule, SchedulePatch
 from services.departments.projections import schedules
-from shared.api import CommandAnswer
-from shared.app import append, load
-from shared.domain import Aggregate
-from shared.events import SYSTEM, Actor, DomainEvent
+from shared.application.commands import CommandAnswer, append, load
+from shared.domain.aggregate import Aggregate
+from shared.domain.events import SYSTEM, Actor, DomainEvent
 from shared.eventstore import AppendResult, ConcurrencyError, EventStore
-from shared.readmodel import ReadModelDB
+from shared.readmodel.database import ReadModelDB
 
 log = structlog.get_logger(__name__)
 
@@ -204,9 +203,7 @@ class Departments:
         result: AppendResult | None = await append(
             self.store, registry, stream, events, aggregate.version, actor=actor
         )
-        if result is None:  # nothing changed: answer with where things stand
-            return CommandAnswer(id=aggregate_id, version=aggregate.version, position=0)
-        return CommandAnswer.of(aggregate_id, result)
+        return CommandAnswer.after(aggregate_id, aggregate.version, result)
 
 
 def _check_expected(stream: str, aggregate: Aggregate, expected_version: int | None) -> None:

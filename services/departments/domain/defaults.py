@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from services.departments.domain.department import Department
 from services.departments.domain.events import LocalizedText, Support
-from shared.events import DomainEvent
+from shared.domain.events import DomainEvent
 
 # Never change: the ids below, and so the streams already written, derive from it.
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:provider-backoffice:departments:defaults")

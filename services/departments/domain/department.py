@@ -45,10 +45,10 @@ from services.departments.domain.events import (
     LocalizedText,
     Support,
 )
-from shared import rights as catalogue
-from shared.access import DepartmentRightsChanged
-from shared.domain import Aggregate
-from shared.events import DomainEvent
+from shared.access.control import DepartmentRightsChanged
+from shared.domain import rights as catalogue
+from shared.domain.aggregate import Aggregate
+from shared.domain.events import DomainEvent
 
 LANGUAGES = ("en", "ru")
 MAX_ID = 64  # read models key principals and departments with String(64)

@@ -9,7 +9,7 @@ is needed because None is itself a value for some fields (``schedule_id``:
 no schedule), so "absent" and "set to None" must be told apart. Nested blocks
 (``support``, ``weekly``) are carried whole, as they are after the change.
 
-``DepartmentRightsChanged`` (from ``shared.access``) is registered here too: the
+``DepartmentRightsChanged`` (from ``shared.access.control``) is registered here too: the
 department aggregate writes it next to every rights change and on deletion,
 with the department's effective rights, because identity derives its members'
 access from it without knowing the rule that makes effective rights.
@@ -22,10 +22,12 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from shared import access
-from shared.business_hours import WeeklyHours as WeeklyHours  # the kernel owns business hours
-from shared.events import DomainEvent, EventRegistry, check_changed
-from shared.events import LocalizedText as LocalizedText  # the kernel owns it
+from shared.access import control as access
+from shared.domain.business_hours import (
+    WeeklyHours as WeeklyHours,  # the kernel owns business hours
+)
+from shared.domain.events import DomainEvent, EventRegistry, check_changed
+from shared.domain.events import LocalizedText as LocalizedText  # the kernel owns it
 
 registry = EventRegistry()
 registry.register(access.DepartmentRightsChanged)

@@ -2,7 +2,7 @@
 
 The business-time arithmetic (``expected_response_at``, ``business_time_between``,
 ``next_opening``, ``is_open``) and the validation of hours live in the kernel,
-``shared.business_hours``, so the support center and the notifier count
+``shared.domain.business_hours``, so the support center and the notifier count
 working time exactly as departments do; they are re-exported here.
 """
 
@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict
 
 from services.departments.domain.errors import DomainError, NotFound
 from services.departments.domain.events import ScheduleChanged, ScheduleCreated, ScheduleField
-from shared.business_hours import (
+from shared.domain.aggregate import Aggregate
+from shared.domain.business_hours import (
     MAX_HOLIDAYS,
     MAX_RESPONSE_HOURS,
     RawWeekly,
@@ -30,8 +31,7 @@ from shared.business_hours import (
     is_open,
     next_opening,
 )
-from shared.domain import Aggregate
-from shared.events import DomainEvent
+from shared.domain.events import DomainEvent
 
 # The business-hours names are re-exported: the kernel owns them (see the docstring).
 __all__ = [

@@ -28,9 +28,9 @@ from services.departments.domain.events import (
     ScheduleCreated,
     registry,
 )
-from shared.access import DepartmentRightsChanged
-from shared.events import RecordedEvent
-from shared.projections import Projection
+from shared.access.control import DepartmentRightsChanged
+from shared.domain.events import RecordedEvent
+from shared.projections.runner import Projection
 
 metadata = MetaData()
 

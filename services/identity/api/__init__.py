@@ -10,22 +10,16 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from sqlalchemy import func, select
 
-from services.identity.app.handlers import Identity, LoginRefused
+from services.identity.api.deps import IdentityDep
+from services.identity.app.handlers import LoginRefused
 from services.identity.domain.events import LocalizedName
 from services.identity.projections import staff_rights, staff_rows
-from shared import rights as catalogue
-from shared.access import IpPolicy, Principal
-from shared.api import ApiError, CaughtUp, CommandAnswer, client_address, require
+from shared.access.control import IpPolicy, Principal
+from shared.application.commands import CommandAnswer
+from shared.domain import rights as catalogue
+from shared.http.api import ApiError, CaughtUp, client_address, require
 
 router = APIRouter()
-
-
-def identity(request: Request) -> Identity:
-    app: Identity = request.app.state.runtime.extensions["identity"]
-    return app
-
-
-IdentityApp = Annotated[Identity, Depends(identity)]
 
 
 class Strict(BaseModel):
@@ -52,7 +46,7 @@ class LoginOut(BaseModel):
 
 
 @router.post("/auth/login", tags=["auth"])
-async def login(body: LoginIn, request: Request, app: IdentityApp) -> LoginOut:
+async def login(body: LoginIn, request: Request, app: IdentityDep) -> LoginOut:
     try:
         result = await app.login(body.login, body.password, client_address(request))
     except LoginRefused as refused:
@@ -80,7 +74,7 @@ class ImpersonationEnded(BaseModel):
     response_model=None,
     responses={200: {"model": ImpersonationEnded, "description": "an impersonation ended"}},
 )
-async def logout(app: IdentityApp, principal: Annotated[Principal, Depends(require())]) -> Response:
+async def logout(app: IdentityDep, principal: Annotated[Principal, Depends(require())]) -> Response:
     """End this session: 204; for an impersonation token, 200 naming the staff member.
 
     Ending an impersonation leaves the staff member's own session as it was.
@@ -121,7 +115,7 @@ class ClientMeOut(BaseModel):
 async def me(
     request: Request,
     _: CaughtUp,
-    app: IdentityApp,
+    app: IdentityDep,
     principal: Annotated[Principal, Depends(require())],
 ) -> MeOut | ClientMeOut:
     """Who I am and what I may do.
@@ -184,7 +178,7 @@ class StaffPatch(Strict):
 @router.post("/staff", tags=["staff"], status_code=201)
 async def add_staff(
     body: StaffIn,
-    app: IdentityApp,
+    app: IdentityDep,
     principal: Annotated[Principal, Depends(require("staff.create"))],
 ) -> CommandAnswer:
     fields = body.model_dump(exclude={"password"})
@@ -199,7 +193,7 @@ async def add_staff(
 async def change_staff(
     staff_id: str,
     body: StaffPatch,
-    app: IdentityApp,
+    app: IdentityDep,
     principal: Annotated[Principal, Depends(require("staff.edit"))],
 ) -> CommandAnswer:
     changes: dict[str, Any] = {
@@ -216,7 +210,7 @@ async def change_staff(
 @router.delete("/staff/{staff_id}", tags=["staff"])
 async def disable_staff(
     staff_id: str,
-    app: IdentityApp,
+    app: IdentityDep,
     principal: Annotated[Principal, Depends(require("staff.delete"))],
 ) -> CommandAnswer:
     """Disable the account (its history stays); its sessions end."""
@@ -287,7 +281,7 @@ def _card(staff_id: str, card: str) -> dict[str, Any]:
 @router.put("/staff/{staff_id}/avatar", tags=["staff"])
 async def set_avatar(
     staff_id: str,
-    app: IdentityApp,
+    app: IdentityDep,
     principal: Annotated[Principal, Depends(require())],
     avatar: Annotated[UploadFile, File(description="png, jpg, jpeg or gif; at most 64 KB; 80x80")],
 ) -> CommandAnswer:
@@ -304,7 +298,7 @@ async def get_avatar(
     staff_id: str,
     request: Request,
     _: CaughtUp,
-    app: IdentityApp,
+    app: IdentityDep,
     principal: Annotated[Principal, Depends(require())],
 ) -> Response:
     if staff_id != principal.id and not principal.access.has("staff.view"):
@@ -357,7 +351,7 @@ async def staff_rights_of(
 async def grant_right(
     staff_id: str,
     body: RightIn,
-    app: IdentityApp,
+    app: IdentityDep,
     principal: Annotated[Principal, Depends(require("staff.rights"))],
 ) -> CommandAnswer:
     return await app.grant(principal.actor, staff_id, body.right)
@@ -367,7 +361,7 @@ async def grant_right(
 async def revoke_right(
     staff_id: str,
     right: str,
-    app: IdentityApp,
+    app: IdentityDep,
     principal: Annotated[Principal, Depends(require("staff.rights"))],
 ) -> CommandAnswer:
     return await app.revoke(principal.actor, staff_id, right)

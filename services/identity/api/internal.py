@@ -1,6 +1,6 @@
 """Identity's internal HTTP API: client principals, for the clients service only.
 
-Every endpoint needs a service token (``shared.internal``); staff and client
+Every endpoint needs a service token (``shared.http.internal``); staff and client
 tokens are refused. The clients service checks the staff member's rights
 before it calls; identity keeps credentials, sessions and tokens.
 """
@@ -9,24 +9,18 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.identity.app.clients import ClientPrincipals
+from services.identity.api.deps import ClientPrincipalsDep
 from services.identity.domain.client_principal import UNCHANGED
-from shared.api import CommandAnswer
-from shared.events import Actor
-from shared.internal import require_service
+from shared.application.commands import CommandAnswer
+from shared.domain.events import Actor
+from shared.http.internal import require_service
 
 router = APIRouter(prefix="/internal", tags=["internal"])
 
 
-def client_principals(request: Request) -> ClientPrincipals:
-    app: ClientPrincipals = request.app.state.runtime.extensions["client_principals"]
-    return app
-
-
-App = Annotated[ClientPrincipals, Depends(client_principals)]
 Service = Annotated[str, Depends(require_service())]
 
 
@@ -75,7 +69,7 @@ class ImpersonationOut(BaseModel):
 
 
 @router.post("/client-principals", status_code=201)
-async def register(body: RegisterIn, app: App, service: Service) -> CommandAnswer:
+async def register(body: RegisterIn, app: ClientPrincipalsDep, service: Service) -> CommandAnswer:
     """Credential handover: the client can log in at ``/auth/login`` from now on.
 
     409 ``duplicate_login`` when a staff member or another client has the
@@ -85,7 +79,9 @@ async def register(body: RegisterIn, app: App, service: Service) -> CommandAnswe
 
 
 @router.patch("/client-principals/{client_id}")
-async def change(client_id: str, body: ChangeIn, app: App, service: Service) -> CommandAnswer:
+async def change(
+    client_id: str, body: ChangeIn, app: ClientPrincipalsDep, service: Service
+) -> CommandAnswer:
     """Disable or enable the client, or change its company; disabling ends its sessions."""
     given = body.model_fields_set
     return await app.change(
@@ -99,20 +95,20 @@ async def change(client_id: str, body: ChangeIn, app: App, service: Service) -> 
 
 @router.put("/client-principals/{client_id}/password")
 async def change_password(
-    client_id: str, body: PasswordIn, app: App, service: Service
+    client_id: str, body: PasswordIn, app: ClientPrincipalsDep, service: Service
 ) -> CommandAnswer:
     return await app.change_password(service_actor(service), client_id, body.password)
 
 
 @router.delete("/client-principals/{client_id}")
-async def remove(client_id: str, app: App, service: Service) -> CommandAnswer:
+async def remove(client_id: str, app: ClientPrincipalsDep, service: Service) -> CommandAnswer:
     """Erasure: the credential goes (the login is free again), every session ends."""
     return await app.remove(service_actor(service), client_id)
 
 
 @router.post("/client-principals/{client_id}/impersonations", status_code=201)
 async def impersonate(
-    client_id: str, body: ImpersonateIn, app: App, _: Service
+    client_id: str, body: ImpersonateIn, app: ClientPrincipalsDep, _: Service
 ) -> ImpersonationOut:
     """A client token for a staff member; whatever it causes names both.
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from PIL import Image, UnidentifiedImageError
 from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, select
 
-from shared.domain import DomainError
-from shared.readmodel import ReadModelDB
+from shared.domain.aggregate import DomainError
+from shared.readmodel.database import ReadModelDB
 
 MAX_BYTES = 64 * 1024
 SIZE = (80, 80)

@@ -23,11 +23,10 @@ from services.identity.domain.client_principal import (
 )
 from services.identity.domain.events import PasswordChanged, SessionStarted, registry
 from services.identity.domain.staff import Staff
-from shared.access import ClientAccessChanged, issue_token
-from shared.api import CommandAnswer
-from shared.app import append, load
-from shared.domain import Conflict, NotFound
-from shared.events import Actor, DomainEvent
+from shared.access.control import ClientAccessChanged, issue_token
+from shared.application.commands import CommandAnswer, append, load
+from shared.domain.aggregate import Conflict, NotFound
+from shared.domain.events import Actor, DomainEvent
 from shared.eventstore import AppendResult, ConcurrencyError, StreamState
 
 

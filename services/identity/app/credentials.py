@@ -16,8 +16,8 @@ from sqlalchemy import Column, MetaData, String, Table, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.domain import Conflict, DomainError
-from shared.readmodel import ReadModelDB, UtcDateTime
+from shared.domain.aggregate import Conflict, DomainError
+from shared.readmodel.database import ReadModelDB, UtcDateTime
 
 metadata = MetaData()
 

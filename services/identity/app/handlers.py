@@ -50,7 +50,7 @@ from services.identity.projections import (
     sessions,
     staff_rows,
 )
-from shared.access import (
+from shared.access.control import (
     AccessCopy,
     ClientAccessChanged,
     PrincipalKind,
@@ -59,13 +59,12 @@ from shared.access import (
     StaffAccessChanged,
     issue_token,
 )
-from shared.api import CommandAnswer
-from shared.app import append, load, rebuild
-from shared.domain import Conflict, NotFound
-from shared.events import Actor, DomainEvent, RecordedEvent
+from shared.application.commands import CommandAnswer, append, load, rebuild
+from shared.domain.aggregate import Conflict, NotFound
+from shared.domain.events import Actor, DomainEvent, RecordedEvent
 from shared.eventstore import AppendResult, ConcurrencyError, EventStore, StreamState
-from shared.readmodel import ReadModelDB
-from shared.settings import ServiceSettings
+from shared.readmodel.database import ReadModelDB
+from shared.runtime.settings import ServiceSettings
 
 log = structlog.get_logger(__name__)
 

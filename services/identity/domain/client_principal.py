@@ -14,9 +14,9 @@ import enum
 import re
 
 from services.identity.domain.events import ClientPrincipalRegistered, ClientPrincipalRemoved
-from shared.access import ClientAccessChanged
-from shared.domain import Aggregate, Conflict, DomainError, NotFound
-from shared.events import DomainEvent
+from shared.access.control import ClientAccessChanged
+from shared.domain.aggregate import Aggregate, Conflict, DomainError, NotFound
+from shared.domain.events import DomainEvent
 
 # What the credential table can hold; the clients context applies its own,
 # stricter rule before it hands a login over.

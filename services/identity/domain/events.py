@@ -2,7 +2,7 @@
 
 Credentials live in identity's credential table, outside the event log; the
 log records only that a password changed. The access facts other services read
-(``StaffAccessChanged``, ``SessionEnded``) come from ``shared.access`` and are
+(``StaffAccessChanged``, ``SessionEnded``) come from ``shared.access.control`` and are
 registered here too, since identity writes them into its own streams.
 Client principals (the credential side of the clients context's clients) live
 in streams ``client-principal-<client id>`` and carry no personal data.
@@ -15,9 +15,9 @@ from typing import Literal
 
 from pydantic import BaseModel, EmailStr
 
-from shared import access
-from shared.access import IpPolicy
-from shared.events import DomainEvent, EventRegistry
+from shared.access import control as access
+from shared.access.control import IpPolicy
+from shared.domain.events import DomainEvent, EventRegistry
 
 registry = EventRegistry()
 for model in (access.StaffAccessChanged, access.ClientAccessChanged, access.SessionEnded):

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from services.identity.domain.events import LoginFailed, LoginLockedOut, LoginSucceeded
-from shared.domain import Aggregate
-from shared.events import DomainEvent
+from shared.domain.aggregate import Aggregate
+from shared.domain.events import DomainEvent
 
 MAX_FAILURES = 5
 LOCK_FOR = timedelta(minutes=15)

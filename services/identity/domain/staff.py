@@ -24,10 +24,10 @@ from services.identity.domain.events import (
     StaffDisabled,
     UserGroup,
 )
-from shared import rights as catalogue
-from shared.access import IpPolicy, StaffAccessChanged
-from shared.domain import Aggregate, Conflict, DomainError, NotFound
-from shared.events import DomainEvent
+from shared.access.control import IpPolicy, StaffAccessChanged
+from shared.domain import rights as catalogue
+from shared.domain.aggregate import Aggregate, Conflict, DomainError, NotFound
+from shared.domain.events import DomainEvent
 
 LOGIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$")
 PHONE = re.compile(r"^\+?[0-9 ()-]{5,32}$")

@@ -35,10 +35,10 @@ from services.identity.domain.events import (
     StaffDisabled,
     registry,
 )
-from shared.access import DepartmentRightsChanged, SessionEnded, StaffAccessChanged
-from shared.events import RecordedEvent
-from shared.projections import Projection
-from shared.readmodel import UtcDateTime
+from shared.access.control import DepartmentRightsChanged, SessionEnded, StaffAccessChanged
+from shared.domain.events import RecordedEvent
+from shared.projections.runner import Projection
+from shared.readmodel.database import UtcDateTime
 
 staff_metadata = MetaData()
 
@@ -213,7 +213,7 @@ def department_change(event: RecordedEvent) -> tuple[str, bool | None, list[str]
 
 async def copy_department(conn: AsyncConnection, event: RecordedEvent) -> None:
     """The copy part of following ``departments.events``: ``departments_seen`` alone
-    (``shared.copies``; the handler also re-derives members' access)."""
+    (``shared.messaging.copies``; the handler also re-derives members' access)."""
     change = department_change(event)
     if change is not None:
         await record_department(conn, *change)

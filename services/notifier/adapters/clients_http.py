@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 
 from services.notifier.domain.notices import ClientCard, ContactCard, language_of
-from shared import causation
-from shared.internal import issue_service_token
+from shared.http.internal import issue_service_token
+from shared.observability import causation
 
 
 class ClientsUnavailable(Exception):

@@ -7,12 +7,9 @@ from email.utils import format_datetime, make_msgid
 
 import aiosmtplib
 
+from services.notifier.app.ports import DeliveryError
 from services.notifier.settings import NotifierSettings
-from shared.events import utcnow
-
-
-class DeliveryError(Exception):
-    """The server or gateway did not take the notice; worth another try."""
+from shared.domain.events import utcnow
 
 
 class SmtpMailer:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from services.notifier.adapters.mail import DeliveryError
+from services.notifier.app.ports import DeliveryError
 from services.notifier.settings import NotifierSettings
 
 

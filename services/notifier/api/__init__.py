@@ -14,26 +14,20 @@ from typing import Annotated, Literal
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from services.notifier.app.notifier import Notifier
+from services.notifier.api.deps import NotifierDep
 from services.notifier.domain.events import Channel, Language, StaffNotice, TimerKind
 from services.notifier.projections import deliveries, subscriptions, timers
-from shared.access import Principal
-from shared.api import ApiError, CaughtUp, CommandAnswer, require
+from shared.access.control import Principal
+from shared.application.commands import CommandAnswer
+from shared.http.api import ApiError, CaughtUp, require
+from shared.http.reads import Limit, Offset, page
 
 router = APIRouter(tags=["notifier"])
 
 Status = Literal["queued", "retrying", "sent", "failed"]
 TimerStatus = Literal["scheduled", "fired", "cancelled"]
-
-
-def notifier(request: Request) -> Notifier:
-    app: Notifier = request.app.state.runtime.extensions["notifier"]
-    return app
-
-
-App = Annotated[Notifier, Depends(notifier)]
 
 
 # ---------------------------------------------------------------- deliveries
@@ -65,8 +59,8 @@ async def list_deliveries(
     channel: Channel | None = None,
     event_id: Annotated[str | None, Query(max_length=36)] = None,
     status: Status | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> list[DeliveryOut]:
     """Every notice and its delivery status, newest first (``X-Total-Count``: all that match)."""
     query = select(deliveries)
@@ -79,10 +73,8 @@ async def list_deliveries(
     if status is not None:
         query = query.where(deliveries.c.status == status)
     async with request.app.state.runtime.db.reading() as conn:
-        total = (await conn.execute(select(func.count()).select_from(query.subquery()))).scalar()
-        rows = await conn.execute(
-            query.order_by(deliveries.c.position.desc()).limit(limit).offset(offset)
-        )
+        order = (deliveries.c.position.desc(),)
+        rows = await page(conn, query, response, order_by=order, limit=limit, offset=offset)
         found = [
             DeliveryOut(
                 id=r.notice_id,
@@ -101,7 +93,6 @@ async def list_deliveries(
             )
             for r in rows
         ]
-    response.headers["X-Total-Count"] = str(int(total or 0))
     return found
 
 
@@ -157,7 +148,7 @@ async def get_subscription(
 async def put_subscription(
     staff_id: Annotated[str, Field(max_length=64)],
     body: SubscriptionIn,
-    app: App,
+    app: NotifierDep,
     principal: Annotated[Principal, Depends(require())],
 ) -> CommandAnswer:
     """Replace the subscription: ``{"language", "notices": {notice: ["email", "sms"]}}``."""
@@ -197,8 +188,8 @@ async def list_timers(
     kind: TimerKind | None = None,
     ticket_id: Annotated[str | None, Query(max_length=64)] = None,
     client_id: Annotated[str | None, Query(max_length=64)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> list[TimerOut]:
     """Deadlines, soonest first: pending ones unless ``status`` says otherwise."""
     query = select(timers)
@@ -211,10 +202,8 @@ async def list_timers(
     if client_id is not None:
         query = query.where(timers.c.client_id == client_id)
     async with request.app.state.runtime.db.reading() as conn:
-        total = (await conn.execute(select(func.count()).select_from(query.subquery()))).scalar()
-        rows = await conn.execute(
-            query.order_by(timers.c.due_at, timers.c.timer_id).limit(limit).offset(offset)
-        )
+        order = (timers.c.due_at, timers.c.timer_id)
+        rows = await page(conn, query, response, order_by=order, limit=limit, offset=offset)
         found = [
             TimerOut(
                 id=r.timer_id,
@@ -232,5 +221,4 @@ async def list_timers(
             )
             for r in rows
         ]
-    response.headers["X-Total-Count"] = str(int(total or 0))
     return found

@@ -20,8 +20,8 @@ from services.notifier.domain.deadlines import TicketFacts
 from services.notifier.domain.notices import StaffCard
 from services.notifier.domain.subscription import Subscription
 from services.notifier.projections import subscriptions
-from shared.business_hours import BusinessHours, WeeklyHours
-from shared.events import RecordedEvent
+from shared.domain.business_hours import BusinessHours, WeeklyHours
+from shared.domain.events import RecordedEvent
 
 metadata = MetaData()
 

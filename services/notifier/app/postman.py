@@ -15,33 +15,25 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from sqlalchemy import or_, select
 
-from services.notifier.adapters.mail import DeliveryError
+from services.notifier.app.ports import DeliveryError, Mailer, Sms
 from services.notifier.domain.delivery import Delivery, RetryPolicy, stream_of
 from services.notifier.domain.events import registry
 from services.notifier.projections import deliveries
-from shared.app import append, load
-from shared.events import Actor, utcnow
+from shared.application.commands import append, load
+from shared.domain.events import Actor, utcnow
 from shared.eventstore import ConcurrencyError, EventStore
-from shared.projections import ProjectionRunner
-from shared.readmodel import ReadModelDB
+from shared.projections.runner import ProjectionRunner
+from shared.readmodel.database import ReadModelDB
 
 log = structlog.get_logger(__name__)
 
 ACTOR = Actor(id="notifier", kind="system")
 IDLE_SECONDS = 1.0
-
-
-class Mailer(Protocol):
-    async def send(self, notice_id: str, to: str, subject: str, body: str) -> None: ...
-
-
-class Sms(Protocol):
-    async def send(self, notice_id: str, to: str, text: str) -> None: ...
 
 
 class Postman:

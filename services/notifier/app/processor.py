@@ -27,8 +27,8 @@ from typing import Any
 import structlog
 from sqlalchemy import select
 
-from services.notifier.adapters.clients_http import ClientsHttp
 from services.notifier.app import directory
+from services.notifier.app.ports import ClientDirectory
 from services.notifier.domain import deadlines
 from services.notifier.domain.deadlines import Cancel, TicketFacts
 from services.notifier.domain.delivery import stream_of as notice_stream
@@ -43,11 +43,11 @@ from services.notifier.domain.notices import (
 )
 from services.notifier.domain.timer import Deadline, Timer
 from services.notifier.domain.timer import stream_of as timer_stream
-from shared.app import load
-from shared.events import Actor, DomainEvent, RecordedEvent
+from shared.application.commands import load
+from shared.domain.events import Actor, DomainEvent, RecordedEvent
 from shared.eventstore import ConcurrencyError, EventStore, StreamState
-from shared.readmodel import ReadModelDB, inbox
-from shared.shredding import KeyRing, Sealer
+from shared.privacy.shredding import KeyRing, Sealer
+from shared.readmodel.database import ReadModelDB, inbox
 
 log = structlog.get_logger(__name__)
 
@@ -67,7 +67,7 @@ class Processor:
         store: EventStore,
         db: ReadModelDB,
         keys: KeyRing,
-        clients: ClientsHttp,
+        clients: ClientDirectory,
         warning_lead: timedelta,
         on_queued: Callable[[], None] = lambda: None,
     ) -> None:

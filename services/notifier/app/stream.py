@@ -26,9 +26,9 @@ import faust
 import structlog
 from faust.transport.drivers import aiokafka as faust_kafka
 
-from shared import causation
-from shared.events import RecordedEvent
-from shared.kafka import ensure_topic
+from shared.domain.events import RecordedEvent
+from shared.messaging.kafka import ensure_topic
+from shared.observability import causation
 
 log = structlog.get_logger(__name__)
 

@@ -20,11 +20,11 @@ from sqlalchemy import func, select
 from services.notifier.domain.events import registry
 from services.notifier.domain.timer import Timer, stream_of
 from services.notifier.projections import timers
-from shared.app import load
-from shared.events import Actor, utcnow
+from shared.application.commands import load
+from shared.domain.events import Actor, utcnow
 from shared.eventstore import ConcurrencyError, EventStore
-from shared.projections import ProjectionRunner
-from shared.readmodel import ReadModelDB
+from shared.projections.runner import ProjectionRunner
+from shared.readmodel.database import ReadModelDB
 
 log = structlog.get_logger(__name__)
 

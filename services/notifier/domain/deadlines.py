@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.notifier.domain.timer import Deadline
-from shared.business_hours import ScheduleHours, business_time_between
+from shared.domain.business_hours import ScheduleHours, business_time_between
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from services.notifier.domain.events import (
     NoticeQueued,
     NoticeSent,
 )
-from shared.domain import Aggregate
-from shared.events import DomainEvent
+from shared.domain.aggregate import Aggregate
+from shared.domain.events import DomainEvent
 
 DeliveryStatus = Literal["none", "queued", "retrying", "sent", "failed"]
 

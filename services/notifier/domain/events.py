@@ -20,7 +20,7 @@ is the notifier's own.
 
 A notice's address, subject and body are personal data: sealed with the key of
 the person they are about (``subject_id``: the staff member or the client) like
-the other contexts' personal fields (``shared.shredding``).
+the other contexts' personal fields (``shared.privacy.shredding``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar, Literal
 
-from shared.events import DomainEvent, EventRegistry
+from shared.domain.events import DomainEvent, EventRegistry
 
 registry = EventRegistry()
 

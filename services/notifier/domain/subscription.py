@@ -12,8 +12,8 @@ from services.notifier.domain.events import (
     StaffNotice,
     SubscriptionChanged,
 )
-from shared.domain import Aggregate, DomainError
-from shared.events import DomainEvent
+from shared.domain.aggregate import Aggregate, DomainError
+from shared.domain.events import DomainEvent
 
 
 def stream_of(staff_id: str) -> str:

@@ -19,8 +19,8 @@ from services.notifier.domain.events import (
     TimerKind,
     TimerScheduled,
 )
-from shared.domain import Aggregate
-from shared.events import DomainEvent
+from shared.domain.aggregate import Aggregate
+from shared.domain.events import DomainEvent
 
 TimerStatus = Literal["none", "scheduled", "fired", "cancelled"]
 

@@ -29,10 +29,10 @@ from services.notifier.domain.events import (
     TimerScheduled,
     registry,
 )
-from shared import shredding
-from shared.events import RecordedEvent
-from shared.projections import Projection
-from shared.readmodel import UtcDateTime
+from shared.domain.events import RecordedEvent
+from shared.privacy import shredding
+from shared.projections.runner import Projection
+from shared.readmodel.database import UtcDateTime
 
 metadata = MetaData()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import httpx
 import structlog
 
-from shared import causation
+from shared.observability import causation
 
 log = structlog.get_logger(__name__)
 

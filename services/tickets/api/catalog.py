@@ -2,7 +2,7 @@
 
 Categories, response templates, announcements, support settings, paid requests.
 
-Commands go through ``SupportCatalog`` (``runtime.extensions["support_catalog"]``)
+Commands go through ``SupportCatalog`` (``api/deps.py``)
 and answer ``{"id", "version", "position"}``; a command that changes nothing
 writes nothing and answers the current version with position 0. Changes of a
 category, a template or an announcement accept ``?expected_version=`` (409
@@ -36,7 +36,7 @@ from pydantic import BaseModel
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Row
 
-from services.tickets.app.catalog import SupportCatalog
+from services.tickets.api.deps import SupportCatalogDep
 from services.tickets.domain.catalog import (
     AnnouncementDraft,
     CategoryDraft,
@@ -56,10 +56,11 @@ from services.tickets.projections.catalog import (
     templates,
     text_from_json,
 )
-from shared.access import Principal
-from shared.api import ApiError, CaughtUp, CommandAnswer, require
-from shared.events import utcnow
-from shared.readmodel import ReadModelDB
+from shared.access.control import Principal
+from shared.application.commands import CommandAnswer
+from shared.domain.events import utcnow
+from shared.http.api import ApiError, CaughtUp, ReadDB, require
+from shared.http.reads import Limit, Offset, not_found, one_or_404, page
 
 router = APIRouter(tags=["support catalogue"])
 
@@ -68,16 +69,6 @@ TEMPLATES = "tickets.templates"
 ANNOUNCEMENTS = "tickets.announcements"
 SETTINGS = "tickets.settings"
 PAYMENTS = "finance.payments"
-
-
-def catalog_app(request: Request) -> SupportCatalog:
-    app: SupportCatalog = request.app.state.runtime.extensions["support_catalog"]
-    return app
-
-
-def read_db(request: Request) -> ReadModelDB:
-    db: ReadModelDB = request.app.state.runtime.db
-    return db
 
 
 def require_any(*rights: str) -> Callable[[Request], Coroutine[Any, Any, Principal]]:
@@ -94,8 +85,6 @@ def require_any(*rights: str) -> Callable[[Request], Coroutine[Any, Any, Princip
     return authorised
 
 
-Catalog = Annotated[SupportCatalog, Depends(catalog_app)]
-ReadDB = Annotated[ReadModelDB, Depends(read_db)]
 Anyone = Annotated[Principal, Depends(require(None))]
 CategoryChanger = Annotated[Principal, Depends(require(CATEGORIES))]
 TemplateChanger = Annotated[Principal, Depends(require(TEMPLATES))]
@@ -106,12 +95,6 @@ Cashier = Annotated[Principal, Depends(require(PAYMENTS))]
 ExpectedVersion = Annotated[
     int | None, Query(ge=0, description="409 version_conflict unless it is at this version")
 ]
-Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0)]
-
-
-def _total(response: Response, total: int | None) -> None:
-    response.headers["X-Total-Count"] = str(int(total or 0))
 
 
 # ---------------------------------------------------------------- answers
@@ -192,7 +175,7 @@ def _category(row: Row[Any]) -> CategoryOut:
 
 @router.post("/categories", status_code=201)
 async def create_category(
-    body: CategoryDraft, app: Catalog, principal: CategoryChanger
+    body: CategoryDraft, app: SupportCatalogDep, principal: CategoryChanger
 ) -> CommandAnswer:
     """A category: topic ``{"en","ru"}``, department, project (null: every project),
     ``paid``, the ``warning`` shown to the client, ``sort``."""
@@ -224,26 +207,24 @@ async def list_categories(
         )
     if paid is not None:
         query = query.where(categories.c.paid.is_(paid))
+    order = (
+        categories.c.sort,
+        categories.c.topic_en,
+        categories.c.category_id,
+    )
     async with db.engine.connect() as conn:
-        total = (await conn.execute(select(func.count()).select_from(query.subquery()))).scalar()
-        rows = await conn.execute(
-            query.order_by(categories.c.sort, categories.c.topic_en, categories.c.category_id)
-            .limit(limit)
-            .offset(offset)
-        )
-        found = [_category(row) for row in rows]
-    _total(response, total)
-    return found
+        rows = await page(conn, query, response, order_by=order, limit=limit, offset=offset)
+    return [_category(row) for row in rows]
 
 
 @router.get("/categories/{category_id}")
 async def get_category(category_id: str, db: ReadDB, _: Anyone, __: CaughtUp) -> CategoryOut:
     async with db.engine.connect() as conn:
-        row = (
-            await conn.execute(select(categories).where(categories.c.category_id == category_id))
-        ).first()
-    if row is None:
-        raise ApiError(404, "not_found", f"category {category_id} not found")
+        row = await one_or_404(
+            conn,
+            select(categories).where(categories.c.category_id == category_id),
+            f"category {category_id}",
+        )
     return _category(row)
 
 
@@ -251,7 +232,7 @@ async def get_category(category_id: str, db: ReadDB, _: Anyone, __: CaughtUp) ->
 async def change_category(
     category_id: str,
     body: CategoryPatch,
-    app: Catalog,
+    app: SupportCatalogDep,
     principal: CategoryChanger,
     expected_version: ExpectedVersion = None,
 ) -> CommandAnswer:
@@ -262,7 +243,7 @@ async def change_category(
 @router.delete("/categories/{category_id}")
 async def delete_category(
     category_id: str,
-    app: Catalog,
+    app: SupportCatalogDep,
     principal: CategoryChanger,
     expected_version: ExpectedVersion = None,
 ) -> CommandAnswer:
@@ -281,7 +262,7 @@ def _template(row: Row[Any]) -> TemplateOut:
 
 @router.post("/templates", status_code=201)
 async def create_template(
-    body: TemplateDraft, app: Catalog, principal: TemplateChanger
+    body: TemplateDraft, app: SupportCatalogDep, principal: TemplateChanger
 ) -> CommandAnswer:
     """A response template; ``subject`` and ``body`` may use ``%client_person%``,
     ``%admin_name%``, ``%ticket_id%``, ``%ticket_subject%``, ``%department%``."""
@@ -302,16 +283,13 @@ async def list_templates(
     query = select(templates)
     if name:
         query = query.where(func.lower(templates.c.name).contains(name.lower(), autoescape=True))
+    order = (
+        func.lower(templates.c.name),
+        templates.c.template_id,
+    )
     async with db.engine.connect() as conn:
-        total = (await conn.execute(select(func.count()).select_from(query.subquery()))).scalar()
-        rows = await conn.execute(
-            query.order_by(func.lower(templates.c.name), templates.c.template_id)
-            .limit(limit)
-            .offset(offset)
-        )
-        found = [_template(row) for row in rows]
-    _total(response, total)
-    return found
+        rows = await page(conn, query, response, order_by=order, limit=limit, offset=offset)
+    return [_template(row) for row in rows]
 
 
 @router.get("/templates/{template_id}")
@@ -319,11 +297,11 @@ async def get_template(
     template_id: str, db: ReadDB, _: TemplateReader, __: CaughtUp
 ) -> TemplateOut:
     async with db.engine.connect() as conn:
-        row = (
-            await conn.execute(select(templates).where(templates.c.template_id == template_id))
-        ).first()
-    if row is None:
-        raise ApiError(404, "not_found", f"template {template_id} not found")
+        row = await one_or_404(
+            conn,
+            select(templates).where(templates.c.template_id == template_id),
+            f"template {template_id}",
+        )
     return _template(row)
 
 
@@ -331,7 +309,7 @@ async def get_template(
 async def change_template(
     template_id: str,
     body: TemplatePatch,
-    app: Catalog,
+    app: SupportCatalogDep,
     principal: TemplateChanger,
     expected_version: ExpectedVersion = None,
 ) -> CommandAnswer:
@@ -341,7 +319,7 @@ async def change_template(
 @router.delete("/templates/{template_id}")
 async def delete_template(
     template_id: str,
-    app: Catalog,
+    app: SupportCatalogDep,
     principal: TemplateChanger,
     expected_version: ExpectedVersion = None,
 ) -> CommandAnswer:
@@ -370,7 +348,7 @@ def _active_now(now: datetime) -> Any:
 
 @router.post("/announcements", status_code=201)
 async def publish_announcement(
-    body: AnnouncementDraft, app: Catalog, principal: Announcer
+    body: AnnouncementDraft, app: SupportCatalogDep, principal: Announcer
 ) -> CommandAnswer:
     """``{"text", "starts_at", "ends_at", "blocking"}``: ``text`` a string or ``{"en","ru"}``;
     times with a time zone, ``starts_at`` defaults to now. While a blocking one is
@@ -401,16 +379,13 @@ async def list_announcements(
         query = query.where(~_active_now(now))
     if blocking is not None:
         query = query.where(announcements.c.blocking.is_(blocking))
+    order = (
+        announcements.c.starts_at.desc(),
+        announcements.c.announcement_id,
+    )
     async with db.engine.connect() as conn:
-        total = (await conn.execute(select(func.count()).select_from(query.subquery()))).scalar()
-        rows = await conn.execute(
-            query.order_by(announcements.c.starts_at.desc(), announcements.c.announcement_id)
-            .limit(limit)
-            .offset(offset)
-        )
-        found = [_announcement(row, now) for row in rows]
-    _total(response, total)
-    return found
+        rows = await page(conn, query, response, order_by=order, limit=limit, offset=offset)
+    return [_announcement(row, now) for row in rows]
 
 
 @router.get("/announcements/{announcement_id}")
@@ -420,23 +395,21 @@ async def get_announcement(
     """One announcement; a client gets a 404 for one that is not active now."""
     now = utcnow()
     async with db.engine.connect() as conn:
-        row = (
-            await conn.execute(
-                select(announcements).where(announcements.c.announcement_id == announcement_id)
-            )
-        ).first()
-    if row is None:
-        raise ApiError(404, "not_found", f"announcement {announcement_id} not found")
+        row = await one_or_404(
+            conn,
+            select(announcements).where(announcements.c.announcement_id == announcement_id),
+            f"announcement {announcement_id}",
+        )
     found = _announcement(row, now)
     if principal.kind == "client" and not found.active:
-        raise ApiError(404, "not_found", f"announcement {announcement_id} not found")
+        raise not_found(f"announcement {announcement_id}")
     return found
 
 
 @router.delete("/announcements/{announcement_id}")
 async def end_announcement(
     announcement_id: str,
-    app: Catalog,
+    app: SupportCatalogDep,
     principal: Announcer,
     expected_version: ExpectedVersion = None,
 ) -> CommandAnswer:
@@ -448,7 +421,7 @@ async def end_announcement(
 
 
 @router.get("/support/settings")
-async def get_settings(app: Catalog, _: Anyone, __: CaughtUp) -> SettingsOut:
+async def get_settings(app: SupportCatalogDep, _: Anyone, __: CaughtUp) -> SettingsOut:
     """The support settings as they are now (read from their stream: always current)."""
     current = await app.current_settings()
     return SettingsOut(
@@ -462,7 +435,7 @@ async def get_settings(app: Catalog, _: Anyone, __: CaughtUp) -> SettingsOut:
 
 @router.put("/support/settings")
 async def put_settings(
-    body: SettingsPatch, app: Catalog, principal: SettingsChanger
+    body: SettingsPatch, app: SupportCatalogDep, principal: SettingsChanger
 ) -> CommandAnswer:
     """Set the fields given (the others keep their values); answers ``id`` ``support-settings``.
 
@@ -477,7 +450,7 @@ async def put_settings(
 
 @router.post("/clients/{client_id}/paid-requests")
 async def credit_paid_requests(
-    client_id: str, body: PaidCredit, app: Catalog, principal: Cashier
+    client_id: str, body: PaidCredit, app: SupportCatalogDep, principal: Cashier
 ) -> CommandAnswer:
     """Credit ``amount`` (1-100000) paid requests with an optional ``comment``.
 
@@ -500,7 +473,7 @@ async def get_paid_requests(
     """The balance and its history, newest first (the history's size in ``X-Total-Count``)."""
     if principal.kind == "client":
         if principal.id != client_id:
-            raise ApiError(404, "not_found", f"client {client_id} not found")
+            raise not_found(f"client {client_id}")
     elif not (principal.access.has("tickets.view") or principal.access.has(PAYMENTS)):
         raise ApiError(403, "forbidden", f"the right 'tickets.view' or {PAYMENTS!r} is required")
     check_id(client_id, "client_id")
@@ -509,10 +482,8 @@ async def get_paid_requests(
             await conn.execute(select(paid_balances).where(paid_balances.c.client_id == client_id))
         ).first()
         entries = select(paid_history).where(paid_history.c.client_id == client_id)
-        total = (await conn.execute(select(func.count()).select_from(entries.subquery()))).scalar()
-        rows = await conn.execute(
-            entries.order_by(paid_history.c.version.desc()).limit(limit).offset(offset)
-        )
+        order = (paid_history.c.version.desc(),)
+        rows = await page(conn, entries, response, order_by=order, limit=limit, offset=offset)
         history = [
             PaidEntry(
                 kind=row.kind,
@@ -527,7 +498,6 @@ async def get_paid_requests(
             )
             for row in rows
         ]
-    _total(response, total)
     return PaidRequestsOut(
         client_id=client_id,
         balance=balance.balance if balance else 0,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 
 from services.tickets.projections.reports import (
     NO_DEPARTMENT,
@@ -24,9 +24,8 @@ from services.tickets.projections.reports import (
     read_ratings,
     read_response_times,
 )
-from shared.access import Principal
-from shared.api import CaughtUp, invalid, require
-from shared.readmodel import ReadModelDB
+from shared.access.control import Principal
+from shared.http.api import CaughtUp, ReadDB, invalid, require
 
 router = APIRouter()
 
@@ -35,12 +34,6 @@ MAX_ID = 64
 MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
 
 
-def read_db(request: Request) -> ReadModelDB:
-    db: ReadModelDB = request.app.state.runtime.db
-    return db
-
-
-ReadDB = Annotated[ReadModelDB, Depends(read_db)]
 Reporter = Annotated[Principal, Depends(require(RIGHT))]
 
 

@@ -27,8 +27,9 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from services.tickets.api.deps import TicketsDep
 from services.tickets.app import visibility
-from services.tickets.app.handlers import MessageAnswer, NotAllowed, OpenDraft, Tickets
+from services.tickets.app.handlers import MessageAnswer, NotAllowed, OpenDraft
 from services.tickets.domain.ticket import MAX_BODY, MAX_COMMENT, MAX_SUBJECT, TicketChanged
 from services.tickets.projections import support
 from services.tickets.projections.queries import (
@@ -41,10 +42,11 @@ from services.tickets.projections.queries import (
     total,
 )
 from services.tickets.projections.queue import ticket_entries, tickets
-from shared.access import Principal
-from shared.api import ApiError, CaughtUp, CommandAnswer, invalid, require
-from shared.business_hours import expected_response_at
-from shared.readmodel import ReadModelDB
+from shared.access.control import Principal
+from shared.application.commands import CommandAnswer
+from shared.domain.business_hours import expected_response_at
+from shared.http.api import ApiError, CaughtUp, ReadDB, invalid, require
+from shared.readmodel.database import ReadModelDB
 
 router = APIRouter()
 
@@ -52,20 +54,6 @@ T = TypeVar("T")
 MAX_ID = 64
 
 
-# async: FastAPI runs a plain ``def`` dependency in its thread pool, a thread
-# hop per request for reading an attribute.
-async def tickets_app(request: Request) -> Tickets:
-    app: Tickets = request.app.state.runtime.extensions["tickets"]
-    return app
-
-
-async def read_db(request: Request) -> ReadModelDB:
-    db: ReadModelDB = request.app.state.runtime.db
-    return db
-
-
-TicketsApp = Annotated[Tickets, Depends(tickets_app)]
-ReadDB = Annotated[ReadModelDB, Depends(read_db)]
 Caller = Annotated[Principal, Depends(require())]
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0, le=100_000)]
@@ -115,7 +103,7 @@ class SupportDepartmentOut(BaseModel):
 
 @router.get("/support/departments", tags=["support"])
 async def support_departments(
-    app: TicketsApp,
+    app: TicketsDep,
     db: ReadDB,
     _: CaughtUp,
     principal: Caller,
@@ -188,7 +176,7 @@ def _message_answer(answer: MessageAnswer) -> OpenedOut:
 
 
 @router.post("/tickets", status_code=201, tags=["tickets"])
-async def open_ticket(body: OpenIn, app: TicketsApp, _: CaughtUp, principal: Caller) -> OpenedOut:
+async def open_ticket(body: OpenIn, app: TicketsDep, _: CaughtUp, principal: Caller) -> OpenedOut:
     """A client opens a ticket (staff: on behalf of ``client_id``, with ``tickets.reply``).
 
     409 ``blocked_by_announcement`` while a blocking announcement is active;
@@ -419,7 +407,7 @@ class RateIn(Strict):
 async def post_message(
     ticket_id: str,
     body: MessageIn,
-    app: TicketsApp,
+    app: TicketsDep,
     principal: Caller,
     expected_version: SeenQuery = None,
 ) -> OpenedOut:
@@ -438,7 +426,7 @@ async def post_message(
 async def assign(
     ticket_id: str,
     body: AssignIn,
-    app: TicketsApp,
+    app: TicketsDep,
     principal: Caller,
     expected_version: SeenQuery = None,
 ) -> CommandAnswer:
@@ -451,7 +439,7 @@ async def assign(
 async def transfer(
     ticket_id: str,
     body: TransferIn,
-    app: TicketsApp,
+    app: TicketsDep,
     principal: Caller,
     expected_version: SeenQuery = None,
 ) -> CommandAnswer:
@@ -463,7 +451,7 @@ async def transfer(
 @router.post("/tickets/{ticket_id}/close", tags=["tickets"])
 async def close(
     ticket_id: str,
-    app: TicketsApp,
+    app: TicketsDep,
     principal: Caller,
     body: Annotated[VersionIn | None, Body()] = None,
     expected_version: SeenQuery = None,
@@ -476,7 +464,7 @@ async def close(
 @router.post("/tickets/{ticket_id}/reopen", tags=["tickets"])
 async def reopen(
     ticket_id: str,
-    app: TicketsApp,
+    app: TicketsDep,
     principal: Caller,
     body: Annotated[VersionIn | None, Body()] = None,
     expected_version: SeenQuery = None,
@@ -487,7 +475,7 @@ async def reopen(
 
 
 @router.post("/tickets/{ticket_id}/rate", tags=["tickets"])
-async def rate(ticket_id: str, body: RateIn, app: TicketsApp, principal: Caller) -> CommandAnswer:
+async def rate(ticket_id: str, body: RateIn, app: TicketsDep, principal: Caller) -> CommandAnswer:
     """The client rates a staff reply (``message_id``) or the whole ticket, 1 to 5;
     a new rating of the same reply (or of the ticket) replaces the earlier one."""
     return await _run(app.rate(principal, ticket_id, body.score, body.message_id, body.comment))
@@ -502,7 +490,7 @@ class AutofillOut(BaseModel):
 async def autofill(
     ticket_id: str,
     request: Request,
-    app: TicketsApp,
+    app: TicketsDep,
     principal: Caller,
     template_id: Annotated[str, Query(min_length=1, max_length=MAX_ID)],
 ) -> AutofillOut:

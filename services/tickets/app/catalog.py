@@ -22,8 +22,8 @@ ticket is opened or answered. Where each answer comes from:
   milliseconds anyway.
 * ``take_paid_request`` / ``return_paid_request``: optimistic concurrency on
   ``paid-requests-<client_id>``: load, decide, append at the loaded version;
-  on ``ConcurrencyError`` reload and decide again (up to ``RETRY_ATTEMPTS``
-  times), so two takes of the last request end with one ``PaidRequestTaken``
+  on ``ConcurrencyError`` reload and decide again (``decide_and_append``,
+  the kernel's one retry policy), so two takes of the last request end with one ``PaidRequestTaken``
   and one ``PaymentRequired``, and a retried take for the same ticket finds
   its request already held and writes nothing. Crediting and ``PUT
   /support/settings`` retry the same way (their meaning does not depend on
@@ -39,9 +39,7 @@ only (1-64 characters).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import random
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -80,16 +78,14 @@ from services.tickets.projections.catalog import (
     marks_metadata,
     text_from_json,
 )
-from shared.api import CommandAnswer
-from shared.app import append, load
-from shared.domain import Aggregate, DomainError, NotFound
-from shared.events import Actor, DomainEvent, utcnow
+from shared.application.commands import CommandAnswer, append, decide_and_append, load
+from shared.domain.aggregate import Aggregate, DomainError, NotFound
+from shared.domain.events import Actor, DomainEvent, utcnow
 from shared.eventstore import ConcurrencyError, EventStore
-from shared.readmodel import ReadModelDB
+from shared.readmodel.database import ReadModelDB
 
 A = TypeVar("A", bound=Aggregate)
 
-RETRY_ATTEMPTS = 50
 SETTINGS_ID = "support-settings"
 
 DepartmentCheck = Callable[[str], Awaitable[bool]]
@@ -249,8 +245,14 @@ class SupportCatalog:
 
     async def change_settings(self, actor: Actor, patch: SettingsPatch) -> CommandAnswer:
         """Set the fields given; a concurrent change of other fields is kept (re-decided)."""
-        return await self._retrying(
-            SETTINGS_STREAM, SETTINGS_ID, SupportSettings, lambda s: s.change(patch), actor
+        return await decide_and_append(
+            self.store,
+            registry,
+            SETTINGS_STREAM,
+            SupportSettings,
+            lambda s: s.change(patch),
+            answer_id=SETTINGS_ID,
+            actor=actor,
         )
 
     # ---------------------------------------------------------------- paid requests
@@ -268,38 +270,15 @@ class SupportCatalog:
         actor: Actor,
     ) -> CommandAnswer:
         check_id(client_id, "client_id")
-        return await self._retrying(
+        return await decide_and_append(
+            self.store,
+            registry,
             paid_requests_stream(client_id),
-            client_id,
             lambda: PaidBalance.for_client(client_id),
             decide,
-            actor,
+            answer_id=client_id,
+            actor=actor,
         )
-
-    async def _retrying(
-        self,
-        stream: str,
-        answer_id: str,
-        new: Callable[[], A],
-        decide: Callable[[A], Sequence[DomainEvent]],
-        actor: Actor,
-    ) -> CommandAnswer:
-        """Load, decide, append at the loaded version; on a conflict, again with fresh state.
-
-        For commands whose meaning does not depend on the version the caller
-        saw (take one request, set these settings), so a concurrent change is
-        no reason to refuse them.
-        """
-        for attempt in range(RETRY_ATTEMPTS):
-            aggregate = await load(self.store, registry, stream, new)
-            events = decide(aggregate)
-            try:
-                return await self._commit(stream, answer_id, aggregate, events, actor)
-            except ConcurrencyError:
-                if attempt == RETRY_ATTEMPTS - 1:
-                    raise
-                await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-        raise AssertionError("unreachable")
 
     # ---------------------------------------------------------------- the CatalogPort
 
@@ -418,9 +397,7 @@ class SupportCatalog:
     ) -> CommandAnswer:
         """Append at the loaded version; nothing decided answers where things stand (position 0)."""
         result = await append(self.store, registry, stream, events, aggregate.version, actor=actor)
-        if result is None:
-            return CommandAnswer(id=answer_id, version=aggregate.version, position=0)
-        return CommandAnswer.of(answer_id, result)
+        return CommandAnswer.after(answer_id, aggregate.version, result)
 
 
 def _active(

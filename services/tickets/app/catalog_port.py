@@ -14,7 +14,7 @@ from typing import Literal, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.events import Actor
+from shared.domain.events import Actor
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class CatalogPort(Protocol):
     async def take_paid_request(self, client_id: str, ticket_id: str, actor: Actor) -> None:
         """Take one paid request for ``ticket_id``; idempotent per ticket.
 
-        Raises ``shared.domain.PaymentRequired("no_paid_requests", ...)`` when none are left.
+        Raises ``PaymentRequired("no_paid_requests", ...)`` (``shared.domain``) when none are left.
         """
         ...
 

@@ -17,7 +17,7 @@
   destroys the client's key here, and the notifier's ``DeadlineExpired``
   closes silent tickets and asks for ratings.
 
-Ticket texts are sealed with a per-client key of this service (``shared.shredding``).
+Ticket texts are sealed with a per-client key of this service (``shared.privacy.shredding``).
 """
 
 from __future__ import annotations
@@ -38,15 +38,14 @@ from services.tickets.domain.events import TICKET_EVENTS, registry
 from services.tickets.domain.ticket import Author, Ticket, stream_name, thread_id
 from services.tickets.projections import support
 from services.tickets.projections.queue import ticket_entries, tickets
-from shared.access import Access, Principal
-from shared.api import CommandAnswer
-from shared.app import append
-from shared.business_hours import expected_response_at
-from shared.domain import Conflict, DomainError, NotFound
-from shared.events import Actor, DomainEvent, RecordedEvent
+from shared.access.control import Access, Principal
+from shared.application.commands import CommandAnswer, append
+from shared.domain.aggregate import Conflict, DomainError, NotFound
+from shared.domain.business_hours import expected_response_at
+from shared.domain.events import Actor, DomainEvent, RecordedEvent
 from shared.eventstore import ConcurrencyError, EventStore, StreamState
-from shared.readmodel import ReadModelDB
-from shared.shredding import KeyRing, Sealer, SubjectErased
+from shared.privacy.shredding import KeyRing, Sealer, SubjectErased
+from shared.readmodel.database import ReadModelDB
 
 log = structlog.get_logger(__name__)
 

@@ -17,7 +17,7 @@ A ticket the caller may not see answers 404, as if it did not exist.
 
 from __future__ import annotations
 
-from shared.access import Principal
+from shared.access.control import Principal
 
 VIEW = "tickets.view"
 ALL_DEPARTMENTS = "tickets.all_departments"

@@ -66,8 +66,8 @@ from services.tickets.domain.catalog_events import (
     TicketCategoryCreated,
     TicketCategoryDeleted,
 )
-from shared.domain import Aggregate, DomainError, NotFound, PaymentRequired
-from shared.events import DomainEvent
+from shared.domain.aggregate import Aggregate, DomainError, NotFound, PaymentRequired
+from shared.domain.events import DomainEvent
 
 MAX_ID = 64  # read models key departments, projects, clients and tickets with String(64)
 MAX_NAME = 200

@@ -28,8 +28,8 @@ from typing import Literal, Self
 from pydantic import model_validator
 
 from services.tickets.domain.events import registry
-from shared.events import DomainEvent, check_changed
-from shared.events import LocalizedText as LocalizedText  # the kernel owns it
+from shared.domain.events import DomainEvent, check_changed
+from shared.domain.events import LocalizedText as LocalizedText  # the kernel owns it
 
 CategoryField = Literal["topic", "department_id", "project_id", "paid", "warning", "sort"]
 TemplateField = Literal["name", "subject", "body"]

@@ -29,7 +29,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar, Literal
 
-from shared.events import DomainEvent, EventRegistry
+from shared.domain.events import DomainEvent, EventRegistry
 
 registry = EventRegistry()
 
@@ -49,7 +49,7 @@ class _ClientText(TicketEvent):
 
     Subjects and messages of a ticket (the staff's replies too: they are about
     the client) are personal data: erasing the client destroys the key in this
-    service, and every replay then opens these fields to None (``shared.shredding``).
+    service, and every replay then opens these fields to None (``shared.privacy.shredding``).
     """
 
     subject_field: ClassVar[str] = "client_id"

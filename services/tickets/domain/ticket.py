@@ -48,8 +48,8 @@ from services.tickets.domain.events import (
     TicketReopened,
     TicketTransferred,
 )
-from shared.domain import Aggregate, Conflict, DomainError, NotFound
-from shared.events import SYSTEM, Actor, DomainEvent
+from shared.domain.aggregate import Aggregate, Conflict, DomainError, NotFound
+from shared.domain.events import SYSTEM, Actor, DomainEvent
 
 Status = Literal["open", "answered", "closed"]
 

@@ -8,7 +8,7 @@
 
 from services.tickets.projections.catalog import catalog_projections
 from services.tickets.projections.queue import TicketQueue
-from shared.projections import Projection
+from shared.projections.runner import Projection
 
 
 def projections() -> list[Projection]:

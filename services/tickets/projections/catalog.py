@@ -57,9 +57,9 @@ from services.tickets.domain.catalog_events import (
     TicketCategoryDeleted,
 )
 from services.tickets.domain.events import registry
-from shared.events import RecordedEvent
-from shared.projections import Projection, checkpoint_name
-from shared.readmodel import UtcDateTime, checkpoints
+from shared.domain.events import RecordedEvent
+from shared.projections.runner import Projection, checkpoint_name
+from shared.readmodel.database import UtcDateTime, checkpoints
 
 metadata = MetaData()
 

@@ -14,7 +14,7 @@
 Indexes are made for a staff member's first page: per department and status,
 ordered by waiting time or by deadline (``services.tickets.projections.queries``
 reads one department/status slice at a time with its index, then merges).
-Texts arrive sealed with the client's key (``shared.shredding``) and are
+Texts arrive sealed with the client's key (``shared.privacy.shredding``) and are
 opened with the keys in this service's ``subject_keys``: after the client's
 erasure they open to None, in a rebuild too. Otherwise rebuilt from the events alone.
 """
@@ -52,10 +52,10 @@ from services.tickets.domain.events import (
     TicketTransferred,
     registry,
 )
-from shared import shredding
-from shared.events import RecordedEvent
-from shared.projections import Projection
-from shared.readmodel import RowFold, UtcDateTime, add_to_rows, insert_rows
+from shared.domain.events import RecordedEvent
+from shared.privacy import shredding
+from shared.projections.runner import Projection
+from shared.readmodel.database import RowFold, UtcDateTime, add_to_rows, insert_rows
 
 NEVER = datetime(9999, 12, 31, tzinfo=UTC)
 """The sort key of a ticket that waits for nobody: after every real moment."""

@@ -80,10 +80,10 @@ from services.tickets.domain.events import (
     TicketTransferred,
     registry,
 )
-from shared import shredding
-from shared.events import Actor, RecordedEvent
-from shared.projections import Projection
-from shared.readmodel import add_to_rows, among, insert_rows, update_rows
+from shared.domain.events import Actor, RecordedEvent
+from shared.privacy import shredding
+from shared.projections.runner import Projection
+from shared.readmodel.database import add_to_rows, among, insert_rows, update_rows
 
 TRACKED = frozenset(
     model.event_type
@@ -405,7 +405,7 @@ class TicketReports(Projection):
             [{"ticket_id": t, "state": tracks[t].to_json()} for t in sorted(changed - opened)],
         )
         # Tables in one order and rows in key order: processes rebuilding parts of the
-        # log side by side (shared.replay) then lock shared rows in the same order.
+        # log side by side (shared.projections.replay) then lock shared rows in the same order.
         # (A key's values have the same types in every row of its table.)
         for table, added in sums.items():
             names = [c.name for c in table.primary_key.columns]

@@ -11,7 +11,7 @@
   client is that company's client manager.
 
 These are not projections of this service's store: a consumer
-(``shared.consumer.InboxConsumer``) writes them in its own transaction, once
+(``shared.messaging.consumer.InboxConsumer``) writes them in its own transaction, once
 per event. The payloads are read as the published JSON (``docs/events``), not
 through the other contexts' code, so this service imports nothing of theirs;
 unknown fields are ignored and a malformed fact is logged and skipped.
@@ -42,8 +42,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.business_hours import DAYS, ROUND_THE_CLOCK, BusinessHours, WeeklyHours
-from shared.events import RecordedEvent
+from shared.domain.business_hours import DAYS, ROUND_THE_CLOCK, BusinessHours, WeeklyHours
+from shared.domain.events import RecordedEvent
 
 log = structlog.get_logger(__name__)
 

@@ -1,0 +1,18 @@
+"""What the identity service's composition root builds: its application objects, typed.
+
+``service.py`` makes one at start (``ServiceSpec.compose``); routers reach its
+parts through ``api/deps.py``. Nothing else holds them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.identity.app.clients import ClientPrincipals
+from services.identity.app.handlers import Identity
+
+
+@dataclass(frozen=True)
+class IdentityApplication:
+    identity: Identity
+    client_principals: ClientPrincipals

@@ -1,0 +1,141 @@
+"""Every replica follows all of ``identity.events`` for its access copy.
+
+A consumer group splits a topic's partitions among the replicas of a service,
+and each replica would see only its share: the in-memory copy of the others
+would miss a revocation for good. So the access copy is fed by a consumer
+without a group, assigned every partition of the topic, in every replica.
+
+Where the copy stands is kept per partition in the read-model database, beside
+the rows and in the same transaction, as the next offset to read. Replicas
+sharing that database all write it; a replica writes rows only for events past
+the stored offset (the offset row is locked while it does), so a replica that
+lags never puts an older state back. A starting replica reads the offsets
+first and the rows after: the rows are at least as new as the offsets, and
+replaying from there ends in the newest state because every access event
+carries a principal's whole state (``AccessCopy.handle``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.access.control import AccessCopy
+from shared.domain.events import RecordedEvent
+from shared.messaging.kafka import ensure_topic, partitions_of
+from shared.readmodel.database import ReadModelDB
+
+log = structlog.get_logger(__name__)
+
+feed_metadata = MetaData()
+
+offsets = Table(
+    "access_feed_offsets",
+    feed_metadata,
+    Column("topic", String(255), primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("next_offset", BigInteger, nullable=False),
+)
+
+
+class AccessFeed:
+    """Keeps an ``AccessCopy`` current from every partition of identity's topic."""
+
+    def __init__(
+        self, name: str, bootstrap: str, topic: str, db: ReadModelDB, copy: AccessCopy
+    ) -> None:
+        self.name = name
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.db = db
+        self.copy = copy
+        self.ready = asyncio.Event()
+        self.handled = 0
+        # Per partition, the next offset this replica's dicts have not seen yet.
+        self.positions: dict[int, int] = {}
+
+    async def load(self) -> None:
+        """Fill the copy from the rows and resume where they stand (offsets read first)."""
+        await self.db.create_tables(feed_metadata)
+        async with self.db.engine.connect() as conn:
+            rows = await conn.execute(
+                select(offsets.c.partition, offsets.c.next_offset).where(
+                    offsets.c.topic == self.topic
+                )
+            )
+            self.positions = {int(p): int(o) for p, o in rows}
+            await conn.commit()
+            await self.copy.load(conn)
+
+    async def run(self) -> None:
+        """Follow the topic from ``positions`` (``load`` first; a restart resumes there)."""
+        await ensure_topic(self.bootstrap, self.topic)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            # The broker holds a fetch open up to this long when nothing is new;
+            # the default 500 ms would be most of a revocation's allowed delay.
+            fetch_max_wait_ms=10,
+        )
+        try:
+            await consumer.start()  # inside the try: a stop during start-up still closes it
+            partitions = await partitions_of(consumer, self.topic)
+            assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+            consumer.assign(assigned)
+            for tp in assigned:
+                if tp.partition in self.positions:
+                    consumer.seek(tp, self.positions[tp.partition])
+                else:
+                    await consumer.seek_to_beginning(tp)
+            self.ready.set()
+            while True:
+                batches = await consumer.getmany(timeout_ms=500, max_records=500)
+                for tp, messages in batches.items():
+                    events = [(m.offset, RecordedEvent.from_json(m.value)) for m in messages]
+                    await self.handle(tp.partition, events)
+        finally:
+            self.ready.clear()
+            await consumer.stop()
+
+    async def handle(self, partition: int, events: list[tuple[int, RecordedEvent]]) -> None:
+        """Rows for the events past the stored offset, then the dicts for all of them."""
+        if not events:
+            return
+        decoded = [(offset, event, self.copy.decode(event)) for offset, event in events]
+        async with self.db.transaction() as conn:
+            stored = await _lock_offset(conn, self.db, self.topic, partition)
+            for offset, _, payload in decoded:
+                if payload is not None and offset >= stored:
+                    await self.copy.store(conn, payload)
+            last = events[-1][0] + 1
+            if last > stored:
+                await conn.execute(
+                    offsets.update()
+                    .where(offsets.c.topic == self.topic, offsets.c.partition == partition)
+                    .values(next_offset=last)
+                )
+        # The dicts are this replica's own: they follow every event, in order.
+        for _, event, payload in decoded:
+            if payload is not None:
+                self.copy.apply(payload, event.stream_version)
+        self.positions[partition] = events[-1][0] + 1
+        self.handled += len(events)
+
+
+async def _lock_offset(conn: AsyncConnection, db: ReadModelDB, topic: str, partition: int) -> int:
+    """The stored next offset of a partition, its row locked until the transaction ends."""
+    await conn.execute(
+        db.insert_ignoring_duplicates(offsets, topic=topic, partition=partition, next_offset=0)
+    )
+    query = select(offsets.c.next_offset).where(
+        offsets.c.topic == topic, offsets.c.partition == partition
+    )
+    if db.dialect == "postgresql":
+        query = query.with_for_update()
+    return int((await conn.execute(query)).scalar_one())

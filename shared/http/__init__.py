@@ -1,0 +1,60 @@
+"""What every service's HTTP API uses.
+
+* ``api`` – typed errors (API.md's format), read-your-writes, ``require(right)``, ``ReadDB``;
+* ``internal`` – service-to-service calls with short-lived service tokens;
+* ``reads`` – one row or a 404, a page with its total in ``X-Total-Count``.
+"""
+
+from shared.http.api import (
+    READ_WAIT_SECONDS,
+    ApiError,
+    invalid,
+    caught_up,
+    CaughtUp,
+    client_address,
+    read_models,
+    ReadDB,
+    composed,
+    bearer_token,
+    require,
+)
+from shared.http.internal import (
+    AUDIENCE,
+    SERVICE_KIND,
+    issue_service_token,
+    verify_service_token,
+    require_service,
+)
+from shared.http.reads import (
+    Limit,
+    Offset,
+    not_found,
+    one_or_404,
+    page,
+    set_total,
+)
+
+__all__ = [
+    "AUDIENCE",
+    "ApiError",
+    "CaughtUp",
+    "Limit",
+    "Offset",
+    "READ_WAIT_SECONDS",
+    "ReadDB",
+    "SERVICE_KIND",
+    "bearer_token",
+    "caught_up",
+    "client_address",
+    "composed",
+    "invalid",
+    "issue_service_token",
+    "not_found",
+    "one_or_404",
+    "page",
+    "read_models",
+    "require",
+    "require_service",
+    "set_total",
+    "verify_service_token",
+]

@@ -1,0 +1,48 @@
+"""What runs a service: its spec, the runtime that starts and supervises its parts, settings.
+
+* ``service`` – ``ServiceSpec``, ``ServiceRuntime``, ``create_app`` and ``serve``;
+* ``settings`` – configuration from the environment (pydantic-settings);
+* ``sources`` – where each service's event store and read-model database are.
+"""
+
+from shared.runtime.service import (
+    REQUEST_SECONDS,
+    PROJECTION_LAG,
+    REFILL_WAIT_SECONDS,
+    REFILL_PROBLEM,
+    RELAY_LAG,
+    ConsumerSpec,
+    ServiceSpec,
+    ServiceRuntime,
+    error_body,
+    CorrelationMiddleware,
+    create_app,
+    serve,
+)
+from shared.runtime.settings import (
+    ServiceSettings,
+    development_secret,
+)
+from shared.runtime.sources import (
+    Source,
+    resolve,
+)
+
+__all__ = [
+    "ConsumerSpec",
+    "CorrelationMiddleware",
+    "PROJECTION_LAG",
+    "REFILL_PROBLEM",
+    "REFILL_WAIT_SECONDS",
+    "RELAY_LAG",
+    "REQUEST_SECONDS",
+    "ServiceRuntime",
+    "ServiceSettings",
+    "ServiceSpec",
+    "Source",
+    "create_app",
+    "development_secret",
+    "error_body",
+    "resolve",
+    "serve",
+]
