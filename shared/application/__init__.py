@@ -7,18 +7,18 @@ from shared.application.commands import (
     RETRY_ATTEMPTS,
     RETRY_PAUSE_STEP,
     CommandAnswer,
+    Decision,
+    append,
+    decide_and_append,
     load,
     rebuild,
-    append,
-    Decision,
-    decide_and_append,
 )
 
 __all__ = [
-    "CommandAnswer",
-    "Decision",
     "RETRY_ATTEMPTS",
     "RETRY_PAUSE_STEP",
+    "CommandAnswer",
+    "Decision",
     "append",
     "decide_and_append",
     "load",

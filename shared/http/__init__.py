@@ -8,22 +8,22 @@
 from shared.http.api import (
     READ_WAIT_SECONDS,
     ApiError,
-    invalid,
-    caught_up,
     CaughtUp,
-    client_address,
-    read_models,
     ReadDB,
-    composed,
     bearer_token,
+    caught_up,
+    client_address,
+    composed,
+    invalid,
+    read_models,
     require,
 )
 from shared.http.internal import (
     AUDIENCE,
     SERVICE_KIND,
     issue_service_token,
-    verify_service_token,
     require_service,
+    verify_service_token,
 )
 from shared.http.reads import (
     Limit,
@@ -36,13 +36,13 @@ from shared.http.reads import (
 
 __all__ = [
     "AUDIENCE",
+    "READ_WAIT_SECONDS",
+    "SERVICE_KIND",
     "ApiError",
     "CaughtUp",
     "Limit",
     "Offset",
-    "READ_WAIT_SECONDS",
     "ReadDB",
-    "SERVICE_KIND",
     "bearer_token",
     "caught_up",
     "client_address",

@@ -8,14 +8,14 @@
 
 from shared.observability.causation import (
     HEADER,
+    HTTPX_HOOKS,
     MAX_HEADER,
     Cause,
-    current,
-    correlation_of,
     bound,
     caused_by,
+    correlation_of,
+    current,
     propagate,
-    HTTPX_HOOKS,
 )
 from shared.observability.supervision import (
     FIRST_PAUSE,
@@ -25,21 +25,21 @@ from shared.observability.supervision import (
 )
 from shared.observability.telemetry import (
     HandledEvent,
-    tracer,
-    flush,
-    reset,
-    handling,
     annotate_request,
+    flush,
+    handling,
+    reset,
+    tracer,
 )
 
 __all__ = [
-    "Cause",
     "FIRST_PAUSE",
     "HEADER",
     "HTTPX_HOOKS",
-    "HandledEvent",
     "LONGEST_PAUSE",
     "MAX_HEADER",
+    "Cause",
+    "HandledEvent",
     "annotate_request",
     "bound",
     "caused_by",

@@ -6,17 +6,17 @@
 """
 
 from shared.runtime.service import (
-    REQUEST_SECONDS,
     PROJECTION_LAG,
-    REFILL_WAIT_SECONDS,
     REFILL_PROBLEM,
+    REFILL_WAIT_SECONDS,
     RELAY_LAG,
+    REQUEST_SECONDS,
     ConsumerSpec,
-    ServiceSpec,
-    ServiceRuntime,
-    error_body,
     CorrelationMiddleware,
+    ServiceRuntime,
+    ServiceSpec,
     create_app,
+    error_body,
     serve,
 )
 from shared.runtime.settings import (
@@ -29,13 +29,13 @@ from shared.runtime.sources import (
 )
 
 __all__ = [
-    "ConsumerSpec",
-    "CorrelationMiddleware",
     "PROJECTION_LAG",
     "REFILL_PROBLEM",
     "REFILL_WAIT_SECONDS",
     "RELAY_LAG",
     "REQUEST_SECONDS",
+    "ConsumerSpec",
+    "CorrelationMiddleware",
     "ServiceRuntime",
     "ServiceSettings",
     "ServiceSpec",
