@@ -37,9 +37,9 @@ from rich.table import Table
 
 from shared import catalogue
 from shared.eventstore import open_event_store
-from shared.messaging.copies import inbound_group, refill, refill_lease
-from shared.messaging.kafka import topic_of
+from shared.messaging.copies import refill
 from shared.messaging.relay import Relay
+from shared.names import checkpoint_name, inbound_group, refill_lease, relay_checkpoint, topic_of
 from shared.privacy.shredding import personal_fields
 from shared.projections.replay import (
     LogToRebuild,
@@ -49,7 +49,7 @@ from shared.projections.replay import (
     rebuild_logs,
     service_read_models,
 )
-from shared.projections.runner import Projection, checkpoint_name
+from shared.projections.runner import Projection
 from shared.readmodel.database import ReadModelDB
 from shared.readmodel.leases import LeaseBusy, Leases
 from shared.runtime.service import ServiceSpec
@@ -228,8 +228,8 @@ async def _status(service: str) -> Table:
             table.add_row(
                 f"projection {projection.name}", str(position), str(head), str(head - position)
             )
-        relay_checkpoint = await db.checkpoint(f"relay:{topic_of(service, settings.topic_prefix)}")
-        relay_position, published = relay_checkpoint.position, relay_checkpoint.published
+        relayed = await db.checkpoint(relay_checkpoint(topic_of(service, settings.topic_prefix)))
+        relay_position, published = relayed.position, relayed.published
         table.add_row(
             f"relay ({published:,} acknowledged)",
             str(relay_position),

@@ -24,7 +24,7 @@ from services.notifier.app.timekeeper import Timekeeper
 from services.notifier.domain import events
 from services.notifier.projections import projections
 from services.notifier.settings import NotifierSettings
-from shared.messaging.kafka import topic_of
+from shared.names import topic_of
 from shared.privacy.shredding import KeyRing
 from shared.runtime.service import ServiceRuntime, ServiceSpec
 

@@ -35,6 +35,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.domain.events import Actor, DomainEvent, EventRegistry, RecordedEvent
+from shared.readmodel.database import upsert
 
 registry = EventRegistry()
 
@@ -329,13 +330,7 @@ class AccessCopy:
         stored = orjson.dumps(
             {"type": payload.event_type, "data": payload.model_dump(mode="json")}
         ).decode()
-        updated = await conn.execute(
-            principals.update()
-            .where(principals.c.principal_id == principal_id)
-            .values(access=stored)
-        )
-        if updated.rowcount == 0:
-            await conn.execute(principals.insert().values(principal_id=principal_id, access=stored))
+        await upsert(conn, principals, {"principal_id": principal_id, "access": stored})
 
     def apply(self, payload: DomainEvent, version: int | None = None) -> None:
         """The dicts, for one access fact; ``version``: its stream version, when known."""

@@ -3,7 +3,8 @@
 * ``kafka`` – topic names, creation (retention -1), offsets, partition look-ups;
 * ``relay`` – the store's global order to ``<context>.events``, at least once;
 * ``consumer`` – other contexts' topics, each event handled once (inbox, kept offsets);
-* ``copies`` – read models of other contexts' facts, and filling one again.
+* ``copies`` – read models of other contexts' facts, and filling one again;
+* ``staff_facts`` – identity's published staff facts, decoded once for every copy.
 """
 
 from shared.messaging.consumer import (
@@ -23,9 +24,7 @@ from shared.messaging.copies import (
     BATCH,
     IDLE_POLLS,
     TopicCopy,
-    inbound_group,
     refill,
-    refill_lease,
 )
 from shared.messaging.kafka import (
     TOPIC_CONFIG,
@@ -34,7 +33,6 @@ from shared.messaging.kafka import (
     messages_at,
     partitions_of,
     topic_exists,
-    topic_of,
     topic_retention,
 )
 from shared.messaging.relay import (
@@ -43,35 +41,50 @@ from shared.messaging.relay import (
     Relay,
     message_headers,
 )
+from shared.messaging.staff_facts import (
+    ADDRESS_MAX,
+    ID_MAX,
+    NAME_MAX,
+    STAFF_FACTS,
+    StaffFact,
+    record_staff_name,
+    staff_fact,
+    staff_names_table,
+)
 
 __all__ = [
+    "ADDRESS_MAX",
     "BATCH",
     "CONSUMED",
     "CONSUMER_LAG",
     "IDLE_POLLS",
+    "ID_MAX",
     "INBOX_PRUNED",
+    "NAME_MAX",
     "PRUNE_CHUNK",
     "PRUNE_EVERY",
     "RELAYED",
     "RELAY_POSITION",
+    "STAFF_FACTS",
     "TOPIC_CONFIG",
     "Handler",
     "InboxConsumer",
     "Relay",
     "Route",
+    "StaffFact",
     "TopicCopy",
     "ensure_topic",
-    "inbound_group",
     "keep_inbox_pruned",
     "message_at",
     "message_headers",
     "messages_at",
     "partitions_of",
     "prune_inbox",
+    "record_staff_name",
     "refill",
-    "refill_lease",
+    "staff_fact",
+    "staff_names_table",
     "topic_exists",
-    "topic_of",
     "topic_retention",
     "trusted_offsets",
 ]

@@ -29,7 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.domain.events import RecordedEvent
 from shared.messaging.consumer import trusted_offsets
-from shared.messaging.kafka import partitions_of, topic_of
+from shared.messaging.kafka import partitions_of
+from shared.names import refill_marks, topic_of
 from shared.readmodel.database import ReadModelDB, inbox
 
 BATCH = 500
@@ -47,16 +48,6 @@ class TopicCopy:
     tables: tuple[Table, ...]
     # Writes ``tables`` only: a refill runs it again over old events.
     apply: Callable[[AsyncConnection, RecordedEvent], Awaitable[object]]
-
-
-def refill_lease(service: str) -> str:
-    """The lease a refill holds and a starting service's consumer waits for."""
-    return f"refill:{service}"
-
-
-def inbound_group(service: str, prefix: str) -> str:
-    """The consumer group of a service's subscriptions (``ServiceRuntime.add_consumer``)."""
-    return f"{prefix}{service}.inbound"
 
 
 async def refill(
@@ -131,7 +122,7 @@ async def _apply(
 ) -> int:
     # The same event may be on a topic twice (a relay's at-least-once): an inbox of
     # the refill's own, emptied before and after, applies it once.
-    marks = f"refill:{copy.name}"
+    marks = refill_marks(copy.name)
     await conn.execute(delete(inbox).where(inbox.c.consumer == marks))
     total, done, applied = sum(until.values()), 0, 0
     if progress is not None:

@@ -15,11 +15,6 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 log = structlog.get_logger(__name__)
 
 
-def topic_of(context: str, prefix: str = "") -> str:
-    """``tickets`` → ``tickets.events`` (one topic per context, DESIGN §5)."""
-    return f"{prefix}{context}.events"
-
-
 TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1"}
 """A context's topic keeps every event: a consumer that starts later (a new
 service, a copy filled again) needs the context's whole history, and Kafka's
@@ -147,5 +142,4 @@ __all__ = [
     "messages_at",
     "partitions_of",
     "topic_exists",
-    "topic_of",
 ]

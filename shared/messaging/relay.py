@@ -25,6 +25,7 @@ from prometheus_client import Counter, Gauge
 from shared.domain.events import RecordedEvent
 from shared.eventstore import EventStore
 from shared.messaging.kafka import ensure_topic, message_at, topic_exists
+from shared.names import relay_checkpoint
 from shared.readmodel.database import ReadModelDB, save_checkpoint
 
 log = structlog.get_logger(__name__)
@@ -66,7 +67,7 @@ class Relay:
 
     @property
     def checkpoint_name(self) -> str:
-        return f"relay:{self.topic}"
+        return relay_checkpoint(self.topic)
 
     async def start(self) -> None:
         """Load the checkpoint; start over when the broker has lost what we published."""

@@ -34,11 +34,8 @@ from shared.projections.runner import (
     Projection,
     ProjectionGroup,
     ProjectionRunner,
-    checkpoint_name,
     clear_read_model,
-    partition_checkpoint_name,
     split_rebuild_rows,
-    unfinished_rebuild_name,
 )
 
 __all__ = [
@@ -55,12 +52,10 @@ __all__ = [
     "RebuildProcesses",
     "apply_page",
     "build_indexes",
-    "checkpoint_name",
     "clear_read_model",
     "collect_rarely",
     "drop",
     "finish_split",
-    "partition_checkpoint_name",
     "plan",
     "plan_all",
     "prepare_split",
@@ -70,5 +65,4 @@ __all__ = [
     "rebuild_logs",
     "service_read_models",
     "split_rebuild_rows",
-    "unfinished_rebuild_name",
 ]

@@ -41,15 +41,8 @@ from shared import catalogue
 from shared.domain.events import RecordedEvent
 from shared.eventstore import EventStore, open_event_store
 from shared.eventstore.port import STREAM_BUCKETS
-from shared.projections.runner import (
-    Progress,
-    Projection,
-    checkpoint_name,
-    clear_read_model,
-    partition_checkpoint_name,
-    split_rebuild_rows,
-    unfinished_rebuild_name,
-)
+from shared.names import checkpoint_name, partition_checkpoint_name, unfinished_rebuild_name
+from shared.projections.runner import Progress, Projection, clear_read_model, split_rebuild_rows
 from shared.readmodel.database import (
     ReadModelDB,
     add_primary_key,

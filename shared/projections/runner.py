@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.domain.events import RecordedEvent
 from shared.eventstore import EventStore
+from shared.names import checkpoint_name, unfinished_rebuild_name
 from shared.observability.supervision import problem_text, retry_forever
 from shared.readmodel.database import ReadModelDB, checkpoints, save_checkpoint
 
@@ -72,22 +73,6 @@ class Projection(abc.ABC):
         """
         for event in events:
             await self.apply(conn, event)
-
-
-def checkpoint_name(projection_name: str) -> str:
-    """The name a projection's checkpoint is stored under."""
-    return f"projection:{projection_name}"
-
-
-def partition_checkpoint_name(projection_name: str, first: int, end: int) -> str:
-    """Where the process of a rebuild split by stream that reads the streams of
-    buckets [first, end) records its progress."""
-    return f"{checkpoint_name(projection_name)}#{first}-{end}"
-
-
-def unfinished_rebuild_name(projection_name: str) -> str:
-    """A row present while a rebuild split by stream is under way (``replay``)."""
-    return f"rebuilding:{projection_name}"
 
 
 def split_rebuild_rows(projection_name: str) -> ColumnElement[bool]:

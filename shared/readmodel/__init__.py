@@ -24,6 +24,7 @@ from shared.readmodel.database import (
     read_checkpoint,
     save_checkpoint,
     update_rows,
+    upsert,
 )
 from shared.readmodel.leases import (
     PING_SECONDS,
@@ -62,4 +63,5 @@ __all__ = [
     "read_checkpoint",
     "save_checkpoint",
     "update_rows",
+    "upsert",
 ]

@@ -16,7 +16,7 @@ does not: a new column needs its values from the events, so a rebuild.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -275,18 +275,33 @@ async def save_checkpoint(
     marker: str | None = None,
 ) -> None:
     """Upsert a checkpoint inside the caller's transaction."""
-    values: dict[str, object] = {"position": position, "marker": marker}
+    values: dict[str, object] = {"name": name, "position": position, "marker": marker}
     if published is not None:
         values["published"] = published
-    updated = await conn.execute(
-        checkpoints.update().where(checkpoints.c.name == name).values(**values)
-    )
-    if updated.rowcount == 0:
-        await conn.execute(
-            checkpoints.insert().values(
-                name=name, position=position, published=published or 0, marker=marker
-            )
-        )
+    await upsert(conn, checkpoints, values, insert_only={"published": 0})
+
+
+async def upsert(
+    conn: AsyncConnection,
+    table: Table,
+    row: Mapping[str, Any],
+    *,
+    insert_only: Mapping[str, Any] | None = None,
+) -> None:
+    """Make the row with ``row``'s primary key hold ``row``'s values: one statement.
+
+    ``INSERT … ON CONFLICT (primary key) DO UPDATE`` on both dialects, so two
+    writers never both insert (an update-then-insert can). Columns not in ``row``
+    keep their values on an update; ``insert_only`` gives them a value when the
+    row is new.
+    """
+    key = [column.name for column in table.primary_key.columns]
+    statement = dialect_insert(conn.dialect.name, table).values({**(insert_only or {}), **row})
+    changes = {name: statement.excluded[name] for name in row if name not in key}
+    if changes:
+        await conn.execute(statement.on_conflict_do_update(index_elements=key, set_=changes))
+    else:
+        await conn.execute(statement.on_conflict_do_nothing(index_elements=key))
 
 
 def among(conn: AsyncConnection, column: Column[Any], values: Iterable[Any]) -> ColumnElement[bool]:

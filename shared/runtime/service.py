@@ -32,9 +32,9 @@ from shared.domain.aggregate import Conflict, DomainError, NotFound, PaymentRequ
 from shared.domain.events import EventRegistry
 from shared.eventstore import ConcurrencyError, EventStore, open_event_store
 from shared.messaging.consumer import Handler, InboxConsumer, keep_inbox_pruned
-from shared.messaging.copies import TopicCopy, refill_lease
-from shared.messaging.kafka import topic_of
+from shared.messaging.copies import TopicCopy
 from shared.messaging.relay import Relay
+from shared.names import inbound_group, refill_lease, topic_of
 from shared.observability import causation, logs, telemetry
 from shared.observability.supervision import retry_forever
 from shared.projections.builtin import EventTypeCounts
@@ -189,7 +189,7 @@ class ServiceRuntime:
                 # Prefixed like the topics: deployments (or test runs) sharing a broker
                 # under different prefixes must not share consumer groups, or each join
                 # waits out the other's members.
-                group_id=f"{s.topic_prefix}{self.spec.name}.inbound",
+                group_id=inbound_group(self.spec.name, s.topic_prefix),
                 problems=self.problems,
             )
             self.inbound.tracer = telemetry.tracer(self.spec.name)

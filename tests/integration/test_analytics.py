@@ -60,6 +60,7 @@ from shared.cli import cli
 from shared.domain.events import DomainEvent, EventRegistry, RecordedEvent
 from shared.eventstore import EventStore, open_event_store
 from shared.eventstore.port import STREAM_BUCKETS
+from shared.names import checkpoint_name
 from shared.privacy.shredding import KeyRing, Sealer
 from shared.projections.builtin import EventTypeCounts
 from shared.projections.replay import (
@@ -74,7 +75,7 @@ from shared.projections.replay import (
     rebuild_logs,
     service_read_models,
 )
-from shared.projections.runner import Projection, ProjectionRunner, checkpoint_name
+from shared.projections.runner import Projection, ProjectionRunner
 from shared.readmodel.database import ReadModelDB, checkpoints
 from shared.readmodel.leases import Leases
 from tests.conftest import fresh_database

@@ -23,8 +23,9 @@ from services.tickets.projections import support
 from services.tickets.projections.support import known_departments
 from services.tickets.service import SPEC
 from shared.domain.events import Actor, RecordedEvent
-from shared.messaging.copies import inbound_group, refill, refill_lease
+from shared.messaging.copies import refill
 from shared.messaging.kafka import ensure_topic
+from shared.names import inbound_group, refill_lease
 from shared.readmodel.database import ReadModelDB
 from shared.readmodel.leases import Leases
 from tests.integration.test_consumer import produce

@@ -17,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.domain.events import NewEvent, RecordedEvent
 from shared.eventstore import EventStore, open_event_store
+from shared.names import checkpoint_name
 from shared.projections.builtin import EventTypeCounts
-from shared.projections.runner import Projection, ProjectionGroup, ProjectionRunner, checkpoint_name
+from shared.projections.runner import Projection, ProjectionGroup, ProjectionRunner
 from shared.readmodel.database import ReadModelDB
 
 

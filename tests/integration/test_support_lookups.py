@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from services.tickets.projections import catalog, reports, support
 from shared.domain.business_hours import ROUND_THE_CLOCK
-from shared.projections.runner import checkpoint_name
+from shared.names import checkpoint_name
 from shared.readmodel.database import ReadModelDB, add_to_rows, save_checkpoint
 
 WEEKLY = orjson.dumps({"mon": [["09:00", "18:00"]], "tue": [["09:00", "18:00"]]}).decode()

@@ -56,8 +56,8 @@ from shared.application.commands import CommandAnswer, append, load
 from shared.domain.aggregate import NotFound
 from shared.domain.events import Actor, DomainEvent
 from shared.eventstore import ConcurrencyError, EventStore
+from shared.names import checkpoint_name
 from shared.privacy.shredding import Sealer
-from shared.projections.runner import checkpoint_name
 from shared.readmodel.database import ReadModelDB
 
 log = structlog.get_logger(__name__)

@@ -49,6 +49,8 @@ from services.clients.domain.events import (
     registry,
 )
 from shared.domain.events import RecordedEvent
+from shared.messaging import staff_facts
+from shared.messaging.staff_facts import staff_names_table
 from shared.privacy import shredding
 from shared.projections.runner import Projection
 from shared.readmodel.database import RowFold, UtcDateTime, among, insert_rows
@@ -141,30 +143,13 @@ projects = Table(
 
 staff_metadata = MetaData()
 
-staff_names = Table(
-    "staff_names",
-    staff_metadata,
-    Column("staff_id", String(64), primary_key=True),
-    Column("name_en", String(200), nullable=False),
-    Column("name_ru", String(200), nullable=False),
-)
+staff_names = staff_names_table(staff_metadata)
 
 
 async def record_staff_name(conn: AsyncConnection, event: RecordedEvent) -> None:
-    """``staff_names`` from ``identity.events`` (``StaffAdded`` / ``StaffChanged``), for
-    ``%admin_name%`` in messages: the copy a consumer keeps (``shared.messaging.copies``)."""
-    if event.type not in ("StaffAdded", "StaffChanged"):
-        return
-    name = event.data.get("full_name")
-    staff_id = event.data.get("staff_id")
-    if not isinstance(name, dict) or not staff_id:
-        return
-    values = {"name_en": str(name.get("en", "")), "name_ru": str(name.get("ru", ""))}
-    updated = await conn.execute(
-        staff_names.update().where(staff_names.c.staff_id == staff_id).values(**values)
-    )
-    if updated.rowcount == 0:
-        await conn.execute(staff_names.insert().values(staff_id=staff_id, **values))
+    """``staff_names`` from ``identity.events``, for ``%admin_name%`` in messages: the
+    copy a consumer keeps (``shared.messaging.copies``)."""
+    await staff_facts.record_staff_name(conn, staff_names, event)
 
 
 def _json(value: Any) -> str:

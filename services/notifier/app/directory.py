@@ -22,6 +22,8 @@ from services.notifier.domain.subscription import Subscription
 from services.notifier.projections import subscriptions
 from shared.domain.business_hours import BusinessHours, WeeklyHours
 from shared.domain.events import RecordedEvent
+from shared.messaging.staff_facts import StaffFact, staff_fact
+from shared.readmodel.database import upsert
 
 metadata = MetaData()
 
@@ -72,47 +74,35 @@ tickets = Table(
 )
 
 
-async def _upsert(conn: AsyncConnection, table: Table, key: str, values: dict[str, Any]) -> None:
-    column = table.c[key]
-    changes = {k: v for k, v in values.items() if k != key}
-    updated = await conn.execute(update(table).where(column == values[key]).values(**changes))
-    if updated.rowcount == 0:
-        await conn.execute(table.insert().values(**values))
+async def _apply_staff(conn: AsyncConnection, fact: StaffFact) -> None:
+    """A member's name, addresses, departments and whether they are active."""
+    if fact.added:
+        await upsert(conn, staff_cards, {
+            "staff_id": fact.staff_id, "email": fact.email, "phone": fact.phone,
+            "name_en": fact.name_en or "", "name_ru": fact.name_ru or "", "active": True,
+        })  # fmt: skip
+    else:
+        changes: dict[str, Any] = {"active": False} if fact.disabled else {}
+        changes |= {k: v for k, v in (("email", fact.email), ("phone", fact.phone)) if v}
+        changes |= fact.names or {}
+        if changes:
+            await conn.execute(
+                update(staff_cards).where(staff_cards.c.staff_id == fact.staff_id).values(**changes)
+            )
+    if fact.departments is not None:
+        await _set_departments(conn, fact.staff_id, list(fact.departments))
 
 
 async def apply(conn: AsyncConnection, event: RecordedEvent) -> None:
     """Change the directory for one fact of another context (unknown facts: nothing)."""
     d, kind = event.data, event.type
-    if kind == "StaffAdded":
-        name = d.get("full_name") or {}
-        await _upsert(conn, staff_cards, "staff_id", {
-            "staff_id": d["staff_id"], "email": d.get("email"), "phone": d.get("phone"),
-            "name_en": name.get("en", ""), "name_ru": name.get("ru", ""), "active": True,
-        })  # fmt: skip
-        await _set_departments(conn, d["staff_id"], d.get("departments") or [])
-    elif kind == "StaffChanged":
-        changes: dict[str, Any] = {}
-        for field in ("email", "phone"):
-            if field in (d.get("changed") or [field]) and d.get(field) is not None:
-                changes[field] = d[field]
-        if d.get("full_name"):
-            changes |= {
-                "name_en": d["full_name"].get("en", ""),
-                "name_ru": d["full_name"].get("ru", ""),
-            }
-        if changes:
-            await conn.execute(
-                update(staff_cards).where(staff_cards.c.staff_id == d["staff_id"]).values(**changes)
-            )
-        if d.get("departments") is not None:
-            await _set_departments(conn, d["staff_id"], d["departments"])
-    elif kind == "StaffDisabled":
-        await conn.execute(
-            update(staff_cards).where(staff_cards.c.staff_id == d["staff_id"]).values(active=False)
-        )
-    elif kind == "DepartmentCreated":
+    staff = staff_fact(event)
+    if staff is not None:
+        await _apply_staff(conn, staff)
+        return
+    if kind == "DepartmentCreated":
         name = d.get("name") or {}
-        await _upsert(conn, departments, "department_id", {
+        await upsert(conn, departments, {
             "department_id": d["department_id"], "name_en": name.get("en", ""),
             "name_ru": name.get("ru", ""), "schedule_id": d.get("schedule_id"),
         })  # fmt: skip
@@ -132,7 +122,7 @@ async def apply(conn: AsyncConnection, event: RecordedEvent) -> None:
     elif kind in ("ScheduleCreated", "ScheduleChanged"):
         await _apply_schedule(conn, kind, d)
     elif kind == "TicketOpened":
-        await _upsert(conn, tickets, "ticket_id", {
+        await upsert(conn, tickets, {
             "ticket_id": d["ticket_id"], "client_id": d["client_id"],
             "department_id": d.get("department_id"), "assignee_id": d.get("assignee_id"),
             "message_ref": d.get("message_ref"),
@@ -169,7 +159,7 @@ async def _apply_schedule(conn: AsyncConnection, kind: str, d: dict[str, Any]) -
     if d.get("holidays") is not None:
         values["holidays"] = orjson.dumps(d["holidays"]).decode()
     if kind == "ScheduleCreated":
-        await _upsert(conn, schedules, "schedule_id", values)
+        await upsert(conn, schedules, values)
     else:
         await conn.execute(
             update(schedules).where(schedules.c.schedule_id == d["schedule_id"]).values(**values)

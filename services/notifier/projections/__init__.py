@@ -32,7 +32,7 @@ from services.notifier.domain.events import (
 from shared.domain.events import RecordedEvent
 from shared.privacy import shredding
 from shared.projections.runner import Projection
-from shared.readmodel.database import UtcDateTime
+from shared.readmodel.database import UtcDateTime, upsert
 
 metadata = MetaData()
 
@@ -166,11 +166,7 @@ class NotifierViews(Projection):
                 cancel_reason=None,
                 fired_event_id=None,
             )
-            updated = await conn.execute(
-                update(timers).where(timers.c.timer_id == payload.timer_id).values(**values)
-            )
-            if updated.rowcount == 0:
-                await conn.execute(timers.insert().values(timer_id=payload.timer_id, **values))
+            await upsert(conn, timers, {"timer_id": payload.timer_id, **values})
         elif isinstance(payload, TimerCancelled):
             await conn.execute(
                 update(timers)
@@ -189,13 +185,7 @@ class NotifierViews(Projection):
                 "notices": orjson.dumps(payload.notices).decode(),
                 "version": event.stream_version,
             }
-            updated = await conn.execute(
-                update(subscriptions)
-                .where(subscriptions.c.staff_id == payload.staff_id)
-                .values(**row)
-            )
-            if updated.rowcount == 0:
-                await conn.execute(subscriptions.insert().values(staff_id=payload.staff_id, **row))
+            await upsert(conn, subscriptions, {"staff_id": payload.staff_id, **row})
 
     async def _delivery(
         self, conn: AsyncConnection, event: RecordedEvent, notice_id: str, **values: Any

@@ -58,8 +58,9 @@ from services.tickets.domain.catalog_events import (
 )
 from services.tickets.domain.events import registry
 from shared.domain.events import RecordedEvent
-from shared.projections.runner import Projection, checkpoint_name
-from shared.readmodel.database import UtcDateTime, checkpoints
+from shared.names import checkpoint_name
+from shared.projections.runner import Projection
+from shared.readmodel.database import UtcDateTime, checkpoints, upsert
 
 metadata = MetaData()
 
@@ -256,17 +257,11 @@ class CatalogDirectory(Projection):
         payload: PaidRequestsCredited | PaidRequestTaken | PaidRequestReturned,
     ) -> None:
         version = event.stream_version
-        updated = await conn.execute(
-            paid_balances.update()
-            .where(paid_balances.c.client_id == payload.client_id)
-            .values(balance=payload.balance, version=version)
+        await upsert(
+            conn,
+            paid_balances,
+            {"client_id": payload.client_id, "balance": payload.balance, "version": version},
         )
-        if updated.rowcount == 0:
-            await conn.execute(
-                paid_balances.insert().values(
-                    client_id=payload.client_id, balance=payload.balance, version=version
-                )
-            )
         if isinstance(payload, PaidRequestsCredited):
             kind, amount, ticket_id, comment = "credited", payload.amount, None, payload.comment
         elif isinstance(payload, PaidRequestTaken):

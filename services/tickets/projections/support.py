@@ -44,6 +44,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.domain.business_hours import DAYS, ROUND_THE_CLOCK, BusinessHours, WeeklyHours
 from shared.domain.events import RecordedEvent
+from shared.messaging import staff_facts
+from shared.readmodel.database import upsert
 
 log = structlog.get_logger(__name__)
 
@@ -84,13 +86,7 @@ known_clients = Table(
 )
 
 
-staff_names = Table(
-    "staff_names",
-    metadata,
-    Column("staff_id", String(64), primary_key=True),
-    Column("name_en", String(200), nullable=False),
-    Column("name_ru", String(200), nullable=False),
-)
+staff_names = staff_facts.staff_names_table(metadata)
 
 
 # ---------------------------------------------------------------- the published language
@@ -145,19 +141,9 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-async def _upsert(conn: AsyncConnection, table: Table, key: str, values: dict[str, Any]) -> None:
-    """Update the row of ``values[key]``, or insert it with ``values`` (plus defaults)."""
-    column = table.c[key]
-    changes = {k: v for k, v in values.items() if k != key}
-    if changes:
-        done = await conn.execute(update(table).where(column == values[key]).values(**changes))
-        if done.rowcount:
-            return
-    else:
-        found = (await conn.execute(select(column).where(column == values[key]))).first()
-        if found is not None:
-            return
-    await conn.execute(table.insert().values(**{**_DEFAULTS[table.name], **values}))
+async def _upsert(conn: AsyncConnection, table: Table, values: dict[str, Any]) -> None:
+    """The row of ``values``' key holds ``values``; a new one gets the copy's defaults too."""
+    await upsert(conn, table, values, insert_only=_DEFAULTS[table.name])
 
 
 _DEFAULTS: dict[str, dict[str, Any]] = {
@@ -222,7 +208,7 @@ async def _department(conn: AsyncConnection, kind: str, fact: _DepartmentFact) -
                 sort=s.sort,
                 charge_requests=s.charge_requests,
             )
-    await _upsert(conn, known_departments, "department_id", values)
+    await _upsert(conn, known_departments, values)
 
 
 async def _schedule(conn: AsyncConnection, fact: _ScheduleFact) -> None:
@@ -233,32 +219,12 @@ async def _schedule(conn: AsyncConnection, fact: _ScheduleFact) -> None:
         values["weekly"] = _json(fact.weekly.model_dump(mode="json"))
     if fact.holidays is not None:
         values["holidays"] = _json([d.isoformat() for d in fact.holidays])
-    await _upsert(conn, known_schedules, "schedule_id", values)
-
-
-class _StaffFact(_Fact):
-    staff_id: str
-    full_name: _Name | None = None
+    await _upsert(conn, known_schedules, values)
 
 
 async def on_identity_event(conn: AsyncConnection, event: RecordedEvent) -> None:
     """Keep staff names (``StaffAdded``, ``StaffChanged`` with a new ``full_name``)."""
-    if event.type not in ("StaffAdded", "StaffChanged"):
-        return
-    try:
-        fact = _StaffFact.model_validate(event.data)
-    except ValidationError as error:
-        log.warning(
-            "tickets.bad_fact", type=event.type, event_id=str(event.event_id), error=str(error)
-        )
-        return
-    if fact.full_name is not None:
-        await _upsert(
-            conn,
-            staff_names,
-            "staff_id",
-            {"staff_id": fact.staff_id, "name_en": fact.full_name.en, "name_ru": fact.full_name.ru},
-        )
+    await staff_facts.record_staff_name(conn, staff_names, event)
 
 
 async def on_clients_fact(conn: AsyncConnection, event: RecordedEvent) -> None:
@@ -269,19 +235,16 @@ async def on_clients_fact(conn: AsyncConnection, event: RecordedEvent) -> None:
             values: dict[str, Any] = {"client_id": fact.client_id}
             if fact.changed is None or "project_id" in fact.changed:
                 values["project_id"] = fact.project_id
-            await _upsert(conn, known_clients, "client_id", values)
+            await _upsert(conn, known_clients, values)
         elif event.type == "ClientErased":
             fact = _ClientFact.model_validate(event.data)
-            await _upsert(
-                conn, known_clients, "client_id", {"client_id": fact.client_id, "erased": True}
-            )
+            await _upsert(conn, known_clients, {"client_id": fact.client_id, "erased": True})
         elif event.type == "CompanyMemberAdded":
             company = _CompanyFact.model_validate(event.data)
             if company.client_id:
                 await _upsert(
                     conn,
                     known_clients,
-                    "client_id",
                     {"client_id": company.client_id, "company_id": company.company_id},
                 )
         elif event.type == "CompanyMemberRemoved":
@@ -305,7 +268,6 @@ async def on_clients_fact(conn: AsyncConnection, event: RecordedEvent) -> None:
                 await _upsert(
                     conn,
                     known_clients,
-                    "client_id",
                     {
                         "client_id": company.client_id,
                         "company_id": company.company_id,
