@@ -242,7 +242,11 @@ async def test_create_defaults_racing_on_an_empty_store(tmp_path: Path) -> None:
 
 
 async def test_defaults_are_listed_from_the_first_start(stack: Stack) -> None:
-    answer = await stack.departments.get("/departments", headers=stack.admin)
+    # The defaults are appended at start; the read model follows a moment later.
+    answer = await eventually(
+        lambda: stack.departments.get("/departments", headers=stack.admin),
+        lambda found: len([d for d in found.json() if d["id"] in DEFAULT_IDS]) == 2,
+    )
     listed = [d for d in answer.json() if d["id"] in DEFAULT_IDS]
     assert sorted(d["name"]["en"] for d in listed) == ["Sales", "Technical support"]
     by_name = {d["name"]["en"]: d for d in listed}
