@@ -9,13 +9,9 @@ from services.clients.app.application import ClientsApplication
 from services.clients.app.attachments import AttachmentStore
 from services.clients.app.companies import Companies
 from services.clients.app.handlers import Clients
+from services.clients.copies import record_staff_name, staff_metadata, staff_names
 from services.clients.domain import events
-from services.clients.projections import (
-    ClientDirectory,
-    record_staff_name,
-    staff_metadata,
-    staff_names,
-)
+from services.clients.projections import ClientDirectory
 from services.clients.projections.companies import company_projections
 from services.clients.settings import ClientsSettings
 from shared.domain.aggregate import NotFound

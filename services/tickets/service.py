@@ -8,8 +8,9 @@ from services.tickets.api.reports import router as reports_router
 from services.tickets.app.application import TicketsApplication
 from services.tickets.app.catalog import SupportCatalog
 from services.tickets.app.handlers import Tickets
+from services.tickets.copies import support
 from services.tickets.domain import events
-from services.tickets.projections import projections, support
+from services.tickets.projections import projections
 from services.tickets.projections.reports import TicketReports
 from services.tickets.settings import TicketsSettings
 from shared.access.control import Access

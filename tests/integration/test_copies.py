@@ -19,8 +19,8 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from devtools import devbroker
-from services.tickets.projections import support
-from services.tickets.projections.support import known_departments
+from services.tickets.copies import support
+from services.tickets.copies.support import known_departments
 from services.tickets.service import SPEC
 from shared.domain.events import Actor, RecordedEvent
 from shared.messaging.copies import refill

@@ -27,8 +27,8 @@ from services.clients.service import SPEC as CLIENTS
 from services.departments.domain.defaults import TECHNICAL_SUPPORT
 from services.departments.service import SPEC as DEPARTMENTS
 from services.identity.service import SPEC as IDENTITY
-from services.notifier.app import directory
 from services.notifier.app.notifier import Notifier
+from services.notifier.copies import directory
 from services.notifier.service import SPEC as NOTIFIER
 from services.tickets.service import SPEC as TICKETS
 from shared.runtime.service import create_app

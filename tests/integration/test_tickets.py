@@ -30,7 +30,7 @@ from services.departments.domain.defaults import TECHNICAL_SUPPORT
 from services.departments.service import SPEC as DEPARTMENTS
 from services.identity.service import SPEC as IDENTITY
 from services.tickets.app.handlers import Tickets
-from services.tickets.projections import support
+from services.tickets.copies import support
 from services.tickets.service import SPEC as TICKETS
 from shared.domain.business_hours import BusinessHours, WeeklyHours, expected_response_at
 from shared.domain.events import NewEvent, RecordedEvent

@@ -28,17 +28,13 @@ from sqlalchemy import select
 
 from services.clients.app.attachments import AttachmentStore
 from services.clients.app.identity_port import IdentityPort, Impersonation
+from services.clients.copies import staff_names
 from services.clients.domain import client as client_module
 from services.clients.domain.client import Client, ClientCard, ClientPatch, References
 from services.clients.domain.directory import ClientGroup, Project, group_stream, project_stream
 from services.clients.domain.events import MessageSent, Violation, registry
 from services.clients.domain.messages import Texts, check_violation, fill
-from services.clients.projections import (
-    client_groups,
-    clients,
-    projects,
-    staff_names,
-)
+from services.clients.projections import client_groups, clients, projects
 from services.clients.projections.queries import ClientFilter, client_query
 from shared.application.commands import CommandAnswer, append, decide_and_append, load
 from shared.domain.aggregate import DomainError, NotFound

@@ -49,8 +49,6 @@ from services.clients.domain.events import (
     registry,
 )
 from shared.domain.events import RecordedEvent
-from shared.messaging import staff_facts
-from shared.messaging.staff_facts import staff_names_table
 from shared.privacy import shredding
 from shared.projections.runner import Projection
 from shared.readmodel.database import RowFold, UtcDateTime, among, insert_rows
@@ -140,16 +138,6 @@ projects = Table(
     Column("deleted", Boolean, nullable=False),
     Column("version", Integer, nullable=False),
 )
-
-staff_metadata = MetaData()
-
-staff_names = staff_names_table(staff_metadata)
-
-
-async def record_staff_name(conn: AsyncConnection, event: RecordedEvent) -> None:
-    """``staff_names`` from ``identity.events``, for ``%admin_name%`` in messages: the
-    copy a consumer keeps (``shared.messaging.copies``)."""
-    await staff_facts.record_staff_name(conn, staff_names, event)
 
 
 def _json(value: Any) -> str:

@@ -27,8 +27,8 @@ from typing import Any
 import structlog
 from sqlalchemy import select
 
-from services.notifier.app import directory
 from services.notifier.app.ports import ClientDirectory
+from services.notifier.copies import directory
 from services.notifier.domain import deadlines
 from services.notifier.domain.deadlines import Cancel, TicketFacts
 from services.notifier.domain.delivery import stream_of as notice_stream

@@ -30,8 +30,8 @@ from sqlalchemy import select
 from services.tickets.api.deps import TicketsDep
 from services.tickets.app import visibility
 from services.tickets.app.handlers import MessageAnswer, NotAllowed, OpenDraft
+from services.tickets.copies import support
 from services.tickets.domain.ticket import MAX_BODY, MAX_COMMENT, MAX_SUBJECT, TicketChanged
-from services.tickets.projections import support
 from services.tickets.projections.queries import (
     STATUSES,
     QueueFilter,

@@ -34,9 +34,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.tickets.app import visibility
 from services.tickets.app.catalog_port import CatalogPort, SupportSettings
+from services.tickets.copies import support
 from services.tickets.domain.events import TICKET_EVENTS, registry
 from services.tickets.domain.ticket import Author, Ticket, stream_name, thread_id
-from services.tickets.projections import support
 from services.tickets.projections.queue import ticket_entries, tickets
 from shared.access.control import Access, Principal
 from shared.application.commands import CommandAnswer, append

@@ -1,9 +1,9 @@
-"""Read models of the tickets context, fed from its own store or other contexts' topics.
+"""Read models of the tickets context, fed from its own store.
 
 * ``queue`` – ``TicketQueue``: tickets, their timelines and counts (``queries`` reads it);
-* ``support`` – departments, schedules and clients as other contexts publish them
-  (kept by a consumer, not a projection of this store);
 * ``catalog`` – the support catalogue's read models.
+
+Copies of other contexts' facts are in ``services.tickets.copies``.
 """
 
 from services.tickets.projections.catalog import catalog_projections
