@@ -109,20 +109,24 @@ async def append(
     correlation_id: uuid.UUID | None = None,
     sealer: Sealer | None = None,
     expected: ExpectedVersion | None = None,
+    event_ids: Sequence[uuid.UUID] | None = None,
 ) -> AppendResult | None:
     """Append what an aggregate decided, expecting the version it was loaded at.
 
     Returns None when it decided nothing (an idempotent command). With a
     ``sealer``, personal fields are sealed with their subject's key first.
     ``expected`` overrides the version check (``StreamState.ANY`` for facts
-    that do not depend on the aggregate's state).
+    that do not depend on the aggregate's state). ``event_ids``: ids derived from
+    the cause, so that handling the same cause again appends nothing new.
     """
     if not events:
         return None
     if expected is None:
         expected = loaded_version if loaded_version else StreamState.NO_STREAM
+    ids: Sequence[uuid.UUID | None] = event_ids or [None] * len(events)
     encoded = [
-        registry.encode(event, actor=actor, correlation_id=correlation_id) for event in events
+        registry.encode(event, actor=actor, correlation_id=correlation_id, event_id=event_id)
+        for event, event_id in zip(events, ids, strict=True)
     ]
     if sealer is not None:
         encoded = [await sealer.seal(event) for event in encoded]
@@ -143,12 +147,14 @@ async def decide_and_append(
     actor: Actor = SYSTEM,
     sealer: Sealer | None = None,
     loader: Callable[[], Awaitable[A]] | None = None,
+    event_ids: Callable[[A, Sequence[DomainEvent]], Sequence[uuid.UUID]] | None = None,
 ) -> CommandAnswer:
     """Load, decide, append at the loaded version; on a conflict, again on fresh state.
 
     ``decide`` may be sync or async and may raise the domain's errors (they pass
     through). ``loader`` replaces the plain ``load`` (a service that filters or
-    opens events its own way). Nothing decided: ``CommandAnswer.unchanged``.
+    opens events its own way); ``event_ids`` derives the events' ids from the loaded
+    aggregate (see ``append``). Nothing decided: ``CommandAnswer.unchanged``.
     """
     for attempt in range(RETRY_ATTEMPTS):
         if attempt:
@@ -163,7 +169,14 @@ async def decide_and_append(
             return CommandAnswer.unchanged(answer_id, aggregate.version)
         try:
             result = await append(
-                store, registry, stream, events, aggregate.version, actor=actor, sealer=sealer
+                store,
+                registry,
+                stream,
+                events,
+                aggregate.version,
+                actor=actor,
+                sealer=sealer,
+                event_ids=event_ids(aggregate, events) if event_ids else None,
             )
         except ConcurrencyError:
             continue

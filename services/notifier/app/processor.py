@@ -43,7 +43,7 @@ from services.notifier.domain.notices import (
 )
 from services.notifier.domain.timer import Deadline, Timer
 from services.notifier.domain.timer import stream_of as timer_stream
-from shared.application.commands import load
+from shared.application.commands import decide_and_append
 from shared.domain.events import Actor, DomainEvent, RecordedEvent
 from shared.eventstore import ConcurrencyError, EventStore, StreamState
 from shared.privacy.shredding import KeyRing, Sealer
@@ -277,28 +277,26 @@ class Processor:
     async def set_timer(self, step: Deadline | Cancel, source_event_id: str) -> None:
         timer_id = step.timer_id
         stream = timer_stream(timer_id)
-        for _attempt in range(5):
-            timer = await load(self.store, registry, stream, Timer)
+
+        def decide(timer: Timer) -> Sequence[DomainEvent]:
             if isinstance(step, Cancel):
-                events: Sequence[DomainEvent] = timer.cancel(timer_id, step.reason, source_event_id)
-            else:
-                events = timer.schedule(step, source_event_id)
-            if not events:
-                return
-            expected = timer.version or StreamState.NO_STREAM
-            encoded = [
-                registry.encode(
-                    e,
-                    actor=ACTOR,
-                    event_id=derived_id(source_event_id, f"{stream}/{timer.version}"),
-                )
-                for e in events
-            ]
-            try:
-                await self.store.append(stream, encoded, expected)
-                return
-            except ConcurrencyError:
-                continue  # fired or moved meanwhile: decide again
+                return timer.cancel(timer_id, step.reason, source_event_id)
+            return timer.schedule(step, source_event_id)
+
+        # Fired or moved meanwhile: decided again. The ids follow the cause and the
+        # version, so the same fact handled twice appends nothing new.
+        await decide_and_append(
+            self.store,
+            registry,
+            stream,
+            Timer,
+            decide,
+            answer_id=timer_id,
+            actor=ACTOR,
+            event_ids=lambda timer, events: [
+                derived_id(source_event_id, f"{stream}/{timer.version}") for _ in events
+            ],
+        )
 
 
 def _format(moment: datetime) -> str:

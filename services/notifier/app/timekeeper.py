@@ -20,9 +20,9 @@ from sqlalchemy import func, select
 from services.notifier.domain.events import registry
 from services.notifier.domain.timer import Timer, stream_of
 from services.notifier.projections import timers
-from shared.application.commands import load
+from shared.application.commands import decide_and_append
 from shared.domain.events import Actor, utcnow
-from shared.eventstore import ConcurrencyError, EventStore
+from shared.eventstore import EventStore
 from shared.projections.runner import ProjectionRunner
 from shared.readmodel.database import ReadModelDB
 
@@ -73,25 +73,24 @@ class Timekeeper:
 
     async def fire(self, timer_id: str, now: datetime) -> int:
         stream = stream_of(timer_id)
-        for _attempt in range(5):
-            timer = await load(self.store, registry, stream, Timer)
-            events = timer.fire(now)
-            if not events:
-                return 0
-            encoded = [
-                registry.encode(
-                    e, actor=ACTOR, event_id=uuid.uuid5(FIRED, f"{stream}/{timer.version}")
-                )
-                for e in events
-            ]
-            try:
-                await self.store.append(stream, encoded, timer.version)
-            except ConcurrencyError:
-                continue  # moved or cancelled meanwhile: decide again
-            self.fired += 1
-            log.info("notifier.timer_fired", timer_id=timer_id)
-            return 1
-        return 0
+        # Moved or cancelled meanwhile: decided again; the id follows the version.
+        answer = await decide_and_append(
+            self.store,
+            registry,
+            stream,
+            Timer,
+            lambda timer: timer.fire(now),
+            answer_id=timer_id,
+            actor=ACTOR,
+            event_ids=lambda timer, events: [
+                uuid.uuid5(FIRED, f"{stream}/{timer.version}") for _ in events
+            ],
+        )
+        if not answer.position:
+            return 0
+        self.fired += 1
+        log.info("notifier.timer_fired", timer_id=timer_id)
+        return 1
 
     async def _wait(self) -> None:
         """Until the next timer is due, the read model moves, or a second has passed."""
