@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.consumer import trusted_offsets
 from shared.events import RecordedEvent
 from shared.kafka import partitions_of, topic_of
+from shared.kafka_clients import consumer_options
 from shared.readmodel import ReadModelDB, inbox
 
 BATCH = 500
@@ -72,7 +73,7 @@ async def refill(
     told the offsets gone through."""
     topics = [topic_of(context, prefix) for context in copy.contexts]
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+        **consumer_options(bootstrap), group_id=None, enable_auto_commit=False
     )
     await consumer.start()
     try:
@@ -106,7 +107,7 @@ async def _where_the_group_stands(
         for p in await partitions_of(consumer, t)
     ]
     stored = await trusted_offsets(db, bootstrap, group_id, every)
-    committed = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id)
+    committed = AIOKafkaConsumer(**consumer_options(bootstrap), group_id=group_id)
     await committed.start()
     try:
         until: dict[TopicPartition, int] = {}

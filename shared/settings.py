@@ -6,9 +6,12 @@ import contextlib
 import os
 import secrets
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.kafka_clients import Broker, ClientConfig
 
 DEFAULT_PORTS = {
     "identity": 8001,
@@ -31,6 +34,17 @@ class ServiceSettings(BaseSettings):
     event_store_url: str = ""
     read_model_url: str = ""
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # Which broker this is and how to reach it (shared/kafka_clients.py): the fetch
+    # wait follows the broker; credentials go to every producer, consumer, admin client.
+    kafka_impl: Literal["apache", "tansu"] = "apache"
+    kafka_fetch_max_wait_ms: int | None = Field(default=None, ge=0, le=30_000)
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = "SCRAM-SHA-256"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = Field(
+        default=None, description="CA bundle for the broker's certificate (SSL, SASL_SSL)"
+    )
     topic_prefix: str = ""
     topic_partitions: int = 3
     relay_enabled: bool = True
@@ -66,6 +80,10 @@ class ServiceSettings(BaseSettings):
         )
         values["event_store_url"] = self.event_store_url or f"sqlite:///{self.var_dir}/{name}.db"
         values["read_model_url"] = self.read_model_url or f"sqlite:///{self.var_dir}/{name}-read.db"
+        # The address carries how to connect (credentials, fetch wait) to every client.
+        values["kafka_bootstrap_servers"] = Broker(
+            self.kafka_bootstrap_servers, ClientConfig.from_settings(self)
+        )
         if self.jwt_secret is None:
             values["jwt_secret"] = SecretStr(development_secret(self.var_dir))
         return ServiceSettings.model_construct(**values)

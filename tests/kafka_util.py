@@ -6,6 +6,8 @@ import asyncio
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from shared.kafka import partitions_of
+
 
 async def read_topic(
     bootstrap: str, topic: str, expect: int, timeout: float = 30.0
@@ -16,12 +18,7 @@ async def read_topic(
     try:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while not consumer.partitions_for_topic(topic):
-            if loop.time() > deadline:
-                raise TimeoutError(f"topic {topic} never appeared")
-            await consumer.topics()
-            await asyncio.sleep(0.1)
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        partitions = [TopicPartition(topic, p) for p in await partitions_of(consumer, topic)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         messages: list[ConsumerRecord[bytes, bytes]] = []
