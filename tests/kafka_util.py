@@ -7,13 +7,14 @@ import asyncio
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from shared.kafka import partitions_of
+from shared.kafka_clients import consumer_options
 
 
 async def read_topic(
     bootstrap: str, topic: str, expect: int, timeout: float = 30.0
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Every message of ``topic`` (all partitions, from the start) once ``expect`` are there."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**consumer_options(bootstrap), enable_auto_commit=False)
     await consumer.start()
     try:
         loop = asyncio.get_running_loop()
