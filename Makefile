@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench lint typecheck rebuild clean venv
+.PHONY: run test test-kafka bench lint typecheck rebuild clean venv
 
 venv: $(STAMP)
 
@@ -22,6 +22,11 @@ run: $(STAMP)
 ## throwaway cluster from the machine's binaries) and a real Kafka-protocol broker.
 test: $(STAMP)
 	$(PY) -m devtools.postgres -- $(PY) -m pytest $(PYTEST_ARGS)
+
+## Every test that uses the broker (marker `bus`), on a real Apache Kafka 4.x broker
+## (devtools/apache_kafka.py: jars from Maven Central, cached; Java 17+ and Maven).
+test-kafka: $(STAMP)
+	KAFKA_IMPL=apache $(PY) -m devtools.postgres -- $(PY) -m pytest -m bus $(PYTEST_ARGS)
 
 ## Benchmarks -> bench/results.json (and a table on stdout).
 bench: $(STAMP)

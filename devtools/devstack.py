@@ -135,6 +135,8 @@ class Config:
             SMTP_HOST=HOST,
             SMTP_PORT=str(self.smtp_port),
         )
+        if self.start_broker:  # its own broker is Tansu: consumers poll it every 10 ms
+            env["KAFKA_IMPL"] = "tansu"
         if "clients" in self.service_ports:  # the tickets and the notifier read clients there
             env.setdefault("CLIENTS_URL", f"http://{HOST}:{self.service_ports['clients']}")
         return env

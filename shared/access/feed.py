@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.access.control import AccessCopy
 from shared.domain.events import RecordedEvent
 from shared.messaging.kafka import ensure_topic, partitions_of
+from shared.messaging.kafka_clients import consumer_options
 from shared.readmodel.database import ReadModelDB
 
 log = structlog.get_logger(__name__)
@@ -75,13 +76,12 @@ class AccessFeed:
         """Follow the topic from ``positions`` (``load`` first; a restart resumes there)."""
         await ensure_topic(self.bootstrap, self.topic)
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+            # The broker's fetch wait (shared.messaging.kafka_clients): a long poll on Apache
+            # Kafka, which answers as soon as a revocation arrives; 10 ms on Tansu.
+            **consumer_options(self.bootstrap),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            # The broker holds a fetch open up to this long when nothing is new;
-            # the default 500 ms would be most of a revocation's allowed delay.
-            fetch_max_wait_ms=10,
         )
         try:
             await consumer.start()  # inside the try: a stop during start-up still closes it

@@ -1,6 +1,7 @@
 """Kafka: publishing a service's log and consuming other contexts' topics.
 
-* ``kafka`` – topic names, creation (retention -1), offsets, partition look-ups;
+* ``kafka`` – topic creation (retention -1), offsets, partition look-ups;
+* ``kafka_clients`` – how every client connects: broker kind, fetch wait, TLS and SASL;
 * ``relay`` – the store's global order to ``<context>.events``, at least once;
 * ``consumer`` – other contexts' topics, each event handled once (inbox, kept offsets);
 * ``copies`` – read models of other contexts' facts, and filling one again;
@@ -35,6 +36,19 @@ from shared.messaging.kafka import (
     topic_exists,
     topic_retention,
 )
+from shared.messaging.kafka_clients import (
+    FETCH_WAIT_MS,
+    SASL_PROTOCOLS,
+    SSL_PROTOCOLS,
+    Broker,
+    ClientConfig,
+    KafkaClientSettings,
+    admin_options,
+    config_of,
+    consumer_options,
+    faust_options,
+    producer_options,
+)
 from shared.messaging.relay import (
     RELAY_POSITION,
     RELAYED,
@@ -57,6 +71,7 @@ __all__ = [
     "BATCH",
     "CONSUMED",
     "CONSUMER_LAG",
+    "FETCH_WAIT_MS",
     "IDLE_POLLS",
     "ID_MAX",
     "INBOX_PRUNED",
@@ -65,20 +80,30 @@ __all__ = [
     "PRUNE_EVERY",
     "RELAYED",
     "RELAY_POSITION",
+    "SASL_PROTOCOLS",
+    "SSL_PROTOCOLS",
     "STAFF_FACTS",
     "TOPIC_CONFIG",
+    "Broker",
+    "ClientConfig",
     "Handler",
     "InboxConsumer",
+    "KafkaClientSettings",
     "Relay",
     "Route",
     "StaffFact",
     "TopicCopy",
+    "admin_options",
+    "config_of",
+    "consumer_options",
     "ensure_topic",
+    "faust_options",
     "keep_inbox_pruned",
     "message_at",
     "message_headers",
     "messages_at",
     "partitions_of",
+    "producer_options",
     "prune_inbox",
     "record_staff_name",
     "refill",

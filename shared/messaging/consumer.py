@@ -7,9 +7,9 @@ skipped; offsets are committed to Kafka only after that transaction.
 
 One consumer (one group member, one fetch loop) serves all of a service's
 subscriptions: each is a *route* (its own inbox name, topics and handler), and
-messages go to the routes of the topic they came from. Each idle consumer
-costs a fetch every few milliseconds, so a service keeps one, not one per
-subscription.
+messages go to the routes of the topic they came from. On Tansu each idle
+consumer costs a fetch every few milliseconds (``shared.messaging.kafka_clients``), so a
+service keeps one, not one per subscription.
 
 A batch that fails (a handler raises, a message cannot be read) holds back only
 its own partition: the consumer rewinds that partition to the batch's first
@@ -48,6 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.domain.events import RecordedEvent
 from shared.messaging.kafka import ensure_topic, messages_at
+from shared.messaging.kafka_clients import consumer_options
 from shared.observability import causation, telemetry
 from shared.observability.supervision import FIRST_PAUSE, LONGEST_PAUSE, problem_text
 from shared.readmodel.database import ReadModelDB, consumer_offsets, dialect_insert, inbox
@@ -113,13 +114,12 @@ class InboxConsumer:
         for topic in self.topics:
             await ensure_topic(self.bootstrap, topic)
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+            # The broker's fetch wait (shared.messaging.kafka_clients): a long poll on Apache
+            # Kafka, which answers as soon as a message arrives; 10 ms on Tansu.
+            **consumer_options(self.bootstrap),
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            # The broker holds a fetch open up to this long when nothing is new;
-            # the default 500 ms would be most of a revocation's allowed delay.
-            fetch_max_wait_ms=10,
         )
         held = _HeldPartitions(consumer, self.problems)
         try:

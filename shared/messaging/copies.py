@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.domain.events import RecordedEvent
 from shared.messaging.consumer import trusted_offsets
 from shared.messaging.kafka import partitions_of
+from shared.messaging.kafka_clients import consumer_options
 from shared.names import refill_marks, topic_of
 from shared.readmodel.database import ReadModelDB, inbox
 
@@ -63,7 +64,7 @@ async def refill(
     told the offsets gone through."""
     topics = [topic_of(context, prefix) for context in copy.contexts]
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+        **consumer_options(bootstrap), group_id=None, enable_auto_commit=False
     )
     await consumer.start()
     try:
@@ -97,7 +98,7 @@ async def _where_the_group_stands(
         for p in await partitions_of(consumer, t)
     ]
     stored = await trusted_offsets(db, bootstrap, group_id, every)
-    committed = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id)
+    committed = AIOKafkaConsumer(**consumer_options(bootstrap), group_id=group_id)
     await committed.start()
     try:
         until: dict[TopicPartition, int] = {}

@@ -12,6 +12,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from shared.messaging.kafka_clients import admin_options, consumer_options
+
 log = structlog.get_logger(__name__)
 
 
@@ -26,7 +28,7 @@ async def ensure_topic(bootstrap: str, topic: str, partitions: int = 3) -> None:
     """Create the topic, keeping every event, if it does not exist (idempotent, safe
     between replicas). One that exists and drops old events is logged, not changed:
     its retention is then an operator's choice."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**admin_options(bootstrap))
     await admin.start()
     try:
         if topic in await admin.list_topics():
@@ -76,7 +78,7 @@ async def _warn_of_limited_retention(admin: AIOKafkaAdminClient, topic: str) -> 
 
 
 async def topic_exists(bootstrap: str, topic: str) -> bool:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**admin_options(bootstrap))
     await admin.start()
     try:
         return topic in await admin.list_topics()
@@ -90,7 +92,10 @@ async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
         found = consumer.partitions_for_topic(topic)
         if found:
             return set(found)
-        await consumer.topics()  # refreshes the metadata
+        # aiokafka's first metadata request asks for an empty list of topics, which
+        # Apache Kafka answers with none (Tansu with all), and it refreshes only every
+        # few minutes: without a subscription, ask for every topic's metadata now.
+        await consumer._client.force_metadata_update()
         await asyncio.sleep(0.1)
     raise RuntimeError(f"no partitions known for {topic}")
 
@@ -114,7 +119,7 @@ async def messages_at(
     broker does not have that offset is left out."""
     if not wanted:
         return {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**consumer_options(bootstrap), enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign(list(wanted))

@@ -25,6 +25,7 @@ from prometheus_client import Counter, Gauge
 from shared.domain.events import RecordedEvent
 from shared.eventstore import EventStore
 from shared.messaging.kafka import ensure_topic, message_at, topic_exists
+from shared.messaging.kafka_clients import producer_options
 from shared.names import relay_checkpoint
 from shared.readmodel.database import ReadModelDB, save_checkpoint
 
@@ -125,7 +126,7 @@ class Relay:
 
     def _producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
+            **producer_options(self.bootstrap),
             acks="all",
             # No linger: a lone event (the usual case) goes out at once instead of
             # after a timer. Batching still happens under load, since aiokafka has

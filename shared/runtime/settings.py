@@ -8,10 +8,12 @@ import secrets
 from pathlib import Path
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from shared.messaging.kafka_clients import Broker, ClientConfig, KafkaClientSettings
 
 
-class ServiceSettings(BaseSettings):
+class ServiceSettings(KafkaClientSettings):
     """What one service needs to run; every field comes from an env var of the same name."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
@@ -23,6 +25,7 @@ class ServiceSettings(BaseSettings):
     event_store_url: str = ""
     read_model_url: str = ""
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # Which broker and how to reach it: the fields of ``KafkaClientSettings``.
     topic_prefix: str = ""
     topic_partitions: int = 3
     relay_enabled: bool = True
@@ -56,6 +59,10 @@ class ServiceSettings(BaseSettings):
         values["service_port"] = self.service_port or int(named_port or 0) or default_port
         values["event_store_url"] = self.event_store_url or f"sqlite:///{self.var_dir}/{name}.db"
         values["read_model_url"] = self.read_model_url or f"sqlite:///{self.var_dir}/{name}-read.db"
+        # The address carries how to connect (credentials, fetch wait) to every client.
+        values["kafka_bootstrap_servers"] = Broker(
+            self.kafka_bootstrap_servers, ClientConfig.from_settings(self)
+        )
         if self.jwt_secret is None:
             values["jwt_secret"] = SecretStr(development_secret(self.var_dir))
         return ServiceSettings.model_construct(**values)

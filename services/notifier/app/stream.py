@@ -12,7 +12,9 @@ a broker that lost its topics replays harmlessly.
 Faust's defaults suit a big cluster; against the local Tansu broker they
 mean a ~30 s first join and a fetch that idles 1.5 s before returning new
 messages. So the group timeouts are seconds (``STREAM_SESSION_TIMEOUT_SECONDS``)
-and the consumer's fetch wait is 10 ms, like the kernel's consumers.
+and the consumer's fetch wait is the broker's, like the kernel's consumers
+(``shared.messaging.kafka_clients``: a long poll on Apache Kafka, 10 ms on Tansu); its
+credentials are the service's too.
 """
 
 from __future__ import annotations
@@ -28,18 +30,17 @@ from faust.transport.drivers import aiokafka as faust_kafka
 
 from shared.domain.events import RecordedEvent
 from shared.messaging.kafka import ensure_topic
+from shared.messaging.kafka_clients import config_of, faust_options
 from shared.observability import causation
 
 log = structlog.get_logger(__name__)
-
-FETCH_MAX_WAIT_MS = 10
 
 
 class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        # faust hard-codes 1500 ms; the broker would hold each empty fetch that long.
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        # faust hard-codes 1500 ms; Tansu would hold each empty fetch that long.
+        consumer._fetch_max_wait_ms = getattr(self.app, "fetch_wait_ms", 1500)
         return consumer
 
 
@@ -53,6 +54,8 @@ class _Transport(faust_kafka.Transport):
 
 
 class _App(faust.App):
+    fetch_wait_ms = 500  # the broker's (``NotifierStream.build``)
+
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)
 
@@ -86,7 +89,7 @@ class NotifierStream:
     def build(self) -> faust.App:
         app = _App(
             self.group_id,
-            broker=f"kafka://{self.bootstrap}",
+            **faust_options(self.bootstrap),  # the broker's URL and the service's credentials
             web_enabled=False,
             store="memory://",
             topic_disable_leader=True,
@@ -98,6 +101,7 @@ class NotifierStream:
             broker_commit_interval=0.5,
             loghandlers=[],
         )
+        app.fetch_wait_ms = config_of(self.bootstrap).fetch_wait_ms
         channel = app.topic(*self.topics, value_serializer="raw", key_serializer="raw")
 
         @app.agent(channel, concurrency=1)
