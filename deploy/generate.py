@@ -20,6 +20,7 @@ BASE = Path(__file__).resolve().parent / "base"
 IMAGE = "provider-backoffice"  # the overlays' `images:` set registry and tag
 CONFIG_MAP = "backoffice-config"
 SECRET = "backoffice-secrets"
+KAFKA_CA_SECRET = "backoffice-kafka-ca"  # ca.crt: the CA that signed the brokers' certificates
 UID = 10001  # the image's `app` user (Dockerfile)
 
 
@@ -34,6 +35,10 @@ class Service:
     @property
     def read_model_key(self) -> str:
         return f"{self.name.upper()}_READ_MODEL_URL"
+
+    @property
+    def kafka_password_key(self) -> str:
+        return f"{self.name.upper()}_KAFKA_PASSWORD"
 
 
 SERVICES = [
@@ -71,6 +76,11 @@ def render(s: Service) -> str:
     env = _secret_ref("JWT_SECRET", "JWT_SECRET") + _secret_ref("READ_MODEL_URL", s.read_model_key)
     env += "".join(_secret_ref(e, k) for e, k in s.secret_env.items())
     env += "".join(_secret_ref(e, k, optional=True) for e, k in s.optional_secret_env.items())
+    # Kafka (SASL_SSL, SCRAM: the ConfigMap): each service is its own Kafka user, so
+    # the brokers' ACLs can let only identity write identity.events.
+    env += f"""            - name: KAFKA_SASL_USERNAME
+              value: {s.name}
+""" + _secret_ref("KAFKA_SASL_PASSWORD", s.kafka_password_key)
     if s.scales:
         # No spec.replicas: the HorizontalPodAutoscaler owns the count (an applied
         # replicas field would reset it on every `kubectl apply`).
@@ -172,11 +182,17 @@ spec:
               mountPath: /app/var
             - name: tmp
               mountPath: /tmp
+            - name: kafka-ca
+              mountPath: /etc/kafka-ca
+              readOnly: true
       volumes:
         - name: var
           emptyDir: {{}}
         - name: tmp
           emptyDir: {{}}
+        - name: kafka-ca
+          secret:
+            secretName: {KAFKA_CA_SECRET}
 ---
 apiVersion: v1
 kind: Service

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from devtools import apache_kafka
 from services.clients.settings import ClientsSettings
 from services.tickets.settings import TicketsSettings
 from shared import catalogue
@@ -160,20 +161,60 @@ def test_compose_notifier_mails_through_mailpit(compose: dict[str, Any]) -> None
     assert notifier["depends_on"]["mailpit"]["condition"] == "service_healthy"
 
 
+def _compose_kafka_properties() -> dict[str, str]:
+    """The server properties deploy/compose/kafka/entrypoint.sh writes for the broker."""
+    script = (DEPLOY / "compose" / "kafka" / "entrypoint.sh").read_text()
+    body = script.split("<<PROPERTIES\n", 1)[1].split("\nPROPERTIES\n", 1)[0]
+    return dict(line.split("=", 1) for line in body.splitlines() if "=" in line)
+
+
 def test_compose_kafka_runs_in_kraft_mode(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert not [n for n, s in services.items() if "zookeeper" in f"{n} {s.get('image', '')}"]
     kafka = services["kafka"]
-    assert kafka["image"] == "apache/kafka:3.9.0"
-    env = _environment(kafka)
-    assert {"broker", "controller"} <= set(env["KAFKA_PROCESS_ROLES"].split(","))
-    assert env["KAFKA_NODE_ID"] == "1"
-    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@kafka:9093"
-    assert "CONTROLLER" in env["KAFKA_CONTROLLER_LISTENER_NAMES"]
-    assert "PLAINTEXT://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
-    assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
-    assert env["KAFKA_LOG_RETENTION_MS"] == "-1"  # a topic never drops a context's history
+    # The version `make test-kafka` runs the suite against (devtools/apache_kafka.py).
+    assert kafka["image"] == f"apache/kafka:{apache_kafka.VERSION}"
+    assert kafka["entrypoint"] == ["/bin/bash", "/opt/compose/entrypoint.sh"]
+    assert "./deploy/compose/kafka:/opt/compose:ro" in kafka["volumes"]
+    properties = _compose_kafka_properties()
+    assert {"broker", "controller"} <= set(properties["process.roles"].split(","))
+    assert properties["node.id"] == "1"
+    # The controller listens on the container's loopback only: nobody else reaches it.
+    assert properties["controller.quorum.voters"] == "1@127.0.0.1:9093"
+    assert "CONTROLLER://127.0.0.1:9093" in properties["listeners"].split(",")
+    assert "INTERNAL://kafka:9092" in properties["advertised.listeners"].split(",")
+    assert properties["offsets.topic.replication.factor"] == "1"
+    assert properties["log.retention.ms"] == "-1"  # a topic never drops a context's history
     assert "/opt/kafka/bin/" in " ".join(kafka["healthcheck"]["test"])
+
+
+def test_compose_kafka_wants_credentials_and_acls(compose: dict[str, Any]) -> None:
+    """Every client listener is SASL/SCRAM, requests are authorized, each service connects
+    as its own user, and only a context's own service may write its topic."""
+    properties = _compose_kafka_properties()
+    protocols = dict(p.split(":") for p in properties["listener.security.protocol.map"].split(","))
+    assert {name: protocols[name] for name in ("INTERNAL", "EXTERNAL")} == {
+        "INTERNAL": "SASL_PLAINTEXT",
+        "EXTERNAL": "SASL_PLAINTEXT",
+    }
+    assert properties["sasl.enabled.mechanisms"] == "SCRAM-SHA-256"
+    assert properties["authorizer.class.name"].endswith("StandardAuthorizer")
+    assert properties["allow.everyone.if.no.acl.found"] == "false"
+    kafka_env = _environment(compose["services"]["kafka"])
+    acls = compose["services"]["kafka-acls"]
+    assert acls["depends_on"]["kafka"]["condition"] == "service_healthy"
+    script = (DEPLOY / "compose" / "kafka" / "acls.sh").read_text()
+    assert '--operation Write --topic "${prefix}${service}.events"' in script
+    for name in SERVICES:
+        service = compose["services"][name]
+        assert service["depends_on"]["kafka-acls"]["condition"] == "service_completed_successfully"
+        env = _environment(service)
+        assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+        assert env["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-256"
+        assert env["KAFKA_SASL_USERNAME"] == name
+        variable = f"KAFKA_PASSWORD_{name.upper()}"
+        assert env["KAFKA_SASL_PASSWORD"].startswith(f"${{{variable}:?")  # required
+        assert kafka_env[variable].startswith(f"${{{variable}:?")  # the broker knows it
 
 
 def test_compose_eventstore_and_postgres(compose: dict[str, Any]) -> None:
@@ -343,6 +384,31 @@ def test_base_deployment(base: list[dict[str, Any]], name: str) -> None:
     else:
         assert spec["replicas"] == 1
         assert spec["strategy"]["type"] == "Recreate", "never two notifiers at once"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_base_deployment_connects_to_kafka_as_its_own_user(
+    base: list[dict[str, Any]], name: str
+) -> None:
+    ((_, config),) = _by_kind(base, "ConfigMap").items()
+    data = config["data"]
+    assert (data["KAFKA_SECURITY_PROTOCOL"], data["KAFKA_SASL_MECHANISM"]) == (
+        "SASL_SSL",
+        "SCRAM-SHA-512",
+    )
+    assert data["KAFKA_IMPL"] == "apache"
+    pod = _by_kind(base, "Deployment")[name]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["KAFKA_SASL_USERNAME"]["value"] == name
+    password = env["KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert password == {"name": SECRET, "key": f"{name.upper()}_KAFKA_PASSWORD"}
+    # The CA file the ConfigMap names is where the CA Secret is mounted.
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    ca_dir = mounts["kafka-ca"]
+    assert data["KAFKA_SSL_CAFILE"] == f"{ca_dir}/ca.crt"
+    assert volumes["kafka-ca"]["secret"]["secretName"] == "backoffice-kafka-ca"
 
 
 def test_deploy_readme_names_every_secret_key(base: list[dict[str, Any]]) -> None:
