@@ -23,7 +23,7 @@ from services.departments.domain.events import LocalizedText, Support
 from services.departments.projections import projections as department_projections
 from services.tickets.app.catalog import SupportCatalog
 from services.tickets.app.handlers import NotAllowed, OpenDraft, Tickets
-from services.tickets.domain.catalog import AnnouncementDraft
+from services.tickets.domain.catalog import AnnouncementDraft, CategoryDraft, SettingsPatch
 from services.tickets.domain.ticket import TicketChanged, thread_id
 from services.tickets.projections import projections as ticket_projections
 from services.tickets.projections import support
@@ -204,6 +204,26 @@ async def test_a_paid_department_takes_one_request_and_two_at_once_take_the_last
     assert len(opened_events) == 1
 
 
+async def test_a_paid_category_takes_a_request_in_a_free_department_and_stays_in_its_own(
+    desk: Desk,
+) -> None:
+    free = await desk.department("Free", ["main"])
+    other = await desk.department("Other", ["main"])
+    alice = await desk.client("alice", "main")
+    urgent = await desk.catalog.create_category(
+        SYSTEM, CategoryDraft(topic="Urgent", department_id=free, paid=True)
+    )
+    with pytest.raises(PaymentRequired):
+        await desk.open(alice, free, category_id=urgent.id)
+    with pytest.raises(DomainError) as elsewhere:
+        await desk.open(alice, other, category_id=urgent.id)
+    assert elsewhere.value.field == "category_id"
+    await desk.catalog.credit_paid_requests(SYSTEM, "alice", 2)
+    ticket = await desk.tickets.load(await desk.open(alice, free, category_id=urgent.id))
+    assert ticket.paid and await desk.catalog.paid_balance("alice") == 1
+    assert not (await desk.tickets.load(await desk.open(alice, free))).paid
+
+
 # ---------------------------------------------------------------- who sees what
 
 
@@ -379,6 +399,18 @@ async def test_transfers_show_the_client_at_most_the_configured_number_of_notice
             await desk.tickets.transfer(router, ticket_id, department_id, staff_id, None)
         assert refused.value.field == field, (department_id, staff_id)
     assert (await desk.tickets.load(ticket_id)).version == ticket.version
+
+
+async def test_the_number_of_transfer_notices_shown_is_a_support_setting(desk: Desk) -> None:
+    lines = [await desk.department(f"Line {n}", ["main"]) for n in range(2)]
+    customer = await desk.client("customer", "main")
+    router = desk.staff("router", ("tickets.view", "tickets.transfer"), lines)
+    await desk.catalog.change_settings(SYSTEM, SettingsPatch(transfer_notices_shown=1))
+    ticket_id = await desk.open(customer, lines[0])
+    for target in (lines[1], lines[0], lines[1]):
+        await desk.tickets.transfer(router, ticket_id, target, None, None)
+    assert (await desk.entries(ticket_id, client_view=True)).count("transfer") == 1
+    assert (await desk.entries(ticket_id, client_view=False)).count("transfer") == 3
 
 
 # ---------------------------------------------------------------- other contexts' facts
