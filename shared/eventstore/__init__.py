@@ -3,6 +3,8 @@
 * ``sqlite:///var/<service>.db``  – embedded default
 * ``postgresql://user@host/db``   – production-grade, what CI tests hardest
 * ``esdb://host:2113?tls=false``  – EventStoreDB / KurrentDB
+* ``memory://``                   – in this process's memory, for tests of
+  application rules only (never a production store)
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ async def open_event_store(url: str, namespace: str = "", pool_size: int = 10) -
 
     ``namespace`` (the service's name) keeps services apart on a shared
     EventStoreDB server, where every stream is prefixed with it; SQLite and
-    PostgreSQL stores are one database per service anyway.
+    PostgreSQL stores are one database per service anyway. Each ``memory://``
+    open is a new, empty store.
     """
     scheme = url.split("://", 1)[0]
     if scheme in ("sqlite", "sqlite+aiosqlite"):
@@ -49,4 +52,8 @@ async def open_event_store(url: str, namespace: str = "", pool_size: int = 10) -
         from shared.eventstore.esdb import EsdbEventStore
 
         return await EsdbEventStore.open(url, prefix=f"{namespace}-" if namespace else "")
+    if scheme == "memory":
+        from shared.eventstore.memory import MemoryEventStore
+
+        return await MemoryEventStore.open(url)
     raise ValueError(f"EVENT_STORE_URL has an unknown scheme {scheme!r}")

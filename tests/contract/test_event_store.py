@@ -1,6 +1,6 @@
 """The event-store contract: every adapter must pass every test here.
 
-SQLite and PostgreSQL always run. EventStoreDB runs when ``ESDB_URI`` points at
+SQLite, PostgreSQL and the in-memory store always run. EventStoreDB runs when ``ESDB_URI`` points at
 a server and is skipped, with that reason, otherwise.
 """
 
@@ -27,7 +27,7 @@ from shared.eventstore import (
     open_event_store,
 )
 
-ADAPTERS = ["sqlite", "postgres", "esdb"]
+ADAPTERS = ["sqlite", "postgres", "esdb", "memory"]
 
 
 @pytest.fixture
@@ -40,6 +40,13 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[EventStore]:
 @pytest.fixture
 async def postgres_store(postgres_url: str) -> AsyncIterator[EventStore]:
     store = await open_event_store(postgres_url)
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def memory_store() -> AsyncIterator[EventStore]:
+    store = await open_event_store("memory://")
     yield store
     await store.close()
 

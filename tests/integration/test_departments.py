@@ -226,21 +226,6 @@ async def test_defaults_are_created_once_even_by_replicas_starting_together(
             await store.close()
 
 
-async def test_create_defaults_racing_on_an_empty_store(tmp_path: Path) -> None:
-    """Many replicas creating the defaults at the same moment: each written once."""
-    async with fresh_database() as database:
-        store = await open_event_store(database)
-        db = await ReadModelDB.open(f"sqlite:///{tmp_path}/read.db")
-        try:
-            racing = [Departments(store, db) for _ in range(8)]
-            created = await asyncio.gather(*(r.create_defaults() for r in racing))
-            assert sorted(i for ids in created for i in ids) == sorted(DEFAULT_IDS)
-            assert await store.count() == 2
-        finally:
-            await db.close()
-            await store.close()
-
-
 async def test_defaults_are_listed_from_the_first_start(stack: Stack) -> None:
     # The defaults are appended at start; the read model follows a moment later.
     answer = await eventually(

@@ -18,13 +18,11 @@ import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from services.identity.domain.events import RightGranted
-from services.identity.domain.events import registry as identity_registry
 from services.identity.service import SPEC
 from shared.access.control import DepartmentRightsChanged
 from shared.access.control import registry as access_registry
 from shared.domain.events import NewEvent, RecordedEvent
-from shared.eventstore import EventStore, open_event_store
+from shared.eventstore import EventStore
 from shared.runtime.service import create_app
 from shared.runtime.settings import ServiceSettings
 from tests.http_util import eventually, serving
@@ -192,29 +190,6 @@ async def test_rights_come_from_departments_and_grants_with_their_sources(
     )
     assert me.json()["permissions"] == ["clients.view", "tickets.reply", "tickets.view"]
     assert sorted(me.json()["departments"]) == sorted([SUPPORT, SALES])
-
-
-async def test_a_write_this_identity_did_not_make_still_counts(
-    http: httpx.AsyncClient, postgres_url: str
-) -> None:
-    """Identity keeps members folded in memory and reads on from there at each use."""
-    admin = await login(http, "admin", ADMIN_PASSWORD)
-    bob = await add(http, admin, staff_body("bob", [SALES]))
-    granted = await http.post(f"/staff/{bob}/rights", json={"right": "clients.view"}, headers=admin)
-    assert granted.status_code == 201  # identity has bob folded now
-    store = await open_event_store(postgres_url)
-    try:  # another replica grants him a right
-        stream = f"staff-{bob}"
-        event = identity_registry.encode(RightGranted(staff_id=bob, right="clients.create"))
-        await store.append(stream, [event], await store.stream_version(stream))
-    finally:
-        await store.close()
-    revoked = await http.delete(f"/staff/{bob}/rights/clients.create", headers=admin)
-    assert revoked.status_code == 200, revoked.text
-    rights = await http.get(
-        f"/staff/{bob}/rights", params={"min_position": revoked.json()["position"]}, headers=admin
-    )
-    assert [r["right"] for r in rights.json()] == ["clients.view"]
 
 
 async def test_every_endpoint_checks_its_right(http: httpx.AsyncClient) -> None:
