@@ -19,11 +19,11 @@ from services.clients.app.attachments import AttachmentStore
 from services.clients.app.companies import Companies
 from services.clients.app.handlers import Clients, MessageDraft
 from services.clients.app.identity_port import UNCHANGED, Impersonation, Unchanged
+from services.clients.copies import record_staff_name, staff_metadata
 from services.clients.domain.client import ClientCard
 from services.clients.domain.company import ContactDraft
 from services.clients.domain.company_events import ContactAdded
 from services.clients.domain.events import ClientMessaged, Violation
-from services.clients.projections import record_staff_name, staff_metadata
 from services.clients.projections.queries import ClientFilter
 from services.clients.service import projections
 from shared.domain.aggregate import Conflict, DomainError, NotFound

@@ -23,10 +23,10 @@ from services.departments.domain.events import LocalizedText, Support
 from services.departments.projections import projections as department_projections
 from services.tickets.app.catalog import SupportCatalog
 from services.tickets.app.handlers import NotAllowed, OpenDraft, Tickets
+from services.tickets.copies import support
 from services.tickets.domain.catalog import AnnouncementDraft, CategoryDraft, SettingsPatch
 from services.tickets.domain.ticket import TicketChanged, thread_id
 from services.tickets.projections import projections as ticket_projections
-from services.tickets.projections import support
 from services.tickets.projections.queue import ticket_entries
 from shared.access.control import Access, Principal
 from shared.domain.aggregate import Conflict, DomainError, NotFound, PaymentRequired
