@@ -154,7 +154,7 @@ class Visit:
 
     def render(self, template: str, status: int = 200, **context: Any) -> Response:
         flash, self.session.flash = self.session.flash, None
-        page = self.env.get_template(template).render(
+        values: dict[str, Any] = dict(
             visit=self,
             me=self.me,
             session=self.session,
@@ -167,8 +167,9 @@ class Visit:
             csrf=self.session.csrf,
             flash=flash,
             path=self.request.url.path,
-            **context,
         )
+        values.update(context)
+        page = self.env.get_template(template).render(values)
         return self._seal(HTMLResponse(page, status_code=status))
 
     def redirect(self, url: str, flash: str | None = None) -> Response:

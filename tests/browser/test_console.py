@@ -1,0 +1,365 @@
+"""The console's main journeys in a real browser (Debian's Chromium driven by Playwright),
+over the real services as processes, PostgreSQL and the broker.
+
+* a client opens a request on a phone-sized screen and sees the expected response time;
+* staff of that department see it appear in their queue without reloading, and reply
+  with a template (its macros filled by the tickets service);
+* the client sees the reply and rates it; staff see the rating;
+* staff of another department do not see it (not in the queue, 404 by address);
+* admin creates a department and a member with rights, and the member's pages change;
+* impersonation ("log in as this client") shows the portal with a banner, and the way back;
+* a blocking announcement says why a request cannot be opened;
+* forms without the session's CSRF token are refused, and the session cookie is
+  HttpOnly and SameSite.
+
+The run writes screenshots of the main pages to ``docs/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+
+from tests.browser.stack import Person, Stack, World, eventually, login, make_world, running
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+DESKTOP = {"width": 1280, "height": 860}
+PHONE = {"width": 390, "height": 844}
+LIVE_TIMEOUT = 20_000  # ms: a ticket travels store -> read model -> SSE -> console -> page
+
+
+@pytest.fixture(scope="module")
+async def stack(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
+    async with running(kafka_bootstrap, tmp_path_factory.mktemp("console")) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+async def world(stack: Stack) -> World:
+    return await make_world(stack)
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    assert _installed(CHROMIUM), (
+        "install Debian's chromium (apt-get install chromium); .ci/run does"
+    )
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run",
+            ],
+        )  # fmt: skip
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+def _installed(path: Path) -> bool:
+    return path.exists()
+
+
+async def context(browser: Browser, *, phone: bool = False) -> BrowserContext:
+    made = await browser.new_context(
+        viewport=PHONE if phone else DESKTOP, is_mobile=phone, locale="en-US"
+    )
+    made.set_default_timeout(15_000)
+    return made
+
+
+async def sign_in(page: Page, stack: Stack, person: Person) -> None:
+    await page.goto(f"{stack.console}/login")
+    await page.fill("input[name=login]", person.login)
+    await page.fill("input[name=password]", person.password)
+    await page.click("form[action='/login'] button[type=submit]")
+    await expect(page).not_to_have_url(re.compile(r"/login"))
+
+
+async def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def admin(stack: Stack) -> Person:
+    from tests.browser.stack import ADMIN_PASSWORD
+
+    return Person("", "admin", ADMIN_PASSWORD)
+
+
+async def test_a_request_goes_from_the_client_to_staff_and_back(
+    stack: Stack, world: World, browser: Browser
+) -> None:
+    staff_context = await context(browser)
+    client_context = await context(browser, phone=True)
+    other_context = await context(browser)
+    try:
+        staff = await staff_context.new_page()
+        await sign_in(staff, stack, world.hosting_staff)
+        await expect(staff).to_have_url(re.compile(r"/queue$"))
+        await staff.evaluate("window.sameDocument = true")  # gone if the page reloads
+
+        # The client, on a phone: the departments offered, with the expected response time.
+        client = await client_context.new_page()
+        await sign_in(client, stack, world.client)
+        await client.goto(f"{stack.console}/my/requests/new")
+        hosting = client.locator("label.department", has_text=world.hosting_name)
+        await expect(hosting).to_contain_text("Servers and sites")
+        await expect(hosting.locator(".expected")).to_contain_text("Expected response by")
+        await shot(client, "client-new-request-phone")
+        subject = f"Site down {uuid.uuid4().hex[:6]}"
+        await hosting.locator("input[name=department_id]").check()
+        await client.fill("input[name=subject]", subject)
+        await client.fill("textarea[name=body]", "example.com answers 502")
+        await client.click("form[action='/my/requests/new'] button[type=submit]")
+        await expect(client.locator("h1")).to_have_text(subject)
+        ticket_id = client.url.split("/my/requests/")[1].split("?")[0]
+        token = await login(stack, world.client.login, world.client.password)
+        opened = (await stack.call("GET", "tickets", f"/tickets/{ticket_id}", token)).json()
+        due = datetime.fromisoformat(opened["due_at"].replace("Z", "+00:00"))
+        await expect(client.locator("#expected-response")).to_have_text(
+            due.strftime("%Y-%m-%d %H:%M UTC")
+        )
+
+        # Staff of the department: it appears in the open queue page, no reload.
+        row = staff.locator("#queue tbody tr", has_text=subject)
+        await expect(row).to_be_visible(timeout=LIVE_TIMEOUT)
+        assert await staff.evaluate("window.sameDocument === true"), "the queue page reloaded"
+        await expect(row).to_contain_text(world.hosting_name)
+        await shot(staff, "staff-queue")
+
+        # Staff of another department: not in their queue, and 404 by its address.
+        other = await other_context.new_page()
+        await sign_in(other, stack, world.network_staff)
+        await expect(other.locator("#queue")).to_be_visible()
+        await expect(other.locator("#queue")).not_to_contain_text(subject)
+        answer = await other.goto(f"{stack.console}/tickets/{ticket_id}")
+        assert answer is not None and answer.status == 404
+        await expect(other.locator("h1")).to_have_text("Not found")
+
+        # Reply with a template: the service fills %client_person% in.
+        await row.locator("a").click()
+        await expect(staff.locator("h1")).to_have_text(subject)
+        await staff.select_option("select[name=template_id]", label=world.template_name)
+        reply = f"Dear {world.client_person}, we are on it."
+        await expect(staff.locator("textarea[name=body]")).to_have_value(reply)
+        await shot(staff, "staff-ticket")
+        await staff.locator("#reply").get_by_role("button", name="Reply", exact=True).click()
+        await expect(staff.locator(".entry.from-staff")).to_contain_text(reply)
+
+        # The client sees the reply and rates it; staff see the rating.
+        await client.reload()
+        answered = client.locator(".entry.from-staff", has_text=reply)
+        await expect(answered).to_be_visible()
+        await expect(client.locator("#status")).to_have_text("answered")
+        await answered.locator("input[name=score][value='5']").check()
+        await answered.locator("button[type=submit]").click()
+        await expect(client.locator(".entry-rated .score-given")).to_have_text("5/5")
+        await shot(client, "client-request-phone")
+        await staff.reload()
+        await expect(staff.locator(".entry-rated")).to_contain_text("5/5")
+    finally:
+        for made in (staff_context, client_context, other_context):
+            await made.close()
+
+
+async def test_admin_makes_a_department_and_a_member_whose_pages_change(
+    stack: Stack, world: World, browser: Browser
+) -> None:
+    admin_context = await context(browser)
+    member_context = await context(browser)
+    try:
+        page = await admin_context.new_page()
+        await sign_in(page, stack, admin(stack))
+        # A department, with the section "clients" turned on.
+        await page.goto(f"{stack.console}/departments")
+        name = f"Billing {uuid.uuid4().hex[:6]}"
+        form = page.locator("#new-department")
+        await form.locator("input[name='name.en']").fill(name)
+        await form.locator("input[name='name.ru']").fill(f"Биллинг {name[-6:]}")
+        await form.locator("button[type=submit]").click()
+        await expect(page.locator("h1")).to_have_text(name)
+        department_id = page.url.split("/departments/")[1].split("?")[0]
+        clients_row = page.locator("#department-rights tr[data-right='clients']")
+        await clients_row.locator("button").click()
+        await expect(clients_row.locator("button")).to_have_text("Turn off")
+        await shot(page, "admin-department-rights")
+
+        # A member of it.
+        member = Person("", f"mila-{uuid.uuid4().hex[:6]}", "mila-password-2026")
+        await page.goto(f"{stack.console}/staff")
+        form = page.locator("#new-staff")
+        await form.locator("input[name=login]").fill(member.login)
+        await form.locator("input[name=password]").fill(member.password)
+        await form.locator("input[name='full_name.en']").fill("Mila")
+        await form.locator(f"input[name=departments][value='{department_id}']").check()
+        # Identity learns the department from its topic: until then it answers that it does
+        # not know it (the form comes back with the error, the department still ticked).
+        for _ in range(60):
+            async with page.expect_navigation():
+                await page.locator("#new-staff button[type=submit]").click()
+            if "/staff/" in page.url:
+                break
+            await expect(page.locator(".error")).to_contain_text("department")
+            await page.locator("#new-staff input[name=password]").fill(member.password)
+            await page.wait_for_timeout(250)
+        member_id = page.url.split("/staff/")[1].split("?")[0]
+
+        # The member's pages: clients (from the department), no queue yet.
+        mine = await member_context.new_page()
+        await sign_in(mine, stack, member)
+        nav = mine.locator("header nav")
+        await reload_until(mine, nav.get_by_role("link", name="Clients"))
+        await expect(nav.get_by_role("link", name="Active requests")).to_have_count(0)
+
+        # An individual grant: the queue appears for the member; the editor shows sources.
+        await page.goto(f"{stack.console}/staff/{member_id}")
+        await reload_until(page, page.locator("#staff-rights tr[data-right='clients.view']"))
+        inherited = page.locator("#staff-rights tr[data-right='clients.view']")
+        await expect(inherited).to_contain_text(name)
+        await expect(inherited.get_by_role("button", name="Revoke")).to_have_count(0)
+        await page.select_option("#grant select[name=right]", value="tickets.view")
+        await page.click("#grant button[type=submit]")
+        granted = page.locator("#staff-rights tr[data-right='tickets.view']")
+        await expect(granted).to_contain_text("granted individually")
+        await expect(granted.get_by_role("button", name="Revoke")).to_be_visible()
+        await shot(page, "admin-rights-editor")
+        await reload_until(mine, nav.get_by_role("link", name="Active requests"))
+        await mine.goto(f"{stack.console}/queue")
+        await expect(mine.locator("h1")).to_have_text("Active requests")
+    finally:
+        await admin_context.close()
+        await member_context.close()
+
+
+async def reload_until(page: Page, locator: object, timeout: float = 30) -> None:
+    """Reload until ``locator`` is there: rights travel through the topics first."""
+    deadline = datetime.now(UTC) + timedelta(seconds=timeout)
+    while await locator.count() == 0:  # type: ignore[attr-defined]
+        assert datetime.now(UTC) < deadline, f"never appeared: {locator}"
+        await page.wait_for_timeout(250)
+        await page.reload()
+
+
+async def test_impersonation_shows_the_portal_with_a_banner_and_a_way_back(
+    stack: Stack, world: World, browser: Browser
+) -> None:
+    made = await context(browser)
+    try:
+        page = await made.new_page()
+        await sign_in(page, stack, admin(stack))
+        await page.goto(f"{stack.console}/clients?name={world.client.login}")
+        await page.locator("#clients a", has_text=world.client.login).click()
+        await expect(page.locator("h1")).to_have_text(world.client.login)
+        card_url = page.url
+        await page.click("#log-in-as")
+        banner = page.locator("#impersonation")
+        await expect(banner).to_contain_text("You are logged in as client")
+        await expect(banner).to_contain_text(world.client.login)
+        await expect(page.locator("h1")).to_have_text("My requests")
+        await shot(page, "impersonation")
+        await banner.get_by_role("button", name="Return to my session").click()
+        await expect(page).to_have_url(card_url.split("?")[0])
+        await expect(page.locator("#impersonation")).to_have_count(0)
+        await expect(page.locator("header .who")).to_have_text("admin")
+    finally:
+        await made.close()
+
+
+async def test_a_blocking_announcement_says_why_no_request_can_be_opened(
+    stack: Stack, world: World, browser: Browser
+) -> None:
+    admin_context = await context(browser)
+    client_context = await context(browser, phone=True)
+    text = f"Data centre move tonight {uuid.uuid4().hex[:4]}"
+    try:
+        page = await admin_context.new_page()
+        await sign_in(page, stack, admin(stack))
+        await page.goto(f"{stack.console}/announcements")
+        form = page.locator("#new-announcement")
+        await form.locator("textarea[name='text.en']").fill(text)
+        ends = (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M")
+        await form.locator("input[name=ends_at]").fill(ends)
+        await form.locator("input[name=blocking]").check()
+        await form.locator("button[type=submit]").click()
+        listed = page.locator("#announcement-list tr", has_text=text)
+        await expect(listed).to_contain_text("active")
+
+        client = await client_context.new_page()
+        await sign_in(client, stack, world.client)
+        await client.goto(f"{stack.console}/my/requests/new")
+        await expect(client.locator(".banner.blocking")).to_have_text(text)
+        await expect(client.locator("#blocked")).to_contain_text(
+            "New requests cannot be opened now"
+        )
+        await expect(client.locator("#blocked")).to_contain_text(text)
+        await expect(client.locator("input[name=subject]")).to_have_count(0)
+        await shot(client, "client-blocked-phone")
+
+        # Ended: the form is back.
+        await listed.get_by_role("button", name="End now").click()
+        await expect(page.locator("#announcement-list tr", has_text=text)).not_to_contain_text(
+            "active"
+        )
+        await client.reload()
+        await expect(client.locator("input[name=subject]")).to_be_visible()
+    finally:
+        await admin_context.close()
+        await client_context.close()
+
+
+async def test_forms_need_the_sessions_csrf_token_and_the_cookie_is_http_only(
+    stack: Stack, world: World, browser: Browser
+) -> None:
+    made = await context(browser)
+    try:
+        page = await made.new_page()
+        await page.goto(f"{stack.console}/login")
+        await shot(page, "login")
+        cookie = next(c for c in await made.cookies() if c["name"] == "console_session")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+        assert world.client.password not in cookie["value"]
+        # The same login posted without the form's token: refused, nobody signed in.
+        async with httpx.AsyncClient(
+            base_url=stack.console, trust_env=False, cookies={"console_session": cookie["value"]}
+        ) as http:
+            refused = await http.post(
+                "/login", data={"login": world.client.login, "password": world.client.password}
+            )
+            assert refused.status_code == 403, refused.text
+            home = await http.get("/")
+            assert home.status_code == 303 and home.headers["location"] == "/login"
+        await sign_in(page, stack, world.client)
+        await expect(page.locator("header .who")).to_have_text(world.client.login)
+        # Russian, remembered.
+        await page.goto(f"{stack.console}/my/requests?lang=ru")
+        await expect(page.locator("h1")).to_have_text("Мои запросы")
+        await page.goto(f"{stack.console}/my/requests/new")
+        await expect(page.locator("h1")).to_have_text("Новый запрос")
+    finally:
+        await made.close()
+
+
+async def test_the_console_answers_health_and_ready(stack: Stack) -> None:
+    answer = await eventually(
+        lambda: stack.http.get(f"{stack.console}/ready"),
+        lambda r: r.status_code == 200,
+        "console ready",
+    )
+    assert answer.json()["ready"] is True
+    metrics = await stack.http.get(f"{stack.console}/metrics")
+    assert metrics.status_code == 200
