@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from pydantic import SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.settings import DEFAULT_PORTS, development_secret
@@ -21,8 +21,14 @@ class ConsoleSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
-    console_host: str = "127.0.0.1"
-    console_port: int = DEFAULT_CONSOLE_PORT
+    # CONSOLE_PORT as API.md names ports; SERVICE_PORT/SERVICE_HOST as the image sets them.
+    console_host: str = Field(
+        default="127.0.0.1", validation_alias=AliasChoices("console_host", "service_host")
+    )
+    console_port: int = Field(
+        default=DEFAULT_CONSOLE_PORT,
+        validation_alias=AliasChoices("console_port", "service_port"),
+    )
     identity_url: str = _local("identity")
     departments_url: str = _local("departments")
     tickets_url: str = _local("tickets")
