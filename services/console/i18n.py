@@ -119,6 +119,13 @@ WORDS: dict[str, tuple[str, str]] = {
     "entry_reopened": ("reopened", "открыт снова"),
     "entry_rated": ("rated", "оценка"),
     "entry_rating_requested": ("rating asked for", "запрошена оценка"),
+    # What a 409 ticket_changed lists, by event type.
+    "change_TicketMessagePosted": ("a message was posted", "написано сообщение"),
+    "change_TicketAssigned": ("the ticket was assigned", "назначен ответственный"),
+    "change_TicketTransferred": ("the ticket was transferred", "запрос передан"),
+    "change_TicketClosed": ("the ticket was closed", "запрос закрыт"),
+    "change_TicketReopened": ("the ticket was reopened", "запрос открыт снова"),
+    "change_TicketRated": ("the client rated it", "клиент поставил оценку"),
     "you": ("You", "Вы"),
     "support": ("Support", "Поддержка"),
     "not_found": ("Not found", "Не найдено"),

@@ -177,6 +177,55 @@ async def test_a_request_goes_from_the_client_to_staff_and_back(
             await made.close()
 
 
+async def test_a_reply_on_a_ticket_changed_meanwhile_says_someone_answered(
+    stack: Stack, world: World, browser: Browser
+) -> None:
+    client_token = await login(stack, world.client.login, world.client.password)
+    body = {"department_id": world.hosting, "subject": "Mail bounces", "body": "Since noon"}
+    opened = await stack.call("POST", "tickets", "/tickets", client_token, json=body)
+    assert opened.status_code == 201, opened.text
+    ticket, position = opened.json()["id"], opened.json()["position"]
+    first_context = await context(browser)
+    second_context = await context(browser)
+    client_context = await context(browser)
+    try:
+        first, second = await first_context.new_page(), await second_context.new_page()
+        await sign_in(first, stack, world.hosting_staff)
+        await sign_in(second, stack, admin(stack))
+        for page in (first, second):
+            await page.goto(f"{stack.console}/tickets/{ticket}?after={position}")
+            await expect(page.locator("h1")).to_have_text("Mail bounces")
+        # Both read version 1; the first answers.
+        await first.fill("#reply textarea[name=body]", "Looking at the MX records")
+        await first.locator("#reply").get_by_role("button", name="Reply", exact=True).click()
+        await expect(first.locator(".entry.from-staff")).to_contain_text("MX records")
+        # The second answers on what it read: nothing sent, what changed shown, text kept.
+        await second.fill("#reply textarea[name=body]", "Restarting postfix")
+        await second.locator("#reply").get_by_role("button", name="Reply", exact=True).click()
+        collision = second.locator("#collision")
+        await expect(collision).to_contain_text("Someone answered meanwhile")
+        await expect(collision).to_contain_text("Looking at the MX records")
+        await expect(second.locator("#reply textarea[name=body]")).to_have_value(
+            "Restarting postfix"
+        )
+        await expect(second.locator(".entry.from-staff")).to_have_count(1)
+        await shot(second, "staff-collision")
+        # Now on the current version: an internal note, which the client never sees.
+        await second.fill("#reply textarea[name=body]", "VIP customer, call them")
+        await second.check("#reply input[name=internal]")
+        await second.locator("#reply").get_by_role("button", name="Reply", exact=True).click()
+        await expect(second.locator(".entry.internal")).to_contain_text("VIP customer")
+        after = second.url.split("after=")[1]
+        client = await client_context.new_page()
+        await sign_in(client, stack, world.client)
+        await client.goto(f"{stack.console}/my/requests/{ticket}?after={after}")
+        await expect(client.locator(".entry.from-staff")).to_contain_text("MX records")
+        await expect(client.locator("main")).not_to_contain_text("VIP customer")
+    finally:
+        for made in (first_context, second_context, client_context):
+            await made.close()
+
+
 async def test_admin_makes_a_department_and_a_member_whose_pages_change(
     stack: Stack, world: World, browser: Browser
 ) -> None:

@@ -20,6 +20,7 @@ Rules it keeps:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
@@ -151,10 +152,28 @@ async def _ticket_page(visit: Visit, ticket_id: str, after: int | None, **extra:
         ticket=ticket,
         templates=templates,
         names=names,
+        authors=await _staff_names(visit, ticket),
         values=extra.pop("values", {}),
         **extra,
         **page,
     )
+
+
+async def _staff_names(visit: Visit, ticket: dict[str, Any]) -> dict[str, str]:
+    """Staff authors by login (the caller as "you"; ids stay for those who may not list staff)."""
+    me = visit.me or {}
+    authors = {e["author_id"] for e in ticket["entries"] if e.get("author_kind") == "staff"}
+    names = {me.get("id", ""): visit.t("you")}
+    if visit.can("staff.view"):
+        others = sorted(a for a in authors if a and a not in names)
+        cards = await asyncio.gather(
+            *(visit.call("GET", "identity", f"/staff/{a}") for a in others),
+            return_exceptions=True,
+        )
+        for author, card in zip(others, cards, strict=True):
+            if not isinstance(card, BaseException):
+                names[author] = card.body.get("login", author)
+    return names
 
 
 @router.get("/tickets/{ticket_id}")
