@@ -1,7 +1,7 @@
-"""The real back office for browser tests: identity, departments, clients, tickets and the
-console as processes on fresh PostgreSQL databases and the session's broker, plus a
-world made through their public APIs (a project, two support departments, staff of
-each, a client, a response template).
+"""The real back office for browser tests: identity, departments, clients, tickets, the
+notifier (mailing to the SMTP sink of ``make run``) and the console as processes on fresh
+PostgreSQL databases and the session's broker, plus a world made through their public
+APIs (a project, two support departments, staff of each, a client, a response template).
 
 Everything waits on what the services answer (never a fixed sleep): a department is
 used once the tickets service offers it to the client, a staff member once their
@@ -29,7 +29,7 @@ from shared.devbroker import free_port
 from tests.conftest import fresh_database
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("identity", "departments", "clients", "tickets")
+SERVICES = ("identity", "departments", "clients", "tickets", "notifier")
 ADMIN_PASSWORD = "console-admin-password"
 READY_TIMEOUT = 120.0
 
@@ -99,8 +99,8 @@ async def running(bootstrap: str, var: Path) -> AsyncIterator[Stack]:
     """The four services and the console as processes; stopped (SIGTERM) afterwards."""
     secret = uuid.uuid4().hex * 2
     prefix = f"c{uuid.uuid4().hex[:8]}."
-    ports = {name: free_port() for name in (*SERVICES, "console")}
-    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    ports = {name: free_port() for name in (*SERVICES, "console", "smtp")}
+    urls = {name: f"http://127.0.0.1:{ports[name]}" for name in (*SERVICES, "console")}
     logs = var / "logs"
     logs.mkdir(parents=True)
     processes: list[subprocess.Popen[bytes]] = []
@@ -116,6 +116,14 @@ async def running(bootstrap: str, var: Path) -> AsyncIterator[Stack]:
     async with contextlib.AsyncExitStack() as exits:
         databases = {name: await exits.enter_async_context(fresh_database()) for name in SERVICES}
         try:
+            with (logs / "smtp.log").open("wb") as log:
+                processes.append(
+                    subprocess.Popen(  # noqa: ASYNC220 - started once, never awaited
+                        [sys.executable, "-m", "shared.smtp_sink", "--host", "127.0.0.1",
+                         "--port", str(ports["smtp"]), "--dir", str(var / "mail")],
+                        env=base, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                    )
+                )  # fmt: skip
             for name in (*SERVICES, "console"):
                 env = {**base, "VAR_DIR": str(var / name)}
                 if name == "console":
@@ -128,6 +136,8 @@ async def running(bootstrap: str, var: Path) -> AsyncIterator[Stack]:
                         ADMIN_PASSWORD=ADMIN_PASSWORD,
                         # The console passes the browser's address on.
                         TRUSTED_PROXIES='["127.0.0.1/32"]',
+                        SMTP_HOST="127.0.0.1",
+                        SMTP_PORT=str(ports["smtp"]),
                     )
                 with (logs / f"{name}.log").open("wb") as log:
                     processes.append(

@@ -412,3 +412,58 @@ async def test_the_console_answers_health_and_ready(stack: Stack) -> None:
     assert answer.json()["ready"] is True
     metrics = await stack.http.get(f"{stack.console}/metrics")
     assert metrics.status_code == 200
+
+
+async def test_reports_deliveries_timers_and_my_notifications(
+    stack: Stack, world: World, browser: Browser
+) -> None:
+    client_token = await login(stack, world.client.login, world.client.password)
+    staff_token = await login(stack, world.hosting_staff.login, world.hosting_staff.password)
+    body = {"department_id": world.hosting, "subject": "Invoice copy", "body": "Please resend"}
+    answered = (await stack.call("POST", "tickets", "/tickets", client_token, json=body)).json()
+    reply = await stack.call(
+        "POST", "tickets", f"/tickets/{answered['id']}/messages", staff_token,
+        json={"body": "Sent again"},
+    )  # fmt: skip
+    assert reply.status_code == 201, reply.text
+    rated = await stack.call(
+        "POST", "tickets", f"/tickets/{answered['id']}/rate", client_token,
+        json={"score": 4, "message_id": reply.json()["message_id"]},
+    )  # fmt: skip
+    assert rated.status_code == 200, rated.text
+    body = {"department_id": world.hosting, "subject": "Still waiting", "body": "No answer yet"}
+    waiting = (await stack.call("POST", "tickets", "/tickets", client_token, json=body)).json()
+
+    made = await context(browser)
+    try:
+        page = await made.new_page()
+        await sign_in(page, stack, admin(stack))
+        # Reports: answered per month and ratings, drawn as bars with their numbers.
+        await page.goto(f"{stack.console}/reports")
+        await reload_until(
+            page,
+            page.locator("#ratings .bar-row", has_text="4 ★").filter(
+                has_not_text=re.compile(r"★\s*0$")
+            ),
+        )
+        await expect(page.locator("#answered .bar-row")).not_to_have_count(0)
+        await expect(page.locator("#rating-average")).not_to_have_text("—")
+        await shot(page, "staff-reports")
+        # The client was told of the reply by e-mail: the delivery is listed, sent.
+        await page.goto(f"{stack.console}/deliveries?to={world.client.login}@example.com")
+        await reload_until(page, page.locator("#delivery-list tbody tr", has_text="sent"))
+        # The open ticket's response-time warning is a pending timer.
+        await page.goto(f"{stack.console}/timers")
+        timer = page.locator(f"#timer-list tr:has(a[href='/tickets/{waiting['id']}'])")
+        await reload_until(page, timer)
+        await expect(timer.first).to_contain_text("response_time")
+        # My own notifications.
+        await page.goto(f"{stack.console}/subscriptions")
+        box = page.locator("#subscriptions input[name='notices.new_ticket'][value=email]")
+        await box.check()
+        await page.locator("#subscriptions button[type=submit]").click()
+        await expect(page.locator(".flash")).to_have_text("Saved.")
+        await page.reload()
+        await expect(box).to_be_checked()
+    finally:
+        await made.close()
