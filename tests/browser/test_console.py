@@ -467,3 +467,71 @@ async def test_reports_deliveries_timers_and_my_notifications(
         await expect(box).to_be_checked()
     finally:
         await made.close()
+
+
+async def test_the_client_card_schedules_categories_and_support_settings(
+    stack: Stack, world: World, browser: Browser
+) -> None:
+    made = await context(browser)
+    client_context = await context(browser, phone=True)
+    try:
+        page = await made.new_page()
+        await sign_in(page, stack, admin(stack))
+        # The card, edited on the version shown; a second tab's edit on the old version
+        # is refused and says so.
+        await page.goto(f"{stack.console}/clients/{world.client.id}")
+        stale = await made.new_page()
+        await stale.goto(page.url)
+        await page.locator("summary", has_text="Edit").click()
+        await page.select_option("#edit-client select[name=characteristic]", "good")
+        await page.locator("#edit-client button[type=submit]").click()
+        await expect(page.locator(".flash")).to_have_text("Saved.")
+        await expect(page.locator("dl.card")).to_contain_text("good")
+        await stale.locator("summary", has_text="Edit").click()
+        await stale.select_option("#edit-client select[name=characteristic]", "conflict")
+        await stale.locator("#edit-client button[type=submit]").click()
+        await expect(stale.locator("#card-problem")).to_contain_text("changed this card meanwhile")
+        await expect(stale.locator("dl.card")).to_contain_text("good")
+        # An abuse notice: its deadline listed, the penalty points on the card.
+        await page.locator("summary", has_text="Write to the client").click()
+        form = page.locator("#message-client")
+        await form.locator("input[name=subject]").fill("Abuse report")
+        await form.locator("textarea[name=text]").fill("Spam from your server")
+        deadline = (datetime.now(UTC) + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M")
+        await form.locator("input[name='violation.deadline']").fill(deadline)
+        await form.locator("input[name='violation.penalty_points']").fill("5")
+        await form.locator("button[type=submit]").click()
+        await expect(page.locator("#client-messages")).to_contain_text("Abuse report")
+        await reload_until(page, page.locator("dl.card dd", has_text=re.compile(r"^5$")))
+        await shot(page, "staff-client-card")
+
+        # A working schedule.
+        await page.goto(f"{stack.console}/schedules")
+        office = f"Office {uuid.uuid4().hex[:4]}"
+        await page.fill("#new-schedule input[name=name]", office)
+        await page.fill("#new-schedule input[name=timezone]", "Europe/Berlin")
+        await page.locator("#new-schedule button[type=submit]").click()
+        await expect(page.locator("#schedule-list tr", has_text=office)).to_contain_text(
+            "mon 09:00–18:00"
+        )
+        # Support settings and a category whose warning the client sees.
+        await page.goto(f"{stack.console}/support/settings")
+        await page.fill("#settings input[name=close_after_days]", "7")
+        await page.locator("#settings button[type=submit]").click()
+        await expect(page.locator(".flash")).to_have_text("Saved.")
+        await expect(page.locator("#settings input[name=close_after_days]")).to_have_value("7")
+        topic = f"Migration {uuid.uuid4().hex[:4]}"
+        await page.fill("#new-category input[name='topic.en']", topic)
+        await page.select_option("#new-category select[name=department_id]", world.hosting)
+        await page.fill("#new-category input[name=warning]", "Takes a business day")
+        await page.locator("#new-category button[type=submit]").click()
+        await expect(page.locator("#category-list tr", has_text=topic)).to_be_visible()
+        client = await client_context.new_page()
+        await sign_in(client, stack, world.client)
+        await client.goto(f"{stack.console}/my/requests/new")
+        await expect(client.locator("select[name=category_id]")).to_contain_text(
+            f"{topic} — Takes a business day"
+        )
+    finally:
+        await made.close()
+        await client_context.close()

@@ -231,3 +231,101 @@ async def create_template(visit: Current) -> Response:
     except ApiProblem as problem:
         return await _templates_page(visit, status=problem.status, problem=problem, values=body)
     return visit.redirect(f"/templates?after={answer.body['position']}")
+
+
+# ---------------------------------------------------------------- schedules
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _hours(text: str) -> list[list[str]]:
+    """``"09:00-13:00, 14:00-18:00"`` -> ``[["09:00", "13:00"], ["14:00", "18:00"]]``
+    (anything else is passed on as written, for the service to name what is wrong)."""
+    ranges = []
+    for part in text.split(","):
+        if part.strip():
+            start, _, end = part.strip().partition("-")
+            ranges.append([start.strip(), end.strip()])
+    return ranges
+
+
+async def _schedules_page(visit: Visit, **extra: Any) -> Response:
+    page = await _staff_page(visit)
+    listed = await visit.get("departments", "/schedules", min_position=extra.pop("after", None))
+    status = extra.pop("status", 200)
+    return visit.render(
+        "schedules.html", status, listed=listed, days=DAYS, values=extra.pop("values", {}),
+        **extra, **page,
+    )  # fmt: skip
+
+
+@router.get("/schedules")
+async def schedules(visit: Current, after: int | None = None) -> Response:
+    return await _schedules_page(visit, after=after)
+
+
+@router.post("/schedules")
+async def create_schedule(visit: Current) -> Response:
+    await _staff_page(visit)
+    form = await visit.form()
+    body: dict[str, Any] = body_from(form, ("name", "timezone"))
+    body["weekly"] = {
+        day: _hours(str(form.get(f"weekly.{day}") or ""))
+        for day in DAYS
+        if str(form.get(f"weekly.{day}") or "").strip()
+    }
+    body["holidays"] = str(form.get("holidays") or "").split()
+    try:
+        answer = await visit.call("POST", "departments", "/schedules", json=body)
+    except ApiProblem as problem:
+        return await _schedules_page(visit, status=problem.status, problem=problem, values=body)
+    return visit.redirect(f"/schedules?after={answer.body['position']}")
+
+
+# ---------------------------------------------------------------- categories, settings
+
+
+async def _support_page(visit: Visit, **extra: Any) -> Response:
+    page = await _staff_page(visit)
+    after = extra.pop("after", None)
+    categories = await visit.get("tickets", "/categories", min_position=after)
+    settings = await visit.get("tickets", "/support/settings", min_position=after)
+    offered = await visit.get("tickets", "/support/departments")
+    names = {d["id"]: pick(d["name"], visit.lang) for d in offered}
+    status = extra.pop("status", 200)
+    return visit.render(
+        "support_settings.html", status, categories=categories, settings=settings, names=names,
+        values=extra.pop("values", {}), **extra, **page,
+    )  # fmt: skip
+
+
+@router.get("/support/settings")
+async def support_settings(visit: Current, after: int | None = None) -> Response:
+    return await _support_page(visit, after=after)
+
+
+@router.post("/support/settings")
+async def change_support_settings(visit: Current) -> Response:
+    await _staff_page(visit)
+    form = await visit.form()
+    body: dict[str, Any] = body_from(form, ("rating_mode",))
+    for name in ("transfer_notices_shown", "close_after_days", "rate_after_days"):
+        raw = str(form.get(name) or "").strip()
+        body[name] = int(raw) if raw.isdigit() else (None if raw == "" else raw)
+    try:
+        answer = await visit.call("PUT", "tickets", "/support/settings", json=body)
+    except ApiProblem as problem:
+        return await _support_page(visit, status=problem.status, problem=problem)
+    return visit.redirect(f"/support/settings?after={answer.body['position']}", visit.t("saved"))
+
+
+@router.post("/categories")
+async def create_category(visit: Current) -> Response:
+    await _staff_page(visit)
+    form = await visit.form()
+    body = body_from(form, ("topic.en", "topic.ru", "department_id", "warning"), booleans=("paid",))
+    try:
+        answer = await visit.call("POST", "tickets", "/categories", json=body)
+    except ApiProblem as problem:
+        return await _support_page(visit, status=problem.status, problem=problem, values=body)
+    return visit.redirect(f"/support/settings?after={answer.body['position']}")

@@ -22,11 +22,12 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from services.console.upstream import ApiProblem, SignInAgain
-from services.console.web import Current
+from services.console.web import Current, Visit, body_from
 
 router = APIRouter()
 
 PAGE = 25
+CHARACTERISTICS = ("normal", "good", "conflict")
 FILTERS = ("name", "country", "customer_status", "services", "project_id", "group_id", "product")
 
 
@@ -53,14 +54,23 @@ async def client_list(visit: Current, offset: int = 0) -> Response:
     )
 
 
-@router.get("/clients/{client_id}")
-async def client_card(visit: Current, client_id: str) -> Response:
+async def _card_page(visit: Visit, client_id: str, after: int | None, **extra: Any) -> Response:
     me = await visit.signed_in("staff")
-    client: dict[str, Any] = await visit.get("clients", f"/clients/{client_id}")
+    client: dict[str, Any] = await visit.get("clients", f"/clients/{client_id}", min_position=after)
     tickets: list[dict[str, Any]] = []
     if visit.can("tickets.view"):
         tickets = await visit.get("tickets", "/tickets", client_id=client_id, sort="-updated")
-    return visit.render("client.html", me=me, client=client, tickets=tickets)
+    messages = await visit.get("clients", f"/clients/{client_id}/messages", min_position=after)
+    status = extra.pop("status", 200)
+    return visit.render(
+        "client.html", status, me=me, client=client, tickets=tickets, messages=messages,
+        characteristics=CHARACTERISTICS, values=extra.pop("values", {}), **extra,
+    )  # fmt: skip
+
+
+@router.get("/clients/{client_id}")
+async def client_card(visit: Current, client_id: str, after: int | None = None) -> Response:
+    return await _card_page(visit, client_id, after)
 
 
 @router.post("/clients/{client_id}/impersonate")
@@ -92,3 +102,55 @@ async def return_to_own_session(visit: Current) -> Response:
     me = await visit.signed_in("staff")
     session.principal_id = me["id"]
     return visit.redirect(back_to)
+
+
+# Last: the generic action route must not shadow /impersonate above.
+CARD_FIELDS = ("email", "phone", "contact_person", "company_name", "country", "characteristic")
+
+
+@router.post("/clients/{client_id}/{action}")
+async def act_on_client(visit: Current, client_id: str, action: str) -> Response:
+    """``edit`` (the card, on the version shown), ``note``, ``suspend``/``resume`` services,
+    ``message`` (a message or, with a deadline, an abuse notice)."""
+    await visit.signed_in("staff")
+    form = await visit.form()
+    method, path, params = "POST", f"/clients/{client_id}", None
+    body: dict[str, Any] | None = None
+    if action == "edit":
+        method, body = "PATCH", body_from(form, CARD_FIELDS)
+        seen = str(form.get("expected_version") or "")
+        params = {"expected_version": seen} if seen.isdigit() else None
+    elif action == "note":
+        method, body = "PATCH", {"note": str(form.get("note") or "")}
+    elif action in ("suspend", "resume"):
+        path += f"/services/{action}"
+    elif action == "message":
+        path = "/clients/messages"
+        body = body_from(
+            form,
+            ("subject", "text", "violation.deadline", "violation.on_no_reaction",
+             "violation.penalty_points", "violation.comment"),
+            booleans=("forbid_replies",),
+        )  # fmt: skip
+        body["client_ids"] = [client_id]
+        violation = body.get("violation", {})
+        if "deadline" not in violation:
+            body.pop("violation", None)
+        else:
+            if len(violation["deadline"]) == 16:  # datetime-local: UTC
+                violation["deadline"] += ":00Z"
+            points = str(violation.get("penalty_points", "0"))
+            violation["penalty_points"] = int(points) if points.isdigit() else points
+    else:
+        raise ApiProblem(404, "not_found", f"no action {action}")
+    try:
+        answer = await visit.call(method, "clients", path, json=body, params=params)
+    except ApiProblem as problem:
+        if problem.status == 404:
+            raise
+        return await _card_page(
+            visit, client_id, None, status=problem.status, problem=problem, values=body or {}
+        )
+    return visit.redirect(
+        f"/clients/{client_id}?after={answer.body['position']}", flash=visit.t("saved")
+    )
