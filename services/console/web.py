@@ -130,6 +130,15 @@ class Visit:
         clean = {k: v for k, v in params.items() if v not in (None, "")}
         return (await self.call("GET", service, path, params=clean)).body
 
+    async def message_of(self, ticket: dict[str, Any]) -> dict[str, Any] | None:
+        """The message to the client a thread was opened by (its text stays with the clients
+        service, sealed; the thread only names it), or None for an ordinary ticket."""
+        ref = ticket.get("message_ref")
+        if not ref:
+            return None
+        sent = await self.get("clients", f"/clients/{ticket['client_id']}/messages", limit=500)
+        return next((m for m in sent if m.get("message_id") == ref), None)
+
     async def form(self) -> FormData:
         """The posted form, once its CSRF token is checked."""
         data = await self.request.form()

@@ -221,6 +221,12 @@ async def test_a_reply_on_a_ticket_changed_meanwhile_says_someone_answered(
         await client.goto(f"{stack.console}/my/requests/{ticket}?after={after}")
         await expect(client.locator(".entry.from-staff")).to_contain_text("MX records")
         await expect(client.locator("main")).not_to_contain_text("VIP customer")
+        # Assigned to a member of the department, by login.
+        await second.select_option(
+            ".actions select[name=staff_id]", label=world.hosting_staff.login
+        )
+        await second.get_by_role("button", name="Assign", exact=True).click()
+        await expect(second.locator("#assignee")).to_have_text(world.hosting_staff.login)
     finally:
         for made in (first_context, second_context, client_context):
             await made.close()
@@ -528,6 +534,11 @@ async def test_the_client_card_schedules_categories_and_support_settings(
         await expect(page.locator("#category-list tr", has_text=topic)).to_be_visible()
         client = await client_context.new_page()
         await sign_in(client, stack, world.client)
+        # The abuse notice is a thread in the client's requests, with its text.
+        await client.goto(f"{stack.console}/my/requests")
+        await reload_until(client, client.locator("#my-requests a", has_text="Abuse report"))
+        await client.locator("#my-requests a", has_text="Abuse report").first.click()
+        await expect(client.locator("#message")).to_contain_text("Spam from your server")
         await client.goto(f"{stack.console}/my/requests/new")
         await expect(client.locator("select[name=category_id]")).to_contain_text(
             f"{topic} — Takes a business day"

@@ -39,9 +39,14 @@ async def my_requests(visit: Current, offset: int = 0) -> Response:
     answer = await visit.call(
         "GET", "tickets", "/tickets", params={"limit": 25, "offset": max(offset, 0)}
     )
+    subjects: dict[str, str] = {}
+    if any(t.get("message_ref") for t in answer.body):  # threads opened by a message to me
+        sent = await visit.get("clients", f"/clients/{page['me']['id']}/messages", limit=500)
+        subjects = {m["message_id"]: m.get("subject") or "" for m in sent}
     return visit.render(
-        "my_requests.html", tickets=answer.body, total=answer.total or 0, offset=offset, **page
-    )
+        "my_requests.html", tickets=answer.body, total=answer.total or 0, offset=offset,
+        subjects=subjects, **page,
+    )  # fmt: skip
 
 
 async def _new_request_page(visit: Visit, **extra: Any) -> Response:
@@ -92,7 +97,8 @@ async def _request_page(visit: Visit, ticket_id: str, after: int | None, **extra
     page = await _portal(visit)
     ticket = await visit.get("tickets", f"/tickets/{ticket_id}", min_position=after)
     status = extra.pop("status", 200)
-    return visit.render("my_request.html", status, ticket=ticket, **extra, **page)
+    message = await visit.message_of(ticket)
+    return visit.render("my_request.html", status, ticket=ticket, message=message, **extra, **page)
 
 
 @router.get("/my/requests/{ticket_id}")

@@ -153,6 +153,8 @@ async def _ticket_page(visit: Visit, ticket_id: str, after: int | None, **extra:
         templates=templates,
         names=names,
         authors=await _staff_names(visit, ticket),
+        message=await visit.message_of(ticket) if visit.can("clients.view") else None,
+        assignees=await _assignees(visit, ticket),
         values=extra.pop("values", {}),
         **extra,
         **page,
@@ -174,6 +176,16 @@ async def _staff_names(visit: Visit, ticket: dict[str, Any]) -> dict[str, str]:
             if not isinstance(card, BaseException):
                 names[author] = card.body.get("login", author)
     return names
+
+
+async def _assignees(visit: Visit, ticket: dict[str, Any]) -> list[dict[str, Any]]:
+    """Members of the ticket's department to assign it to (for those who may list staff)."""
+    if not (visit.can("tickets.assign") and visit.can("staff.view") and ticket["department_id"]):
+        return []
+    found = await visit.get(
+        "identity", "/staff", department_id=ticket["department_id"], disabled="false", limit=200
+    )
+    return list(found["items"])
 
 
 @router.get("/tickets/{ticket_id}")
