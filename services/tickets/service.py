@@ -8,6 +8,7 @@ from services.tickets.api import router
 from services.tickets.api.catalog import router as catalog_router
 from services.tickets.api.live import router as live_router
 from services.tickets.api.reports import router as reports_router
+from services.tickets.api.search import router as search_router
 from services.tickets.app.catalog import SupportCatalog
 from services.tickets.app.handlers import Tickets
 from services.tickets.projections import projections, support
@@ -80,8 +81,8 @@ SPEC = ServiceSpec(
     name="tickets",
     title="Tickets service",
     description=package.__doc__ or "",
-    # live first: /tickets/live must match before /tickets/{ticket_id}
-    routers=[live_router, router, catalog_router, reports_router],
+    # live and search first: /tickets/live and /tickets/search before /tickets/{ticket_id}
+    routers=[live_router, search_router, router, catalog_router, reports_router],
     projections=_projections,
     on_start=start,
     copies=(
