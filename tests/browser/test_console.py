@@ -546,3 +546,33 @@ async def test_the_client_card_schedules_categories_and_support_settings(
     finally:
         await made.close()
         await client_context.close()
+
+
+async def test_search_finds_requests_and_clients_only_where_the_user_may_look(
+    stack: Stack, world: World, browser: Browser
+) -> None:
+    word = f"walrus{uuid.uuid4().hex[:6]}"
+    client_token = await login(stack, world.client.login, world.client.password)
+    body = {"department_id": world.hosting, "subject": f"Backup {word}", "body": "Restore?"}
+    opened = await stack.call("POST", "tickets", "/tickets", client_token, json=body)
+    assert opened.status_code == 201, opened.text
+    staff_context, other_context = await context(browser), await context(browser)
+    try:
+        page = await staff_context.new_page()
+        await sign_in(page, stack, world.hosting_staff)
+        await page.fill("header input[name=q]", word)
+        await page.press("header input[name=q]", "Enter")
+        await reload_until(page, page.locator("#found-tickets a", has_text=word))
+        await page.fill("main input[name=q]", world.client.login)
+        await page.locator("main form[role=search] button").click()
+        await expect(page.locator("#found-clients")).to_contain_text(world.client.login)
+        await shot(page, "staff-search")
+        # Another department's staff: the same words find nothing (it is already indexed).
+        other = await other_context.new_page()
+        await sign_in(other, stack, world.network_staff)
+        await other.goto(f"{stack.console}/search?q={word}")
+        await expect(other.locator("main")).to_contain_text("Nothing here.")
+        await expect(other.locator("#found-tickets")).to_have_count(0)
+    finally:
+        await staff_context.close()
+        await other_context.close()

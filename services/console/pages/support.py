@@ -258,3 +258,26 @@ async def act_on_ticket(visit: Current, ticket_id: str, action: str) -> Response
     if action == "transfer":  # it may have left the queues this user sees
         return visit.redirect("/queue")
     return visit.redirect(f"/tickets/{ticket_id}?after={answer.body['position']}")
+
+
+@router.get("/search")
+async def search(visit: Current, q: str = "") -> Response:
+    """Tickets by text (``GET /tickets/search``, what the user may see) and, for staff who
+    may view clients, clients by name, e-mail or login (``GET /clients?name=``)."""
+    me = await visit.signed_in()
+    found: list[dict[str, Any]] = []
+    clients: list[dict[str, Any]] = []
+    problem = None
+    if len(q.strip()) >= 2:
+        try:
+            found = await visit.get("tickets", "/tickets/search", q=q.strip())
+            if me["kind"] == "staff" and visit.can("clients.view"):
+                clients = await visit.get("clients", "/clients", name=q.strip(), limit=20)
+        except ApiProblem as refused:
+            if refused.status != 422:
+                raise
+            problem = refused
+    return visit.render(
+        "search.html", q=q, found=found, clients=clients, problem=problem, me=me,
+        names=await _department_names(visit) if me["kind"] == "staff" else {},
+    )  # fmt: skip
