@@ -17,7 +17,15 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.console.pages import admin, auth, clients, operations, portal, support
+from services.console.pages import (
+    admin,
+    auth,
+    clients,
+    companies,
+    operations,
+    portal,
+    support,
+)
 from services.console.sessions import Sealer
 from services.console.settings import ConsoleSettings
 from services.console.upstream import ApiProblem, SignInAgain, Upstream
@@ -87,7 +95,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    for module in (auth, portal, support, clients, admin, operations):
+    for module in (auth, portal, support, clients, companies, admin, operations):
         app.include_router(module.router)
     return app
 

@@ -576,3 +576,73 @@ async def test_search_finds_requests_and_clients_only_where_the_user_may_look(
     finally:
         await staff_context.close()
         await other_context.close()
+
+
+async def test_a_company_its_tree_and_its_manager_who_sees_the_members_requests(
+    stack: Stack, world: World, browser: Browser
+) -> None:
+    # A colleague of the client, with a request of their own.
+    colleague = Person("", f"colleague-{uuid.uuid4().hex[:6]}", "Colleague-pass-2026")
+    body = {
+        "login": colleague.login, "password": colleague.password,
+        "email": f"{colleague.login}@example.com", "country": "DE",
+        "customer_status": "individual", "project_id": world.project,
+    }  # fmt: skip
+    created = await stack.call("POST", "clients", "/clients", json=body)
+    assert created.status_code == 201, created.text
+    colleague.id = created.json()["id"]
+    token = await login(stack, colleague.login, colleague.password)
+    subject = f"Colleague's request {uuid.uuid4().hex[:4]}"
+    opened = await eventually(
+        lambda: stack.call(
+            "POST", "tickets", "/tickets", token,
+            json={"department_id": world.hosting, "subject": subject, "body": "Hello"},
+        ),
+        lambda r: r.status_code != 422,
+        "tickets knows the colleague",
+    )  # fmt: skip
+    assert opened.status_code == 201, opened.text
+
+    made = await context(browser)
+    client_context = await context(browser, phone=True)
+    try:
+        page = await made.new_page()
+        await sign_in(page, stack, admin(stack))
+        await page.goto(f"{stack.console}/companies")
+        name = f"ACME {uuid.uuid4().hex[:4]}"
+        await page.fill("#new-company input[name=name]", name)
+        await page.locator("#new-company button[type=submit]").click()
+        await expect(page.locator("h1")).to_have_text(name)
+        await page.fill("#add-member input[name=client_id]", world.client.id)
+        await page.check("#add-member input[name=manager]")
+        await page.locator("#add-member button[type=submit]").click()
+        await expect(page.locator("#members")).to_contain_text("client manager")
+        await page.fill("#add-member input[name=client_id]", colleague.id)
+        await page.locator("#add-member button[type=submit]").click()
+        await expect(page.locator("#members li")).to_have_count(2)
+        # A contact without e-mail needs a messenger: the service says so.
+        await page.fill("#add-contact input[name=name]", "Night shift")
+        await page.locator("#add-contact button[type=submit]").click()
+        await expect(page.locator(".error")).to_be_visible()
+        await page.fill("#add-contact input[name=name]", "Night shift")
+        await page.fill("#add-contact input[name=messenger]", "telegram")
+        await page.fill("#add-contact input[name=messenger_id]", "acme_ops")
+        await page.locator("#add-contact button[type=submit]").click()
+        await expect(page.locator("#contacts")).to_contain_text("telegram: acme_ops")
+        # The equipment tree: a server inside a rack.
+        await page.fill("#add-equipment input[name=name]", "Rack 1")
+        await page.locator("#add-equipment button[type=submit]").click()
+        await page.fill("#add-equipment input[name=name]", "Server A")
+        await page.select_option("#add-equipment select[name=parent_id]", label="Rack 1")
+        await page.locator("#add-equipment button[type=submit]").click()
+        await expect(page.locator("#equipment > ul > li > ul > li")).to_contain_text("Server A")
+        await shot(page, "staff-company")
+
+        # The client manager sees the colleague's request among theirs.
+        client = await client_context.new_page()
+        await sign_in(client, stack, world.client)
+        await client.goto(f"{stack.console}/my/requests")
+        await reload_until(client, client.locator("#my-requests a", has_text=subject))
+    finally:
+        await made.close()
+        await client_context.close()
