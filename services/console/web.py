@@ -8,7 +8,8 @@ Rules it keeps:
 * Every POST goes through ``Visit.form()``, which refuses (403, nothing called)
   a form without the session's CSRF token.
 * Every response carries the session cookie sealed again (``HttpOnly``,
-  ``SameSite=Lax``), so a sign-in, a language or a flash message is kept.
+  ``SameSite=Lax``), so a sign-in, a language or a flash message is kept, and
+  ``SECURITY_HEADERS`` (no caching, no framing, our own script file only).
 * ``can(right)`` only decides what to show; the service decides what is allowed.
 * Forms map to API bodies by their field names; dotted names nest
   (``name.en`` -> ``{"name": {"en": ...}}``); empty optional fields are left out.
@@ -34,6 +35,20 @@ from services.console.upstream import Answer, ApiProblem, SignInAgain, Upstream
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
+
+
+# Pages are private (no-store), never framed (clickjacking), run only our own script file
+# (no inline script, so an injected one would not run), post forms only to this site.
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 
 class CsrfRefused(Exception):
@@ -158,7 +173,7 @@ class Visit:
             secure=self.settings.console_secure_cookies,
             path="/",
         )
-        response.headers["Cache-Control"] = "no-store"
+        response.headers.update(SECURITY_HEADERS)
         return response
 
     def render(self, template: str, status: int = 200, **context: Any) -> Response:

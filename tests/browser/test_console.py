@@ -383,7 +383,11 @@ async def test_forms_need_the_sessions_csrf_token_and_the_cookie_is_http_only(
     made = await context(browser)
     try:
         page = await made.new_page()
-        await page.goto(f"{stack.console}/login")
+        answer = await page.goto(f"{stack.console}/login")
+        assert answer is not None
+        headers = await answer.all_headers()
+        assert headers["x-frame-options"] == "DENY"
+        assert "script-src 'self'" in headers["content-security-policy"]
         await shot(page, "login")
         cookie = next(c for c in await made.cookies() if c["name"] == "console_session")
         assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
