@@ -141,6 +141,14 @@ async def test_a_request_goes_from_the_client_to_staff_and_back(
         assert await staff.evaluate("window.sameDocument === true"), "the queue page reloaded"
         await expect(row).to_contain_text(world.hosting_name)
         await shot(staff, "staff-queue")
+        # The counts per status follow the filters: the department's open requests.
+        await staff.goto(f"{stack.console}/queue?department_id={world.hosting}&status=open")
+        await expect(staff.locator("#queue tbody tr", has_text=subject)).to_be_visible()
+        open_count = int(await staff.locator("#counts [data-status=open]").inner_text())
+        assert open_count == int(await staff.locator("#total").inner_text()) >= 1
+        await staff.locator("#counts a", has_text="answered").click()
+        await expect(staff.locator("#queue")).not_to_contain_text(subject)
+        await staff.goto(f"{stack.console}/queue")
 
         # Staff of another department: not in their queue, and 404 by its address.
         other = await other_context.new_page()

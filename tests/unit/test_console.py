@@ -89,3 +89,19 @@ def test_every_word_the_pages_use_is_translated() -> None:
         used |= set(re.findall(r"""\bt\(["']([a-z_\-]+)["']\)""", page.read_text()))
     assert used, "the pages use t()"
     assert used <= set(WORDS), sorted(used - set(WORDS))
+
+
+def test_every_word_the_pages_build_from_api_values_is_there() -> None:
+    families = {
+        "status_": ("open", "answered", "closed"),
+        "sort_": ("waiting", "deadline", "-updated", "-opened"),
+        "entry_": ("opened", "message", "internal_note", "assigned", "transfer", "closed",
+                   "reopened", "rated", "rating_requested"),
+        "change_": ("TicketMessagePosted", "TicketAssigned", "TicketTransferred",
+                    "TicketClosed", "TicketReopened", "TicketRated"),
+        "notice_": ("new_ticket", "client_reply", "ticket_transferred", "deadline_near"),
+        "characteristic_": ("normal", "good", "conflict"),
+        "rating_mode_": ("message", "ticket"),
+    }  # fmt: skip
+    missing = [p + v for p, values in families.items() for v in values if p + v not in WORDS]
+    assert not missing, missing

@@ -38,6 +38,7 @@ router = APIRouter()
 
 PAGE = 25
 SORTS = ("waiting", "deadline", "-updated", "-opened")
+STATUSES = ("open", "answered", "closed")
 
 
 async def _staff(visit: Visit) -> dict[str, Any]:
@@ -73,6 +74,7 @@ async def queue(
         "/tickets",
         params={**{k: v for k, v in chosen.items() if v}, "limit": PAGE, "offset": max(offset, 0)},
     )
+    counts = await _counts(visit, {k: v for k, v in chosen.items() if v and k != "status"})
     filters = {"status": status, "department_id": department_id, "assignee_id": assignee_id}
     kept = {k: v for k, v in {**filters, "sort": sort}.items() if v}
     return visit.render(
@@ -86,8 +88,27 @@ async def queue(
         sorts=SORTS,
         names=await _department_names(visit),
         query_without_offset=urlencode(kept) + "&" if kept else "",
+        counts=counts,
+        by_status={
+            s: urlencode({**{k: v for k, v in kept.items() if k != "status"}, "status": s})
+            for s in STATUSES
+        },
         **page,
     )
+
+
+async def _counts(visit: Visit, narrowed: dict[str, Any]) -> dict[str, int]:
+    """Tickets per status under the other filters (the API's ``X-Total-Count``)."""
+    narrowed.pop("sort", None)
+
+    async def count(status: str) -> int:
+        answer = await visit.call(
+            "GET", "tickets", "/tickets", params={**narrowed, "status": status, "limit": 1}
+        )
+        return answer.total or 0
+
+    found = await asyncio.gather(*(count(s) for s in STATUSES))
+    return dict(zip(STATUSES, found, strict=True))
 
 
 @router.get("/queue/live")
