@@ -139,6 +139,7 @@ async def test_a_request_goes_from_the_client_to_staff_and_back(
         row = staff.locator("#queue tbody tr", has_text=subject)
         await expect(row).to_be_visible(timeout=LIVE_TIMEOUT)
         assert await staff.evaluate("window.sameDocument === true"), "the queue page reloaded"
+        await expect(staff.locator("#counts [data-status=open]")).not_to_have_text("0")
         await expect(row).to_contain_text(world.hosting_name)
         await shot(staff, "staff-queue")
         # The counts per status follow the filters: the department's open requests.

@@ -15,11 +15,23 @@
     if (!row) return;
     row.classList.add("fresh");
     const old = body.querySelector(`tr[data-ticket-id="${CSS.escape(data.id)}"]`);
+    // Keep the counts in step: the page's figures were read when it was rendered.
+    bump(old ? old.dataset.status : null, -1);
+    bump(row.dataset.status, +1);
+    if (!old) bump("total", +1);
     if (old) old.replaceWith(row); else body.prepend(row);
     const empty = document.querySelector("p.empty");
     if (empty) empty.remove();
   });
   source.addEventListener("end", () => source.close());
+
+  function bump(which, by) {
+    if (!which) return;
+    const figure = which === "total"
+      ? document.getElementById("total")
+      : document.querySelector(`#counts [data-status="${CSS.escape(which)}"]`);
+    if (figure) figure.textContent = String(Number(figure.textContent) + by);
+  }
 })();
 
 (function templateAutofill() {
