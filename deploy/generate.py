@@ -1,6 +1,6 @@
 """Write deploy/base/<service>.yaml: Deployment, Service, PodDisruptionBudget (and HPA).
 
-The five services differ only in name, port, a few environment variables and
+The five services and the console differ only in name, port, a few environment variables and
 whether they scale out, so their manifests come from one pattern here instead
 of five hand-kept copies. Run it after changing the pattern and commit the output:
 
@@ -31,6 +31,7 @@ class Service:
     scales: bool = True  # stateless API behind an HPA; False: exactly one replica
     secret_env: dict[str, str] = field(default_factory=dict)  # env name -> Secret key
     optional_secret_env: dict[str, str] = field(default_factory=dict)
+    read_model: bool = True  # False: keeps no data (the console)
 
     @property
     def read_model_key(self) -> str:
@@ -58,6 +59,14 @@ SERVICES = [
             "SMTP_PASSWORD": "SMTP_PASSWORD",
         },
     ),
+    # The browser UI over the five APIs: no store, no read model; seals its session
+    # cookies with a key derived from JWT_SECRET (or CONSOLE_SECRET when set).
+    Service(
+        "console",
+        8000,
+        read_model=False,
+        optional_secret_env={"CONSOLE_SECRET": "CONSOLE_SECRET"},
+    ),
 ]
 
 
@@ -73,7 +82,9 @@ def _secret_ref(env: str, key: str, optional: bool = False) -> str:
 
 def render(s: Service) -> str:
     """The manifests of one service, as the YAML text written to deploy/base."""
-    env = _secret_ref("JWT_SECRET", "JWT_SECRET") + _secret_ref("READ_MODEL_URL", s.read_model_key)
+    env = _secret_ref("JWT_SECRET", "JWT_SECRET")
+    if s.read_model:
+        env += _secret_ref("READ_MODEL_URL", s.read_model_key)
     env += "".join(_secret_ref(e, k) for e, k in s.secret_env.items())
     env += "".join(_secret_ref(e, k, optional=True) for e, k in s.optional_secret_env.items())
     # Kafka (SASL_SSL, SCRAM: the ConfigMap): each service is its own Kafka user, so

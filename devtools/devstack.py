@@ -8,7 +8,9 @@ fixed-width coloured prefix (``identity    | ...``):
 * the SMTP sink (``devtools.smtp_sink``) on 127.0.0.1:$SMTP_PORT (1025), mail
   under ``<var-dir>/mail``;
 * the services, each ``python -m services.<name>`` on $<NAME>_PORT (8001-8005),
-  with SQLite stores under ``<var-dir>``, which later runs keep using.
+  with SQLite stores under ``<var-dir>``, which later runs keep using;
+* the console (``services.console``, the browser UI over the services' APIs,
+  no store of its own) on $CONSOLE_PORT (8000).
 
 Then it waits until every service's ``/ready`` answers 200, prints what runs
 where, and keeps running. Ctrl-C, SIGTERM or SIGHUP stop the services first
@@ -42,7 +44,10 @@ from rich.table import Table
 from devtools import devbroker
 from shared import catalogue
 
-SERVICES: tuple[str, ...] = catalogue.names()
+# The console is started like a service; it keeps no store and calls the others over
+# HTTP, so it is no entry of the services' catalogue.
+PORTS = {**catalogue.default_ports(), "console": 8000}
+SERVICES: tuple[str, ...] = tuple(PORTS)
 DEFAULT_KAFKA_PORT = 9092
 DEFAULT_SMTP_PORT = 1025
 HOST = "127.0.0.1"
@@ -97,10 +102,7 @@ class Config:
         return cls(
             var_dir=var_dir,
             services=services,
-            service_ports={
-                s: _port(environ, f"{s.upper()}_PORT", catalogue.default_ports()[s])
-                for s in services
-            },
+            service_ports={s: _port(environ, f"{s.upper()}_PORT", PORTS[s]) for s in services},
             kafka_port=kafka_port,
             smtp_port=_port(environ, "SMTP_PORT", DEFAULT_SMTP_PORT),
             start_broker=not no_broker,
@@ -139,6 +141,10 @@ class Config:
             env["KAFKA_IMPL"] = "tansu"
         if "clients" in self.service_ports:  # the tickets and the notifier read clients there
             env.setdefault("CLIENTS_URL", f"http://{HOST}:{self.service_ports['clients']}")
+        if name == "console":  # it calls every service there
+            for other, port in self.service_ports.items():
+                env.setdefault(f"{other.upper()}_URL", f"http://{HOST}:{port}")
+            env["CONSOLE_PORT"] = str(self.service_ports[name])
         return env
 
 
@@ -540,6 +546,11 @@ class DevStack:
                     "Each service: /docs, /health, /ready, /metrics. "
                     f"Stores: {stores} (kept between runs). Ctrl-C stops everything."
                 )
+                if "console" in self.config.services:
+                    console.print(
+                        f"The console: http://{HOST}:{self.config.service_ports['console']} "
+                        "(log in as admin there)."
+                    )
                 if "identity" in self.config.services:
                     console.print(
                         "Log in as admin: POST /auth/login at identity; the password is "

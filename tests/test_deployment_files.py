@@ -22,6 +22,7 @@ import pytest
 
 from devtools import apache_kafka
 from services.clients.settings import ClientsSettings
+from services.console.settings import ConsoleSettings
 from services.tickets.settings import TicketsSettings
 from shared import catalogue
 from shared.runtime.settings import ServiceSettings
@@ -33,7 +34,9 @@ DEPLOY = ROOT / "deploy"
 BASE = DEPLOY / "base"
 OVERLAYS = DEPLOY / "overlays"
 SERVICES = catalogue.names()  # identity, departments, tickets, clients, notifier
-SCALED = ("identity", "departments", "tickets", "clients")  # the notifier runs timers
+# The console is deployed beside them but keeps no store and no read model.
+DEPLOYED = (*SERVICES, "console")
+SCALED = ("identity", "departments", "tickets", "clients", "console")  # the notifier runs timers
 INFRASTRUCTURE = ("kafka", "eventstore", "postgres")
 SECRET = "backoffice-secrets"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -319,7 +322,7 @@ def test_base_kinds(base: list[dict[str, Any]]) -> None:
     } <= kinds
     assert "Secret" not in kinds, "the Secret is created per cluster, not kept in git"
     for kind in ("Deployment", "Service", "PodDisruptionBudget"):
-        assert set(_by_kind(base, kind)) == set(SERVICES), kind
+        assert set(_by_kind(base, kind)) == set(DEPLOYED), kind
     hpas = _by_kind(base, "HorizontalPodAutoscaler")
     assert set(hpas) == set(SCALED), "an HPA per stateless API, none for the notifier"
     for name, hpa in hpas.items():
@@ -346,6 +349,7 @@ def test_base_configmap(base: list[dict[str, Any]]) -> None:
     settings = {name.upper() for name in ServiceSettings.model_fields}
     settings |= {name.upper() for name in ClientsSettings.model_fields}
     settings |= {name.upper() for name in TicketsSettings.model_fields}
+    settings |= {name.upper() for name in ConsoleSettings.model_fields}
     assert set(data) - {"SMTP_HOST", "SMTP_PORT"} <= settings, "only settings the code reads"
 
 
@@ -411,6 +415,35 @@ def test_base_deployment_connects_to_kafka_as_its_own_user(
     assert volumes["kafka-ca"]["secret"]["secretName"] == "backoffice-kafka-ca"
 
 
+def test_the_console_is_composed_and_deployed_with_the_apis_it_calls(
+    compose: dict[str, Any], base: list[dict[str, Any]]
+) -> None:
+    apis = {
+        f"{name.upper()}_URL": f"http://{name}:{port}"
+        for name, port in catalogue.default_ports().items()
+    }
+    console = compose["services"]["console"]
+    assert console["build"]["args"]["SERVICE"] == "console"
+    assert "${CONSOLE_PORT:-8000}:8000" in console["ports"]
+    env = _environment(console)
+    assert {k: env.get(k) for k in apis} == apis
+    assert env["SERVICE_PORT"] == "8000" and env["SERVICE_HOST"] == "0.0.0.0"
+    assert env["JWT_SECRET"] and "READ_MODEL_URL" not in env and "EVENT_STORE_URL" not in env
+    assert "/health" in " ".join(console["healthcheck"]["test"])
+    assert ConsoleSettings(service_port=8000).console_port == 8000  # type: ignore[call-arg]
+
+    deployment = _by_kind(base, "Deployment")["console"]
+    ((_, config),) = _by_kind(base, "ConfigMap").items()
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["python", "-m", "services.console"]
+    assert [p["containerPort"] for p in container["ports"]] == [8000]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    pod_env = {e["name"]: e for e in container["env"]}
+    assert pod_env["JWT_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == SECRET
+    assert "READ_MODEL_URL" not in pod_env
+    assert {k: config["data"].get(k) for k in apis} == apis
+
+
 def test_deploy_readme_names_every_secret_key(base: list[dict[str, Any]]) -> None:
     keys = {
         e["valueFrom"]["secretKeyRef"]["key"]
@@ -454,7 +487,7 @@ def test_overlays_render(overlay: str) -> None:
     assert rendered.returncode == 0, rendered.stderr
     docs = _documents(rendered.stdout)
     deployments = _by_kind(docs, "Deployment")
-    assert set(deployments) == set(SERVICES)
+    assert set(deployments) == set(DEPLOYED)
     hpas = _by_kind(docs, "HorizontalPodAutoscaler")
     for deployment in deployments.values():
         (container,) = deployment["spec"]["template"]["spec"]["containers"]

@@ -4,7 +4,9 @@ import services.tickets as package
 from services.tickets.adapters.clients_http import ClientsHttp
 from services.tickets.api import router
 from services.tickets.api.catalog import router as catalog_router
+from services.tickets.api.live import router as live_router
 from services.tickets.api.reports import router as reports_router
+from services.tickets.api.search import router as search_router
 from services.tickets.app.application import TicketsApplication
 from services.tickets.app.catalog import SupportCatalog
 from services.tickets.app.handlers import Tickets
@@ -72,7 +74,8 @@ SPEC = ServiceSpec(
     events=events.registry,
     title="Tickets service",
     description=package.__doc__ or "",
-    routers=[router, catalog_router, reports_router],
+    # live and search first: /tickets/live and /tickets/search before /tickets/{ticket_id}
+    routers=[live_router, search_router, router, catalog_router, reports_router],
     projections=_projections,
     compose=compose,
     copies=(

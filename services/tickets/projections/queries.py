@@ -232,3 +232,13 @@ async def total(conn: AsyncConnection, scope: Scope, f: QueueFilter) -> int:
         parts.append(f"(SELECT COUNT(*) FROM tickets{_where(conditions)})")
     found = (await conn.execute(_plain("SELECT " + " + ".join(parts)), p.values)).scalar()
     return int(found or 0)
+
+
+def visible_condition(scope: Scope) -> tuple[str, dict[str, Any]]:
+    """SQL over ``tickets`` for everything ``scope`` sees (the union of its slices, as the
+    queue reads them) and its parameters; for reads that are not queue pages (search)."""
+    p = _Params()
+    slices = _slices(scope, QueueFilter(), p)
+    if not slices:
+        return "1 = 0", {}
+    return "(" + " OR ".join(f"({s.condition or '1 = 1'})" for s in slices) + ")", p.values

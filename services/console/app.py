@@ -1,0 +1,113 @@
+"""The console's ASGI app: pages, static files, ``/health``, ``/ready``, ``/metrics``.
+
+Rules it keeps: the process holds no user data (sessions are sealed cookies),
+so it scales by replicas and restarts lose nothing; ``/ready`` is 200 only while
+identity answers (nobody can log in otherwise); failures become pages, never a
+stack trace: a service refusing shows its message, one not answering a 503 page.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.console.pages import (
+    admin,
+    auth,
+    clients,
+    companies,
+    operations,
+    portal,
+    support,
+)
+from services.console.sessions import Sealer
+from services.console.settings import ConsoleSettings
+from services.console.upstream import ApiProblem, SignInAgain, Upstream
+from services.console.web import STATIC, Console, CsrfRefused, environment, visit_of
+from shared.observability import logs
+from shared.runtime.service import CorrelationMiddleware
+
+log = structlog.get_logger("console")
+
+
+def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
+    settings = settings or ConsoleSettings()
+    logs.configure("console", settings.log_level, settings.log_format)
+    sealer = Sealer(settings.session_key())
+    env = environment()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.upstream = Upstream(settings)
+        log.info("service.started", port=settings.console_port)
+        try:
+            yield
+        finally:
+            await app.state.upstream.close()
+            log.info("service.stopped")
+
+    app = FastAPI(title="Console", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.console = Console(settings, sealer, env)
+    app.add_middleware(CorrelationMiddleware)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.exception_handler(SignInAgain)
+    async def sign_in_again(request: Request, _: SignInAgain) -> Response:
+        visit = visit_of(request)
+        visit.session.sign_out()
+        return visit.to_login()
+
+    @app.exception_handler(CsrfRefused)
+    async def csrf_refused(request: Request, _: CsrfRefused) -> Response:
+        visit = visit_of(request)
+        return visit.render("problem.html", 403, title=visit.t("forbidden"), text=visit.t("csrf"))
+
+    @app.exception_handler(ApiProblem)
+    async def api_problem(request: Request, problem: ApiProblem) -> Response:
+        visit = visit_of(request)
+        titles = {404: "not_found", 403: "forbidden", 503: "unavailable"}
+        title = visit.t(titles.get(problem.status, "console"))
+        text = visit.t("unavailable") if problem.status == 503 else problem.message
+        return visit.render("problem.html", problem.status, title=title, text=text)
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "service": "console"}
+
+    @app.get("/ready", include_in_schema=False)
+    async def ready(request: Request) -> JSONResponse:
+        upstream: Upstream = request.app.state.upstream
+        try:
+            answer = await upstream.http.get(upstream.url("identity", "/health"), timeout=2)
+            up = answer.status_code == 200
+        except Exception:
+            up = False
+        body = {"ready": up, "service": "console", "identity": "up" if up else "down"}
+        return JSONResponse(body, status_code=200 if up else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for module in (auth, portal, support, clients, companies, admin, operations):
+        app.include_router(module.router)
+    return app
+
+
+def serve() -> None:
+    import uvicorn
+
+    settings = ConsoleSettings()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.console_host,
+        port=settings.console_port,
+        log_config=None,
+        timeout_graceful_shutdown=5,
+    )

@@ -1,0 +1,304 @@
+"""Staff's support center: the queue (filters, sort, paging, count, live) and a ticket.
+
+Rules it keeps:
+
+* The queue is ``GET /tickets`` with the staff member's token: the tickets
+  service decides what they may see; the console passes the filters
+  (``status``, ``department_id``, ``assignee_id``), ``sort`` and paging along and
+  shows ``X-Total-Count``.
+* Live updates: the page's small script listens to ``/queue/live``, which
+  relays the tickets service's ``GET /tickets/live`` for this user (the token
+  stays in the console) and sends each changed ticket as a rendered table row;
+  the stream ends when the service ends it (token expired, right revoked).
+* A reply, note, assignment, transfer, closing or reopening names the version
+  the page showed (``expected_version``); a 409 ``ticket_changed`` shows the
+  page again with "someone answered meanwhile", what changed, and the text
+  that was not sent.
+* Template autofill is the service's ``/tickets/{id}/autofill`` (macros filled
+  there); without JavaScript the "fill" button reloads the page with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from services.console.i18n import pick
+from services.console.upstream import ApiProblem
+from services.console.web import Current, Visit, body_from, format_time
+
+router = APIRouter()
+
+PAGE = 25
+SORTS = ("waiting", "deadline", "-updated", "-opened")
+STATUSES = ("open", "answered", "closed")
+
+
+async def _staff(visit: Visit) -> dict[str, Any]:
+    me = await visit.signed_in("staff")
+    return {"me": me}
+
+
+async def _department_names(visit: Visit) -> dict[str, str]:
+    offered = await visit.get("tickets", "/support/departments")
+    return {d["id"]: pick(d["name"], visit.lang) for d in offered}
+
+
+@router.get("/queue")
+async def queue(
+    visit: Current,
+    status: str | None = None,
+    department_id: str | None = None,
+    assignee_id: str | None = None,
+    sort: str = "waiting",
+    offset: int = 0,
+) -> Response:
+    page = await _staff(visit)
+    me = page["me"]
+    chosen = {
+        "status": status or None,
+        "department_id": department_id or None,
+        "assignee_id": (me["id"] if assignee_id == "me" else assignee_id) or None,
+        "sort": sort if sort in SORTS else "waiting",
+    }
+    answer = await visit.call(
+        "GET",
+        "tickets",
+        "/tickets",
+        params={**{k: v for k, v in chosen.items() if v}, "limit": PAGE, "offset": max(offset, 0)},
+    )
+    counts = await _counts(visit, {k: v for k, v in chosen.items() if v and k != "status"})
+    filters = {"status": status, "department_id": department_id, "assignee_id": assignee_id}
+    kept = {k: v for k, v in {**filters, "sort": sort}.items() if v}
+    return visit.render(
+        "queue.html",
+        tickets=answer.body,
+        total=answer.total or 0,
+        offset=max(offset, 0),
+        limit=PAGE,
+        filters=filters,
+        sort=chosen["sort"],
+        sorts=SORTS,
+        names=await _department_names(visit),
+        query_without_offset=urlencode(kept) + "&" if kept else "",
+        counts=counts,
+        by_status={
+            s: urlencode({**{k: v for k, v in kept.items() if k != "status"}, "status": s})
+            for s in STATUSES
+        },
+        **page,
+    )
+
+
+async def _counts(visit: Visit, narrowed: dict[str, Any]) -> dict[str, int]:
+    """Tickets per status under the other filters (the API's ``X-Total-Count``)."""
+    narrowed.pop("sort", None)
+
+    async def count(status: str) -> int:
+        answer = await visit.call(
+            "GET", "tickets", "/tickets", params={**narrowed, "status": status, "limit": 1}
+        )
+        return answer.total or 0
+
+    found = await asyncio.gather(*(count(s) for s in STATUSES))
+    return dict(zip(STATUSES, found, strict=True))
+
+
+@router.get("/queue/live")
+async def queue_live(request: Request, visit: Current) -> Response:
+    """Server-sent events for the queue page: ``ticket`` events carry a rendered row."""
+    await _staff(visit)
+    names = await _department_names(visit)
+    row = visit.env.get_template("queue_row.html")
+    upstream = visit.api
+    headers = upstream.headers(visit.session.token, visit.address)
+    url = upstream.url("tickets", "/tickets/live")
+
+    def frame(event: str, data: Any) -> bytes:
+        return f"event: {event}\n".encode() + b"data: " + orjson.dumps(data) + b"\n\n"
+
+    async def relay() -> AsyncIterator[bytes]:
+        timeout = httpx.Timeout(10.0, read=None)
+        try:
+            async with upstream.http.stream("GET", url, headers=headers, timeout=timeout) as answer:
+                if answer.status_code != 200:
+                    yield frame("end", {"status": answer.status_code})
+                    return
+                event = ""
+                async for line in answer.aiter_lines():
+                    if await request.is_disconnected():
+                        return
+                    if line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:") and event == "ticket":
+                        ticket = orjson.loads(line[5:])
+                        html = row.render(
+                            ticket=ticket,
+                            names=names,
+                            t=visit.t,
+                            when=lambda v: format_time(v, visit.lang),
+                        )
+                        yield frame("ticket", {"id": ticket["id"], "html": html})
+                    elif line.startswith("data:") and event == "end":
+                        yield frame("end", orjson.loads(line[5:]))
+                        return
+                    elif line.startswith(":"):
+                        yield b": keep-alive\n\n"
+        except httpx.HTTPError:
+            yield frame("end", {"status": 503})
+
+    return StreamingResponse(
+        relay(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+    )
+
+
+async def _ticket_page(visit: Visit, ticket_id: str, after: int | None, **extra: Any) -> Response:
+    page = await _staff(visit)
+    ticket = await visit.get("tickets", f"/tickets/{ticket_id}", min_position=after)
+    templates: list[dict[str, Any]] = []
+    if visit.can("tickets.reply") or visit.can("tickets.templates"):
+        templates = await visit.get("tickets", "/templates")
+    names = await _department_names(visit)
+    status = extra.pop("status", 200)
+    return visit.render(
+        "ticket.html",
+        status,
+        ticket=ticket,
+        templates=templates,
+        names=names,
+        authors=await _staff_names(visit, ticket),
+        message=await visit.message_of(ticket) if visit.can("clients.view") else None,
+        assignees=await _assignees(visit, ticket),
+        values=extra.pop("values", {}),
+        **extra,
+        **page,
+    )
+
+
+async def _staff_names(visit: Visit, ticket: dict[str, Any]) -> dict[str, str]:
+    """Staff authors by login (the caller as "you"; ids stay for those who may not list staff)."""
+    me = visit.me or {}
+    authors = {e["author_id"] for e in ticket["entries"] if e.get("author_kind") == "staff"}
+    names = {me.get("id", ""): visit.t("you")}
+    if visit.can("staff.view"):
+        others = sorted(a for a in authors if a and a not in names)
+        cards = await asyncio.gather(
+            *(visit.call("GET", "identity", f"/staff/{a}") for a in others),
+            return_exceptions=True,
+        )
+        for author, card in zip(others, cards, strict=True):
+            if not isinstance(card, BaseException):
+                names[author] = card.body.get("login", author)
+    return names
+
+
+async def _assignees(visit: Visit, ticket: dict[str, Any]) -> list[dict[str, Any]]:
+    """Members of the ticket's department to assign it to (for those who may list staff)."""
+    if not (visit.can("tickets.assign") and visit.can("staff.view") and ticket["department_id"]):
+        return []
+    found = await visit.get(
+        "identity", "/staff", department_id=ticket["department_id"], disabled="false", limit=200
+    )
+    return list(found["items"])
+
+
+@router.get("/tickets/{ticket_id}")
+async def ticket(
+    visit: Current, ticket_id: str, after: int | None = None, template_id: str | None = None
+) -> Response:
+    values: dict[str, Any] = {}
+    if template_id:  # the no-script way to fill a template in
+        values = await visit.get(
+            "tickets", f"/tickets/{ticket_id}/autofill", template_id=template_id
+        )
+    return await _ticket_page(visit, ticket_id, after, values=values)
+
+
+@router.get("/tickets/{ticket_id}/autofill")
+async def autofill(visit: Current, ticket_id: str, template_id: str) -> Response:
+    await _staff(visit)
+    try:
+        filled = await visit.get(
+            "tickets", f"/tickets/{ticket_id}/autofill", template_id=template_id
+        )
+    except ApiProblem as problem:
+        return JSONResponse({"error": {"code": problem.code}}, status_code=problem.status)
+    return JSONResponse(filled)
+
+
+ACTIONS = ("reply", "assign", "transfer", "close", "reopen")
+
+
+@router.post("/tickets/{ticket_id}/{action}")
+async def act_on_ticket(visit: Current, ticket_id: str, action: str) -> Response:
+    """``reply`` (``body``, ``internal``), ``assign`` (``staff_id``), ``transfer``
+    (``department_id``, ``staff_id``), ``close``, ``reopen``; each with ``expected_version``."""
+    if action not in ACTIONS:
+        raise ApiProblem(404, "not_found", f"no action {action}")
+    page = await _staff(visit)
+    form = await visit.form()
+    seen = str(form.get("expected_version") or "")
+    body: dict[str, Any]
+    if action == "reply":
+        path = "messages"
+        body = body_from(form, ("body",), booleans=("internal",))
+    elif action == "assign":
+        path = "assign"
+        chosen = str(form.get("staff_id") or "")
+        body = {"staff_id": page["me"]["id"] if chosen == "me" else (chosen or None)}
+    elif action == "transfer":
+        path = "transfer"
+        body = body_from(form, ("department_id", "staff_id"))
+    else:
+        path, body = action, {}
+    if seen.isdigit():
+        body["expected_version"] = int(seen)
+    try:
+        answer = await visit.call("POST", "tickets", f"/tickets/{ticket_id}/{path}", json=body)
+    except ApiProblem as problem:
+        if problem.status == 404:
+            raise
+        collision = problem.code == "ticket_changed"
+        return await _ticket_page(
+            visit,
+            ticket_id,
+            None,
+            status=problem.status,
+            problem=problem,
+            collision=collision,
+            changes=problem.extra.get("changes", []),
+            values={"body": body.get("body", "")},
+        )
+    if action == "transfer":  # it may have left the queues this user sees
+        return visit.redirect("/queue")
+    return visit.redirect(f"/tickets/{ticket_id}?after={answer.body['position']}")
+
+
+@router.get("/search")
+async def search(visit: Current, q: str = "") -> Response:
+    """Tickets by text (``GET /tickets/search``, what the user may see) and, for staff who
+    may view clients, clients by name, e-mail or login (``GET /clients?name=``)."""
+    me = await visit.signed_in()
+    found: list[dict[str, Any]] = []
+    clients: list[dict[str, Any]] = []
+    problem = None
+    if len(q.strip()) >= 2:
+        try:
+            found = await visit.get("tickets", "/tickets/search", q=q.strip())
+            if me["kind"] == "staff" and visit.can("clients.view"):
+                clients = await visit.get("clients", "/clients", name=q.strip(), limit=20)
+        except ApiProblem as refused:
+            if refused.status != 422:
+                raise
+            problem = refused
+    return visit.render(
+        "search.html", q=q, found=found, clients=clients, problem=problem, me=me,
+        names=await _department_names(visit) if me["kind"] == "staff" else {},
+    )  # fmt: skip

@@ -1,0 +1,124 @@
+"""Calls to the five services' public APIs with the user's own token.
+
+Rules it keeps:
+
+* One ``httpx.AsyncClient`` for the process (keep-alive to each service),
+  ``trust_env=False`` so a developer's HTTP proxy never sees these calls.
+* The caller's address goes along as ``X-Forwarded-For``; the services believe
+  it only when they list the console among ``TRUSTED_PROXIES`` (IP allow-lists
+  and session binding then apply to the browser's address, not the console's).
+* An answer that is not 2xx becomes ``ApiProblem`` with the API's error as it
+  was sent (code, message, field, extras such as ``changes``); a service that
+  does not answer becomes a 503 ``service_unavailable`` naming it. A 401 is
+  ``SignInAgain`` (token expired or session ended), which pages turn into the
+  login form.
+* Tokens are never logged: the client logs nothing itself, and errors carry
+  only the service's name and path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from services.console.settings import ConsoleSettings
+
+SERVICES = ("identity", "departments", "tickets", "clients", "notifier")
+
+
+class ApiProblem(Exception):
+    """A service refused (or could not answer) a call: its status and its error as sent."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message, self.field = status, code, message, field
+        self.extra = extra or {}
+
+
+class SignInAgain(Exception):
+    """The token is no longer accepted (401)."""
+
+
+@dataclass
+class Answer:
+    status: int
+    body: Any
+    total: int | None
+
+
+class Upstream:
+    """The services' APIs as one object; ``api.get("tickets", "/tickets", token=...)``."""
+
+    def __init__(self, settings: ConsoleSettings) -> None:
+        self.urls = {name: settings.upstream(name) for name in SERVICES}
+        self.http = httpx.AsyncClient(timeout=settings.console_upstream_timeout, trust_env=False)
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    def url(self, service: str, path: str) -> str:
+        return self.urls[service] + path
+
+    def headers(self, token: str | None, address: str | None) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if address:
+            headers["X-Forwarded-For"] = address
+        return headers
+
+    async def call(
+        self,
+        method: str,
+        service: str,
+        path: str,
+        *,
+        token: str | None,
+        address: str | None = None,
+        json: Any = None,
+        params: Any = None,
+    ) -> Answer:
+        try:
+            response = await self.http.request(
+                method,
+                self.url(service, path),
+                json=json,
+                params=params,
+                headers=self.headers(token, address),
+            )
+        except httpx.HTTPError:
+            raise ApiProblem(
+                503, "service_unavailable", f"the {service} service does not answer"
+            ) from None
+        total = response.headers.get("x-total-count")
+        if response.is_success:
+            body = response.json() if response.content else None
+            return Answer(response.status_code, body, int(total) if total else None)
+        if response.status_code == 401 and token:
+            raise SignInAgain()
+        raise _problem(service, response)
+
+
+def _problem(service: str, response: httpx.Response) -> ApiProblem:
+    try:
+        error = response.json()["error"]
+        code, message = str(error.get("code", "error")), str(error.get("message", ""))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return ApiProblem(
+            response.status_code, "error", f"{service} answered {response.status_code}"
+        )
+    extra = {k: v for k, v in error.items() if k not in ("code", "message", "field")}
+    fields = error.get("fields")
+    name = error.get("field") or (fields[0] if isinstance(fields, list) and fields else None)
+    if isinstance(name, dict):
+        name = name.get("field")
+    return ApiProblem(response.status_code, code, message, name, extra)

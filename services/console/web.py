@@ -1,0 +1,263 @@
+"""What every page handler shares: the visit (session, user, API calls), rendering, forms.
+
+Rules it keeps:
+
+* A page that needs a user raises ``SignInAgain`` when there is none (or the
+  token is no longer accepted): the app answers with the login form's address
+  and the page to come back to (a local path only, never another site).
+* Every POST goes through ``Visit.form()``, which refuses (403, nothing called)
+  a form without the session's CSRF token.
+* Every response carries the session cookie sealed again (``HttpOnly``,
+  ``SameSite=Lax``), so a sign-in, a language or a flash message is kept, and
+  ``SECURITY_HEADERS`` (no caching, no framing, our own script file only).
+* ``can(right)`` only decides what to show; the service decides what is allowed.
+* Forms map to API bodies by their field names; dotted names nest
+  (``name.en`` -> ``{"name": {"en": ...}}``); empty optional fields are left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.datastructures import FormData
+
+from services.console.i18n import LANGUAGES, pick, preferred, translate
+from services.console.sessions import COOKIE, CSRF_FIELD, MAX_AGE, Sealer, Session, check_csrf
+from services.console.settings import ConsoleSettings
+from services.console.upstream import Answer, ApiProblem, SignInAgain, Upstream
+
+TEMPLATES = Path(__file__).parent / "templates"
+STATIC = Path(__file__).parent / "static"
+
+
+# Pages are private (no-store), never framed (clickjacking), run only our own script file
+# (no inline script, so an injected one would not run), post forms only to this site.
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+class CsrfRefused(Exception):
+    """A form came without the session's CSRF token."""
+
+
+def format_time(value: Any, lang: str) -> str:
+    """An API time as the page shows it (UTC, minutes)."""
+    if not value:
+        return ""
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return str(value)
+    return moment.strftime("%d.%m.%Y %H:%M UTC" if lang == "ru" else "%Y-%m-%d %H:%M UTC")
+
+
+def environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return env
+
+
+@dataclass(frozen=True)
+class Console:
+    """What the app holds for every visit (in ``app.state.console``)."""
+
+    settings: ConsoleSettings
+    sealer: Sealer
+    env: Environment
+
+
+@dataclass
+class Visit:
+    """One request of one browser: its session, its user and the calls made for it."""
+
+    request: Request
+    session: Session
+    api: Upstream
+    env: Environment
+    sealer: Sealer
+    settings: ConsoleSettings
+    me: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------ who
+
+    @property
+    def lang(self) -> str:
+        return self.session.lang or preferred(self.request.headers.get("accept-language"))
+
+    @property
+    def address(self) -> str | None:
+        return self.request.client.host if self.request.client else None
+
+    def t(self, key: str, **values: Any) -> str:
+        return translate(self.lang, key, **values)
+
+    def can(self, right: str) -> bool:
+        me = self.me or {}
+        return bool(me.get("full_access")) or right in me.get("permissions", ())
+
+    async def signed_in(self, kind: str | None = None) -> dict[str, Any]:
+        """The user (``GET /me``); ``SignInAgain`` without one, 404 for the other kind."""
+        if not self.session.signed_in:
+            raise SignInAgain()
+        if self.me is None:
+            self.me = (await self.call("GET", "identity", "/me")).body
+        assert self.me is not None
+        if kind is not None and self.me.get("kind") != kind:
+            raise ApiProblem(404, "not_found", "no such page for this account")
+        return self.me
+
+    # ------------------------------------------------------------ calls
+
+    async def call(
+        self, method: str, service: str, path: str, *, json: Any = None, params: Any = None
+    ) -> Answer:
+        return await self.api.call(
+            method,
+            service,
+            path,
+            token=self.session.token,
+            address=self.address,
+            json=json,
+            params=params,
+        )
+
+    async def get(self, service: str, path: str, **params: Any) -> Any:
+        clean = {k: v for k, v in params.items() if v not in (None, "")}
+        return (await self.call("GET", service, path, params=clean)).body
+
+    async def message_of(self, ticket: dict[str, Any]) -> dict[str, Any] | None:
+        """The message to the client a thread was opened by (its text stays with the clients
+        service, sealed; the thread only names it), or None for an ordinary ticket."""
+        ref = ticket.get("message_ref")
+        if not ref:
+            return None
+        sent = await self.get("clients", f"/clients/{ticket['client_id']}/messages", limit=500)
+        return next((m for m in sent if m.get("message_id") == ref), None)
+
+    async def form(self) -> FormData:
+        """The posted form, once its CSRF token is checked."""
+        data = await self.request.form()
+        if not check_csrf(self.session, data.get(CSRF_FIELD)):
+            raise CsrfRefused()
+        return data
+
+    # ------------------------------------------------------------ answers
+
+    def _seal(self, response: Response) -> Response:
+        response.set_cookie(
+            COOKIE,
+            self.sealer.seal(self.session),
+            max_age=MAX_AGE,
+            httponly=True,
+            samesite="lax",
+            secure=self.settings.console_secure_cookies,
+            path="/",
+        )
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    def render(self, template: str, status: int = 200, **context: Any) -> Response:
+        flash, self.session.flash = self.session.flash, None
+        values: dict[str, Any] = dict(
+            visit=self,
+            me=self.me,
+            session=self.session,
+            t=self.t,
+            lang=self.lang,
+            languages=LANGUAGES,
+            pick=lambda v: pick(v, self.lang),
+            when=lambda v: format_time(v, self.lang),
+            csrf_field=CSRF_FIELD,
+            csrf=self.session.csrf,
+            flash=flash,
+            path=self.request.url.path,
+        )
+        values.update(context)
+        page = self.env.get_template(template).render(values)
+        return self._seal(HTMLResponse(page, status_code=status))
+
+    def redirect(self, url: str, flash: str | None = None) -> Response:
+        if flash:
+            self.session.flash = flash
+        return self._seal(RedirectResponse(url, status_code=303))
+
+    def to_login(self) -> Response:
+        path = self.request.url.path
+        if self.request.url.query:
+            path += "?" + self.request.url.query
+        target = "/login" if self.request.method != "GET" else f"/login?next={quote(path)}"
+        return self.redirect(target)
+
+
+def local_path(target: str | None, default: str = "/") -> str:
+    """Only a path on this site may follow a login (no open redirect)."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return default
+
+
+def body_from(
+    form: FormData, names: tuple[str, ...], booleans: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The API body of a form: its fields by name, dotted ones nested, empty ones left out;
+    checkboxes in ``booleans`` are true when ticked and false when not."""
+    body: dict[str, Any] = {}
+
+    def put(name: str, value: Any) -> None:
+        *outer, last = name.split(".")
+        target = body
+        for part in outer:
+            target = target.setdefault(part, {})
+        target[last] = value
+
+    for name in names:
+        value = form.get(name)
+        if isinstance(value, str) and value.strip() != "":
+            put(name, value.strip() if name not in ("password", "new_password") else value)
+    for name in booleans:
+        put(name, form.get(name) in ("on", "true", "1"))
+    return body
+
+
+def visit_of(request: Request) -> Visit:
+    """The request's visit, made once: the session opened from its cookie, ``?lang=`` applied."""
+    made: Visit | None = getattr(request.state, "visit", None)
+    if made is not None:
+        return made
+    console: Console = request.app.state.console
+    visit = Visit(
+        request=request,
+        session=console.sealer.open(request.cookies.get(COOKIE)),
+        api=request.app.state.upstream,
+        env=console.env,
+        sealer=console.sealer,
+        settings=console.settings,
+    )
+    chosen = request.query_params.get("lang")
+    if chosen in LANGUAGES:
+        visit.session.lang = chosen
+    request.state.visit = visit
+    return visit
+
+
+Current = Annotated[Visit, Depends(visit_of)]

@@ -1,0 +1,80 @@
+"""``GET /tickets/search``: tickets by their text, only within what the caller may see
+(the services of ``test_tickets``: PostgreSQL full-text search over real HTTP)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.integration import test_tickets
+from tests.integration.test_tickets import (
+    Headers,
+    Stack,
+    client,
+    department,
+    open_ticket,
+    project,
+    staff,
+)
+
+pytestmark = pytest.mark.timeout(180)
+
+stack = test_tickets.stack  # the same stack fixture (one per module)
+
+
+async def found(stack: Stack, headers: Headers, q: str, position: int) -> set[str]:
+    answer = await stack.tickets.get(
+        "/tickets/search", params={"q": q, "min_position": position}, headers=headers
+    )
+    assert answer.status_code == 200, answer.text
+    assert int(answer.headers["X-Total-Count"]) == len(answer.json())
+    return {t["id"] for t in answer.json()}
+
+
+async def test_search_finds_text_only_where_the_caller_may_look(stack: Stack) -> None:
+    provider = await project(stack)
+    hosting = await department(stack, "Hosting", providers=[provider])
+    network = await department(stack, "Network", providers=[provider])
+    _, hoster = await staff(stack, "finder", ["tickets.view", "tickets.internal_note"], [hosting])
+    _, netter = await staff(stack, "other", ["tickets.view"], [network])
+    _, customer = await client(stack, "seeker", provider)
+    _, stranger = await client(stack, "stranger", provider)
+    word = f"zebra{uuid.uuid4().hex[:6]}"  # one word nobody else wrote
+
+    in_subject = await open_ticket(stack, customer, hosting, subject=f"Mail {word} bounces")
+    in_body = await open_ticket(stack, customer, hosting, body=f"The {word} host is down")
+    elsewhere = await open_ticket(stack, customer, network, subject=f"{word} routing")
+    unrelated = await open_ticket(stack, customer, hosting, subject="Nothing to see")
+    note = await stack.tickets.post(
+        f"/tickets/{unrelated['id']}/messages",
+        json={"body": f"internal: {word} suspected", "internal": True},
+        headers=hoster,
+    )
+    assert note.status_code == 201, note.text
+    last = note.json()["position"]
+
+    # Staff of Hosting: its tickets by subject, message and internal note; not Network's.
+    assert await found(stack, hoster, word, last) == {
+        in_subject["id"], in_body["id"], unrelated["id"],
+    }  # fmt: skip
+    assert await found(stack, netter, word, last) == {elsewhere["id"]}
+    assert await found(stack, stack.admin, word, last) >= {
+        in_subject["id"], in_body["id"], elsewhere["id"], unrelated["id"],
+    }  # fmt: skip
+    # The client: their own tickets, never by an internal note's text.
+    assert await found(stack, customer, word, last) == {
+        in_subject["id"], in_body["id"], elsewhere["id"],
+    }  # fmt: skip
+    assert await found(stack, stranger, word, last) == set()
+    # Several words: all of them.
+    assert await found(stack, hoster, f"{word} bounces", last) == {in_subject["id"]}
+
+
+async def test_search_needs_words_and_the_right_to_view(stack: Stack) -> None:
+    _, nobody = await staff(stack, "viewless", [])
+    refused = await stack.tickets.get("/tickets/search", params={"q": "mail"}, headers=nobody)
+    assert refused.status_code == 403
+    short = await stack.tickets.get("/tickets/search", params={"q": "m"}, headers=stack.admin)
+    assert short.status_code == 422
+    assert short.json()["error"]["field"] == "q"

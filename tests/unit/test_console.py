@@ -1,0 +1,107 @@
+"""The console's own logic: sealed sessions, CSRF, forms to API bodies, redirects, words."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from starlette.datastructures import FormData
+
+from services.console.i18n import WORDS, pick, preferred, translate
+from services.console.sessions import Sealer, Session, check_csrf
+from services.console.web import TEMPLATES, body_from, local_path
+
+
+def test_a_session_opens_only_with_its_key_and_unaltered() -> None:
+    sealer = Sealer(os.urandom(32))
+    session = Session(lang="ru")
+    session.sign_in("token-abc", "staff", "s1")
+    sealed = sealer.seal(session)
+    assert "token-abc" not in sealed  # the token is not readable in the cookie
+    opened = sealer.open(sealed)
+    assert (opened.token, opened.kind, opened.principal_id, opened.lang) == (
+        "token-abc", "staff", "s1", "ru",
+    )  # fmt: skip
+    assert opened.csrf == session.csrf
+    # Another key, a changed byte, garbage: no session (and so no token) at all.
+    assert Sealer(os.urandom(32)).open(sealed).token is None
+    flipped = sealed[:-2] + ("A" if sealed[-2] != "A" else "B") + sealed[-1]
+    assert sealer.open(flipped).token is None
+    assert sealer.open("not a cookie").token is None
+    assert sealer.open(None).token is None
+
+
+def test_signing_in_and_out_changes_the_csrf_token_and_keeps_only_the_language() -> None:
+    session = Session(lang="ru")
+    anonymous = session.csrf
+    session.sign_in("t", "client", "c1")
+    assert session.csrf != anonymous
+    session.back_token = "staff-token"
+    session.sign_out()
+    assert (session.token, session.back_token, session.lang) == (None, None, "ru")
+    assert not check_csrf(session, anonymous)
+    assert check_csrf(session, session.csrf)
+    assert not check_csrf(session, None)
+    assert not check_csrf(session, "")
+
+
+def test_a_form_becomes_the_api_body_by_its_field_names() -> None:
+    form = FormData(
+        [
+            ("name.en", " Billing "), ("name.ru", ""), ("support.description", "Invoices"),
+            ("support.enabled", "on"), ("password", " keep spaces "), ("csrf_token", "x"),
+        ]
+    )  # fmt: skip
+    body = body_from(
+        form,
+        ("name.en", "name.ru", "support.description", "password"),
+        booleans=("support.enabled", "full_access"),
+    )
+    assert body == {
+        "name": {"en": "Billing"},
+        "support": {"description": "Invoices", "enabled": True},
+        "password": " keep spaces ",
+        "full_access": False,
+    }
+
+
+def test_only_a_local_path_follows_a_login() -> None:
+    assert local_path("/tickets/1?after=3") == "/tickets/1?after=3"
+    for outside in ("https://evil.example/", "//evil.example/x", "/\\evil.example", "", None):
+        assert local_path(outside, "/") == "/"
+
+
+def test_every_word_is_there_in_english_and_russian() -> None:
+    assert all(en and ru for en, ru in WORDS.values()), [k for k, v in WORDS.items() if not all(v)]
+    assert translate("ru", "queue") == "Активные запросы"
+    assert translate("en", "queue") == "Active requests"
+    assert translate("ru", "no-such-key") == "no-such-key"
+    assert pick({"en": "Sales", "ru": ""}, "ru") == "Sales"
+    assert pick({"en": "Sales", "ru": "Продажи"}, "ru") == "Продажи"
+    assert preferred("ru-RU,ru;q=0.9,en;q=0.8") == "ru"
+    assert preferred("de-DE,fr") == "en"
+
+
+def test_every_word_the_pages_use_is_translated() -> None:
+    used: set[str] = set()
+    for page in Path(TEMPLATES).glob("*.html"):
+        used |= set(re.findall(r"""\bt\(["']([a-z_\-]+)["']\)""", page.read_text()))
+    assert used, "the pages use t()"
+    assert used <= set(WORDS), sorted(used - set(WORDS))
+
+
+def test_every_word_the_pages_build_from_api_values_is_there() -> None:
+    families = {
+        "status_": ("open", "answered", "closed"),
+        "sort_": ("waiting", "deadline", "-updated", "-opened"),
+        "entry_": ("opened", "message", "internal_note", "assigned", "transfer", "closed",
+                   "reopened", "rated", "rating_requested"),
+        "change_": ("TicketMessagePosted", "TicketAssigned", "TicketTransferred",
+                    "TicketClosed", "TicketReopened", "TicketRated"),
+        "notice_": ("new_ticket", "client_reply", "ticket_transferred", "deadline_near"),
+        "characteristic_": ("normal", "good", "conflict"),
+        "rating_mode_": ("message", "ticket"),
+    }  # fmt: skip
+    missing = [p + v for p, values in families.items() for v in values if p + v not in WORDS]
+    assert not missing, missing
