@@ -32,6 +32,7 @@ class Service:
     secret_env: dict[str, str] = field(default_factory=dict)  # env name -> Secret key
     optional_secret_env: dict[str, str] = field(default_factory=dict)
     read_model: bool = True  # False: keeps no data (the console)
+    kafka: bool = True  # False: never talks to the broker (the console: HTTP only)
 
     @property
     def read_model_key(self) -> str:
@@ -65,6 +66,7 @@ SERVICES = [
         "console",
         8000,
         read_model=False,
+        kafka=False,
         optional_secret_env={"CONSOLE_SECRET": "CONSOLE_SECRET"},
     ),
 ]
@@ -89,9 +91,26 @@ def render(s: Service) -> str:
     env += "".join(_secret_ref(e, k, optional=True) for e, k in s.optional_secret_env.items())
     # Kafka (SASL_SSL, SCRAM: the ConfigMap): each service is its own Kafka user, so
     # the brokers' ACLs can let only identity write identity.events.
-    env += f"""            - name: KAFKA_SASL_USERNAME
+    if s.kafka:
+        env += f"""            - name: KAFKA_SASL_USERNAME
               value: {s.name}
 """ + _secret_ref("KAFKA_SASL_PASSWORD", s.kafka_password_key)
+    kafka_ca_mount = (
+        """            - name: kafka-ca
+              mountPath: /etc/kafka-ca
+              readOnly: true
+"""
+        if s.kafka
+        else ""
+    )
+    kafka_ca_volume = (
+        f"""        - name: kafka-ca
+          secret:
+            secretName: {KAFKA_CA_SECRET}
+"""
+        if s.kafka
+        else ""
+    )
     if s.scales:
         # No spec.replicas: the HorizontalPodAutoscaler owns the count (an applied
         # replicas field would reset it on every `kubectl apply`).
@@ -193,18 +212,12 @@ spec:
               mountPath: /app/var
             - name: tmp
               mountPath: /tmp
-            - name: kafka-ca
-              mountPath: /etc/kafka-ca
-              readOnly: true
-      volumes:
+{kafka_ca_mount}      volumes:
         - name: var
           emptyDir: {{}}
         - name: tmp
           emptyDir: {{}}
-        - name: kafka-ca
-          secret:
-            secretName: {KAFKA_CA_SECRET}
----
+{kafka_ca_volume}---
 apiVersion: v1
 kind: Service
 metadata:

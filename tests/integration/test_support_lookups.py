@@ -19,7 +19,8 @@ import orjson
 import pytest
 from sqlalchemy import select
 
-from services.tickets.projections import catalog, reports, support
+from services.tickets.copies import support
+from services.tickets.projections import catalog, reports
 from shared.domain.business_hours import ROUND_THE_CLOCK
 from shared.names import checkpoint_name
 from shared.readmodel.database import ReadModelDB, add_to_rows, save_checkpoint
