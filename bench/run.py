@@ -1,10 +1,15 @@
 """Event-store benchmarks: our adapters beside the ``eventsourcing`` library and raw COPY.
 
-Run ``python -m bench.run [--events N]`` (or ``make bench``). Every system gets a
-fresh database or file, a warm-up that is not counted, then the same seeded
-workload: batches of 10 events, each batch to a new stream, 4 concurrent writers.
-Figures go to ``bench/results.json`` (a flat object merged with what other
-sections wrote), human context to ``bench/results.meta.json``.
+Run ``python -m bench.run [--events N] [--repeat N] [--only SECTIONS] [--smoke]
+[--no-write]`` (or ``make bench``), which then runs every other section (authz,
+access, tickets, notifier, replay). Every system gets a fresh database or file,
+a warm-up that is not counted, then the same seeded workload: batches of 10
+events, each batch to a new stream, 4 concurrent writers. Rounds are
+interleaved (ours, the peer, COPY; again), each ratio is taken within its round
+and reported as the median of the per-round ratios (``bench.goals``). Figures
+go to ``bench/results.json`` (a flat object merged with what other sections
+wrote; a figure with a goal also gets ``.goal`` and ``.met``), human context to
+``bench/results.meta.json``.
 """
 
 from __future__ import annotations
