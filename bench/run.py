@@ -751,7 +751,9 @@ SMOKE = Sizes(
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse the options, run, print the table and write the JSON files."""
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
-    parser.add_argument("--events", type=int, default=50_000, help="timed events per system")
+    parser.add_argument(
+        "--events", type=int, help="timed events per system (default 50,000; --smoke: 2,000)"
+    )
     parser.add_argument("--dsn", default=DEFAULT_DSN, help="PostgreSQL server (admin DSN)")
     parser.add_argument("--output", type=Path, default=RESULTS_PATH, help="results JSON")
     parser.add_argument(
@@ -774,6 +776,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
+    if args.events is None:
+        args.events = 2_000 if args.smoke else 50_000
     if args.events < BATCH_SIZE * WRITERS:
         parser.error(f"--events must be at least {BATCH_SIZE * WRITERS}")
     only = set(args.only.split(","))
