@@ -9,7 +9,11 @@ aiosmtpd server in the bench process takes the mail. One staff member is subscri
 * ``notifier.event_to_mail_p99_ms``: replies one at a time, each timed from the
   reply's 2xx to its mail's arrival (>= 200 replies);
 * ``notifier.mails_per_s``: a burst of replies at once, mails over the seconds
-  from the first reply to the last mail.
+  from the first reply to the last mail (goal ≥ 500/s);
+* ``notifier.mails_vs_bare`` (goal ≥ 0.5): that rate over the rate of a bare
+  aiosmtplib loop (``bench.bare_mail``, its own process, one connection, as
+  many mails built as the mailer builds them) to the same SMTP server, run
+  right after the burst (``notifier.bare_mails_per_s``).
 
     .venv/bin/python -m bench.notifier [--replies 200] [--burst 300] [--no-write]
 """
@@ -19,7 +23,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
+import sys
 import tempfile
 import time
 from email import message_from_bytes, policy
@@ -29,7 +35,8 @@ from typing import Any
 import httpx
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from bench.tickets import ADMIN_PASSWORD, p99, running_stack
+from bench import goals
+from bench.tickets import ADMIN_PASSWORD, ROOT, p99, running_stack
 from devtools import devbroker
 
 SERVICES = ("identity", "departments", "clients", "tickets", "notifier")
@@ -96,7 +103,7 @@ async def measure(replies: int, burst: int) -> dict[str, float]:
                 running_stack(bootstrap, var, None, SERVICES, env, bench="notifier") as services,
                 httpx.AsyncClient(timeout=60) as http,
             ):
-                return await _run(http, services.urls, inbox, replies, burst)
+                return await _run(http, services.urls, inbox, replies, burst, smtp_port)
     finally:
         smtp.close()
 
@@ -110,7 +117,12 @@ async def _login(http: httpx.AsyncClient, url: str, login: str, password: str) -
 
 
 async def _run(
-    http: httpx.AsyncClient, urls: dict[str, str], inbox: Inbox, replies: int, burst: int
+    http: httpx.AsyncClient,
+    urls: dict[str, str],
+    inbox: Inbox,
+    replies: int,
+    burst: int,
+    port: int,
 ) -> dict[str, float]:
     admin = await _login(http, urls["identity"], "admin", PASSWORD)
     project = (await _ok(lambda: http.post(f"{urls['clients']}/projects", json={"name": "bench"},
@@ -170,10 +182,29 @@ async def _run(
     await asyncio.gather(*(reply(t) for t in tickets[replies:]))
     await inbox.wait_count(before + burst)
     seconds = time.perf_counter() - started
+    # The limit beside it, right after, to the same SMTP server: a bare aiosmtplib loop
+    # in its own process sending as many mails.
+    before = inbox.count
+    bare_seconds = await bare_mail_seconds(port, burst)
+    await inbox.wait_count(before + burst, timeout=10)
     return {
         "notifier.event_to_mail_p99_ms": round(p99(latencies), 1),
         "notifier.mails_per_s": round(burst / seconds, 1),
+        "notifier.bare_mails_per_s": round(burst / bare_seconds, 1),
+        "notifier.mails_vs_bare": round(bare_seconds / seconds, 3),
     }
+
+
+async def bare_mail_seconds(port: int, count: int) -> float:
+    """Seconds ``bench.bare_mail`` takes to send ``count`` mails to the server on ``port``."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.bare_mail", "--port", str(port), "--count", str(count),
+        stdout=asyncio.subprocess.PIPE, cwd=ROOT,
+    )  # fmt: skip
+    out, _ = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"bench.bare_mail ended with {process.returncode}")
+    return float(json.loads(out)["seconds"])
 
 
 def run(replies: int = 200, burst: int = 300) -> dict[str, float]:
@@ -191,10 +222,9 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     results = run(args.replies, args.burst)
-    for name, value in results.items():
-        print(f"{name} {value}")
+    goals.print_table(results, "Notifier (ratio: ours / bare aiosmtplib loop, same run)")
     if not args.no_write:
-        merge_json(args.output, results)
+        merge_json(args.output, goals.with_goals(results))
         print(f"wrote {args.output}")
 
 

@@ -13,7 +13,8 @@ both adapters, in alternating order, on the same seeded workload as
 * ``poll_us`` / ``poll_busy_us``: mean time of a subscription's idle poll
   (``read_all`` at the head, nothing new), without and with that transaction.
 
-Figures are the best round's. Nothing is written to ``bench/results.json``.
+Figures are the medians of the rounds both variants completed; ``new / old`` is the
+median of the ratios taken within each round. Nothing is written to ``bench/results.json``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import asyncio
 import gc
 import importlib.util
+import statistics
 import subprocess
 import sys
 import time
@@ -132,9 +134,11 @@ def main(argv: list[str] | None = None) -> None:
         f"old ({args.old_rev})": load_old_adapter(args.old_rev).PostgresEventStore,
         "new (working tree)": new_postgres.PostgresEventStore,
     }
-    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
+    # One dict per round: the variants that completed it, each with its figures.
+    rounds: list[dict[str, dict[str, float]]] = []
     for n in range(args.rounds):
         order = list(variants) if n % 2 == 0 else list(reversed(variants))
+        rounds.append({})
         for name in order:
             try:
                 figures = asyncio.run(one_variant(variants[name], args.dsn, args.events))
@@ -143,22 +147,26 @@ def main(argv: list[str] | None = None) -> None:
                 # may leave the catch-up read incomplete: that round counts for nothing.
                 print(f"round {n + 1} {name}: failed: {exc}", flush=True)
                 continue
-            rounds[name].append(figures)
+            rounds[-1][name] = figures
             shown = ", ".join(f"{k}={v:,.1f}" for k, v in figures.items())
             print(f"round {n + 1} {name}: {shown}", flush=True)
-    table = Table(title=f"best of {args.rounds} rounds, {args.events:,} events")
+    old_name, new_name = list(variants)
+    paired = [r for r in rounds if old_name in r and new_name in r]
+    if not paired:
+        raise SystemExit("no round that both adapters completed")
+    table = Table(
+        title=f"median of {len(paired)} rounds, {args.events:,} events;"
+        " new / old: the median of the per-round ratios"
+    )
     table.add_column("figure")
     for name in variants:
         table.add_column(name, justify="right")
     table.add_column("new / old", justify="right")
-    old_name, new_name = list(variants)
-    if not rounds[old_name] or not rounds[new_name]:
-        raise SystemExit("no complete round for one of the adapters")
-    for key in rounds[old_name][0]:
-        pick = min if key.endswith("_us") else max
-        old = pick(r[key] for r in rounds[old_name])
-        new = pick(r[key] for r in rounds[new_name])
-        table.add_row(key, f"{old:,.1f}", f"{new:,.1f}", f"{new / old:.3f}")
+    for key in paired[0][old_name]:
+        old = statistics.median(r[old_name][key] for r in paired)
+        new = statistics.median(r[new_name][key] for r in paired)
+        ratio = statistics.median(r[new_name][key] / r[old_name][key] for r in paired)
+        table.add_row(key, f"{old:,.1f}", f"{new:,.1f}", f"{ratio:.3f}")
     bench_run.console.print(table)
 
 
