@@ -40,11 +40,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
 from rich.table import Table
 
-from bench import access_latency, authz
+from bench import access_latency, authz, brokers, idle_cpu
 from bench import notifier as notifier_bench
 from bench import replay as replay_bench
 from bench import tickets as support_center
-from shared import devbroker
 from shared.events import Actor, NewEvent
 from shared.eventstore import StreamState
 from shared.eventstore.postgres import PostgresEventStore
@@ -555,12 +554,15 @@ def bench_eventsourcing_sqlite(path: Path, work: Workload, meter: Meter) -> floa
 # --------------------------------------------------------------------------- relay slot
 
 
-async def bench_relay(dsn: str, work: Workload, meter: Meter) -> dict[str, float]:
+async def bench_relay(
+    dsn: str, work: Workload, meter: Meter, broker: str = "tansu"
+) -> dict[str, float]:
     """Store to broker: ``relay.kafka_events_per_s``, every message acknowledged.
 
     The events are appended first (not timed); then one relay publishes the
     whole log from a PostgreSQL store to a real Kafka-protocol broker
-    (``KAFKA_BOOTSTRAP_SERVERS`` if set, else a Tansu broker on a free port) and
+    (``KAFKA_BOOTSTRAP_SERVERS`` if set, else a Tansu broker on a free port; with
+    ``broker="apache_kafka"`` a real Apache Kafka: ``relay.apache_kafka.…``) and
     the clock stops when the last page is acknowledged and checkpointed.
     """
     db_url = await create_database(dsn, DB_RELAY)
@@ -575,11 +577,9 @@ async def bench_relay(dsn: str, work: Workload, meter: Meter) -> dict[str, float
             fill = meter.task("relay     store          fill   ", work.events)
             await run_async_writers(work.timed, append, meter, fill)
             with contextlib.ExitStack() as stack:
-                bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or stack.enter_context(
-                    devbroker.running_tansu()
-                )
+                bootstrap, _ = stack.enter_context(brokers.running_broker(broker))
                 relay = Relay(store, read_models, bootstrap, f"bench-{uuid.uuid4().hex[:8]}.events")
-                task = meter.task("relay     postgres→kafka publish", work.events)
+                task = meter.task(f"relay     →{broker[:12]:<12} publish", work.events)
                 start = time.perf_counter()
                 sent = await relay.publish_pending()
                 seconds = time.perf_counter() - start
@@ -592,7 +592,7 @@ async def bench_relay(dsn: str, work: Workload, meter: Meter) -> dict[str, float
             await store.close()
     finally:
         await drop_database(dsn, DB_RELAY)
-    return {"relay.kafka_events_per_s": work.events / seconds}
+    return {brokers.figure_name("relay.kafka_events_per_s", broker): work.events / seconds}
 
 
 # --------------------------------------------------------------------------- output
@@ -679,7 +679,8 @@ async def run(
             es_seconds["sqlite"] = await asyncio.to_thread(
                 bench_eventsourcing_sqlite, Path(tmp) / "eventsourcing.db", work, meter
             )
-        results.update(await bench_relay(dsn, work, meter))
+        for broker in brokers.BROKERS:  # the same log to each broker, in the same run
+            results.update(await bench_relay(dsn, work, meter, broker))
     for system, seconds in es_seconds.items():
         peer = work.events / seconds
         results[f"event_store.{system}.eventsourcing_append_events_per_s"] = peer
@@ -776,6 +777,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     results.update(authz.run())
     console.rule("access changes between services (identity, departments: real processes)")
     results.update(access_latency.run(rounds=200))
+    console.rule("access changes between services on Apache Kafka")
+    results.update(access_latency.run(rounds=200, broker="apache_kafka"))
+    console.rule("idle CPU of the whole stack (five services, SMTP sink, broker) on each broker")
+    results.update(idle_cpu.run())
     console.rule("support center (identity, departments, clients, tickets: real processes)")
     ticket_figures, ticket_meta = support_center.run()
     results.update(ticket_figures)
