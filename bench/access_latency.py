@@ -2,7 +2,8 @@
 
 ``python -m bench.access_latency`` (also part of ``make bench``) starts identity
 and departments as separate processes on PostgreSQL stores, with a Kafka-protocol
-broker (``KAFKA_BOOTSTRAP_SERVERS``, else a local Tansu), then measures:
+broker (``KAFKA_BOOTSTRAP_SERVERS``, else a local Tansu; ``--broker apache_kafka``:
+a real Apache Kafka, figures named ``authz.apache_kafka.…``), then measures:
 
 * ``authz.revocation_p99_ms`` – from the 2xx of ``DELETE /staff/{id}/rights/{right}``
   at identity to the first 403 for that right at departments
@@ -33,6 +34,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from bench.brokers import figure_name, running_broker
 from devtools import devbroker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +64,9 @@ async def _drop(name: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_services(bootstrap: str, var_dir: Path) -> AsyncIterator[dict[str, str]]:
+async def running_services(
+    bootstrap: str, var_dir: Path, kafka_impl: str = "tansu"
+) -> AsyncIterator[dict[str, str]]:
     """identity and departments as processes; yields their base URLs."""
     secret = uuid.uuid4().hex * 2
     prefix = f"bench{uuid.uuid4().hex[:6]}."
@@ -81,6 +85,8 @@ async def running_services(bootstrap: str, var_dir: Path) -> AsyncIterator[dict[
                 "EVENT_STORE_URL": url,
                 "READ_MODEL_URL": url,
                 "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                "KAFKA_IMPL": kafka_impl,  # the broker's fetch wait (messaging.kafka_clients)
+                **{k: v for k in ("KAFKA_FETCH_MAX_WAIT_MS",) if (v := os.environ.get(k))},
                 "TOPIC_PREFIX": prefix,
                 "JWT_SECRET": secret,
                 "ADMIN_PASSWORD": ADMIN_PASSWORD,
@@ -145,14 +151,12 @@ def p99(values: list[float]) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[98]
 
 
-async def measure(rounds: int) -> dict[str, float]:
+async def measure(rounds: int, broker: str = "tansu") -> dict[str, float]:
     with contextlib.ExitStack() as stack:
-        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or stack.enter_context(
-            devbroker.running_tansu()
-        )
+        bootstrap, kafka_impl = stack.enter_context(running_broker(broker))
         var_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_latency_")))
         async with (
-            running_services(bootstrap, var_dir) as urls,
+            running_services(bootstrap, var_dir, kafka_impl) as urls,
             httpx.AsyncClient(timeout=30) as http,
         ):
             identity, departments = urls["identity"], urls["departments"]
@@ -225,23 +229,25 @@ async def measure(rounds: int) -> dict[str, float]:
                 propagations.append(
                     await _until(lambda: http.get(f"{identity}/me", headers=as_member), shows_it)
                 )
-    return {
+    figures = {
         "authz.revocation_p50_ms": statistics.median(revocations),
         "authz.revocation_p99_ms": p99(revocations),
         "projection.command_to_read_model_p50_ms": statistics.median(propagations),
         "projection.command_to_read_model_p99_ms": p99(propagations),
     }
+    return {figure_name(name, broker): value for name, value in figures.items()}
 
 
-def run(rounds: int = 200) -> dict[str, float]:
-    return asyncio.run(measure(rounds))
+def run(rounds: int = 200, broker: str = "tansu") -> dict[str, float]:
+    return asyncio.run(measure(rounds, broker))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.access_latency", description=__doc__)
     parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--broker", choices=("tansu", "apache_kafka"), default="tansu")
     args = parser.parse_args()
-    for name, value in run(args.rounds).items():
+    for name, value in run(args.rounds, args.broker).items():
         print(f"{name:42} {value:8.1f}")
 
 

@@ -45,11 +45,10 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
 
-from bench import access_latency, authz, goals
+from bench import access_latency, authz, brokers, goals, idle_cpu
 from bench import notifier as notifier_bench
 from bench import replay as replay_bench
 from bench import tickets as support_center
-from devtools import devbroker
 from shared.domain.events import Actor, NewEvent
 from shared.eventstore import StreamState
 from shared.eventstore.postgres import PostgresEventStore
@@ -564,12 +563,15 @@ def bench_eventsourcing_sqlite(path: Path, work: Workload, meter: Meter) -> floa
 # --------------------------------------------------------------------------- relay slot
 
 
-async def bench_relay(dsn: str, work: Workload, meter: Meter) -> dict[str, float]:
+async def bench_relay(
+    dsn: str, work: Workload, meter: Meter, broker: str = "tansu"
+) -> dict[str, float]:
     """Store to broker: ``relay.kafka_events_per_s``, every message acknowledged.
 
     The events are appended first (not timed); then one relay publishes the
     whole log from a PostgreSQL store to a real Kafka-protocol broker
-    (``KAFKA_BOOTSTRAP_SERVERS`` if set, else a Tansu broker on a free port) and
+    (``KAFKA_BOOTSTRAP_SERVERS`` if set, else a Tansu broker on a free port; with
+    ``broker="apache_kafka"`` a real Apache Kafka: ``relay.apache_kafka.…``) and
     the clock stops when the last page is acknowledged and checkpointed.
     """
     db_url = await create_database(dsn, DB_RELAY)
@@ -584,11 +586,9 @@ async def bench_relay(dsn: str, work: Workload, meter: Meter) -> dict[str, float
             fill = meter.task("relay     store          fill   ", work.events)
             await run_async_writers(work.timed, append, meter, fill)
             with contextlib.ExitStack() as stack:
-                bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or stack.enter_context(
-                    devbroker.running_tansu()
-                )
+                bootstrap, _ = stack.enter_context(brokers.running_broker(broker))
                 relay = Relay(store, read_models, bootstrap, f"bench-{uuid.uuid4().hex[:8]}.events")
-                task = meter.task("relay     postgres→kafka publish", work.events)
+                task = meter.task(f"relay     →{broker[:12]:<12} publish", work.events)
                 start = time.perf_counter()
                 sent = await relay.publish_pending()
                 seconds = time.perf_counter() - start
@@ -601,7 +601,7 @@ async def bench_relay(dsn: str, work: Workload, meter: Meter) -> dict[str, float
             await store.close()
     finally:
         await drop_database(dsn, DB_RELAY)
-    return {"relay.kafka_events_per_s": work.events / seconds}
+    return {brokers.figure_name("relay.kafka_events_per_s", broker): work.events / seconds}
 
 
 # --------------------------------------------------------------------------- output
@@ -654,7 +654,8 @@ async def run(
             es_seconds["sqlite"] = await asyncio.to_thread(
                 bench_eventsourcing_sqlite, Path(tmp) / "eventsourcing.db", work, meter
             )
-        results.update(await bench_relay(dsn, work, meter))
+        for broker in brokers.BROKERS:  # the same log to each broker, in the same run
+            results.update(await bench_relay(dsn, work, meter, broker))
     for system, seconds in es_seconds.items():
         peer = work.events / seconds
         results[f"event_store.{system}.eventsourcing_append_events_per_s"] = peer
@@ -716,7 +717,7 @@ def median_of_rounds(rounds: Sequence[dict[str, float]]) -> dict[str, float]:
     return figures
 
 
-SECTIONS = ("event_store", "authz", "access", "tickets", "notifier", "replay")
+SECTIONS = ("event_store", "authz", "access", "idle_cpu", "tickets", "notifier", "replay")
 
 
 @dataclass(frozen=True)
@@ -726,6 +727,8 @@ class Sizes:
     authz_staff: int = authz.STAFF
     authz_queries: int = authz.QUERIES
     access_rounds: int = 200
+    idle_seconds: float = 30.0
+    idle_settle: float = 10.0
     opens: int = 3_000
     queue_requests: int = 1_000
     queue_tickets: int = support_center.QUEUE_TICKETS
@@ -739,6 +742,8 @@ SMOKE = Sizes(
     authz_staff=500,
     authz_queries=2_000,
     access_rounds=5,
+    idle_seconds=3.0,
+    idle_settle=2.0,
     opens=100,
     queue_requests=50,
     queue_tickets=5_000,
@@ -802,6 +807,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if "access" in only:
         console.rule("access changes between services (identity, departments: real processes)")
         results.update(access_latency.run(rounds=sizes.access_rounds))
+        console.rule("access changes between services on Apache Kafka")
+        results.update(access_latency.run(rounds=sizes.access_rounds, broker="apache_kafka"))
+    if "idle_cpu" in only:
+        console.rule(
+            "idle CPU of the whole stack (five services, SMTP sink, broker) on each broker"
+        )
+        results.update(idle_cpu.run(seconds=sizes.idle_seconds, settle=sizes.idle_settle))
     if "tickets" in only:
         console.rule("support center (identity, departments, clients, tickets: real processes)")
         ticket_figures, meta["tickets"] = support_center.run(

@@ -231,6 +231,10 @@ async def running_stack(
                 "EVENT_STORE_URL": _db_url(database),
                 "READ_MODEL_URL": _db_url(database),
                 "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                # The bench's own broker is Tansu (consumers poll it every 10 ms).
+                "KAFKA_IMPL": os.environ.get("KAFKA_IMPL", "apache")
+                if os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+                else "tansu",
                 "TOPIC_PREFIX": prefix,
                 "JWT_SECRET": secret,
                 "ACCESS_TOKEN_MINUTES": "60",

@@ -32,6 +32,7 @@ def service_env(postgres_url: str, bootstrap: str, prefix: str, port: int) -> di
         "EVENT_STORE_URL": postgres_url,
         "READ_MODEL_URL": postgres_url,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "KAFKA_IMPL": os.environ.get("KAFKA_IMPL", "apache"),  # set by the broker's fixture
         "TOPIC_PREFIX": prefix,
     }
 
