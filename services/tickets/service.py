@@ -12,6 +12,7 @@ from services.tickets.app.handlers import Tickets
 from services.tickets.projections import projections, support
 from services.tickets.projections.reports import TicketReports
 from shared.access import Access
+from shared.attachments import DEFAULT_TYPES, AttachmentPolicy, AttachmentStore, CommandScanner
 from shared.copies import TopicCopy
 from shared.projections import Projection
 from shared.service import ConsumerSpec, ServiceRuntime, ServiceSpec
@@ -26,6 +27,12 @@ class TicketsSettings(BaseSettings):
     support_response_hours: float = 4.0
     # The clients service: %client_person% of response templates is read there.
     clients_url: str = "http://127.0.0.1:8004"
+    # Files of ticket messages: the largest accepted, the types accepted (by name and
+    # first bytes; default ``shared.attachments.DEFAULT_TYPES``), and a virus scanner's
+    # command that reads the file on stdin and exits 0 when clean (none: no scan).
+    ticket_attachment_max_bytes: int = 10 * 1024 * 1024
+    ticket_attachment_types: list[str] = sorted(DEFAULT_TYPES)
+    attachment_scan_command: str = ""
 
 
 def _catalog(runtime: ServiceRuntime) -> SupportCatalog:
@@ -61,6 +68,17 @@ async def start(runtime: ServiceRuntime) -> None:
         staff=staff,
         response_hours=settings.support_response_hours,
         people=ClientsHttp(settings.clients_url),
+        files=AttachmentStore(
+            runtime.db,
+            "ticket_attachments",
+            AttachmentPolicy(
+                max_bytes=settings.ticket_attachment_max_bytes,
+                types=frozenset(settings.ticket_attachment_types),
+                scanner=CommandScanner(settings.attachment_scan_command)
+                if settings.attachment_scan_command
+                else None,
+            ),
+        ),
     )
     await tickets.start()
     runtime.extensions["tickets"] = tickets

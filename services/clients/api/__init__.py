@@ -22,6 +22,7 @@ from services.clients.domain.client import ClientCard, ClientPatch
 from services.clients.domain.events import Attachment, Characteristic, CustomerStatus, Violation
 from services.clients.projections import client_groups, client_messages, clients, projects
 from services.clients.projections.queries import ClientFilter, ClientSort, client_query, ordered
+from shared import attachments
 from shared.access import Principal
 from shared.api import ApiError, CaughtUp, CommandAnswer, client_address, require
 
@@ -445,6 +446,43 @@ async def client_messages_list(
         ]
     response.headers["X-Total-Count"] = str(int(total or 0))
     return found
+
+
+@router.get(
+    "/clients/{client_id}/messages/{message_id}/attachments/{attachment_id}",
+    tags=["messages"],
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def client_message_attachment(
+    client_id: str,
+    message_id: str,
+    attachment_id: str,
+    request: Request,
+    app: ClientsApp,
+    _: CaughtUp,
+    principal: Annotated[Principal, Depends(require())],
+) -> Response:
+    """A file sent with a message, for its recipient (or staff with ``clients.view``), as a
+    download (``Content-Disposition: attachment``, ``nosniff``); 404 for anyone else."""
+    _may_read_client(principal, client_id)
+    async with request.app.state.runtime.db.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(client_messages.c.attachments).where(
+                    client_messages.c.client_id == client_id,
+                    client_messages.c.message_id == message_id,
+                )
+            )
+        ).first()
+    sent = orjson.loads(row.attachments) if row is not None else []
+    if not any(a.get("attachment_id") == attachment_id for a in sent):
+        raise ApiError(404, "not_found", f"attachment {attachment_id} not found")
+    found = await app.attachments.content(attachment_id)
+    if found is None:
+        raise ApiError(404, "not_found", f"attachment {attachment_id} not found")
+    record, data = found
+    return attachments.download(record.filename, record.content_type, data)
 
 
 # ---------------------------------------------------------------- groups and projects
