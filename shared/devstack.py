@@ -136,6 +136,8 @@ class Config:
         )
         if "clients" in self.service_ports:  # the tickets and the notifier read clients there
             env.setdefault("CLIENTS_URL", f"http://{HOST}:{self.service_ports['clients']}")
+        if "tickets" in self.service_ports:  # the notifier reads replies' texts there
+            env.setdefault("TICKETS_URL", f"http://{HOST}:{self.service_ports['tickets']}")
         return env
 
 

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from services.clients.service import ClientsSettings
+from services.notifier.settings import NotifierSettings
 from services.tickets.service import TicketsSettings
 from shared.settings import DEFAULT_PORTS, ServiceSettings
 
@@ -304,6 +305,7 @@ def test_base_configmap(base: list[dict[str, Any]]) -> None:
     settings = {name.upper() for name in ServiceSettings.model_fields}
     settings |= {name.upper() for name in ClientsSettings.model_fields}
     settings |= {name.upper() for name in TicketsSettings.model_fields}
+    settings |= {name.upper() for name in NotifierSettings.model_fields}
     assert set(data) - {"SMTP_HOST", "SMTP_PORT"} <= settings, "only settings the code reads"
 
 

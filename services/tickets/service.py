@@ -6,6 +6,7 @@ import services.tickets as package
 from services.tickets.adapters.clients_http import ClientsHttp
 from services.tickets.api import router
 from services.tickets.api.catalog import router as catalog_router
+from services.tickets.api.internal import router as internal_router
 from services.tickets.api.reports import router as reports_router
 from services.tickets.app.catalog import SupportCatalog
 from services.tickets.app.handlers import Tickets
@@ -97,7 +98,7 @@ SPEC = ServiceSpec(
     name="tickets",
     title="Tickets service",
     description=package.__doc__ or "",
-    routers=[router, catalog_router, reports_router],
+    routers=[router, catalog_router, reports_router, internal_router],
     projections=_projections,
     on_start=start,
     copies=(

@@ -1,4 +1,5 @@
-"""The clients service's internal HTTP API: a client's addresses, for the notifier only.
+"""The clients service's internal HTTP API: a client's addresses, and the messages sent
+to them (text and files), for the notifier only.
 
 Every endpoint needs a service token (``shared.internal``); staff and client
 tokens are refused. E-mails, phones and names are sealed on ``clients.events``,
@@ -7,15 +8,17 @@ so the notifier asks here, when a notice is due, where to send it.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+import orjson
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from services.clients.projections import clients
+from services.clients.projections import client_messages, clients
 from services.clients.projections.companies import company_contacts, company_members
-from shared.api import ApiError
+from shared import attachments
+from shared.api import ApiError, CaughtUp
 from shared.internal import require_service
 
 router = APIRouter(prefix="/internal", tags=["internal"])
@@ -89,3 +92,74 @@ async def client_card(client_id: str, request: Request, _: Service) -> CardOut:
             for c in contacts
         ],
     )
+
+
+class MessageFileOut(BaseModel):
+    attachment_id: str
+    filename: str
+    content_type: str
+    size: int
+
+
+class ClientMessageOut(BaseModel):
+    """A message to one client (macros filled for them) as the mail to them carries it."""
+
+    client_id: str
+    message_id: str
+    subject: str | None
+    text: str | None
+    language: str
+    violation: dict[str, Any] | None
+    attachments: list[MessageFileOut]
+
+
+async def _message(request: Request, client_id: str, message_id: str) -> Any:
+    async with request.app.state.runtime.db.reading() as conn:
+        row = (
+            await conn.execute(
+                select(client_messages).where(
+                    client_messages.c.client_id == client_id,
+                    client_messages.c.message_id == message_id,
+                )
+            )
+        ).first()
+    if row is None:
+        raise ApiError(404, "not_found", f"message {message_id} to {client_id} not found")
+    return row
+
+
+@router.get("/clients/{client_id}/messages/{message_id}")
+async def client_message(
+    client_id: str, message_id: str, request: Request, _: Service, __: CaughtUp
+) -> ClientMessageOut:
+    row = await _message(request, client_id, message_id)
+    return ClientMessageOut(
+        client_id=client_id,
+        message_id=message_id,
+        subject=row.subject,
+        text=row.text,
+        language=row.language,
+        violation=orjson.loads(row.violation) if row.violation else None,
+        attachments=[
+            MessageFileOut(**{k: a[k] for k in MessageFileOut.model_fields})
+            for a in orjson.loads(row.attachments)
+        ],
+    )
+
+
+@router.get(
+    "/clients/{client_id}/messages/{message_id}/attachments/{attachment_id}",
+    response_class=Response,
+)
+async def client_message_file(
+    client_id: str, message_id: str, attachment_id: str, request: Request, _: Service
+) -> Response:
+    row = await _message(request, client_id, message_id)
+    if any(a.get("attachment_id") == attachment_id for a in orjson.loads(row.attachments)):
+        found = await request.app.state.runtime.extensions["clients"].attachments.content(
+            attachment_id
+        )
+        if found is not None:
+            record, data = found
+            return attachments.download(record.filename, record.content_type, data)
+    raise ApiError(404, "not_found", f"attachment {attachment_id} not found")

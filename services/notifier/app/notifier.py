@@ -10,6 +10,7 @@ from datetime import timedelta
 import structlog
 
 from services.notifier.adapters.clients_http import ClientsHttp
+from services.notifier.adapters.conversations_http import Conversations
 from services.notifier.adapters.mail import SmtpMailer
 from services.notifier.adapters.sms import HttpSms
 from services.notifier.app.postman import Postman
@@ -68,13 +69,16 @@ async def start(runtime: ServiceRuntime) -> None:
     quiet_faust()
     keys = KeyRing(runtime.db)
     clients = ClientsHttp(settings.clients_url, secret.get_secret_value())
+    conversations = Conversations(
+        settings.tickets_url, settings.clients_url, secret.get_secret_value()
+    )
     sms = HttpSms(settings)
     views = runtime.runners["notifier"]
     postman = Postman(
         runtime.store,
         runtime.db,
         views,
-        SmtpMailer(settings),
+        SmtpMailer(settings, conversations.file),
         sms,
         settings.retry_policy(),
         concurrency=settings.delivery_concurrency,
@@ -84,6 +88,7 @@ async def start(runtime: ServiceRuntime) -> None:
         runtime.db,
         keys,
         clients,
+        conversations,
         timedelta(minutes=settings.sla_warning_minutes),
         on_queued=postman.wake,
     )
@@ -99,7 +104,7 @@ async def start(runtime: ServiceRuntime) -> None:
     )
     timekeeper = Timekeeper(runtime.store, runtime.db, views)
     notifier = Notifier(runtime, settings, processor, stream, timekeeper, postman)
-    notifier.closers += [clients.close, sms.close]
+    notifier.closers += [clients.close, sms.close, conversations.close]
     runtime.extensions["notifier"] = notifier
     runtime.tasks.append(asyncio.create_task(_close_on_stop(notifier.closers)))
     for name, work in (

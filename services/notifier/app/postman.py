@@ -37,7 +37,17 @@ IDLE_SECONDS = 1.0
 
 
 class Mailer(Protocol):
-    async def send(self, notice_id: str, to: str, subject: str, body: str) -> None: ...
+    async def send(
+        self,
+        notice_id: str,
+        to: str,
+        subject: str,
+        body: str,
+        *,
+        thread_id: str | None = None,
+        reply_to: str | None = None,
+        files: str | None = None,
+    ) -> None: ...
 
 
 class Sms(Protocol):
@@ -114,7 +124,10 @@ class Postman:
             if row.to is None or row.body is None:
                 raise DeliveryError("the recipient's data was erased")
             if row.channel == "email":
-                await self.mailer.send(row.notice_id, row.to, row.subject or "", row.body)
+                await self.mailer.send(
+                    row.notice_id, row.to, row.subject or "", row.body,
+                    thread_id=row.thread_id, reply_to=row.reply_to, files=row.files,
+                )  # fmt: skip
             else:
                 await self.sms.send(row.notice_id, row.to, row.body)
         except DeliveryError as error:
