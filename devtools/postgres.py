@@ -60,7 +60,7 @@ def answers(url: str, timeout: float = 3.0) -> bool:
     async def probe() -> bool:
         try:
             connection = await asyncpg.connect(url, timeout=timeout)
-        except (TimeoutError, OSError, asyncpg.PostgresError, ValueError):
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, ValueError):
             return False
         try:
             await connection.fetchval("SELECT 1")
