@@ -45,6 +45,7 @@ from shared.settings import DEFAULT_PORTS
 SERVICES: tuple[str, ...] = tuple(DEFAULT_PORTS)
 DEFAULT_KAFKA_PORT = 9092
 DEFAULT_SMTP_PORT = 1025
+DEFAULT_INBOUND_SMTP_PORT = 2525  # the tickets service's mail gateway (INBOUND_SMTP_PORT)
 HOST = "127.0.0.1"
 
 SERVICE_GRACE = 10.0  # seconds between SIGTERM and SIGKILL for a service
@@ -138,6 +139,8 @@ class Config:
             env.setdefault("CLIENTS_URL", f"http://{HOST}:{self.service_ports['clients']}")
         if "tickets" in self.service_ports:  # the notifier reads replies' texts there
             env.setdefault("TICKETS_URL", f"http://{HOST}:{self.service_ports['tickets']}")
+        if name == "tickets":  # its mail gateway: mail to departments' inbound addresses
+            env.setdefault("INBOUND_SMTP_PORT", str(DEFAULT_INBOUND_SMTP_PORT))
         return env
 
 

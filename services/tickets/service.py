@@ -1,15 +1,22 @@
 """How the tickets service plugs into the kernel: routers, projections, consumers."""
 
+import asyncio
+import functools
+from typing import Literal
+
+from pydantic import Field
 from pydantic_settings import BaseSettings
 
 import services.tickets as package
 from services.tickets.adapters.clients_http import ClientsHttp
+from services.tickets.adapters.mail_inbound import ClientSenders, InboundServer
 from services.tickets.api import router
 from services.tickets.api.catalog import router as catalog_router
 from services.tickets.api.internal import router as internal_router
 from services.tickets.api.reports import router as reports_router
 from services.tickets.app.catalog import SupportCatalog
 from services.tickets.app.handlers import Tickets
+from services.tickets.app.mail_gateway import MailGateway
 from services.tickets.projections import projections, support
 from services.tickets.projections.reports import TicketReports
 from shared.access import Access
@@ -34,6 +41,16 @@ class TicketsSettings(BaseSettings):
     ticket_attachment_max_bytes: int = 10 * 1024 * 1024
     ticket_attachment_types: list[str] = sorted(DEFAULT_TYPES)
     attachment_scan_command: str = ""
+    # The mail gateway (services.tickets.app.mail_gateway): SMTP, or LMTP behind a mail
+    # server, on INBOUND_SMTP_HOST:INBOUND_SMTP_PORT (0: no gateway; `make run`: 2525).
+    inbound_smtp_host: str = "127.0.0.1"
+    inbound_smtp_port: int = Field(default=0, ge=0, le=65535)
+    inbound_smtp_protocol: Literal["smtp", "lmtp"] = "smtp"
+    inbound_mail_max_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    inbound_mail_max_files: int = Field(default=10, ge=0, le=100)
+    inbound_mail_keep_days: float = Field(default=30.0, gt=0)
+    # Addresses ("spam@example.com") or whole domains ("@example.com") never heard.
+    inbound_blocked_senders: list[str] = []
 
 
 def _catalog(runtime: ServiceRuntime) -> SupportCatalog:
@@ -83,10 +100,40 @@ async def start(runtime: ServiceRuntime) -> None:
     )
     await tickets.start()
     runtime.extensions["tickets"] = tickets
+    secret = runtime.settings.jwt_secret
+    gateway = MailGateway(
+        tickets,
+        runtime.db,
+        ClientSenders(settings.clients_url, secret.get_secret_value() if secret else ""),
+        staff,  # any principal's access: the sender's, once known to be a client
+        max_bytes=settings.inbound_mail_max_bytes,
+        max_files=settings.inbound_mail_max_files,
+        keep_days=settings.inbound_mail_keep_days,
+        blocked=frozenset(s.strip().lower() for s in settings.inbound_blocked_senders),
+    )
+    await gateway.start()
+    runtime.extensions["mail_gateway"] = gateway
+    if settings.inbound_smtp_port:
+        server = InboundServer(
+            gateway,
+            settings.inbound_smtp_host,
+            settings.inbound_smtp_port,
+            settings.inbound_smtp_protocol,
+        )
+        runtime.extensions["mail_server"] = server
+        runtime.supervise("mail-gateway", server.run)
+        runtime.supervise("mail-gateway-prune", functools.partial(_prune_hourly, gateway))
     runtime.add_consumer(ConsumerSpec("departments", ["departments"], tickets.on_departments_event))
     runtime.add_consumer(ConsumerSpec("clients", ["clients"], tickets.on_clients_event))
     runtime.add_consumer(ConsumerSpec("staff-names", ["identity"], tickets.on_identity_event))
     runtime.add_consumer(ConsumerSpec("deadlines", ["notifier"], tickets.on_notifier_event))
+
+
+async def _prune_hourly(gateway: MailGateway) -> None:
+    """Raw mails go after their time (``INBOUND_MAIL_KEEP_DAYS``)."""
+    while True:
+        await gateway.prune()
+        await asyncio.sleep(3600)
 
 
 def _projections() -> list[Projection]:

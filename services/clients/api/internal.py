@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from services.clients.projections import client_messages, clients
 from services.clients.projections.companies import company_contacts, company_members
@@ -163,3 +163,49 @@ async def client_message_file(
             record, data = found
             return attachments.download(record.filename, record.content_type, data)
     raise ApiError(404, "not_found", f"attachment {attachment_id} not found")
+
+
+class SenderOut(BaseModel):
+    """Who wrote from an address: the client with that e-mail, or a company contact's
+    client (the company's first member)."""
+
+    client_id: str
+    contact_id: str | None = None
+
+
+@router.get("/clients/by-email")
+async def client_by_email(
+    request: Request, _: Service, email: Annotated[str, Query(min_length=3, max_length=320)]
+) -> SenderOut:
+    address = email.strip().lower()
+    async with request.app.state.runtime.db.reading() as conn:
+        client_id = (
+            await conn.execute(
+                select(clients.c.client_id)
+                .where(func.lower(clients.c.email) == address, clients.c.erased.is_(False))
+                .order_by(clients.c.client_id)
+                .limit(1)
+            )
+        ).scalar()
+        if client_id is not None:
+            return SenderOut(client_id=client_id)
+        contact = (
+            await conn.execute(
+                select(company_contacts.c.contact_id, company_contacts.c.company_id)
+                .where(func.lower(company_contacts.c.email) == address)
+                .order_by(company_contacts.c.position)
+                .limit(1)
+            )
+        ).first()
+        if contact is not None:
+            member = (
+                await conn.execute(
+                    select(company_members.c.client_id)
+                    .where(company_members.c.company_id == contact.company_id)
+                    .order_by(company_members.c.position)
+                    .limit(1)
+                )
+            ).scalar()
+            if member is not None:
+                return SenderOut(client_id=member, contact_id=contact.contact_id)
+    raise ApiError(404, "not_found", "no client writes from this address")

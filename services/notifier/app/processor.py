@@ -277,6 +277,7 @@ class Processor:
                 extra["message"] = message.get("body") or ""
                 conversation = Conversation(
                     thread_id=f"ticket-{ticket_id}",
+                    reply_to=message.get("reply_to"),
                     files=ticket_files(ticket_id, message.get("attachments", [])),
                 )
         elif event.type == "TicketRatingRequested" and ticket is not None:
@@ -329,7 +330,9 @@ class Processor:
         thread = Conversation(thread_id=f"ticket-{ticket_id}")
         if found is None:
             return {"ticket_ref": ticket_ref(None, ticket_id)}, thread
-        return _ticket_macros(ticket_id, found), thread
+        return _ticket_macros(ticket_id, found), Conversation(
+            thread_id=thread.thread_id, reply_to=found.get("reply_to")
+        )
 
     # ------------------------------------------------------------ appending
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from services.tickets.app.handlers import Tickets
+from services.tickets.projections import support
 from services.tickets.projections.queue import ticket_entries, tickets
 from shared.api import ApiError, CaughtUp
 from shared.attachments import download
@@ -47,6 +48,7 @@ class TicketMessageOut(BaseModel):
     message_id: str
     body: str | None
     attachments: list[FileOut]
+    reply_to: str | None  # the department's inbound address
 
 
 @router.get("/tickets/{ticket_id}/messages/{message_id}")
@@ -67,6 +69,7 @@ async def ticket_message(
                 )
             )
         ).first()
+        reply_to = await support.inbound_address(conn, ticket.department_id if ticket else None)
     if ticket is None or entry is None:
         raise ApiError(404, "not_found", f"message {message_id} of ticket {ticket_id} not found")
     files = orjson.loads(entry.attachments) if entry.attachments else []
@@ -79,6 +82,7 @@ async def ticket_message(
         message_id=message_id,
         body=entry.body,
         attachments=[FileOut(**{k: f[k] for k in FileOut.model_fields}) for f in files],
+        reply_to=reply_to,
     )
 
 
@@ -88,6 +92,7 @@ class TicketOut(BaseModel):
     subject: str | None
     department_id: str | None
     client_id: str
+    reply_to: str | None  # the department's inbound address
 
 
 @router.get("/tickets/{ticket_id}")
@@ -96,6 +101,7 @@ async def ticket_summary(ticket_id: str, request: Request, _: Service, __: Caugh
         ticket = (
             await conn.execute(select(tickets).where(tickets.c.ticket_id == ticket_id))
         ).first()
+        reply_to = await support.inbound_address(conn, ticket.department_id if ticket else None)
     if ticket is None:
         raise ApiError(404, "not_found", f"ticket {ticket_id} not found")
     return TicketOut(
@@ -104,6 +110,7 @@ async def ticket_summary(ticket_id: str, request: Request, _: Service, __: Caugh
         subject=ticket.subject,
         department_id=ticket.department_id,
         client_id=ticket.client_id,
+        reply_to=reply_to,
     )
 
 

@@ -87,6 +87,7 @@ class OpenDraft:
     category_id: str | None = None
     client_id: str | None = None  # staff opening on behalf of a client
     attachment_ids: tuple[str, ...] = ()
+    ticket_id: str | None = None  # derived from what asked for it (a mail): a retry finds it
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ class Tickets:
                 raise DomainError("category_id", "the category is not for the client's project")
             paid = paid or category.paid
         files = await self._named_files(principal, draft.attachment_ids)
-        ticket_id = str(uuid.uuid4())
+        ticket_id = draft.ticket_id or str(uuid.uuid4())
         draft_events = Ticket.open(  # input checked before a number is taken
             ticket_id,
             client_id=client_id,
@@ -228,19 +229,25 @@ class Tickets:
         internal: bool,
         seen: int | None,
         attachment_ids: tuple[str, ...] = (),
+        *,
+        message_id: str | None = None,
     ) -> MessageAnswer:
+        """``message_id``: derived from what asked for the message (a mail), so a retry
+        that finds it posted writes nothing."""
         if principal.kind == "staff":
             right = "tickets.internal_note" if internal else "tickets.reply"
             if not principal.access.has(right):
                 raise NotAllowed(f"the right {right!r} is required")
         elif internal:
             raise NotAllowed("clients cannot write internal notes", field="internal")
-        message_id = str(uuid.uuid4())
+        message_id = message_id or str(uuid.uuid4())
         settings = await self.catalog.settings() if principal.kind == "staff" else None
         files = await self._named_files(principal, attachment_ids)
 
         async def decide(ticket: Ticket) -> list[DomainEvent]:
             now = self.clock()
+            if message_id in ticket.messages:
+                return []  # posted by an earlier attempt
             if principal.kind == "client":
                 self._must_own(principal, ticket, "reply")
                 due = await self._due(ticket.department_id, now)
