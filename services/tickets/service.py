@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings
 
 import services.tickets as package
 from services.tickets.adapters.clients_http import ClientsHttp
+from services.tickets.adapters.mail_imap import ImapFetcher, ImapMailbox
 from services.tickets.adapters.mail_inbound import ClientSenders, InboundServer
 from services.tickets.api import router
 from services.tickets.api.catalog import router as catalog_router
@@ -51,6 +52,10 @@ class TicketsSettings(BaseSettings):
     inbound_mail_keep_days: float = Field(default=30.0, gt=0)
     # Addresses ("spam@example.com") or whole domains ("@example.com") never heard.
     inbound_blocked_senders: list[str] = []
+    # IMAP mailboxes polled for mail (JSON: [{"host", "port", "ssl", "user", "password",
+    # "folder", "address"}]), every so many seconds.
+    inbound_imap_mailboxes: list[ImapMailbox] = []
+    inbound_imap_poll_seconds: float = Field(default=30.0, gt=0)
 
 
 def _catalog(runtime: ServiceRuntime) -> SupportCatalog:
@@ -122,6 +127,10 @@ async def start(runtime: ServiceRuntime) -> None:
         )
         runtime.extensions["mail_server"] = server
         runtime.supervise("mail-gateway", server.run)
+    for i, mailbox in enumerate(settings.inbound_imap_mailboxes):
+        fetcher = ImapFetcher(gateway, mailbox, settings.inbound_imap_poll_seconds)
+        runtime.supervise(f"mail-imap-{i}", fetcher.run)
+    if settings.inbound_smtp_port or settings.inbound_imap_mailboxes:
         runtime.supervise("mail-gateway-prune", functools.partial(_prune_hourly, gateway))
     runtime.add_consumer(ConsumerSpec("departments", ["departments"], tickets.on_departments_event))
     runtime.add_consumer(ConsumerSpec("clients", ["clients"], tickets.on_clients_event))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import imaplib
 import uuid
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
@@ -16,8 +17,10 @@ from typing import Any
 import aiosmtplib
 import pytest
 from prometheus_client import REGISTRY
+from pydantic import SecretStr
 from sqlalchemy import func, select
 
+from services.tickets.adapters.mail_imap import ImapFetcher, ImapMailbox
 from services.tickets.adapters.mail_inbound import InboundServer
 from services.tickets.app.mail_gateway import MailGateway, inbound_mails
 from services.tickets.projections import support
@@ -32,6 +35,7 @@ from tests.integration.test_tickets import (
     unique,
     until,
 )
+from tests.support.dovecot import dovecot
 
 __all__ = ["stack"]
 
@@ -296,3 +300,47 @@ async def _files(stack: Stack) -> int:
     async with stack.db.engine.connect() as conn:
         found = await conn.execute(select(func.count()).select_from(stack.app.files.table))
         return int(found.scalar() or 0)
+
+
+async def test_mail_fetched_from_an_imap_mailbox_becomes_a_ticket_once(stack: Stack) -> None:
+    main = await project(stack)
+    desk, address = await desk_with_address(stack, main)
+    client_id, _ = await client(stack, "imap", main)
+    email = await email_of(stack, client_id)
+    gateway: MailGateway = stack.tickets_app.state.runtime.extensions["mail_gateway"]
+    with dovecot(user_name=address) as imap:
+        mailbox = ImapMailbox(
+            host=imap.host, port=imap.port, ssl=False, user=imap.user,
+            password=SecretStr(imap.password), address=address,
+        )  # fmt: skip
+        fetcher = ImapFetcher(gateway, mailbox, poll_seconds=60)
+        request = mail(email, address, "Backup failed", "Last night's backup failed")
+        unknown = mail("stranger@unknown.example.com", address, "Hello", "anyone?")
+
+        def deliver(*messages: EmailMessage) -> None:
+            connection = imaplib.IMAP4(imap.host, imap.port)
+            connection.login(imap.user, imap.password)
+            for message in messages:
+                connection.append("INBOX", None, None, message.as_bytes())
+            connection.logout()
+
+        def left() -> int:
+            connection = imaplib.IMAP4(imap.host, imap.port)
+            connection.login(imap.user, imap.password)
+            connection.select("INBOX")
+            _, found = connection.uid("search", None, "ALL")  # type: ignore[arg-type]
+            connection.logout()
+            return len(found[0].split()) if found and found[0] else 0
+
+        await asyncio.to_thread(deliver, request, unknown)
+        assert await fetcher.fetch_once() == 2  # both answered for good: taken from the box
+        assert await asyncio.to_thread(left) == 0
+        [row] = await until(stack, lambda conn: tickets_of(stack, client_id), lambda r: len(r) == 1)
+        assert (row.department_id, row.subject) == (desk, "Backup failed")
+        assert (await recorded(stack, str(unknown["Message-ID"]))).status == "rejected"
+
+        # The provider's server hands the same mail over again: still one ticket.
+        await asyncio.to_thread(deliver, request)
+        assert await fetcher.fetch_once() == 1
+        version = await stack.app.store.stream_version(f"ticket-{row.ticket_id}")
+        assert version == 1 and len(await tickets_of(stack, client_id)) == 1
