@@ -14,6 +14,7 @@ from services.tickets.adapters.mail_inbound import ClientSenders, InboundServer
 from services.tickets.api import router
 from services.tickets.api.catalog import router as catalog_router
 from services.tickets.api.internal import router as internal_router
+from services.tickets.api.rating_page import router as rating_router
 from services.tickets.api.reports import router as reports_router
 from services.tickets.app.catalog import SupportCatalog
 from services.tickets.app.handlers import Tickets
@@ -154,7 +155,7 @@ SPEC = ServiceSpec(
     name="tickets",
     title="Tickets service",
     description=package.__doc__ or "",
-    routers=[router, catalog_router, reports_router, internal_router],
+    routers=[router, catalog_router, reports_router, internal_router, rating_router],
     projections=_projections,
     on_start=start,
     copies=(

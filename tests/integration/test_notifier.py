@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
@@ -134,6 +136,7 @@ async def stack(
                     ):
                         running: list[contextlib.AbstractAsyncContextManager[str]] = []
                         env.setenv("TICKETS_URL", tickets_base)  # replies' texts and files
+                        env.setenv("TICKETS_PUBLIC_URL", tickets_base)  # rating links
 
                         async def start() -> None:
                             apps["notifier"] = create_app(
@@ -565,6 +568,31 @@ async def test_mails_carry_the_conversation_threaded_per_ticket(stack: Stack) ->
     assert message.message["References"] != reply.message["References"]
 
 
+async def _the_rating_link_rates_once(
+    stack: Stack, mail: Any, ticket_id: str, message_id: str
+) -> None:
+    """The mailed link rates the reply without logging in, once; it is in no event."""
+    [link] = re.findall(r"http://\S+/rate/(\S+)", mail.body)
+    assert str(stack.tickets.base_url).rstrip("/") in mail.body
+    page = await stack.tickets.get(f"/rate/{link}")
+    assert page.status_code == 200 and "How did we do?" in page.text
+    assert page.headers["x-content-type-options"] == "nosniff"
+    rated = await stack.tickets.post(f"/rate/{link}", data={"score": "4"})
+    assert rated.status_code == 200 and "Thank you" in rated.text
+    again = await stack.tickets.post(f"/rate/{link}", data={"score": "1"})
+    assert again.status_code == 409 and "used already" in again.text
+    forged = await stack.tickets.post(f"/rate/{link[:-3]}abc", data={"score": "1"})
+    assert forged.status_code == 404
+    bad = await stack.tickets.post(f"/rate/{link}", data={"score": "9"})
+    assert bad.status_code == 422
+    store = stack.apps["tickets"].state.runtime.store
+    ratings = [e for e in await store.read_stream(f"ticket-{ticket_id}") if e.type == "TicketRated"]
+    assert [(e.data["score"], e.data["message_id"]) for e in ratings] == [(4, message_id)]
+    for app in stack.apps.values():  # the link is a secret: in no store, no event
+        for event in await app.state.runtime.store.read_all(0, 100_000):
+            assert link not in orjson.dumps(event.data).decode()
+
+
 # ---------------------------------------------------------------- retries
 
 
@@ -729,6 +757,7 @@ async def test_ticket_deadlines_become_timers_warnings_and_rating_requests(stack
         what="rating request mail",
     )
     assert len(rating) == 1
+    await _the_rating_link_rates_once(stack, rating[0], ticket_id, replied.json()["message_id"])
     # The client answers: the auto-close deadline no longer holds.
     answered = await stack.tickets.post(
         f"/tickets/{ticket_id}/messages", json={"body": "thanks"}, headers=customer.headers

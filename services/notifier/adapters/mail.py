@@ -22,6 +22,7 @@ import orjson
 
 from services.notifier.adapters.conversations_http import ConversationUnavailable
 from services.notifier.settings import NotifierSettings
+from shared import rating_links
 from shared.events import utcnow
 
 
@@ -52,10 +53,23 @@ def as_html(text: str) -> str:
 
 
 class SmtpMailer:
-    def __init__(self, settings: NotifierSettings, fetch: FetchFile = _no_files) -> None:
+    def __init__(
+        self, settings: NotifierSettings, fetch: FetchFile = _no_files, secret: str = ""
+    ) -> None:
         self.settings = settings
         self.fetch = fetch
         self.domain = mail_domain(settings.smtp_from)
+        self._secret = secret
+
+    def _rating_link(self, notice_id: str, rating_of: str, client_id: str) -> str:
+        """The signed link of a rating request, made now and kept nowhere; its id is the
+        notice's, so a mail sent again carries a link that is used up with the first."""
+        ticket_id, _, message_id = rating_of.partition("/")
+        token = rating_links.issue(
+            self._secret,
+            rating_links.RatingLink(notice_id, client_id, ticket_id, message_id or None),
+        )
+        return f"{self.settings.tickets_public_url.rstrip('/')}/rate/{token}"
 
     def __repr__(self) -> str:  # never the password
         s = self.settings
@@ -71,8 +85,14 @@ class SmtpMailer:
         thread_id: str | None = None,
         reply_to: str | None = None,
         files: str | None = None,
+        rating_of: str | None = None,
+        client_id: str | None = None,
     ) -> None:
         s = self.settings
+        if rating_of and client_id and rating_links.PLACEHOLDER in body:
+            body = body.replace(
+                rating_links.PLACEHOLDER, self._rating_link(notice_id, rating_of, client_id)
+            )
         message = EmailMessage()
         message["From"] = s.smtp_from
         message["To"] = to

@@ -78,7 +78,7 @@ async def start(runtime: ServiceRuntime) -> None:
         runtime.store,
         runtime.db,
         views,
-        SmtpMailer(settings, conversations.file),
+        SmtpMailer(settings, conversations.file, secret.get_secret_value()),
         sms,
         settings.retry_policy(),
         concurrency=settings.delivery_concurrency,

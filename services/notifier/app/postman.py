@@ -47,6 +47,8 @@ class Mailer(Protocol):
         thread_id: str | None = None,
         reply_to: str | None = None,
         files: str | None = None,
+        rating_of: str | None = None,
+        client_id: str | None = None,
     ) -> None: ...
 
 
@@ -127,6 +129,7 @@ class Postman:
                 await self.mailer.send(
                     row.notice_id, row.to, row.subject or "", row.body,
                     thread_id=row.thread_id, reply_to=row.reply_to, files=row.files,
+                    rating_of=row.rating_of, client_id=row.subject_id,
                 )  # fmt: skip
             else:
                 await self.sms.send(row.notice_id, row.to, row.body)

@@ -19,6 +19,7 @@ new.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -283,6 +284,11 @@ class Processor:
         elif event.type == "TicketRatingRequested" and ticket is not None:
             client_id, kind = ticket.client_id, "rating_request"
             extra, conversation = await self._ticket_conversation(ticket.ticket_id, event)
+            rated = d.get("message_id")
+            conversation = dataclasses.replace(
+                conversation,
+                rating_of=f"{ticket.ticket_id}/{rated}" if rated else ticket.ticket_id,
+            )
         elif (
             event.type == "TicketTransferred"
             and d.get("notice_visible_to_client")

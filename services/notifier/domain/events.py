@@ -152,6 +152,9 @@ class NoticeQueued(_NoticeEvent):
     thread_id: str | None = None
     reply_to: str | None = None
     files: str | None = None
+    # A rating request: what its link rates ("<ticket_id>[/<message_id>]"); the signed link
+    # itself is made when the mail is sent, never kept (shared.rating_links).
+    rating_of: str | None = None
 
 
 @registry.register

@@ -101,6 +101,7 @@ class Conversation:
     thread_id: str | None = None
     reply_to: str | None = None
     files: tuple[dict[str, str], ...] = ()
+    rating_of: str | None = None  # "<ticket_id>" or "<ticket_id>/<message_id>": a rating link
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ class Notice:
             event_id=event_id,
             event_type_name=event_type,
             thread_id=self.conversation.thread_id,
+            rating_of=self.conversation.rating_of,
             reply_to=self.conversation.reply_to,
             files=orjson.dumps(list(self.conversation.files)).decode()
             if self.conversation.files and r.channel == "email"
@@ -293,12 +295,13 @@ TEMPLATES: dict[NoticeKind, dict[Language, Template]] = {
     "rating_request": {
         "en": Template(
             "Re: [%ticket_ref%] %ticket_subject%",
-            "Dear %client_person%,\n\nPlease rate our answer to your ticket %ticket_ref%.\n",
+            "Dear %client_person%,\n\nPlease rate our answer to your ticket %ticket_ref%:\n"
+            "%rating_link%\n\nThe link works once, without signing in.\n",
         ),
         "ru": Template(
             "Re: [%ticket_ref%] %ticket_subject%",
             "Уважаемый(ая) %client_person%!\n\nПожалуйста, оцените наш ответ на запрос "
-            "%ticket_ref%.\n",
+            "%ticket_ref%:\n%rating_link%\n\nСсылка действует один раз, без входа.\n",
         ),
     },
     "transfer_notice": {

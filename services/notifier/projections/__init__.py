@@ -63,6 +63,7 @@ deliveries = Table(
     Column("thread_id", String(100), nullable=True),
     Column("reply_to", String(320), nullable=True),
     Column("files", Text, nullable=True),
+    Column("rating_of", String(140), nullable=True),
 )
 
 timers = Table(
@@ -138,6 +139,7 @@ class NotifierViews(Projection):
                     thread_id=payload.thread_id,
                     reply_to=payload.reply_to,
                     files=payload.files,
+                    rating_of=payload.rating_of,
                 )
             )
         elif isinstance(payload, DeliveryAttemptFailed):

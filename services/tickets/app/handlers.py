@@ -53,6 +53,7 @@ from shared.business_hours import expected_response_at
 from shared.domain import Conflict, DomainError, NotFound
 from shared.events import Actor, DomainEvent, RecordedEvent
 from shared.eventstore import ConcurrencyError, EventStore, StreamState
+from shared.rating_links import RatingLink
 from shared.readmodel import ReadModelDB
 from shared.shredding import KeyRing, Sealer, SubjectErased
 
@@ -364,6 +365,26 @@ class Tickets:
             return ticket.rate(score, message_id, comment)
 
         return await self._command(principal, ticket_id, None, decide)
+
+    async def rate_by_link(self, link: RatingLink, score: int) -> CommandAnswer:
+        """A rating through a mailed link: no login, the link names client, ticket and reply,
+        and rates once (409 ``link_used``)."""
+        actor = Actor(id=link.client_id, kind="client")
+        for _attempt in range(ATTEMPTS):
+            ticket = await self.load(link.ticket_id)
+            if not ticket.exists or ticket.client_id != link.client_id:
+                raise NotFound(f"ticket {link.ticket_id}")
+            events = ticket.rate(score, link.message_id, "", link.link_id)
+            try:
+                result = await append(
+                    self.store, registry, stream_name(link.ticket_id), events, ticket.version,
+                    actor=actor, sealer=self.sealer,
+                )  # fmt: skip
+            except ConcurrencyError:
+                continue
+            assert result is not None
+            return CommandAnswer.of(link.ticket_id, result)
+        raise Conflict("version_conflict", f"ticket {link.ticket_id} kept changing; try again")
 
     async def autofill(
         self, principal: Principal, ticket_id: str, template_id: str, authorization: str | None

@@ -166,6 +166,7 @@ class TicketRated(_ClientText):
     score: int
     message_id: str | None = None
     comment: str | None = ""
+    link_id: str | None = None  # rated through a mailed link (``shared.rating_links``): used up
 
 
 @registry.register

@@ -173,6 +173,7 @@ class Ticket(Aggregate):
     messages: dict[str, PostedMessage] = field(default_factory=dict)
     rated: set[str | None] = field(default_factory=set)
     rating_requested: set[str | None] = field(default_factory=set)
+    used_links: set[str] = field(default_factory=set)
     history: list[Change] = field(default_factory=list)
 
     handles = TICKET_EVENTS
@@ -382,8 +383,17 @@ class Ticket(Aggregate):
             return []
         return [TicketReopened(ticket_id=self.id, reason=reason, due_at=due_at)]
 
-    def rate(self, score: int, message_id: str | None, comment: str = "") -> list[DomainEvent]:
+    def rate(
+        self,
+        score: int,
+        message_id: str | None,
+        comment: str = "",
+        link_id: str | None = None,
+    ) -> list[DomainEvent]:
+        """``link_id``: rated through a mailed link, which rates once."""
         self._must_exist()
+        if link_id is not None and link_id in self.used_links:
+            raise Conflict("link_used", "this rating link was used already")
         if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
             raise DomainError("score", "a whole number from 1 to 5")
         if message_id is not None:
@@ -399,6 +409,7 @@ class Ticket(Aggregate):
                 score=score,
                 message_id=message_id,
                 comment=comment,
+                link_id=link_id,
             )
         ]
 
@@ -513,6 +524,8 @@ class Ticket(Aggregate):
             details = {"reason": event.reason}
         elif isinstance(event, TicketRated):
             self.rated.add(event.message_id)
+            if event.link_id is not None:
+                self.used_links.add(event.link_id)
             details = {"score": event.score, "message_id": event.message_id}
         elif isinstance(event, TicketRatingRequested):
             self.rating_requested.add(event.message_id)
