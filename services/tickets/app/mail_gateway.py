@@ -90,6 +90,10 @@ class Outcome:
     temporary: bool = False  # worth another try (the SMTP answer is 451)
 
 
+class Unknown(Exception):
+    """Something the mail needs is not known here yet: try again later (451)."""
+
+
 class Refused(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -126,6 +130,9 @@ class MailGateway:
             outcome = await self._route(mail)
         except Refused as refused:
             outcome = self._rejected(refused.reason, refused.message)
+        except Unknown as unknown:
+            log.info("mail.deferred", message_id=mail.message_id, why=str(unknown))
+            return Outcome("failed", "not_known_yet", temporary=True)
         except Exception:
             # Not recorded as handled: the sender's server tries again (451), and the
             # retry goes on where this one stopped (the ids derive from the mail).
@@ -155,8 +162,13 @@ class MailGateway:
         client_id = await self.senders.client_of(mail.sender)
         if client_id is None:
             raise Refused("unknown_sender", "no client writes from this address")
+        async with self.db.reading() as conn:
+            known = await support.client(conn, client_id)
         access = self.access(client_id)
-        if access is None or access.disabled or access.kind != "client":
+        if known is None or access is None:
+            # Registered a moment ago: this service learns of it from the topics soon.
+            raise Unknown(f"client {client_id} is not known here yet")
+        if access.disabled or access.kind != "client" or known.erased:
             raise Refused("unknown_sender", "this client may not write to support")
         principal = Principal(client_id, "client", "mail", None, access)
         ticket_id = await self._named_ticket(mail, principal)
