@@ -621,7 +621,8 @@ async def seed_queue(world: World, url: str, count: int) -> dict[str, float]:
         steps[name] = round(time.perf_counter() - started, 1)
         started = time.perf_counter()
 
-    columns = ", ".join(c.name for c in tickets_table.columns)
+    # Generated tickets have no short number (a column of its own, NULL here).
+    columns = ", ".join(c.name for c in tickets_table.columns if c.name != "number")
     dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
     create_indexes = [str(CreateIndex(i).compile(dialect=dialect)) for i in tickets_table.indexes]
     conn = await asyncpg.connect(url)

@@ -50,6 +50,7 @@ PORTS = {**catalogue.default_ports(), "console": 8000}
 SERVICES: tuple[str, ...] = tuple(PORTS)
 DEFAULT_KAFKA_PORT = 9092
 DEFAULT_SMTP_PORT = 1025
+DEFAULT_INBOUND_SMTP_PORT = 2525  # the tickets service's mail gateway (INBOUND_SMTP_PORT)
 HOST = "127.0.0.1"
 
 SERVICE_GRACE = 10.0  # seconds between SIGTERM and SIGKILL for a service
@@ -145,6 +146,10 @@ class Config:
             for other, port in self.service_ports.items():
                 env.setdefault(f"{other.upper()}_URL", f"http://{HOST}:{port}")
             env["CONSOLE_PORT"] = str(self.service_ports[name])
+        if "tickets" in self.service_ports:  # the notifier reads replies' texts there
+            env.setdefault("TICKETS_URL", f"http://{HOST}:{self.service_ports['tickets']}")
+        if name == "tickets":  # its mail gateway: mail to departments' inbound addresses
+            env.setdefault("INBOUND_SMTP_PORT", str(DEFAULT_INBOUND_SMTP_PORT))
         return env
 
 

@@ -23,6 +23,7 @@ import pytest
 from devtools import apache_kafka
 from services.clients.settings import ClientsSettings
 from services.console.settings import ConsoleSettings
+from services.notifier.settings import NotifierSettings
 from services.tickets.settings import TicketsSettings
 from shared import catalogue
 from shared.runtime.settings import ServiceSettings
@@ -350,6 +351,7 @@ def test_base_configmap(base: list[dict[str, Any]]) -> None:
     settings |= {name.upper() for name in ClientsSettings.model_fields}
     settings |= {name.upper() for name in TicketsSettings.model_fields}
     settings |= {name.upper() for name in ConsoleSettings.model_fields}
+    settings |= {name.upper() for name in NotifierSettings.model_fields}
     assert set(data) - {"SMTP_HOST", "SMTP_PORT"} <= settings, "only settings the code reads"
 
 

@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import services.notifier as package
 from services.notifier.adapters.clients_http import ClientsHttp
+from services.notifier.adapters.conversations_http import Conversations
 from services.notifier.adapters.mail import SmtpMailer
 from services.notifier.adapters.sms import HttpSms
 from services.notifier.api import router
@@ -38,13 +39,16 @@ async def compose(runtime: ServiceRuntime) -> Notifier:
     quiet_faust()
     keys = KeyRing(runtime.db)
     clients = ClientsHttp(settings.clients_url, secret.get_secret_value())
+    conversations = Conversations(
+        settings.tickets_url, settings.clients_url, secret.get_secret_value()
+    )
     sms = HttpSms(settings)
     views = runtime.runners["notifier"]
     postman = Postman(
         runtime.store,
         runtime.db,
         views,
-        SmtpMailer(settings),
+        SmtpMailer(settings, conversations.file, secret.get_secret_value()),
         sms,
         settings.retry_policy(),
         concurrency=settings.delivery_concurrency,
@@ -54,6 +58,7 @@ async def compose(runtime: ServiceRuntime) -> Notifier:
         runtime.db,
         keys,
         clients,
+        conversations,
         timedelta(minutes=settings.sla_warning_minutes),
         on_queued=postman.wake,
     )
@@ -69,7 +74,7 @@ async def compose(runtime: ServiceRuntime) -> Notifier:
     )
     timekeeper = Timekeeper(runtime.store, runtime.db, views)
     notifier = Notifier(runtime, settings, processor, stream, timekeeper, postman)
-    notifier.closers += [clients.close, sms.close]
+    notifier.closers += [clients.close, sms.close, conversations.close]
     runtime.tasks.append(asyncio.create_task(_close_on_stop(notifier.closers)))
     for name, work in (
         ("notifier:stream", stream.run),

@@ -39,6 +39,11 @@ class NotifierSettings(BaseSettings):
     sla_warning_minutes: float = Field(default=30.0, ge=0)
     # The clients service: a client's e-mail, phone and contacts (sealed on its topic).
     clients_url: str = "http://127.0.0.1:8004"
+    # The tickets service: a reply's text and files, a ticket's number and subject
+    # (sealed on its topic), for the mails that carry the conversation.
+    tickets_url: str = "http://127.0.0.1:8003"
+    # Where clients reach the tickets service: the base of the rating links in mails.
+    tickets_public_url: str = "http://127.0.0.1:8003"
     # The stream processor (faust): how quickly a (re)started worker joins its group.
     stream_session_timeout_seconds: float = Field(default=6.0, gt=0)
     stream_heartbeat_seconds: float = Field(default=0.5, gt=0)

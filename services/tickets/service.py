@@ -1,15 +1,23 @@
 """How the tickets service plugs into the kernel: routers, projections, consumers."""
 
+import asyncio
+import functools
+
 import services.tickets as package
 from services.tickets.adapters.clients_http import ClientsHttp
+from services.tickets.adapters.mail_imap import ImapFetcher
+from services.tickets.adapters.mail_inbound import ClientSenders, InboundServer
 from services.tickets.api import router
 from services.tickets.api.catalog import router as catalog_router
+from services.tickets.api.internal import router as internal_router
 from services.tickets.api.live import router as live_router
+from services.tickets.api.rating_page import router as rating_router
 from services.tickets.api.reports import router as reports_router
 from services.tickets.api.search import router as search_router
 from services.tickets.app.application import TicketsApplication
 from services.tickets.app.catalog import SupportCatalog
 from services.tickets.app.handlers import Tickets
+from services.tickets.app.mail_gateway import MailGateway
 from services.tickets.copies import support
 from services.tickets.domain import events
 from services.tickets.projections import projections
@@ -19,6 +27,7 @@ from shared.access.control import Access
 from shared.messaging.copies import TopicCopy
 from shared.privacy.shredding import KeyRing
 from shared.projections.runner import Projection
+from shared.readmodel.attachments import AttachmentPolicy, AttachmentStore, CommandScanner
 from shared.runtime.service import ConsumerSpec, ServiceRuntime, ServiceSpec
 
 
@@ -54,13 +63,56 @@ async def compose(runtime: ServiceRuntime) -> TicketsApplication:
         staff=staff,
         response_hours=settings.support_response_hours,
         people=ClientsHttp(settings.clients_url),
+        files=AttachmentStore(
+            runtime.db,
+            "ticket_attachments",
+            AttachmentPolicy(
+                max_bytes=settings.ticket_attachment_max_bytes,
+                types=frozenset(settings.ticket_attachment_types),
+                scanner=CommandScanner(settings.attachment_scan_command)
+                if settings.attachment_scan_command
+                else None,
+            ),
+        ),
     )
     await tickets.start()
+    secret = runtime.settings.jwt_secret
+    gateway = MailGateway(
+        tickets,
+        runtime.db,
+        ClientSenders(settings.clients_url, secret.get_secret_value() if secret else ""),
+        staff,  # any principal's access: the sender's, once known to be a client
+        max_bytes=settings.inbound_mail_max_bytes,
+        max_files=settings.inbound_mail_max_files,
+        keep_days=settings.inbound_mail_keep_days,
+        blocked=frozenset(s.strip().lower() for s in settings.inbound_blocked_senders),
+    )
+    await gateway.start()
+    if settings.inbound_smtp_port:
+        server = InboundServer(
+            gateway,
+            settings.inbound_smtp_host,
+            settings.inbound_smtp_port,
+            settings.inbound_smtp_protocol,
+        )
+        runtime.supervise("mail-gateway", server.run)
+    for i, mailbox in enumerate(settings.inbound_imap_mailboxes):
+        fetcher = ImapFetcher(gateway, mailbox, settings.inbound_imap_poll_seconds)
+        runtime.supervise(f"mail-imap-{i}", fetcher.run)
+    if settings.inbound_smtp_port or settings.inbound_imap_mailboxes:
+        runtime.supervise("mail-gateway-prune", functools.partial(_prune_hourly, gateway))
     runtime.add_consumer(ConsumerSpec("departments", ["departments"], tickets.on_departments_event))
     runtime.add_consumer(ConsumerSpec("clients", ["clients"], tickets.on_clients_event))
     runtime.add_consumer(ConsumerSpec("staff-names", ["identity"], tickets.on_identity_event))
     runtime.add_consumer(ConsumerSpec("deadlines", ["notifier"], tickets.on_notifier_event))
-    return TicketsApplication(tickets=tickets, support_catalog=catalog)
+    return TicketsApplication(tickets=tickets, support_catalog=catalog, mail_gateway=gateway)
+
+
+async def _prune_hourly(gateway: MailGateway) -> None:
+    """Raw mails go after their time (``INBOUND_MAIL_KEEP_DAYS``)."""
+    while True:
+        await gateway.prune()
+        await asyncio.sleep(3600)
 
 
 def _projections() -> list[Projection]:
@@ -75,7 +127,15 @@ SPEC = ServiceSpec(
     title="Tickets service",
     description=package.__doc__ or "",
     # live and search first: /tickets/live and /tickets/search before /tickets/{ticket_id}
-    routers=[live_router, search_router, router, catalog_router, reports_router],
+    routers=[
+        live_router,
+        search_router,
+        router,
+        catalog_router,
+        reports_router,
+        internal_router,
+        rating_router,
+    ],
     projections=_projections,
     compose=compose,
     copies=(

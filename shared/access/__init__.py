@@ -1,7 +1,8 @@
 """Access control in every service without calling identity per request (DESIGN §6).
 
 * ``control`` – the published access facts, tokens, the local access copy, the authorizer;
-* ``feed`` – every replica follows all of ``identity.events`` for its access copy.
+* ``feed`` – every replica follows all of ``identity.events`` for its access copy;
+* ``rating_links`` – signed single-use links that rate a ticket without logging in.
 """
 
 from shared.access.control import (
@@ -33,9 +34,20 @@ from shared.access.feed import (
     feed_metadata,
     offsets,
 )
+from shared.access.rating_links import (
+    AUDIENCE,
+    LIFETIME,
+    PLACEHOLDER,
+    RatingLink,
+    issue,
+    verify,
+)
 
 __all__ = [
     "ALGORITHM",
+    "AUDIENCE",
+    "LIFETIME",
+    "PLACEHOLDER",
     "Access",
     "AccessCopy",
     "AccessFeed",
@@ -48,6 +60,7 @@ __all__ = [
     "Network",
     "Principal",
     "PrincipalKind",
+    "RatingLink",
     "SessionEndReason",
     "SessionEnded",
     "StaffAccessChanged",
@@ -56,8 +69,10 @@ __all__ = [
     "access_metadata",
     "ended_sessions",
     "feed_metadata",
+    "issue",
     "issue_token",
     "offsets",
     "principals",
+    "verify",
     "verify_token",
 ]

@@ -3,7 +3,8 @@
 * ``events`` – the envelope, one pydantic model per event type, the registry, upcasting;
 * ``aggregate`` – aggregates rebuilt from events, typed domain errors;
 * ``rights`` – the rights catalogue (sections and functions) as data;
-* ``business_hours`` – weekly opening ranges, holidays, business-time arithmetic.
+* ``business_hours`` – weekly opening ranges, holidays, business-time arithmetic;
+* ``attachments`` – files as events name them: the record, allowed types, names.
 
 Pure: no I/O, time is an argument. Imports only ``shared.observability``.
 """
@@ -15,6 +16,16 @@ from shared.domain.aggregate import (
     NotFound,
     PaymentRequired,
     Unavailable,
+)
+from shared.domain.attachments import (
+    DEFAULT_TYPES,
+    MAX_FILENAME,
+    SIGNATURES,
+    AttachmentRecord,
+    clean_filename,
+    content_type_of,
+    names_of,
+    names_text,
 )
 from shared.domain.business_hours import (
     DAYS,
@@ -74,15 +85,19 @@ __all__ = [
     "ALL_RIGHTS",
     "CATALOGUE",
     "DAYS",
+    "DEFAULT_TYPES",
     "FUNCTIONS",
+    "MAX_FILENAME",
     "MAX_HOLIDAYS",
     "MAX_RESPONSE_HOURS",
     "MINUTES_PER_DAY",
     "ROUND_THE_CLOCK",
     "SECTIONS",
+    "SIGNATURES",
     "SYSTEM",
     "Actor",
     "Aggregate",
+    "AttachmentRecord",
     "BusinessHours",
     "Conflict",
     "Day",
@@ -115,12 +130,16 @@ __all__ = [
     "check_holidays",
     "check_timezone",
     "check_weekly",
+    "clean_filename",
+    "content_type_of",
     "expand",
     "expected_response_at",
     "is_function",
     "is_known",
     "is_open",
     "is_section",
+    "names_of",
+    "names_text",
     "next_opening",
     "section_of",
     "utcnow",

@@ -2,7 +2,8 @@
 
 * ``api`` – typed errors (API.md's format), read-your-writes, ``require(right)``, ``ReadDB``;
 * ``internal`` – service-to-service calls with short-lived service tokens;
-* ``reads`` – one row or a 404, a page with its total in ``X-Total-Count``.
+* ``reads`` – one row or a 404, a page with its total in ``X-Total-Count``;
+* ``downloads`` – files served as downloads a browser never renders.
 """
 
 from shared.http.api import (
@@ -17,6 +18,9 @@ from shared.http.api import (
     invalid,
     read_models,
     require,
+)
+from shared.http.downloads import (
+    download,
 )
 from shared.http.internal import (
     AUDIENCE,
@@ -47,6 +51,7 @@ __all__ = [
     "caught_up",
     "client_address",
     "composed",
+    "download",
     "invalid",
     "issue_service_token",
     "not_found",

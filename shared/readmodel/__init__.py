@@ -1,9 +1,18 @@
 """The read-model database (SQLAlchemy Core on aiosqlite or asyncpg) and what commits with it.
 
 * ``database`` – ``ReadModelDB``, checkpoints, inbox and offsets tables, bulk writes;
-* ``leases`` – one replica at a time for each background job that must not run twice.
+* ``leases`` – one replica at a time for each background job that must not run twice;
+* ``attachments`` – uploaded files kept beside the read models, checked and scanned.
 """
 
+from shared.readmodel.attachments import (
+    AttachmentPolicy,
+    AttachmentStore,
+    CommandScanner,
+    Scanner,
+    StoredAttachment,
+    check,
+)
 from shared.readmodel.database import (
     Checkpoint,
     ReadModelDB,
@@ -39,18 +48,24 @@ from shared.readmodel.leases import (
 __all__ = [
     "PING_SECONDS",
     "RETRY_SECONDS",
+    "AttachmentPolicy",
+    "AttachmentStore",
     "Checkpoint",
+    "CommandScanner",
     "Job",
     "LeaseBusy",
     "LeaseLost",
     "Leases",
     "ReadModelDB",
     "RowFold",
+    "Scanner",
+    "StoredAttachment",
     "UtcDateTime",
     "add_primary_key",
     "add_to_rows",
     "among",
     "async_url",
+    "check",
     "checkpoints",
     "consumer_offsets",
     "dialect_insert",

@@ -478,7 +478,10 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
     if provider is not None:  # added last, so outermost: the span covers the whole request
         from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
-        app.add_middleware(OpenTelemetryMiddleware, tracer_provider=provider)
+        # Rating links carry a bearer token in their path: never in a trace.
+        app.add_middleware(
+            OpenTelemetryMiddleware, tracer_provider=provider, excluded_urls="/rate/"
+        )
 
     @app.get("/health", tags=["operations"])
     async def health() -> dict[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
@@ -133,6 +135,8 @@ async def stack(
                         httpx.AsyncClient(timeout=60) as notifier,
                     ):
                         running: list[contextlib.AbstractAsyncContextManager[str]] = []
+                        env.setenv("TICKETS_URL", tickets_base)  # replies' texts and files
+                        env.setenv("TICKETS_PUBLIC_URL", tickets_base)  # rating links
 
                         async def start() -> None:
                             apps["notifier"] = create_app(
@@ -384,10 +388,11 @@ async def test_each_notice_reaches_the_right_people_by_the_right_channel(stack: 
     opened = await open_ticket(stack, customer, desk)
     ticket_id = opened["id"]
     [mail] = await until(lambda: stack.mail.to(agent.email), what="new ticket mail")
-    assert mail.subject == f"New ticket #{ticket_id} in {await _name(stack, desk)}"
+    number = opened["number"]  # the short number, not the UUID
+    assert mail.subject == f"New ticket #{number} in {await _name(stack, desk)}"
     assert "Hello Agent," in mail.body
     [text] = await until(lambda: stack.sms.to(agent.phone), what="new ticket SMS")
-    assert ticket_id in text["text"]
+    assert f"#{number}" in text["text"]
 
     # Transferred to the agent: a notice to them (and the router's name filled in).
     moved = await stack.tickets.post(
@@ -416,8 +421,9 @@ async def test_each_notice_reaches_the_right_people_by_the_right_channel(stack: 
     )
     assert answered.status_code == 201, answered.text
     [reply] = await until(lambda: stack.mail.to(customer.email), what="reply to the client")
-    assert reply.subject == f"Новый ответ в вашем запросе #{ticket_id}"
+    assert reply.subject == f"Re: [#{number}] Server down"
     assert "Person customer" in reply.body and "Сотрудник agent" in reply.body
+    assert "Fixed" in reply.body
     assert "%" not in reply.body
 
     # Nobody else: not the unsubscribed member, not the other department, no SMS to the client.
@@ -467,9 +473,122 @@ async def test_a_contact_with_notifications_off_gets_no_copy(stack: Stack) -> No
     )
     assert sent.status_code == 201, sent.text
     await until(lambda: stack.mail.to(customer.email) and stack.mail.to(on), what="message mails")
-    assert stack.mail.to(customer.email)[0].subject == "A message from support"
+    assert stack.mail.to(customer.email)[0].subject == "Maintenance"
+    assert "Tonight" in stack.mail.to(on)[0].body
     await asyncio.sleep(1)
     assert stack.mail.to(off) == []
+
+
+# ---------------------------------------------------------------- conversations by mail
+
+PDF = b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n"
+
+
+def _attachments(mail: Any) -> dict[str, bytes]:
+    return {
+        str(part.get_filename()): part.get_content() for part in mail.message.iter_attachments()
+    }
+
+
+async def test_mails_carry_the_conversation_threaded_per_ticket(stack: Stack) -> None:
+    main = await project(stack)
+    desk = await department(stack, "Mail desk", [main])
+    network = await department(stack, "Network desk", [main])
+    agent = await staff(
+        stack, "mailer", ["tickets.view", "tickets.reply", "tickets.transfer"], [desk]
+    )
+    customer = await client(stack, "threaded", main)
+    opened = await open_ticket(stack, customer, desk)
+    ticket_id, number = opened["id"], opened["number"]
+
+    # A staff reply with a file: its text, the file, the ticket's number and subject.
+    uploaded = await stack.tickets.post(
+        "/tickets/attachments",
+        files={"file": ("diagnosis.pdf", PDF, "application/pdf")},
+        headers=agent.headers,
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    answered = await stack.tickets.post(
+        f"/tickets/{ticket_id}/messages",
+        json={"body": "Nginx was down.\nRestarted it <now>.",
+              "attachments": [uploaded.json()["attachment_id"]]},
+        headers=agent.headers,
+    )  # fmt: skip
+    assert answered.status_code == 201, answered.text
+    [reply] = await until(lambda: stack.mail.to(customer.email), what="the reply by mail")
+    assert reply.subject == f"Re: [#{number}] Server down"
+    assert "Nginx was down.\r\nRestarted it <now>." in reply.body  # mail's line breaks
+    assert "Person threaded" in reply.body and "Mailer replied" in reply.body
+    html = reply.message.get_body(("html",))
+    assert html is not None and "Restarted it &lt;now&gt;." in html.get_content()
+    assert _attachments(reply) == {"diagnosis.pdf": PDF}
+    domain = "backoffice.localhost"
+    assert str(reply.message["In-Reply-To"]).strip() == f"<ticket-{ticket_id}@{domain}>"
+    assert str(reply.message["References"]).strip() == f"<ticket-{ticket_id}@{domain}>"
+    assert reply.message["Message-ID"].endswith(f"@{domain}>")
+    assert reply.message["Auto-Submitted"] == "auto-generated"
+
+    # Transferred to another department: the client is told (the settings show 3 notices).
+    moved = await stack.tickets.post(
+        f"/tickets/{ticket_id}/transfer", json={"department_id": network}, headers=agent.headers
+    )
+    assert moved.status_code == 200, moved.text
+    [notice] = await until(
+        lambda: [m for m in stack.mail.to(customer.email) if "was passed to" in m.body],
+        what="the transfer notice",
+    )
+    assert notice.subject == reply.subject
+    assert notice.message["References"] == reply.message["References"]
+    assert await _name(stack, network) in notice.body
+
+    # A message to the client: its own subject, its text with the macros filled, its file.
+    upload = await stack.clients.post(
+        "/clients/attachments",
+        files={"file": ("terms.pdf", PDF, "application/pdf")},
+        headers=stack.admin,
+    )
+    assert upload.status_code == 201, upload.text
+    sent = await stack.clients.post(
+        "/clients/messages",
+        json={"client_ids": [customer.id], "subject": "New terms for %client_person%",
+              "text": "Dear %client_person%, see the attached terms.",
+              "attachments": [upload.json()["attachment_id"]]},
+        headers=stack.admin,
+    )  # fmt: skip
+    assert sent.status_code == 201, sent.text
+    [message] = await until(
+        lambda: [m for m in stack.mail.to(customer.email) if m.subject.startswith("New terms")],
+        what="the message by mail",
+    )
+    assert message.subject == "New terms for Person threaded"
+    assert "Dear Person threaded, see the attached terms." in message.body
+    assert _attachments(message) == {"terms.pdf": PDF}
+    assert message.message["References"] != reply.message["References"]
+
+
+async def _the_rating_link_rates_once(
+    stack: Stack, mail: Any, ticket_id: str, message_id: str
+) -> None:
+    """The mailed link rates the reply without logging in, once; it is in no event."""
+    [link] = re.findall(r"http://\S+/rate/(\S+)", mail.body)
+    assert str(stack.tickets.base_url).rstrip("/") in mail.body
+    page = await stack.tickets.get(f"/rate/{link}")
+    assert page.status_code == 200 and "How did we do?" in page.text
+    assert page.headers["x-content-type-options"] == "nosniff"
+    rated = await stack.tickets.post(f"/rate/{link}", data={"score": "4"})
+    assert rated.status_code == 200 and "Thank you" in rated.text
+    again = await stack.tickets.post(f"/rate/{link}", data={"score": "1"})
+    assert again.status_code == 409 and "used already" in again.text
+    forged = await stack.tickets.post(f"/rate/{link[:-3]}abc", data={"score": "1"})
+    assert forged.status_code == 404
+    bad = await stack.tickets.post(f"/rate/{link}", data={"score": "9"})
+    assert bad.status_code == 422
+    store = stack.apps["tickets"].state.runtime.store
+    ratings = [e for e in await store.read_stream(f"ticket-{ticket_id}") if e.type == "TicketRated"]
+    assert [(e.data["score"], e.data["message_id"]) for e in ratings] == [(4, message_id)]
+    for app in stack.apps.values():  # the link is a secret: in no store, no event
+        for event in await app.state.runtime.store.read_all(0, 100_000):
+            assert link not in orjson.dumps(event.data).decode()
 
 
 # ---------------------------------------------------------------- retries
@@ -556,7 +675,8 @@ async def test_a_timer_due_while_the_notifier_was_down_fires_once_and_suspends(
     message_id = sent.json()["id"]
     # The notice itself: by e-mail and, being an abuse notice, by SMS.
     [mail] = await until(lambda: stack.mail.to(abuser.email), what="abuse notice mail")
-    assert mail.subject.startswith("Abuse notice: please respond by ")
+    assert mail.subject.startswith("Abuse notice: Abuse report (respond by ")
+    assert "Your server sends spam" in mail.body and "will be suspended" in mail.body
     await until(lambda: stack.sms.to(phone), what="abuse notice SMS")
     [timer] = (
         await eventually(
@@ -612,7 +732,7 @@ async def test_ticket_deadlines_become_timers_warnings_and_rating_requests(stack
         lambda: [m for m in stack.mail.to(watcher.email) if "Response due soon" in m.subject],
         what="response-time warning",
     )
-    assert ticket_id in warning.subject and "UTC" in warning.body
+    assert f"#{opened['number']}" in warning.subject and "UTC" in warning.body
     replied = await stack.tickets.post(
         f"/tickets/{ticket_id}/messages", json={"body": "On it"}, headers=watcher.headers
     )
@@ -631,10 +751,11 @@ async def test_ticket_deadlines_become_timers_warnings_and_rating_requests(stack
     left = datetime.fromisoformat(close["due_at"]) - datetime.now(UTC)
     assert timedelta(days=2, hours=23) < left <= timedelta(days=3)
     rating = await until(
-        lambda: [m for m in stack.mail.to(customer.email) if "How did we do" in m.subject],
+        lambda: [m for m in stack.mail.to(customer.email) if "Please rate" in m.body],
         what="rating request mail",
     )
     assert len(rating) == 1
+    await _the_rating_link_rates_once(stack, rating[0], ticket_id, replied.json()["message_id"])
     # The client answers: the auto-close deadline no longer holds.
     answered = await stack.tickets.post(
         f"/tickets/{ticket_id}/messages", json={"body": "thanks"}, headers=customer.headers

@@ -106,11 +106,14 @@ def test_clients_and_contacts_with_notifications_on() -> None:
 def test_texts_are_in_the_recipients_language_with_macros_filled() -> None:
     assert fill("%a% and %b% and %unknown%", {"a": "1", "b": "2"}) == "1 and 2 and %unknown%"
     ru = Recipient("client", "c", "c", "email", "c@x", "ru")
-    notice = render(
-        "staff_reply", ru, {"ticket_id": "T1", "client_person": "Иван", "admin_name": "Ольга"}
-    )
-    assert notice.subject == "Новый ответ в вашем запросе #T1"
+    macros = {
+        "ticket_ref": "#1042", "ticket_subject": "Сайт\nне работает", "client_person": "Иван",
+        "admin_name": "Ольга", "message": "Перезапустили сервер.",
+    }  # fmt: skip
+    notice = render("staff_reply", ru, macros)
+    assert notice.subject == "Re: [#1042] Сайт не работает"  # one line, whatever was filled in
     assert "Иван" in notice.body and "Ольга" in notice.body
+    assert "Перезапустили сервер." in notice.body and "%" not in notice.body
     sms = render(
         "abuse_notice", Recipient("client", "c", "c", "sms", "+7", "en"), {"deadline": "D"}
     )

@@ -15,6 +15,7 @@ from services.tickets.api.tickets import TicketOut, _ticket, _ticket_page
 def row(**values: Any) -> SimpleNamespace:
     base: dict[str, Any] = {
         "ticket_id": "t-1",
+        "number": 1042,
         "client_id": "c-1",
         "company_id": None,
         "project_id": "p-1",

@@ -25,6 +25,7 @@ from services.clients.projections import client_groups, client_messages, clients
 from services.clients.projections.queries import ClientFilter, ClientSort, client_query, ordered
 from shared.access.control import Principal
 from shared.application.commands import CommandAnswer
+from shared.http import downloads
 from shared.http.api import ApiError, CaughtUp, client_address, require
 
 router = APIRouter()
@@ -441,6 +442,43 @@ async def client_messages_list(
         ]
     response.headers["X-Total-Count"] = str(int(total or 0))
     return found
+
+
+@router.get(
+    "/clients/{client_id}/messages/{message_id}/attachments/{attachment_id}",
+    tags=["messages"],
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def client_message_attachment(
+    client_id: str,
+    message_id: str,
+    attachment_id: str,
+    request: Request,
+    app: ClientsDep,
+    _: CaughtUp,
+    principal: Annotated[Principal, Depends(require())],
+) -> Response:
+    """A file sent with a message, for its recipient (or staff with ``clients.view``), as a
+    download (``Content-Disposition: attachment``, ``nosniff``); 404 for anyone else."""
+    _may_read_client(principal, client_id)
+    async with request.app.state.runtime.db.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(client_messages.c.attachments).where(
+                    client_messages.c.client_id == client_id,
+                    client_messages.c.message_id == message_id,
+                )
+            )
+        ).first()
+    sent = orjson.loads(row.attachments) if row is not None else []
+    if not any(a.get("attachment_id") == attachment_id for a in sent):
+        raise ApiError(404, "not_found", f"attachment {attachment_id} not found")
+    found = await app.attachments.content(attachment_id)
+    if found is None:
+        raise ApiError(404, "not_found", f"attachment {attachment_id} not found")
+    record, data = found
+    return downloads.download(record.filename, record.content_type, data)
 
 
 # ---------------------------------------------------------------- groups and projects

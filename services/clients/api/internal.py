@@ -1,4 +1,5 @@
-"""The clients service's internal HTTP API: a client's addresses, for the notifier only.
+"""The clients service's internal HTTP API: a client's addresses, and the messages sent
+to them (text and files), for the notifier only.
 
 Every endpoint needs a service token (``shared.http.internal``); staff and client
 tokens are refused. E-mails, phones and names are sealed on ``clients.events``,
@@ -7,15 +8,18 @@ so the notifier asks here, when a notice is due, where to send it.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from services.clients.projections import clients
+from services.clients.api.deps import ClientsDep
+from services.clients.projections import client_messages, clients
 from services.clients.projections.companies import company_contacts, company_members
-from shared.http.api import ApiError
+from shared.http import downloads
+from shared.http.api import ApiError, CaughtUp
 from shared.http.internal import require_service
 
 router = APIRouter(prefix="/internal", tags=["internal"])
@@ -89,3 +93,123 @@ async def client_card(client_id: str, request: Request, _: Service) -> CardOut:
             for c in contacts
         ],
     )
+
+
+class MessageFileOut(BaseModel):
+    attachment_id: str
+    filename: str
+    content_type: str
+    size: int
+
+
+class ClientMessageOut(BaseModel):
+    """A message to one client (macros filled for them) as the mail to them carries it."""
+
+    client_id: str
+    message_id: str
+    subject: str | None
+    text: str | None
+    language: str
+    violation: dict[str, Any] | None
+    attachments: list[MessageFileOut]
+
+
+async def _message(request: Request, client_id: str, message_id: str) -> Any:
+    async with request.app.state.runtime.db.reading() as conn:
+        row = (
+            await conn.execute(
+                select(client_messages).where(
+                    client_messages.c.client_id == client_id,
+                    client_messages.c.message_id == message_id,
+                )
+            )
+        ).first()
+    if row is None:
+        raise ApiError(404, "not_found", f"message {message_id} to {client_id} not found")
+    return row
+
+
+@router.get("/clients/{client_id}/messages/{message_id}")
+async def client_message(
+    client_id: str, message_id: str, request: Request, _: Service, __: CaughtUp
+) -> ClientMessageOut:
+    row = await _message(request, client_id, message_id)
+    return ClientMessageOut(
+        client_id=client_id,
+        message_id=message_id,
+        subject=row.subject,
+        text=row.text,
+        language=row.language,
+        violation=orjson.loads(row.violation) if row.violation else None,
+        attachments=[
+            MessageFileOut(**{k: a[k] for k in MessageFileOut.model_fields})
+            for a in orjson.loads(row.attachments)
+        ],
+    )
+
+
+@router.get(
+    "/clients/{client_id}/messages/{message_id}/attachments/{attachment_id}",
+    response_class=Response,
+)
+async def client_message_file(
+    client_id: str,
+    message_id: str,
+    attachment_id: str,
+    request: Request,
+    app: ClientsDep,
+    _: Service,
+) -> Response:
+    row = await _message(request, client_id, message_id)
+    if any(a.get("attachment_id") == attachment_id for a in orjson.loads(row.attachments)):
+        found = await app.attachments.content(attachment_id)
+        if found is not None:
+            record, data = found
+            return downloads.download(record.filename, record.content_type, data)
+    raise ApiError(404, "not_found", f"attachment {attachment_id} not found")
+
+
+class SenderOut(BaseModel):
+    """Who wrote from an address: the client with that e-mail, or a company contact's
+    client (the company's first member)."""
+
+    client_id: str
+    contact_id: str | None = None
+
+
+@router.get("/clients/by-email")
+async def client_by_email(
+    request: Request, _: Service, email: Annotated[str, Query(min_length=3, max_length=320)]
+) -> SenderOut:
+    address = email.strip().lower()
+    async with request.app.state.runtime.db.reading() as conn:
+        client_id = (
+            await conn.execute(
+                select(clients.c.client_id)
+                .where(func.lower(clients.c.email) == address, clients.c.erased.is_(False))
+                .order_by(clients.c.client_id)
+                .limit(1)
+            )
+        ).scalar()
+        if client_id is not None:
+            return SenderOut(client_id=client_id)
+        contact = (
+            await conn.execute(
+                select(company_contacts.c.contact_id, company_contacts.c.company_id)
+                .where(func.lower(company_contacts.c.email) == address)
+                .order_by(company_contacts.c.position)
+                .limit(1)
+            )
+        ).first()
+        if contact is not None:
+            member = (
+                await conn.execute(
+                    select(company_members.c.client_id)
+                    .where(company_members.c.company_id == contact.company_id)
+                    .order_by(company_members.c.position)
+                    .limit(1)
+                )
+            ).scalar()
+            if member is not None:
+                return SenderOut(client_id=member, contact_id=contact.contact_id)
+    raise ApiError(404, "not_found", "no client writes from this address")

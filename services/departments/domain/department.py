@@ -29,6 +29,7 @@ department has no rights. Every rights change and the deletion also write
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable
 from typing import Self
 
@@ -111,6 +112,7 @@ class SupportPatch(_Command):
     description: str | None = None
     sort: int | None = None
     charge_requests: bool | None = None
+    inbound_email: str | None = None  # given as null: the department takes no mail
 
 
 class DepartmentPatch(_Command):
@@ -127,6 +129,10 @@ class DepartmentPatch(_Command):
 
 
 # ---------------------------------------------------------------- validation
+
+
+MAX_EMAIL = 254
+_EMAIL = re.compile(r"[^@\s<>(),;:\"\[\]]+@[a-z0-9-]+(\.[a-z0-9-]+)+")
 
 
 def _check_name(name: LocalizedText) -> LocalizedText:
@@ -163,7 +169,12 @@ def _check_support(support: Support) -> Support:
         raise DomainError("support.description", f"at most {MAX_DESCRIPTION} characters")
     if not -MAX_SORT <= support.sort <= MAX_SORT:
         raise DomainError("support.sort", f"between {-MAX_SORT} and {MAX_SORT}")
-    return support.model_copy(update={"providers": providers})
+    inbound = support.inbound_email
+    if inbound is not None:
+        inbound = inbound.strip().lower()
+        if len(inbound) > MAX_EMAIL or not _EMAIL.fullmatch(inbound):
+            raise DomainError("support.inbound_email", "an e-mail address, or null")
+    return support.model_copy(update={"providers": providers, "inbound_email": inbound})
 
 
 def _patched_support(current: Support, patch: SupportPatch) -> Support:

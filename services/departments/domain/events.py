@@ -49,6 +49,9 @@ class Support(_Value):
     description: str = ""
     sort: int = 0
     charge_requests: bool = False
+    # The address clients write to by mail (the mail gateway opens tickets here from it;
+    # mails to the client carry it as Reply-To). None: the department takes no mail.
+    inbound_email: str | None = None
 
 
 # ---------------------------------------------------------------- departments

@@ -1,27 +1,93 @@
-"""E-mail through SMTP (aiosmtplib): plain, implicit TLS or STARTTLS, with or without login."""
+"""E-mail through SMTP (aiosmtplib): plain, implicit TLS or STARTTLS, with or without login.
+
+A mail is a plain-text part and an HTML part of the same text, plus the files
+of the conversation (fetched from the service that holds them when it is
+sent). A mail of a conversation is threaded: ``Message-ID`` is the notice's
+own (the same on every attempt), ``In-Reply-To`` and ``References`` name the
+thread (``<ticket-<id>@<domain>>``), so a mail program shows one thread per
+ticket and a reply by mail names the ticket; ``Reply-To`` is the department's
+inbound address when there is one. Every notice says ``Auto-Submitted:
+auto-generated`` (RFC 3834), so well-behaved auto-responders do not answer it.
+"""
 
 from __future__ import annotations
 
+import html
+from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime, parseaddr
 
 import aiosmtplib
+import orjson
 
-from services.notifier.app.ports import DeliveryError
+from services.notifier.app.ports import ConversationUnavailable, DeliveryError
 from services.notifier.settings import NotifierSettings
+from shared.access import rating_links
 from shared.domain.events import utcnow
+
+FetchFile = Callable[[str, str], Awaitable[bytes | None]]
+
+
+async def _no_files(service: str, path: str) -> bytes | None:
+    return None
+
+
+def mail_domain(sender: str) -> str:
+    """The domain of the sender's address: the right-hand side of our Message-IDs."""
+    address = parseaddr(sender)[1]
+    return address.rpartition("@")[2] or "backoffice.localhost"
+
+
+def as_html(text: str) -> str:
+    """The plain text as a minimal HTML part: escaped, line breaks kept."""
+    escaped = html.escape(text).replace("\n", "<br>\n")
+    return (
+        '<!DOCTYPE html><html><body><div style="font-family:sans-serif">'
+        f"{escaped}</div></body></html>\n"
+    )
 
 
 class SmtpMailer:
-    def __init__(self, settings: NotifierSettings) -> None:
+    def __init__(
+        self, settings: NotifierSettings, fetch: FetchFile = _no_files, secret: str = ""
+    ) -> None:
         self.settings = settings
+        self.fetch = fetch
+        self.domain = mail_domain(settings.smtp_from)
+        self._secret = secret
+
+    def _rating_link(self, notice_id: str, rating_of: str, client_id: str) -> str:
+        """The signed link of a rating request, made now and kept nowhere; its id is the
+        notice's, so a mail sent again carries a link that is used up with the first."""
+        ticket_id, _, message_id = rating_of.partition("/")
+        token = rating_links.issue(
+            self._secret,
+            rating_links.RatingLink(notice_id, client_id, ticket_id, message_id or None),
+        )
+        return f"{self.settings.tickets_public_url.rstrip('/')}/rate/{token}"
 
     def __repr__(self) -> str:  # never the password
         s = self.settings
         return f"SmtpMailer({s.smtp_host}:{s.smtp_port}, tls={s.smtp_tls or s.smtp_starttls})"
 
-    async def send(self, notice_id: str, to: str, subject: str, body: str) -> None:
+    async def send(
+        self,
+        notice_id: str,
+        to: str,
+        subject: str,
+        body: str,
+        *,
+        thread_id: str | None = None,
+        reply_to: str | None = None,
+        files: str | None = None,
+        rating_of: str | None = None,
+        client_id: str | None = None,
+    ) -> None:
         s = self.settings
+        if rating_of and client_id and rating_links.PLACEHOLDER in body:
+            body = body.replace(
+                rating_links.PLACEHOLDER, self._rating_link(notice_id, rating_of, client_id)
+            )
         message = EmailMessage()
         message["From"] = s.smtp_from
         message["To"] = to
@@ -29,9 +95,31 @@ class SmtpMailer:
         message["Date"] = format_datetime(utcnow())
         # The same id on every attempt: a receiving server that dedupes by it drops a
         # copy sent again after a crash between its acceptance and our record of it.
-        message["Message-ID"] = make_msgid(idstring=notice_id, domain="notifier.backoffice")
+        message["Message-ID"] = f"<{notice_id}@{self.domain}>"
+        if thread_id:
+            thread = f"<{thread_id}@{self.domain}>"
+            message["In-Reply-To"] = thread
+            message["References"] = thread
+        if reply_to:
+            message["Reply-To"] = reply_to
+        message["Auto-Submitted"] = "auto-generated"
         message["X-Notice-Id"] = notice_id
         message.set_content(body)
+        message.add_alternative(as_html(body), subtype="html")
+        for file in orjson.loads(files) if files else []:
+            try:
+                data = await self.fetch(str(file["service"]), str(file["path"]))
+            except ConversationUnavailable as error:
+                raise DeliveryError(f"attachment: {error}"[:300]) from None
+            if data is None:
+                continue  # gone with an erased client: the text still goes
+            maintype, _, subtype = str(file.get("content_type", "")).partition("/")
+            message.add_attachment(
+                data,
+                maintype=maintype or "application",
+                subtype=subtype or "octet-stream",
+                filename=str(file.get("filename") or "attachment"),
+            )
         password = s.smtp_password.get_secret_value() if s.smtp_password else None
         try:
             await aiosmtplib.send(

@@ -106,7 +106,11 @@ class Postman:
             if row.to is None or row.body is None:
                 raise DeliveryError("the recipient's data was erased")
             if row.channel == "email":
-                await self.mailer.send(row.notice_id, row.to, row.subject or "", row.body)
+                await self.mailer.send(
+                    row.notice_id, row.to, row.subject or "", row.body,
+                    thread_id=row.thread_id, reply_to=row.reply_to, files=row.files,
+                    rating_of=row.rating_of, client_id=row.subject_id,
+                )  # fmt: skip
             else:
                 await self.sms.send(row.notice_id, row.to, row.body)
         except DeliveryError as error:

@@ -19,6 +19,7 @@ new.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -27,19 +28,27 @@ from typing import Any
 import structlog
 from sqlalchemy import select
 
-from services.notifier.app.ports import ClientDirectory
+from services.notifier.app.ports import (
+    ClientDirectory,
+    Conversations,
+    message_files,
+    ticket_files,
+)
 from services.notifier.copies import directory
 from services.notifier.domain import deadlines
 from services.notifier.domain.deadlines import Cancel, TicketFacts
 from services.notifier.domain.delivery import stream_of as notice_stream
-from services.notifier.domain.events import ClientNotice, StaffNotice, registry
+from services.notifier.domain.events import ClientNotice, Language, StaffNotice, registry
 from services.notifier.domain.notices import (
+    ACTIONS,
     ClientCard,
+    Conversation,
     Macros,
     Notice,
     client_recipients,
     render,
     staff_recipients,
+    ticket_ref,
 )
 from services.notifier.domain.timer import Deadline, Timer
 from services.notifier.domain.timer import stream_of as timer_stream
@@ -68,6 +77,7 @@ class Processor:
         db: ReadModelDB,
         keys: KeyRing,
         clients: ClientDirectory,
+        conversations: Conversations,
         warning_lead: timedelta,
         on_queued: Callable[[], None] = lambda: None,
     ) -> None:
@@ -76,6 +86,7 @@ class Processor:
         self.keys = keys
         self.sealer = Sealer(registry, keys)
         self.clients = clients
+        self.conversations = conversations
         self.warning_lead = warning_lead
         self.on_queued = on_queued
         self.handled = 0
@@ -123,7 +134,7 @@ class Processor:
         await conn.execute(
             deliveries.update()
             .where(deliveries.c.subject_id == client_id)
-            .values(to=None, subject=None, body=None)
+            .values(to=None, subject=None, body=None, files=None)
         )
 
     # ------------------------------------------------------------ deciding
@@ -185,8 +196,16 @@ class Processor:
         ticket_id = str(d.get("ticket_id", ""))
         names = await directory.department_name(conn, department_id)
         actor = await directory.staff(conn, [event.actor.id])
+        number = d.get("number")
+        if number is None and ticket_id:
+            found = await self.conversations.ticket(ticket_id, _position_in(event, "ticket-"))
+            number = found.get("number") if found else None
         macros = Macros(
-            plain={"ticket_id": ticket_id, "deadline": _moment(d.get("response_due_at"))},
+            plain={
+                "ticket_id": ticket_id,
+                "ticket_ref": ticket_ref(number, ticket_id),
+                "deadline": _moment(d.get("response_due_at")),
+            },
             by_language={
                 lang: {
                     "department": names.get(lang, ""),
@@ -212,25 +231,75 @@ class Processor:
     async def _client_notices(
         self, event: RecordedEvent, ticket: TicketFacts | None
     ) -> list[Notice]:
+        """A client's mail carries the conversation: a reply's text and files, a message's
+        own subject, text and files, an abuse notice's report, deadline and action, under
+        the ticket's number and subject, threaded per ticket (``Conversation``)."""
         d = event.data
         kind: ClientNotice
         staff_id: str | None = None
         deadline = ""
+        extra: dict[str, str] = {}
+        by_language: dict[Language, dict[str, str]] = {}
+        conversation = Conversation()
         if event.type == "ClientMessaged":
             client_id = str(d["client_id"])
             violation = d.get("violation")
             kind = "abuse_notice" if violation else "client_message"
             if violation:
                 deadline = _format(deadlines.parse_datetime(violation["deadline"]))
+                action = str(violation.get("on_no_reaction", ""))
+                by_language = {
+                    lang: {"action": ACTIONS[lang].get(action, action)} for lang in ("en", "ru")
+                }
             staff_id = event.actor.id
+            message_id = str(d.get("message_id", ""))
+            message = await self.conversations.client_message(client_id, message_id, event.position)
+            if message is not None:
+                extra = {
+                    "message_subject": message.get("subject") or "",
+                    "message_text": message.get("text") or "",
+                }
+                conversation = Conversation(
+                    thread_id=f"message-{message_id}",
+                    files=message_files(client_id, message_id, message.get("attachments", [])),
+                )
         elif (
             event.type == "TicketMessagePosted"
             and d.get("author_kind") == "staff"
             and not d.get("internal")
         ):
             client_id, kind, staff_id = str(d["client_id"]), "staff_reply", str(d.get("author_id"))
+            ticket_id = str(d.get("ticket_id", ""))
+            message = await self.conversations.ticket_message(
+                ticket_id, str(d.get("message_id")), event.position
+            )
+            if message is not None:
+                extra = _ticket_macros(ticket_id, message)
+                extra["message"] = message.get("body") or ""
+                conversation = Conversation(
+                    thread_id=f"ticket-{ticket_id}",
+                    reply_to=message.get("reply_to"),
+                    files=ticket_files(ticket_id, message.get("attachments", [])),
+                )
         elif event.type == "TicketRatingRequested" and ticket is not None:
             client_id, kind = ticket.client_id, "rating_request"
+            extra, conversation = await self._ticket_conversation(ticket.ticket_id, event)
+            rated = d.get("message_id")
+            conversation = dataclasses.replace(
+                conversation,
+                rating_of=f"{ticket.ticket_id}/{rated}" if rated else ticket.ticket_id,
+            )
+        elif (
+            event.type == "TicketTransferred"
+            and d.get("notice_visible_to_client")
+            and d.get("to_department_id") != d.get("from_department_id")
+            and ticket is not None
+        ):
+            client_id, kind = ticket.client_id, "transfer_notice"
+            extra, conversation = await self._ticket_conversation(ticket.ticket_id, event)
+            async with self.db.reading() as conn:
+                names = await directory.department_name(conn, d.get("to_department_id"))
+            by_language = {lang: {"department": names.get(lang, "")} for lang in ("en", "ru")}
         else:
             return []
         card = await self.clients.card(client_id)
@@ -248,10 +317,28 @@ class Processor:
             render(
                 kind,
                 r,
-                _client_macros(card, author[0].name(r.language) if author else "", d, deadline),
+                {
+                    **_client_macros(
+                        card, author[0].name(r.language) if author else "", d, deadline
+                    ),
+                    **extra,
+                    **by_language.get(r.language, {}),
+                },
+                conversation,
             )
             for r in recipients
         ]
+
+    async def _ticket_conversation(
+        self, ticket_id: str, event: RecordedEvent
+    ) -> tuple[dict[str, str], Conversation]:
+        found = await self.conversations.ticket(ticket_id, event.position)
+        thread = Conversation(thread_id=f"ticket-{ticket_id}")
+        if found is None:
+            return {"ticket_ref": ticket_ref(None, ticket_id)}, thread
+        return _ticket_macros(ticket_id, found), Conversation(
+            thread_id=thread.thread_id, reply_to=found.get("reply_to")
+        )
 
     # ------------------------------------------------------------ appending
 
@@ -310,9 +397,26 @@ def _moment(value: Any) -> str:
 def _client_macros(
     card: ClientCard, admin_name: str, data: dict[str, Any], deadline: str
 ) -> dict[str, str]:
+    ticket_id = str(data.get("ticket_id", ""))
     return {
         "client_person": card.person,
         "admin_name": admin_name,
-        "ticket_id": str(data.get("ticket_id", "")),
+        "ticket_id": ticket_id,
+        "ticket_ref": ticket_ref(data.get("number"), ticket_id),
+        "ticket_subject": "",
         "deadline": deadline,
     }
+
+
+def _ticket_macros(ticket_id: str, found: dict[str, Any]) -> dict[str, str]:
+    """The ticket's number and subject, as the tickets service tells them."""
+    return {
+        "ticket_ref": ticket_ref(found.get("number"), ticket_id),
+        "ticket_subject": found.get("subject") or "",
+    }
+
+
+def _position_in(event: RecordedEvent, prefix: str) -> int:
+    """The event's position, when it comes from the store of the service asked (its
+    stream names say so); 0 otherwise (a position of another store means nothing there)."""
+    return event.position if event.stream.startswith(prefix) else 0

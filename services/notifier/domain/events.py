@@ -35,7 +35,9 @@ registry = EventRegistry()
 Channel = Literal["email", "sms"]
 Language = Literal["en", "ru"]
 StaffNotice = Literal["new_ticket", "client_reply", "ticket_transferred", "deadline_near"]
-ClientNotice = Literal["staff_reply", "client_message", "abuse_notice", "rating_request"]
+ClientNotice = Literal[
+    "staff_reply", "client_message", "abuse_notice", "rating_request", "transfer_notice"
+]
 NoticeKind = Literal[
     "new_ticket",
     "client_reply",
@@ -45,6 +47,7 @@ NoticeKind = Literal[
     "client_message",
     "abuse_notice",
     "rating_request",
+    "transfer_notice",
 ]
 TimerKind = Literal["abuse_notice", "ticket_auto_close", "rating_request", "response_time"]
 RecipientKind = Literal["staff", "client", "contact"]
@@ -132,7 +135,7 @@ class NoticeQueued(_NoticeEvent):
     """A notice was decided for one recipient and channel; ``event_id`` is its cause."""
 
     event_type = "NoticeQueued"
-    personal_fields = ("to", "subject", "body")
+    personal_fields = ("to", "subject", "body", "files")
     kind: NoticeKind
     channel: Channel
     recipient_kind: RecipientKind
@@ -143,6 +146,15 @@ class NoticeQueued(_NoticeEvent):
     language: Language
     event_id: str
     event_type_name: str
+    # A mail of a conversation: the ticket (or message) it belongs to, for the threading
+    # headers; the address a reply by mail goes to; the files to attach, as a sealed JSON
+    # list of {"service", "path", "filename", "content_type"} fetched when sending.
+    thread_id: str | None = None
+    reply_to: str | None = None
+    files: str | None = None
+    # A rating request: what its link rates ("<ticket_id>[/<message_id>]"); the signed link
+    # itself is made when the mail is sent, never kept (shared.access.rating_links).
+    rating_of: str | None = None
 
 
 @registry.register

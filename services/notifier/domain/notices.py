@@ -15,6 +15,8 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+import orjson
+
 from services.notifier.domain.events import (
     Channel,
     ClientNotice,
@@ -91,11 +93,24 @@ class Recipient:
 
 
 @dataclass(frozen=True)
+class Conversation:
+    """What makes a client's mail part of a conversation: the thread it belongs to (a
+    ticket, or a message to the client), where a reply by mail goes, the files it carries
+    (``{"service", "path", "filename", "content_type"}``, fetched when it is sent)."""
+
+    thread_id: str | None = None
+    reply_to: str | None = None
+    files: tuple[dict[str, str], ...] = ()
+    rating_of: str | None = None  # "<ticket_id>" or "<ticket_id>/<message_id>": a rating link
+
+
+@dataclass(frozen=True)
 class Notice:
     kind: NoticeKind
     recipient: Recipient
     subject: str
     body: str
+    conversation: Conversation = Conversation()
 
     def queued(self, event_id: str, event_type: str) -> NoticeQueued:
         r = self.recipient
@@ -112,6 +127,12 @@ class Notice:
             language=r.language,
             event_id=event_id,
             event_type_name=event_type,
+            thread_id=self.conversation.thread_id,
+            rating_of=self.conversation.rating_of,
+            reply_to=self.conversation.reply_to,
+            files=orjson.dumps(list(self.conversation.files)).decode()
+            if self.conversation.files and r.channel == "email"
+            else None,
         )
 
 
@@ -182,105 +203,137 @@ class Template:
 TEMPLATES: dict[NoticeKind, dict[Language, Template]] = {
     "new_ticket": {
         "en": Template(
-            "New ticket #%ticket_id% in %department%",
-            "Hello %staff_name%,\n\nA new ticket #%ticket_id% is waiting in %department%.\n",
-            "New ticket #%ticket_id% in %department%",
+            "New ticket %ticket_ref% in %department%",
+            "Hello %staff_name%,\n\nA new ticket %ticket_ref% is waiting in %department%.\n",
+            "New ticket %ticket_ref% in %department%",
         ),
         "ru": Template(
-            "Новый запрос #%ticket_id% в отделе %department%",
-            "Здравствуйте, %staff_name%!\n\nНовый запрос #%ticket_id% ждёт в отделе "
+            "Новый запрос %ticket_ref% в отделе %department%",
+            "Здравствуйте, %staff_name%!\n\nНовый запрос %ticket_ref% ждёт в отделе "
             "%department%.\n",
-            "Новый запрос #%ticket_id%: %department%",
+            "Новый запрос %ticket_ref%: %department%",
         ),
     },
     "client_reply": {
         "en": Template(
-            "Client reply on ticket #%ticket_id%",
-            "Hello %staff_name%,\n\n%client_person% replied on your ticket #%ticket_id%.\n",
-            "Client reply on ticket #%ticket_id%",
+            "Client reply on ticket %ticket_ref%",
+            "Hello %staff_name%,\n\n%client_person% replied on your ticket %ticket_ref%.\n",
+            "Client reply on ticket %ticket_ref%",
         ),
         "ru": Template(
-            "Ответ клиента в запросе #%ticket_id%",
+            "Ответ клиента в запросе %ticket_ref%",
             "Здравствуйте, %staff_name%!\n\n%client_person% ответил в вашем запросе "
-            "#%ticket_id%.\n",
-            "Ответ клиента: запрос #%ticket_id%",
+            "%ticket_ref%.\n",
+            "Ответ клиента: запрос %ticket_ref%",
         ),
     },
     "ticket_transferred": {
         "en": Template(
-            "Ticket #%ticket_id% was transferred to you",
-            "Hello %staff_name%,\n\n%admin_name% transferred ticket #%ticket_id% to you.\n",
-            "Ticket #%ticket_id% is yours now",
+            "Ticket %ticket_ref% was transferred to you",
+            "Hello %staff_name%,\n\n%admin_name% transferred ticket %ticket_ref% to you.\n",
+            "Ticket %ticket_ref% is yours now",
         ),
         "ru": Template(
-            "Вам передан запрос #%ticket_id%",
-            "Здравствуйте, %staff_name%!\n\n%admin_name% передал вам запрос #%ticket_id%.\n",
-            "Вам передан запрос #%ticket_id%",
+            "Вам передан запрос %ticket_ref%",
+            "Здравствуйте, %staff_name%!\n\n%admin_name% передал вам запрос %ticket_ref%.\n",
+            "Вам передан запрос %ticket_ref%",
         ),
     },
     "deadline_near": {
         "en": Template(
-            "Response due soon: ticket #%ticket_id%",
-            "Hello %staff_name%,\n\nThe expected response time of ticket #%ticket_id% in "
+            "Response due soon: ticket %ticket_ref%",
+            "Hello %staff_name%,\n\nThe expected response time of ticket %ticket_ref% in "
             "%department% runs out at %deadline%.\n",
-            "Ticket #%ticket_id%: response due %deadline%",
+            "Ticket %ticket_ref%: response due %deadline%",
         ),
         "ru": Template(
-            "Скоро истекает срок ответа: запрос #%ticket_id%",
-            "Здравствуйте, %staff_name%!\n\nСрок ответа на запрос #%ticket_id% в отделе "
+            "Скоро истекает срок ответа: запрос %ticket_ref%",
+            "Здравствуйте, %staff_name%!\n\nСрок ответа на запрос %ticket_ref% в отделе "
             "%department% истекает %deadline%.\n",
-            "Запрос #%ticket_id%: ответить до %deadline%",
+            "Запрос %ticket_ref%: ответить до %deadline%",
         ),
     },
     "staff_reply": {
         "en": Template(
-            "New reply to your ticket #%ticket_id%",
-            "Dear %client_person%,\n\n%admin_name% replied to your ticket #%ticket_id%. "
-            "Sign in to read it.\n",
+            "Re: [%ticket_ref%] %ticket_subject%",
+            "Dear %client_person%,\n\n%admin_name% replied to your ticket %ticket_ref%:\n\n"
+            "%message%\n\n-- \nReply to this e-mail to answer, or sign in to your account.\n",
         ),
         "ru": Template(
-            "Новый ответ в вашем запросе #%ticket_id%",
+            "Re: [%ticket_ref%] %ticket_subject%",
             "Уважаемый(ая) %client_person%!\n\n%admin_name% ответил(а) в вашем запросе "
-            "#%ticket_id%. Войдите в личный кабинет, чтобы прочитать ответ.\n",
+            "%ticket_ref%:\n\n%message%\n\n-- \nЧтобы ответить, ответьте на это письмо "
+            "или войдите в личный кабинет.\n",
         ),
     },
     "client_message": {
         "en": Template(
-            "A message from support",
-            "Dear %client_person%,\n\nYou have a new message from support. Sign in to read it.\n",
+            "%message_subject%",
+            "%message_text%\n\n-- \n%admin_name%\nReply to this e-mail to answer.\n",
         ),
         "ru": Template(
-            "Сообщение от службы поддержки",
-            "Уважаемый(ая) %client_person%!\n\nУ вас новое сообщение от службы поддержки. "
-            "Войдите в личный кабинет, чтобы прочитать его.\n",
+            "%message_subject%",
+            "%message_text%\n\n-- \n%admin_name%\nЧтобы ответить, ответьте на это письмо.\n",
         ),
     },
     "abuse_notice": {
         "en": Template(
-            "Abuse notice: please respond by %deadline%",
-            "Dear %client_person%,\n\nWe received an abuse complaint about your services. "
-            "Please respond by %deadline%, or we will act on it.\n",
+            "Abuse notice: %message_subject% (respond by %deadline%)",
+            "Dear %client_person%,\n\nWe received an abuse complaint about your services:\n\n"
+            "%message_text%\n\nPlease respond by %deadline%. Without an answer by then, "
+            "%action%.\n\n-- \n%admin_name%\nReply to this e-mail to answer.\n",
             "Abuse notice: respond by %deadline%, see your e-mail",
         ),
         "ru": Template(
-            "Жалоба на нарушение: ответьте до %deadline%",
-            "Уважаемый(ая) %client_person%!\n\nНа ваши услуги поступила жалоба. Ответьте до "
-            "%deadline%, иначе мы примем меры.\n",
+            "Жалоба на нарушение: %message_subject% (ответьте до %deadline%)",
+            "Уважаемый(ая) %client_person%!\n\nНа ваши услуги поступила жалоба:\n\n"
+            "%message_text%\n\nОтветьте до %deadline%. Если ответа не будет, %action%.\n\n"
+            "-- \n%admin_name%\nЧтобы ответить, ответьте на это письмо.\n",
             "Жалоба: ответьте до %deadline%, подробности в письме",
         ),
     },
     "rating_request": {
         "en": Template(
-            "How did we do on ticket #%ticket_id%?",
-            "Dear %client_person%,\n\nPlease rate our answer to your ticket #%ticket_id%.\n",
+            "Re: [%ticket_ref%] %ticket_subject%",
+            "Dear %client_person%,\n\nPlease rate our answer to your ticket %ticket_ref%:\n"
+            "%rating_link%\n\nThe link works once, without signing in.\n",
         ),
         "ru": Template(
-            "Оцените ответ на запрос #%ticket_id%",
+            "Re: [%ticket_ref%] %ticket_subject%",
             "Уважаемый(ая) %client_person%!\n\nПожалуйста, оцените наш ответ на запрос "
-            "#%ticket_id%.\n",
+            "%ticket_ref%:\n%rating_link%\n\nСсылка действует один раз, без входа.\n",
+        ),
+    },
+    "transfer_notice": {
+        "en": Template(
+            "Re: [%ticket_ref%] %ticket_subject%",
+            "Dear %client_person%,\n\nYour ticket %ticket_ref% was passed to %department%.\n",
+        ),
+        "ru": Template(
+            "Re: [%ticket_ref%] %ticket_subject%",
+            "Уважаемый(ая) %client_person%!\n\nВаш запрос %ticket_ref% передан в отдел "
+            "%department%.\n",
         ),
     },
 }
+
+ACTIONS: dict[Language, dict[str, str]] = {
+    "en": {
+        "suspend_services": "your services will be suspended",
+        "move_to_active": "the case goes to our abuse team for action",
+    },
+    "ru": {
+        "suspend_services": "ваши услуги будут приостановлены",
+        "move_to_active": "дело будет передано в отдел по работе с нарушениями",
+    },
+}
+"""What happens when an abuse notice gets no reaction, in the recipient's words."""
+
+
+def ticket_ref(number: object, ticket_id: str) -> str:
+    """How people name a ticket: ``#1042``, or its id before tickets had numbers."""
+    return f"#{number}" if isinstance(number, int) else f"#{ticket_id}"
+
 
 _MACRO = re.compile(r"%([a-z_]+)%")
 
@@ -301,11 +354,19 @@ class Macros:
         return {**self.plain, **self.by_language.get(language, {})}
 
 
-def render(kind: NoticeKind, recipient: Recipient, macros: Mapping[str, str]) -> Notice:
-    """The notice's subject and body (an SMS: one short line) in the recipient's language."""
+def render(
+    kind: NoticeKind,
+    recipient: Recipient,
+    macros: Mapping[str, str],
+    conversation: Conversation = Conversation(),
+) -> Notice:
+    """The notice's subject and body (an SMS: one short line) in the recipient's language.
+
+    A subject is one line: line breaks a filled-in value brought are spaces there.
+    """
     template = TEMPLATES[kind][recipient.language]
-    subject = fill(template.subject, macros)
+    subject = " ".join(fill(template.subject, macros).split())
     body = fill(template.sms or template.subject, macros)
     if recipient.channel == "email":
         body = fill(template.body, macros)
-    return Notice(kind, recipient, subject, body)
+    return Notice(kind, recipient, subject, body, conversation)

@@ -59,6 +59,11 @@ deliveries = Table(
     Column("sent_at", UtcDateTime(), nullable=True),
     Column("position", BigInteger, nullable=False, index=True),
     Column("version", Integer, nullable=False),
+    # A mail of a conversation: its thread, Reply-To, and files (sealed JSON, opened here).
+    Column("thread_id", String(100), nullable=True),
+    Column("reply_to", String(320), nullable=True),
+    Column("files", Text, nullable=True),
+    Column("rating_of", String(140), nullable=True),
 )
 
 timers = Table(
@@ -131,6 +136,10 @@ class NotifierViews(Projection):
                     queued_at=at,
                     position=event.position,
                     version=event.stream_version,
+                    thread_id=payload.thread_id,
+                    reply_to=payload.reply_to,
+                    files=payload.files,
+                    rating_of=payload.rating_of,
                 )
             )
         elif isinstance(payload, DeliveryAttemptFailed):

@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from services.tickets.app.application import TicketsApplication
 from services.tickets.app.catalog import SupportCatalog
 from services.tickets.app.handlers import Tickets
+from services.tickets.app.mail_gateway import MailGateway
 from shared.http.api import composed
 
 
@@ -30,4 +31,11 @@ async def support_catalog(request: Request) -> SupportCatalog:
 
 
 TicketsDep = Annotated[Tickets, Depends(tickets)]
+
+
+async def mail_gateway(request: Request) -> MailGateway:
+    return (await application(request)).mail_gateway
+
+
 SupportCatalogDep = Annotated[SupportCatalog, Depends(support_catalog)]
+MailGatewayDep = Annotated[MailGateway, Depends(mail_gateway)]

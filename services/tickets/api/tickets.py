@@ -14,6 +14,11 @@ Threads opened by a message to a client carry no text here (it is sealed
 personal data of the clients context): ``subject`` and the first entry's
 ``body`` are null and ``message_ref`` names the message; read it with
 ``GET /clients/{client_id}/messages`` at the clients service.
+
+Files: ``POST /tickets/attachments`` (multipart ``file``) keeps one and
+answers its ``attachment_id``; ``attachments: [ids]`` on an opening or a
+message sends them with it. ``GET /tickets/{id}/attachments/{attachment_id}``
+downloads one for whoever sees the ticket and the message it came with.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
-from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, File, Query, Request, Response, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
@@ -31,7 +36,13 @@ from services.tickets.api.deps import TicketsDep
 from services.tickets.app import visibility
 from services.tickets.app.handlers import MessageAnswer, NotAllowed, OpenDraft
 from services.tickets.copies import support
-from services.tickets.domain.ticket import MAX_BODY, MAX_COMMENT, MAX_SUBJECT, TicketChanged
+from services.tickets.domain.ticket import (
+    MAX_ATTACHMENTS,
+    MAX_BODY,
+    MAX_COMMENT,
+    MAX_SUBJECT,
+    TicketChanged,
+)
 from services.tickets.projections.queries import (
     STATUSES,
     QueueFilter,
@@ -46,6 +57,7 @@ from shared.access.control import Principal
 from shared.application.commands import CommandAnswer
 from shared.domain.business_hours import expected_response_at
 from shared.http.api import ApiError, CaughtUp, ReadDB, invalid, require
+from shared.http.downloads import download
 from shared.readmodel.database import ReadModelDB
 
 router = APIRouter()
@@ -160,6 +172,9 @@ class OpenIn(Strict):
     subject: str = Field(min_length=1, max_length=MAX_SUBJECT)
     body: str = Field(min_length=1, max_length=MAX_BODY)
     client_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
+    attachments: list[Annotated[str, Field(min_length=1, max_length=MAX_ID)]] = Field(
+        default=[], max_length=MAX_ATTACHMENTS, description="ids from POST /tickets/attachments"
+    )
 
 
 class OpenedOut(BaseModel):
@@ -167,11 +182,16 @@ class OpenedOut(BaseModel):
     version: int
     position: int
     message_id: str
+    number: int | None = None  # the ticket's short number (#1042)
 
 
 def _message_answer(answer: MessageAnswer) -> OpenedOut:
     return OpenedOut(
-        id=answer.id, version=answer.version, position=answer.position, message_id=answer.message_id
+        id=answer.id,
+        version=answer.version,
+        position=answer.position,
+        message_id=answer.message_id,
+        number=answer.number,
     )
 
 
@@ -189,6 +209,7 @@ async def open_ticket(body: OpenIn, app: TicketsDep, _: CaughtUp, principal: Cal
         body=body.body,
         category_id=body.category_id,
         client_id=body.client_id,
+        attachment_ids=tuple(body.attachments),
     )
     return _message_answer(await _run(app.open_ticket(principal, draft)))
 
@@ -198,6 +219,7 @@ async def open_ticket(body: OpenIn, app: TicketsDep, _: CaughtUp, principal: Cal
 
 class TicketOut(BaseModel):
     id: str
+    number: int | None  # the short number (#1042); null for tickets opened before numbers
     client_id: str
     company_id: str | None
     project_id: str | None
@@ -222,6 +244,14 @@ class TicketOut(BaseModel):
     version: int
 
 
+class AttachmentOut(BaseModel):
+    attachment_id: str
+    filename: str | None  # null once the client was erased
+    content_type: str
+    size: int
+    sha256: str
+
+
 class EntryOut(BaseModel):
     """One step of a ticket's timeline (the ticket version it made)."""
 
@@ -238,6 +268,7 @@ class EntryOut(BaseModel):
     body: str | None
     internal: bool
     details: dict[str, Any]
+    attachments: list[AttachmentOut] = []
 
 
 class TicketDetailOut(TicketOut):
@@ -298,6 +329,10 @@ async def list_tickets(
         str | None, Query(max_length=MAX_ID, description='"none": nobody assigned')
     ] = None,
     client_id: Annotated[str | None, Query(max_length=MAX_ID)] = None,
+    number: Annotated[
+        str | None,
+        Query(pattern=r"^#?[0-9]{1,9}$", description="the short number: 1042 or #1042"),
+    ] = None,
     sort: Annotated[
         Sort | None,
         Query(description="waiting (oldest unanswered first), deadline, updated, opened; -: desc"),
@@ -316,6 +351,7 @@ async def list_tickets(
         department_id=department_id,
         assignee_id=assignee_id,
         client_id=client_id,
+        number=int(number.lstrip("#")) if number else None,
     )
     page = page_query(scope, f, chosen, limit, offset)
     async with db.reading() as conn:
@@ -367,6 +403,7 @@ async def get_ticket(ticket_id: str, db: ReadDB, _: CaughtUp, principal: Caller)
                 body=e.body,
                 internal=e.type == "internal_note",
                 details=orjson.loads(e.details),
+                attachments=orjson.loads(e.attachments) if e.attachments else [],
             )
             for e in entries
         ],
@@ -380,6 +417,9 @@ class MessageIn(Strict):
     body: str = Field(min_length=1, max_length=MAX_BODY)
     internal: bool = False
     expected_version: int | None = Field(default=None, ge=1)
+    attachments: list[Annotated[str, Field(min_length=1, max_length=MAX_ID)]] = Field(
+        default=[], max_length=MAX_ATTACHMENTS, description="ids from POST /tickets/attachments"
+    )
 
 
 class AssignIn(Strict):
@@ -418,7 +458,11 @@ async def post_message(
     ``ticket_closed``); 409 ``replies_forbidden`` when the thread forbids replies.
     """
     seen = _seen(body.expected_version, expected_version)
-    answer = await _run(app.post_message(principal, ticket_id, body.body, body.internal, seen))
+    answer = await _run(
+        app.post_message(
+            principal, ticket_id, body.body, body.internal, seen, tuple(body.attachments)
+        )
+    )
     return _message_answer(answer)
 
 
@@ -500,3 +544,47 @@ async def autofill(
     authorization = request.headers.get("authorization")
     subject, body = await _run(app.autofill(principal, ticket_id, template_id, authorization))
     return AutofillOut(subject=subject, body=body)
+
+
+# ---------------------------------------------------------------- files
+
+
+class UploadedOut(BaseModel):
+    attachment_id: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+@router.post("/tickets/attachments", status_code=201, tags=["tickets"])
+async def upload_attachment(
+    app: TicketsDep,
+    principal: Caller,
+    file: Annotated[UploadFile, File(description="one file; its type from the allow-list")],
+) -> UploadedOut:
+    """Keep a file for a message the caller writes next (``attachments: [attachment_id]``).
+
+    422 on ``file`` when it is empty, too large, of a type not accepted (by its
+    name and its first bytes), or refused by the virus scanner; nothing is kept then.
+    """
+    store = app.files
+    limit = store.policy.max_bytes if store is not None else 0
+    data = await file.read(limit + 1)  # never more than the cap and a byte into memory
+    stored = await _run(app.upload(principal, data, file.filename))
+    return UploadedOut(filename=stored.filename, **stored.record.model_dump())
+
+
+@router.get(
+    "/tickets/{ticket_id}/attachments/{attachment_id}",
+    tags=["tickets"],
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def download_attachment(
+    ticket_id: str, attachment_id: str, app: TicketsDep, _: CaughtUp, principal: Caller
+) -> Response:
+    """A file of the ticket, as a download (``Content-Disposition: attachment``, ``nosniff``):
+    for whoever sees the ticket and the message it came with; 404 otherwise."""
+    filename, content_type, data = await _run(app.attachment(principal, ticket_id, attachment_id))
+    return download(filename, content_type, data)

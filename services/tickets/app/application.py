@@ -10,9 +10,11 @@ from dataclasses import dataclass
 
 from services.tickets.app.catalog import SupportCatalog
 from services.tickets.app.handlers import Tickets
+from services.tickets.app.mail_gateway import MailGateway
 
 
 @dataclass(frozen=True)
 class TicketsApplication:
     tickets: Tickets
     support_catalog: SupportCatalog
+    mail_gateway: MailGateway

@@ -17,6 +17,11 @@
   destroys the client's key here, and the notifier's ``DeadlineExpired``
   closes silent tickets and asks for ratings.
 
+* Files: uploaded first (``upload``, the kernel's ``shared.readmodel.attachments``
+  checks type, size and the scanner), then named by a message or an opening;
+  only their uploader may name them. A message's files are downloaded under
+  the message's visibility (``attachment``); erasure deletes them.
+
 Ticket texts are sealed with a per-client key of this service (``shared.privacy.shredding``).
 """
 
@@ -28,23 +33,28 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
+import orjson
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.tickets.app import visibility
 from services.tickets.app.catalog_port import CatalogPort, SupportSettings
+from services.tickets.app.numbering import TicketNumbering
 from services.tickets.copies import support
 from services.tickets.domain.events import TICKET_EVENTS, registry
 from services.tickets.domain.ticket import Author, Ticket, stream_name, thread_id
 from services.tickets.projections.queue import ticket_entries, tickets
 from shared.access.control import Access, Principal
+from shared.access.rating_links import RatingLink
 from shared.application.commands import CommandAnswer, append
 from shared.domain.aggregate import Conflict, DomainError, NotFound
+from shared.domain.attachments import AttachmentRecord
 from shared.domain.business_hours import expected_response_at
 from shared.domain.events import Actor, DomainEvent, RecordedEvent
 from shared.eventstore import ConcurrencyError, EventStore, StreamState
 from shared.privacy.shredding import KeyRing, Sealer, SubjectErased
+from shared.readmodel.attachments import AttachmentStore, StoredAttachment
 from shared.readmodel.database import ReadModelDB
 
 log = structlog.get_logger(__name__)
@@ -77,6 +87,8 @@ class OpenDraft:
     body: str
     category_id: str | None = None
     client_id: str | None = None  # staff opening on behalf of a client
+    attachment_ids: tuple[str, ...] = ()
+    ticket_id: str | None = None  # derived from what asked for it (a mail): a retry finds it
 
 
 @dataclass(frozen=True)
@@ -85,6 +97,7 @@ class MessageAnswer:
     version: int
     position: int
     message_id: str
+    number: int | None = None
 
 
 def _derived(*parts: str) -> str:
@@ -105,13 +118,18 @@ class Tickets:
     response_hours: float = 4.0
     people: PeoplePort | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    files: AttachmentStore | None = None
 
     def __post_init__(self) -> None:
         self.sealer = Sealer(registry, self.keys)
+        self.numbering = TicketNumbering(self.store)
 
     async def start(self) -> None:
         await self.keys.create_tables()
         await self.db.create_tables(support.metadata)
+        await self.numbering.start()
+        if self.files is not None:
+            await self.files.create_tables()
 
     # ---------------------------------------------------------------- opening
 
@@ -152,8 +170,9 @@ class Tickets:
             if category.project_id is not None and category.project_id != project_id:
                 raise DomainError("category_id", "the category is not for the client's project")
             paid = paid or category.paid
-        ticket_id = str(uuid.uuid4())
-        events = Ticket.open(
+        files = await self._named_files(principal, draft.attachment_ids)
+        ticket_id = draft.ticket_id or str(uuid.uuid4())
+        draft_events = Ticket.open(  # input checked before a number is taken
             ticket_id,
             client_id=client_id,
             company_id=client.company_id if client else None,
@@ -165,6 +184,7 @@ class Tickets:
             paid=paid,
             origin="client" if principal.kind == "client" else "staff",
             due_at=expected_response_at(hours, now, self.response_hours),
+            files=files,
         )
         if blocking is not None:
             raise Conflict(
@@ -174,19 +194,31 @@ class Tickets:
         actor = principal.actor
         if paid:
             await self.catalog.take_paid_request(client_id, ticket_id, actor)
+        number: int | None = None
         try:
+            number = await self.numbering.take(ticket_id, actor)
+            events = [e.model_copy(update={"number": number}) for e in draft_events]
             result = await append(
                 self.store, registry, stream_name(ticket_id), events, 0,
                 actor=actor, sealer=self.sealer,
             )  # fmt: skip
         except BaseException:
+            if number is not None:
+                await self.numbering.give_back(number, ticket_id, actor)
             if paid:
                 await self.catalog.return_paid_request(client_id, ticket_id, actor)
             raise
         assert result is not None
-        log.info("tickets.opened", ticket_id=ticket_id, department_id=department.department_id)
+        log.info(
+            "tickets.opened",
+            ticket_id=ticket_id,
+            number=number,
+            department_id=department.department_id,
+        )
         opened = events[0]
-        return MessageAnswer(ticket_id, result.stream_version, result.position, _first(opened))
+        return MessageAnswer(
+            ticket_id, result.stream_version, result.position, _first(opened), number
+        )
 
     # ---------------------------------------------------------------- conversation
 
@@ -197,23 +229,31 @@ class Tickets:
         body: str,
         internal: bool,
         seen: int | None,
+        attachment_ids: tuple[str, ...] = (),
+        *,
+        message_id: str | None = None,
     ) -> MessageAnswer:
+        """``message_id``: derived from what asked for the message (a mail), so a retry
+        that finds it posted writes nothing."""
         if principal.kind == "staff":
             right = "tickets.internal_note" if internal else "tickets.reply"
             if not principal.access.has(right):
                 raise NotAllowed(f"the right {right!r} is required")
         elif internal:
             raise NotAllowed("clients cannot write internal notes", field="internal")
-        message_id = str(uuid.uuid4())
+        message_id = message_id or str(uuid.uuid4())
         settings = await self.catalog.settings() if principal.kind == "staff" else None
+        files = await self._named_files(principal, attachment_ids)
 
         async def decide(ticket: Ticket) -> list[DomainEvent]:
             now = self.clock()
+            if message_id in ticket.messages:
+                return []  # posted by an earlier attempt
             if principal.kind == "client":
                 self._must_own(principal, ticket, "reply")
                 due = await self._due(ticket.department_id, now)
                 return ticket.post(Author("client", principal.id), body, message_id=message_id,
-                                   due_at=due)  # fmt: skip
+                                   due_at=due, files=files)  # fmt: skip
             assert settings is not None
             return ticket.post(
                 Author("staff", principal.id),
@@ -224,6 +264,7 @@ class Tickets:
                 rating_due_at=_after(now, settings.rate_after_days)
                 if settings.rating_mode == "message"
                 else None,
+                files=files,
             )
 
         answer = await self._command(principal, ticket_id, seen, decide)
@@ -325,6 +366,26 @@ class Tickets:
 
         return await self._command(principal, ticket_id, None, decide)
 
+    async def rate_by_link(self, link: RatingLink, score: int) -> CommandAnswer:
+        """A rating through a mailed link: no login, the link names client, ticket and reply,
+        and rates once (409 ``link_used``)."""
+        actor = Actor(id=link.client_id, kind="client")
+        for _attempt in range(ATTEMPTS):
+            ticket = await self.load(link.ticket_id)
+            if not ticket.exists or ticket.client_id != link.client_id:
+                raise NotFound(f"ticket {link.ticket_id}")
+            events = ticket.rate(score, link.message_id, "", link.link_id)
+            try:
+                result = await append(
+                    self.store, registry, stream_name(link.ticket_id), events, ticket.version,
+                    actor=actor, sealer=self.sealer,
+                )  # fmt: skip
+            except ConcurrencyError:
+                continue
+            assert result is not None
+            return CommandAnswer.of(link.ticket_id, result)
+        raise Conflict("version_conflict", f"ticket {link.ticket_id} kept changing; try again")
+
     async def autofill(
         self, principal: Principal, ticket_id: str, template_id: str, authorization: str | None
     ) -> tuple[str, str]:
@@ -356,6 +417,79 @@ class Tickets:
             "client_person": person or "",
         }
         return await self.catalog.render_template(template_id, values)
+
+    # ---------------------------------------------------------------- files
+
+    def _file_store(self) -> AttachmentStore:
+        if self.files is None:
+            raise DomainError("attachments", "this service takes no files")
+        return self.files
+
+    async def upload(
+        self, principal: Principal, data: bytes, filename: str | None
+    ) -> StoredAttachment:
+        """Keep a file for a message the caller will write (clients, staff who may reply)."""
+        if principal.kind == "staff" and not (
+            principal.access.has("tickets.reply") or principal.access.has("tickets.internal_note")
+        ):
+            raise NotAllowed("the right 'tickets.reply' is required to attach files")
+        return await self._file_store().put(data, filename, principal.id)
+
+    async def _named_files(
+        self, principal: Principal, attachment_ids: tuple[str, ...]
+    ) -> list[tuple[AttachmentRecord, str]]:
+        """The files a message names: uploaded, and by the caller."""
+        if not attachment_ids:
+            return []
+        uploaded = await self._file_store().uploaded(attachment_ids, "attachments")
+        for stored in uploaded:
+            if stored.uploaded_by != principal.id:
+                raise DomainError(
+                    "attachments", f"no attachment {stored.record.attachment_id}"
+                )  # as if unknown: another's upload is none of the caller's business
+        return [(stored.record, stored.filename) for stored in uploaded]
+
+    async def attachment(
+        self, principal: Principal, ticket_id: str, attachment_id: str
+    ) -> tuple[str | None, str, bytes]:
+        """(file name, content type, bytes) of a file of the ticket, if the caller may see
+        the ticket and the message it came with (an internal note's: staff only)."""
+        async with self.db.engine.connect() as conn:
+            row = (
+                await conn.execute(select(tickets).where(tickets.c.ticket_id == ticket_id))
+            ).first()
+            owner = await support.client(conn, row.client_id) if row is not None else None
+            entries = list(
+                await conn.execute(
+                    select(ticket_entries.c.attachments, ticket_entries.c.visible_to_client).where(
+                        ticket_entries.c.ticket_id == ticket_id,
+                        ticket_entries.c.attachments.is_not(None),
+                    )
+                )
+            )
+        if row is None:
+            raise NotFound(f"ticket {ticket_id}")
+        if principal.kind == "staff":
+            if not principal.access.has(visibility.VIEW):
+                raise NotAllowed(f"the right {visibility.VIEW!r} is required")
+            seen = visibility.staff_may_see(principal, row.department_id, row.assignee_id)
+        else:
+            seen = visibility.client_may_see(
+                principal, row.client_id, owner.company_id if owner else None
+            )
+        if not seen:
+            raise NotFound(f"ticket {ticket_id}")
+        for entry in entries:
+            if principal.kind == "client" and not entry.visible_to_client:
+                continue
+            for file in orjson.loads(entry.attachments):
+                if file["attachment_id"] == attachment_id:
+                    found = await self._file_store().content(attachment_id)
+                    if found is None:
+                        break  # erased
+                    record, _, data = found
+                    return file.get("filename"), record.content_type, data
+        raise NotFound(f"attachment {attachment_id}")
 
     # ---------------------------------------------------------------- helpers
 
@@ -473,7 +607,10 @@ class Tickets:
             return
         client = await support.client(conn, client_id)
         ticket_id = thread_id(client_id, message_ref)
+        if await self.store.stream_version(stream_name(ticket_id)):
+            return  # opened by an earlier delivery of the same message
         assignee = data.get("assign_replies_to")
+        number = await self.numbering.take(ticket_id, event.actor, event)
         [opened] = Ticket.open(
             ticket_id,
             client_id=client_id,
@@ -488,6 +625,7 @@ class Tickets:
             replies_forbidden=bool(data.get("forbid_replies", False)),
             assignee_id=str(assignee) if assignee else None,
             message_id=_derived("thread-message", ticket_id),
+            number=number,
         )
         new = registry.encode(
             opened,
@@ -498,8 +636,11 @@ class Tickets:
         )
         try:
             await self.store.append(stream_name(ticket_id), [new], StreamState.NO_STREAM)
-        except ConcurrencyError:
-            return  # opened by an earlier delivery of the same message
+        except BaseException as failed:
+            await self.numbering.give_back(number, ticket_id, event.actor, event)
+            if isinstance(failed, ConcurrencyError):
+                return  # opened by an earlier delivery of the same message
+            raise
         log.info("tickets.thread_opened", ticket_id=ticket_id, message_id=message_ref)
 
     async def _activate_thread(self, event: RecordedEvent) -> None:
@@ -536,8 +677,20 @@ class Tickets:
         await conn.execute(
             update(tickets).where(tickets.c.client_id == client_id).values(subject=None)
         )
+        if self.files is not None:
+            files = await conn.execute(
+                select(ticket_entries.c.attachments).where(
+                    ticket_entries.c.ticket_id.in_(owned), ticket_entries.c.attachments.is_not(None)
+                )
+            )
+            ids = [f["attachment_id"] for (text,) in files for f in orjson.loads(text)]
+            if ids:
+                table = self.files.table
+                await conn.execute(delete(table).where(table.c.attachment_id.in_(ids)))
         await conn.execute(
-            update(ticket_entries).where(ticket_entries.c.ticket_id.in_(owned)).values(body=None)
+            update(ticket_entries)
+            .where(ticket_entries.c.ticket_id.in_(owned))
+            .values(body=None, attachments=None)
         )
 
     async def on_notifier_event(self, conn: AsyncConnection, event: RecordedEvent) -> None:

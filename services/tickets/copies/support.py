@@ -64,6 +64,8 @@ known_departments = Table(
     Column("sort", Integer, nullable=False),
     Column("charge_requests", Boolean, nullable=False),
     Column("deleted", Boolean, nullable=False),
+    # The address clients write to by mail (the mail gateway's routing); None: no mail.
+    Column("inbound_email", String(254), nullable=True, index=True),
 )
 
 known_schedules = Table(
@@ -107,6 +109,7 @@ class _Support(_Fact):
     description: str = ""
     sort: int = 0
     charge_requests: bool = False
+    inbound_email: str | None = None
 
 
 class _DepartmentFact(_Fact):
@@ -157,6 +160,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
         "sort": 0,
         "charge_requests": False,
         "deleted": False,
+        "inbound_email": None,
     },
     "known_schedules": {"timezone": "UTC", "weekly": "{}", "holidays": "[]"},
     "staff_names": {"name_en": "", "name_ru": ""},
@@ -207,6 +211,7 @@ async def _department(conn: AsyncConnection, kind: str, fact: _DepartmentFact) -
                 description=s.description,
                 sort=s.sort,
                 charge_requests=s.charge_requests,
+                inbound_email=s.inbound_email,
             )
     await _upsert(conn, known_departments, values)
 
@@ -302,6 +307,7 @@ class SupportDepartment:
     sort: int
     charge_requests: bool
     deleted: bool
+    inbound_email: str | None = None
 
     @property
     def open_for_support(self) -> bool:
@@ -452,3 +458,32 @@ def _business_hours(timezone: str, weekly_json: str, holidays_json: str) -> Busi
         return ROUND_THE_CLOCK
     holidays = tuple(date.fromisoformat(d) for d in orjson.loads(holidays_json))
     return BusinessHours(timezone, weekly, holidays)
+
+
+async def department_of_address(conn: AsyncConnection, address: str) -> str | None:
+    """The support department that takes mail at ``address`` (lower case), if any."""
+    found = await conn.execute(
+        select(known_departments.c.department_id)
+        .where(
+            known_departments.c.inbound_email == address.lower(),
+            known_departments.c.deleted.is_(False),
+            known_departments.c.support_enabled.is_(True),
+        )
+        .order_by(known_departments.c.department_id)
+        .limit(1)
+    )
+    department_id: str | None = found.scalar()
+    return department_id
+
+
+async def inbound_address(conn: AsyncConnection, department_id: str | None) -> str | None:
+    """The department's inbound address: the Reply-To of mails about its tickets."""
+    if department_id is None:
+        return None
+    found = await conn.execute(
+        select(known_departments.c.inbound_email).where(
+            known_departments.c.department_id == department_id
+        )
+    )
+    address: str | None = found.scalar()
+    return address

@@ -29,6 +29,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar, Literal
 
+from shared.domain.attachments import AttachmentRecord
 from shared.domain.events import DomainEvent, EventRegistry
 
 registry = EventRegistry()
@@ -68,7 +69,7 @@ class TicketOpened(_ClientText):
     """
 
     event_type = "TicketOpened"
-    personal_fields = ("subject", "body")
+    personal_fields = ("subject", "body", "attachment_names")
     company_id: str | None = None
     project_id: str | None = None
     department_id: str | None
@@ -84,6 +85,12 @@ class TicketOpened(_ClientText):
     # "open": waits for staff; "answered": waits for the client (a thread staff began).
     status: Literal["open", "answered"] = "open"
     due_at: datetime | None = None
+    # The short number people say and type (``#1042``); None on tickets opened before numbers.
+    number: int | None = None
+    # Files of the first message (bytes in this service's database); their names,
+    # in the same order, as one sealed JSON text (``shared.domain.attachments.names_text``).
+    attachments: list[AttachmentRecord] = []
+    attachment_names: str | None = None
 
 
 @registry.register
@@ -91,7 +98,7 @@ class TicketMessagePosted(_ClientText):
     """A reply of the client or of staff, or an internal note (``internal``: staff only)."""
 
     event_type = "TicketMessagePosted"
-    personal_fields = ("body",)
+    personal_fields = ("body", "attachment_names")
     message_id: str
     author_kind: AuthorKind
     author_id: str
@@ -100,6 +107,8 @@ class TicketMessagePosted(_ClientText):
     due_at: datetime | None = None  # a client message that makes the ticket wait
     close_due_at: datetime | None = None  # a staff reply: auto-close if the client is silent
     rating_due_at: datetime | None = None  # a staff reply in per-message rating mode
+    attachments: list[AttachmentRecord] = []  # see TicketOpened
+    attachment_names: str | None = None
 
 
 @registry.register
@@ -157,6 +166,7 @@ class TicketRated(_ClientText):
     score: int
     message_id: str | None = None
     comment: str | None = ""
+    link_id: str | None = None  # rated through a mailed link (``rating_links``): used up
 
 
 @registry.register
@@ -183,4 +193,4 @@ TICKET_EVENTS: frozenset[str] = frozenset(
 """Every event type of a ticket stream."""
 
 
-from services.tickets.domain import catalog_events  # noqa: E402, F401
+from services.tickets.domain import catalog_events, numbers  # noqa: E402, F401

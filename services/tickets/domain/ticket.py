@@ -21,6 +21,8 @@ department's schedule):
   does the list of changes below);
 * a transfer notice is shown to the client only while fewer than
   ``transfer_notices_shown`` were shown before;
+* a message (the first one too) carries at most ``MAX_ATTACHMENTS`` files,
+  an internal note's files are staff-only like the note;
 * collision safety: a command may name the version its author saw; if the
   ticket moved on since, ``TicketChanged`` (409 ``ticket_changed``) lists what
   happened after that version instead of writing anything.
@@ -29,7 +31,7 @@ department's schedule):
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -49,6 +51,7 @@ from services.tickets.domain.events import (
     TicketTransferred,
 )
 from shared.domain.aggregate import Aggregate, Conflict, DomainError, NotFound
+from shared.domain.attachments import AttachmentRecord, names_text
 from shared.domain.events import SYSTEM, Actor, DomainEvent
 
 Status = Literal["open", "answered", "closed"]
@@ -56,6 +59,10 @@ Status = Literal["open", "answered", "closed"]
 MAX_SUBJECT = 200
 MAX_BODY = 20_000
 MAX_COMMENT = 2_000
+MAX_ATTACHMENTS = 10
+
+Files = Sequence[tuple[AttachmentRecord, str]]
+"""Files of a message: each record with its file name."""
 # A deadline that fires a little early (clocks of two services) still counts.
 DEADLINE_TOLERANCE = timedelta(seconds=5)
 
@@ -69,6 +76,16 @@ def thread_id(client_id: str, message_ref: str) -> str:
     return str(
         uuid.uuid5(uuid.NAMESPACE_URL, f"urn:tickets:client-message:{message_ref}:{client_id}")
     )
+
+
+def _files(files: Files) -> dict[str, Any]:
+    """The event fields of a message's files; ``DomainError`` on ``attachments`` beyond the cap."""
+    if len(files) > MAX_ATTACHMENTS:
+        raise DomainError("attachments", f"at most {MAX_ATTACHMENTS} files a message")
+    return {
+        "attachments": [record for record, _ in files],
+        "attachment_names": names_text([name for _, name in files]),
+    }
 
 
 def check_text(value: str | None, field_name: str, longest: int) -> str:
@@ -136,6 +153,7 @@ class Ticket(Aggregate):
     """A ticket rebuilt from its stream; ``replayed`` also keeps its history for collisions."""
 
     id: str = ""
+    number: int | None = None
     client_id: str = ""
     company_id: str | None = None
     project_id: str | None = None
@@ -155,6 +173,7 @@ class Ticket(Aggregate):
     messages: dict[str, PostedMessage] = field(default_factory=dict)
     rated: set[str | None] = field(default_factory=set)
     rating_requested: set[str | None] = field(default_factory=set)
+    used_links: set[str] = field(default_factory=set)
     history: list[Change] = field(default_factory=list)
 
     handles = TICKET_EVENTS
@@ -186,6 +205,8 @@ class Ticket(Aggregate):
         assignee_id: str | None = None,
         due_at: datetime | None = None,
         message_id: str | None = None,
+        number: int | None = None,
+        files: Files = (),
     ) -> list[DomainEvent]:
         """A new ticket; a thread of a message to a client has no texts of its own."""
         if origin == "client_message":
@@ -214,6 +235,8 @@ class Ticket(Aggregate):
                 # Staff wrote first: the thread waits for the client.
                 status="answered" if origin == "client_message" else "open",
                 due_at=None if origin == "client_message" else due_at,
+                number=number,
+                **_files(files),
             )
         ]
 
@@ -227,11 +250,13 @@ class Ticket(Aggregate):
         due_at: datetime | None = None,
         close_due_at: datetime | None = None,
         rating_due_at: datetime | None = None,
+        files: Files = (),
     ) -> list[DomainEvent]:
         """A reply or an internal note. ``due_at``: for a client's message that makes it wait;
         ``close_due_at``/``rating_due_at``: for a staff reply (from the settings)."""
         self._must_exist()
         text = check_text(body, "body", MAX_BODY)
+        attached = _files(files)
         message_id = message_id or str(uuid.uuid4())
         events: list[DomainEvent] = []
         if author.kind == "client":
@@ -254,6 +279,7 @@ class Ticket(Aggregate):
                     body=text,
                     # Already waiting: the deadline of the first unanswered message stays.
                     due_at=None if waiting else due_at,
+                    **attached,
                 )
             )
             return events
@@ -267,6 +293,7 @@ class Ticket(Aggregate):
                     author_id=author.id,
                     body=text,
                     internal=True,
+                    **attached,
                 )
             ]
         if self.status == "closed":
@@ -281,6 +308,7 @@ class Ticket(Aggregate):
                 body=text,
                 close_due_at=close_due_at,
                 rating_due_at=rating_due_at,
+                **attached,
             )
         ]
 
@@ -355,8 +383,17 @@ class Ticket(Aggregate):
             return []
         return [TicketReopened(ticket_id=self.id, reason=reason, due_at=due_at)]
 
-    def rate(self, score: int, message_id: str | None, comment: str = "") -> list[DomainEvent]:
+    def rate(
+        self,
+        score: int,
+        message_id: str | None,
+        comment: str = "",
+        link_id: str | None = None,
+    ) -> list[DomainEvent]:
+        """``link_id``: rated through a mailed link, which rates once."""
         self._must_exist()
+        if link_id is not None and link_id in self.used_links:
+            raise Conflict("link_used", "this rating link was used already")
         if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
             raise DomainError("score", "a whole number from 1 to 5")
         if message_id is not None:
@@ -372,6 +409,7 @@ class Ticket(Aggregate):
                 score=score,
                 message_id=message_id,
                 comment=comment,
+                link_id=link_id,
             )
         ]
 
@@ -413,6 +451,7 @@ class Ticket(Aggregate):
         details: dict[str, Any] = {}
         if isinstance(event, TicketOpened):
             self.id = event.ticket_id
+            self.number = event.number
             self.client_id = event.client_id
             self.company_id = event.company_id
             self.project_id = event.project_id
@@ -485,6 +524,8 @@ class Ticket(Aggregate):
             details = {"reason": event.reason}
         elif isinstance(event, TicketRated):
             self.rated.add(event.message_id)
+            if event.link_id is not None:
+                self.used_links.add(event.link_id)
             details = {"score": event.score, "message_id": event.message_id}
         elif isinstance(event, TicketRatingRequested):
             self.rating_requested.add(event.message_id)

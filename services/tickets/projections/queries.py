@@ -53,7 +53,7 @@ _KEYS: dict[str, tuple[str, bool]] = {
 }
 
 COLUMNS: tuple[str, ...] = (
-    "ticket_id", "client_id", "company_id", "project_id", "department_id", "category_id",
+    "ticket_id", "number", "client_id", "company_id", "project_id", "department_id", "category_id",
     "subject", "status", "origin", "message_ref", "replies_forbidden", "paid", "assignee_id",
     "opened_at", "updated_at", "waiting_since", "waiting_key", "due_at", "due_key",
     "closed_at", "close_reason", "messages", "last_message_at", "rating", "version",
@@ -78,6 +78,7 @@ class QueueFilter:
     department_id: str | None = None  # "none": the messages queue
     assignee_id: str | None = None  # "none": nobody assigned
     client_id: str | None = None
+    number: int | None = None
 
 
 class _Params:
@@ -150,6 +151,8 @@ def _narrowing(f: QueueFilter, p: _Params) -> list[str]:
         conditions.append(f"assignee_id = {p(f.assignee_id)}")
     if f.client_id is not None:
         conditions.append(f"client_id = {p(f.client_id)}")
+    if f.number is not None:
+        conditions.append(f"number = {p(f.number)}")
     return conditions
 
 

@@ -52,6 +52,7 @@ from services.tickets.domain.events import (
     TicketTransferred,
     registry,
 )
+from shared.domain.attachments import AttachmentRecord, names_of
 from shared.domain.events import RecordedEvent
 from shared.privacy import shredding
 from shared.projections.runner import Projection
@@ -69,6 +70,7 @@ tickets = Table(
     "tickets",
     metadata,
     Column("ticket_id", String(64), primary_key=True),
+    Column("number", Integer, nullable=True),  # the short number (#1042)
     Column("client_id", String(64), nullable=False),
     Column("company_id", String(64), nullable=True),
     Column("project_id", String(64), nullable=True),
@@ -102,6 +104,7 @@ tickets = Table(
     Index("ix_tickets_status_due", "status", "due_key", "ticket_id"),
     Index("ix_tickets_assignee", "assignee_id", "status", "waiting_key"),
     Index("ix_tickets_client", "client_id", "updated_at"),
+    Index("ix_tickets_number", "number"),
 )
 
 ticket_entries = Table(
@@ -117,6 +120,8 @@ ticket_entries = Table(
     Column("body", Text, nullable=True),
     Column("visible_to_client", Boolean, nullable=False),
     Column("details", Text, nullable=False),  # JSON: what else the entry says
+    # JSON: the message's files [{attachment_id, filename, content_type, size, sha256}]
+    Column("attachments", Text, nullable=True),
     Column("at", UtcDateTime(), nullable=False),
     Column("position", BigInteger, nullable=False),
 )
@@ -132,6 +137,15 @@ ticket_counts = Table(
 
 def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
+
+
+def _files_json(records: list[AttachmentRecord], names: str | None) -> str:
+    return _json(
+        [
+            {**record.model_dump(), "filename": name}
+            for record, name in zip(records, names_of(names, len(records)), strict=True)
+        ]
+    )
 
 
 def _dept_key(department_id: str | None) -> str:
@@ -183,14 +197,18 @@ class TicketQueue(Projection):
             "body": None,
             "visible_to_client": True,
             "details": {},
+            "attachments": None,
             "at": at,
             "position": event.position,
         }
+        if isinstance(payload, TicketOpened | TicketMessagePosted) and payload.attachments:
+            entry["attachments"] = _files_json(payload.attachments, payload.attachment_names)
         if isinstance(payload, TicketOpened):
             waiting = payload.status == "open"
             batch.tickets.add(
                 dict(
                     ticket_id=payload.ticket_id,
+                    number=payload.number,
                     client_id=payload.client_id,
                     company_id=payload.company_id,
                     project_id=payload.project_id,

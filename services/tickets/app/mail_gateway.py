@@ -1,0 +1,305 @@
+"""The mail gateway: mail to a department's inbound address opens or continues a ticket.
+
+Each mail is handled at least once (the SMTP/LMTP server answers 250 only after
+it is applied, and a temporary failure is a 451 the sender's server retries)
+and applied once: its ``Message-ID`` is the key of ``inbound_mails`` (the same
+mail again is recognised and only acknowledged), the ticket a new mail opens
+has an id derived from it, and so has the message a reply posts, so a retry
+after a crash finds what the first attempt wrote. The raw mail is kept in
+``inbound_mails`` (not in the event log) for ``keep_days``, then pruned.
+
+Routing (``receive``):
+
+1. mail written by a machine (``domain.inbound.machine_written``) is
+   acknowledged and dropped: no ticket, no answer, no loop;
+2. a blocked sender, a mail too large or with too many or refused files, or an
+   unusable one is refused with the reason (5xx), nothing written;
+3. the sender is the client with that e-mail, or a company contact's client
+   (the clients service's internal API); an unknown sender is refused
+   (``unknown_sender``: opening tickets from unknown contacts is not built yet);
+4. a mail naming a ticket (threading headers, ``[#1042]`` in the subject) that
+   the sender may write to continues it, as the client's message;
+5. otherwise it opens a ticket in the department whose inbound address it was
+   sent to, with the same checks as ``POST /tickets``.
+
+Metrics: ``mail_received_total``, ``mail_tickets_opened_total``,
+``mail_tickets_continued_total``, ``mail_rejected_total{reason}``,
+``mail_ignored_total{reason}``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+import structlog
+from prometheus_client import Counter
+from sqlalchemy import Column, LargeBinary, MetaData, String, Table, delete, select, update
+
+from services.tickets.app.handlers import NotAllowed, OpenDraft, Tickets
+from services.tickets.copies import support
+from services.tickets.domain import inbound
+from services.tickets.projections.queue import tickets
+from shared.access import Access, Principal
+from shared.domain import Conflict, DomainError, NotFound, PaymentRequired
+from shared.domain.attachments import clean_filename
+from shared.eventstore import ConcurrencyError
+from shared.readmodel import ReadModelDB, UtcDateTime
+from shared.readmodel.attachments import check
+
+log = structlog.get_logger(__name__)
+
+RECEIVED = Counter("mail_received_total", "Mails taken by the mail gateway")
+OPENED = Counter("mail_tickets_opened_total", "Tickets opened by mail")
+CONTINUED = Counter("mail_tickets_continued_total", "Tickets continued by mail")
+REJECTED = Counter("mail_rejected_total", "Mails refused by the gateway", ["reason"])
+IGNORED = Counter("mail_ignored_total", "Machine-written mails dropped", ["reason"])
+
+NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:provider-backoffice:tickets:mail")
+
+metadata = MetaData()
+
+inbound_mails = Table(
+    "inbound_mails",
+    metadata,
+    Column("message_id", String(250), primary_key=True),
+    Column("received_at", UtcDateTime(), nullable=False, index=True),
+    Column("mail_from", String(320), nullable=False),
+    Column("raw", LargeBinary, nullable=True),  # pruned after keep_days
+    Column("status", String(16), nullable=False),  # received/opened/continued/ignored/rejected
+    Column("reason", String(200), nullable=True),
+    Column("ticket_id", String(64), nullable=True),
+)
+
+
+class Senders(Protocol):
+    async def client_of(self, email: str) -> str | None:
+        """The client who writes from ``email`` (None: nobody known)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a mail: ``status`` and, when refused, the reason (a code)."""
+
+    status: str  # opened / continued / ignored / rejected / duplicate
+    reason: str | None = None
+    ticket_id: str | None = None
+    temporary: bool = False  # worth another try (the SMTP answer is 451)
+
+
+class Unknown(Exception):
+    """Something the mail needs is not known here yet: try again later (451)."""
+
+
+class Refused(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass
+class MailGateway:
+    tickets: Tickets
+    db: ReadModelDB
+    senders: Senders
+    access: Callable[[str], Access | None]
+    max_bytes: int = 25 * 1024 * 1024
+    max_files: int = 10
+    keep_days: float = 30.0
+    blocked: frozenset[str] = frozenset()  # addresses, or domains as "@example.com"
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    async def start(self) -> None:
+        await self.db.create_tables(metadata)
+
+    async def receive(self, raw: bytes, mail_from: str, recipients: list[str]) -> Outcome:
+        RECEIVED.inc()
+        if len(raw) > self.max_bytes:
+            return self._rejected("too_large", f"larger than {self.max_bytes} bytes")
+        try:
+            mail = inbound.parse(raw, mail_from, recipients)
+        except DomainError as error:
+            return self._rejected("broken_mime", error.message)
+        if not await self._remember(mail.message_id, raw, mail_from):
+            return Outcome("duplicate")
+        try:
+            outcome = await self._route(mail)
+        except Refused as refused:
+            outcome = self._rejected(refused.reason, refused.message)
+        except Unknown as unknown:
+            log.info("mail.deferred", message_id=mail.message_id, why=str(unknown))
+            return Outcome("failed", "not_known_yet", temporary=True)
+        except Exception:
+            # Not recorded as handled: the sender's server tries again (451), and the
+            # retry goes on where this one stopped (the ids derive from the mail).
+            log.exception("mail.failed", message_id=mail.message_id)
+            return Outcome("failed", "temporary_failure", temporary=True)
+        await self._record(mail.message_id, outcome)
+        return outcome
+
+    async def _route(self, mail: inbound.InboundMail) -> Outcome:
+        if mail.machine is not None:
+            IGNORED.labels(mail.machine).inc()
+            log.info("mail.ignored", reason=mail.machine, message_id=mail.message_id)
+            return Outcome("ignored", mail.machine)
+        domain = "@" + mail.sender.rpartition("@")[2]
+        if mail.sender in self.blocked or domain in self.blocked:
+            raise Refused("blocked_sender", "this sender is blocked")
+        if len(mail.files) > self.max_files:
+            raise Refused("too_many_files", f"at most {self.max_files} files a mail")
+        policy = self.tickets.files.policy if self.tickets.files else None
+        for file in mail.files:  # all checked before anything is kept
+            if policy is None:
+                raise Refused("file_refused", "this service takes no files")
+            try:
+                await check(file.data, clean_filename(file.filename), policy)
+            except DomainError as error:
+                raise Refused("file_refused", error.message) from None
+        client_id = await self.senders.client_of(mail.sender)
+        if client_id is None:
+            raise Refused("unknown_sender", "no client writes from this address")
+        async with self.db.reading() as conn:
+            known = await support.client(conn, client_id)
+        access = self.access(client_id)
+        if known is None or access is None:
+            # Registered a moment ago: this service learns of it from the topics soon.
+            raise Unknown(f"client {client_id} is not known here yet")
+        if access.disabled or access.kind != "client" or known.erased:
+            raise Refused("unknown_sender", "this client may not write to support")
+        principal = Principal(client_id, "client", "mail", None, access)
+        ticket_id = await self._named_ticket(mail, principal)
+        body = mail.text or "(no text)"
+        if ticket_id is not None:
+            files = await self._keep_files(mail, client_id, "continued")
+            message_id = _derived("message", mail.message_id)
+            try:
+                await self.tickets.post_message(
+                    principal, ticket_id, body, False, None, files, message_id=message_id
+                )
+            except (DomainError, Conflict, NotAllowed, NotFound) as error:
+                raise Refused("not_accepted", _why(error)) from None
+            CONTINUED.inc()
+            log.info("mail.continued", ticket_id=ticket_id, message_id=mail.message_id)
+            return Outcome("continued", ticket_id=ticket_id)
+        department_id = await self._department(mail)
+        if department_id is None:
+            raise Refused("unknown_address", "no department takes mail at this address")
+        files = await self._keep_files(mail, client_id, "opened")
+        new_id = _derived("ticket", mail.message_id)
+        draft = OpenDraft(
+            department_id=department_id,
+            subject=mail.subject,
+            body=body,
+            attachment_ids=files,
+            ticket_id=new_id,
+        )
+        try:
+            await self.tickets.open_ticket(principal, draft)
+        except ConcurrencyError:
+            pass  # opened by an earlier attempt at this same mail
+        except (DomainError, Conflict, NotAllowed, NotFound, PaymentRequired) as error:
+            raise Refused("not_accepted", _why(error)) from None
+        OPENED.inc()
+        log.info("mail.opened", ticket_id=new_id, message_id=mail.message_id)
+        return Outcome("opened", ticket_id=new_id)
+
+    async def _named_ticket(self, mail: inbound.InboundMail, principal: Principal) -> str | None:
+        """The ticket the mail answers, if the sender may write to it."""
+        candidates = list(mail.references)
+        if mail.number is not None:
+            async with self.db.reading() as conn:
+                found = (
+                    await conn.execute(
+                        select(tickets.c.ticket_id).where(tickets.c.number == mail.number)
+                    )
+                ).scalar()
+            if found:
+                candidates.append(str(found))
+        for ticket_id in candidates:
+            ticket = await self.tickets.load(ticket_id)
+            if ticket.exists and ticket.client_id == principal.id and not ticket.replies_forbidden:
+                return ticket_id
+        return None
+
+    async def _department(self, mail: inbound.InboundMail) -> str | None:
+        async with self.db.reading() as conn:
+            for address in mail.recipients:
+                found = await support.department_of_address(conn, address)
+                if found is not None:
+                    return found
+        return None
+
+    async def _keep_files(
+        self, mail: inbound.InboundMail, client_id: str, purpose: str
+    ) -> tuple[str, ...]:
+        """The mail's files kept (checked before), with ids derived from the mail."""
+        if not mail.files or self.tickets.files is None:
+            return ()
+        kept: list[str] = []
+        store = self.tickets.files
+        for i, file in enumerate(mail.files):
+            attachment_id = str(_derived(f"file-{purpose}-{i}", mail.message_id))
+            if await store.content(attachment_id) is None:
+                await store.put(file.data, file.filename, client_id, attachment_id)
+            kept.append(attachment_id)
+        return tuple(kept)
+
+    # ------------------------------------------------------------ the record
+
+    async def _remember(self, message_id: str, raw: bytes, mail_from: str) -> bool:
+        """Record the mail; False when it was handled before (received again)."""
+        async with self.db.transaction() as conn:
+            inserted = await conn.execute(
+                self.db.insert_ignoring_duplicates(
+                    inbound_mails,
+                    message_id=message_id,
+                    received_at=self.clock(),
+                    mail_from=mail_from[:320],
+                    raw=raw,
+                    status="received",
+                )
+            )
+            if inserted.rowcount:
+                return True
+            status = (
+                await conn.execute(
+                    select(inbound_mails.c.status).where(inbound_mails.c.message_id == message_id)
+                )
+            ).scalar()
+        return status == "received"  # an attempt that failed half-way: go on with it
+
+    async def _record(self, message_id: str, outcome: Outcome) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                update(inbound_mails)
+                .where(inbound_mails.c.message_id == message_id)
+                .values(status=outcome.status, reason=outcome.reason, ticket_id=outcome.ticket_id)
+            )
+
+    def _rejected(self, reason: str, message: str) -> Outcome:
+        REJECTED.labels(reason).inc()
+        log.info("mail.rejected", reason=reason, detail=message)
+        return Outcome("rejected", f"{reason}: {message}")
+
+    async def prune(self) -> int:
+        """Forget mails older than ``keep_days`` (their raw text and their dedupe key)."""
+        before = self.clock() - timedelta(days=self.keep_days)
+        async with self.db.transaction() as conn:
+            gone = await conn.execute(
+                delete(inbound_mails).where(inbound_mails.c.received_at < before)
+            )
+        return int(gone.rowcount or 0)
+
+
+def _derived(purpose: str, message_id: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, f"{purpose}:{message_id}"))
+
+
+def _why(error: Exception) -> str:
+    message = getattr(error, "message", None) or str(error)
+    return str(message)[:200]

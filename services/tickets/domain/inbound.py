@@ -1,0 +1,155 @@
+"""Mail that arrives for the support center, read without I/O: is it a request, and whose?
+
+Rules kept here:
+
+* a mail that a machine wrote never opens or continues a ticket, so two
+  auto-responders cannot talk to each other through us: ``Auto-Submitted``
+  other than ``no``, ``Precedence`` bulk / list / junk / auto_reply, list mail
+  (``List-Id``, ``List-Unsubscribe``), delivery reports and bounces (an empty
+  return path, ``multipart/report``, ``MAILER-DAEMON``), and the usual
+  vacation markers (``X-Autoreply``, ``X-Autorespond``);
+* a mail without a sender address, or whose MIME structure is broken, is refused;
+* a reply names its ticket by ``In-Reply-To`` / ``References`` (our mails
+  carry ``<ticket-<id>@…>``) or by the short number in the subject (``[#1042]``);
+* its text is the plain-text part (else the HTML part as text), without the
+  quoted conversation below it; its files are the parts with a file name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+from dataclasses import dataclass
+from email import errors as _errors
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from email.utils import getaddresses, parseaddr
+
+from shared.domain import DomainError
+
+_TICKET_REF = re.compile(r"<ticket-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})@")
+_NUMBER = re.compile(r"\[#(\d{1,9})\]")
+_MACHINE_PRECEDENCE = {"bulk", "list", "junk", "auto_reply", "auto-reply"}
+_QUOTE_HEADER = re.compile(r"^(On .+ wrote:|.+ пишет:|-----Original Message-----)\s*$")
+_TAGS = re.compile(r"<[^>]+>")
+MAX_SUBJECT = 200
+
+
+@dataclass(frozen=True)
+class InboundFile:
+    filename: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class InboundMail:
+    message_id: str
+    sender: str  # the From address, lower case
+    recipients: tuple[str, ...]  # the envelope's, lower case
+    subject: str
+    text: str
+    files: tuple[InboundFile, ...] = ()
+    references: tuple[str, ...] = ()  # ticket ids named by the threading headers
+    number: int | None = None  # the short number in the subject
+    machine: str | None = None  # why a machine wrote it (None: a person did)
+
+
+def parse(raw: bytes, mail_from: str, recipients: list[str]) -> InboundMail:
+    """The mail as the gateway routes it; ``DomainError`` on ``mail`` when it is unusable."""
+    try:
+        message = message_from_bytes(raw, policy=policy.default)
+        assert isinstance(message, EmailMessage)
+        sender = parseaddr(str(message.get("From", "")))[1].strip().lower()
+        subject = " ".join(str(message.get("Subject", "")).split())
+    except Exception as error:  # the parser's errors name no single class
+        raise DomainError("mail", f"broken message: {type(error).__name__}") from None
+    broken = [d for part in message.walk() for d in part.defects if not isinstance(d, _HARMLESS)]
+    if broken:
+        raise DomainError("mail", f"broken MIME: {type(broken[0]).__name__}")
+    if "@" not in sender:
+        raise DomainError("mail", "no sender address in From")
+    given_id = str(message.get("Message-ID", "")).strip()
+    # Without a Message-ID the bytes name it: the same mail again is still the same mail.
+    message_id = given_id or f"<sha256-{hashlib.sha256(raw).hexdigest()}@inbound>"
+    references = _TICKET_REF.findall(
+        " ".join(str(message.get(h, "")) for h in ("In-Reply-To", "References"))
+    )
+    number = _NUMBER.search(subject)
+    text, files = _content(message)
+    return InboundMail(
+        message_id=message_id[:250],
+        sender=sender,
+        recipients=tuple(parseaddr(r)[1].lower() for r in recipients),
+        subject=subject[:MAX_SUBJECT] or "(no subject)",
+        text=text,
+        files=tuple(files),
+        references=tuple(dict.fromkeys(references)),
+        number=int(number.group(1)) if number else None,
+        machine=machine_written(message, mail_from, sender),
+    )
+
+
+def machine_written(message: EmailMessage, mail_from: str, sender: str) -> str | None:
+    """Why a machine wrote this mail (a reason code), or None."""
+    auto = str(message.get("Auto-Submitted", "")).strip().lower()
+    if auto and auto != "no":
+        return "auto_submitted"
+    if str(message.get("Precedence", "")).strip().lower() in _MACHINE_PRECEDENCE:
+        return "bulk_precedence"
+    if message.get("List-Id") or message.get("List-Unsubscribe"):
+        return "list_mail"
+    if mail_from.strip() in ("", "<>"):
+        return "bounce"
+    if message.get_content_type() == "multipart/report" or sender.startswith("mailer-daemon@"):
+        return "bounce"
+    if message.get("X-Autoreply") or message.get("X-Autorespond"):
+        return "auto_submitted"
+    return None
+
+
+def addresses(values: list[str]) -> list[str]:
+    return [a.lower() for _, a in getaddresses(values) if a]
+
+
+def _content(message: EmailMessage) -> tuple[str, list[InboundFile]]:
+    files: list[InboundFile] = []
+    for part in message.iter_attachments() if message.is_multipart() else ():
+        name = part.get_filename()
+        payload = part.get_payload(decode=True)
+        if name and isinstance(payload, bytes):
+            files.append(InboundFile(name, payload))
+    body = message.get_body(("plain", "html"))
+    text = ""
+    if body is not None:
+        try:
+            content = body.get_content()
+        except (LookupError, ValueError) as error:  # an unknown charset, a broken encoding
+            raise DomainError("mail", f"unreadable text: {type(error).__name__}") from None
+        text = str(content)
+        if body.get_content_type() == "text/html":
+            text = html.unescape(_TAGS.sub("", text.replace("<br>", "\n")))
+    return without_quote(text), files
+
+
+def without_quote(text: str) -> str:
+    """The new text of a reply: what is above the quoted conversation."""
+    lines = text.replace("\r\n", "\n").split("\n")
+    for i, line in enumerate(lines):
+        if _QUOTE_HEADER.match(line.strip()):
+            lines = lines[:i]
+            break
+    while lines and (not lines[-1].strip() or lines[-1].startswith(">")):
+        lines.pop()
+    return "\n".join(lines).strip()
+
+
+# Defects the parser notes on everyday mail that it reads fine all the same.
+_HARMLESS = (
+    _errors.InvalidHeaderDefect,
+    _errors.HeaderMissingRequiredValue,
+    _errors.ObsoleteHeaderDefect,
+    _errors.NonASCIILocalPartDefect,
+    _errors.InvalidBase64PaddingDefect,
+    _errors.InvalidBase64CharactersDefect,
+)

@@ -1,0 +1,346 @@
+"""The mail gateway: real SMTP into the tickets service's gateway, with the real identity,
+departments, clients and tickets services on PostgreSQL and the broker (the stack of
+``test_tickets``). A mail opens a ticket in the department of its address for the client
+who sent it, a reply continues it, machines' mail does neither, the same mail twice is
+one message, and refused mail is answered with the reason and leaves nothing behind."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import imaplib
+import uuid
+from collections.abc import AsyncIterator
+from email.message import EmailMessage
+from typing import Any
+
+import aiosmtplib
+import pytest
+from prometheus_client import REGISTRY
+from pydantic import SecretStr
+from sqlalchemy import func, select
+
+from devtools.devbroker import free_port
+from services.tickets.adapters.mail_imap import ImapFetcher, ImapMailbox
+from services.tickets.adapters.mail_inbound import InboundServer
+from services.tickets.app.mail_gateway import MailGateway, inbound_mails
+from services.tickets.copies import support
+from services.tickets.projections.queue import ticket_entries, tickets
+from tests.http_util import eventually
+from tests.integration.test_tickets import (
+    Stack,
+    client,
+    project,
+    stack,
+    unique,
+    until,
+)
+from tests.support.dovecot import dovecot
+
+__all__ = ["stack"]
+
+PDF = b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n"
+
+
+@contextlib.asynccontextmanager
+async def smtp_gateway(stack: Stack) -> AsyncIterator[int]:
+    """The service's own gateway behind a real SMTP server on a free port."""
+    gateway: MailGateway = stack.tickets_app.state.runtime.composed.mail_gateway
+    server = InboundServer(gateway, "127.0.0.1", free_port())
+    task = asyncio.create_task(server.run())
+    await asyncio.wait_for(server.serving.wait(), 10)
+    try:
+        yield server.port
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def mail(
+    sender: str,
+    to: str,
+    subject: str,
+    text: str,
+    *,
+    message_id: str | None = None,
+    files: dict[str, bytes] | None = None,
+    **headers: str,
+) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = subject
+    message["Message-ID"] = message_id or f"<{uuid.uuid4()}@client.example.com>"
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    message.set_content(text)
+    for name, data in (files or {}).items():
+        message.add_attachment(data, maintype="application", subtype="octet-stream", filename=name)
+    return message
+
+
+async def send(port: int, message: EmailMessage, mail_from: str | None = None) -> str:
+    """The gateway's answer: "250 ..." or the refusal's code and text."""
+    try:
+        await aiosmtplib.send(
+            message,
+            hostname="127.0.0.1",
+            port=port,
+            sender=mail_from if mail_from is not None else str(message["From"]),
+            timeout=30,
+        )
+    except aiosmtplib.SMTPResponseException as refused:
+        return f"{refused.code} {refused.message}"
+    except aiosmtplib.SMTPRecipientsRefused as refused:
+        return str(refused)
+    return "250"
+
+
+async def desk_with_address(stack: Stack, project_id: str) -> tuple[str, str]:
+    address = f"{unique('support')}@desk.example.com"
+    created = await stack.departments.post(
+        "/departments",
+        json={
+            "name": {"en": unique("Mail desk")},
+            "support": {"enabled": True, "providers": [project_id], "inbound_email": address},
+        },
+        headers=stack.admin,
+    )
+    assert created.status_code == 201, created.text
+    department_id: str = created.json()["id"]
+    await until(
+        stack,
+        lambda conn: support.department_of_address(conn, address),
+        lambda d: d == department_id,
+    )
+    return department_id, address
+
+
+async def email_of(stack: Stack, client_id: str) -> str:
+    answer = await eventually(
+        lambda: stack.clients.get(f"/clients/{client_id}", headers=stack.admin),
+        lambda r: r.status_code == 200,
+    )
+    email: str = answer.json()["email"]
+    return email
+
+
+async def tickets_of(stack: Stack, client_id: str) -> list[Any]:
+    async with stack.db.engine.connect() as conn:
+        return list(
+            await conn.execute(
+                tickets.select()
+                .where(tickets.c.client_id == client_id)
+                .order_by(tickets.c.opened_at)
+            )
+        )
+
+
+async def recorded(stack: Stack, message_id: str) -> Any:
+    async with stack.db.engine.connect() as conn:
+        return (
+            await conn.execute(
+                inbound_mails.select().where(inbound_mails.c.message_id == message_id)
+            )
+        ).first()
+
+
+def counted(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_a_mail_opens_a_ticket_and_replies_by_mail_continue_it(stack: Stack) -> None:
+    main = await project(stack)
+    desk, address = await desk_with_address(stack, main)
+    client_id, customer = await client(stack, "mailing", main)
+    email = await email_of(stack, client_id)
+    opened_before = counted("mail_tickets_opened_total")
+    async with smtp_gateway(stack) as port:
+        first = mail(
+            f"Client <{email.upper()}>", address, "Site is down", "example.com answers 502",
+            files={"error.pdf": PDF},
+        )  # fmt: skip
+        assert await send(port, first) == "250"
+        [row] = await until(stack, lambda conn: tickets_of(stack, client_id), lambda r: len(r) == 1)
+        assert row.department_id == desk and row.subject == "Site is down"
+        assert row.number is not None and row.origin == "client"
+        page = await stack.tickets.get(f"/tickets/{row.ticket_id}", headers=customer)
+        [opening] = page.json()["entries"]
+        assert opening["body"] == "example.com answers 502"
+        [file] = opening["attachments"]
+        got = await stack.tickets.get(
+            f"/tickets/{row.ticket_id}/attachments/{file['attachment_id']}", headers=customer
+        )
+        assert got.content == PDF and file["filename"] == "error.pdf"
+        assert counted("mail_tickets_opened_total") == opened_before + 1
+
+        # The same mail again (a sender's retry): acknowledged, applied once.
+        version = await stack.app.store.stream_version(f"ticket-{row.ticket_id}")
+        assert await send(port, first) == "250"
+        assert await stack.app.store.stream_version(f"ticket-{row.ticket_id}") == version
+        assert len(await tickets_of(stack, client_id)) == 1
+
+        # A reply naming the ticket in its threading headers continues it, quote cut off.
+        thread = f"<ticket-{row.ticket_id}@backoffice.localhost>"
+        reply = mail(
+            email, address, "Re: anything", "Still down.\n\nOn Monday, Support wrote:\n> old",
+            In_Reply_To=thread, References=thread,
+        )  # fmt: skip
+        assert await send(port, reply) == "250"
+        assert await send(port, reply) == "250"  # twice: still one message
+        # One by the short number in the subject, to another address of ours.
+        by_number = mail(email, "other@desk.example.com", f"Re: [#{row.number}] x", "Now up")
+        assert await send(port, by_number) == "250"
+
+        async def messages(conn: Any) -> list[str]:
+            found = await conn.execute(
+                select(ticket_entries.c.body)
+                .where(
+                    ticket_entries.c.ticket_id == row.ticket_id,
+                    ticket_entries.c.type == "message",
+                )
+                .order_by(ticket_entries.c.version)
+            )
+            return [body for (body,) in found]
+
+        # The read model follows the store; two messages, in order, are what it must reach.
+        bodies = await until(stack, messages, lambda found: len(found) >= 2)
+        assert bodies == ["Still down.", "Now up"]
+        assert len(await tickets_of(stack, client_id)) == 1
+
+        # A reply to someone else's ticket does not land in it: it opens the sender's own.
+        other_id, _ = await client(stack, "other-mailer", main)
+        other_email = (await stack.clients.get(f"/clients/{other_id}", headers=stack.admin)).json()[
+            "email"
+        ]
+        intruder = mail(
+            other_email, address, f"Re: [#{row.number}]", "let me in", References=thread
+        )
+        assert await send(port, intruder) == "250"
+        [own] = await until(stack, lambda conn: tickets_of(stack, other_id), lambda r: len(r) == 1)
+        assert own.ticket_id != row.ticket_id
+
+
+@pytest.mark.parametrize(
+    ("headers", "mail_from", "reason"),
+    [
+        ({"Auto_Submitted": "auto-replied"}, None, "auto_submitted"),
+        ({"Precedence": "bulk"}, None, "bulk_precedence"),
+        ({"List_Id": "<news.example.com>"}, None, "list_mail"),
+        ({}, "", "bounce"),
+    ],
+)
+async def test_machines_mail_opens_nothing(
+    stack: Stack, headers: dict[str, str], mail_from: str | None, reason: str
+) -> None:
+    main = await project(stack)
+    _, address = await desk_with_address(stack, main)
+    client_id, _ = await client(stack, "vacation", main)
+    email = await email_of(stack, client_id)
+    numbering = stack.app.numbering.state.version
+    async with smtp_gateway(stack) as port:
+        auto = mail(email, address, "Out of office", "I am away")
+        for name, value in headers.items():
+            auto[name.replace("_", "-")] = value
+        assert await send(port, auto, mail_from) == "250"  # never a bounce to a bounce
+    seen = await recorded(stack, str(auto["Message-ID"]))
+    assert (seen.status, seen.reason) == ("ignored", reason)
+    assert stack.app.numbering.state.version == numbering  # no ticket was even begun
+    assert await tickets_of(stack, client_id) == []
+
+
+async def test_refused_mail_is_answered_with_the_reason_and_leaves_nothing(stack: Stack) -> None:
+    main = await project(stack)
+    _, address = await desk_with_address(stack, main)
+    client_id, _ = await client(stack, "refused", main)
+    email = await email_of(stack, client_id)
+    gateway: MailGateway = stack.tickets_app.state.runtime.composed.mail_gateway
+    files_before = await _files(stack)
+    numbering = stack.app.numbering.state.version
+    gateway.blocked = frozenset({"@spam.example.com"})
+    try:
+        async with smtp_gateway(stack) as port:
+            cases = [
+                (mail("nobody@unknown.example.com", address, "Hi", "who am I"), "unknown_sender"),
+                (mail("x@spam.example.com", address, "Buy", "now"), "blocked_sender"),
+                (mail(email, "nowhere@desk.example.com", "Hi", "lost"), "unknown_address"),
+                (
+                    mail(email, address, "Virus", "see", files={"setup.exe": b"MZ\x90"}),
+                    "file_refused",
+                ),
+            ]
+            for message, reason in cases:
+                answer = await send(port, message)
+                assert answer.startswith("550") and reason in answer, (reason, answer)
+                assert REGISTRY.get_sample_value("mail_rejected_total", {"reason": reason})
+            broken = (
+                b"From: " + email.encode() + b"\r\nTo: " + address.encode() + b"\r\n"
+                b"Subject: broken\r\nMessage-ID: <broken@x>\r\nMIME-Version: 1.0\r\n"
+                b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+                b"--b1\r\nContent-Type: text/plain\r\n\r\nno closing boundary\r\n"
+            )
+            try:
+                await aiosmtplib.send(
+                    broken, hostname="127.0.0.1", port=port, sender=email, recipients=[address]
+                )
+                answer = "250"
+            except aiosmtplib.SMTPResponseException as refused:
+                answer = f"{refused.code} {refused.message}"
+            assert answer.startswith("550") and "broken_mime" in answer, answer
+    finally:
+        gateway.blocked = frozenset()
+    assert await tickets_of(stack, client_id) == []
+    assert await _files(stack) == files_before  # the refused file was never kept
+    assert stack.app.numbering.state.version == numbering
+
+
+async def _files(stack: Stack) -> int:
+    assert stack.app.files is not None
+    async with stack.db.engine.connect() as conn:
+        found = await conn.execute(select(func.count()).select_from(stack.app.files.table))
+        return int(found.scalar() or 0)
+
+
+async def test_mail_fetched_from_an_imap_mailbox_becomes_a_ticket_once(stack: Stack) -> None:
+    main = await project(stack)
+    desk, address = await desk_with_address(stack, main)
+    client_id, _ = await client(stack, "imap", main)
+    email = await email_of(stack, client_id)
+    gateway: MailGateway = stack.tickets_app.state.runtime.composed.mail_gateway
+    with dovecot(user_name=address) as imap:
+        mailbox = ImapMailbox(
+            host=imap.host, port=imap.port, ssl=False, user=imap.user,
+            password=SecretStr(imap.password), address=address,
+        )  # fmt: skip
+        fetcher = ImapFetcher(gateway, mailbox, poll_seconds=60)
+        request = mail(email, address, "Backup failed", "Last night's backup failed")
+        unknown = mail("stranger@unknown.example.com", address, "Hello", "anyone?")
+
+        def deliver(*messages: EmailMessage) -> None:
+            connection = imaplib.IMAP4(imap.host, imap.port)
+            connection.login(imap.user, imap.password)
+            for message in messages:
+                connection.append("INBOX", None, None, message.as_bytes())
+            connection.logout()
+
+        def left() -> int:
+            connection = imaplib.IMAP4(imap.host, imap.port)
+            connection.login(imap.user, imap.password)
+            connection.select("INBOX")
+            _, found = connection.uid("search", None, "ALL")  # type: ignore[arg-type]
+            connection.logout()
+            return len(found[0].split()) if found and found[0] else 0
+
+        await asyncio.to_thread(deliver, request, unknown)
+        assert await fetcher.fetch_once() == 2  # both answered for good: taken from the box
+        assert await asyncio.to_thread(left) == 0
+        [row] = await until(stack, lambda conn: tickets_of(stack, client_id), lambda r: len(r) == 1)
+        assert (row.department_id, row.subject) == (desk, "Backup failed")
+        assert (await recorded(stack, str(unknown["Message-ID"]))).status == "rejected"
+
+        # The provider's server hands the same mail over again: still one ticket.
+        await asyncio.to_thread(deliver, request)
+        assert await fetcher.fetch_once() == 1
+        version = await stack.app.store.stream_version(f"ticket-{row.ticket_id}")
+        assert version == 1 and len(await tickets_of(stack, client_id)) == 1
