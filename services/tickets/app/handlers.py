@@ -47,7 +47,7 @@ from services.tickets.domain.ticket import Author, Ticket, stream_name, thread_i
 from services.tickets.projections.queue import ticket_entries, tickets
 from shared.access.control import Access, Principal
 from shared.access.rating_links import RatingLink
-from shared.application.commands import CommandAnswer, append
+from shared.application.commands import CommandAnswer, append, decide_and_append
 from shared.domain.aggregate import Conflict, DomainError, NotFound
 from shared.domain.attachments import AttachmentRecord
 from shared.domain.business_hours import expected_response_at
@@ -59,7 +59,6 @@ from shared.readmodel.database import ReadModelDB
 
 log = structlog.get_logger(__name__)
 
-ATTEMPTS = 5
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:provider-backoffice:tickets")
 
 
@@ -369,22 +368,23 @@ class Tickets:
     async def rate_by_link(self, link: RatingLink, score: int) -> CommandAnswer:
         """A rating through a mailed link: no login, the link names client, ticket and reply,
         and rates once (409 ``link_used``)."""
-        actor = Actor(id=link.client_id, kind="client")
-        for _attempt in range(ATTEMPTS):
-            ticket = await self.load(link.ticket_id)
+
+        def decide(ticket: Ticket) -> list[DomainEvent]:
             if not ticket.exists or ticket.client_id != link.client_id:
                 raise NotFound(f"ticket {link.ticket_id}")
-            events = ticket.rate(score, link.message_id, "", link.link_id)
-            try:
-                result = await append(
-                    self.store, registry, stream_name(link.ticket_id), events, ticket.version,
-                    actor=actor, sealer=self.sealer,
-                )  # fmt: skip
-            except ConcurrencyError:
-                continue
-            assert result is not None
-            return CommandAnswer.of(link.ticket_id, result)
-        raise Conflict("version_conflict", f"ticket {link.ticket_id} kept changing; try again")
+            return ticket.rate(score, link.message_id, "", link.link_id)
+
+        return await decide_and_append(
+            self.store,
+            registry,
+            stream_name(link.ticket_id),
+            Ticket,
+            decide,
+            answer_id=link.ticket_id,
+            actor=Actor(id=link.client_id, kind="client"),
+            sealer=self.sealer,
+            loader=lambda: self.load(link.ticket_id),
+        )
 
     async def autofill(
         self, principal: Principal, ticket_id: str, template_id: str, authorization: str | None
@@ -527,26 +527,28 @@ class Tickets:
     ) -> CommandAnswer:
         """Load, check visibility and the version seen, decide, append; again on a race."""
         viewer: Literal["client", "staff"] = "client" if principal.kind == "client" else "staff"
-        for _attempt in range(ATTEMPTS):
-            ticket = await self.load(ticket_id)
+
+        async def checked_decision(ticket: Ticket) -> list[DomainEvent]:
             if not ticket.exists or not await self.may_see(principal, ticket):
                 raise NotFound(f"ticket {ticket_id}")
+            # Someone else wrote since ``seen``: the next round says what (409 with changes).
             ticket.check_version(seen, viewer)
-            events = await decide(ticket)
-            if not events:
-                return CommandAnswer(id=ticket_id, version=ticket.version, position=0)
-            try:
-                result = await append(
-                    self.store, registry, stream_name(ticket_id), events, ticket.version,
-                    actor=principal.actor, sealer=self.sealer,
-                )  # fmt: skip
-            except ConcurrencyError:
-                continue  # someone else wrote: with ``seen``, the next round says what
-            except SubjectErased:
-                raise Conflict("client_erased", "the client of this ticket was erased") from None
-            assert result is not None
-            return CommandAnswer.of(ticket_id, result)
-        raise Conflict("version_conflict", f"ticket {ticket_id} kept changing; try again")
+            return await decide(ticket)
+
+        try:
+            return await decide_and_append(
+                self.store,
+                registry,
+                stream_name(ticket_id),
+                Ticket,
+                checked_decision,
+                answer_id=ticket_id,
+                actor=principal.actor,
+                sealer=self.sealer,
+                loader=lambda: self.load(ticket_id),
+            )
+        except SubjectErased:
+            raise Conflict("client_erased", "the client of this ticket was erased") from None
 
     def _must_own(self, principal: Principal, ticket: Ticket, what: str) -> None:
         if ticket.client_id != principal.id:
@@ -647,25 +649,25 @@ class Tickets:
         client_id = str(event.data.get("client_id", ""))
         message_ref = str(event.data.get("message_id", ""))
         ticket_id = thread_id(client_id, message_ref)
-        for _attempt in range(ATTEMPTS):
-            ticket = await self.load(ticket_id)
+
+        async def reopen(ticket: Ticket) -> list[DomainEvent]:
             if not ticket.exists:
                 log.warning("tickets.notice_without_thread", ticket_id=ticket_id)
-                return
-            events = ticket.reopen(
-                "notice_expired", await self._due(ticket.department_id, self.clock())
-            )
-            if not events:
-                return
-            try:
-                await append(
-                    self.store, registry, stream_name(ticket_id), events, ticket.version,
-                    actor=event.actor, sealer=self.sealer,
-                )  # fmt: skip
-                return
-            except ConcurrencyError:
-                continue
-        raise Conflict("version_conflict", f"ticket {ticket_id} kept changing")
+                return []
+            due = await self._due(ticket.department_id, self.clock())
+            return ticket.reopen("notice_expired", due)
+
+        await decide_and_append(
+            self.store,
+            registry,
+            stream_name(ticket_id),
+            Ticket,
+            reopen,
+            answer_id=ticket_id,
+            actor=event.actor,
+            sealer=self.sealer,
+            loader=lambda: self.load(ticket_id),
+        )
 
     async def _forget(self, conn: AsyncConnection, client_id: str) -> None:
         """Erasure: the client's key goes, and the texts already in the read model with it
@@ -706,24 +708,23 @@ class Tickets:
             log.warning("tickets.deadline_without_ticket", event_id=str(event.event_id))
             return
         message_id = event.data.get("message_id")
-        actor = Actor(id="notifier", kind="system")
-        for _attempt in range(ATTEMPTS):
-            ticket = await self.load(ticket_id)
+
+        def act(ticket: Ticket) -> list[DomainEvent]:
             if kind == "ticket_auto_close":
-                events = ticket.auto_close(self.clock())
-            else:
-                events = ticket.request_rating(str(message_id) if message_id else None)
-            if not events:
-                return
-            try:
-                await append(
-                    self.store, registry, stream_name(ticket_id), events, ticket.version,
-                    actor=actor, sealer=self.sealer,
-                )  # fmt: skip
-                return
-            except ConcurrencyError:
-                continue
-        raise Conflict("version_conflict", f"ticket {ticket_id} kept changing")
+                return ticket.auto_close(self.clock())
+            return ticket.request_rating(str(message_id) if message_id else None)
+
+        await decide_and_append(
+            self.store,
+            registry,
+            stream_name(ticket_id),
+            Ticket,
+            act,
+            answer_id=ticket_id,
+            actor=Actor(id="notifier", kind="system"),
+            sealer=self.sealer,
+            loader=lambda: self.load(ticket_id),
+        )
 
 
 def _after(now: datetime, days: int | None) -> datetime | None:
