@@ -106,6 +106,40 @@ class Author:
     id: str
 
 
+_TIMELINE_KINDS: dict[type[DomainEvent], str] = {
+    TicketOpened: "opened",
+    TicketAssigned: "assigned",
+    TicketTransferred: "transfer",
+    TicketClosed: "closed",
+    TicketReopened: "reopened",
+    TicketRated: "rated",
+    TicketRatingRequested: "rating_requested",
+}
+
+
+def timeline_kind(event: DomainEvent) -> str:
+    """The entry an event makes in its ticket's timeline (the queue's ``type``)."""
+    if isinstance(event, TicketMessagePosted):
+        return "internal_note" if event.internal else "message"
+    return _TIMELINE_KINDS.get(type(event), event.event_type)
+
+
+def seen_by_client(event: DomainEvent) -> bool:
+    """Whether the ticket's client sees this entry of its timeline.
+
+    The one rule for the 409 ``ticket_changed`` list and the queue's timeline:
+    internal notes and assignments are for staff; a transfer only while its
+    notice is shown (the configured cap of transfer notices).
+    """
+    if isinstance(event, TicketMessagePosted):
+        return not event.internal
+    if isinstance(event, TicketAssigned):
+        return False
+    if isinstance(event, TicketTransferred):
+        return event.notice_visible_to_client
+    return True
+
+
 @dataclass(frozen=True)
 class Change:
     """One event of the ticket's history, as the 409 ``ticket_changed`` lists it."""
@@ -447,7 +481,6 @@ class Ticket(Aggregate):
 
     def apply_at(self, event: DomainEvent, at: datetime | None, actor: Actor) -> None:
         """Change state for one past event that happened at ``at`` (None: unknown)."""
-        visible = True
         details: dict[str, Any] = {}
         if isinstance(event, TicketOpened):
             self.id = event.ticket_id
@@ -472,7 +505,6 @@ class Ticket(Aggregate):
             self.messages[event.message_id] = PostedMessage(
                 event.author_kind, event.author_id, event.internal
             )
-            visible = not event.internal
             details = {
                 "message_id": event.message_id,
                 "author_kind": event.author_kind,
@@ -495,7 +527,6 @@ class Ticket(Aggregate):
         elif isinstance(event, TicketAssigned):
             self.assignee_id = event.assignee_id
             details = {"assignee_id": event.assignee_id}
-            visible = False
         elif isinstance(event, TicketTransferred):
             self.department_id = event.to_department_id
             self.assignee_id = event.to_staff_id
@@ -503,7 +534,6 @@ class Ticket(Aggregate):
                 self.due_at = event.due_at
             if event.notice_visible_to_client:
                 self.transfer_notices_shown += 1
-            visible = event.notice_visible_to_client
             details = {
                 "from_department_id": event.from_department_id,
                 "to_department_id": event.to_department_id,
@@ -541,7 +571,7 @@ class Ticket(Aggregate):
                 at=at,
                 actor=actor,
                 details=details,
-                visible_to_client=visible,
+                visible_to_client=seen_by_client(event),
             )
         )
 

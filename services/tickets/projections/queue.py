@@ -52,6 +52,7 @@ from services.tickets.domain.events import (
     TicketTransferred,
     registry,
 )
+from services.tickets.domain.ticket import seen_by_client, timeline_kind
 from shared.domain.attachments import AttachmentRecord, names_of
 from shared.domain.events import RecordedEvent
 from shared.privacy import shredding
@@ -189,13 +190,13 @@ class TicketQueue(Projection):
         entry: dict[str, Any] = {
             "ticket_id": event.stream.removeprefix("ticket-"),
             "version": version,
-            "type": event.type,
+            "type": timeline_kind(payload),
             "message_id": None,
             "author_kind": event.actor.kind,
             "author_id": event.actor.id,
             "impersonator_id": event.actor.impersonator_id,
             "body": None,
-            "visible_to_client": True,
+            "visible_to_client": seen_by_client(payload),
             "details": {},
             "attachments": None,
             "at": at,
@@ -240,7 +241,6 @@ class TicketQueue(Projection):
             )
             batch.count(payload.department_id, payload.status, +1)
             entry.update(
-                type="opened",
                 message_id=payload.message_id,
                 body=payload.body,
                 author_kind="staff" if payload.origin != "client" else "client",
@@ -261,12 +261,10 @@ class TicketQueue(Projection):
             department_id: str | None = row["department_id"]
             if isinstance(payload, TicketMessagePosted):
                 entry.update(
-                    type="internal_note" if payload.internal else "message",
                     message_id=payload.message_id,
                     body=payload.body,
                     author_kind=payload.author_kind,
                     author_id=payload.author_id,
-                    visible_to_client=not payload.internal,
                 )
                 if not payload.internal:
                     values.update(messages=row["messages"] + 1, last_message_at=at)
@@ -287,8 +285,6 @@ class TicketQueue(Projection):
             elif isinstance(payload, TicketAssigned):
                 values["assignee_id"] = payload.assignee_id
                 entry.update(
-                    type="assigned",
-                    visible_to_client=False,
                     details={
                         "assignee_id": payload.assignee_id,
                         "previous_id": payload.previous_id,
@@ -302,8 +298,6 @@ class TicketQueue(Projection):
                 if payload.notice_visible_to_client:
                     values["transfer_notices"] = row["transfer_notices"] + 1
                 entry.update(
-                    type="transfer",
-                    visible_to_client=payload.notice_visible_to_client,
                     details={
                         "from_department_id": payload.from_department_id,
                         "to_department_id": payload.to_department_id,
@@ -321,7 +315,7 @@ class TicketQueue(Projection):
                     due_at=None,
                     due_key=NEVER,
                 )
-                entry.update(type="closed", details={"reason": payload.reason})
+                entry.update(details={"reason": payload.reason})
             elif isinstance(payload, TicketReopened):
                 status = "open"
                 values.update(
@@ -332,18 +326,17 @@ class TicketQueue(Projection):
                     due_at=payload.due_at,
                     due_key=payload.due_at or NEVER,
                 )
-                entry.update(type="reopened", details={"reason": payload.reason})
+                entry.update(details={"reason": payload.reason})
             elif isinstance(payload, TicketRated):
                 if payload.message_id is None:
                     values["rating"] = payload.score
                 entry.update(
-                    type="rated",
                     message_id=payload.message_id,
                     details={"score": payload.score, "comment": payload.comment},
                 )
             elif isinstance(payload, TicketRatingRequested):
                 values["rating_requested"] = True
-                entry.update(type="rating_requested", message_id=payload.message_id)
+                entry.update(message_id=payload.message_id)
             values["status"] = status
             if (department_id, status) != (row["department_id"], row["status"]):
                 batch.count(row["department_id"], row["status"], -1)
