@@ -21,8 +21,18 @@ T = TypeVar("T")
 async def serving(app: FastAPI) -> AsyncIterator[str]:
     """Run ``app`` (with its lifespan) until the block ends; yields its base URL."""
     port = free_port()
+    # A long keep-alive: the test's client shares this event loop, and on a loaded
+    # machine a pooled connection idle past uvicorn's 5 s could be closed by the
+    # server just as the client reuses it (httpx.ReadError on a POST, seen in runs).
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            lifespan="on",
+            timeout_keep_alive=300,
+        )
     )
     task = asyncio.create_task(server.serve())
     try:
