@@ -39,7 +39,9 @@ from shared.events import Actor, DomainEvent, EventRegistry, RecordedEvent
 registry = EventRegistry()
 
 PrincipalKind = Literal["staff", "client"]
-SessionEndReason = Literal["logout", "disabled", "expired", "replaced", "impersonation_ended"]
+SessionEndReason = Literal[
+    "logout", "disabled", "expired", "replaced", "impersonation_ended", "password_changed"
+]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 

@@ -32,7 +32,14 @@ from shared.access_feed import AccessFeed
 from shared.builtin_projections import EventTypeCounts
 from shared.consumer import Handler, InboxConsumer, keep_inbox_pruned
 from shared.copies import TopicCopy, refill_lease
-from shared.domain import Conflict, DomainError, NotFound, PaymentRequired, Unavailable
+from shared.domain import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    NotFound,
+    PaymentRequired,
+    Unavailable,
+)
 from shared.eventstore import ConcurrencyError, EventStore, open_event_store
 from shared.kafka import topic_of
 from shared.leases import LeaseBusy, Leases
@@ -354,6 +361,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Conflict)
     async def conflicting(_: Request, exc: Conflict) -> JSONResponse:
         return JSONResponse(error_body(exc.code, exc.message), status_code=409)
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(_: Request, exc: Forbidden) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.message, field=exc.field), status_code=403)
 
     @app.exception_handler(PaymentRequired)
     async def payment_required(_: Request, exc: PaymentRequired) -> JSONResponse:

@@ -260,8 +260,9 @@ async def reset_password(
     client_id: str,
     body: PasswordIn,
     app: ClientsApp,
-    principal: Annotated[Principal, Depends(require("clients.edit"))],
+    principal: Annotated[Principal, Depends(require("clients.password"))],
 ) -> CommandAnswer:
+    """Set a client's password: its own right (not ``clients.edit``), recorded in the log."""
     return await app.reset_password(principal.actor, client_id, body.password)
 
 

@@ -29,6 +29,7 @@ from services.departments.domain.schedule import (
 from services.departments.projections import departments, schedules
 from shared.access import Principal
 from shared.api import ApiError, CaughtUp, CommandAnswer, invalid, require
+from shared.delegation import Grantor
 from shared.readmodel import ReadModelDB
 
 router = APIRouter()
@@ -210,7 +211,12 @@ async def switch_right(
 ) -> CommandAnswer:
     """Turn a section or a function (``GET /rights/catalogue`` at identity) on or off."""
     return await app.set_right(
-        principal.actor, department_id, body.right, body.enabled, expected_version
+        principal.actor,
+        department_id,
+        body.right,
+        body.enabled,
+        expected_version,
+        by=Grantor.of(principal.access, principal.id),
     )
 
 

@@ -27,6 +27,7 @@ from services.departments.domain.schedule import RawWeekly, Schedule, SchedulePa
 from services.departments.projections import schedules
 from shared.api import CommandAnswer
 from shared.app import append, load
+from shared.delegation import Grantor
 from shared.domain import Aggregate
 from shared.events import SYSTEM, Actor, DomainEvent
 from shared.eventstore import AppendResult, ConcurrencyError, EventStore
@@ -101,10 +102,12 @@ class Departments:
         right: str,
         enabled: bool,
         expected_version: int | None = None,
+        *,
+        by: Grantor,
     ) -> CommandAnswer:
         """Turn a section or function on or off (no event when nothing would change)."""
         department = await self._department(department_id, expected_version)
-        events = department.set_right(right, enabled)
+        events = department.set_right(right, enabled, by)
         return await self._commit(
             department_stream(department_id), department_id, department, events, actor
         )

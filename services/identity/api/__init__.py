@@ -16,6 +16,7 @@ from services.identity.projections import staff_rights, staff_rows
 from shared import rights as catalogue
 from shared.access import IpPolicy, Principal
 from shared.api import ApiError, CaughtUp, CommandAnswer, client_address, require
+from shared.delegation import Grantor
 
 router = APIRouter()
 
@@ -26,6 +27,11 @@ def identity(request: Request) -> Identity:
 
 
 IdentityApp = Annotated[Identity, Depends(identity)]
+
+
+def grantor(principal: Principal) -> Grantor:
+    """Who hands rights on in a staff command, with what they hold now (``shared.delegation``)."""
+    return Grantor.of(principal.access, principal.id)
 
 
 class Strict(BaseModel):
@@ -190,9 +196,7 @@ async def add_staff(
     fields = body.model_dump(exclude={"password"})
     fields["full_name"] = body.full_name
     fields["ip_policy"] = body.ip_policy
-    if body.full_access and not principal.access.full_access:
-        raise ApiError(403, "forbidden", "only full-access staff may give full access")
-    return await app.add_staff(principal.actor, body.password, **fields)
+    return await app.add_staff(principal.actor, body.password, grantor(principal), **fields)
 
 
 @router.patch("/staff/{staff_id}", tags=["staff"])
@@ -205,11 +209,9 @@ async def change_staff(
     changes: dict[str, Any] = {
         name: getattr(body, name) for name in body.model_fields_set if name != "password"
     }
-    if changes.get("full_access") and not principal.access.full_access:
-        raise ApiError(403, "forbidden", "only full-access staff may give full access")
-    answer = await app.change_staff(principal.actor, staff_id, **changes)
+    answer = await app.change_staff(principal.actor, staff_id, grantor(principal), **changes)
     if body.password is not None:
-        await app.change_password(principal.actor, staff_id, body.password)
+        await app.set_staff_password(principal.actor, staff_id, body.password, grantor(principal))
     return answer
 
 
@@ -220,7 +222,7 @@ async def disable_staff(
     principal: Annotated[Principal, Depends(require("staff.delete"))],
 ) -> CommandAnswer:
     """Disable the account (its history stays); its sessions end."""
-    return await app.disable_staff(principal.actor, staff_id)
+    return await app.disable_staff(principal.actor, staff_id, grantor(principal))
 
 
 class StaffPage(BaseModel):
@@ -296,7 +298,9 @@ async def set_avatar(
         raise ApiError(403, "forbidden", "the right 'staff.edit' is required")
     # Read one byte more than allowed: enough to tell "too big" without reading a huge upload.
     data = await avatar.read(64 * 1024 + 1)
-    return await app.set_avatar(principal.actor, staff_id, data, avatar.filename)
+    return await app.set_avatar(
+        principal.actor, staff_id, data, avatar.filename, grantor(principal)
+    )
 
 
 @router.get("/staff/{staff_id}/avatar", tags=["staff"])
@@ -360,7 +364,7 @@ async def grant_right(
     app: IdentityApp,
     principal: Annotated[Principal, Depends(require("staff.rights"))],
 ) -> CommandAnswer:
-    return await app.grant(principal.actor, staff_id, body.right)
+    return await app.grant(principal.actor, staff_id, body.right, grantor(principal))
 
 
 @router.delete("/staff/{staff_id}/rights/{right}", tags=["rights"])
@@ -370,7 +374,7 @@ async def revoke_right(
     app: IdentityApp,
     principal: Annotated[Principal, Depends(require("staff.rights"))],
 ) -> CommandAnswer:
-    return await app.revoke(principal.actor, staff_id, right)
+    return await app.revoke(principal.actor, staff_id, right, grantor(principal))
 
 
 @router.get("/rights/catalogue", tags=["rights"])

@@ -31,7 +31,6 @@ from services.identity.app.credentials import Credential, CredentialStore
 from services.identity.domain.client_principal import ClientPrincipal, client_principal_stream
 from services.identity.domain.events import (
     LocalizedName,
-    PasswordChanged,
     SessionStarted,
     registry,
 )
@@ -61,6 +60,7 @@ from shared.access import (
 )
 from shared.api import CommandAnswer
 from shared.app import append, load, rebuild
+from shared.delegation import Grantor
 from shared.domain import Conflict, NotFound
 from shared.events import Actor, DomainEvent, RecordedEvent
 from shared.eventstore import AppendResult, ConcurrencyError, EventStore, StreamState
@@ -173,9 +173,17 @@ class Identity:
 
     # ---------------------------------------------------------------- staff
 
-    async def add_staff(self, actor: Actor, password: str, **fields: Any) -> CommandAnswer:
+    async def add_staff(
+        self, actor: Actor, password: str, by: Grantor, **fields: Any
+    ) -> CommandAnswer:
         staff_id = str(uuid.uuid4())
-        events = Staff.add(staff_id, known_departments=self.known_departments, **fields)
+        events = Staff.add(
+            staff_id,
+            known_departments=self.known_departments,
+            department_rights=self.department_rights,
+            by=by,
+            **fields,
+        )
         await self.credentials.add(staff_id, fields["login"], "staff", password)
         try:
             result = await self._commit(None, Staff(), staff_id, events, actor)
@@ -185,53 +193,70 @@ class Identity:
         assert result is not None
         return CommandAnswer.of(staff_id, result)
 
-    async def change_staff(self, actor: Actor, staff_id: str, **changes: Any) -> CommandAnswer:
+    async def change_staff(
+        self, actor: Actor, staff_id: str, by: Grantor, **changes: Any
+    ) -> CommandAnswer:
         staff, published = await self._staff(staff_id)
-        events = staff.change(self.known_departments, **changes)
+        events = staff.change(
+            self.known_departments, by=by, department_rights=self.department_rights, **changes
+        )
         result = await self._commit(published, staff, staff_id, events, actor)
         return self._answer(staff_id, staff, result)
 
-    async def disable_staff(self, actor: Actor, staff_id: str) -> CommandAnswer:
+    async def disable_staff(self, actor: Actor, staff_id: str, by: Grantor) -> CommandAnswer:
         staff, published = await self._staff(staff_id)
         if staff_id == actor.id:
             raise Conflict("cannot_disable_self", "staff members cannot disable themselves")
-        result = await self._commit(published, staff, staff_id, staff.disable(), actor)
+        result = await self._commit(published, staff, staff_id, staff.disable(by), actor)
         await self.end_sessions_of(staff_id, "disabled", actor)
         return self._answer(staff_id, staff, result)
 
-    async def grant(self, actor: Actor, staff_id: str, right: str) -> CommandAnswer:
+    async def grant(self, actor: Actor, staff_id: str, right: str, by: Grantor) -> CommandAnswer:
         staff, published = await self._staff(staff_id)
-        result = await self._commit(published, staff, staff_id, staff.grant(right), actor)
+        result = await self._commit(published, staff, staff_id, staff.grant(right, by), actor)
         return self._answer(staff_id, staff, result)
 
-    async def revoke(self, actor: Actor, staff_id: str, right: str) -> CommandAnswer:
+    async def revoke(self, actor: Actor, staff_id: str, right: str, by: Grantor) -> CommandAnswer:
         staff, published = await self._staff(staff_id)
         result = await self._commit(
-            published, staff, staff_id, staff.revoke(right, self.department_rights), actor
+            published, staff, staff_id, staff.revoke(right, self.department_rights, by), actor
         )
         return self._answer(staff_id, staff, result)
 
     async def set_avatar(
-        self, actor: Actor, staff_id: str, data: bytes, filename: str | None
+        self, actor: Actor, staff_id: str, data: bytes, filename: str | None, by: Grantor
     ) -> CommandAnswer:
         avatar = check_avatar(data, filename)
         staff, published = await self._staff(staff_id)
-        events = staff.change_avatar(avatar.sha256, avatar.content_type, len(avatar.data))
+        events = staff.change_avatar(avatar.sha256, avatar.content_type, len(avatar.data), by)
         if events:
             await self.avatars.put(avatar)  # the bytes first: the event must never point at nothing
         result = await self._commit(published, staff, staff_id, events, actor)
         return self._answer(staff_id, staff, result)
 
-    async def change_password(self, actor: Actor, principal_id: str, password: str) -> None:
-        await self.credentials.change(principal_id, password)
-        await append(
-            self.store,
-            registry,
-            staff_stream(principal_id),
-            [PasswordChanged(principal_id=principal_id)],
-            await self.store.stream_version(staff_stream(principal_id)),
-            actor=actor,
-        )
+    async def set_staff_password(
+        self, actor: Actor, staff_id: str, password: str, by: Grantor
+    ) -> None:
+        """A member's new password; set by someone else, it ends the member's sessions.
+
+        The hash is written first: the fact must never claim a password the
+        credential store does not have. The stream's version is the one the
+        decision was made on, so a concurrent change (say, the member made
+        full-access meanwhile) is a conflict rather than a password set past it.
+        """
+        staff, _ = await self._staff(staff_id)
+        events = staff.set_password(by)
+        await self.credentials.change(staff_id, password)
+        try:
+            await append(
+                self.store, registry, staff_stream(staff_id), events, staff.version, actor=actor
+            )
+        except ConcurrencyError:
+            raise Conflict(
+                "version_conflict", "the staff member changed meanwhile; retry"
+            ) from None
+        if by.id != staff_id:
+            await self.end_sessions_of(staff_id, "password_changed", actor)
 
     async def _staff(self, staff_id: str) -> tuple[Staff, StaffAccessChanged | None]:
         """The member and the access fact last published for them, from one read."""
@@ -297,6 +322,11 @@ class Identity:
             ) from None
         if fact in events:
             self.access.apply(fact, result.stream_version if result else None)  # the last event
+        if _differs(fact, staff.access_fact(self.department_rights)):
+            # A department's rights changed while this command was deciding: the
+            # consumer may have looked for the department's members before this
+            # member was in the access copy, so publish the member's access again.
+            await self.republish_access(staff_id)
         return result
 
     def _answer(self, staff_id: str, staff: Staff, result: AppendResult | None) -> CommandAnswer:
@@ -338,7 +368,14 @@ class Identity:
         if rights is not None:
             self.department_rights[department_id] = frozenset(rights)
         if rights is not None or deleted:
-            for staff_id in await self._members(conn, department_id):
+            # The table follows the store a moment behind; the access copy has
+            # every member identity published a moment ago (see ``_commit``).
+            members = set(await self._members(conn, department_id)) | {
+                principal_id
+                for principal_id, access in self.access.by_principal.items()
+                if access.kind == "staff" and department_id in access.departments
+            }
+            for staff_id in sorted(members):
                 await self.republish_access(staff_id)
 
     async def _members(self, conn: AsyncConnection, department_id: str) -> list[str]:

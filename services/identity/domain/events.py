@@ -90,6 +90,8 @@ class PasswordChanged(DomainEvent):
 
     event_type = "PasswordChanged"
     principal_id: str
+    # Who set it: the principal themselves, or the staff member who set it for them.
+    set_by: str | None = None
 
 
 @registry.register
