@@ -44,6 +44,8 @@ class Strict(BaseModel):
 class LoginIn(Strict):
     login: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=256)
+    # Replaces a password that must be changed (the generated first admin password).
+    new_password: str | None = Field(default=None, min_length=8, max_length=256)
 
 
 class PrincipalOut(BaseModel):
@@ -60,7 +62,9 @@ class LoginOut(BaseModel):
 @router.post("/auth/login", tags=["auth"])
 async def login(body: LoginIn, request: Request, app: IdentityApp) -> LoginOut:
     try:
-        result = await app.login(body.login, body.password, client_address(request))
+        result = await app.login(
+            body.login, body.password, client_address(request), body.new_password
+        )
     except LoginRefused as refused:
         headers = {"Retry-After": str(refused.retry_after)} if refused.retry_after else None
         raise ApiError(refused.status, refused.code, refused.message, headers=headers) from None

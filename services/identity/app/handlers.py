@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
+import os
 import secrets
 import uuid
 from collections import OrderedDict
@@ -28,17 +29,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.identity.app.avatars import AvatarStore, check_avatar
 from services.identity.app.credentials import Credential, CredentialStore
+from services.identity.app.throttle import LoginThrottle
 from services.identity.domain.client_principal import ClientPrincipal, client_principal_stream
 from services.identity.domain.events import (
     LocalizedName,
+    LoginSucceeded,
     SessionStarted,
     registry,
 )
 from services.identity.domain.login_guard import (
+    ADDRESS_FACTOR,
     LOCK_FOR,
     MAX_FAILURES,
     FailureReason,
-    LoginGuard,
+    newly_locked,
+    security_events,
 )
 from services.identity.domain.staff import Staff
 from services.identity.projections import (
@@ -121,6 +126,7 @@ class Identity:
     department_rights: dict[str, frozenset[str]] = field(default_factory=dict)
     known_departments: set[str] = field(default_factory=set)
     avatars: AvatarStore = field(init=False)
+    throttle: LoginThrottle = field(init=False)
     denied_groups: frozenset[str] = frozenset()
     max_failures: int = MAX_FAILURES
     lock_for: timedelta = LOCK_FOR
@@ -145,6 +151,8 @@ class Identity:
         await self.credentials.create_tables()
         self.avatars = AvatarStore(self.db)
         await self.avatars.create_tables()
+        self.throttle = LoginThrottle(self.db, self.secret)
+        await self.throttle.create_tables()
         async with self.db.engine.connect() as conn:
             for row in await conn.execute(select(departments_seen)):
                 if not row.deleted:
@@ -389,36 +397,58 @@ class Identity:
 
     # ---------------------------------------------------------------- sessions
 
-    async def login(self, login: str, password: str, ip: str | None) -> LoginResult:
-        """Staff and client principals log in here alike; the credential says which."""
+    async def login(
+        self, login: str, password: str, ip: str | None, new_password: str | None = None
+    ) -> LoginResult:
+        """Staff and client principals log in here alike; the credential says which.
+
+        An unknown login costs what a known one does: the same lookups, argon2
+        against a decoy hash, the same counting of the failure. A password
+        marked ``must_change`` (the generated first admin password) logs in
+        only with ``new_password``, which replaces it.
+        """
         now = datetime.now(UTC)
         found = await self.credentials.find(login)
         subject = self.guard_of(login, found)
-        guard = await load(self.store, registry, subject.stream, LoginGuard)
-        locked_until = guard.locked(now)
+        pair_key, address_key = self.throttle.pair_key(login, ip), self.throttle.address_key(ip)
+        pair, address = await self.throttle.states(pair_key, address_key)
+        locked_until = max(
+            (t for t in (pair.locked(now), address.locked(now)) if t is not None), default=None
+        )
         if locked_until is not None:
-            events = guard.refused_while_locked(subject.login, ip, subject.principal_id)
-            await self._record(subject.stream, guard, events)
+            # Counted and recorded when the lock began; a refusal now is only logged.
+            log.warning("security.login_refused_locked", **subject.for_log, ip=ip)
             wait = max(1, int((locked_until - now).total_seconds()) + 1)
             raise LoginRefused(429, "locked_out", "too many failed logins; try later", wait)
 
         async def refuse(reason: FailureReason, status: int, code: str, message: str) -> NoReturn:
-            events = guard.failed(
-                subject.login,
-                ip,
-                reason,
+            counted_pair = await self.throttle.failed(
+                pair_key, now, self.max_failures, self.lock_for
+            )
+            counted_address = await self.throttle.failed(
+                address_key,
                 now,
-                self.max_failures,
+                self.max_failures * ADDRESS_FACTOR,
                 self.lock_for,
+                window=self.lock_for,
+            )
+            events = security_events(
+                pair=counted_pair,
+                address=counted_address,
+                now=now,
+                login=subject.login,
+                ip=ip,
+                reason=reason,
                 principal_id=subject.principal_id,
             )
-            await self._record(subject.stream, guard, events)
+            if events:
+                await self._record(subject.stream, events)
             log.warning("security.login_failed", **subject.for_log, ip=ip, reason=reason)
-            if len(events) > 1:
+            if newly_locked(*counted_pair, now) or newly_locked(*counted_address, now):
                 log.warning("security.login_locked_out", **subject.for_log, ip=ip)
             raise LoginRefused(status, code, message)
 
-        if found is None or not self.credentials.matches(found, password):
+        if not await self.credentials.matches(found, password) or found is None:
             await refuse("bad_credentials", 401, "invalid_credentials", "wrong login or password")
         assert found is not None
         principal_id = found.principal_id
@@ -448,6 +478,16 @@ class Identity:
                     "login from this address is not allowed",
                 )
             bound_ip = ip if staff.bind_session_to_ip else None
+        actor = Actor(id=principal_id, kind=kind)
+        if found.must_change:
+            if new_password is None or new_password == password:
+                raise LoginRefused(
+                    403,
+                    "password_change_required",
+                    "this password was generated: log in with new_password to replace it",
+                )
+            await self.set_own_password(actor, principal_id, new_password)
+        await self.throttle.succeeded(pair_key)
         session_id = str(uuid.uuid4())
         lifetime = timedelta(minutes=self.settings.access_token_minutes)
         started = SessionStarted(
@@ -458,12 +498,17 @@ class Identity:
             bound_to_ip=bound_ip is not None,
             expires_at=now + lifetime,
         )
-        actor = Actor(id=principal_id, kind=kind)
         await append(self.store, registry, f"session-{session_id}", [started], 0, actor=actor)
         await self._record(
             subject.stream,
-            guard,
-            guard.succeeded(subject.login, ip, session_id, subject.principal_id),
+            [
+                LoginSucceeded(
+                    login=subject.login,
+                    ip=ip,
+                    session_id=session_id,
+                    principal_id=subject.principal_id,
+                )
+            ],
         )
         token = issue_token(
             self.secret,
@@ -474,6 +519,10 @@ class Identity:
             bound_ip=bound_ip,
         )
         return LoginResult(token, principal_id, kind, session_id)
+
+    async def set_own_password(self, actor: Actor, principal_id: str, password: str) -> None:
+        """A staff member's own new password (the generated first one replaced, say)."""
+        await self.set_staff_password(actor, principal_id, password, Grantor(id=principal_id))
 
     def guard_of(self, login: str, found: Credential | None) -> GuardSubject:
         """Where the lock-out count of a login lives, and how its events name it.
@@ -495,13 +544,9 @@ class Identity:
         ).hexdigest()[:32]
         return GuardSubject(f"login-unknown-{digest}", "", None, {"login": login})
 
-    async def _record(self, stream: str, guard: LoginGuard, events: list[DomainEvent]) -> None:
-        try:
-            await append(self.store, registry, stream, events, guard.version)
-        except ConcurrencyError:
-            # Two attempts at once: record this one after the other.
-            await self.store.append(stream, [registry.encode(e) for e in events], StreamState.ANY)
-        guard.applied(events)
+    async def _record(self, stream: str, events: list[DomainEvent]) -> None:
+        """Append to a login's security log: no decision rests on it, so in any order."""
+        await self.store.append(stream, [registry.encode(e) for e in events], StreamState.ANY)
 
     async def logout(self, actor: Actor, session_id: str) -> None:
         """End a session; ending an impersonation hands back to the staff member.
@@ -583,7 +628,11 @@ class Identity:
             group="admin",
         )
         try:
-            await self.credentials.add(ADMIN_ID, ADMIN_LOGIN, "staff", password)
+            # A generated password has been on disk: it must be replaced at first login.
+            generated = not os.environ.get("ADMIN_PASSWORD")
+            await self.credentials.add(
+                ADMIN_ID, ADMIN_LOGIN, "staff", password, must_change=generated
+            )
         except Conflict:
             return  # another replica got here first
         staff = Staff()
@@ -595,8 +644,6 @@ class Identity:
 
     def settings_admin_password(self) -> str:
         """``ADMIN_PASSWORD``, or one generated once and written to ``var/admin_password``."""
-        import os
-
         given = os.environ.get("ADMIN_PASSWORD")
         if given:
             return given
