@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared import causation, logs, telemetry
 from shared.access import AccessCopy, Authorizer, Network, access_metadata
 from shared.access_feed import AccessFeed
+from shared.body_limit import BodyLimitMiddleware
 from shared.builtin_projections import EventTypeCounts
 from shared.consumer import Handler, InboxConsumer, keep_inbox_pruned
 from shared.copies import TopicCopy, refill_lease
@@ -476,6 +477,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
     app.state.runtime = runtime
     _install_error_handlers(app)
 
+    app.add_middleware(BodyLimitMiddleware)  # inside: a 413 is timed and correlated too
     app.add_middleware(CorrelationMiddleware)
     provider = telemetry.configure(spec.name, settings.otel_exporter_otlp_endpoint)
     if provider is not None:  # added last, so outermost: the span covers the whole request
