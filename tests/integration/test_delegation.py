@@ -351,3 +351,37 @@ async def test_the_tickets_section_does_not_give_every_departments_tickets(world
         lambda r: "tickets.view" in r.json()["permissions"],
     )
     assert "tickets.all_departments" not in me.json()["permissions"]
+
+
+# ---------------------------------------------------------------- references and lengths
+
+
+async def test_staff_in_a_department_created_a_moment_ago_is_accepted_at_once(
+    world: World,
+) -> None:
+    s = world.s
+    department = (await new_department(s))["id"]
+    name = unique("fresh")
+    body = {"login": name, "password": f"{name}-password", "full_name": {"en": "Fresh"}}
+    added = await s.identity.post(
+        "/staff", json={**body, "departments": [department]}, headers=s.admin
+    )
+    assert added.status_code == 201, added.text
+    missing = await s.identity.post(
+        "/staff",
+        json={**body, "login": unique("none"), "departments": ["no-such-department"]},
+        headers=s.admin,
+        timeout=15,  # identity waits a bounded time for a department it does not know yet
+    )
+    assert missing.status_code == 422 and missing.json()["error"]["field"] == "departments.0"
+
+
+async def test_a_name_longer_than_the_copies_keep_is_refused(world: World) -> None:
+    s = world.s
+    name = unique("long")
+    answer = await s.identity.post(
+        "/staff",
+        json={"login": name, "password": f"{name}-password", "full_name": {"en": "x" * 400}},
+        headers=s.admin,
+    )
+    assert answer.status_code == 422 and answer.json()["error"]["field"] == "full_name.en"

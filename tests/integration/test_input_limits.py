@@ -98,3 +98,20 @@ async def test_a_client_reading_its_own_card_gets_no_staff_only_fields(stack: St
         staff_view.json()["note"] == "pays late"
         and staff_view.json()["characteristic"] == "conflict"
     )
+
+
+async def test_a_client_changes_its_own_password_and_its_other_sessions_end(
+    stack: Stack,
+) -> None:
+    await register(stack, client_body("ownpass1"))
+    here = await login(stack.identity, "ownpass1", "Passw0rd-for-ownpass1", kind="client")
+    elsewhere = await login(stack.identity, "ownpass1", "Passw0rd-for-ownpass1", kind="client")
+    changed = await stack.identity.post(
+        "/me/password",
+        json={"current_password": "Passw0rd-for-ownpass1", "new_password": "N3w-passw0rd-1"},
+        headers=here,
+    )
+    assert changed.status_code == 204, changed.text
+    assert (await stack.identity.get("/me", headers=elsewhere)).status_code == 401
+    assert (await stack.identity.get("/me", headers=here)).status_code == 200
+    await login(stack.identity, "ownpass1", "N3w-passw0rd-1", kind="client")

@@ -110,3 +110,28 @@ async def test_a_generated_first_admin_password_must_be_changed_at_first_login(
         assert replaced.status_code == 200, replaced.text
         assert (await attempt(client, "admin", generated, "127.0.0.1")).status_code == 401
         await login(client, "admin", "my-own-admin-password")
+
+
+async def test_changing_ones_own_password_ends_the_other_sessions(
+    http: httpx.AsyncClient,
+) -> None:
+    admin = await login(http, "admin", ADMIN_PASSWORD)
+    await add(http, admin, staff_body("sam", []))
+    here = await login(http, "sam", "sam-password")
+    elsewhere = await login(http, "sam", "sam-password")
+    wrong = await http.post(
+        "/me/password",
+        json={"current_password": "not-it", "new_password": "sams-new-password"},
+        headers=here,
+    )
+    assert wrong.status_code == 403 and wrong.json()["error"]["field"] == "current_password"
+    changed = await http.post(
+        "/me/password",
+        json={"current_password": "sam-password", "new_password": "sams-new-password"},
+        headers=here,
+    )
+    assert changed.status_code == 204, changed.text
+    assert (await http.get("/me", headers=elsewhere)).status_code == 401
+    assert (await http.get("/me", headers=here)).status_code == 200
+    assert (await attempt(http, "sam", "sam-password", "127.0.0.1")).status_code == 401
+    await login(http, "sam", "sams-new-password")

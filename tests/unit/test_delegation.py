@@ -289,3 +289,12 @@ def test_technical_support_works_its_own_queue_from_the_start() -> None:
 def test_full_access_still_means_every_right() -> None:
     boss = member("boss", full_access=True)
     assert set(boss.effective_rights({})) == set(catalogue.ALL_RIGHTS)
+
+
+def test_names_longer_than_the_copies_keep_are_refused() -> None:
+    with pytest.raises(DomainError) as refused:
+        Staff.add("s", "longname", LocalizedName(en="x" * 201), None, None, [], KNOWN)
+    assert refused.value.field == "full_name.en"
+    with pytest.raises(DomainError) as refused:
+        member("them").change(KNOWN, full_name=LocalizedName(en="ok", ru="я" * 201))
+    assert refused.value.field == "full_name.ru"

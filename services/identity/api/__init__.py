@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from sqlalchemy import func, select
 
+from services.identity.app.clients import ClientPrincipals
 from services.identity.app.handlers import Identity, LoginRefused
 from services.identity.domain.events import LocalizedName
 from services.identity.projections import staff_rights, staff_rows
@@ -159,6 +160,38 @@ async def me(
         departments=list(access.departments),
         permissions=sorted(access.rights),
     )
+
+
+class OwnPasswordIn(Strict):
+    current_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Field(min_length=8, max_length=256)
+
+
+@router.post("/me/password", tags=["auth"], status_code=204, response_model=None)
+async def change_own_password(
+    body: OwnPasswordIn,
+    request: Request,
+    app: IdentityApp,
+    principal: Annotated[Principal, Depends(require())],
+) -> Response:
+    """Staff and clients change their own password (no right needed): the current
+    one first (403 ``invalid_credentials`` naming ``current_password``); every
+    other session of theirs ends, this one goes on."""
+    await app.check_current_password(principal.actor, body.current_password)
+    if principal.kind == "client":
+        principals: ClientPrincipals = request.app.state.runtime.extensions["client_principals"]
+        await principals.change_password(
+            principal.actor, principal.id, body.new_password, keep_session=principal.session_id
+        )
+    else:
+        await app.set_staff_password(
+            principal.actor,
+            principal.id,
+            body.new_password,
+            Grantor(id=principal.id),
+            keep_session=principal.session_id,
+        )
+    return Response(status_code=204)
 
 
 # ---------------------------------------------------------------- staff

@@ -131,6 +131,19 @@ class CredentialStore:
             str(row.principal_id), str(row.kind), str(row.hash), bool(row.must_change)
         )
 
+    async def of_principal(self, principal_id: str) -> Credential | None:
+        async with self.db.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(
+                        credentials.c.principal_id, credentials.c.kind, credentials.c.hash
+                    ).where(credentials.c.principal_id == principal_id)
+                )
+            ).first()
+        if row is None:
+            return None
+        return Credential(str(row.principal_id), str(row.kind), str(row.hash))
+
     async def matches(self, found: Credential | None, password: str) -> bool:
         """Does ``password`` match? An unknown login is checked against a decoy, as slowly."""
         return (

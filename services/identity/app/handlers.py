@@ -9,6 +9,7 @@ copy at once (its own requests need not wait for the topic).
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import hmac
@@ -66,7 +67,7 @@ from shared.access import (
 from shared.api import CommandAnswer
 from shared.app import append, load, rebuild
 from shared.delegation import Grantor
-from shared.domain import Conflict, NotFound
+from shared.domain import Conflict, Forbidden, NotFound
 from shared.events import Actor, DomainEvent, RecordedEvent
 from shared.eventstore import AppendResult, ConcurrencyError, EventStore, StreamState
 from shared.readmodel import ReadModelDB
@@ -77,6 +78,7 @@ log = structlog.get_logger(__name__)
 ADMIN_ID = "00000000-0000-4000-8000-000000000001"
 ADMIN_LOGIN = "admin"
 SESSIONS_WAIT_SECONDS = 3.0
+DEPARTMENT_WAIT_SECONDS = 3.0
 # Staff members whose folded stream identity keeps in memory (see ``Identity._member``).
 MEMBERS_KEPT = 10_000
 
@@ -185,6 +187,7 @@ class Identity:
         self, actor: Actor, password: str, by: Grantor, **fields: Any
     ) -> CommandAnswer:
         staff_id = str(uuid.uuid4())
+        await self.await_departments(fields.get("departments", []))
         events = Staff.add(
             staff_id,
             known_departments=self.known_departments,
@@ -205,6 +208,7 @@ class Identity:
         self, actor: Actor, staff_id: str, by: Grantor, **changes: Any
     ) -> CommandAnswer:
         staff, published = await self._staff(staff_id)
+        await self.await_departments(changes.get("departments") or [])
         events = staff.change(
             self.known_departments, by=by, department_rights=self.department_rights, **changes
         )
@@ -243,9 +247,14 @@ class Identity:
         return self._answer(staff_id, staff, result)
 
     async def set_staff_password(
-        self, actor: Actor, staff_id: str, password: str, by: Grantor
+        self,
+        actor: Actor,
+        staff_id: str,
+        password: str,
+        by: Grantor,
+        keep_session: str | None = None,
     ) -> None:
-        """A member's new password; set by someone else, it ends the member's sessions.
+        """A member's new password; it ends the member's sessions but ``keep_session``.
 
         The hash is written first: the fact must never claim a password the
         credential store does not have. The stream's version is the one the
@@ -263,8 +272,22 @@ class Identity:
             raise Conflict(
                 "version_conflict", "the staff member changed meanwhile; retry"
             ) from None
-        if by.id != staff_id:
-            await self.end_sessions_of(staff_id, "password_changed", actor)
+        # Every other session ends: all of them when someone else set it.
+        await self.end_sessions_of(staff_id, "password_changed", actor, keep=keep_session)
+
+    async def await_departments(self, departments: list[str]) -> None:
+        """Wait, a bounded time, until the copy of departments knows each of them.
+
+        A department created a moment ago reaches identity through its topic a
+        moment later: a command naming it waits for that (and for its rights,
+        which travel with it) rather than answering 422. Only a department
+        still unknown after ``DEPARTMENT_WAIT_SECONDS`` is "no department".
+        """
+        deadline = asyncio.get_running_loop().time() + DEPARTMENT_WAIT_SECONDS
+        while any(d not in self.known_departments for d in departments):
+            if asyncio.get_running_loop().time() >= deadline:
+                return  # the decider names the unknown one (422)
+            await asyncio.sleep(0.02)
 
     async def _staff(self, staff_id: str) -> tuple[Staff, StaffAccessChanged | None]:
         """The member and the access fact last published for them, from one read."""
@@ -524,6 +547,20 @@ class Identity:
         """A staff member's own new password (the generated first one replaced, say)."""
         await self.set_staff_password(actor, principal_id, password, Grantor(id=principal_id))
 
+    async def check_current_password(self, actor: Actor, current: str) -> None:
+        """Before ``POST /me/password`` changes anything: the caller knows the password.
+
+        An impersonation is refused (staff do not set a client's password by
+        logging in as the client).
+        """
+        if actor.impersonator_id is not None:
+            raise Forbidden("impersonation", "not while logged in as a client", "current_password")
+        found = await self.credentials.of_principal(actor.id)
+        if not await self.credentials.matches(found, current):
+            raise Forbidden(
+                "invalid_credentials", "the current password is wrong", "current_password"
+            )
+
     def guard_of(self, login: str, found: Credential | None) -> GuardSubject:
         """Where the lock-out count of a login lives, and how its events name it.
 
@@ -564,13 +601,18 @@ class Identity:
             await self._end_session(impersonation, client_id, "impersonation_ended", actor)
 
     async def end_sessions_of(
-        self, principal_id: str, reason: SessionEndReason, actor: Actor
+        self,
+        principal_id: str,
+        reason: SessionEndReason,
+        actor: Actor,
+        keep: str | None = None,
     ) -> None:
-        """End a principal's sessions, and the impersonations they (as staff) started."""
+        """End a principal's sessions (but ``keep``), and the impersonations they started."""
         for session_id, owner in await self._active_sessions(
             sessions.c.principal_id == principal_id
         ):
-            await self._end_session(session_id, owner, reason, actor)
+            if session_id != keep:
+                await self._end_session(session_id, owner, reason, actor)
         for session_id, client_id in await self._active_sessions(
             impersonations.c.impersonator_id == principal_id
         ):

@@ -36,6 +36,10 @@ from shared.delegation import SYSTEM, Grantor
 from shared.domain import Aggregate, Conflict, DomainError, NotFound
 from shared.events import DomainEvent
 
+# Every copy of staff names (tickets, clients, notifier) keeps them in 200-character
+# columns: a longer name would fail their inserts and hold their consumers back.
+MAX_NAME = 200
+MAX_EMAIL = 254
 LOGIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$")
 PHONE = re.compile(r"^\+?[0-9 ()-]{5,32}$")
 FULL_ACCESS = "full_access"
@@ -51,6 +55,19 @@ def check_login(login: str) -> None:
         raise DomainError(
             "login", "2-64 characters: Latin letters, digits and . _ @ -, starting alphanumeric"
         )
+
+
+def check_name(name: LocalizedName) -> None:
+    if not name.en.strip():
+        raise DomainError("full_name.en", "a name is required")
+    for language, text in (("en", name.en), ("ru", name.ru)):
+        if len(text) > MAX_NAME:
+            raise DomainError(f"full_name.{language}", f"at most {MAX_NAME} characters")
+
+
+def check_email(email: str | None) -> None:
+    if email is not None and len(email) > MAX_EMAIL:
+        raise DomainError("email", f"at most {MAX_EMAIL} characters")
 
 
 def check_phone(phone: str | None) -> None:
@@ -126,8 +143,8 @@ class Staff(Aggregate):
         by: Grantor = SYSTEM,
     ) -> list[DomainEvent]:
         check_login(login)
-        if not full_name.en.strip():
-            raise DomainError("full_name.en", "a name is required")
+        check_name(full_name)
+        check_email(email)
         check_phone(phone)
         _check_departments(departments, known_departments)
         if full_access:
@@ -169,8 +186,10 @@ class Staff(Aggregate):
             changes["departments"] = list(dict.fromkeys(changes["departments"]))
         if "ip_policy" in changes:
             check_ip_policy(changes["ip_policy"])
-        if "full_name" in changes and not changes["full_name"].en.strip():
-            raise DomainError("full_name.en", "a name is required")
+        if "full_name" in changes:
+            check_name(changes["full_name"])
+        if "email" in changes:
+            check_email(changes["email"])
         different = {k: v for k, v in changes.items() if getattr(self, k) != v}
         if "full_access" in different:
             by.must_not_be(self.id, "full_access", "full access")
