@@ -29,6 +29,10 @@ from shared.access.control import (
     principals,
     verify_token,
 )
+from shared.access.delegation import (
+    SYSTEM,
+    Grantor,
+)
 from shared.access.feed import (
     AccessFeed,
     feed_metadata,
@@ -48,6 +52,7 @@ __all__ = [
     "AUDIENCE",
     "LIFETIME",
     "PLACEHOLDER",
+    "SYSTEM",
     "Access",
     "AccessCopy",
     "AccessFeed",
@@ -56,6 +61,7 @@ __all__ = [
     "ClientAccessChanged",
     "Denied",
     "DepartmentRightsChanged",
+    "Grantor",
     "IpPolicy",
     "Network",
     "Principal",

@@ -40,7 +40,9 @@ from shared.readmodel.database import upsert
 registry = EventRegistry()
 
 PrincipalKind = Literal["staff", "client"]
-SessionEndReason = Literal["logout", "disabled", "expired", "replaced", "impersonation_ended"]
+SessionEndReason = Literal[
+    "logout", "disabled", "expired", "replaced", "impersonation_ended", "password_changed"
+]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 

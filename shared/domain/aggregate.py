@@ -3,7 +3,7 @@
 An aggregate is rebuilt from its events (``apply``) and answers a command with
 new events (never by mutating itself directly); the application layer appends
 them with the version it loaded, so a concurrent change is a typed conflict.
-The errors below map onto the API's 422 / 404 / 409 / 402 / 503 in ``shared.runtime.service``.
+The errors below map onto the API's 422 / 403 / 404 / 409 / 402 / 503 in ``shared.runtime.service``.
 """
 
 from __future__ import annotations
@@ -38,6 +38,19 @@ class Conflict(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class Forbidden(Exception):
+    """The actor may not do this to this object, whatever its rights (→ 403 with ``code``).
+
+    ``field`` names the part of the command that asked too much, when one does.
+    """
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
 
 
 class PaymentRequired(Exception):

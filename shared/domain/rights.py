@@ -2,9 +2,13 @@
 
 A right is named ``section`` or ``section.function`` (``clients``,
 ``clients.create``). Granting a section grants every function in it
-(``expand``); the section name itself stays in the effective set, so a check
-may ask either for the section or for one function. ``GET /rights/catalogue``
-serves ``catalogue_as_json()``.
+(``expand``) except the *separate grants* (``SEPARATE_GRANTS``): functions
+that widen what the others reach, so that turning a section on must not give
+them by the way (``tickets.all_departments``: every department's tickets,
+where the section alone gives one's own departments'). A separate grant is
+given by its own name only (or by full access). The section name itself stays
+in the effective set, so a check may ask either for the section or for one
+function. ``GET /rights/catalogue`` serves ``catalogue_as_json()``.
 """
 
 from __future__ import annotations
@@ -52,8 +56,19 @@ class Section:
 
     @property
     def rights(self) -> frozenset[str]:
-        """The section right and the right of each of its functions."""
+        """What the section right gives: itself and each function but the separate grants."""
+        return frozenset(
+            {self.name, *(f.right for f in self.functions if f.right not in SEPARATE_GRANTS)}
+        )
+
+    @property
+    def all_rights(self) -> frozenset[str]:
+        """The section right and every function of it, separate grants included."""
         return frozenset({self.name, *(f.right for f in self.functions)})
+
+
+# Functions a section right does not imply (see the module docstring).
+SEPARATE_GRANTS: frozenset[str] = frozenset({"tickets.all_departments", "clients.password"})
 
 
 def _section(name: str, title: Title, *functions: tuple[str, str, str]) -> Section:
@@ -98,6 +113,9 @@ CATALOGUE: tuple[Section, ...] = (
         ("penalty", "Penalty points", "Штрафные баллы"),
         ("projects", "Manage projects (providers)", "Управление проектами (провайдерами)"),
         ("companies", "Companies, contacts and equipment", "Компании, контакты и оборудование"),
+        # Staff do not type clients' passwords under clients.edit: setting one is its
+        # own right, each use recorded (ClientPasswordReset names the staff member).
+        ("password", "Set a client's password", "Установка пароля клиента"),
     ),
     _section(
         "tickets",
@@ -192,7 +210,12 @@ def catalogue_as_json() -> list[dict[str, Any]]:
             "right": s.right,
             "title": s.title.as_json(),
             "functions": [
-                {"function": f.name, "right": f.right, "title": f.title.as_json()}
+                {
+                    "function": f.name,
+                    "right": f.right,
+                    "title": f.title.as_json(),
+                    "separate": f.right in SEPARATE_GRANTS,
+                }
                 for f in s.functions
             ],
         }

@@ -7,6 +7,7 @@
 """
 
 from shared.http.api import (
+    HEAD_GRACE_SECONDS,
     READ_WAIT_SECONDS,
     ApiError,
     CaughtUp,
@@ -18,6 +19,12 @@ from shared.http.api import (
     invalid,
     read_models,
     require,
+)
+from shared.http.body_limit import (
+    MAX_BODY_BYTES,
+    MAX_UPLOAD_BYTES,
+    BodyLimitMiddleware,
+    too_large,
 )
 from shared.http.downloads import (
     download,
@@ -40,9 +47,13 @@ from shared.http.reads import (
 
 __all__ = [
     "AUDIENCE",
+    "HEAD_GRACE_SECONDS",
+    "MAX_BODY_BYTES",
+    "MAX_UPLOAD_BYTES",
     "READ_WAIT_SECONDS",
     "SERVICE_KIND",
     "ApiError",
+    "BodyLimitMiddleware",
     "CaughtUp",
     "Limit",
     "Offset",
@@ -61,5 +72,6 @@ __all__ = [
     "require",
     "require_service",
     "set_total",
+    "too_large",
     "verify_service_token",
 ]

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -18,9 +19,11 @@ import structlog
 from fastapi import Depends, HTTPException, Query, Request
 
 from shared.access.control import Denied, Principal
+from shared.eventstore import EventStore
 from shared.readmodel.database import ReadModelDB
 
 READ_WAIT_SECONDS = 5.0
+HEAD_GRACE_SECONDS = 1.0
 
 
 class ApiError(HTTPException):
@@ -54,10 +57,19 @@ async def caught_up(
         Query(ge=0, description="wait until the read models have applied this position"),
     ] = None,
 ) -> None:
-    """Dependency of read endpoints: read-your-writes without polling."""
+    """Dependency of read endpoints: read-your-writes without polling.
+
+    A position the store has not reached is bad input (422 naming
+    ``min_position``), not a read model behind: no command answered it. The
+    store's readable head may trail a commit by a moment, so it is given
+    ``HEAD_GRACE_SECONDS`` to get there first. A read model really behind is
+    503 ``read_model_behind`` with ``Retry-After``.
+    """
     if not min_position:
         return
     runtime = request.app.state.runtime
+    if runtime.store is not None:
+        await _within_the_store(runtime.store, min_position)
     if not await runtime.wait_for_position(min_position, READ_WAIT_SECONDS):
         raise ApiError(
             503,
@@ -65,6 +77,20 @@ async def caught_up(
             f"read models have not reached position {min_position} yet; retry",
             headers={"Retry-After": "1"},
         )
+
+
+async def _within_the_store(store: EventStore, min_position: int) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + HEAD_GRACE_SECONDS
+    while (head := await store.head_position()) < min_position:
+        if loop.time() >= deadline:
+            raise ApiError(
+                422,
+                "invalid_input",
+                f"min_position: beyond the last event of the store ({head})",
+                field="min_position",
+            )
+        await asyncio.sleep(0.05)
 
 
 CaughtUp = Annotated[None, Depends(caught_up)]

@@ -28,9 +28,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.access.control import AccessCopy, Authorizer, Network, access_metadata
 from shared.access.feed import AccessFeed
+from shared.domain import Forbidden
 from shared.domain.aggregate import Conflict, DomainError, NotFound, PaymentRequired, Unavailable
 from shared.domain.events import EventRegistry
 from shared.eventstore import ConcurrencyError, EventStore, open_event_store
+from shared.http.body_limit import BodyLimitMiddleware
 from shared.messaging.consumer import Handler, InboxConsumer, keep_inbox_pruned
 from shared.messaging.copies import TopicCopy
 from shared.messaging.relay import Relay
@@ -363,6 +365,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def conflicting(_: Request, exc: Conflict) -> JSONResponse:
         return JSONResponse(error_body(exc.code, exc.message), status_code=409)
 
+    @app.exception_handler(Forbidden)
+    async def forbidden(_: Request, exc: Forbidden) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.message, field=exc.field), status_code=403)
+
     @app.exception_handler(PaymentRequired)
     async def payment_required(_: Request, exc: PaymentRequired) -> JSONResponse:
         return JSONResponse(error_body(exc.code, exc.message), status_code=402)
@@ -473,6 +479,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
     app.state.runtime = runtime
     _install_error_handlers(app)
 
+    app.add_middleware(BodyLimitMiddleware)  # inside: a 413 is timed and correlated too
     app.add_middleware(CorrelationMiddleware)
     provider = telemetry.configure(spec.name, settings.otel_exporter_otlp_endpoint)
     if provider is not None:  # added last, so outermost: the span covers the whole request

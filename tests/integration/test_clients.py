@@ -351,7 +351,7 @@ async def test_every_endpoint_needs_its_right(stack: Stack) -> None:
         ("clients.create", "POST", "/clients", client_body("matrix1")),
         ("clients.edit", "PATCH", f"/clients/{cid}", {"phone": "+49 1"}),
         ("clients.notes", "PATCH", f"/clients/{cid}", {"note": "n"}),
-        ("clients.edit", "PUT", f"/clients/{cid}/password", {"password": "N3w-password"}),
+        ("clients.password", "PUT", f"/clients/{cid}/password", {"password": "N3w-password"}),
         ("clients.edit", "POST", f"/clients/{cid}/services/suspend", None),
         ("clients.message", "POST", "/clients/messages",
          {"client_ids": [cid], "subject": "s", "text": "t"}),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI, Request
@@ -54,15 +55,33 @@ async def test_a_read_with_min_position_sees_the_command(app: FastAPI) -> None:
             assert read.json() == {"count": expected}
 
 
-async def test_a_position_never_reached_answers_503_with_retry_after(
-    app: FastAPI, monkeypatch: pytest.MonkeyPatch
+async def test_a_position_beyond_the_store_is_bad_input_and_a_stuck_read_model_is_503(
+    app: FastAPI, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(api, "READ_WAIT_SECONDS", 0.3)
     async with serving(app) as base, httpx.AsyncClient(base_url=base) as http:
-        read = await http.get("/notes/count", params={"min_position": 10**9})
-        assert read.status_code == 503
-        assert read.json()["error"]["code"] == "read_model_behind"
-        assert read.headers["retry-after"] == "1"
+        # No command ever answered this position: the caller's mistake, not a wait.
+        beyond = await http.get("/notes/count", params={"min_position": 10**9})
+        assert beyond.status_code == 422, beyond.text
+        assert beyond.json()["error"]["field"] == "min_position"
+        # A read model that cannot apply (its table locked by another session)
+        # is really behind: 503 with Retry-After, and the read goes through later.
+        blocker = await asyncpg.connect(postgres_url)
+        try:
+            locked = blocker.transaction()
+            await locked.start()
+            await blocker.execute("LOCK TABLE event_type_counts IN ACCESS EXCLUSIVE MODE")
+            position = (await http.post("/notes")).json()["position"]
+            read = await http.get("/notes/count", params={"min_position": position})
+            assert read.status_code == 503
+            assert read.json()["error"]["code"] == "read_model_behind"
+            assert read.headers["retry-after"] == "1"
+            await locked.rollback()
+        finally:
+            await blocker.close()
+        monkeypatch.setattr(api, "READ_WAIT_SECONDS", 5.0)
+        later = await http.get("/notes/count", params={"min_position": position})
+        assert later.status_code == 200 and later.json()["count"] >= 1
         bad = await http.get("/notes/count", params={"min_position": "soon"})
         assert bad.status_code == 422
         assert bad.json()["error"]["fields"][0]["field"] == "query.min_position"

@@ -36,7 +36,8 @@ from shared.domain import aggregate as shared_domain
 from shared.domain import rights as catalogue
 from shared.domain.events import Actor, DomainEvent, RecordedEvent
 
-CLIENTS_FUNCTIONS = {f.right for f in catalogue.SECTIONS["clients"].functions}
+# What the clients section gives: its functions but the separate grants (clients.password).
+CLIENTS_FUNCTIONS = catalogue.SECTIONS["clients"].rights - {"clients"}
 
 
 def created(**overrides: object) -> Department:
@@ -394,7 +395,9 @@ def test_defaults_have_fixed_ids_and_the_expected_names() -> None:
     assert sales.name == LocalizedText(en="Sales", ru="Продажи")
     assert support.name == LocalizedText(en="Technical support", ru="Техническая поддержка")
     assert support.support.enabled and not sales.support.enabled
-    assert sales.rights() == frozenset() == support.rights()
+    # Technical support works its own queue from the start (issue 17); Sales has nothing.
+    assert sales.rights() == frozenset()
+    assert "tickets.view" in support.rights() and "tickets.all_departments" not in support.rights()
     assert [d.department_id for d in defaults.DEFAULT_DEPARTMENTS] == [
         sales.id,
         support.id,

@@ -15,7 +15,7 @@ EXPECTED = {
     "departments": {"view", "create", "edit", "delete", "rights", "schedules"},
     "clients": {
         "view", "create", "edit", "delete", "message", "impersonate", "groups", "notes", "penalty",
-        "projects", "companies",
+        "projects", "companies", "password",
     },
     "tickets": {
         "view", "reply", "internal_note", "assign", "transfer", "close", "reopen",
@@ -95,10 +95,12 @@ def test_is_known(right: str, known: bool) -> None:
     assert rights.is_known(right) is known
 
 
-def test_a_section_right_implies_all_its_functions() -> None:
+def test_a_section_right_implies_all_its_functions_but_the_separate_grants() -> None:
     expanded = rights.expand(["clients"])
-    assert expanded == {"clients"} | {f"clients.{f}" for f in EXPECTED["clients"]}
+    assert expanded == {"clients"} | {f"clients.{f}" for f in EXPECTED["clients"] - {"password"}}
     assert "clients.create" in expanded and "tickets.view" not in expanded
+    assert "tickets.all_departments" not in rights.expand(["tickets"])
+    assert rights.expand(["tickets.all_departments"]) == {"tickets.all_departments"}
 
 
 def test_a_function_right_implies_only_itself() -> None:
@@ -113,7 +115,8 @@ def test_expand_unions_and_drops_names_outside_the_catalogue() -> None:
     }  # fmt: skip
     assert rights.expand([]) == frozenset()
     assert rights.expand(rights.ALL_RIGHTS) == rights.ALL_RIGHTS
-    assert rights.expand(s.name for s in rights.CATALOGUE) == rights.ALL_RIGHTS
+    every_section = rights.expand(s.name for s in rights.CATALOGUE)
+    assert every_section == rights.ALL_RIGHTS - rights.SEPARATE_GRANTS
 
 
 def test_section_helpers() -> None:

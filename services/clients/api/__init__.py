@@ -130,6 +130,35 @@ class ClientOut(BaseModel):
     version: int
 
 
+# What staff write about a client for staff: never shown to the client.
+STAFF_ONLY = frozenset({"note", "characteristic", "referral_source", "partner_program"})
+
+
+class OwnClientOut(BaseModel):
+    """A client's own card as the client sees it: ``ClientOut`` without ``STAFF_ONLY``."""
+
+    id: str
+    login: str | None
+    email: str | None
+    country: str
+    customer_status: str
+    company_name: str | None
+    contact_person: str | None
+    project_id: str | None
+    registered_at: datetime
+    registration_ip: str | None
+    language: str
+    phone: str | None
+    phone_verified: bool
+    referrer_id: str | None
+    groups: list[str]
+    products: list[str]
+    penalty_points: int
+    services: Literal["active", "suspended"]
+    erased: bool
+    version: int
+
+
 def _client(row: Row[Any]) -> ClientOut:
     m = row._mapping
     return ClientOut(
@@ -209,13 +238,19 @@ async def get_client(
     request: Request,
     _: CaughtUp,
     principal: Annotated[Principal, Depends(require())],
-) -> ClientOut:
+) -> ClientOut | OwnClientOut:
+    """Staff with ``clients.view`` see the whole card; the client sees their own
+    without what staff write for staff (note, characteristic, referral source,
+    partner program)."""
     _may_read_client(principal, client_id)
     async with request.app.state.runtime.db.engine.connect() as conn:
         row = (await conn.execute(select(clients).where(clients.c.client_id == client_id))).first()
     if row is None or (row.erased and principal.kind == "client"):
         raise ApiError(404, "not_found", f"client {client_id} not found")
-    return _client(row)
+    card = _client(row)
+    if principal.kind == "client":  # the client (or staff logged in as the client)
+        return OwnClientOut.model_validate(card.model_dump(exclude=set(STAFF_ONLY)))
+    return card
 
 
 @router.patch("/clients/{client_id}", tags=["clients"])
@@ -257,8 +292,9 @@ async def reset_password(
     client_id: str,
     body: PasswordIn,
     app: ClientsDep,
-    principal: Annotated[Principal, Depends(require("clients.edit"))],
+    principal: Annotated[Principal, Depends(require("clients.password"))],
 ) -> CommandAnswer:
+    """Set a client's password: its own right (not ``clients.edit``), recorded in the log."""
     return await app.reset_password(principal.actor, client_id, body.password)
 
 

@@ -28,6 +28,7 @@ from services.departments.domain.schedule import (
 )
 from services.departments.projections import departments, schedules
 from shared.access.control import Principal
+from shared.access.delegation import Grantor
 from shared.application.commands import CommandAnswer
 from shared.http.api import CaughtUp, ReadDB, invalid, require
 from shared.http.reads import Limit, Offset, not_found, one_or_404, page
@@ -186,7 +187,12 @@ async def switch_right(
 ) -> CommandAnswer:
     """Turn a section or a function (``GET /rights/catalogue`` at identity) on or off."""
     return await app.set_right(
-        principal.actor, department_id, body.right, body.enabled, expected_version
+        principal.actor,
+        department_id,
+        body.right,
+        body.enabled,
+        expected_version,
+        by=Grantor.of(principal.access, principal.id),
     )
 
 

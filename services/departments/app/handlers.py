@@ -25,6 +25,7 @@ from services.departments.domain.errors import NotFound
 from services.departments.domain.events import LocalizedText, Support, registry
 from services.departments.domain.schedule import RawWeekly, Schedule, SchedulePatch
 from services.departments.projections import schedules
+from shared.access.delegation import Grantor
 from shared.application.commands import CommandAnswer, append, load
 from shared.domain.aggregate import Aggregate
 from shared.domain.events import SYSTEM, Actor, DomainEvent
@@ -100,10 +101,12 @@ class Departments:
         right: str,
         enabled: bool,
         expected_version: int | None = None,
+        *,
+        by: Grantor,
     ) -> CommandAnswer:
         """Turn a section or function on or off (no event when nothing would change)."""
         department = await self._department(department_id, expected_version)
-        events = department.set_right(right, enabled)
+        events = department.set_right(right, enabled, by)
         return await self._commit(
             department_stream(department_id), department_id, department, events, actor
         )

@@ -3,8 +3,12 @@
 Their ids are fixed (uuid5 of a namespace and the English name), so replicas
 starting together write to the same streams: the application layer appends
 with expected version "no stream", and a conflict means another replica has
-already created the department. They are ordinary departments afterwards: no
-rights until an administrator turns some on; they may be changed or deleted.
+already created the department. Technical support, which receives clients'
+requests, starts with the support-center functions it needs to work its own
+queue (never ``tickets.all_departments``: each department sees its own
+tickets); Sales starts with no rights. They are ordinary departments
+afterwards: they may be changed or deleted. A store that already holds them
+keeps them as they are.
 """
 
 from __future__ import annotations
@@ -29,10 +33,17 @@ class DefaultDepartment:
     department_id: str
     name: LocalizedText
     support: Support
+    rights: tuple[str, ...] = ()
 
     def events(self) -> list[DomainEvent]:
-        """What creating it writes into its stream."""
-        return Department.create(self.department_id, self.name, support=self.support)
+        """What creating it writes into its stream: the department, then its rights."""
+        events = Department.create(self.department_id, self.name, support=self.support)
+        department = Department.rebuilt(events)
+        for right in self.rights:
+            turned = department.set_right(right, True)
+            department.applied(turned)
+            events += turned
+        return events
 
 
 SALES = DefaultDepartment(
@@ -44,5 +55,14 @@ TECHNICAL_SUPPORT = DefaultDepartment(
     department_id=default_id("Technical support"),
     name=LocalizedText(en="Technical support", ru="Техническая поддержка"),
     support=Support(enabled=True),
+    rights=(
+        "tickets.view",
+        "tickets.reply",
+        "tickets.internal_note",
+        "tickets.assign",
+        "tickets.transfer",
+        "tickets.close",
+        "tickets.reopen",
+    ),
 )
 DEFAULT_DEPARTMENTS: tuple[DefaultDepartment, ...] = (SALES, TECHNICAL_SUPPORT)

@@ -20,6 +20,15 @@ Turning rights on and off (``set_right``):
   from ``enabled``; turning off the last function of an enabled section turns
   the section off.
 
+A separate grant (``shared.domain.rights.SEPARATE_GRANTS``: ``tickets.all_departments``)
+is never implied by its section: it is on only when turned on by name, and
+it goes when it or its section is turned off.
+
+Delegation (``shared.access.delegation``): turning a right on or off hands over (or
+takes away) every effective right that changes, and the grantor must hold
+each; staff without full access never change the rights of a department
+they belong to (that would change their own).
+
 The state is kept canonical (no function listed both on its own and through
 its section), so a command changes the state exactly when it changes the
 effective rights, and a command that changes nothing writes no event. A new
@@ -35,7 +44,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict
 
-from services.departments.domain.errors import DomainError, NotFound
+from services.departments.domain.errors import DomainError, Forbidden, NotFound
 from services.departments.domain.events import (
     DepartmentChanged,
     DepartmentCreated,
@@ -47,6 +56,7 @@ from services.departments.domain.events import (
     Support,
 )
 from shared.access.control import DepartmentRightsChanged
+from shared.access.delegation import SYSTEM, Grantor
 from shared.domain import rights as catalogue
 from shared.domain.aggregate import Aggregate
 from shared.domain.events import DomainEvent
@@ -77,9 +87,12 @@ def turn(
         return enabled, disabled
     section = catalogue.section_of(right)
     in_section = catalogue.SECTIONS[section].rights
+    if right in catalogue.SEPARATE_GRANTS:
+        return (enabled | {right} if on else enabled - {right}), disabled
     if catalogue.is_section(right):
-        rest = enabled - in_section
-        return (rest | {section} if on else rest), disabled - in_section
+        if on:
+            return (enabled - in_section) | {section}, disabled - in_section
+        return enabled - catalogue.SECTIONS[section].all_rights, disabled - in_section
     if section in enabled:
         if on:
             return enabled, disabled - {right}
@@ -291,14 +304,22 @@ class Department(Aggregate):
             DepartmentRightsChanged(department_id=self.id, rights=[], deleted=True),
         ]
 
-    def set_right(self, right: str, enabled: bool) -> list[DomainEvent]:
+    def set_right(self, right: str, enabled: bool, by: Grantor = SYSTEM) -> list[DomainEvent]:
         """Turn a section or a function on or off; no events when nothing would change."""
         self._require_exists()
         if not catalogue.is_known(right):
             raise DomainError("right", f"{right!r} is not in the rights catalogue")
+        if not by.full_access and self.id in by.departments:
+            raise Forbidden(
+                "own_department",
+                "nobody may change the rights of a department they belong to",
+                "right",
+            )
         after = turn(self.enabled, self.disabled, right, enabled)
         if after == (self.enabled, self.disabled):
             return []
+        changing = self.rights() ^ effective(*after)
+        by.must_hold(changing, "right", f"turning {right!r} {'on' if enabled else 'off'}")
         fact: DomainEvent = (
             DepartmentRightEnabled(department_id=self.id, right=right)
             if enabled

@@ -11,15 +11,22 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from sqlalchemy import func, select
 
 from services.identity.api.deps import IdentityDep
+from services.identity.app.clients import ClientPrincipals
 from services.identity.app.handlers import LoginRefused
 from services.identity.domain.events import LocalizedName
 from services.identity.projections import staff_rights, staff_rows
 from shared.access.control import IpPolicy, Principal
+from shared.access.delegation import Grantor
 from shared.application.commands import CommandAnswer
 from shared.domain import rights as catalogue
 from shared.http.api import ApiError, CaughtUp, client_address, require
 
 router = APIRouter()
+
+
+def grantor(principal: Principal) -> Grantor:
+    """Who hands rights on in a staff command, with what they hold now (``delegation``)."""
+    return Grantor.of(principal.access, principal.id)
 
 
 class Strict(BaseModel):
@@ -32,6 +39,8 @@ class Strict(BaseModel):
 class LoginIn(Strict):
     login: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=256)
+    # Replaces a password that must be changed (the generated first admin password).
+    new_password: str | None = Field(default=None, min_length=8, max_length=256)
 
 
 class PrincipalOut(BaseModel):
@@ -48,7 +57,9 @@ class LoginOut(BaseModel):
 @router.post("/auth/login", tags=["auth"])
 async def login(body: LoginIn, request: Request, app: IdentityDep) -> LoginOut:
     try:
-        result = await app.login(body.login, body.password, client_address(request))
+        result = await app.login(
+            body.login, body.password, client_address(request), body.new_password
+        )
     except LoginRefused as refused:
         headers = {"Retry-After": str(refused.retry_after)} if refused.retry_after else None
         raise ApiError(refused.status, refused.code, refused.message, headers=headers) from None
@@ -145,6 +156,38 @@ async def me(
     )
 
 
+class OwnPasswordIn(Strict):
+    current_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Field(min_length=8, max_length=256)
+
+
+@router.post("/me/password", tags=["auth"], status_code=204, response_model=None)
+async def change_own_password(
+    body: OwnPasswordIn,
+    request: Request,
+    app: IdentityDep,
+    principal: Annotated[Principal, Depends(require())],
+) -> Response:
+    """Staff and clients change their own password (no right needed): the current
+    one first (403 ``invalid_credentials`` naming ``current_password``); every
+    other session of theirs ends, this one goes on."""
+    await app.check_current_password(principal.actor, body.current_password)
+    if principal.kind == "client":
+        principals: ClientPrincipals = request.app.state.runtime.extensions["client_principals"]
+        await principals.change_password(
+            principal.actor, principal.id, body.new_password, keep_session=principal.session_id
+        )
+    else:
+        await app.set_staff_password(
+            principal.actor,
+            principal.id,
+            body.new_password,
+            Grantor(id=principal.id),
+            keep_session=principal.session_id,
+        )
+    return Response(status_code=204)
+
+
 # ---------------------------------------------------------------- staff
 
 
@@ -184,9 +227,7 @@ async def add_staff(
     fields = body.model_dump(exclude={"password"})
     fields["full_name"] = body.full_name
     fields["ip_policy"] = body.ip_policy
-    if body.full_access and not principal.access.full_access:
-        raise ApiError(403, "forbidden", "only full-access staff may give full access")
-    return await app.add_staff(principal.actor, body.password, **fields)
+    return await app.add_staff(principal.actor, body.password, grantor(principal), **fields)
 
 
 @router.patch("/staff/{staff_id}", tags=["staff"])
@@ -199,11 +240,9 @@ async def change_staff(
     changes: dict[str, Any] = {
         name: getattr(body, name) for name in body.model_fields_set if name != "password"
     }
-    if changes.get("full_access") and not principal.access.full_access:
-        raise ApiError(403, "forbidden", "only full-access staff may give full access")
-    answer = await app.change_staff(principal.actor, staff_id, **changes)
+    answer = await app.change_staff(principal.actor, staff_id, grantor(principal), **changes)
     if body.password is not None:
-        await app.change_password(principal.actor, staff_id, body.password)
+        await app.set_staff_password(principal.actor, staff_id, body.password, grantor(principal))
     return answer
 
 
@@ -214,7 +253,7 @@ async def disable_staff(
     principal: Annotated[Principal, Depends(require("staff.delete"))],
 ) -> CommandAnswer:
     """Disable the account (its history stays); its sessions end."""
-    return await app.disable_staff(principal.actor, staff_id)
+    return await app.disable_staff(principal.actor, staff_id, grantor(principal))
 
 
 class StaffPage(BaseModel):
@@ -290,7 +329,9 @@ async def set_avatar(
         raise ApiError(403, "forbidden", "the right 'staff.edit' is required")
     # Read one byte more than allowed: enough to tell "too big" without reading a huge upload.
     data = await avatar.read(64 * 1024 + 1)
-    return await app.set_avatar(principal.actor, staff_id, data, avatar.filename)
+    return await app.set_avatar(
+        principal.actor, staff_id, data, avatar.filename, grantor(principal)
+    )
 
 
 @router.get("/staff/{staff_id}/avatar", tags=["staff"])
@@ -354,7 +395,7 @@ async def grant_right(
     app: IdentityDep,
     principal: Annotated[Principal, Depends(require("staff.rights"))],
 ) -> CommandAnswer:
-    return await app.grant(principal.actor, staff_id, body.right)
+    return await app.grant(principal.actor, staff_id, body.right, grantor(principal))
 
 
 @router.delete("/staff/{staff_id}/rights/{right}", tags=["rights"])
@@ -364,7 +405,7 @@ async def revoke_right(
     app: IdentityDep,
     principal: Annotated[Principal, Depends(require("staff.rights"))],
 ) -> CommandAnswer:
-    return await app.revoke(principal.actor, staff_id, right)
+    return await app.revoke(principal.actor, staff_id, right, grantor(principal))
 
 
 @router.get("/rights/catalogue", tags=["rights"])

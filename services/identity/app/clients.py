@@ -79,15 +79,23 @@ class ClientPrincipals:
             await self.identity.end_sessions_of(client_id, "disabled", actor)
         return _answer(client_id, principal, result)
 
-    async def change_password(self, actor: Actor, client_id: str, password: str) -> CommandAnswer:
+    async def change_password(
+        self, actor: Actor, client_id: str, password: str, keep_session: str | None = None
+    ) -> CommandAnswer:
+        """A client's new password; every session of the client but ``keep_session`` ends."""
         principal = await self._present(client_id)
         await self.identity.credentials.change(client_id, password)
         # A fact whatever else happens to the stream meanwhile: no version check.
         result = await self.identity.store.append(
             client_principal_stream(client_id),
-            [registry.encode(PasswordChanged(principal_id=client_id), actor=actor)],
+            [
+                registry.encode(
+                    PasswordChanged(principal_id=client_id, set_by=actor.id), actor=actor
+                )
+            ],
             StreamState.ANY,
         )
+        await self.identity.end_sessions_of(client_id, "password_changed", actor, keep=keep_session)
         return CommandAnswer.of(principal.id, result)
 
     async def remove(self, actor: Actor, client_id: str) -> CommandAnswer:

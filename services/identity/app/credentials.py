@@ -3,16 +3,25 @@
 Keeping hashes out of the log means no topic, replay or export can ever carry
 them; the log records only ``PasswordChanged``. Crypto-shredding of a client
 deletes its row here as well.
+
+Argon2 runs in a bounded thread pool (``ARGON2_THREADS``), never on the event
+loop: a burst of logins queues there instead of stalling every request.
+Checking a password costs the same for an unknown login (a decoy hash).
+``must_change`` marks a password someone else knows (the generated first
+admin password): it logs in only together with a new one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import os
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Column, MetaData, String, Table, select
+from sqlalchemy import Boolean, Column, MetaData, String, Table, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -29,6 +38,7 @@ credentials = Table(
     Column("kind", String(16), nullable=False),
     Column("hash", String(256), nullable=False),
     Column("changed_at", UtcDateTime(), nullable=False),
+    Column("must_change", Boolean, nullable=True),
 )
 
 MIN_PASSWORD = 8
@@ -40,6 +50,7 @@ class Credential:
     principal_id: str
     kind: str
     hash: str = dataclasses.field(repr=False)  # never in a log line
+    must_change: bool = False
 
 
 def check_password(password: str, field: str = "password") -> None:
@@ -53,14 +64,27 @@ class CredentialStore:
         self.hasher = hasher or PasswordHasher()
         # Verified against when the login is unknown, so both cases take as long.
         self._decoy = self.hasher.hash("decoy password for unknown logins")
+        self._pool = ThreadPoolExecutor(
+            max_workers=int(os.environ.get("ARGON2_THREADS", "2")), thread_name_prefix="argon2"
+        )
 
     async def create_tables(self) -> None:
-        await self.db.create_tables(metadata)
+        await self.db.create_tables(metadata, add_new_columns=True)
 
-    async def add(self, principal_id: str, login: str, kind: str, password: str) -> None:
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _hash(self, password: str) -> str:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, self.hasher.hash, password
+        )
+
+    async def add(
+        self, principal_id: str, login: str, kind: str, password: str, must_change: bool = False
+    ) -> None:
         """Store a new principal's hash; 409 ``duplicate_login`` when the login is taken."""
         check_password(password)
-        digest = self.hasher.hash(password)
+        digest = await self._hash(password)
         try:
             async with self.db.transaction() as conn:
                 await conn.execute(
@@ -70,6 +94,7 @@ class CredentialStore:
                         kind=kind,
                         hash=digest,
                         changed_at=datetime.now(UTC),
+                        must_change=must_change or None,
                     )
                 )
         except IntegrityError:
@@ -88,12 +113,12 @@ class CredentialStore:
 
     async def change(self, principal_id: str, password: str) -> None:
         check_password(password)
-        digest = self.hasher.hash(password)
+        digest = await self._hash(password)
         async with self.db.transaction() as conn:
             await conn.execute(
                 credentials.update()
                 .where(credentials.c.principal_id == principal_id)
-                .values(hash=digest, changed_at=datetime.now(UTC))
+                .values(hash=digest, changed_at=datetime.now(UTC), must_change=None)
             )
 
     async def find(self, login: str) -> Credential | None:
@@ -102,20 +127,43 @@ class CredentialStore:
             row = await _row(conn, login)
         if row is None:
             return None
+        return Credential(
+            str(row.principal_id), str(row.kind), str(row.hash), bool(row.must_change)
+        )
+
+    async def of_principal(self, principal_id: str) -> Credential | None:
+        async with self.db.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(
+                        credentials.c.principal_id, credentials.c.kind, credentials.c.hash
+                    ).where(credentials.c.principal_id == principal_id)
+                )
+            ).first()
+        if row is None:
+            return None
         return Credential(str(row.principal_id), str(row.kind), str(row.hash))
 
-    def matches(self, found: Credential | None, password: str) -> bool:
+    async def matches(self, found: Credential | None, password: str) -> bool:
         """Does ``password`` match? An unknown login is checked against a decoy, as slowly."""
+        return (
+            await asyncio.get_running_loop().run_in_executor(
+                self._pool, self._matches, found.hash if found else self._decoy, password
+            )
+            and found is not None
+        )
+
+    def _matches(self, digest: str, password: str) -> bool:
         try:
-            self.hasher.verify(found.hash if found else self._decoy, password)
+            self.hasher.verify(digest, password)
         except (VerificationError, InvalidHashError):
             return False
-        return found is not None
+        return True
 
     async def verify(self, login: str, password: str) -> tuple[str, str] | None:
         """(principal_id, kind) when the password matches the login; None otherwise."""
         found = await self.find(login)
-        matched = self.matches(found, password)  # also for an unknown login: as slow
+        matched = await self.matches(found, password)  # also for an unknown login: as slow
         if found is None or not matched:
             return None
         return found.principal_id, found.kind
@@ -136,8 +184,11 @@ class CredentialStore:
 
 async def _row(conn: AsyncConnection, login: str):  # type: ignore[no-untyped-def]
     result = await conn.execute(
-        select(credentials.c.principal_id, credentials.c.kind, credentials.c.hash).where(
-            credentials.c.login == login.lower()
-        )
+        select(
+            credentials.c.principal_id,
+            credentials.c.kind,
+            credentials.c.hash,
+            credentials.c.must_change,
+        ).where(credentials.c.login == login.lower())
     )
     return result.first()

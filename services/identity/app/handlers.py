@@ -9,9 +9,11 @@ copy at once (its own requests need not wait for the topic).
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import hmac
+import os
 import secrets
 import uuid
 from collections import OrderedDict
@@ -28,18 +30,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.identity.app.avatars import AvatarStore, check_avatar
 from services.identity.app.credentials import Credential, CredentialStore
+from services.identity.app.throttle import LoginThrottle
 from services.identity.domain.client_principal import ClientPrincipal, client_principal_stream
 from services.identity.domain.events import (
     LocalizedName,
-    PasswordChanged,
+    LoginSucceeded,
     SessionStarted,
     registry,
 )
 from services.identity.domain.login_guard import (
+    ADDRESS_FACTOR,
     LOCK_FOR,
     MAX_FAILURES,
     FailureReason,
-    LoginGuard,
+    newly_locked,
+    security_events,
 )
 from services.identity.domain.staff import Staff
 from services.identity.projections import (
@@ -59,7 +64,9 @@ from shared.access.control import (
     StaffAccessChanged,
     issue_token,
 )
+from shared.access.delegation import Grantor
 from shared.application.commands import CommandAnswer, append, load, rebuild
+from shared.domain import Forbidden
 from shared.domain.aggregate import Conflict, NotFound
 from shared.domain.events import Actor, DomainEvent, RecordedEvent
 from shared.eventstore import AppendResult, ConcurrencyError, EventStore, StreamState
@@ -71,6 +78,7 @@ log = structlog.get_logger(__name__)
 ADMIN_ID = "00000000-0000-4000-8000-000000000001"
 ADMIN_LOGIN = "admin"
 SESSIONS_WAIT_SECONDS = 3.0
+DEPARTMENT_WAIT_SECONDS = 3.0
 # Staff members whose folded stream identity keeps in memory (see ``Identity._member``).
 MEMBERS_KEPT = 10_000
 
@@ -120,6 +128,7 @@ class Identity:
     department_rights: dict[str, frozenset[str]] = field(default_factory=dict)
     known_departments: set[str] = field(default_factory=set)
     avatars: AvatarStore = field(init=False)
+    throttle: LoginThrottle = field(init=False)
     denied_groups: frozenset[str] = frozenset()
     max_failures: int = MAX_FAILURES
     lock_for: timedelta = LOCK_FOR
@@ -144,6 +153,8 @@ class Identity:
         await self.credentials.create_tables()
         self.avatars = AvatarStore(self.db)
         await self.avatars.create_tables()
+        self.throttle = LoginThrottle(self.db, self.secret)
+        await self.throttle.create_tables()
         async with self.db.engine.connect() as conn:
             for row in await conn.execute(select(departments_seen)):
                 if not row.deleted:
@@ -172,9 +183,18 @@ class Identity:
 
     # ---------------------------------------------------------------- staff
 
-    async def add_staff(self, actor: Actor, password: str, **fields: Any) -> CommandAnswer:
+    async def add_staff(
+        self, actor: Actor, password: str, by: Grantor, **fields: Any
+    ) -> CommandAnswer:
         staff_id = str(uuid.uuid4())
-        events = Staff.add(staff_id, known_departments=self.known_departments, **fields)
+        await self.await_departments(fields.get("departments", []))
+        events = Staff.add(
+            staff_id,
+            known_departments=self.known_departments,
+            department_rights=self.department_rights,
+            by=by,
+            **fields,
+        )
         await self.credentials.add(staff_id, fields["login"], "staff", password)
         try:
             result = await self._commit(None, Staff(), staff_id, events, actor)
@@ -184,53 +204,90 @@ class Identity:
         assert result is not None
         return CommandAnswer.of(staff_id, result)
 
-    async def change_staff(self, actor: Actor, staff_id: str, **changes: Any) -> CommandAnswer:
+    async def change_staff(
+        self, actor: Actor, staff_id: str, by: Grantor, **changes: Any
+    ) -> CommandAnswer:
         staff, published = await self._staff(staff_id)
-        events = staff.change(self.known_departments, **changes)
+        await self.await_departments(changes.get("departments") or [])
+        events = staff.change(
+            self.known_departments, by=by, department_rights=self.department_rights, **changes
+        )
         result = await self._commit(published, staff, staff_id, events, actor)
         return self._answer(staff_id, staff, result)
 
-    async def disable_staff(self, actor: Actor, staff_id: str) -> CommandAnswer:
+    async def disable_staff(self, actor: Actor, staff_id: str, by: Grantor) -> CommandAnswer:
         staff, published = await self._staff(staff_id)
         if staff_id == actor.id:
             raise Conflict("cannot_disable_self", "staff members cannot disable themselves")
-        result = await self._commit(published, staff, staff_id, staff.disable(), actor)
+        result = await self._commit(published, staff, staff_id, staff.disable(by), actor)
         await self.end_sessions_of(staff_id, "disabled", actor)
         return self._answer(staff_id, staff, result)
 
-    async def grant(self, actor: Actor, staff_id: str, right: str) -> CommandAnswer:
+    async def grant(self, actor: Actor, staff_id: str, right: str, by: Grantor) -> CommandAnswer:
         staff, published = await self._staff(staff_id)
-        result = await self._commit(published, staff, staff_id, staff.grant(right), actor)
+        result = await self._commit(published, staff, staff_id, staff.grant(right, by), actor)
         return self._answer(staff_id, staff, result)
 
-    async def revoke(self, actor: Actor, staff_id: str, right: str) -> CommandAnswer:
+    async def revoke(self, actor: Actor, staff_id: str, right: str, by: Grantor) -> CommandAnswer:
         staff, published = await self._staff(staff_id)
         result = await self._commit(
-            published, staff, staff_id, staff.revoke(right, self.department_rights), actor
+            published, staff, staff_id, staff.revoke(right, self.department_rights, by), actor
         )
         return self._answer(staff_id, staff, result)
 
     async def set_avatar(
-        self, actor: Actor, staff_id: str, data: bytes, filename: str | None
+        self, actor: Actor, staff_id: str, data: bytes, filename: str | None, by: Grantor
     ) -> CommandAnswer:
         avatar = check_avatar(data, filename)
         staff, published = await self._staff(staff_id)
-        events = staff.change_avatar(avatar.sha256, avatar.content_type, len(avatar.data))
+        events = staff.change_avatar(avatar.sha256, avatar.content_type, len(avatar.data), by)
         if events:
             await self.avatars.put(avatar)  # the bytes first: the event must never point at nothing
         result = await self._commit(published, staff, staff_id, events, actor)
         return self._answer(staff_id, staff, result)
 
-    async def change_password(self, actor: Actor, principal_id: str, password: str) -> None:
-        await self.credentials.change(principal_id, password)
-        await append(
-            self.store,
-            registry,
-            staff_stream(principal_id),
-            [PasswordChanged(principal_id=principal_id)],
-            await self.store.stream_version(staff_stream(principal_id)),
-            actor=actor,
-        )
+    async def set_staff_password(
+        self,
+        actor: Actor,
+        staff_id: str,
+        password: str,
+        by: Grantor,
+        keep_session: str | None = None,
+    ) -> None:
+        """A member's new password; it ends the member's sessions but ``keep_session``.
+
+        The hash is written first: the fact must never claim a password the
+        credential store does not have. The stream's version is the one the
+        decision was made on, so a concurrent change (say, the member made
+        full-access meanwhile) is a conflict rather than a password set past it.
+        """
+        staff, _ = await self._staff(staff_id)
+        events = staff.set_password(by)
+        await self.credentials.change(staff_id, password)
+        try:
+            await append(
+                self.store, registry, staff_stream(staff_id), events, staff.version, actor=actor
+            )
+        except ConcurrencyError:
+            raise Conflict(
+                "version_conflict", "the staff member changed meanwhile; retry"
+            ) from None
+        # Every other session ends: all of them when someone else set it.
+        await self.end_sessions_of(staff_id, "password_changed", actor, keep=keep_session)
+
+    async def await_departments(self, departments: list[str]) -> None:
+        """Wait, a bounded time, until the copy of departments knows each of them.
+
+        A department created a moment ago reaches identity through its topic a
+        moment later: a command naming it waits for that (and for its rights,
+        which travel with it) rather than answering 422. Only a department
+        still unknown after ``DEPARTMENT_WAIT_SECONDS`` is "no department".
+        """
+        deadline = asyncio.get_running_loop().time() + DEPARTMENT_WAIT_SECONDS
+        while any(d not in self.known_departments for d in departments):
+            if asyncio.get_running_loop().time() >= deadline:
+                return  # the decider names the unknown one (422)
+            await asyncio.sleep(0.02)
 
     async def _staff(self, staff_id: str) -> tuple[Staff, StaffAccessChanged | None]:
         """The member and the access fact last published for them, from one read."""
@@ -296,6 +353,11 @@ class Identity:
             ) from None
         if fact in events:
             self.access.apply(fact, result.stream_version if result else None)  # the last event
+        if _differs(fact, staff.access_fact(self.department_rights)):
+            # A department's rights changed while this command was deciding: the
+            # consumer may have looked for the department's members before this
+            # member was in the access copy, so publish the member's access again.
+            await self.republish_access(staff_id)
         return result
 
     def _answer(self, staff_id: str, staff: Staff, result: AppendResult | None) -> CommandAnswer:
@@ -337,7 +399,14 @@ class Identity:
         if rights is not None:
             self.department_rights[department_id] = frozenset(rights)
         if rights is not None or deleted:
-            for staff_id in await self._members(conn, department_id):
+            # The table follows the store a moment behind; the access copy has
+            # every member identity published a moment ago (see ``_commit``).
+            members = set(await self._members(conn, department_id)) | {
+                principal_id
+                for principal_id, access in self.access.by_principal.items()
+                if access.kind == "staff" and department_id in access.departments
+            }
+            for staff_id in sorted(members):
                 await self.republish_access(staff_id)
 
     async def _members(self, conn: AsyncConnection, department_id: str) -> list[str]:
@@ -351,36 +420,58 @@ class Identity:
 
     # ---------------------------------------------------------------- sessions
 
-    async def login(self, login: str, password: str, ip: str | None) -> LoginResult:
-        """Staff and client principals log in here alike; the credential says which."""
+    async def login(
+        self, login: str, password: str, ip: str | None, new_password: str | None = None
+    ) -> LoginResult:
+        """Staff and client principals log in here alike; the credential says which.
+
+        An unknown login costs what a known one does: the same lookups, argon2
+        against a decoy hash, the same counting of the failure. A password
+        marked ``must_change`` (the generated first admin password) logs in
+        only with ``new_password``, which replaces it.
+        """
         now = datetime.now(UTC)
         found = await self.credentials.find(login)
         subject = self.guard_of(login, found)
-        guard = await load(self.store, registry, subject.stream, LoginGuard)
-        locked_until = guard.locked(now)
+        pair_key, address_key = self.throttle.pair_key(login, ip), self.throttle.address_key(ip)
+        pair, address = await self.throttle.states(pair_key, address_key)
+        locked_until = max(
+            (t for t in (pair.locked(now), address.locked(now)) if t is not None), default=None
+        )
         if locked_until is not None:
-            events = guard.refused_while_locked(subject.login, ip, subject.principal_id)
-            await self._record(subject.stream, guard, events)
+            # Counted and recorded when the lock began; a refusal now is only logged.
+            log.warning("security.login_refused_locked", **subject.for_log, ip=ip)
             wait = max(1, int((locked_until - now).total_seconds()) + 1)
             raise LoginRefused(429, "locked_out", "too many failed logins; try later", wait)
 
         async def refuse(reason: FailureReason, status: int, code: str, message: str) -> NoReturn:
-            events = guard.failed(
-                subject.login,
-                ip,
-                reason,
+            counted_pair = await self.throttle.failed(
+                pair_key, now, self.max_failures, self.lock_for
+            )
+            counted_address = await self.throttle.failed(
+                address_key,
                 now,
-                self.max_failures,
+                self.max_failures * ADDRESS_FACTOR,
                 self.lock_for,
+                window=self.lock_for,
+            )
+            events = security_events(
+                pair=counted_pair,
+                address=counted_address,
+                now=now,
+                login=subject.login,
+                ip=ip,
+                reason=reason,
                 principal_id=subject.principal_id,
             )
-            await self._record(subject.stream, guard, events)
+            if events:
+                await self._record(subject.stream, events)
             log.warning("security.login_failed", **subject.for_log, ip=ip, reason=reason)
-            if len(events) > 1:
+            if newly_locked(*counted_pair, now) or newly_locked(*counted_address, now):
                 log.warning("security.login_locked_out", **subject.for_log, ip=ip)
             raise LoginRefused(status, code, message)
 
-        if found is None or not self.credentials.matches(found, password):
+        if not await self.credentials.matches(found, password) or found is None:
             await refuse("bad_credentials", 401, "invalid_credentials", "wrong login or password")
         assert found is not None
         principal_id = found.principal_id
@@ -410,6 +501,16 @@ class Identity:
                     "login from this address is not allowed",
                 )
             bound_ip = ip if staff.bind_session_to_ip else None
+        actor = Actor(id=principal_id, kind=kind)
+        if found.must_change:
+            if new_password is None or new_password == password:
+                raise LoginRefused(
+                    403,
+                    "password_change_required",
+                    "this password was generated: log in with new_password to replace it",
+                )
+            await self.set_own_password(actor, principal_id, new_password)
+        await self.throttle.succeeded(pair_key)
         session_id = str(uuid.uuid4())
         lifetime = timedelta(minutes=self.settings.access_token_minutes)
         started = SessionStarted(
@@ -420,12 +521,17 @@ class Identity:
             bound_to_ip=bound_ip is not None,
             expires_at=now + lifetime,
         )
-        actor = Actor(id=principal_id, kind=kind)
         await append(self.store, registry, f"session-{session_id}", [started], 0, actor=actor)
         await self._record(
             subject.stream,
-            guard,
-            guard.succeeded(subject.login, ip, session_id, subject.principal_id),
+            [
+                LoginSucceeded(
+                    login=subject.login,
+                    ip=ip,
+                    session_id=session_id,
+                    principal_id=subject.principal_id,
+                )
+            ],
         )
         token = issue_token(
             self.secret,
@@ -436,6 +542,24 @@ class Identity:
             bound_ip=bound_ip,
         )
         return LoginResult(token, principal_id, kind, session_id)
+
+    async def set_own_password(self, actor: Actor, principal_id: str, password: str) -> None:
+        """A staff member's own new password (the generated first one replaced, say)."""
+        await self.set_staff_password(actor, principal_id, password, Grantor(id=principal_id))
+
+    async def check_current_password(self, actor: Actor, current: str) -> None:
+        """Before ``POST /me/password`` changes anything: the caller knows the password.
+
+        An impersonation is refused (staff do not set a client's password by
+        logging in as the client).
+        """
+        if actor.impersonator_id is not None:
+            raise Forbidden("impersonation", "not while logged in as a client", "current_password")
+        found = await self.credentials.of_principal(actor.id)
+        if not await self.credentials.matches(found, current):
+            raise Forbidden(
+                "invalid_credentials", "the current password is wrong", "current_password"
+            )
 
     def guard_of(self, login: str, found: Credential | None) -> GuardSubject:
         """Where the lock-out count of a login lives, and how its events name it.
@@ -457,13 +581,9 @@ class Identity:
         ).hexdigest()[:32]
         return GuardSubject(f"login-unknown-{digest}", "", None, {"login": login})
 
-    async def _record(self, stream: str, guard: LoginGuard, events: list[DomainEvent]) -> None:
-        try:
-            await append(self.store, registry, stream, events, guard.version)
-        except ConcurrencyError:
-            # Two attempts at once: record this one after the other.
-            await self.store.append(stream, [registry.encode(e) for e in events], StreamState.ANY)
-        guard.applied(events)
+    async def _record(self, stream: str, events: list[DomainEvent]) -> None:
+        """Append to a login's security log: no decision rests on it, so in any order."""
+        await self.store.append(stream, [registry.encode(e) for e in events], StreamState.ANY)
 
     async def logout(self, actor: Actor, session_id: str) -> None:
         """End a session; ending an impersonation hands back to the staff member.
@@ -481,13 +601,18 @@ class Identity:
             await self._end_session(impersonation, client_id, "impersonation_ended", actor)
 
     async def end_sessions_of(
-        self, principal_id: str, reason: SessionEndReason, actor: Actor
+        self,
+        principal_id: str,
+        reason: SessionEndReason,
+        actor: Actor,
+        keep: str | None = None,
     ) -> None:
-        """End a principal's sessions, and the impersonations they (as staff) started."""
+        """End a principal's sessions (but ``keep``), and the impersonations they started."""
         for session_id, owner in await self._active_sessions(
             sessions.c.principal_id == principal_id
         ):
-            await self._end_session(session_id, owner, reason, actor)
+            if session_id != keep:
+                await self._end_session(session_id, owner, reason, actor)
         for session_id, client_id in await self._active_sessions(
             impersonations.c.impersonator_id == principal_id
         ):
@@ -545,7 +670,11 @@ class Identity:
             group="admin",
         )
         try:
-            await self.credentials.add(ADMIN_ID, ADMIN_LOGIN, "staff", password)
+            # A generated password has been on disk: it must be replaced at first login.
+            generated = not os.environ.get("ADMIN_PASSWORD")
+            await self.credentials.add(
+                ADMIN_ID, ADMIN_LOGIN, "staff", password, must_change=generated
+            )
         except Conflict:
             return  # another replica got here first
         staff = Staff()
@@ -557,8 +686,6 @@ class Identity:
 
     def settings_admin_password(self) -> str:
         """``ADMIN_PASSWORD``, or one generated once and written to ``var/admin_password``."""
-        import os
-
         given = os.environ.get("ADMIN_PASSWORD")
         if given:
             return given

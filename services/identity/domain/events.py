@@ -90,6 +90,8 @@ class PasswordChanged(DomainEvent):
 
     event_type = "PasswordChanged"
     principal_id: str
+    # Who set it: the principal themselves, or the staff member who set it for them.
+    set_by: str | None = None
 
 
 @registry.register
@@ -139,10 +141,15 @@ class LoginFailed(DomainEvent):
 
 @registry.register
 class LoginLockedOut(DomainEvent):
+    """A login from one address (``scope`` "login"), or an address for every login, locked."""
+
     event_type = "LoginLockedOut"
     login: str
     until: datetime
     principal_id: str | None = None
+    ip: str | None = None
+    failures: int | None = None  # the failures that led to it
+    scope: Literal["login", "address"] = "login"
 
 
 @registry.register

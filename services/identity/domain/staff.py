@@ -5,7 +5,12 @@ Rules (DESIGN §1, §6):
   the member individually (409 ``inherited_right``); extra rights can be
   granted to one member;
 * a member of several departments gets the union; full access means every right;
-* each effective right knows its sources.
+* each effective right knows its sources;
+* delegation (``shared.access.delegation``): every command names its grantor (``by``),
+  who hands over only rights they hold (a grant, a revocation, a place in a
+  department), never changes their own rights, departments or full access,
+  and touches a full-access member only with full access themselves; a
+  section a department gives (even in part) is inherited like its functions.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 from services.identity.domain.events import (
     AvatarChanged,
     LocalizedName,
+    PasswordChanged,
     RightGranted,
     RightRevoked,
     StaffAdded,
@@ -25,10 +31,15 @@ from services.identity.domain.events import (
     UserGroup,
 )
 from shared.access.control import IpPolicy, StaffAccessChanged
+from shared.access.delegation import SYSTEM, Grantor
 from shared.domain import rights as catalogue
 from shared.domain.aggregate import Aggregate, Conflict, DomainError, NotFound
 from shared.domain.events import DomainEvent
 
+# Every copy of staff names (tickets, clients, notifier) keeps them in 200-character
+# columns: a longer name would fail their inserts and hold their consumers back.
+MAX_NAME = 200
+MAX_EMAIL = 254
 LOGIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$")
 PHONE = re.compile(r"^\+?[0-9 ()-]{5,32}$")
 FULL_ACCESS = "full_access"
@@ -44,6 +55,19 @@ def check_login(login: str) -> None:
         raise DomainError(
             "login", "2-64 characters: Latin letters, digits and . _ @ -, starting alphanumeric"
         )
+
+
+def check_name(name: LocalizedName) -> None:
+    if not name.en.strip():
+        raise DomainError("full_name.en", "a name is required")
+    for language, text in (("en", name.en), ("ru", name.ru)):
+        if len(text) > MAX_NAME:
+            raise DomainError(f"full_name.{language}", f"at most {MAX_NAME} characters")
+
+
+def check_email(email: str | None) -> None:
+    if email is not None and len(email) > MAX_EMAIL:
+        raise DomainError("email", f"at most {MAX_EMAIL} characters")
 
 
 def check_phone(phone: str | None) -> None:
@@ -114,12 +138,18 @@ class Staff(Aggregate):
         bind_session_to_ip: bool = False,
         chat_enabled: bool = False,
         group: UserGroup = "staff",
+        *,
+        department_rights: Mapping[str, frozenset[str]] | None = None,
+        by: Grantor = SYSTEM,
     ) -> list[DomainEvent]:
         check_login(login)
-        if not full_name.en.strip():
-            raise DomainError("full_name.en", "a name is required")
+        check_name(full_name)
+        check_email(email)
         check_phone(phone)
         _check_departments(departments, known_departments)
+        if full_access:
+            by.may_give_full_access()
+        _check_placing(by, departments, department_rights or {})
         policy = ip_policy or IpPolicy()
         check_ip_policy(policy)
         return [
@@ -138,9 +168,17 @@ class Staff(Aggregate):
             )
         ]
 
-    def change(self, known_departments: set[str], **changes: Any) -> list[DomainEvent]:
+    def change(
+        self,
+        known_departments: set[str],
+        *,
+        by: Grantor = SYSTEM,
+        department_rights: Mapping[str, frozenset[str]] | None = None,
+        **changes: Any,
+    ) -> list[DomainEvent]:
         """Change account fields; unchanged values produce no event."""
         self._require_active()
+        by.may_change_member(self.full_access)
         if "phone" in changes:
             check_phone(changes["phone"])
         if "departments" in changes:
@@ -148,39 +186,75 @@ class Staff(Aggregate):
             changes["departments"] = list(dict.fromkeys(changes["departments"]))
         if "ip_policy" in changes:
             check_ip_policy(changes["ip_policy"])
-        if "full_name" in changes and not changes["full_name"].en.strip():
-            raise DomainError("full_name.en", "a name is required")
+        if "full_name" in changes:
+            check_name(changes["full_name"])
+        if "email" in changes:
+            check_email(changes["email"])
         different = {k: v for k, v in changes.items() if getattr(self, k) != v}
+        if "full_access" in different:
+            by.must_not_be(self.id, "full_access", "full access")
+            by.may_give_full_access()
+        if "departments" in different:
+            by.must_not_be(self.id, "departments", "departments")
+            moved = set(different["departments"]) ^ set(self.departments)
+            _check_placing(
+                by,
+                [d for d in different["departments"] + self.departments if d in moved],
+                department_rights or {},
+            )
         return [StaffChanged(staff_id=self.id, **different)] if different else []
 
-    def change_avatar(self, sha256: str, content_type: str, size: int) -> list[DomainEvent]:
+    def set_password(self, by: Grantor = SYSTEM) -> list[DomainEvent]:
+        """The fact of a new password (the hash is the credential store's), naming who set it."""
         self._require_active()
+        if by.id != self.id:
+            by.may_change_member(self.full_access, "password")
+        return [PasswordChanged(principal_id=self.id, set_by=by.id)]
+
+    def change_avatar(
+        self, sha256: str, content_type: str, size: int, by: Grantor = SYSTEM
+    ) -> list[DomainEvent]:
+        self._require_active()
+        if by.id != self.id:
+            by.may_change_member(self.full_access, "avatar")
         if sha256 == self.avatar_sha256:
             return []
         return [
             AvatarChanged(staff_id=self.id, sha256=sha256, content_type=content_type, size=size)
         ]
 
-    def disable(self) -> list[DomainEvent]:
+    def disable(self, by: Grantor = SYSTEM) -> list[DomainEvent]:
         self._require_exists()
+        by.may_change_member(self.full_access)
         return [] if self.disabled else [StaffDisabled(staff_id=self.id)]
 
-    def grant(self, right: str) -> list[DomainEvent]:
+    def grant(self, right: str, by: Grantor = SYSTEM) -> list[DomainEvent]:
         self._require_active()
         if not catalogue.is_known(right):
             raise DomainError("right", f"{right!r} is not in the rights catalogue")
+        self._may_manage_rights(right, by, f"granting {right!r}")
         if right in self.individual_rights:
             return []
         return [RightGranted(staff_id=self.id, right=right)]
 
     def revoke(
-        self, right: str, department_rights: Mapping[str, frozenset[str]]
+        self,
+        right: str,
+        department_rights: Mapping[str, frozenset[str]],
+        by: Grantor = SYSTEM,
     ) -> list[DomainEvent]:
-        """Remove an individual grant; a right that only departments give cannot be removed."""
+        """Remove an individual grant; a right that only departments give cannot be removed.
+
+        A section counts as inherited when a department gives any of its
+        functions: the department enabled it, with or without exceptions.
+        """
         self._require_active()
+        if catalogue.is_known(right):
+            self._may_manage_rights(right, by, f"revoking {right!r}")
         if right in self.individual_rights:
             return [RightRevoked(staff_id=self.id, right=right)]
-        inherited = [d for d in self.departments if right in department_rights.get(d, frozenset())]
+        given = catalogue.expand([right]) or frozenset({right})
+        inherited = [d for d in self.departments if given & department_rights.get(d, frozenset())]
         if inherited:
             raise Conflict(
                 "inherited_right",
@@ -188,6 +262,11 @@ class Staff(Aggregate):
                 "change the department's rights instead",
             )
         raise NotFound(f"individual right {right!r} of staff {self.id}")
+
+    def _may_manage_rights(self, right: str, by: Grantor, what: str) -> None:
+        by.must_not_be(self.id, "right", "rights")
+        by.may_change_member(self.full_access, "right")
+        by.must_hold([right], "right", what)
 
     # ------------------------------------------------------------ state
 
@@ -259,6 +338,18 @@ class Staff(Aggregate):
             ip_policy=self.ip_policy,
             bind_session_to_ip=self.bind_session_to_ip,
             sources=effective,
+        )
+
+
+def _check_placing(
+    by: Grantor, departments: list[str], department_rights: Mapping[str, frozenset[str]]
+) -> None:
+    """Placing someone in a department (or taking them out) hands over its rights."""
+    for department in departments:
+        by.must_hold(
+            department_rights.get(department, frozenset()),
+            "departments",
+            f"a place in department {department}",
         )
 
 
