@@ -148,7 +148,7 @@ class Clients:
         )
         if not client.id:
             raise NotFound(f"client {client_id}")
-        answer = CommandAnswer(id=client_id, version=client.version, position=0)
+        answer = CommandAnswer.unchanged(client_id, client.version)
         if not client.erased:
             answer = await self._commit(client, client.erase(), actor)
         with contextlib.suppress(NotFound):  # removed by an earlier attempt

@@ -77,7 +77,7 @@ class ClientPrincipals:
         result = await self._commit(client_id, principal, events, actor)
         if principal.disabled and not was_disabled:
             await self.identity.end_sessions_of(client_id, "disabled", actor)
-        return _answer(client_id, principal, result)
+        return CommandAnswer.after(client_id, principal.version, result)
 
     async def change_password(
         self, actor: Actor, client_id: str, password: str, keep_session: str | None = None
@@ -110,7 +110,7 @@ class ClientPrincipals:
         result = await self._commit(client_id, principal, principal.remove(), actor)
         await self.identity.credentials.remove(client_id)
         await self.identity.end_sessions_of(client_id, "disabled", actor)
-        return _answer(client_id, principal, result)
+        return CommandAnswer.after(client_id, principal.version, result)
 
     async def impersonate(
         self, client_id: str, staff_id: str, staff_session_id: str
@@ -200,11 +200,3 @@ class ClientPrincipals:
             if isinstance(event, ClientAccessChanged):
                 self.identity.access.apply(event, None if first is None else first + i)
         return result
-
-
-def _answer(
-    client_id: str, principal: ClientPrincipal, result: AppendResult | None
-) -> CommandAnswer:
-    if result is None:  # nothing changed: where things stand
-        return CommandAnswer(id=client_id, version=principal.version, position=0)
-    return CommandAnswer.of(client_id, result)

@@ -213,7 +213,7 @@ class Identity:
             self.known_departments, by=by, department_rights=self.department_rights, **changes
         )
         result = await self._commit(published, staff, staff_id, events, actor)
-        return self._answer(staff_id, staff, result)
+        return CommandAnswer.after(staff_id, staff.version, result)
 
     async def disable_staff(self, actor: Actor, staff_id: str, by: Grantor) -> CommandAnswer:
         staff, published = await self._staff(staff_id)
@@ -221,19 +221,19 @@ class Identity:
             raise Conflict("cannot_disable_self", "staff members cannot disable themselves")
         result = await self._commit(published, staff, staff_id, staff.disable(by), actor)
         await self.end_sessions_of(staff_id, "disabled", actor)
-        return self._answer(staff_id, staff, result)
+        return CommandAnswer.after(staff_id, staff.version, result)
 
     async def grant(self, actor: Actor, staff_id: str, right: str, by: Grantor) -> CommandAnswer:
         staff, published = await self._staff(staff_id)
         result = await self._commit(published, staff, staff_id, staff.grant(right, by), actor)
-        return self._answer(staff_id, staff, result)
+        return CommandAnswer.after(staff_id, staff.version, result)
 
     async def revoke(self, actor: Actor, staff_id: str, right: str, by: Grantor) -> CommandAnswer:
         staff, published = await self._staff(staff_id)
         result = await self._commit(
             published, staff, staff_id, staff.revoke(right, self.department_rights, by), actor
         )
-        return self._answer(staff_id, staff, result)
+        return CommandAnswer.after(staff_id, staff.version, result)
 
     async def set_avatar(
         self, actor: Actor, staff_id: str, data: bytes, filename: str | None, by: Grantor
@@ -244,7 +244,7 @@ class Identity:
         if events:
             await self.avatars.put(avatar)  # the bytes first: the event must never point at nothing
         result = await self._commit(published, staff, staff_id, events, actor)
-        return self._answer(staff_id, staff, result)
+        return CommandAnswer.after(staff_id, staff.version, result)
 
     async def set_staff_password(
         self,
@@ -359,11 +359,6 @@ class Identity:
             # member was in the access copy, so publish the member's access again.
             await self.republish_access(staff_id)
         return result
-
-    def _answer(self, staff_id: str, staff: Staff, result: AppendResult | None) -> CommandAnswer:
-        if result is None:  # nothing changed: answer with where things stand
-            return CommandAnswer(id=staff_id, version=staff.version, position=0)
-        return CommandAnswer.of(staff_id, result)
 
     async def republish_access(self, staff_id: str) -> None:
         """Recompute a member's access (their departments changed) and publish it if new."""
