@@ -27,6 +27,7 @@ from shared.access.control import Principal
 from shared.application.commands import CommandAnswer
 from shared.http import downloads
 from shared.http.api import ApiError, CaughtUp, client_address, require
+from shared.http.reads import Limit, Offset, not_found, page
 
 router = APIRouter()
 
@@ -35,8 +36,6 @@ ExpectedVersion = Annotated[
     int | None,
     Query(ge=0, description="409 version_conflict unless the client is at this version"),
 ]
-Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0)]
 
 
 class Strict(BaseModel):
@@ -47,7 +46,7 @@ def _may_read_client(principal: Principal, client_id: str) -> None:
     """Staff with ``clients.view``, or the client themself."""
     if principal.kind == "client":
         if principal.id != client_id:
-            raise ApiError(404, "not_found", f"client {client_id} not found")
+            raise not_found(f"client {client_id}")
     elif not principal.access.has("clients.view"):
         raise ApiError(403, "forbidden", "the right 'clients.view' is required")
 
@@ -225,10 +224,10 @@ async def list_clients(
     )
     db = request.app.state.runtime.db
     async with db.engine.connect() as conn:
-        total = (await conn.execute(select(func.count()).select_from(query.subquery()))).scalar()
-        rows = await conn.execute(ordered(query, sort).limit(limit).offset(offset))
-        found = [_client(row) for row in rows]
-    response.headers["X-Total-Count"] = str(int(total or 0))
+        rows = await page(
+            conn, ordered(query, sort), response, order_by=(), limit=limit, offset=offset
+        )
+    found = [_client(row) for row in rows]
     return found
 
 
@@ -246,7 +245,7 @@ async def get_client(
     async with request.app.state.runtime.db.engine.connect() as conn:
         row = (await conn.execute(select(clients).where(clients.c.client_id == client_id))).first()
     if row is None or (row.erased and principal.kind == "client"):
-        raise ApiError(404, "not_found", f"client {client_id} not found")
+        raise not_found(f"client {client_id}")
     card = _client(row)
     if principal.kind == "client":  # the client (or staff logged in as the client)
         return OwnClientOut.model_validate(card.model_dump(exclude=set(STAFF_ONLY)))
@@ -265,7 +264,7 @@ async def change_client(
     given = body.model_dump(exclude_unset=True)
     if principal.kind == "client":
         if principal.id != client_id:
-            raise ApiError(404, "not_found", f"client {client_id} not found")
+            raise not_found(f"client {client_id}")
         other = sorted(set(given) - SELF_SERVICE)
         if other:
             raise ApiError(403, "forbidden", f"clients cannot change {other[0]}", field=other[0])
@@ -460,12 +459,8 @@ async def client_messages_list(
     _may_read_client(principal, client_id)
     query = select(client_messages).where(client_messages.c.client_id == client_id)
     async with request.app.state.runtime.db.engine.connect() as conn:
-        total = (await conn.execute(select(func.count()).select_from(query.subquery()))).scalar()
-        rows = await conn.execute(
-            query.order_by(client_messages.c.sent_at.desc(), client_messages.c.message_id)
-            .limit(limit)
-            .offset(offset)
-        )
+        order = (client_messages.c.sent_at.desc(), client_messages.c.message_id)
+        rows = await page(conn, query, response, order_by=order, limit=limit, offset=offset)
         found = [
             ClientMessageOut(
                 **{
@@ -476,7 +471,6 @@ async def client_messages_list(
             )
             for row in rows
         ]
-    response.headers["X-Total-Count"] = str(int(total or 0))
     return found
 
 
@@ -509,10 +503,10 @@ async def client_message_attachment(
         ).first()
     sent = orjson.loads(row.attachments) if row is not None else []
     if not any(a.get("attachment_id") == attachment_id for a in sent):
-        raise ApiError(404, "not_found", f"attachment {attachment_id} not found")
+        raise not_found(f"attachment {attachment_id}")
     found = await app.attachments.content(attachment_id)
     if found is None:
-        raise ApiError(404, "not_found", f"attachment {attachment_id} not found")
+        raise not_found(f"attachment {attachment_id}")
     record, data = found
     return downloads.download(record.filename, record.content_type, data)
 

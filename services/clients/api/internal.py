@@ -21,6 +21,7 @@ from services.clients.projections.companies import company_contacts, company_mem
 from shared.http import downloads
 from shared.http.api import ApiError, CaughtUp
 from shared.http.internal import require_service
+from shared.http.reads import not_found
 
 router = APIRouter(prefix="/internal", tags=["internal"])
 
@@ -56,7 +57,7 @@ async def client_card(client_id: str, request: Request, _: Service) -> CardOut:
     async with request.app.state.runtime.db.reading() as conn:
         row = (await conn.execute(select(clients).where(clients.c.client_id == client_id))).first()
         if row is None:
-            raise ApiError(404, "not_found", f"client {client_id} not found")
+            raise not_found(f"client {client_id}")
         company_id = (
             await conn.execute(
                 select(company_members.c.company_id).where(company_members.c.client_id == client_id)
@@ -125,7 +126,7 @@ async def _message(request: Request, client_id: str, message_id: str) -> Any:
             )
         ).first()
     if row is None:
-        raise ApiError(404, "not_found", f"message {message_id} to {client_id} not found")
+        raise not_found(f"message {message_id} to {client_id}")
     return row
 
 
@@ -166,7 +167,7 @@ async def client_message_file(
         if found is not None:
             record, data = found
             return downloads.download(record.filename, record.content_type, data)
-    raise ApiError(404, "not_found", f"attachment {attachment_id} not found")
+    raise not_found(f"attachment {attachment_id}")
 
 
 class SenderOut(BaseModel):

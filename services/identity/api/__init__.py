@@ -20,6 +20,7 @@ from shared.access.delegation import Grantor
 from shared.application.commands import CommandAnswer
 from shared.domain import rights as catalogue
 from shared.http.api import ApiError, CaughtUp, client_address, require
+from shared.http.reads import not_found
 
 router = APIRouter()
 
@@ -309,7 +310,7 @@ async def get_staff_card(request: Request, staff_id: str) -> dict[str, Any]:
             await conn.execute(select(staff_rows.c.card).where(staff_rows.c.staff_id == staff_id))
         ).first()
     if row is None:
-        raise ApiError(404, "not_found", f"staff member {staff_id} not found")
+        raise not_found(f"staff member {staff_id}")
     return _card(staff_id, row.card)
 
 
@@ -384,7 +385,7 @@ async def staff_rights_of(
 ) -> list[RightOut]:
     found = await _rights(request, staff_id)
     if found is None:
-        raise ApiError(404, "not_found", f"staff member {staff_id} not found")
+        raise not_found(f"staff member {staff_id}")
     return [RightOut(right=r, sources=s) for r, s in sorted(found.items())]
 
 

@@ -21,9 +21,10 @@ from sqlalchemy import select
 from services.tickets.api.deps import TicketsDep
 from services.tickets.copies import support
 from services.tickets.projections.queue import ticket_entries, tickets
-from shared.http.api import ApiError, CaughtUp
+from shared.http.api import CaughtUp
 from shared.http.downloads import download
 from shared.http.internal import require_service
+from shared.http.reads import not_found
 
 router = APIRouter(prefix="/internal", tags=["internal"])
 
@@ -71,7 +72,7 @@ async def ticket_message(
         ).first()
         reply_to = await support.inbound_address(conn, ticket.department_id if ticket else None)
     if ticket is None or entry is None:
-        raise ApiError(404, "not_found", f"message {message_id} of ticket {ticket_id} not found")
+        raise not_found(f"message {message_id} of ticket {ticket_id}")
     files = orjson.loads(entry.attachments) if entry.attachments else []
     return TicketMessageOut(
         ticket_id=ticket_id,
@@ -103,7 +104,7 @@ async def ticket_summary(ticket_id: str, request: Request, _: Service, __: Caugh
         ).first()
         reply_to = await support.inbound_address(conn, ticket.department_id if ticket else None)
     if ticket is None:
-        raise ApiError(404, "not_found", f"ticket {ticket_id} not found")
+        raise not_found(f"ticket {ticket_id}")
     return TicketOut(
         ticket_id=ticket_id,
         number=ticket.number,
@@ -133,4 +134,4 @@ async def ticket_file(
         if found is not None:
             record, filename, data = found
             return download(filename, record.content_type, data)
-    raise ApiError(404, "not_found", f"attachment {attachment_id} not found")
+    raise not_found(f"attachment {attachment_id}")

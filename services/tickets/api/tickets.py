@@ -58,6 +58,7 @@ from shared.application.commands import CommandAnswer
 from shared.domain.business_hours import expected_response_at
 from shared.http.api import ApiError, CaughtUp, ReadDB, invalid, require
 from shared.http.downloads import download
+from shared.http.reads import not_found
 from shared.readmodel.database import ReadModelDB
 
 router = APIRouter()
@@ -132,7 +133,7 @@ async def support_departments(
     """
     if principal.kind == "client":
         if client_id not in (None, principal.id):
-            raise ApiError(404, "not_found", f"client {client_id} not found")
+            raise not_found(f"client {client_id}")
         client_id = principal.id
     elif not principal.access.has(visibility.VIEW):
         raise ApiError(403, "forbidden", f"the right {visibility.VIEW!r} is required")
@@ -375,7 +376,7 @@ async def visible_row(db: ReadModelDB, principal: Principal, ticket_id: str) -> 
             principal, row.client_id, owner.company_id if owner else None
         ):
             return row
-    raise ApiError(404, "not_found", f"ticket {ticket_id} not found")
+    raise not_found(f"ticket {ticket_id}")
 
 
 @router.get("/tickets/{ticket_id}", tags=["tickets"])
