@@ -10,8 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from sqlalchemy import func, select
 
-from services.identity.api.deps import IdentityDep
-from services.identity.app.clients import ClientPrincipals
+from services.identity.api.deps import ClientPrincipalsDep, IdentityDep
 from services.identity.app.handlers import LoginRefused
 from services.identity.domain.events import LocalizedName
 from services.identity.projections import staff_rights, staff_rows
@@ -165,8 +164,8 @@ class OwnPasswordIn(Strict):
 @router.post("/me/password", tags=["auth"], status_code=204, response_model=None)
 async def change_own_password(
     body: OwnPasswordIn,
-    request: Request,
     app: IdentityDep,
+    principals: ClientPrincipalsDep,
     principal: Annotated[Principal, Depends(require())],
 ) -> Response:
     """Staff and clients change their own password (no right needed): the current
@@ -174,7 +173,6 @@ async def change_own_password(
     other session of theirs ends, this one goes on."""
     await app.check_current_password(principal.actor, body.current_password)
     if principal.kind == "client":
-        principals: ClientPrincipals = request.app.state.runtime.extensions["client_principals"]
         await principals.change_password(
             principal.actor, principal.id, body.new_password, keep_session=principal.session_id
         )
