@@ -21,6 +21,7 @@ from services.departments.domain.department import DepartmentPatch
 from services.departments.domain.events import LocalizedText
 from services.departments.projections import departments as department_rows
 from services.departments.projections import projections
+from shared.access.delegation import Grantor
 from shared.domain import rights as catalogue
 from shared.domain.aggregate import DomainError, NotFound
 from shared.domain.events import SYSTEM, Actor
@@ -28,6 +29,7 @@ from shared.eventstore import ConcurrencyError
 from tests.service.harness import Harness, running
 
 ADMIN = Actor(id="admin", kind="staff")
+FULL = Grantor(id=ADMIN.id, full_access=True)  # the full-access admin hands rights on
 WEEKDAYS = {day: [("09:00", "18:00")] for day in ("mon", "tue", "wed", "thu", "fri")}
 
 
@@ -65,7 +67,7 @@ async def test_the_defaults_are_created_once_by_instances_starting_together(
     assert sorted(i for ids in created for i in ids) == sorted(
         d.department_id for d in DEFAULT_DEPARTMENTS
     )
-    assert await harness.store.count() == 2
+    assert await harness.store.count() == sum(len(d.events()) for d in DEFAULT_DEPARTMENTS)
     assert await racing[0].create_defaults() == []  # a restart adds nothing
     sales, support = (
         await row(harness, SALES.department_id),
@@ -73,7 +75,10 @@ async def test_the_defaults_are_created_once_by_instances_starting_together(
     )
     assert (sales.name_en, sales.name_ru, sales.support_enabled) == ("Sales", "Продажи", False)
     assert (support.name_en, support.support_enabled) == ("Technical support", True)
-    assert orjson.loads(sales.rights) == [] and orjson.loads(support.rights) == []
+    assert orjson.loads(sales.rights) == []
+    # Technical support works its own queue from the start (not other departments').
+    assert "tickets.reply" in orjson.loads(support.rights)
+    assert "tickets.all_departments" not in orjson.loads(support.rights)
 
 
 async def test_a_deleted_default_is_not_created_again(
@@ -89,10 +94,12 @@ async def test_rights_toggle_by_section_and_function_and_reach_members_as_one_fa
     harness: Harness, departments: Departments
 ) -> None:
     billing = await new_department(departments)
-    await departments.set_right(ADMIN, billing, "clients", True)
-    turned = await departments.set_right(ADMIN, billing, "clients.delete", False)
+    await departments.set_right(ADMIN, billing, "clients", True, by=FULL)
+    turned = await departments.set_right(ADMIN, billing, "clients.delete", False, by=FULL)
     clients_but_delete = {
-        f"clients.{f.name}" for f in catalogue.SECTIONS["clients"].functions if f.name != "delete"
+        f"clients.{f.name}"
+        for f in catalogue.SECTIONS["clients"].functions
+        if f.name != "delete" and f"clients.{f.name}" not in catalogue.SEPARATE_GRANTS
     }
     shown = await row(harness, billing)
     assert set(orjson.loads(shown.rights)) == clients_but_delete
@@ -103,14 +110,14 @@ async def test_rights_toggle_by_section_and_function_and_reach_members_as_one_fa
     facts = [e for e in await harness.store.read_all() if e.type == "DepartmentRightsChanged"]
     assert set(facts[-1].data["rights"]) == clients_but_delete
     # A right already effective writes nothing and answers where things stand.
-    again = await departments.set_right(ADMIN, billing, "clients.view", True)
+    again = await departments.set_right(ADMIN, billing, "clients.view", True, by=FULL)
     assert (again.version, again.position) == (turned.version, 0)
     # The section off: its rights go with it.
-    await departments.set_right(ADMIN, billing, "clients", False)
-    await departments.set_right(ADMIN, billing, "tickets.view", True)
+    await departments.set_right(ADMIN, billing, "clients", False, by=FULL)
+    await departments.set_right(ADMIN, billing, "tickets.view", True, by=FULL)
     assert orjson.loads((await row(harness, billing)).rights) == ["tickets.view"]
     with pytest.raises(DomainError) as unknown:
-        await departments.set_right(ADMIN, billing, "no.such.right", True)
+        await departments.set_right(ADMIN, billing, "no.such.right", True, by=FULL)
     assert unknown.value.field == "right"
 
 
@@ -118,12 +125,12 @@ async def test_deleting_a_department_takes_its_rights_and_ends_its_commands(
     harness: Harness, departments: Departments
 ) -> None:
     billing = await new_department(departments)
-    await departments.set_right(ADMIN, billing, "tickets.view", True)
+    await departments.set_right(ADMIN, billing, "tickets.view", True, by=FULL)
     await departments.delete_department(ADMIN, billing)
     last = (await harness.store.read_all())[-1]
     assert last.type == "DepartmentRightsChanged" and last.data["deleted"] is True
     with pytest.raises(NotFound):
-        await departments.set_right(ADMIN, billing, "tickets.reply", True)
+        await departments.set_right(ADMIN, billing, "tickets.reply", True, by=FULL)
     with pytest.raises(NotFound):
         await departments.change_department(ADMIN, "never-existed", DepartmentPatch())
     assert (await row(harness, billing)).deleted

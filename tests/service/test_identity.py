@@ -23,12 +23,14 @@ from services.identity.app.handlers import ADMIN_ID, Identity, LoginRefused
 from services.identity.domain.events import LocalizedName
 from services.identity.projections import departments_metadata, projections
 from shared.access.control import AccessCopy
+from shared.access.delegation import Grantor
 from shared.domain.aggregate import Conflict, DomainError
 from shared.domain.events import Actor
 from shared.runtime.settings import ServiceSettings
 from tests.service.harness import Facts, Harness, running
 
 ADMIN = Actor(id=ADMIN_ID, kind="staff")
+FULL = Grantor(id=ADMIN.id, full_access=True)  # the full-access admin hands rights on
 ADMIN_PASSWORD = "admin-password-for-tests"
 
 
@@ -42,7 +44,7 @@ class Context:
     async def department(self, name: str, rights: list[str]) -> str:
         created = await self.departments.create_department(ADMIN, LocalizedText(en=name, ru=name))
         for right in rights:
-            await self.departments.set_right(ADMIN, created.id, right, True)
+            await self.departments.set_right(ADMIN, created.id, right, True, by=FULL)
         await self.department_facts.deliver()
         return created.id
 
@@ -50,6 +52,7 @@ class Context:
         answer = await self.identity.add_staff(
             ADMIN,
             f"{login}-password",
+            FULL,
             login=login,
             full_name=LocalizedName(en=login.title(), ru=login),
             email=f"{login}@example.com",
@@ -104,16 +107,16 @@ async def test_rights_come_from_departments_and_grants_and_follow_department_cha
     support = await context.department("Support", ["tickets.view", "tickets.reply"])
     sales = await context.department("Sales", [])
     alice = await context.add("alice", [support, sales])
-    await context.identity.grant(ADMIN, alice, "clients.create")
+    await context.identity.grant(ADMIN, alice, "clients.create", FULL)
     assert context.rights(alice) == {"tickets.view", "tickets.reply", "clients.create"}
     assert set(context.identity.access.by_principal[alice].departments) == {support, sales}
     # Only a department gives tickets.reply: it cannot be taken from her alone.
     with pytest.raises(Conflict) as inherited:
-        await context.identity.revoke(ADMIN, alice, "tickets.reply")
+        await context.identity.revoke(ADMIN, alice, "tickets.reply", FULL)
     assert inherited.value.code == "inherited_right"
-    await context.identity.revoke(ADMIN, alice, "clients.create")
+    await context.identity.revoke(ADMIN, alice, "clients.create", FULL)
     # A department's new right reaches its members; its deletion takes its rights away.
-    await context.departments.set_right(ADMIN, sales, "clients.view", True)
+    await context.departments.set_right(ADMIN, sales, "clients.view", True, by=FULL)
     await context.department_facts.deliver()
     assert context.rights(alice) == {"tickets.view", "tickets.reply", "clients.view"}
     await context.departments.delete_department(ADMIN, support)
@@ -133,10 +136,12 @@ async def test_a_change_made_by_another_replica_still_counts(
     context: Context, tmp_path: Path
 ) -> None:
     bob = await context.add("bob", [])
-    await context.identity.grant(ADMIN, bob, "clients.view")  # this replica has bob folded now
+    await context.identity.grant(
+        ADMIN, bob, "clients.view", FULL
+    )  # this replica has bob folded now
     other = _identity(context.harness, tmp_path)  # a second replica on the same store
-    await other.grant(ADMIN, bob, "clients.create")
-    await context.identity.revoke(ADMIN, bob, "clients.create")
+    await other.grant(ADMIN, bob, "clients.create", FULL)
+    await context.identity.revoke(ADMIN, bob, "clients.create", FULL)
     assert context.rights(bob) == {"clients.view"}
 
 
