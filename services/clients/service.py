@@ -3,20 +3,15 @@
 import services.clients as package
 from services.clients.adapters.identity_http import IdentityHttp
 from services.clients.api import router
-from services.clients.api.companies import router as companies_router
 from services.clients.api.internal import router as internal_router
-from services.clients.app.application import ClientsApplication
+from services.clients.app.application import ClientsApplication, assemble
 from services.clients.app.attachments import AttachmentStore
-from services.clients.app.companies import Companies
-from services.clients.app.handlers import Clients
 from services.clients.copies import record_staff_name, staff_metadata, staff_names
 from services.clients.domain import events
 from services.clients.projections import ClientDirectory
 from services.clients.projections.companies import company_projections
 from services.clients.settings import ClientsSettings
-from shared.domain.aggregate import NotFound
 from shared.messaging.copies import TopicCopy
-from shared.privacy.shredding import KeyRing
 from shared.projections.runner import Projection
 from shared.runtime.service import ConsumerSpec, ServiceRuntime, ServiceSpec
 
@@ -28,33 +23,11 @@ async def compose(runtime: ServiceRuntime) -> ClientsApplication:
     assert secret is not None
     await runtime.db.create_tables(staff_metadata)
     identity = IdentityHttp(ClientsSettings().identity_url, secret.get_secret_value())
-    clients = Clients(
-        store=runtime.store,
-        db=runtime.db,
-        keys=KeyRing(runtime.db),
-        identity=identity,
-        attachments=AttachmentStore(runtime.db),
-    )
-    await clients.start()
-
-    async def client_exists(client_id: str) -> bool:
-        try:
-            await clients.client(client_id)
-        except NotFound:
-            return False
-        return True
-
-    companies = Companies(
-        store=runtime.store,
-        db=runtime.db,
-        sealer=clients.sealer,
-        identity=identity,
-        client_exists=client_exists,
-    )
-    clients.on_erased.append(companies.forget_client)
+    application = await assemble(runtime.store, runtime.db, identity, AttachmentStore(runtime.db))
     runtime.add_consumer(ConsumerSpec("staff-names", ["identity"], record_staff_name))
-    runtime.add_consumer(ConsumerSpec("deadlines", ["notifier"], clients.on_notifier_event))
-    return ClientsApplication(clients=clients, companies=companies)
+    deadlines = application.clients.on_notifier_event
+    runtime.add_consumer(ConsumerSpec("deadlines", ["notifier"], deadlines))
+    return application
 
 
 def projections() -> list[Projection]:
@@ -68,7 +41,7 @@ SPEC = ServiceSpec(
     events=events.registry,
     title="Clients service",
     description=package.__doc__ or "",
-    routers=[router, companies_router, internal_router],
+    routers=[router, internal_router],
     projections=projections,
     compose=compose,
     copies=(TopicCopy("staff_names", ("identity",), (staff_names,), record_staff_name),),

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import Depends, HTTPException, Query, Request
+from pydantic import BaseModel, ConfigDict
 
 from shared.access.control import Denied, Principal
 from shared.eventstore import EventStore
@@ -109,6 +110,19 @@ def client_address(request: Request) -> str | None:
         if from_proxy:
             return forwarded.split(",")[-1].strip()
     return peer
+
+
+class StrictBody(BaseModel):
+    """A request body that refuses fields it does not know (422 naming the field)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# Optimistic concurrency on a command: the client says which version it saw.
+ExpectedVersion = Annotated[
+    int | None,
+    Query(ge=0, description="409 version_conflict unless the aggregate is at this version"),
+]
 
 
 # async: FastAPI runs a plain ``def`` dependency in its thread pool, a thread

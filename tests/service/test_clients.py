@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from services.clients.app.application import assemble
 from services.clients.app.attachments import AttachmentStore
 from services.clients.app.companies import Companies
 from services.clients.app.handlers import Clients, MessageDraft
@@ -28,7 +29,6 @@ from services.clients.projections.queries import ClientFilter
 from services.clients.service import projections
 from shared.domain.aggregate import Conflict, DomainError, NotFound
 from shared.domain.events import Actor, NewEvent
-from shared.privacy.shredding import KeyRing
 from tests.service.harness import Facts, Harness, running
 
 ADMIN = Actor(id="admin", kind="staff")
@@ -100,37 +100,16 @@ class Context:
 async def context(tmp_path: Path) -> AsyncIterator[Context]:
     async with running(tmp_path, projections()) as harness:
         identity = RecordingIdentity()
-        clients = Clients(
-            store=harness.store,
-            db=harness.db,
-            keys=KeyRing(harness.db),
-            identity=identity,
-            attachments=AttachmentStore(harness.db),
+        application = await assemble(
+            harness.store, harness.db, identity, AttachmentStore(harness.db)
         )
-        await clients.start()
         await harness.db.create_tables(staff_metadata)
         staff_facts = Facts(harness.db, record_staff_name)  # identity.events, as consumed
         await staff_facts.publish(
             "staff-admin",
             NewEvent("StaffAdded", {"staff_id": ADMIN.id, "full_name": {"en": "Ann Admin"}}),
         )
-
-        async def client_exists(client_id: str) -> bool:
-            try:
-                await clients.client(client_id)
-            except NotFound:
-                return False
-            return True
-
-        companies = Companies(
-            store=harness.store,
-            db=harness.db,
-            sealer=clients.sealer,
-            identity=identity,
-            client_exists=client_exists,
-        )
-        clients.on_erased.append(companies.forget_client)
-        yield Context(harness, clients, companies, identity)
+        yield Context(harness, application.clients, application.companies, identity)
 
 
 # ---------------------------------------------------------------- registration and erasure

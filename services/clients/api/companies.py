@@ -15,11 +15,11 @@ from collections.abc import Awaitable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.engine import Row
 
-from services.clients.api.deps import CompaniesDep
+from services.clients.api.deps import CompaniesDep, ExpectedVersion
 from services.clients.app.companies import IdentityNotUpdated
 from services.clients.domain.company import (
     CompanyPatch,
@@ -36,7 +36,7 @@ from services.clients.projections.companies import (
 )
 from shared.access.control import Principal
 from shared.application.commands import CommandAnswer
-from shared.http.api import ApiError, CaughtUp, ReadDB, require
+from shared.http.api import ApiError, CaughtUp, ReadDB, StrictBody, require
 from shared.http.reads import Limit, Offset, one_or_404, page
 
 router = APIRouter(tags=["companies"])
@@ -47,10 +47,6 @@ VIEW = "clients.view"
 
 Changer = Annotated[Principal, Depends(require(CHANGE))]
 Viewer = Annotated[Principal, Depends(require(VIEW))]
-ExpectedVersion = Annotated[
-    int | None,
-    Query(ge=0, description="409 version_conflict unless the company is at this version"),
-]
 
 
 async def _answer(command: Awaitable[CommandAnswer]) -> CommandAnswer:
@@ -66,23 +62,19 @@ async def _answer(command: Awaitable[CommandAnswer]) -> CommandAnswer:
         ) from None
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 # ---------------------------------------------------------------- bodies and answers
 
 
-class CompanyIn(Strict):
+class CompanyIn(StrictBody):
     name: str
 
 
-class MemberIn(Strict):
+class MemberIn(StrictBody):
     client_id: str = Field(min_length=1, max_length=64)
     manager: bool = Field(default=False, description="also make them the client manager")
 
 
-class ManagerIn(Strict):
+class ManagerIn(StrictBody):
     client_id: str | None = Field(
         min_length=1, max_length=64, description="a member's client id, or null for nobody"
     )

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.engine import Row
 
-from services.departments.api.deps import DepartmentsDep, ExpectedVersion, Strict
+from services.departments.api.deps import DepartmentsDep
 from services.departments.api.schedules import schedule_out, schedule_row
 from services.departments.domain.department import DepartmentPatch
 from services.departments.domain.events import LocalizedText, Support
@@ -28,21 +28,21 @@ from services.departments.projections import departments
 from shared.access.control import Principal
 from shared.access.delegation import Grantor
 from shared.application.commands import CommandAnswer
-from shared.http.api import CaughtUp, ReadDB, invalid, require
+from shared.http.api import CaughtUp, ExpectedVersion, ReadDB, StrictBody, invalid, require
 from shared.http.reads import Limit, Offset, one_or_404, page
 from shared.readmodel.database import ReadModelDB
 
 router = APIRouter()
 
 
-class DepartmentIn(Strict):
+class DepartmentIn(StrictBody):
     name: LocalizedText
     schedule_id: str | None = Field(default=None, max_length=64)
     task_language: str = Field(default="en", max_length=8)
     support: Support = Support()
 
 
-class RightSwitch(Strict):
+class RightSwitch(StrictBody):
     right: str = Field(min_length=1, max_length=100)
     enabled: bool
 

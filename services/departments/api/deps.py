@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, cast
 
-from fastapi import Depends, Query, Request
-from pydantic import BaseModel, ConfigDict
+from fastapi import Depends, Request
 
 from services.departments.app.application import DepartmentsApplication
 from services.departments.app.handlers import Departments
@@ -26,14 +25,3 @@ async def departments(request: Request) -> Departments:
 
 
 DepartmentsDep = Annotated[Departments, Depends(departments)]
-
-
-# What the routes share: ``?expected_version=`` and input models that refuse extra fields.
-ExpectedVersion = Annotated[
-    int | None,
-    Query(ge=0, description="409 version_conflict unless the aggregate is at this version"),
-]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")

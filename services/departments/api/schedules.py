@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.engine import Row
 
-from services.departments.api.deps import DepartmentsDep, ExpectedVersion, Strict
+from services.departments.api.deps import DepartmentsDep
 from services.departments.domain.events import WeeklyHours
 from services.departments.domain.schedule import (
     SchedulePatch,
@@ -22,14 +22,14 @@ from services.departments.domain.schedule import (
 from services.departments.projections import schedules
 from shared.access.control import Principal
 from shared.application.commands import CommandAnswer
-from shared.http.api import CaughtUp, ReadDB, invalid, require
+from shared.http.api import CaughtUp, ExpectedVersion, ReadDB, StrictBody, invalid, require
 from shared.http.reads import Limit, Offset, not_found, page
 from shared.readmodel.database import ReadModelDB
 
 router = APIRouter()
 
 
-class ScheduleIn(Strict):
+class ScheduleIn(StrictBody):
     name: str = Field(min_length=1, max_length=100)
     timezone: str = Field(min_length=1, max_length=64)
     weekly: dict[str, list[list[str]]] = Field(

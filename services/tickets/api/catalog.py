@@ -59,7 +59,7 @@ from services.tickets.projections.catalog import (
 from shared.access.control import Principal
 from shared.application.commands import CommandAnswer
 from shared.domain.events import utcnow
-from shared.http.api import ApiError, CaughtUp, ReadDB, require
+from shared.http.api import ApiError, CaughtUp, ExpectedVersion, ReadDB, require
 from shared.http.reads import Limit, Offset, not_found, one_or_404, page
 
 router = APIRouter(tags=["support catalogue"])
@@ -92,9 +92,6 @@ TemplateReader = Annotated[Principal, Depends(require_any(TEMPLATES, "tickets.re
 Announcer = Annotated[Principal, Depends(require(ANNOUNCEMENTS))]
 SettingsChanger = Annotated[Principal, Depends(require(SETTINGS))]
 Cashier = Annotated[Principal, Depends(require(PAYMENTS))]
-ExpectedVersion = Annotated[
-    int | None, Query(ge=0, description="409 version_conflict unless it is at this version")
-]
 
 
 # ---------------------------------------------------------------- answers

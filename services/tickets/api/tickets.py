@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
 from fastapi import APIRouter, Body, Depends, File, Query, Request, Response, UploadFile
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from services.tickets.api.deps import TicketsDep
@@ -56,7 +56,7 @@ from services.tickets.projections.queue import ticket_entries, tickets
 from shared.access.control import Principal
 from shared.application.commands import CommandAnswer
 from shared.domain.business_hours import expected_response_at
-from shared.http.api import ApiError, CaughtUp, ReadDB, invalid, require
+from shared.http.api import ApiError, CaughtUp, ReadDB, StrictBody, invalid, require
 from shared.http.downloads import download
 from shared.http.reads import not_found
 from shared.readmodel.database import ReadModelDB
@@ -74,10 +74,6 @@ SeenQuery = Annotated[
     int | None,
     Query(ge=1, description="the ticket version the caller saw (409 ticket_changed otherwise)"),
 ]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 async def _run(command: Awaitable[T]) -> T:
@@ -167,7 +163,7 @@ async def support_departments(
 # ---------------------------------------------------------------- opening
 
 
-class OpenIn(Strict):
+class OpenIn(StrictBody):
     department_id: str = Field(min_length=1, max_length=MAX_ID)
     category_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
     subject: str = Field(min_length=1, max_length=MAX_SUBJECT)
@@ -414,7 +410,7 @@ async def get_ticket(ticket_id: str, db: ReadDB, _: CaughtUp, principal: Caller)
 # ---------------------------------------------------------------- commands
 
 
-class MessageIn(Strict):
+class MessageIn(StrictBody):
     body: str = Field(min_length=1, max_length=MAX_BODY)
     internal: bool = False
     expected_version: int | None = Field(default=None, ge=1)
@@ -423,22 +419,22 @@ class MessageIn(Strict):
     )
 
 
-class AssignIn(Strict):
+class AssignIn(StrictBody):
     staff_id: str | None = Field(min_length=1, max_length=MAX_ID)
     expected_version: int | None = Field(default=None, ge=1)
 
 
-class TransferIn(Strict):
+class TransferIn(StrictBody):
     department_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
     staff_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
     expected_version: int | None = Field(default=None, ge=1)
 
 
-class VersionIn(Strict):
+class VersionIn(StrictBody):
     expected_version: int | None = Field(default=None, ge=1)
 
 
-class RateIn(Strict):
+class RateIn(StrictBody):
     score: int = Field(ge=1, le=5, strict=True)
     message_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
     comment: str = Field(default="", max_length=MAX_COMMENT)
