@@ -107,6 +107,7 @@ async def append(
     *,
     actor: Actor = SYSTEM,
     correlation_id: uuid.UUID | None = None,
+    causation_id: uuid.UUID | None = None,
     sealer: Sealer | None = None,
     expected: ExpectedVersion | None = None,
     event_ids: Sequence[uuid.UUID] | None = None,
@@ -125,7 +126,13 @@ async def append(
         expected = loaded_version if loaded_version else StreamState.NO_STREAM
     ids: Sequence[uuid.UUID | None] = event_ids or [None] * len(events)
     encoded = [
-        registry.encode(event, actor=actor, correlation_id=correlation_id, event_id=event_id)
+        registry.encode(
+            event,
+            actor=actor,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+            event_id=event_id,
+        )
         for event, event_id in zip(events, ids, strict=True)
     ]
     if sealer is not None:
@@ -148,13 +155,16 @@ async def decide_and_append(
     sealer: Sealer | None = None,
     loader: Callable[[], Awaitable[A]] | None = None,
     event_ids: Callable[[A, Sequence[DomainEvent]], Sequence[uuid.UUID]] | None = None,
+    cause: RecordedEvent | None = None,
 ) -> CommandAnswer:
     """Load, decide, append at the loaded version; on a conflict, again on fresh state.
 
     ``decide`` may be sync or async and may raise the domain's errors (they pass
     through). ``loader`` replaces the plain ``load`` (a service that filters or
     opens events its own way); ``event_ids`` derives the events' ids from the loaded
-    aggregate (see ``append``). Nothing decided: ``CommandAnswer.unchanged``.
+    aggregate (see ``append``); ``cause``, another context's event the command
+    answers, gives its correlation and causation. Nothing decided:
+    ``CommandAnswer.unchanged``.
     """
     for attempt in range(RETRY_ATTEMPTS):
         if attempt:
@@ -177,6 +187,8 @@ async def decide_and_append(
                 actor=actor,
                 sealer=sealer,
                 event_ids=event_ids(aggregate, events) if event_ids else None,
+                correlation_id=cause.correlation_id if cause else None,
+                causation_id=cause.event_id if cause else None,
             )
         except ConcurrencyError:
             continue

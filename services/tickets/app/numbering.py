@@ -1,22 +1,26 @@
 """Taking and giving back short ticket numbers (``services.tickets.domain.numbers``).
 
-Openings in one process take their numbers one after the other (an asyncio
-lock around one append at the known version: no conflict, no re-read);
-replicas sharing the store meet as concurrency conflicts, after which the
-loser reads the events it missed and tries again. The numbering is kept in
-memory from the stream's last event, read incrementally.
+Each take or give-back is one decision on the numbering appended at its version
+through the kernel's ``decide_and_append``. Openings in one process take their
+numbers one after the other (an asyncio lock: no conflict, no re-read); replicas
+sharing the store meet as concurrency conflicts, after which the loser reads the
+events it missed and decides again. The numbering is kept in memory from the
+stream's last event, read incrementally.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import TypeVar
 
 from services.tickets.domain.events import registry
 from services.tickets.domain.numbers import NUMBERS_STREAM, TicketNumbers
+from shared.application.commands import decide_and_append
 from shared.domain.events import SYSTEM, Actor, DomainEvent, RecordedEvent
-from shared.eventstore import ConcurrencyError, EventStore, StreamState
+from shared.eventstore import EventStore
 
-ATTEMPTS = 50
+E = TypeVar("E", bound=DomainEvent)
 
 
 class TicketNumbering:
@@ -39,12 +43,8 @@ class TicketNumbering:
     ) -> int:
         """A number for ``ticket_id``: unique, and the smallest free one. ``cause``: the
         event of another context the ticket is opened for (its correlation goes on)."""
-        async with self.lock:
-            for _attempt in range(ATTEMPTS):
-                event = self.state.take(ticket_id)
-                if await self._try(event, actor, cause):
-                    return event.number
-            raise ConcurrencyError(NUMBERS_STREAM, self.state.version, -1)
+        taken = await self._decide(lambda state: state.take(ticket_id), ticket_id, actor, cause)
+        return taken.number
 
     async def give_back(
         self,
@@ -54,27 +54,47 @@ class TicketNumbering:
         cause: RecordedEvent | None = None,
     ) -> None:
         """The opening failed: the next ticket takes ``number``."""
-        async with self.lock:
-            for _attempt in range(ATTEMPTS):
-                if await self._try(self.state.give_back(number, ticket_id), actor, cause):
-                    return
-
-    async def _try(self, event: DomainEvent, actor: Actor, cause: RecordedEvent | None) -> bool:
-        expected = self.state.version or StreamState.NO_STREAM
-        encoded = registry.encode(
-            event,
-            actor=actor,
-            correlation_id=cause.correlation_id if cause else None,
-            causation_id=cause.event_id if cause else None,
+        await self._decide(
+            lambda state: state.give_back(number, ticket_id), ticket_id, actor, cause
         )
-        try:
-            result = await self.store.append(NUMBERS_STREAM, [encoded], expected)
-        except ConcurrencyError:
-            await self._catch_up()  # another replica took one
-            return False
-        self.state.apply(event)
-        self.state.version = result.stream_version
-        return True
+
+    async def _decide(
+        self,
+        decide: Callable[[TicketNumbers], E],
+        ticket_id: str,
+        actor: Actor,
+        cause: RecordedEvent | None,
+    ) -> E:
+        """Append what ``decide`` makes of the numbering; the event appended."""
+        async with self.lock:
+            loads = 0
+            decided: list[E] = []
+
+            async def numbering() -> TicketNumbers:
+                nonlocal loads
+                if loads:  # a replica appended meanwhile: read what it took
+                    await self._catch_up()
+                loads += 1
+                return self.state
+
+            def decision(state: TicketNumbers) -> list[E]:
+                decided[:] = [decide(state)]
+                return decided
+
+            answer = await decide_and_append(
+                self.store,
+                registry,
+                NUMBERS_STREAM,
+                TicketNumbers,
+                decision,
+                answer_id=ticket_id,
+                actor=actor,
+                loader=numbering,
+                cause=cause,
+            )
+            self.state.apply(decided[0])
+            self.state.version = answer.version
+            return decided[0]
 
     async def start(self) -> None:
         await self._catch_up()
