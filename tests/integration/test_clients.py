@@ -25,7 +25,7 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from services.clients.app.handlers import Clients
-from services.clients.app.identity_port import IdentityPort
+from services.clients.app.ports import IdentityPort
 from services.clients.domain.client import ClientCard
 from services.clients.domain.events import ClientMessaged
 from services.clients.projections import ClientDirectory

@@ -28,7 +28,7 @@ from sqlalchemy import select
 
 from services.tickets.api.catalog import router
 from services.tickets.app.catalog import SupportCatalog
-from services.tickets.app.catalog_port import CatalogPort, CategoryInfo
+from services.tickets.app.ports import CatalogPort, CategoryInfo
 from services.tickets.domain.catalog import CategoryDraft, CategoryPatch
 from services.tickets.projections.catalog import (
     CatalogDirectory,

@@ -225,8 +225,8 @@ async def test_a_clients_erasure_is_handled_inside_the_consumers_transaction(
     must be destroyed on the consumer's connection."""
     import asyncio
 
-    from services.tickets.app.catalog_port import SupportSettings
     from services.tickets.app.handlers import Tickets
+    from services.tickets.app.ports import SupportSettings
     from shared.domain.events import RecordedEvent
     from shared.privacy.shredding import KeyRing
 

@@ -19,7 +19,7 @@ from services.clients.app.application import assemble
 from services.clients.app.attachments import AttachmentStore
 from services.clients.app.companies import Companies
 from services.clients.app.handlers import Clients, MessageDraft
-from services.clients.app.identity_port import UNCHANGED, Impersonation, Unchanged
+from services.clients.app.ports import UNCHANGED, Impersonation, Unchanged
 from services.clients.copies import record_staff_name, staff_metadata
 from services.clients.domain.client import ClientCard
 from services.clients.domain.company import ContactDraft

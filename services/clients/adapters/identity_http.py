@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import structlog
 
-from services.clients.app.identity_port import (
+from services.clients.app.ports import (
     UNCHANGED,
     IdentityUnavailable,
     Impersonation,

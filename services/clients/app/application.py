@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from services.clients.app.attachments import AttachmentStore
 from services.clients.app.companies import Companies
 from services.clients.app.handlers import Clients
-from services.clients.app.identity_port import IdentityPort
+from services.clients.app.ports import IdentityPort
 from shared.domain.aggregate import NotFound
 from shared.eventstore import EventStore
 from shared.privacy.shredding import KeyRing

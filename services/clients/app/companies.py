@@ -67,7 +67,7 @@ CATCH_UP_SECONDS = 2.0
 
 
 class CompanyIdentity(Protocol):
-    """What companies need of identity (``services.clients.app.identity_port.IdentityPort``).
+    """What companies need of identity (``services.clients.app.ports.IdentityPort``).
 
     ``company_id`` and ``company_manager`` are always both given: the client's
     whole company state, so a repeated call is harmless.

@@ -27,7 +27,7 @@ import structlog
 from sqlalchemy import select
 
 from services.clients.app.attachments import AttachmentStore
-from services.clients.app.identity_port import IdentityPort, Impersonation
+from services.clients.app.ports import IdentityPort, Impersonation
 from services.clients.copies import staff_names
 from services.clients.domain import client as client_module
 from services.clients.domain.client import Client, ClientCard, ClientPatch, References

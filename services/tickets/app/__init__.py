@@ -2,6 +2,6 @@
 
 * ``handlers`` – ``Tickets``, the ticket core's commands and its consumers;
 * ``visibility`` – who sees which ticket;
-* ``catalog_port`` – what the core needs of the catalogue (``CatalogPort``),
+* ``ports`` – what the core needs of the catalogue (``CatalogPort``),
   implemented by ``catalog.SupportCatalog``.
 """

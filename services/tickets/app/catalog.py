@@ -49,8 +49,8 @@ from typing import TypeVar
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.tickets.app.catalog_port import ActiveAnnouncement, CategoryInfo
-from services.tickets.app.catalog_port import SupportSettings as SettingsInfo
+from services.tickets.app.ports import ActiveAnnouncement, CategoryInfo
+from services.tickets.app.ports import SupportSettings as SettingsInfo
 from services.tickets.domain.catalog import (
     SETTINGS_STREAM,
     Announcement,

@@ -39,8 +39,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.tickets.app import visibility
-from services.tickets.app.catalog_port import CatalogPort, SupportSettings
 from services.tickets.app.numbering import TicketNumbering
+from services.tickets.app.ports import CatalogPort, SupportSettings
 from services.tickets.copies import support
 from services.tickets.domain.events import TICKET_EVENTS, registry
 from services.tickets.domain.ticket import Author, Ticket, stream_name, thread_id
