@@ -286,6 +286,37 @@ async def test_concurrent_writers_on_one_stream_have_exactly_one_winner(store: E
     assert await store.stream_version("order-12") == 3
 
 
+async def test_appends_made_together_each_get_their_own_answer(store: EventStore) -> None:
+    """New streams, a retried append, a conflict and a reused id, all at once (SQLite
+    and PostgreSQL write such appends together): each answers as if it were alone."""
+    earlier = [event(1), event(2)]
+    first = await store.append("order-20", earlier, StreamState.NO_STREAM)
+    reused = event(3)
+    await store.append("order-21", [reused])
+    outcomes = await asyncio.gather(
+        store.append("order-22", [event(4), event(5)], StreamState.NO_STREAM),
+        store.append("order-20", earlier, StreamState.NO_STREAM),
+        store.append("order-20", [event(6)], StreamState.NO_STREAM),
+        store.append("order-23", [reused]),
+        store.append("order-25", [event(7)], StreamState.ANY),
+        store.append("order-24", [event(8)], StreamState.NO_STREAM),
+        return_exceptions=True,
+    )
+    new_22, retried, conflict, reuse, new_25, new_24 = outcomes
+    assert retried == first
+    assert isinstance(conflict, ConcurrencyError)
+    assert isinstance(reuse, EventIdConflict)
+    assert not isinstance(new_22, BaseException) and new_22.stream_version == 2
+    assert not isinstance(new_25, BaseException) and new_25.stream_version == 1
+    assert not isinstance(new_24, BaseException) and new_24.stream_version == 1
+    assert [e.data["n"] for e in await store.read_stream("order-22")] == [4, 5]
+    assert [e.data["n"] for e in await store.read_stream("order-20")] == [1, 2]
+    assert await store.read_stream("order-23") == []
+    # Each answer's position is where its last event really is in the log.
+    for stream, answer in (("order-22", new_22), ("order-25", new_25), ("order-24", new_24)):
+        assert (await store.read_stream(stream))[-1].position == answer.position
+
+
 WRITERS = 8
 EVENTS = 5_000
 
