@@ -10,12 +10,10 @@ run as one function on that thread: one hop between the event loop and the
 thread instead of one per statement.
 
 Group commit: appends that arrive while the writer is busy are written by its
-next transaction together and share one COMMIT, the fsync that costs most of
-an append; an append returns only after that COMMIT. The group is written with
-one version lookup and one ``executemany``; when an event id is already there
-(a retried append) the group is written again append by append, each in its
-own savepoint, so each stays all-or-nothing and one conflict leaves the others
-alone.
+next transaction together, each inside its own savepoint (so each is still
+all-or-nothing and a conflict in one leaves the others alone), and share one
+COMMIT, the fsync that costs most of an append. An append returns only after
+that COMMIT.
 """
 
 from __future__ import annotations
@@ -35,7 +33,6 @@ import orjson
 from shared.domain.events import NewEvent, RecordedEvent, actor_from_json, actor_to_json
 from shared.eventstore.port import (
     AppendResult,
-    ConcurrencyError,
     EventIdConflict,
     EventStore,
     ExpectedVersion,
@@ -101,9 +98,6 @@ def path_from_url(url: str) -> str:
 
 
 T = TypeVar("T")
-
-# SQLite's default limit on host parameters in one statement is 32766 (999 before 3.32).
-_MAX_PARAMS = 900
 
 
 class _ThreadConnection:
@@ -232,26 +226,21 @@ class SqliteEventStore(EventStore):
                     request.result.set_result(outcome)
 
     def _write_group(self, group: list[_Request]) -> list[AppendResult | BaseException]:
-        """On the writer thread: one transaction for the group, one COMMIT.
-
-        The usual group (new event ids, expected versions that hold) is written
-        with one version lookup and one ``executemany`` for every append in it.
-        Should any id already exist, the fast path is rolled back and each append
-        is written again in a savepoint of its own, so that a retried append
-        answers its earlier result and one conflict leaves the others alone.
-        """
+        """On the writer thread: one transaction, a savepoint per append, one COMMIT."""
         db = self._writer.conn
         assert db is not None
+        outcomes: list[AppendResult | BaseException] = []
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.execute("SAVEPOINT grouped")
-            try:
-                outcomes: list[AppendResult | BaseException] = [*self._append_grouped(db, group)]
-                db.execute("RELEASE grouped")
-            except (sqlite3.IntegrityError, ConcurrencyError):
-                db.execute("ROLLBACK TO grouped")
-                db.execute("RELEASE grouped")
-                outcomes = [self._append_alone(db, request) for request in group]
+            for request in group:
+                db.execute("SAVEPOINT append")
+                try:
+                    outcomes.append(self._append_one(db, request))
+                    db.execute("RELEASE append")
+                except Exception as exc:
+                    db.execute("ROLLBACK TO append")
+                    db.execute("RELEASE append")
+                    outcomes.append(exc)
             db.execute("COMMIT")
         except BaseException:
             # A failed COMMIT or an interruption leaves nothing behind.
@@ -259,56 +248,6 @@ class SqliteEventStore(EventStore):
                 db.execute("ROLLBACK")
             raise
         return outcomes
-
-    def _append_grouped(self, db: sqlite3.Connection, group: list[_Request]) -> list[AppendResult]:
-        """Every append of the group in one statement; raises IntegrityError on a known
-        id and ConcurrencyError on a version that does not hold."""
-        streams = list({request.stream for request in group})
-        current = dict.fromkeys(streams, 0)
-        for start in range(0, len(streams), _MAX_PARAMS):
-            chunk = streams[start : start + _MAX_PARAMS]
-            marks = ",".join("?" * len(chunk))
-            current.update(
-                db.execute(
-                    "SELECT stream, max(stream_version) FROM events "
-                    f"WHERE stream IN ({marks}) GROUP BY stream",
-                    chunk,
-                ).fetchall()
-            )
-        outcomes: list[AppendResult] = []
-        rows: list[tuple[Any, ...]] = []
-        for request in group:
-            version = current[request.stream]
-            # A version that does not hold may be a retried append (its ids are
-            # in already), which the append-by-append path tells apart.
-            check_expected(request.stream, request.expected, version)
-            rows.extend(
-                (r[0], r[1], version + i, *r[3:]) for i, r in enumerate(request.rows, start=1)
-            )
-            current[request.stream] = version + len(request.rows)
-            # The position is known once the rows are in: filled in below.
-            outcomes.append(
-                AppendResult(stream_version=current[request.stream], position=len(rows))
-            )
-        db.executemany(_INSERT, rows)
-        # One writer holds the lock and AUTOINCREMENT counts up, so the rows of
-        # this statement got consecutive positions ending at the last rowid.
-        first = db.execute("SELECT last_insert_rowid()").fetchone()[0] - len(rows)
-        return [AppendResult(o.stream_version, first + o.position) for o in outcomes]
-
-    def _append_alone(
-        self, db: sqlite3.Connection, request: _Request
-    ) -> AppendResult | BaseException:
-        """One append in its own savepoint: its result, or the error it met."""
-        db.execute("SAVEPOINT append")
-        try:
-            outcome: AppendResult | BaseException = self._append_one(db, request)
-            db.execute("RELEASE append")
-        except Exception as exc:
-            db.execute("ROLLBACK TO append")
-            db.execute("RELEASE append")
-            outcome = exc
-        return outcome
 
     def _append_one(self, db: sqlite3.Connection, request: _Request) -> AppendResult:
         stream, rows = request.stream, request.rows
