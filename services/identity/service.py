@@ -9,13 +9,13 @@ from services.identity.app.application import IdentityApplication
 from services.identity.app.clients import ClientPrincipals
 from services.identity.app.credentials import CredentialStore
 from services.identity.app.handlers import Identity
-from services.identity.domain import events
-from services.identity.projections import (
+from services.identity.copies.departments import (
     copy_department,
     departments_metadata,
     departments_seen,
-    projections,
 )
+from services.identity.domain import events
+from services.identity.projections import projections
 from services.identity.settings import IdentitySettings
 from shared.messaging.copies import TopicCopy
 from shared.runtime.service import ConsumerSpec, ServiceRuntime, ServiceSpec

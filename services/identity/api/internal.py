@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from services.identity.api.deps import ClientPrincipalsDep
 from services.identity.domain.client_principal import UNCHANGED
 from shared.application.commands import CommandAnswer
 from shared.domain.events import Actor
+from shared.http.api import StrictBody
 from shared.http.internal import require_service
 
 router = APIRouter(prefix="/internal", tags=["internal"])
@@ -29,28 +30,24 @@ def service_actor(service: str) -> Actor:
     return Actor(id=service, kind="system")
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class RegisterIn(Strict):
+class RegisterIn(StrictBody):
     client_id: str = Field(min_length=1, max_length=64)
     login: str = Field(min_length=1, max_length=64)
     # Length rules are identity's (422 naming "password"), not the schema's.
     password: str = Field(max_length=1024)
 
 
-class ChangeIn(Strict):
+class ChangeIn(StrictBody):
     disabled: bool | None = None
     company_id: str | None = Field(default=None, max_length=64)
     company_manager: bool | None = None
 
 
-class PasswordIn(Strict):
+class PasswordIn(StrictBody):
     password: str = Field(max_length=1024)
 
 
-class ImpersonateIn(Strict):
+class ImpersonateIn(StrictBody):
     staff_id: str = Field(min_length=1, max_length=64)
     staff_session_id: str = Field(min_length=1, max_length=64)
 
