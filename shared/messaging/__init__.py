@@ -3,7 +3,8 @@
 * ``kafka`` – topic creation (retention -1), offsets, partition look-ups;
 * ``kafka_clients`` – how every client connects: broker kind, fetch wait, TLS and SASL;
 * ``relay`` – the store's global order to ``<context>.events``, at least once;
-* ``consumer`` – other contexts' topics, each event handled once (inbox, kept offsets);
+* ``consumer`` – other contexts' topics, each event handled once (inbox, kept offsets),
+  a fact that keeps failing parked in ``dead_letters``;
 * ``copies`` – read models of other contexts' facts, and filling one again;
 * ``staff_facts`` – identity's published staff facts, decoded once for every copy.
 """
@@ -11,12 +12,18 @@
 from shared.messaging.consumer import (
     CONSUMED,
     CONSUMER_LAG,
+    DEAD_LETTER_POLL,
+    DEAD_LETTER_PROBLEM,
+    DEAD_LETTERED,
+    DEAD_LETTERS_PARKED,
     INBOX_PRUNED,
+    MAX_FAILURES,
     PRUNE_CHUNK,
     PRUNE_EVERY,
     Handler,
     InboxConsumer,
     Route,
+    failure_reason,
     keep_inbox_pruned,
     prune_inbox,
     trusted_offsets,
@@ -71,10 +78,15 @@ __all__ = [
     "BATCH",
     "CONSUMED",
     "CONSUMER_LAG",
+    "DEAD_LETTERED",
+    "DEAD_LETTERS_PARKED",
+    "DEAD_LETTER_POLL",
+    "DEAD_LETTER_PROBLEM",
     "FETCH_WAIT_MS",
     "IDLE_POLLS",
     "ID_MAX",
     "INBOX_PRUNED",
+    "MAX_FAILURES",
     "NAME_MAX",
     "PRUNE_CHUNK",
     "PRUNE_EVERY",
@@ -97,6 +109,7 @@ __all__ = [
     "config_of",
     "consumer_options",
     "ensure_topic",
+    "failure_reason",
     "faust_options",
     "keep_inbox_pruned",
     "message_at",
