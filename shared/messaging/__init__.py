@@ -6,6 +6,7 @@
 * ``consumer`` – other contexts' topics, each event handled once (inbox, kept offsets),
   a fact that keeps failing parked in ``dead_letters``;
 * ``copies`` – read models of other contexts' facts, and filling one again;
+* ``limits`` – what a copy may store of a fact: texts clipped, ids and addresses checked;
 * ``staff_facts`` – identity's published staff facts, decoded once for every copy.
 """
 
@@ -56,6 +57,22 @@ from shared.messaging.kafka_clients import (
     faust_options,
     producer_options,
 )
+from shared.messaging.limits import (
+    ADDRESS_MAX,
+    ID_MAX,
+    INT_MAX,
+    INT_MIN,
+    NAME_MAX,
+    PHONE_MAX,
+    ClippedName,
+    ColumnInt,
+    FactId,
+    FittingAddress,
+    OptionalId,
+    clip,
+    fact_id,
+    fitting,
+)
 from shared.messaging.relay import (
     RELAY_POSITION,
     RELAYED,
@@ -63,9 +80,6 @@ from shared.messaging.relay import (
     message_headers,
 )
 from shared.messaging.staff_facts import (
-    ADDRESS_MAX,
-    ID_MAX,
-    NAME_MAX,
     STAFF_FACTS,
     StaffFact,
     record_staff_name,
@@ -86,8 +100,11 @@ __all__ = [
     "IDLE_POLLS",
     "ID_MAX",
     "INBOX_PRUNED",
+    "INT_MAX",
+    "INT_MIN",
     "MAX_FAILURES",
     "NAME_MAX",
+    "PHONE_MAX",
     "PRUNE_CHUNK",
     "PRUNE_EVERY",
     "RELAYED",
@@ -98,19 +115,27 @@ __all__ = [
     "TOPIC_CONFIG",
     "Broker",
     "ClientConfig",
+    "ClippedName",
+    "ColumnInt",
+    "FactId",
+    "FittingAddress",
     "Handler",
     "InboxConsumer",
     "KafkaClientSettings",
+    "OptionalId",
     "Relay",
     "Route",
     "StaffFact",
     "TopicCopy",
     "admin_options",
+    "clip",
     "config_of",
     "consumer_options",
     "ensure_topic",
+    "fact_id",
     "failure_reason",
     "faust_options",
+    "fitting",
     "keep_inbox_pruned",
     "message_at",
     "message_headers",
