@@ -6,6 +6,9 @@
 * ``relay SERVICE`` – publish what the store holds to the topic and exit.
 * ``refill-copies SERVICE [--copy NAME]`` – fill again the tables a service
   keeps from other contexts' topics (``shared.messaging.copies``), with a progress bar.
+* ``dead-letters list|retry|drop SERVICE [ID]`` – the facts a service's consumer
+  parked after repeated failures (``shared.messaging.consumer``): list them, ask
+  the running service to apply one again (and wait for the outcome), or give up on it.
 * ``export``, ``rights-at``, ``ticket-viewers``, ``client-at`` – analysing
   history (``analytics``): export events, answer "as of T" questions.
 
@@ -18,8 +21,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import cast
 
@@ -34,6 +40,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from sqlalchemy import ColumnElement, select, update
 
 from shared import catalogue
 from shared.eventstore import open_event_store
@@ -50,7 +57,7 @@ from shared.projections.replay import (
     service_read_models,
 )
 from shared.projections.runner import Projection
-from shared.readmodel.database import ReadModelDB
+from shared.readmodel.database import ReadModelDB, dead_letters
 from shared.readmodel.leases import LeaseBusy, Leases
 from shared.runtime.service import ServiceSpec
 from shared.runtime.settings import ServiceSettings
@@ -326,6 +333,109 @@ async def _relay(service: str) -> int:
 def relay(service: str) -> None:
     """Publish what the service's store holds to its topic, then exit."""
     console.print(f"published {asyncio.run(_relay(service)):,} events")
+
+
+class DeadLetterAction(StrEnum):
+    list = "list"
+    retry = "retry"
+    drop = "drop"
+
+
+def _groups_of(service: str, prefix: str) -> ColumnElement[bool]:
+    """The service's consumer groups (``<prefix><service>.inbound``, and any other of its
+    own, like the notifier's stream): the read-model database may be shared."""
+    return dead_letters.c.group_id.startswith(f"{prefix}{service}.", autoescape=True)
+
+
+async def _list_dead_letters(db: ReadModelDB, groups: ColumnElement[bool]) -> Table:
+    table = Table(
+        "id", "topic", "partition", "offset", "key", "event", "failures", "parked at", "reason"
+    )
+    async with db.reading() as conn:
+        rows = await conn.execute(select(dead_letters).where(groups).order_by(dead_letters.c.id))
+        for row in rows:
+            waiting = " (retry asked)" if row.retry_requested_at is not None else ""
+            if row.dropped_at is not None:
+                waiting = " (dropped)"
+            table.add_row(
+                str(row.id),
+                row.topic,
+                str(row.partition),
+                str(row.offset),
+                row.key or "",
+                f"{row.event_type or '?'} {row.event_id or ''}".strip(),
+                f"{row.failures}{waiting}",
+                row.parked_at.isoformat(timespec="seconds"),
+                row.reason,
+            )
+    return table
+
+
+async def _dead_letters(
+    action: DeadLetterAction, service: str, letter: int | None, wait: float
+) -> int:
+    """Carry out ``action``; the exit code (0 done, 1 not found or still failing)."""
+    settings = ServiceSettings().resolved(service, _spec(service).port)
+    groups = _groups_of(service, settings.topic_prefix)
+    db = await ReadModelDB.open(settings.read_model_url, pool_size=2)
+    try:
+        if action is DeadLetterAction.list:
+            console.print(await _list_dead_letters(db, groups))
+            return 0
+        if letter is None:
+            raise typer.BadParameter(f"{action} needs the ID (see `dead-letters list`)")
+        mine = (dead_letters.c.id == letter) & groups
+        async with db.transaction() as conn:
+            now = datetime.now(UTC)
+            stamp = "dropped_at" if action is DeadLetterAction.drop else "retry_requested_at"
+            done = {stamp: now}
+            changed = await conn.execute(
+                update(dead_letters).where(mine, dead_letters.c.dropped_at.is_(None)).values(**done)
+            )
+        if not changed.rowcount:
+            console.print(f"[red]{service} has no parked fact {letter} (dropped already?)")
+            return 1
+        if action is DeadLetterAction.drop:
+            console.print(f"{service}: dropped parked fact {letter}; it will not be applied")
+            return 0
+        # The running service's consumer holds the handlers: it applies the fact and
+        # removes the row, or puts it back with the new reason.
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            async with db.reading() as conn:
+                row = (await conn.execute(select(dead_letters).where(mine))).first()
+            if row is None:
+                console.print(f"{service}: parked fact {letter} applied")
+                return 0
+            if row.retry_requested_at is None:
+                console.print(f"[red]{service}: parked fact {letter} failed again: {row.reason}")
+                return 1
+        console.print(
+            f"[yellow]{service}: retry of {letter} asked; the service has not taken it "
+            f"within {wait:g} s (is it running?)"
+        )
+        return 1
+    finally:
+        await db.close()
+
+
+@cli.command("dead-letters")
+def dead_letters_command(
+    action: DeadLetterAction = typer.Argument(..., help="list, retry or drop"),
+    service: str = typer.Argument(..., help="identity, tickets, clients, ..."),
+    letter: int | None = typer.Argument(None, metavar="ID", help="the parked fact (retry, drop)"),
+    wait: float = typer.Option(30.0, help="seconds a retry waits for the running service"),
+) -> None:
+    """Facts the service's consumer parked after failing on them repeatedly.
+
+    ``list`` shows them (where they are on the broker, the event's type, the
+    reason); ``retry ID`` asks the running service to read the fact from the
+    broker and apply it again, and waits for the outcome; ``drop ID`` gives up
+    on it (listed as dropped, and left out of refills of copies). The service's
+    ``/ready`` names a problem while any stays parked.
+    """
+    raise typer.Exit(asyncio.run(_dead_letters(action, service, letter, wait)))
 
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "docs" / "events"

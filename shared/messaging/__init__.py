@@ -3,20 +3,28 @@
 * ``kafka`` – topic creation (retention -1), offsets, partition look-ups;
 * ``kafka_clients`` – how every client connects: broker kind, fetch wait, TLS and SASL;
 * ``relay`` – the store's global order to ``<context>.events``, at least once;
-* ``consumer`` – other contexts' topics, each event handled once (inbox, kept offsets);
+* ``consumer`` – other contexts' topics, each event handled once (inbox, kept offsets),
+  a fact that keeps failing parked in ``dead_letters``;
 * ``copies`` – read models of other contexts' facts, and filling one again;
+* ``limits`` – what a copy may store of a fact: texts clipped, ids and addresses checked;
 * ``staff_facts`` – identity's published staff facts, decoded once for every copy.
 """
 
 from shared.messaging.consumer import (
     CONSUMED,
     CONSUMER_LAG,
+    DEAD_LETTER_POLL,
+    DEAD_LETTER_PROBLEM,
+    DEAD_LETTERED,
+    DEAD_LETTERS_PARKED,
     INBOX_PRUNED,
+    MAX_FAILURES,
     PRUNE_CHUNK,
     PRUNE_EVERY,
     Handler,
     InboxConsumer,
     Route,
+    failure_reason,
     keep_inbox_pruned,
     prune_inbox,
     trusted_offsets,
@@ -49,6 +57,22 @@ from shared.messaging.kafka_clients import (
     faust_options,
     producer_options,
 )
+from shared.messaging.limits import (
+    ADDRESS_MAX,
+    ID_MAX,
+    INT_MAX,
+    INT_MIN,
+    NAME_MAX,
+    PHONE_MAX,
+    ClippedName,
+    ColumnInt,
+    FactId,
+    FittingAddress,
+    OptionalId,
+    clip,
+    fact_id,
+    fitting,
+)
 from shared.messaging.relay import (
     RELAY_POSITION,
     RELAYED,
@@ -56,9 +80,6 @@ from shared.messaging.relay import (
     message_headers,
 )
 from shared.messaging.staff_facts import (
-    ADDRESS_MAX,
-    ID_MAX,
-    NAME_MAX,
     STAFF_FACTS,
     StaffFact,
     record_staff_name,
@@ -71,11 +92,19 @@ __all__ = [
     "BATCH",
     "CONSUMED",
     "CONSUMER_LAG",
+    "DEAD_LETTERED",
+    "DEAD_LETTERS_PARKED",
+    "DEAD_LETTER_POLL",
+    "DEAD_LETTER_PROBLEM",
     "FETCH_WAIT_MS",
     "IDLE_POLLS",
     "ID_MAX",
     "INBOX_PRUNED",
+    "INT_MAX",
+    "INT_MIN",
+    "MAX_FAILURES",
     "NAME_MAX",
+    "PHONE_MAX",
     "PRUNE_CHUNK",
     "PRUNE_EVERY",
     "RELAYED",
@@ -86,18 +115,27 @@ __all__ = [
     "TOPIC_CONFIG",
     "Broker",
     "ClientConfig",
+    "ClippedName",
+    "ColumnInt",
+    "FactId",
+    "FittingAddress",
     "Handler",
     "InboxConsumer",
     "KafkaClientSettings",
+    "OptionalId",
     "Relay",
     "Route",
     "StaffFact",
     "TopicCopy",
     "admin_options",
+    "clip",
     "config_of",
     "consumer_options",
     "ensure_topic",
+    "fact_id",
+    "failure_reason",
     "faust_options",
+    "fitting",
     "keep_inbox_pruned",
     "message_at",
     "message_headers",

@@ -18,6 +18,21 @@ seconds, while every other partition and topic goes on. Offsets never move
 past an unhandled message. ``problems`` (the service's, shown by ``/ready``)
 names the partition until it gets through.
 
+A fact that keeps failing is parked rather than retried for ever (a poison
+fact would otherwise stall every later fact of its partition). After a failed
+batch, the partition is taken one message at a time, so the failing fact is
+known; once it has failed ``max_failures`` times in a row (``CONSUMER_MAX_FAILURES``,
+default 5), one transaction records it in ``dead_letters`` (topic, partition,
+offset, key, event id and type, the reason without quoted values) and moves the
+partition's offset past it, and the consumer goes on. While any fact of its
+group is parked, ``problems`` says so (``/ready`` shows it; the service stays
+ready: the rest of its facts apply). ``python -m shared.cli dead-letters
+retry`` marks a parked fact, and the consumer (which has the handlers) reads it
+from the broker again and applies it, removing it from the table in the same
+transaction; a fact that fails again stays parked with the new reason.
+``drop`` gives up on it (the row stays, marked, as a record). The failure
+counts live in memory: a restarted consumer counts again from zero.
+
 Where a consumer stands is kept twice: in Kafka (committed after each batch,
 for tools that show a group's lag) and in the read-model database, in the
 batch's own transaction (``consumer_offsets``, per group and partition). A
@@ -34,24 +49,32 @@ after a crash between the broker's acknowledgement and its checkpoint.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from opentelemetry import trace
 from prometheus_client import Counter, Gauge
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.domain.events import RecordedEvent
-from shared.messaging.kafka import ensure_topic, messages_at
+from shared.messaging.kafka import ensure_topic, message_at, messages_at
 from shared.messaging.kafka_clients import consumer_options
 from shared.observability import causation, telemetry
-from shared.observability.supervision import FIRST_PAUSE, LONGEST_PAUSE, problem_text
-from shared.readmodel.database import ReadModelDB, consumer_offsets, dialect_insert, inbox
+from shared.observability.supervision import FIRST_PAUSE, LONGEST_PAUSE
+from shared.readmodel.database import (
+    ReadModelDB,
+    consumer_offsets,
+    dead_letters,
+    dialect_insert,
+    inbox,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -64,6 +87,16 @@ PRUNE_EVERY = 3600.0  # seconds between two prunes of a running service
 CONSUMER_LAG = Gauge(
     "consumer_lag_messages", "Messages on the broker not yet taken, per group", ["group", "topic"]
 )
+DEAD_LETTERED = Counter(
+    "dead_letters_total", "Facts a consumer gave up on and parked in dead_letters", ["group"]
+)
+DEAD_LETTERS_PARKED = Gauge(
+    "dead_letters_parked", "Facts of a group parked in dead_letters now", ["group"]
+)
+MAX_FAILURES = 5  # failures of one fact in a row before it is parked
+DEAD_LETTER_POLL = 2.0  # seconds between two looks at dead_letters (retries asked, count)
+DEAD_LETTER_PROBLEM = "dead-letters"  # the key under ``problems`` while facts are parked
+REASON_MAX = 500
 
 
 @dataclass(frozen=True)
@@ -88,12 +121,16 @@ class InboxConsumer:
         max_records: int = 500,
         group_id: str | None = None,
         problems: dict[str, str] | None = None,
+        max_failures: int = MAX_FAILURES,
     ) -> None:
         self.name = name  # the first route's inbox name
         self.group_id = group_id or name
         self.bootstrap = bootstrap
         self.db = db
         self.max_records = max_records
+        self.max_failures = max_failures
+        self.parked = 0  # this group's facts in dead_letters, as last counted
+        self.retried = 0  # parked facts applied again on request
         self.routes: list[Route] = []
         self.handled = 0
         self.skipped = 0
@@ -126,23 +163,157 @@ class InboxConsumer:
             await consumer.start()  # inside the try: a stop during start-up still closes it
             consumer.subscribe(self.topics, listener=_ResumeFromDatabase(self, consumer))
             self.ready.set()
+            next_look = 0.0
             while True:
                 held.resume_due()
                 batches = await consumer.getmany(timeout_ms=500, max_records=self.max_records)
                 for tp, messages in batches.items():
-                    try:
-                        events = [RecordedEvent.from_json(m.value) for m in messages]
-                        await self.handle(events, tp.topic, (tp.partition, messages[-1].offset + 1))
-                    except Exception as exc:
-                        held.hold(tp, messages[0].offset, exc)
-                    else:
-                        held.through(tp)
+                    await self._take(tp, messages, held)
                 if batches:
                     await consumer.commit()
                 await self._measure_lag(consumer)
+                if time.monotonic() >= next_look:
+                    await self.look_at_dead_letters()
+                    next_look = time.monotonic() + DEAD_LETTER_POLL
         finally:
             self.ready.clear()
             await consumer.stop()
+
+    async def _take(
+        self,
+        tp: TopicPartition,
+        messages: list[ConsumerRecord[bytes, bytes]],
+        held: _HeldPartitions,
+    ) -> None:
+        """Hand one partition's messages to the routes: as one batch, or, while the
+        partition is held after a failure, one at a time, so that the failing fact is
+        known, counted and, after ``max_failures``, parked."""
+        chunks = [[m] for m in messages] if held.is_held(tp) else [messages]
+        for chunk in chunks:
+            try:
+                events = [RecordedEvent.from_json(m.value) for m in chunk]
+                await self.handle(events, tp.topic, (tp.partition, chunk[-1].offset + 1))
+            except Exception as exc:
+                if len(chunk) == 1 and held.failed(tp, chunk[0].offset) >= self.max_failures:
+                    await self._park(tp, chunk[0], exc)
+                    continue
+                held.hold(tp, chunk[0].offset, exc)
+                return
+        held.through(tp)
+
+    async def _park(
+        self, tp: TopicPartition, message: ConsumerRecord[bytes, bytes], error: Exception
+    ) -> None:
+        """Record ``message`` in ``dead_letters`` and move the partition past it, in one
+        transaction (a crash in between neither loses nor parks it twice)."""
+        try:
+            event: RecordedEvent | None = RecordedEvent.from_json(message.value)
+        except Exception:
+            event = None  # not even an envelope: parked by its place alone
+        reason = failure_reason(error)
+        async with self.db.transaction() as conn:
+            await self._store_offset(
+                conn,
+                tp.topic,
+                tp.partition,
+                message.offset + 1,
+                str(event.event_id) if event is not None else None,
+            )
+            await conn.execute(
+                self.db.insert_ignoring_duplicates(
+                    dead_letters,
+                    group_id=self.group_id,
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    offset=message.offset,
+                    key=_key_text(message.key),
+                    event_id=str(event.event_id) if event is not None else None,
+                    event_type=event.type[:200] if event is not None else None,
+                    reason=reason,
+                    failures=self.max_failures,
+                    parked_at=datetime.now(UTC),
+                )
+            )
+        DEAD_LETTERED.labels(self.group_id).inc()
+        log.error(
+            "consumer.fact_parked",
+            group=self.group_id, topic=tp.topic, partition=tp.partition, offset=message.offset,
+            event_type=event.type if event is not None else None, reason=reason,
+            failures=self.max_failures,
+        )  # fmt: skip
+        await self.look_at_dead_letters(retry=False)
+
+    async def look_at_dead_letters(self, retry: bool = True) -> None:
+        """Apply again the parked facts a retry was asked for (with ``retry``), then
+        count what stays parked: the gauge and the ``problems`` entry follow it."""
+        if retry:
+            async with self.db.reading() as conn:
+                asked = (
+                    await conn.execute(
+                        select(dead_letters).where(
+                            dead_letters.c.group_id == self.group_id,
+                            dead_letters.c.retry_requested_at.is_not(None),
+                            dead_letters.c.dropped_at.is_(None),
+                        )
+                    )
+                ).all()
+            for row in asked:
+                await self._retry(row._mapping)
+        async with self.db.reading() as conn:
+            parked = (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(dead_letters)
+                    .where(
+                        dead_letters.c.group_id == self.group_id,
+                        dead_letters.c.dropped_at.is_(None),
+                    )
+                )
+            ).scalar_one()
+        self.parked = int(parked)
+        DEAD_LETTERS_PARKED.labels(self.group_id).set(self.parked)
+        if self.parked:
+            self.problems[DEAD_LETTER_PROBLEM] = (
+                f"{self.parked} fact(s) parked after failing {self.max_failures} times: "
+                "python -m shared.cli dead-letters list SERVICE"
+            )
+        else:
+            self.problems.pop(DEAD_LETTER_PROBLEM, None)
+
+    async def _retry(self, row: Any) -> None:
+        """Apply a parked fact again, read from the broker; on success it leaves the
+        table in the same transaction, on failure it stays with the new reason."""
+        topic, partition, offset = row["topic"], row["partition"], row["offset"]
+        try:
+            message = await message_at(self.bootstrap, topic, partition, offset)
+            if message is None:
+                raise LookupError(f"the broker no longer has {topic}[{partition}] at {offset}")
+            event = RecordedEvent.from_json(message.value)
+            async with self.db.transaction() as conn:
+                await self._apply(conn, [event], topic)
+                await conn.execute(delete(dead_letters).where(dead_letters.c.id == row["id"]))
+        except Exception as exc:
+            reason = failure_reason(exc)
+            async with self.db.transaction() as conn:
+                await conn.execute(
+                    update(dead_letters)
+                    .where(dead_letters.c.id == row["id"])
+                    .values(
+                        reason=reason,
+                        failures=dead_letters.c.failures + 1,
+                        retry_requested_at=None,
+                    )
+                )
+            log.error(
+                "consumer.retry_failed", group=self.group_id, dead_letter=row["id"],
+                topic=topic, partition=partition, offset=offset, reason=reason,
+            )  # fmt: skip
+            return
+        self.retried += 1
+        log.info(
+            "consumer.retried", group=self.group_id, dead_letter=row["id"],
+            topic=topic, partition=partition, offset=offset, event_type=event.type,
+        )  # fmt: skip
 
     async def _measure_lag(self, consumer: AIOKafkaConsumer) -> None:
         """Messages on the broker this consumer has not taken yet, per topic."""
@@ -175,34 +346,45 @@ class InboxConsumer:
         """
         if not events:
             return
-        routes = (
-            [r for r in self.routes if topic in r.topics] if topic is not None else self.routes[:1]
-        )
         async with self.db.transaction() as conn:
             if topic is not None and offset is not None:
                 await self._store_offset(conn, topic, *offset, str(events[-1].event_id))
-            for route in routes:
-                for event in events:
-                    marked = await conn.execute(
-                        self.db.insert_ignoring_duplicates(
-                            inbox, consumer=route.inbox, event_id=str(event.event_id)
-                        )
+            await self._apply(conn, events, topic)
+
+    async def _apply(
+        self, conn: AsyncConnection, events: list[RecordedEvent], topic: str | None
+    ) -> None:
+        """The routes of ``topic`` (None: the first route) apply ``events`` in ``conn``."""
+        routes = (
+            [r for r in self.routes if topic in r.topics] if topic is not None else self.routes[:1]
+        )
+        for route in routes:
+            for event in events:
+                marked = await conn.execute(
+                    self.db.insert_ignoring_duplicates(
+                        inbox, consumer=route.inbox, event_id=str(event.event_id)
                     )
-                    if marked.rowcount == 0:
-                        self.skipped += 1
-                        CONSUMED.labels(route.inbox, "duplicate").inc()
-                        continue
-                    cause = causation.caused_by(event.event_id, event.correlation_id)
-                    with (
-                        causation.bound(cause),
-                        telemetry.handling(self.tracer, route.inbox, event),
-                    ):
-                        await route.handler(conn, event)
-                    self.handled += 1
-                    CONSUMED.labels(route.inbox, "handled").inc()
+                )
+                if marked.rowcount == 0:
+                    self.skipped += 1
+                    CONSUMED.labels(route.inbox, "duplicate").inc()
+                    continue
+                cause = causation.caused_by(event.event_id, event.correlation_id)
+                with (
+                    causation.bound(cause),
+                    telemetry.handling(self.tracer, route.inbox, event),
+                ):
+                    await route.handler(conn, event)
+                self.handled += 1
+                CONSUMED.labels(route.inbox, "handled").inc()
 
     async def _store_offset(
-        self, conn: AsyncConnection, topic: str, partition: int, next_offset: int, last: str
+        self,
+        conn: AsyncConnection,
+        topic: str,
+        partition: int,
+        next_offset: int,
+        last: str | None,
     ) -> None:
         """One upsert. Only forward: a member that lost the partition in a rebalance
         and still finishes a batch never moves the new owner's offset back."""
@@ -250,13 +432,26 @@ class _ResumeFromDatabase(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class _HeldPartitions:
-    """The partitions whose last batch failed: rewound, paused, resumed after a pause."""
+    """The partitions whose last batch failed: rewound, paused, resumed after a pause;
+    and, per partition, how often in a row its first unhandled fact failed alone."""
 
     def __init__(self, consumer: AIOKafkaConsumer, problems: dict[str, str]) -> None:
         self.consumer = consumer
         self.problems = problems
         self.until: dict[TopicPartition, float] = {}
         self.pauses: dict[TopicPartition, float] = {}
+        self.failures: dict[TopicPartition, tuple[int, int]] = {}  # (offset, times)
+
+    def is_held(self, tp: TopicPartition) -> bool:
+        """A failure since the partition last got through: take it one fact at a time."""
+        return tp in self.pauses
+
+    def failed(self, tp: TopicPartition, offset: int) -> int:
+        """Count one more failure of the fact at ``offset`` alone; the failures in a row."""
+        last, times = self.failures.get(tp, (offset, 0))
+        times = times + 1 if last == offset else 1
+        self.failures[tp] = (offset, times)
+        return times
 
     def hold(self, tp: TopicPartition, first_offset: int, error: Exception) -> None:
         pause = self.pauses.get(tp, FIRST_PAUSE)
@@ -264,7 +459,8 @@ class _HeldPartitions:
         self.consumer.seek(tp, first_offset)
         self.consumer.pause(tp)
         self.until[tp] = time.monotonic() + pause
-        self.problems[_problem(tp)] = problem_text(error)
+        # The scrubbed reason: a database error's text may quote the row's values.
+        self.problems[_problem(tp)] = failure_reason(error)
         log.warning(
             "consumer.partition_held",
             topic=tp.topic,
@@ -275,6 +471,7 @@ class _HeldPartitions:
         )
 
     def through(self, tp: TopicPartition) -> None:
+        self.failures.pop(tp, None)
         if self.pauses.pop(tp, None) is not None:
             self.problems.pop(_problem(tp), None)
 
@@ -290,6 +487,25 @@ class _HeldPartitions:
 
 def _problem(tp: TopicPartition) -> str:
     return f"consumer:{tp.topic}[{tp.partition}]"
+
+
+# What a failure's text may carry of the fact: SQLAlchemy appends the statement and its
+# parameters, drivers quote the offending value, PostgreSQL adds a DETAIL line with the key.
+_STATEMENT = re.compile(r"\[(SQL|parameters):.*", re.DOTALL)
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|\([^()]*\)=\([^()]*\)")
+
+
+def failure_reason(error: BaseException) -> str:
+    """A failure's type and first line, without the values it quotes: what may be kept
+    in ``dead_letters``, shown by ``/ready`` and logged (no personal data, no secrets)."""
+    text = _STATEMENT.sub("", str(error)).strip().splitlines()
+    first = _QUOTED.sub("…", text[0]) if text else ""
+    return f"{type(error).__name__}: {first}"[:REASON_MAX]
+
+
+def _key_text(key: bytes | None) -> str | None:
+    """A message's key (a stream id) as text for the table."""
+    return key.decode("utf-8", "replace")[:200] if key is not None else None
 
 
 async def prune_inbox(db: ReadModelDB, before: datetime, chunk: int = PRUNE_CHUNK) -> int:

@@ -15,6 +15,10 @@ the copy comes back as it was (or, should the refill fail, stays as it was)
 and the service, started again, goes on from there. It runs while the
 service is stopped (``shared.cli refill`` holds the service's leases), and a
 service's consumer waits for a refill that runs (the lease ``refill_lease``).
+
+A fact the consumer parked (``dead_letters``, ``shared.messaging.consumer``) was
+never applied to the copy, so a refill leaves it out too: the copy comes back
+as the consumer had it, and ``dead-letters retry`` still applies it later.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from dataclasses import dataclass
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from sqlalchemy import Table, delete
+from sqlalchemy import Table, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.domain.events import RecordedEvent
@@ -32,7 +36,7 @@ from shared.messaging.consumer import trusted_offsets
 from shared.messaging.kafka import partitions_of
 from shared.messaging.kafka_clients import consumer_options
 from shared.names import refill_marks, topic_of
-from shared.readmodel.database import ReadModelDB, inbox
+from shared.readmodel.database import ReadModelDB, dead_letters, inbox
 
 BATCH = 500
 IDLE_POLLS = 10  # empty polls of a second before a refill stops waiting for a partition
@@ -69,13 +73,14 @@ async def refill(
     await consumer.start()
     try:
         until = await _where_the_group_stands(db, bootstrap, group_id, topics, consumer)
+        parked = await _parked(db, group_id)
         # One transaction: a refill that fails or is stopped leaves the copy as it was.
         async with db.transaction() as conn:
             for table in copy.tables:
                 await conn.run_sync(table.drop, checkfirst=True)
             for table in copy.tables:
                 await conn.run_sync(table.create)
-            return await _apply(copy, db, conn, consumer, until, progress)
+            return await _apply(copy, db, conn, consumer, until, progress, parked)
     finally:
         await consumer.stop()
 
@@ -113,6 +118,17 @@ async def _where_the_group_stands(
         await committed.stop()
 
 
+async def _parked(db: ReadModelDB, group_id: str) -> set[tuple[str, int, int]]:
+    """(topic, partition, offset) of the facts ``group_id`` parked: not in its copies."""
+    async with db.reading() as conn:
+        rows = await conn.execute(
+            select(dead_letters.c.topic, dead_letters.c.partition, dead_letters.c.offset).where(
+                dead_letters.c.group_id == group_id
+            )
+        )
+        return {(str(t), int(p), int(o)) for t, p, o in rows}
+
+
 async def _apply(
     copy: TopicCopy,
     db: ReadModelDB,
@@ -120,6 +136,7 @@ async def _apply(
     consumer: AIOKafkaConsumer,
     until: dict[TopicPartition, int],
     progress: Callable[[int, int], None] | None,
+    parked: set[tuple[str, int, int]],
 ) -> int:
     # The same event may be on a topic twice (a relay's at-least-once): an inbox of
     # the refill's own, emptied before and after, applies it once.
@@ -147,6 +164,8 @@ async def _apply(
             if not wanted:
                 continue
             for message in wanted:
+                if (tp.topic, tp.partition, message.offset) in parked:
+                    continue
                 event = RecordedEvent.from_json(message.value)
                 marked = await conn.execute(
                     db.insert_ignoring_duplicates(

@@ -9,9 +9,11 @@ Rules it keeps:
 
 * A fact that is not a staff fact, or lacks a staff id, decodes to None: a copy
   skips it. Fields a fact does not set are None ("unchanged").
-* Texts are clipped to what a copy stores (``NAME_MAX`` for names,
-  ``ADDRESS_MAX`` for e-mail and phone), so one oversized fact can never make a
-  copy's insert fail and stall every later fact of its partition.
+* What it hands on fits what a copy stores (``shared.messaging.limits``): names
+  clipped to ``NAME_MAX``; an e-mail over ``ADDRESS_MAX`` or a phone over
+  ``PHONE_MAX`` left out (a clipped address reaches someone else); a staff id
+  over ``ID_MAX`` makes no fact; department ids over it are left out. So one
+  oversized fact can never make a copy's insert fail and stall its partition.
 * ``staff_names_table`` is the one shape of a staff-names copy;
   ``record_staff_name`` keeps one (an upsert per fact that names someone).
 """
@@ -19,18 +21,23 @@ Rules it keeps:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import Column, MetaData, String, Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.domain.events import RecordedEvent
+from shared.messaging.limits import (
+    ADDRESS_MAX,
+    ID_MAX,
+    NAME_MAX,
+    PHONE_MAX,
+    clip,
+    fact_id,
+    fitting,
+)
 from shared.readmodel.database import upsert
 
 STAFF_FACTS = frozenset({"StaffAdded", "StaffChanged", "StaffDisabled"})
-NAME_MAX = 200
-ADDRESS_MAX = 320
-ID_MAX = 64
 
 
 @dataclass(frozen=True)
@@ -54,23 +61,19 @@ class StaffFact:
         return {"name_en": self.name_en, "name_ru": self.name_ru or ""}
 
 
-def _text(value: Any, limit: int) -> str | None:
-    return None if value is None else str(value)[:limit]
-
-
 def staff_fact(event: RecordedEvent) -> StaffFact | None:
     """The staff fact ``event`` carries, or None when it carries none."""
     if event.type not in STAFF_FACTS:
         return None
     data = event.data
-    staff_id = data.get("staff_id")
-    if not isinstance(staff_id, str) or not staff_id or len(staff_id) > ID_MAX:
+    staff_id = fact_id(data.get("staff_id"))
+    if staff_id is None:
         return None
     name = data.get("full_name")
     name_en = name_ru = None
     if isinstance(name, dict):
-        name_en = _text(name.get("en", ""), NAME_MAX)
-        name_ru = _text(name.get("ru", ""), NAME_MAX)
+        name_en = clip(name.get("en", ""), NAME_MAX)
+        name_ru = clip(name.get("ru", ""), NAME_MAX)
     departments = data.get("departments")
     return StaffFact(
         staff_id=staff_id,
@@ -78,10 +81,12 @@ def staff_fact(event: RecordedEvent) -> StaffFact | None:
         disabled=event.type == "StaffDisabled",
         name_en=name_en,
         name_ru=name_ru,
-        email=_text(data.get("email"), ADDRESS_MAX),
-        phone=_text(data.get("phone"), ADDRESS_MAX),
+        email=fitting(data.get("email"), ADDRESS_MAX),
+        phone=fitting(data.get("phone"), PHONE_MAX),
         departments=(
-            tuple(str(d)[:ID_MAX] for d in departments) if isinstance(departments, list) else None
+            tuple(d for d in map(fact_id, departments) if d is not None)
+            if isinstance(departments, list)
+            else None
         ),
     )
 

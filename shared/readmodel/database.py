@@ -7,7 +7,10 @@ in the same transaction as those rows:
 * ``inbox`` – event ids a Kafka consumer has already handled, so a redelivery
   is recognised and skipped; kept for a retention (``shared.messaging.consumer.prune_inbox``);
 * ``consumer_offsets`` – the next offset of each partition a consumer group has
-  handled, committed with what it handled (``shared.messaging.consumer``).
+  handled, committed with what it handled (``shared.messaging.consumer``);
+* ``dead_letters`` – facts a consumer gave up on after repeated failures, by
+  where they are on the broker (never their content: the topic keeps that, and
+  it may hold personal data), committed with the offset that moves past them.
 
 A kernel table made by an older version gets the nullable columns declared
 since then when a service starts (``ReadModelDB.open``). A read model's table
@@ -104,6 +107,33 @@ consumer_offsets = Table(
     # The event of the message before ``next_offset``: a broker that no longer has
     # it there (one that lost its topics) makes the offset meaningless.
     Column("last_event_id", String(36), nullable=True),
+)
+
+
+dead_letters = Table(
+    "dead_letters",
+    kernel_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("group_id", String(255), nullable=False),
+    Column("topic", String(255), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    # The message's key (a stream id) and the envelope's id and type: enough to find
+    # and judge the fact; None for a message that could not even be read.
+    Column("key", String(200), nullable=True),
+    Column("event_id", String(36), nullable=True),
+    Column("event_type", String(200), nullable=True),
+    # The failure's type and message with quoted values and SQL parameters taken out
+    # (``shared.messaging.consumer.failure_reason``): no personal data, no secrets.
+    Column("reason", String(500), nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("parked_at", UtcDateTime(), nullable=False),
+    # Set by ``shared.cli dead-letters retry``: the running consumer applies it again.
+    Column("retry_requested_at", UtcDateTime(), nullable=True),
+    # Set by ``dead-letters drop``: given up on, kept so a refill of copies leaves it
+    # out as the consumer did, and as a record of what was never applied.
+    Column("dropped_at", UtcDateTime(), nullable=True),
+    Index("ix_dead_letters_group", "group_id", "topic", "partition", "offset", unique=True),
 )
 
 

@@ -193,6 +193,7 @@ class ServiceRuntime:
                 # waits out the other's members.
                 group_id=inbound_group(self.spec.name, s.topic_prefix),
                 problems=self.problems,
+                max_failures=s.consumer_max_failures,
             )
             self.inbound.tracer = telemetry.tracer(self.spec.name)
             self.consumers.append(self.inbound)

@@ -37,6 +37,11 @@ class ServiceSettings(KafkaClientSettings):
         ge=1,
         description="days a consumer remembers a handled event id (≥ the topics' retention)",
     )
+    consumer_max_failures: int = Field(
+        default=5,
+        ge=1,
+        description="failures in a row of one consumed fact before it is parked in dead_letters",
+    )
     jwt_secret: SecretStr | None = Field(
         default=None, description="signs access tokens; every service must share it"
     )

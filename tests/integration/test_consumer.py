@@ -7,6 +7,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -16,10 +17,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.domain.events import NewEvent, RecordedEvent
 from shared.eventstore import open_event_store
-from shared.messaging.consumer import CONSUMER_LAG, Handler, InboxConsumer, prune_inbox
+from shared.messaging.consumer import (
+    CONSUMER_LAG,
+    DEAD_LETTER_PROBLEM,
+    Handler,
+    InboxConsumer,
+    prune_inbox,
+)
 from shared.messaging.kafka import ensure_topic
 from shared.messaging.relay import message_headers
-from shared.readmodel.database import ReadModelDB, consumer_offsets
+from shared.readmodel.database import ReadModelDB, consumer_offsets, dead_letters
 
 metadata = MetaData()
 # Deliberately no unique key: a second application would show as a second row.
@@ -383,3 +390,121 @@ async def test_two_replicas_share_a_group_through_rebalances_and_apply_each_even
                     await task
     assert await rows(db) == [(str(e.event_id), e.data["n"]) for e in events]
     assert first.handled + second.handled == 60
+
+
+async def parked_once_tried_again(db: ReadModelDB, timeout: float = 40) -> Any:
+    """The one parked row, once the consumer has taken its retry (and failed again)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        async with db.engine.connect() as conn:
+            (row,) = (await conn.execute(select(dead_letters))).mappings().all()
+        if row["retry_requested_at"] is None:
+            return row
+        assert loop.time() < deadline, "the retry was never taken"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_poison_fact_is_parked_and_later_facts_still_apply(
+    postgres_url: str, db: ReadModelDB, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """Event 2 fails every time (and a message that is not an event at all never can be
+    read): after ``max_failures`` tries each is parked in ``dead_letters`` with where it
+    is and why, without its content, and the facts behind them on their partitions apply.
+    ``/ready``'s problems name the parked facts; a retry asked once the cause is gone
+    applies event 2, once, and empties the table."""
+    topic = f"{topic_prefix}clients.events"
+    await ensure_topic(kafka_bootstrap, topic)
+    events = await some_events(postgres_url, 8)
+    broken = {"yes": True}
+    tried: list[int] = []
+
+    async def fragile(conn: AsyncConnection, event: RecordedEvent) -> None:
+        tried.append(event.data["n"])
+        if broken["yes"] and event.data["n"] == 2:
+            # A database error's text quotes the row: none of it may be kept.
+            raise RuntimeError("cannot take 'Ivan Petrov' [parameters: ('Ivan Petrov',)]")
+        await record(conn, event)
+
+    group = f"{topic_prefix}svc.inbound"
+    problems: dict[str, str] = {}
+    consumer = InboxConsumer(
+        f"{topic_prefix}svc.clients", kafka_bootstrap, [topic], db, fragile,
+        group_id=group, problems=problems, max_failures=3,
+    )  # fmt: skip
+    before = REGISTRY.get_sample_value("dead_letters_total", {"group": group}) or 0
+    # Event 6 is on event 2's stream, so behind it on the same partition.
+    partitions = await produce(kafka_bootstrap, topic, events[:7])
+    assert partitions[6] == partitions[2]
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        garbage = await producer.send_and_wait(topic, key=b"client-1", value=b"not an event")
+    finally:
+        await producer.stop()
+    await produce(kafka_bootstrap, topic, [events[7]])  # client-3: behind nothing
+
+    task = asyncio.create_task(consumer.run())
+    try:
+        await until(lambda: sorted(n for n in tried if n != 2) == [0, 1, 3, 4, 5, 6, 7])
+        await until(lambda: consumer.parked == 2)
+        assert tried.count(2) >= 3
+        assert sorted(n for _, n in await rows(db)) == [0, 1, 3, 4, 5, 6, 7]
+        async with db.engine.connect() as conn:
+            parked = (
+                (await conn.execute(select(dead_letters).order_by(dead_letters.c.offset)))
+                .mappings()
+                .all()
+            )
+        by_type = {row["event_type"]: row for row in parked}
+        poison = by_type["ClientRegistered"]
+        assert (poison["topic"], poison["partition"], poison["key"]) == (
+            topic, partitions[2], events[2].stream,
+        )  # fmt: skip
+        assert poison["event_id"] == str(events[2].event_id)
+        assert poison["group_id"] == group and poison["failures"] == 3
+        assert poison["reason"].startswith("RuntimeError: cannot take")
+        assert "Ivan" not in poison["reason"]
+        unreadable = by_type[None]
+        assert (unreadable["partition"], unreadable["offset"]) == (
+            garbage.partition, garbage.offset,
+        )  # fmt: skip
+        assert unreadable["event_id"] is None
+        assert "2 fact(s) parked" in problems[DEAD_LETTER_PROBLEM]
+        assert not any(key.startswith("consumer:") for key in problems)  # nothing held
+        assert REGISTRY.get_sample_value("dead_letters_total", {"group": group}) == before + 2
+        assert REGISTRY.get_sample_value("dead_letters_parked", {"group": group}) == 2
+
+        # The cause is gone; the operator asks for a retry (what `dead-letters retry` writes).
+        broken["yes"] = False
+        async with db.transaction() as conn:
+            await conn.execute(
+                update(dead_letters)
+                .where(dead_letters.c.id == poison["id"])
+                .values(retry_requested_at=datetime.now(UTC))
+            )
+        await until(lambda: consumer.retried == 1 and consumer.parked == 1)
+        assert sorted(n for _, n in await rows(db)) == list(range(8))  # 2 applied, once
+        # What cannot be read stays parked, with its problem, until dropped.
+        async with db.transaction() as conn:
+            await conn.execute(
+                update(dead_letters)
+                .where(dead_letters.c.id == unreadable["id"])
+                .values(retry_requested_at=datetime.now(UTC))
+            )
+        left = await parked_once_tried_again(db)
+        assert left["id"] == unreadable["id"] and left["failures"] == 4
+        assert consumer.parked == 1
+        async with db.transaction() as conn:  # what `dead-letters drop` writes
+            await conn.execute(
+                update(dead_letters)
+                .where(dead_letters.c.id == left["id"])
+                .values(dropped_at=datetime.now(UTC))
+            )
+        await until(lambda: DEAD_LETTER_PROBLEM not in problems)
+        assert consumer.parked == 0
+        assert not task.done()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -171,6 +172,84 @@ async def _waiting_for_refill(base: str) -> bool:
         except httpx.TransportError:
             return False
     return "waits for a refill" in str(ready.get("problems", {}).get("refill", ""))
+
+
+async def dead_letters_cli(env: dict[str, str], *args: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "shared.cli", "dead-letters", *args, cwd=ROOT,
+        env={**env, "COLUMNS": "400"},  # rich would wrap the table in 80 columns
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    output, _ = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode is not None
+    return process.returncode, output.decode()
+
+
+async def _problems(base: str) -> dict[str, str]:
+    async with httpx.AsyncClient(base_url=base) as http:
+        problems: dict[str, str] = (await http.get("/ready")).json().get("problems", {})
+        return problems
+
+
+async def test_a_fact_the_copy_cannot_take_is_parked_and_the_operator_drops_it(
+    postgres_url: str, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """A message on departments.events that is no event at all, between two facts of
+    the same department: the tickets service parks it after CONSUMER_MAX_FAILURES tries,
+    the later fact still reaches its copy, /ready and /metrics say a fact is parked,
+    ``dead-letters list`` shows it, ``retry`` fails again (exit 1), ``drop`` ends the
+    problem, and a refill of the copy leaves the dropped message out."""
+    topic = f"{topic_prefix}departments.events"
+    await ensure_topic(kafka_bootstrap, topic)
+    renamed = fact("DepartmentChanged", "d1", changed=["name"], name={"en": "Sales EU", "ru": "-"})
+    await produce(kafka_bootstrap, topic, [created("d1", "Sales")])
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:  # the key of d1's facts: the same partition, before the rename
+        await producer.send_and_wait(topic, key=b"department-d1", value=b"{not json")
+    finally:
+        await producer.stop()
+    await produce(kafka_bootstrap, topic, [renamed])
+    env = service_env(postgres_url, kafka_bootstrap, topic_prefix, devbroker.free_port())
+    env["CONSUMER_MAX_FAILURES"] = "2"
+    db = await ReadModelDB.open(postgres_url)
+    try:
+        async with tickets_running(env) as base:
+            await wait_ready(base)
+            await eventually(lambda: _is(db, {"d1": "Sales EU"}), "the rename never arrived")
+
+            async def parked() -> bool:
+                return "1 fact(s) parked" in (await _problems(base)).get("dead-letters", "")
+
+            await eventually(parked, "/ready never named the parked fact")
+            async with httpx.AsyncClient(base_url=base) as http:
+                metrics = (await http.get("/metrics")).text
+            group = inbound_group("tickets", topic_prefix)
+            assert f'dead_letters_parked{{group="{group}"}} 1.0' in metrics
+
+            code, listed = await dead_letters_cli(env, "list", "tickets")
+            assert code == 0, listed
+            assert topic in listed and "department-d1" in listed, listed
+            assert "JSONDecodeError" in listed or "ValidationError" in listed, listed
+            code, output = await dead_letters_cli(env, "retry", "tickets", "1", "--wait", "60")
+            assert code == 1 and "failed again" in output, output
+            code, output = await dead_letters_cli(env, "drop", "tickets", "1")
+            assert code == 0 and "dropped" in output, output
+
+            async def problem_gone() -> bool:
+                return "dead-letters" not in await _problems(base)
+
+            await eventually(problem_gone, "the problem stayed after the drop")
+            code, output = await dead_letters_cli(env, "drop", "tickets", "1")
+            assert code == 1 and "no parked fact 1" in output, output
+
+        # Stopped: the copy is filled again from the topic, the dropped message left out.
+        code, output = await refill_copies(env, "--copy", "known_departments")
+        assert code == 0, output
+        assert "refilled known_departments from 2 events" in output, output
+        assert await departments(db) == {"d1": "Sales EU"}
+    finally:
+        await db.close()
 
 
 async def test_a_service_without_such_a_copy_is_told_so(postgres_url: str) -> None:

@@ -1,7 +1,9 @@
 """What the notifier knows of other contexts, from their topics: staff, departments, tickets.
 
 Kept by the stream processor in the read-model database, each event applied in
-the same transaction that records it in the inbox (so once). Clients' e-mails
+the same transaction that records it in the inbox (so once). What it stores fits
+its columns (``shared.messaging.limits``): names clipped, a fact with an id that
+does not fit logged and skipped, a phone or e-mail that does not fit left out. Clients' e-mails
 and phones are not here: they are sealed on ``clients.events`` and read from
 the clients service when a notice is due (``adapters.clients_http``).
 """
@@ -13,6 +15,7 @@ from datetime import date
 from typing import Any
 
 import orjson
+import structlog
 from sqlalchemy import Boolean, Column, MetaData, String, Table, Text, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -22,8 +25,11 @@ from services.notifier.domain.subscription import Subscription
 from services.notifier.projections import subscriptions
 from shared.domain.business_hours import BusinessHours, WeeklyHours
 from shared.domain.events import RecordedEvent
+from shared.messaging.limits import ID_MAX, clip, fact_id, fitting
 from shared.messaging.staff_facts import StaffFact, staff_fact
 from shared.readmodel.database import upsert
+
+log = structlog.get_logger(__name__)
 
 metadata = MetaData()
 
@@ -93,24 +99,36 @@ async def _apply_staff(conn: AsyncConnection, fact: StaffFact) -> None:
         await _set_departments(conn, fact.staff_id, list(fact.departments))
 
 
+_IDS = ("department_id", "schedule_id", "ticket_id", "client_id", "assignee_id", "to_staff_id",
+        "to_department_id", "message_ref")  # fmt: skip
+
+
 async def apply(conn: AsyncConnection, event: RecordedEvent) -> None:
-    """Change the directory for one fact of another context (unknown facts: nothing)."""
+    """Change the directory for one fact of another context (unknown facts: nothing).
+
+    What it stores fits the columns (``shared.messaging.limits``): a fact with an
+    id that does not fit is logged and skipped, names are clipped."""
     d, kind = event.data, event.type
     staff = staff_fact(event)
     if staff is not None:
         await _apply_staff(conn, staff)
         return
+    misfits = [k for k in _IDS if d.get(k) is not None and fact_id(d[k]) is None]
+    if misfits:
+        log.warning("notifier.bad_fact", type=kind, event_id=str(event.event_id), fields=misfits)
+        return
     if kind == "DepartmentCreated":
         name = d.get("name") or {}
         await upsert(conn, departments, {
-            "department_id": d["department_id"], "name_en": name.get("en", ""),
-            "name_ru": name.get("ru", ""), "schedule_id": d.get("schedule_id"),
+            "department_id": d["department_id"], "name_en": clip(name.get("en", "")),
+            "name_ru": clip(name.get("ru", "")), "schedule_id": d.get("schedule_id"),
         })  # fmt: skip
     elif kind == "DepartmentChanged":
         changed = d.get("changed") or []
         values: dict[str, Any] = {}
         if "name" in changed and d.get("name"):
-            values |= {"name_en": d["name"].get("en", ""), "name_ru": d["name"].get("ru", "")}
+            values |= {"name_en": clip(d["name"].get("en", "")),
+                       "name_ru": clip(d["name"].get("ru", ""))}  # fmt: skip
         if "schedule_id" in changed:
             values["schedule_id"] = d.get("schedule_id")
         if values:
@@ -152,7 +170,7 @@ async def _set_departments(conn: AsyncConnection, staff_id: str, ids: Iterable[s
 
 async def _apply_schedule(conn: AsyncConnection, kind: str, d: dict[str, Any]) -> None:
     values: dict[str, Any] = {"schedule_id": d["schedule_id"]}
-    if d.get("timezone") is not None:
+    if fitting(d.get("timezone"), ID_MAX) is not None:  # no zone name is longer
         values["timezone"] = d["timezone"]
     if d.get("weekly") is not None:
         values["weekly"] = orjson.dumps(d["weekly"]).decode()

@@ -14,7 +14,10 @@ These are not projections of this service's store: a consumer
 (``shared.messaging.consumer.InboxConsumer``) writes them in its own transaction, once
 per event. The payloads are read as the published JSON (``docs/events``), not
 through the other contexts' code, so this service imports nothing of theirs;
-unknown fields are ignored and a malformed fact is logged and skipped.
+unknown fields are ignored and a malformed fact is logged (the fields, not their
+values) and skipped. What is stored fits the columns (``shared.messaging.limits``):
+names clipped, an id that does not fit makes the fact malformed, an address or
+project id that does not fit is left out, integers within the column's range.
 """
 
 from __future__ import annotations
@@ -22,11 +25,11 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 import structlog
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, StringConstraints, ValidationError
 from sqlalchemy import (
     Boolean,
     Column,
@@ -45,11 +48,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.domain.business_hours import DAYS, ROUND_THE_CLOCK, BusinessHours, WeeklyHours
 from shared.domain.events import RecordedEvent
 from shared.messaging import staff_facts
+from shared.messaging.limits import ID_MAX, ClippedName, ColumnInt, FactId, OptionalId, fitting
 from shared.readmodel.database import upsert
 
 log = structlog.get_logger(__name__)
 
 metadata = MetaData()
+EMAIL_MAX = 254  # a department's inbound address (the mail gateway routes by it)
 
 known_departments = Table(
     "known_departments",
@@ -65,7 +70,7 @@ known_departments = Table(
     Column("charge_requests", Boolean, nullable=False),
     Column("deleted", Boolean, nullable=False),
     # The address clients write to by mail (the mail gateway's routing); None: no mail.
-    Column("inbound_email", String(254), nullable=True, index=True),
+    Column("inbound_email", String(EMAIL_MAX), nullable=True, index=True),
 )
 
 known_schedules = Table(
@@ -98,46 +103,55 @@ class _Fact(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+# Read through ``shared.messaging.limits``: ids that do not fit a column make the fact
+# malformed (logged, skipped), names are clipped, an address that does not fit is left out.
+
+
 class _Name(_Fact):
-    en: str = ""
-    ru: str = ""
+    en: ClippedName = ""
+    ru: ClippedName = ""
 
 
 class _Support(_Fact):
     enabled: bool = False
-    providers: list[str] = []
+    providers: list[FactId] = []
     description: str = ""
-    sort: int = 0
+    sort: ColumnInt = 0
     charge_requests: bool = False
-    inbound_email: str | None = None
+    inbound_email: Annotated[str | None, BeforeValidator(lambda v: fitting(v, EMAIL_MAX))] = None
 
 
 class _DepartmentFact(_Fact):
-    department_id: str
+    department_id: FactId
     changed: list[str] | None = None  # DepartmentChanged only
     name: _Name | None = None
-    schedule_id: str | None = None
+    schedule_id: FactId | None = None
     support: _Support | None = None
 
 
 class _ScheduleFact(_Fact):
-    schedule_id: str
+    schedule_id: FactId
     changed: list[str] | None = None
-    timezone: str | None = None
+    timezone: Annotated[str, StringConstraints(max_length=ID_MAX)] | None = None
     weekly: WeeklyHours | None = None
     holidays: list[date] | None = None
 
 
 class _ClientFact(_Fact):
-    client_id: str
+    client_id: FactId
     changed: list[str] | None = None
-    project_id: str | None = None
+    project_id: OptionalId = None
 
 
 class _CompanyFact(_Fact):
-    company_id: str
-    client_id: str | None = None
-    previous_id: str | None = None
+    company_id: FactId
+    client_id: FactId | None = None
+    previous_id: FactId | None = None
+
+
+def _fields(error: ValidationError) -> list[str]:
+    """The fields a fact got wrong, for the log: never their values (personal data)."""
+    return [".".join(str(part) for part in e["loc"]) for e in error.errors()]
 
 
 def _json(value: Any) -> str:
@@ -187,7 +201,7 @@ async def on_departments_event(conn: AsyncConnection, event: RecordedEvent) -> b
             return True
     except ValidationError as error:
         log.warning(
-            "tickets.bad_fact", type=event.type, event_id=str(event.event_id), error=str(error)
+            "tickets.bad_fact", type=event.type, event_id=str(event.event_id), fields=_fields(error)
         )
     return False
 
@@ -288,7 +302,7 @@ async def on_clients_fact(conn: AsyncConnection, event: RecordedEvent) -> None:
             )
     except ValidationError as error:
         log.warning(
-            "tickets.bad_fact", type=event.type, event_id=str(event.event_id), error=str(error)
+            "tickets.bad_fact", type=event.type, event_id=str(event.event_id), fields=_fields(error)
         )
 
 
