@@ -2,7 +2,7 @@
 
 Run ``python -m bench.run [--events N] [--repeat N] [--only SECTIONS] [--smoke]
 [--no-write]`` (or ``make bench``), which then runs every other section (authz,
-access, tickets, notifier, replay). Every system gets a fresh database or file,
+access, tickets, notifier, mail, replay). Every system gets a fresh database or file,
 a warm-up that is not counted, then the same seeded workload: batches of 10
 events, each batch to a new stream, 4 concurrent writers. Rounds are
 interleaved (ours, the peer, COPY; again), each ratio is taken within its round
@@ -46,6 +46,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
 
 from bench import access_latency, authz, brokers, goals, idle_cpu
+from bench import mail as mail_bench
 from bench import notifier as notifier_bench
 from bench import replay as replay_bench
 from bench import tickets as support_center
@@ -717,7 +718,9 @@ def median_of_rounds(rounds: Sequence[dict[str, float]]) -> dict[str, float]:
     return figures
 
 
-SECTIONS = ("event_store", "authz", "access", "idle_cpu", "tickets", "notifier", "replay")
+SECTIONS = (
+    "event_store", "authz", "access", "idle_cpu", "tickets", "notifier", "mail", "replay",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -734,6 +737,8 @@ class Sizes:
     queue_tickets: int = support_center.QUEUE_TICKETS
     replies: int = 200
     burst: int = 300
+    inbound_mails: int = 1_000
+    inbound_latency_mails: int = 200
     replay_events: int = replay_bench.EVENTS
 
 
@@ -749,6 +754,8 @@ SMOKE = Sizes(
     queue_tickets=5_000,
     replies=5,
     burst=20,
+    inbound_mails=40,
+    inbound_latency_mails=10,
     replay_events=5_000,
 )
 
@@ -823,6 +830,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     if "notifier" in only:
         console.rule("notifier (a client's reply to the mail in an SMTP server)")
         results.update(notifier_bench.run(sizes.replies, sizes.burst))
+    if "mail" in only:
+        console.rule("mail gateway (mails into tickets over SMTP, beside a bare aiosmtpd INSERT)")
+        mail_figures, meta["mail"] = mail_bench.run(
+            sizes.inbound_mails, sizes.inbound_latency_mails
+        )
+        results.update(mail_figures)
     if "replay" in only:
         console.rule(f"replay (every read model rebuilt from {sizes.replay_events:,} events)")
         replay_figures, meta["replay"] = replay_bench.run(sizes.replay_events)

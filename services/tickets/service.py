@@ -7,6 +7,7 @@ import services.tickets as package
 from services.tickets.adapters.clients_http import ClientsHttp
 from services.tickets.adapters.mail_imap import ImapFetcher
 from services.tickets.adapters.mail_inbound import ClientSenders, InboundServer
+from services.tickets.adapters.mail_notice import SmtpNotices
 from services.tickets.api import router
 from services.tickets.api.catalog import router as catalog_router
 from services.tickets.api.internal import router as internal_router
@@ -86,6 +87,15 @@ async def compose(runtime: ServiceRuntime) -> TicketsApplication:
         max_files=settings.inbound_mail_max_files,
         keep_days=settings.inbound_mail_keep_days,
         blocked=frozenset(s.strip().lower() for s in settings.inbound_blocked_senders),
+        notices=SmtpNotices(
+            settings.smtp_host,
+            settings.smtp_port,
+            settings.smtp_from,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            tls=settings.smtp_tls,
+            starttls=settings.smtp_starttls,
+        ),
     )
     await gateway.start()
     if settings.inbound_smtp_port:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings
 
 from services.tickets.adapters.mail_imap import ImapMailbox
@@ -43,3 +43,12 @@ class TicketsSettings(BaseSettings):
     # "folder", "address"}]), every so many seconds.
     inbound_imap_mailboxes: list[ImapMailbox] = []
     inbound_imap_poll_seconds: float = Field(default=30.0, gt=0)
+    # Where the gateway's answers go out (the notice to an unknown sender when the
+    # support setting unknown_senders is "reject"): the notifier's SMTP server, same names.
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=1025, ge=1, le=65535)
+    smtp_username: str = ""
+    smtp_password: SecretStr | None = None
+    smtp_tls: bool = False
+    smtp_starttls: bool = False
+    smtp_from: str = "Support <support@backoffice.localhost>"

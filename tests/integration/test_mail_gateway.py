@@ -2,7 +2,10 @@
 departments, clients and tickets services on PostgreSQL and the broker (the stack of
 ``test_tickets``). A mail opens a ticket in the department of its address for the client
 who sent it, a reply continues it, machines' mail does neither, the same mail twice is
-one message, and refused mail is answered with the reason and leaves nothing behind."""
+one message, and refused mail is answered with the reason and leaves nothing behind.
+An unknown sender's mail opens a ticket from a contact that only staff see until it is
+linked to a client; with ``unknown_senders`` = reject it is answered by a notice mail
+(a real SMTP server the test runs) and accepted."""
 
 from __future__ import annotations
 
@@ -11,11 +14,13 @@ import contextlib
 import imaplib
 import uuid
 from collections.abc import AsyncIterator
+from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
 
 import aiosmtplib
 import pytest
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from sqlalchemy import func, select
@@ -23,15 +28,22 @@ from sqlalchemy import func, select
 from devtools.devbroker import free_port
 from services.tickets.adapters.mail_imap import ImapFetcher, ImapMailbox
 from services.tickets.adapters.mail_inbound import InboundServer
+from services.tickets.adapters.mail_notice import SmtpNotices
 from services.tickets.app.mail_gateway import MailGateway, inbound_mails
 from services.tickets.copies import support
 from services.tickets.projections.queue import ticket_entries, tickets
+from shared.http.internal import issue_service_token
 from tests.http_util import eventually
 from tests.integration.test_tickets import (
+    SECRET,
     Stack,
     client,
+    department,
+    open_ticket,
     project,
+    seen_ids,
     stack,
+    staff,
     unique,
     until,
 )
@@ -262,7 +274,6 @@ async def test_refused_mail_is_answered_with_the_reason_and_leaves_nothing(stack
     try:
         async with smtp_gateway(stack) as port:
             cases = [
-                (mail("nobody@unknown.example.com", address, "Hi", "who am I"), "unknown_sender"),
                 (mail("x@spam.example.com", address, "Buy", "now"), "blocked_sender"),
                 (mail(email, "nowhere@desk.example.com", "Hi", "lost"), "unknown_address"),
                 (
@@ -337,10 +348,208 @@ async def test_mail_fetched_from_an_imap_mailbox_becomes_a_ticket_once(stack: St
         assert await asyncio.to_thread(left) == 0
         [row] = await until(stack, lambda conn: tickets_of(stack, client_id), lambda r: len(r) == 1)
         assert (row.department_id, row.subject) == (desk, "Backup failed")
-        assert (await recorded(stack, str(unknown["Message-ID"]))).status == "rejected"
+        assert (await recorded(stack, str(unknown["Message-ID"]))).status == "opened"  # a contact
 
         # The provider's server hands the same mail over again: still one ticket.
         await asyncio.to_thread(deliver, request)
         assert await fetcher.fetch_once() == 1
         version = await stack.app.store.stream_version(f"ticket-{row.ticket_id}")
         assert version == 1 and len(await tickets_of(stack, client_id)) == 1
+
+
+async def test_an_unknown_senders_mail_reaches_the_queue_and_a_link_makes_it_a_clients(
+    stack: Stack,
+) -> None:
+    """The visibility matrix of a ticket from a contact, before and after the link."""
+    main = await project(stack)
+    desk, address = await desk_with_address(stack, main)
+    elsewhere = await department(stack, "Elsewhere", providers=[main])
+    alice_id, alice = await client(stack, "alice-mail", main)
+    bob_id, _ = await client(stack, "bob-mail", main)
+    _, desk_staff = await staff(
+        stack, "desk", ["tickets.view", "tickets.reply", "tickets.transfer"], [desk]
+    )
+    _, replier = await staff(stack, "replier", ["tickets.view", "tickets.reply"], [desk])
+    _, other_staff = await staff(stack, "other", ["tickets.view", "tickets.transfer"], [elsewhere])
+    _, everywhere = await staff(stack, "all", ["tickets.view", "tickets.all_departments"])
+    stranger = f"{unique('stranger')}@elsewhere.example.com"
+    first = mail(f"Jane Stranger <{stranger}>", address, "Domain transfer", "Please move it")
+    async with smtp_gateway(stack) as port:
+        assert await send(port, first) == "250"
+        seen = await recorded(stack, str(first["Message-ID"]))
+        assert seen.status == "opened", seen
+        ticket_id = seen.ticket_id
+        row = await until(
+            stack,
+            lambda conn: _ticket_row(conn, ticket_id),
+            lambda r: r is not None,
+        )
+        assert (row.origin, row.department_id, row.subject) == ("contact", desk, "Domain transfer")
+        assert row.client_id.startswith("contact-") and row.number is not None
+        # The contact's address and name are sealed in the log (the contact's own key).
+        [opened] = await stack.app.store.read_stream(f"ticket-{ticket_id}")
+        assert opened.data["contact_email"].startswith("sealed:v1:")
+        assert stranger not in str(opened.data) and "Jane" not in str(opened.data)
+
+        page = await stack.tickets.get(f"/tickets/{ticket_id}", headers=desk_staff)
+        assert page.status_code == 200, page.text
+        assert page.json()["contact"]["email"] == stranger
+        assert page.json()["contact"]["name"] == "Jane Stranger"
+        assert page.json()["entries"][0]["body"] == "Please move it"
+
+        async def matrix(position: int, alice_sees: bool) -> None:
+            for who, headers, expected in (
+                ("desk", desk_staff, True),
+                ("all departments", everywhere, True),
+                ("other department", other_staff, False),
+                ("alice", alice, alice_sees),
+            ):
+                answer = await stack.tickets.get(
+                    f"/tickets/{ticket_id}", params={"min_position": position}, headers=headers
+                )
+                assert answer.status_code == (200 if expected else 404), (who, answer.text)
+                assert (ticket_id in await seen_ids(stack, headers, position)) == expected, who
+
+        await matrix(0, alice_sees=False)
+
+        # The contact answers by mail in the thread: the contact's ticket goes on.
+        thread = f"<ticket-{ticket_id}@backoffice.localhost>"
+        answer = mail(stranger, address, "Re: Domain transfer", "Any news?", References=thread)
+        assert await send(port, answer) == "250"
+        assert (await recorded(stack, str(answer["Message-ID"]))).ticket_id == ticket_id
+        # Someone else naming that ticket does not get into it: a contact ticket of their own.
+        intruder = mail("intruder@elsewhere.example.com", address, "Re: x", "hi", References=thread)
+        assert await send(port, intruder) == "250"
+        assert (await recorded(stack, str(intruder["Message-ID"]))).ticket_id != ticket_id
+
+        # Staff reply; the notifier learns where it goes (the contact) from the internal API.
+        replied = await stack.tickets.post(
+            f"/tickets/{ticket_id}/messages", json={"body": "Done"}, headers=desk_staff
+        )
+        assert replied.status_code == 201, replied.text
+        token = issue_service_token(SECRET.get_secret_value(), "notifier")
+        service = {"Authorization": f"Bearer {token}"}
+        internal = await stack.tickets.get(
+            f"/internal/tickets/{ticket_id}/messages/{replied.json()['message_id']}",
+            params={"min_position": replied.json()["position"]},
+            headers=service,
+        )
+        assert internal.status_code == 200, internal.text
+        assert internal.json()["contact"]["email"] == stranger
+
+    # Linking: the right, the client's existence, the ticket's kind, once.
+    path = f"/tickets/{ticket_id}/client"
+    denied = await stack.tickets.post(path, json={"client_id": alice_id}, headers=replier)
+    assert denied.status_code == 403, denied.text
+    hidden = await stack.tickets.post(path, json={"client_id": alice_id}, headers=other_staff)
+    assert hidden.status_code == 404, hidden.text
+    unknown = await stack.tickets.post(path, json={"client_id": "no-such"}, headers=desk_staff)
+    assert unknown.status_code == 422 and "client_id" in unknown.text, unknown.text
+    empty = await stack.tickets.post(path, json={}, headers=desk_staff)
+    assert empty.status_code == 422 and "client_id" in empty.text, empty.text
+    linked = await stack.tickets.post(path, json={"client_id": alice_id}, headers=desk_staff)
+    assert linked.status_code == 200, linked.text
+    again = await stack.tickets.post(path, json={"client_id": alice_id}, headers=desk_staff)
+    assert again.status_code == 200 and again.json()["version"] == linked.json()["version"]
+    other = await stack.tickets.post(path, json={"client_id": bob_id}, headers=desk_staff)
+    assert other.status_code == 409 and "already_linked" in other.text, other.text
+    own = await open_ticket(stack, alice, desk)
+    not_contact = await stack.tickets.post(
+        f"/tickets/{own['id']}/client", json={"client_id": alice_id}, headers=desk_staff
+    )
+    assert not_contact.status_code == 409 and "not_from_a_contact" in not_contact.text
+
+    position = linked.json()["position"]
+    await matrix(position, alice_sees=True)
+    mine = await stack.tickets.get(
+        f"/tickets/{ticket_id}", params={"min_position": position}, headers=alice
+    )
+    body = mine.json()
+    assert body["client_id"] == alice_id and body["contact"] is None  # who wrote: staff only
+    assert [e["body"] for e in body["entries"] if e["type"] in ("opened", "message")] == [
+        "Please move it", "Any news?", "Done",
+    ]  # fmt: skip
+    assert "linked_to_client" not in {e["type"] for e in body["entries"]}
+    assert alice_id in {t["client_id"] for t in (await stack.tickets.get(
+        "/tickets", params={"client_id": alice_id, "min_position": position}, headers=desk_staff
+    )).json()}  # fmt: skip
+    # The link is the client's now: a reply by the notifier goes to the client, not the contact.
+    later = await stack.tickets.post(
+        f"/tickets/{ticket_id}/messages", json={"body": "And more"}, headers=desk_staff
+    )
+    internal = await stack.tickets.get(
+        f"/internal/tickets/{ticket_id}/messages/{later.json()['message_id']}",
+        params={"min_position": later.json()["position"]},
+        headers=service,
+    )
+    assert internal.json()["contact"] is None and internal.json()["client_id"] == alice_id
+
+
+async def _ticket_row(conn: Any, ticket_id: str) -> Any:
+    return (await conn.execute(tickets.select().where(tickets.c.ticket_id == ticket_id))).first()
+
+
+class _Sink:
+    """A real SMTP server (aiosmtpd) that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, list[str], bytes]] = []
+        self.arrived = asyncio.Event()
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        content = envelope.original_content or b""
+        assert isinstance(content, bytes)
+        self.received.append((envelope.mail_from or "", list(envelope.rcpt_tos), content))
+        self.arrived.set()
+        return "250 OK"
+
+
+async def test_the_reject_setting_answers_an_unknown_sender_with_a_notice(stack: Stack) -> None:
+    main = await project(stack)
+    _, address = await desk_with_address(stack, main)
+    gateway: MailGateway = stack.tickets_app.state.runtime.composed.mail_gateway
+    sink = _Sink()
+    loop = asyncio.get_running_loop()
+    sink_port = free_port()
+    server = await loop.create_server(lambda: SMTP(sink, loop=loop), "127.0.0.1", sink_port)
+    before, gateway.notices = (
+        gateway.notices,
+        SmtpNotices("127.0.0.1", sink_port, f"Support <{address}>"),
+    )
+    settings = await stack.tickets.put(
+        "/support/settings", json={"unknown_senders": "reject"}, headers=stack.admin
+    )
+    assert settings.status_code == 200, settings.text
+    numbering = stack.app.numbering.state.version
+    try:
+        shown = await stack.tickets.get("/support/settings", headers=stack.admin)
+        assert shown.json()["unknown_senders"] == "reject"
+        bad = await stack.tickets.put(
+            "/support/settings", json={"unknown_senders": "maybe"}, headers=stack.admin
+        )
+        assert bad.status_code == 422 and "unknown_senders" in bad.text, bad.text
+        stranger = f"{unique('stranger')}@elsewhere.example.com"
+        request = mail(stranger, address, "Buy hosting", "How much?")
+        async with smtp_gateway(stack) as port:
+            assert await send(port, request) == "250"  # accepted: no bounce to bounce back
+            await asyncio.wait_for(sink.arrived.wait(), 10)  # sent before the 250, in fact
+            [(envelope_from, to, raw)] = sink.received
+            assert envelope_from in ("", "<>") and to == [stranger]  # the null return path
+            notice = message_from_bytes(raw, policy=policy.default)
+            assert notice["Auto-Submitted"] == "auto-replied"
+            assert notice["In-Reply-To"] == request["Message-ID"]
+            assert str(notice["Subject"]) == "Not accepted: Buy hosting"
+            assert stranger in str(notice.get_body(("plain",)).get_content())  # type: ignore[union-attr]
+            # The same mail again (a retry): recognised, no second notice.
+            assert await send(port, request) == "250"
+        seen = await recorded(stack, str(request["Message-ID"]))
+        assert (seen.status, seen.reason, seen.ticket_id) == ("declined", "unknown_sender", None)
+        assert len(sink.received) == 1
+        assert stack.app.numbering.state.version == numbering  # no ticket was begun
+    finally:
+        gateway.notices = before
+        server.close()
+        reset = await stack.tickets.put(
+            "/support/settings", json={"unknown_senders": "open"}, headers=stack.admin
+        )
+        assert reset.status_code == 200, reset.text

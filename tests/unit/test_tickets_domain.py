@@ -8,13 +8,21 @@ import pytest
 
 from services.tickets.domain.events import (
     TicketClosed,
+    TicketLinkedToClient,
     TicketMessagePosted,
     TicketOpened,
     TicketRated,
     TicketReopened,
     TicketTransferred,
 )
-from services.tickets.domain.ticket import Author, Ticket, TicketChanged, thread_id
+from services.tickets.domain.ticket import (
+    Author,
+    Ticket,
+    TicketChanged,
+    contact_id,
+    seen_by_client,
+    thread_id,
+)
 from shared.domain.aggregate import Conflict, DomainError, NotFound
 from shared.domain.events import Actor, DomainEvent
 
@@ -234,3 +242,41 @@ def test_unknown_tickets_and_thread_ids() -> None:
         Ticket().post(STAFF, "hello")
     assert Ticket().auto_close(T0) == [] and Ticket().request_rating(None) == []
     assert thread_id("c-1", "m-1") == thread_id("c-1", "m-1") != thread_id("c-2", "m-1")
+
+
+def test_a_contacts_ticket_is_linked_to_one_client_once() -> None:
+    clock = Clock()
+    contact = contact_id("<first@elsewhere.example.com>")
+    assert contact.startswith("contact-") and contact != contact_id("<second@x>")
+    with pytest.raises(DomainError) as no_address:
+        Ticket.open("t-1", client_id=contact, department_id="d-1", subject="s", body="b",
+                    origin="contact")  # fmt: skip
+    assert no_address.value.field == "contact_email"
+    with pytest.raises(DomainError):  # a contact's ticket never belongs to a client id
+        Ticket.open("t-1", client_id="c-1", department_id="d-1", subject="s", body="b",
+                    origin="contact", contact_email="x@y")  # fmt: skip
+    events = Ticket.open(
+        "t-1", client_id=contact, department_id="d-1", subject="Hi", body="Help",
+        origin="contact", contact_email="x@elsewhere.example.com", contact_name="X",
+    )  # fmt: skip
+    ticket = apply(Ticket(), events, clock.now, Actor(contact, "client"))
+    assert (ticket.contact_id, ticket.contact_email, ticket.client_id) == (
+        contact, "x@elsewhere.example.com", contact,
+    )  # fmt: skip
+    [linked] = ticket.link_to_client("c-1", "co-1", "p-1")
+    assert isinstance(linked, TicketLinkedToClient) and linked.contact_id == contact
+    assert not seen_by_client(linked)
+    apply(ticket, [linked], clock.tick(), STAFF_ACTOR)
+    assert (ticket.client_id, ticket.company_id, ticket.contact_email) == (
+        "c-1", "co-1", "x@elsewhere.example.com",
+    )  # fmt: skip
+    assert ticket.link_to_client("c-1", "co-1", "p-1") == []  # the same client: nothing
+    with pytest.raises(Conflict) as other:
+        ticket.link_to_client("c-2", None, None)
+    assert other.value.code == "already_linked"
+    # The contact's later mail is the client's side, on the client's key.
+    [posted] = ticket.post(Author("client", contact), "More")
+    assert isinstance(posted, TicketMessagePosted) and posted.client_id == "c-1"
+    with pytest.raises(Conflict) as own:
+        opened(Clock()).link_to_client("c-1", None, None)
+    assert own.value.code == "not_from_a_contact"

@@ -241,6 +241,7 @@ class Processor:
         extra: dict[str, str] = {}
         by_language: dict[Language, dict[str, str]] = {}
         conversation = Conversation()
+        message: dict[str, Any] | None = None
         if event.type == "ClientMessaged":
             client_id = str(d["client_id"])
             violation = d.get("violation")
@@ -302,7 +303,13 @@ class Processor:
             by_language = {lang: {"department": names.get(lang, "")} for lang in ("en", "ru")}
         else:
             return []
-        card = await self.clients.card(client_id)
+        contact = message.get("contact") if kind == "staff_reply" and message else None
+        if contact:
+            # A ticket from a contact (an unknown sender's mail, not yet a client's):
+            # the reply goes to the address that wrote, sealed with the contact's key.
+            card: ClientCard | None = contact_card(contact)
+        else:
+            card = await self.clients.card(client_id)
         if card is None:
             log.warning(
                 "notifier.client_unknown", client_id=client_id, event_id=str(event.event_id)
@@ -384,6 +391,19 @@ class Processor:
                 derived_id(source_event_id, f"{stream}/{timer.version}") for _ in events
             ],
         )
+
+
+def contact_card(contact: dict[str, Any]) -> ClientCard | None:
+    """A contact of a ticket as the recipient of its replies (None once erased)."""
+    email = contact.get("email")
+    if not email:
+        return None
+    return ClientCard(
+        client_id=str(contact["contact_id"]),
+        language="en",
+        email=str(email),
+        contact_person=contact.get("name") or None,
+    )
 
 
 def _format(moment: datetime) -> str:

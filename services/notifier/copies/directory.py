@@ -145,6 +145,12 @@ async def apply(conn: AsyncConnection, event: RecordedEvent) -> None:
             "department_id": d.get("department_id"), "assignee_id": d.get("assignee_id"),
             "message_ref": d.get("message_ref"),
         })  # fmt: skip
+    elif kind == "TicketLinkedToClient":  # a contact's ticket is now the client's
+        await conn.execute(
+            update(tickets)
+            .where(tickets.c.ticket_id == d["ticket_id"])
+            .values(client_id=d["client_id"])
+        )
     elif kind == "TicketAssigned":
         await conn.execute(
             update(tickets)

@@ -47,7 +47,7 @@ from services.tickets.domain.catalog import (
     TemplatePatch,
     check_id,
 )
-from services.tickets.domain.catalog_events import LocalizedText, RatingMode
+from services.tickets.domain.catalog_events import LocalizedText, RatingMode, UnknownSenders
 from services.tickets.projections.catalog import (
     announcements,
     categories,
@@ -132,6 +132,7 @@ class SettingsOut(BaseModel):
     close_after_days: int | None
     rate_after_days: int | None
     rating_mode: RatingMode
+    unknown_senders: UnknownSenders
     version: int
 
 
@@ -426,6 +427,7 @@ async def get_settings(app: SupportCatalogDep, _: Anyone, __: CaughtUp) -> Setti
         close_after_days=current.close_after_days,
         rate_after_days=current.rate_after_days,
         rating_mode=current.rating_mode,
+        unknown_senders=current.unknown_senders,
         version=current.version,
     )
 
@@ -437,7 +439,9 @@ async def put_settings(
     """Set the fields given (the others keep their values); answers ``id`` ``support-settings``.
 
     ``transfer_notices_shown`` 0-100, ``close_after_days`` null (never) or 1-365,
-    ``rate_after_days`` null (never) or 0-365, ``rating_mode`` message or ticket.
+    ``rate_after_days`` null (never) or 0-365, ``rating_mode`` message or ticket,
+    ``unknown_senders`` open (mail from an unknown address opens a ticket from a
+    contact) or reject (it is answered with a notice instead).
     """
     return await app.change_settings(principal.actor, body)
 

@@ -6,7 +6,9 @@ this service, so the notifier asks here, when a reply is to be mailed, for the
 reply's text, the ticket's number and subject, and the files to attach;
 ``?min_position=`` (the position of the event the notice is for) waits for the
 read model to have it.
-Internal notes are never handed out.
+Internal notes are never handed out. A ticket that still belongs to a contact
+(an unknown sender's mail, not yet linked to a client) names the contact's
+address and name in ``contact``: the reply goes to them by mail.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from sqlalchemy import select
 
 from services.tickets.api.deps import TicketsDep
 from services.tickets.copies import support
-from services.tickets.projections.queue import ticket_entries, tickets
+from services.tickets.domain.ticket import is_contact
+from services.tickets.projections.queue import ticket_contacts, ticket_entries, tickets
 from shared.http.api import CaughtUp
 from shared.http.downloads import download
 from shared.http.internal import require_service
@@ -38,6 +41,12 @@ class FileOut(BaseModel):
     size: int
 
 
+class ContactOut(BaseModel):
+    contact_id: str
+    email: str | None  # None once erased
+    name: str | None
+
+
 class TicketMessageOut(BaseModel):
     """A message of a ticket as a mail to the client carries it."""
 
@@ -50,6 +59,7 @@ class TicketMessageOut(BaseModel):
     body: str | None
     attachments: list[FileOut]
     reply_to: str | None  # the department's inbound address
+    contact: ContactOut | None = None  # the ticket is still a contact's: mail them
 
 
 @router.get("/tickets/{ticket_id}/messages/{message_id}")
@@ -71,6 +81,13 @@ async def ticket_message(
             )
         ).first()
         reply_to = await support.inbound_address(conn, ticket.department_id if ticket else None)
+        contact = None
+        if ticket is not None and is_contact(ticket.client_id):
+            contact = (
+                await conn.execute(
+                    select(ticket_contacts).where(ticket_contacts.c.ticket_id == ticket_id)
+                )
+            ).first()
     if ticket is None or entry is None:
         raise not_found(f"message {message_id} of ticket {ticket_id}")
     files = orjson.loads(entry.attachments) if entry.attachments else []
@@ -84,6 +101,9 @@ async def ticket_message(
         body=entry.body,
         attachments=[FileOut(**{k: f[k] for k in FileOut.model_fields}) for f in files],
         reply_to=reply_to,
+        contact=ContactOut(contact_id=contact.contact_id, email=contact.email, name=contact.name)
+        if contact is not None
+        else None,
     )
 
 

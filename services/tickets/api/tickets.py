@@ -15,6 +15,10 @@ personal data of the clients context): ``subject`` and the first entry's
 ``body`` are null and ``message_ref`` names the message; read it with
 ``GET /clients/{client_id}/messages`` at the clients service.
 
+Tickets from contacts (an unknown sender's mail, ``origin`` ``contact``): their
+``client_id`` is the contact's id (``contact-…``) until staff link them to a
+client (``POST /tickets/{id}/client``); staff see who wrote in ``contact``.
+
 Files: ``POST /tickets/attachments`` (multipart ``file``) keeps one and
 answers its ``attachment_id``; ``attachments: [ids]`` on an opening or a
 message sends them with it. ``GET /tickets/{id}/attachments/{attachment_id}``
@@ -52,7 +56,7 @@ from services.tickets.projections.queries import (
     page_query,
     total,
 )
-from services.tickets.projections.queue import ticket_entries, tickets
+from services.tickets.projections.queue import ticket_contacts, ticket_entries, tickets
 from shared.access.control import Principal
 from shared.application.commands import CommandAnswer
 from shared.domain.business_hours import expected_response_at
@@ -255,7 +259,7 @@ class EntryOut(BaseModel):
     version: int
     type: Literal[
         "opened", "message", "internal_note", "assigned", "transfer", "closed", "reopened",
-        "rated", "rating_requested",
+        "rated", "rating_requested", "linked_to_client",
     ]  # fmt: skip
     at: datetime
     message_id: str | None
@@ -268,8 +272,17 @@ class EntryOut(BaseModel):
     attachments: list[AttachmentOut] = []
 
 
+class ContactOut(BaseModel):
+    """Who wrote a ticket from a contact (null once erased)."""
+
+    contact_id: str
+    email: str | None
+    name: str | None
+
+
 class TicketDetailOut(TicketOut):
     entries: list[EntryOut]
+    contact: ContactOut | None = None  # staff only: the unknown sender who opened it
 
 
 _TICKET_COLUMNS = tuple(name for name in TicketOut.model_fields if name != "id")
@@ -386,8 +399,18 @@ async def get_ticket(ticket_id: str, db: ReadDB, _: CaughtUp, principal: Caller)
         query = query.where(ticket_entries.c.visible_to_client.is_(True))
     async with db.engine.connect() as conn:
         entries = list(await conn.execute(query.order_by(ticket_entries.c.version)))
+        contact = None
+        if not client and row.origin == "contact":
+            contact = (
+                await conn.execute(
+                    select(ticket_contacts).where(ticket_contacts.c.ticket_id == ticket_id)
+                )
+            ).first()
     return TicketDetailOut(
         **_ticket(row).model_dump(),
+        contact=ContactOut(contact_id=contact.contact_id, email=contact.email, name=contact.name)
+        if contact is not None
+        else None,
         entries=[
             EntryOut(
                 version=e.version,
@@ -427,6 +450,11 @@ class AssignIn(StrictBody):
 class TransferIn(StrictBody):
     department_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
     staff_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
+    expected_version: int | None = Field(default=None, ge=1)
+
+
+class LinkIn(StrictBody):
+    client_id: str = Field(min_length=1, max_length=MAX_ID)
     expected_version: int | None = Field(default=None, ge=1)
 
 
@@ -487,6 +515,25 @@ async def transfer(
     """To another department (into its queue, nobody assigned) and/or staff member."""
     seen = _seen(body.expected_version, expected_version)
     return await _run(app.transfer(principal, ticket_id, body.department_id, body.staff_id, seen))
+
+
+@router.post("/tickets/{ticket_id}/client", tags=["tickets"])
+async def link_to_client(
+    ticket_id: str,
+    body: LinkIn,
+    app: TicketsDep,
+    principal: Caller,
+    expected_version: SeenQuery = None,
+) -> CommandAnswer:
+    """Hand a ticket from a contact (an unknown sender's mail) to a client, who sees it
+    from then on (staff with ``tickets.transfer`` who see the ticket).
+
+    422 on ``client_id`` for a client this service does not know; 409
+    ``not_from_a_contact`` for a client's own ticket, ``already_linked`` when it
+    belongs to another client already; the same client again changes nothing.
+    """
+    seen = _seen(body.expected_version, expected_version)
+    return await _run(app.link_to_client(principal, ticket_id, body.client_id, seen))
 
 
 @router.post("/tickets/{ticket_id}/close", tags=["tickets"])

@@ -343,6 +343,7 @@ class SupportCatalog:
             close_after_days=current.close_after_days,
             rate_after_days=current.rate_after_days,
             rating_mode=current.rating_mode,
+            unknown_senders=current.unknown_senders,
         )
 
     async def paid_balance(self, client_id: str) -> int:

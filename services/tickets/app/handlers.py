@@ -17,6 +17,15 @@
   destroys the client's key here, and the notifier's ``DeadlineExpired``
   closes silent tickets and asks for ratings.
 
+* Contacts (``open_for_contact``, ``post_from_contact``, ``link_to_client``):
+  mail from an address that is no client's opens a ticket from a contact in
+  the department of the address it was sent to (a support department that does
+  not charge; a blocking announcement refuses it as it refuses clients); the
+  same address may continue it by mail; staff with ``tickets.transfer`` (the
+  right that decides whose queue and hands a ticket is in) link it to a known
+  client, who sees it from then on. Erasing that client destroys the contact's
+  key as well: the ticket's earlier texts are sealed with it.
+
 * Files: uploaded first (``upload``, the kernel's ``shared.readmodel.attachments``
   checks type, size and the scanner), then named by a message or an opening;
   only their uploader may name them. A message's files are downloaded under
@@ -44,7 +53,7 @@ from services.tickets.app.ports import CatalogPort, SupportSettings
 from services.tickets.copies import support
 from services.tickets.domain.events import TICKET_EVENTS, registry
 from services.tickets.domain.ticket import Author, Ticket, stream_name, thread_id
-from services.tickets.projections.queue import ticket_entries, tickets
+from services.tickets.projections.queue import ticket_contacts, ticket_entries, tickets
 from shared.access.control import Access, Principal
 from shared.access.rating_links import RatingLink
 from shared.application.commands import CommandAnswer, append, decide_and_append
@@ -88,6 +97,20 @@ class OpenDraft:
     client_id: str | None = None  # staff opening on behalf of a client
     attachment_ids: tuple[str, ...] = ()
     ticket_id: str | None = None  # derived from what asked for it (a mail): a retry finds it
+
+
+@dataclass(frozen=True)
+class ContactDraft:
+    """A ticket from a contact (an unknown sender's mail), as the mail gateway asks for it."""
+
+    contact_id: str  # ``domain.ticket.contact_id`` of the mail
+    email: str
+    name: str | None
+    department_id: str
+    subject: str
+    body: str
+    ticket_id: str
+    attachment_ids: tuple[str, ...] = ()  # kept by the gateway, uploaded by the contact
 
 
 @dataclass(frozen=True)
@@ -218,6 +241,106 @@ class Tickets:
         return MessageAnswer(
             ticket_id, result.stream_version, result.position, _first(opened), number
         )
+
+    async def open_for_contact(self, draft: ContactDraft) -> MessageAnswer:
+        """A ticket from a contact in the department of the address it wrote to."""
+        now = self.clock()
+        async with self.db.reading() as conn:
+            department = await support.department(conn, draft.department_id)
+            hours = await support.hours_of(conn, draft.department_id)
+            blocking = await self.catalog.blocking_announcement(now, conn)
+        if department is None or not department.open_for_support:
+            raise DomainError("department_id", "not a department of the support center")
+        if department.charge_requests:
+            # A contact has no paid requests to take one from.
+            raise DomainError("department_id", "this department takes requests from clients only")
+        files = await self._uploaded_by(draft.contact_id, draft.attachment_ids)
+        draft_events = Ticket.open(
+            draft.ticket_id,
+            client_id=draft.contact_id,
+            department_id=department.department_id,
+            subject=draft.subject,
+            body=draft.body,
+            origin="contact",
+            due_at=expected_response_at(hours, now, self.response_hours),
+            files=files,
+            contact_email=draft.email,
+            contact_name=draft.name,
+        )
+        if blocking is not None:
+            raise Conflict(
+                "blocked_by_announcement", f"new tickets are not accepted now: {blocking.text}"
+            )
+        actor = Actor(id=draft.contact_id, kind="client")
+        number = await self.numbering.take(draft.ticket_id, actor)
+        try:
+            events = [e.model_copy(update={"number": number}) for e in draft_events]
+            result = await append(
+                self.store, registry, stream_name(draft.ticket_id), events, 0,
+                actor=actor, sealer=self.sealer,
+            )  # fmt: skip
+        except BaseException:
+            await self.numbering.give_back(number, draft.ticket_id, actor)
+            raise
+        assert result is not None
+        log.info("tickets.opened_by_contact", ticket_id=draft.ticket_id, number=number)
+        return MessageAnswer(
+            draft.ticket_id, result.stream_version, result.position, _first(events[0]), number
+        )
+
+    async def post_from_contact(
+        self,
+        ticket_id: str,
+        sender: str,
+        body: str,
+        attachment_ids: tuple[str, ...] = (),
+        *,
+        message_id: str,
+    ) -> MessageAnswer:
+        """A contact's mail continues the ticket it opened (the address must be the one
+        that opened it; otherwise 404, as if there were no such ticket)."""
+        ticket = await self.load(ticket_id)
+        if not ticket.exists or ticket.contact_id is None or ticket.contact_email != sender:
+            raise NotFound(f"ticket {ticket_id}")
+        contact = ticket.contact_id
+        files = await self._uploaded_by(contact, attachment_ids)
+
+        async def decide(ticket: Ticket) -> list[DomainEvent]:
+            if message_id in ticket.messages:
+                return []  # posted by an earlier attempt
+            due = await self._due(ticket.department_id, self.clock())
+            return ticket.post(
+                Author("client", contact), body, message_id=message_id, due_at=due, files=files
+            )
+
+        answer = await decide_and_append(
+            self.store,
+            registry,
+            stream_name(ticket_id),
+            Ticket,
+            decide,
+            answer_id=ticket_id,
+            actor=Actor(id=contact, kind="client"),
+            sealer=self.sealer,
+            loader=lambda: self.load(ticket_id),
+        )
+        return MessageAnswer(answer.id, answer.version, answer.position, message_id)
+
+    async def link_to_client(
+        self, principal: Principal, ticket_id: str, client_id: str, seen: int | None
+    ) -> CommandAnswer:
+        """Hand a contact's ticket to a client this service knows (422 on ``client_id``
+        otherwise); 409 ``already_linked`` / ``not_from_a_contact`` (``domain.ticket``)."""
+        self._staff_right(principal, "tickets.transfer")
+        async with self.db.reading() as conn:
+            client = await support.client(conn, client_id)
+        if client is None or client.erased:
+            raise DomainError("client_id", f"no client {client_id}")
+
+        async def decide(ticket: Ticket) -> list[DomainEvent]:
+            return ticket.link_to_client(client_id, client.company_id, client.project_id)
+
+        return await self._command(principal, ticket_id, seen, decide)
 
     # ---------------------------------------------------------------- conversation
 
@@ -439,11 +562,16 @@ class Tickets:
         self, principal: Principal, attachment_ids: tuple[str, ...]
     ) -> list[tuple[AttachmentRecord, str]]:
         """The files a message names: uploaded, and by the caller."""
+        return await self._uploaded_by(principal.id, attachment_ids)
+
+    async def _uploaded_by(
+        self, uploader: str, attachment_ids: tuple[str, ...]
+    ) -> list[tuple[AttachmentRecord, str]]:
         if not attachment_ids:
             return []
         uploaded = await self._file_store().uploaded(attachment_ids, "attachments")
         for stored in uploaded:
-            if stored.uploaded_by != principal.id:
+            if stored.uploaded_by != uploader:
                 raise DomainError(
                     "attachments", f"no attachment {stored.record.attachment_id}"
                 )  # as if unknown: another's upload is none of the caller's business
@@ -676,6 +804,17 @@ class Tickets:
             return
         await self.keys.destroy_in(conn, client_id)
         owned = select(tickets.c.ticket_id).where(tickets.c.client_id == client_id)
+        # Tickets linked to the client from a contact: their first texts are the contact's.
+        contacts = await conn.execute(
+            select(ticket_contacts.c.contact_id).where(ticket_contacts.c.ticket_id.in_(owned))
+        )
+        for (contact,) in list(contacts):
+            await self.keys.destroy_in(conn, contact)
+        await conn.execute(
+            update(ticket_contacts)
+            .where(ticket_contacts.c.ticket_id.in_(owned))
+            .values(email=None, name=None)
+        )
         await conn.execute(
             update(tickets).where(tickets.c.client_id == client_id).values(subject=None)
         )

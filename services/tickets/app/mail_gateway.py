@@ -15,12 +15,25 @@ Routing (``receive``):
 2. a blocked sender, a mail too large or with too many or refused files, or an
    unusable one is refused with the reason (5xx), nothing written;
 3. the sender is the client with that e-mail, or a company contact's client
-   (the clients service's internal API); an unknown sender is refused
-   (``unknown_sender``: opening tickets from unknown contacts is not built yet);
+   (the clients service's internal API);
 4. a mail naming a ticket (threading headers, ``[#1042]`` in the subject) that
    the sender may write to continues it, as the client's message;
 5. otherwise it opens a ticket in the department whose inbound address it was
    sent to, with the same checks as ``POST /tickets``.
+
+An unknown sender (no client writes from the address) follows the support
+setting ``unknown_senders``:
+
+* ``open`` (the default): the mail continues the contact's own ticket it names
+  (the address must be the one that opened it), or opens a ticket *from a
+  contact* in the department of the address: the contact's address and name
+  sealed with the contact's own key, in the staff queue, seen by no client
+  until staff link it to one (``Tickets.link_to_client``);
+* ``reject``: the sender gets a short notice by mail (``NoticeMailer``; to the
+  envelope sender, with an empty return path and ``Auto-Submitted:
+  auto-replied``, so nothing answers it) and the SMTP transaction is accepted
+  (250, status ``declined``): a 5xx would make the sender's server bounce, and
+  a bounce to a forged sender is backscatter. Without a mailer it is a 550.
 
 Metrics: ``mail_received_total``, ``mail_tickets_opened_total``,
 ``mail_tickets_continued_total``, ``mail_rejected_total{reason}``,
@@ -39,9 +52,10 @@ import structlog
 from prometheus_client import Counter
 from sqlalchemy import Column, LargeBinary, MetaData, String, Table, delete, select, update
 
-from services.tickets.app.handlers import NotAllowed, OpenDraft, Tickets
+from services.tickets.app.handlers import ContactDraft, NotAllowed, OpenDraft, Tickets
 from services.tickets.copies import support
 from services.tickets.domain import inbound
+from services.tickets.domain.ticket import contact_id as contact_of
 from services.tickets.projections.queue import tickets
 from shared.access import Access, Principal
 from shared.domain import Conflict, DomainError, NotFound, PaymentRequired
@@ -69,7 +83,8 @@ inbound_mails = Table(
     Column("received_at", UtcDateTime(), nullable=False, index=True),
     Column("mail_from", String(320), nullable=False),
     Column("raw", LargeBinary, nullable=True),  # pruned after keep_days
-    Column("status", String(16), nullable=False),  # received/opened/continued/ignored/rejected
+    # received / opened / continued / ignored / rejected / declined (answered with a notice)
+    Column("status", String(16), nullable=False),
     Column("reason", String(200), nullable=True),
     Column("ticket_id", String(64), nullable=True),
 )
@@ -81,11 +96,27 @@ class Senders(Protocol):
         ...
 
 
+class NoticeMailer(Protocol):
+    async def send_notice(self, to: str, subject: str, body: str, in_reply_to: str) -> None:
+        """Mail ``to`` an answer about their mail (an auto-reply: nothing answers it)."""
+        ...
+
+
+NOTICE_SUBJECT = "Not accepted: {subject}"
+NOTICE_BODY = (
+    'Your mail "{subject}" to {address} was not accepted: this address takes\n'
+    "requests from our clients only, and no client account uses {sender}.\n\n"
+    "Please write again from the e-mail address of your client account, or log in\n"
+    "and open a request there.\n\n"
+    "This is an automatic answer.\n"
+)
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What became of a mail: ``status`` and, when refused, the reason (a code)."""
 
-    status: str  # opened / continued / ignored / rejected / duplicate
+    status: str  # opened / continued / ignored / rejected / declined / duplicate
     reason: str | None = None
     ticket_id: str | None = None
     temporary: bool = False  # worth another try (the SMTP answer is 451)
@@ -113,6 +144,7 @@ class MailGateway:
     keep_days: float = 30.0
     blocked: frozenset[str] = frozenset()  # addresses, or domains as "@example.com"
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    notices: NoticeMailer | None = None  # the notice of a refused unknown sender
 
     async def start(self) -> None:
         await self.db.create_tables(metadata)
@@ -162,7 +194,7 @@ class MailGateway:
                 raise Refused("file_refused", error.message) from None
         client_id = await self.senders.client_of(mail.sender)
         if client_id is None:
-            raise Refused("unknown_sender", "no client writes from this address")
+            return await self._from_unknown(mail)
         async with self.db.reading() as conn:
             known = await support.client(conn, client_id)
         access = self.access(client_id)
@@ -208,8 +240,68 @@ class MailGateway:
         log.info("mail.opened", ticket_id=new_id, message_id=mail.message_id)
         return Outcome("opened", ticket_id=new_id)
 
-    async def _named_ticket(self, mail: inbound.InboundMail, principal: Principal) -> str | None:
-        """The ticket the mail answers, if the sender may write to it."""
+    async def _from_unknown(self, mail: inbound.InboundMail) -> Outcome:
+        """Mail from an address that is no client's (see ``unknown_senders`` above)."""
+        settings = await self.tickets.settings()
+        if settings.unknown_senders == "reject":
+            if self.notices is None or not mail.return_path:
+                raise Refused("unknown_sender", "no client writes from this address")
+            address = mail.recipients[0] if mail.recipients else "this address"
+            await self.notices.send_notice(
+                mail.return_path,
+                NOTICE_SUBJECT.format(subject=mail.subject),
+                NOTICE_BODY.format(subject=mail.subject, address=address, sender=mail.sender),
+                mail.message_id,
+            )
+            REJECTED.labels("unknown_sender").inc()
+            log.info("mail.declined", reason="unknown_sender", message_id=mail.message_id)
+            return Outcome("declined", "unknown_sender")
+        body = mail.text or "(no text)"
+        for ticket_id in await self._candidates(mail):
+            ticket = await self.tickets.load(ticket_id)
+            if not ticket.exists or ticket.contact_id is None:
+                continue
+            if ticket.contact_email != mail.sender or ticket.replies_forbidden:
+                continue
+            files = await self._keep_files(mail, ticket.contact_id, "continued")
+            try:
+                await self.tickets.post_from_contact(
+                    ticket_id, mail.sender, body, files,
+                    message_id=_derived("message", mail.message_id),
+                )  # fmt: skip
+            except (DomainError, Conflict, NotFound) as error:
+                raise Refused("not_accepted", _why(error)) from None
+            CONTINUED.inc()
+            log.info("mail.continued_by_contact", ticket_id=ticket_id)
+            return Outcome("continued", ticket_id=ticket_id)
+        department_id = await self._department(mail)
+        if department_id is None:
+            raise Refused("unknown_address", "no department takes mail at this address")
+        contact = contact_of(mail.message_id)
+        files = await self._keep_files(mail, contact, "opened")
+        new_id = _derived("ticket", mail.message_id)
+        draft = ContactDraft(
+            contact_id=contact,
+            email=mail.sender,
+            name=mail.sender_name,
+            department_id=department_id,
+            subject=mail.subject,
+            body=body,
+            ticket_id=new_id,
+            attachment_ids=files,
+        )
+        try:
+            await self.tickets.open_for_contact(draft)
+        except ConcurrencyError:
+            pass  # opened by an earlier attempt at this same mail
+        except (DomainError, Conflict, NotFound) as error:
+            raise Refused("not_accepted", _why(error)) from None
+        OPENED.inc()
+        log.info("mail.opened_by_contact", ticket_id=new_id, message_id=mail.message_id)
+        return Outcome("opened", ticket_id=new_id)
+
+    async def _candidates(self, mail: inbound.InboundMail) -> list[str]:
+        """The tickets a mail names: by its threading headers, then by the number."""
         candidates = list(mail.references)
         if mail.number is not None:
             async with self.db.reading() as conn:
@@ -220,7 +312,11 @@ class MailGateway:
                 ).scalar()
             if found:
                 candidates.append(str(found))
-        for ticket_id in candidates:
+        return candidates
+
+    async def _named_ticket(self, mail: inbound.InboundMail, principal: Principal) -> str | None:
+        """The ticket the mail answers, if the sender may write to it."""
+        for ticket_id in await self._candidates(mail):
             ticket = await self.tickets.load(ticket_id)
             if ticket.exists and ticket.client_id == principal.id and not ticket.replies_forbidden:
                 return ticket_id
@@ -237,6 +333,7 @@ class MailGateway:
     async def _keep_files(
         self, mail: inbound.InboundMail, client_id: str, purpose: str
     ) -> tuple[str, ...]:
+        # ``client_id``: the uploader the files are kept for (a client, or a contact).
         """The mail's files kept (checked before), with ids derived from the mail."""
         if not mail.files or self.tickets.files is None:
             return ()

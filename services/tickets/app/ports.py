@@ -37,6 +37,8 @@ class SupportSettings:
     close_after_days: int | None = 7
     rate_after_days: int | None = 1
     rating_mode: Literal["message", "ticket"] = "ticket"
+    # Mail from an address that is no client's: a ticket from a contact, or refused.
+    unknown_senders: Literal["open", "reject"] = "open"
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ Rules:
   after it starts and not in the past; ending it early ("delete") cuts it off
   at that moment, and ending one that is already over writes nothing;
 * settings: ``transfer_notices_shown`` 0–100, ``close_after_days`` null or
-  1–365, ``rate_after_days`` null or 0–365, ``rating_mode`` message or ticket;
+  1–365, ``rate_after_days`` null or 0–365, ``rating_mode`` message or ticket,
+  ``unknown_senders`` open or reject;
 * paid requests: staff credit 1–``MAX_CREDIT`` at a time; a ticket holds at
   most one request: taking one for a ticket that holds one writes nothing
   (a redelivered take), returning one for a ticket that holds none writes
@@ -65,6 +66,7 @@ from services.tickets.domain.catalog_events import (
     TicketCategoryChanged,
     TicketCategoryCreated,
     TicketCategoryDeleted,
+    UnknownSenders,
 )
 from shared.domain.aggregate import Aggregate, DomainError, NotFound, PaymentRequired
 from shared.domain.events import DomainEvent
@@ -198,6 +200,9 @@ class SettingsPatch(_Command):
     close_after_days: StrictInt | None = Field(default=None, description="null (never) or 1-365")
     rate_after_days: StrictInt | None = Field(default=None, description="null (never) or 0-365")
     rating_mode: RatingMode | None = None
+    unknown_senders: UnknownSenders | None = Field(
+        default=None, description="open (a ticket from a contact) or reject (with a notice)"
+    )
 
 
 class PaidCredit(_Command):
@@ -581,11 +586,12 @@ class SupportSettings(Aggregate):
         self.close_after_days: int | None = 7
         self.rate_after_days: int | None = 1
         self.rating_mode: RatingMode = "ticket"
+        self.unknown_senders: UnknownSenders = "open"
 
     def change(self, patch: SettingsPatch) -> list[DomainEvent]:
         """Set the fields given; values equal to the current ones write nothing."""
         given = set(patch.model_fields_set)
-        _require(given, patch, "transfer_notices_shown", "rating_mode")
+        _require(given, patch, "transfer_notices_shown", "rating_mode", "unknown_senders")
         after: dict[str, object] = {}
         if "transfer_notices_shown" in given:
             after["transfer_notices_shown"] = _in_range(
@@ -603,11 +609,16 @@ class SupportSettings(Aggregate):
             if patch.rating_mode not in ("message", "ticket"):
                 raise DomainError("rating_mode", "message or ticket")
             after["rating_mode"] = patch.rating_mode
+        if "unknown_senders" in given:
+            if patch.unknown_senders not in ("open", "reject"):
+                raise DomainError("unknown_senders", "open or reject")
+            after["unknown_senders"] = patch.unknown_senders
         names: tuple[SettingsField, ...] = (
             "transfer_notices_shown",
             "close_after_days",
             "rate_after_days",
             "rating_mode",
+            "unknown_senders",
         )
         changed = [n for n in names if n in after and after[n] != getattr(self, n)]
         if not changed:
@@ -621,6 +632,7 @@ class SupportSettings(Aggregate):
             self.close_after_days = event.close_after_days
             self.rate_after_days = event.rate_after_days
             self.rating_mode = event.rating_mode
+            self.unknown_senders = event.unknown_senders
 
 
 def _in_range(

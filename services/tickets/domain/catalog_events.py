@@ -34,9 +34,14 @@ from shared.domain.events import LocalizedText as LocalizedText  # the kernel ow
 CategoryField = Literal["topic", "department_id", "project_id", "paid", "warning", "sort"]
 TemplateField = Literal["name", "subject", "body"]
 SettingsField = Literal[
-    "transfer_notices_shown", "close_after_days", "rate_after_days", "rating_mode"
+    "transfer_notices_shown",
+    "close_after_days",
+    "rate_after_days",
+    "rating_mode",
+    "unknown_senders",
 ]
 RatingMode = Literal["message", "ticket"]
+UnknownSenders = Literal["open", "reject"]
 
 
 # ---------------------------------------------------------------- categories
@@ -191,6 +196,9 @@ class SupportSettingsChanged(DomainEvent):
     for inactivity), ``rate_after_days`` (None: never ask for a rating; 0: at
     once) and ``rating_mode`` (rate each staff ``message`` or the whole ``ticket``).
     ``transfer_notices_shown``: how many transfer notices a client sees per ticket.
+    ``unknown_senders``: what the mail gateway does with mail from an address that is
+    no client's: ``open`` a ticket from a contact, or ``reject`` it with a notice
+    (absent from changes made before it existed: ``open``).
     """
 
     event_type = "SupportSettingsChanged"
@@ -199,6 +207,7 @@ class SupportSettingsChanged(DomainEvent):
     close_after_days: int | None
     rate_after_days: int | None
     rating_mode: RatingMode
+    unknown_senders: UnknownSenders = "open"
 
 
 CATEGORY_EVENTS = frozenset(

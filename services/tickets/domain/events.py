@@ -22,6 +22,14 @@ Message texts of tickets opened by a message to a client (``origin`` =
 ``client_message``) are not here: that text is the client's personal data,
 sealed in the clients context, so the thread refers to it by ``message_ref``
 and readers get it from the clients API (``GET /clients/{id}/messages``).
+
+A ticket opened by mail from an address that is no client's (``origin`` =
+``contact``) belongs to a *contact* until staff link it to a client: its
+``client_id`` is then the contact's id (``contact-<uuid>``, never a client's),
+whose own key seals the texts and the contact's address and name
+(``contact_email``, ``contact_name``), so a contact can be forgotten like a
+client. ``TicketLinkedToClient`` hands the ticket to a client: from then on its
+events carry that client's id (and are sealed with that client's key).
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from shared.domain.events import DomainEvent, EventRegistry
 
 registry = EventRegistry()
 
-Origin = Literal["client", "staff", "client_message"]
+Origin = Literal["client", "staff", "client_message", "contact"]
 AuthorKind = Literal["client", "staff", "system"]
 CloseReason = Literal["client", "staff", "auto"]
 
@@ -69,7 +77,7 @@ class TicketOpened(_ClientText):
     """
 
     event_type = "TicketOpened"
-    personal_fields = ("subject", "body", "attachment_names")
+    personal_fields = ("subject", "body", "attachment_names", "contact_email", "contact_name")
     company_id: str | None = None
     project_id: str | None = None
     department_id: str | None
@@ -91,6 +99,9 @@ class TicketOpened(_ClientText):
     # in the same order, as one sealed JSON text (``shared.domain.attachments.names_text``).
     attachments: list[AttachmentRecord] = []
     attachment_names: str | None = None
+    # Origin "contact": who wrote (their address and name, sealed; see the module docstring).
+    contact_email: str | None = None
+    contact_name: str | None = None
 
 
 @registry.register
@@ -109,6 +120,19 @@ class TicketMessagePosted(_ClientText):
     rating_due_at: datetime | None = None  # a staff reply in per-message rating mode
     attachments: list[AttachmentRecord] = []  # see TicketOpened
     attachment_names: str | None = None
+
+
+@registry.register
+class TicketLinkedToClient(TicketEvent):
+    """A ticket from a contact now belongs to the client ``client_id`` (who sees it from
+    then on); ``contact_id`` is the contact it belonged to (the key of its earlier texts).
+    ``company_id``/``project_id``: the client's, as this service knew them."""
+
+    event_type = "TicketLinkedToClient"
+    client_id: str
+    contact_id: str
+    company_id: str | None = None
+    project_id: str | None = None
 
 
 @registry.register
@@ -182,6 +206,7 @@ TICKET_EVENTS: frozenset[str] = frozenset(
     for model in (
         TicketOpened,
         TicketMessagePosted,
+        TicketLinkedToClient,
         TicketAssigned,
         TicketTransferred,
         TicketClosed,

@@ -53,6 +53,8 @@ class InboundMail:
     references: tuple[str, ...] = ()  # ticket ids named by the threading headers
     number: int | None = None  # the short number in the subject
     machine: str | None = None  # why a machine wrote it (None: a person did)
+    sender_name: str | None = None  # the From display name, if any
+    return_path: str = ""  # the envelope sender (where an answer about the mail goes)
 
 
 def parse(raw: bytes, mail_from: str, recipients: list[str]) -> InboundMail:
@@ -60,7 +62,9 @@ def parse(raw: bytes, mail_from: str, recipients: list[str]) -> InboundMail:
     try:
         message = message_from_bytes(raw, policy=policy.default)
         assert isinstance(message, EmailMessage)
-        sender = parseaddr(str(message.get("From", "")))[1].strip().lower()
+        display, sender = parseaddr(str(message.get("From", "")))
+        sender = sender.strip().lower()
+        display = " ".join(display.split())[:MAX_SUBJECT]
         subject = " ".join(str(message.get("Subject", "")).split())
     except Exception as error:  # the parser's errors name no single class
         raise DomainError("mail", f"broken message: {type(error).__name__}") from None
@@ -87,6 +91,8 @@ def parse(raw: bytes, mail_from: str, recipients: list[str]) -> InboundMail:
         references=tuple(dict.fromkeys(references)),
         number=int(number.group(1)) if number else None,
         machine=machine_written(message, mail_from, sender),
+        sender_name=display or None,
+        return_path=parseaddr(mail_from)[1].strip(),
     )
 
 

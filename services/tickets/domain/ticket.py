@@ -23,6 +23,12 @@ department's schedule):
   ``transfer_notices_shown`` were shown before;
 * a message (the first one too) carries at most ``MAX_ATTACHMENTS`` files,
   an internal note's files are staff-only like the note;
+* a ticket from a contact (``origin`` ``contact``, an unknown sender's mail)
+  belongs to that contact (``client_id`` is the contact's id) until it is
+  linked to a client, once: linking it again to the same client writes
+  nothing, to another client is 409 ``already_linked``, and a client's own
+  ticket is 409 ``not_from_a_contact``; the contact keeps writing to it by
+  mail after the link (as the client's side of the conversation);
 * collision safety: a command may name the version its author saw; if the
   ticket moved on since, ``TicketChanged`` (409 ``ticket_changed``) lists what
   happened after that version instead of writing anything.
@@ -43,6 +49,7 @@ from services.tickets.domain.events import (
     Origin,
     TicketAssigned,
     TicketClosed,
+    TicketLinkedToClient,
     TicketMessagePosted,
     TicketOpened,
     TicketRated,
@@ -60,6 +67,8 @@ MAX_SUBJECT = 200
 MAX_BODY = 20_000
 MAX_COMMENT = 2_000
 MAX_ATTACHMENTS = 10
+MAX_EMAIL = 320
+CONTACT_PREFIX = "contact-"
 
 Files = Sequence[tuple[AttachmentRecord, str]]
 """Files of a message: each record with its file name."""
@@ -76,6 +85,16 @@ def thread_id(client_id: str, message_ref: str) -> str:
     return str(
         uuid.uuid5(uuid.NAMESPACE_URL, f"urn:tickets:client-message:{message_ref}:{client_id}")
     )
+
+
+def contact_id(key: str) -> str:
+    """The id of the contact who opened a ticket by the mail ``key`` names (its Message-ID):
+    a contact per ticket, so the id says nothing about the address."""
+    return CONTACT_PREFIX + str(uuid.uuid5(uuid.NAMESPACE_URL, f"urn:tickets:contact:{key}"))
+
+
+def is_contact(subject_id: str) -> bool:
+    return subject_id.startswith(CONTACT_PREFIX)
 
 
 def _files(files: Files) -> dict[str, Any]:
@@ -114,6 +133,7 @@ _TIMELINE_KINDS: dict[type[DomainEvent], str] = {
     TicketReopened: "reopened",
     TicketRated: "rated",
     TicketRatingRequested: "rating_requested",
+    TicketLinkedToClient: "linked_to_client",
 }
 
 
@@ -128,12 +148,12 @@ def seen_by_client(event: DomainEvent) -> bool:
     """Whether the ticket's client sees this entry of its timeline.
 
     The one rule for the 409 ``ticket_changed`` list and the queue's timeline:
-    internal notes and assignments are for staff; a transfer only while its
+    internal notes, assignments and links to a client are for staff; a transfer only while its
     notice is shown (the configured cap of transfer notices).
     """
     if isinstance(event, TicketMessagePosted):
         return not event.internal
-    if isinstance(event, TicketAssigned):
+    if isinstance(event, TicketAssigned | TicketLinkedToClient):
         return False
     if isinstance(event, TicketTransferred):
         return event.notice_visible_to_client
@@ -208,6 +228,10 @@ class Ticket(Aggregate):
     rated: set[str | None] = field(default_factory=set)
     rating_requested: set[str | None] = field(default_factory=set)
     used_links: set[str] = field(default_factory=set)
+    # A ticket from a contact: the contact's id, address and name (kept after a link).
+    contact_id: str | None = None
+    contact_email: str | None = None
+    contact_name: str | None = None
     history: list[Change] = field(default_factory=list)
 
     handles = TICKET_EVENTS
@@ -241,8 +265,18 @@ class Ticket(Aggregate):
         message_id: str | None = None,
         number: int | None = None,
         files: Files = (),
+        contact_email: str | None = None,
+        contact_name: str | None = None,
     ) -> list[DomainEvent]:
-        """A new ticket; a thread of a message to a client has no texts of its own."""
+        """A new ticket; a thread of a message to a client has no texts of its own;
+        one from a contact (``origin`` ``contact``) names the contact's address."""
+        if origin == "contact":
+            if not client_id.startswith(CONTACT_PREFIX):
+                raise DomainError("client_id", "a contact's ticket belongs to a contact id")
+            contact_email = check_text(contact_email, "contact_email", MAX_EMAIL)
+            contact_name = (contact_name or "").strip()[:MAX_SUBJECT] or None
+        else:
+            contact_email = contact_name = None
         if origin == "client_message":
             if not message_ref:
                 raise DomainError("message_ref", "a thread of a message names that message")
@@ -270,7 +304,30 @@ class Ticket(Aggregate):
                 status="answered" if origin == "client_message" else "open",
                 due_at=None if origin == "client_message" else due_at,
                 number=number,
+                contact_email=contact_email,
+                contact_name=contact_name,
                 **_files(files),
+            )
+        ]
+
+    def link_to_client(
+        self, client_id: str, company_id: str | None, project_id: str | None
+    ) -> list[DomainEvent]:
+        """Hand a contact's ticket to a client (see the module docstring for the rules)."""
+        self._must_exist()
+        if self.contact_id is None:
+            raise Conflict("not_from_a_contact", "this ticket is a client's, not a contact's")
+        if self.client_id == client_id:
+            return []
+        if self.client_id != self.contact_id:
+            raise Conflict("already_linked", f"this ticket is linked to client {self.client_id}")
+        return [
+            TicketLinkedToClient(
+                ticket_id=self.id,
+                client_id=client_id,
+                contact_id=self.contact_id,
+                company_id=company_id,
+                project_id=project_id,
             )
         ]
 
@@ -498,6 +555,10 @@ class Ticket(Aggregate):
             self.status = event.status
             self.waiting_since = at if event.status == "open" else None
             self.due_at = event.due_at
+            if event.origin == "contact":
+                self.contact_id = event.client_id
+                self.contact_email = event.contact_email
+                self.contact_name = event.contact_name
             author: AuthorKind = "staff" if event.origin == "client_message" else "client"
             self.messages[event.message_id] = PostedMessage(author, actor.id, False)
             details = {"department_id": event.department_id}
@@ -524,6 +585,11 @@ class Ticket(Aggregate):
                     self.waiting_since = None
                     self.due_at = None
                     self.close_due_at = event.close_due_at
+        elif isinstance(event, TicketLinkedToClient):
+            self.client_id = event.client_id
+            self.company_id = event.company_id
+            self.project_id = event.project_id
+            details = {"client_id": event.client_id, "contact_id": event.contact_id}
         elif isinstance(event, TicketAssigned):
             self.assignee_id = event.assignee_id
             details = {"assignee_id": event.assignee_id}

@@ -8,6 +8,9 @@
 * ``ticket_entries`` – the timeline of each ticket (messages, notes,
   transfers, closings, ratings), with ``visible_to_client``: internal notes,
   assignments and the transfer notices beyond the shown cap are for staff only.
+* ``ticket_contacts`` – who wrote a ticket opened by a contact (an unknown
+  sender's mail): the contact's id, address and name, kept after a link to a
+  client (staff see who wrote; a reply by mail goes to the address).
 * ``ticket_counts`` – tickets per (department, status), so a staff member's
   queue counts its total without counting rows (``X-Total-Count``).
 
@@ -44,6 +47,7 @@ from services.tickets.domain.events import (
     TicketAssigned,
     TicketClosed,
     TicketEvent,
+    TicketLinkedToClient,
     TicketMessagePosted,
     TicketOpened,
     TicketRated,
@@ -125,6 +129,15 @@ ticket_entries = Table(
     Column("attachments", Text, nullable=True),
     Column("at", UtcDateTime(), nullable=False),
     Column("position", BigInteger, nullable=False),
+)
+
+ticket_contacts = Table(
+    "ticket_contacts",
+    metadata,
+    Column("ticket_id", String(64), primary_key=True),
+    Column("contact_id", String(64), nullable=False),
+    Column("email", Text, nullable=True),  # None once erased (sealed with the contact's key)
+    Column("name", Text, nullable=True),
 )
 
 ticket_counts = Table(
@@ -240,10 +253,19 @@ class TicketQueue(Projection):
                 )
             )
             batch.count(payload.department_id, payload.status, +1)
+            if payload.origin == "contact":
+                batch.contacts.append(
+                    {
+                        "ticket_id": payload.ticket_id,
+                        "contact_id": payload.client_id,
+                        "email": payload.contact_email,
+                        "name": payload.contact_name,
+                    }
+                )
             entry.update(
                 message_id=payload.message_id,
                 body=payload.body,
-                author_kind="staff" if payload.origin != "client" else "client",
+                author_kind="client" if payload.origin in ("client", "contact") else "staff",
                 details={
                     "department_id": payload.department_id,
                     "category_id": payload.category_id,
@@ -282,6 +304,15 @@ class TicketQueue(Projection):
                         values.update(
                             waiting_since=None, waiting_key=NEVER, due_at=None, due_key=NEVER
                         )
+            elif isinstance(payload, TicketLinkedToClient):
+                values.update(
+                    client_id=payload.client_id,
+                    company_id=payload.company_id,
+                    project_id=payload.project_id,
+                )
+                entry.update(
+                    details={"client_id": payload.client_id, "contact_id": payload.contact_id}
+                )
             elif isinstance(payload, TicketAssigned):
                 values["assignee_id"] = payload.assignee_id
                 entry.update(
@@ -354,6 +385,7 @@ class _Batch:
 
     tickets: RowFold = field(default_factory=lambda: RowFold(tickets))
     entries: list[dict[str, Any]] = field(default_factory=list)
+    contacts: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def count(self, department_id: str | None, status: str, delta: int) -> None:
@@ -363,6 +395,8 @@ class _Batch:
     async def flush(self, conn: AsyncConnection) -> None:
         await self.tickets.write(conn)
         await insert_rows(conn, ticket_entries, self.entries)
+        if self.contacts:
+            await insert_rows(conn, ticket_contacts, self.contacts)
         changes = [
             {"department_id": department_key, "status": status, "count": delta}
             for (department_key, status), delta in sorted(self.counts.items())

@@ -1,0 +1,295 @@
+"""Mail gateway bench: mails into tickets through real SMTP, beside a bare aiosmtpd INSERT.
+
+Identity, departments, clients and tickets run as processes (``python -m
+services.<name>``, as ``bench.tickets`` starts them) on fresh PostgreSQL
+databases and a Tansu broker (or KAFKA_BOOTSTRAP_SERVERS); the tickets
+service's gateway listens for SMTP (``INBOUND_SMTP_PORT``). A project, a
+department taking mail at ``support@bench-desk.example.com`` and ``CONNECTIONS``
+clients are made through the APIs, and one warm-up mail per client shows the
+tickets service has learnt them (451 until then). Every mail opens a ticket
+(its own Message-ID, a plain-text body of a few lines).
+
+* ``mail.inbound_to_ticket_p99_ms`` (goal ≤ 500 ms): mails one at a time over one
+  connection, each timed from the start of its SMTP transaction to its ticket
+  answering ``GET /tickets/{id}`` (the read model has it; polled every 5 ms);
+* ``mail.inbound_per_s`` (goal ≥ 200/s): ``--mails`` mails over ``CONNECTIONS``
+  connections at once (one per client, each mail after the previous one's 250),
+  over the seconds from the first mail to the last ticket in the read model
+  (the department's ``X-Total-Count``);
+* ``mail.bare_inbound_per_s`` / ``mail.bare_inbound_p99_ms``: the same mails the
+  same way to ``bench.bare_inbound`` (its own process: aiosmtpd, one INSERT per
+  mail into PostgreSQL, then 250), right after, on the same machine;
+* ``mail.inbound_vs_bare`` (goal ≥ 0.3): ``inbound_per_s`` over ``bare_inbound_per_s``.
+
+The load average (1 min) before and after goes to ``results.meta.json``: the
+machine may be shared, and these are rates of one process.
+
+    .venv/bin/python -m bench.mail [--mails 1000] [--latency-mails 200] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+import httpx
+
+from bench import goals
+from bench.tickets import ADMIN_PASSWORD, ROOT, _admin_sql, _db_url, p99, running_stack
+from devtools import devbroker
+from services.tickets.app.mail_gateway import NAMESPACE
+
+SERVICES = ("identity", "departments", "clients", "tickets")
+CONNECTIONS = 8
+ADDRESS = "support@bench-desk.example.com"
+IP = "203.0.113.5"
+BARE_DATABASE = "bench_mail_bare"
+BODY = (
+    "Hello,\n\nsince this morning the site answers 502 Bad Gateway, and the mailbox\n"
+    "quota warning came again. Could you have a look?\n\nThanks\n"
+)
+
+
+def ticket_of(message_id: str) -> str:
+    """The id the gateway gives the ticket a mail opens (``mail_gateway._derived``)."""
+    return str(uuid.uuid5(NAMESPACE, f"ticket:{message_id}"))
+
+
+def make_mail(sender: str, n: int) -> EmailMessage:
+    mail = EmailMessage()
+    mail["From"] = f"Bench client <{sender}>"
+    mail["To"] = ADDRESS
+    mail["Subject"] = f"Site down #{n}"
+    mail["Message-ID"] = f"<{uuid.uuid4()}@bench-client.example.com>"
+    mail.set_content(BODY)
+    return mail
+
+
+async def _ok(call: Any, timeout: float = 60) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    while True:
+        answer: httpx.Response = await call()
+        if answer.status_code < 300:
+            return answer
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{answer.status_code}: {answer.text}")
+        await asyncio.sleep(0.1)
+
+
+async def _login(http: httpx.AsyncClient, url: str, login: str, password: str) -> dict[str, str]:
+    body = {"login": login, "password": password}
+    answer = await _ok(
+        lambda: http.post(f"{url}/auth/login", json=body, headers={"X-Forwarded-For": IP})
+    )
+    return {"Authorization": f"Bearer {answer.json()['access_token']}", "X-Forwarded-For": IP}
+
+
+async def _send_until_taken(port: int, mail: EmailMessage, timeout: float = 120) -> None:
+    """Send until the gateway answers 250 (451 while it has not learnt the client yet)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await aiosmtplib.send(mail, hostname="127.0.0.1", port=port, timeout=30)
+            return
+        except aiosmtplib.SMTPResponseException as refused:
+            if refused.code != 451 or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.2)
+
+
+async def burst(port: int, mails: Sequence[Sequence[EmailMessage]]) -> float:
+    """Seconds until every connection has sent its mails, each awaited to its 250."""
+
+    async def connection(share: Sequence[EmailMessage]) -> None:
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=60)
+        await smtp.connect()
+        try:
+            for mail in share:
+                await smtp.send_message(mail)  # raises on anything but 250
+        finally:
+            await smtp.quit()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(connection(share) for share in mails))
+    return time.perf_counter() - started
+
+
+async def one_by_one(
+    port: int, mails: Sequence[EmailMessage], until_ticket: Any = None
+) -> list[float]:
+    """Milliseconds per mail, one at a time over one connection: to its 250, or, with
+    ``until_ticket``, to the moment ``until_ticket(mail)`` says its ticket is readable."""
+    latencies = []
+    smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=60)
+    await smtp.connect()
+    try:
+        for mail in mails:
+            started = time.perf_counter()
+            await smtp.send_message(mail)
+            if until_ticket is not None:
+                # Polled: what a reader of the API sees is what is measured.
+                while not await until_ticket(mail):  # noqa: ASYNC110
+                    await asyncio.sleep(0.005)
+            latencies.append((time.perf_counter() - started) * 1000)
+    finally:
+        await smtp.quit()
+    return latencies
+
+
+async def _setup(http: httpx.AsyncClient, urls: dict[str, str], port: int) -> tuple[
+    dict[str, str], str, list[str]
+]:  # fmt: skip
+    admin = await _login(http, urls["identity"], "admin", ADMIN_PASSWORD)
+    project = (await _ok(lambda: http.post(f"{urls['clients']}/projects", json={"name": "bench"},
+                                           headers=admin))).json()["id"]  # fmt: skip
+    desk = (await _ok(lambda: http.post(f"{urls['departments']}/departments", headers=admin, json={
+        "name": {"en": "Mail desk"},
+        "support": {"enabled": True, "providers": [project], "inbound_email": ADDRESS},
+    }))).json()["id"]  # fmt: skip
+    senders = []
+    clients_url = f"{urls['clients']}/clients"
+    for i in range(CONNECTIONS):
+        email = f"client{i}@bench-client.example.com"
+        body = {
+            "login": f"mailer{i}", "password": f"Passw0rd-bench-{i}", "email": email,
+            "country": "DE", "customer_status": "individual", "project_id": project,
+        }  # fmt: skip
+        await _ok(lambda body=body: http.post(clients_url, headers=admin, json=body))
+        senders.append(email)
+    for i, sender in enumerate(senders):  # warm-up: the gateway knows each sender now
+        await _send_until_taken(port, make_mail(sender, -1 - i))
+    return admin, desk, senders
+
+
+async def _tickets_in(http: httpx.AsyncClient, url: str, admin: dict[str, str], desk: str) -> int:
+    answer = await http.get(
+        f"{url}/tickets", params={"department_id": desk, "limit": 1}, headers=admin
+    )
+    answer.raise_for_status()
+    return int(answer.headers["X-Total-Count"])
+
+
+async def measure(mails: int, latency_mails: int) -> tuple[dict[str, float], dict[str, Any]]:
+    load_before = os.getloadavg()[0]
+    inbound_port = devbroker.free_port()
+    env = {"INBOUND_SMTP_PORT": str(inbound_port)}
+    with contextlib.ExitStack() as stack:
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or stack.enter_context(
+            devbroker.running_tansu()
+        )
+        var = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        async with (
+            running_stack(bootstrap, var, None, SERVICES, env, bench="mail") as services,
+            httpx.AsyncClient(timeout=60) as http,
+        ):
+            urls = services.urls
+            admin, desk, senders = await _setup(http, urls, inbound_port)
+
+            async def readable(mail: EmailMessage) -> bool:
+                ticket = ticket_of(str(mail["Message-ID"]))
+                answer = await http.get(f"{urls['tickets']}/tickets/{ticket}", headers=admin)
+                return answer.status_code == 200
+
+            latencies = await one_by_one(
+                inbound_port,
+                [make_mail(senders[0], n) for n in range(latency_mails)],
+                until_ticket=readable,
+            )
+            before = await _tickets_in(http, urls["tickets"], admin, desk)
+            shares = [
+                [make_mail(sender, n) for n in range(mails // CONNECTIONS)] for sender in senders
+            ]
+            sent = sum(len(s) for s in shares)
+            started = time.perf_counter()
+            accepted_s = await burst(inbound_port, shares)
+            deadline = time.monotonic() + 300
+            while await _tickets_in(http, urls["tickets"], admin, desk) < before + sent:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the read model never showed every ticket")
+                await asyncio.sleep(0.01)
+            ticket_s = time.perf_counter() - started
+        bare_rate, bare_latencies = await _bare(senders, sent, latency_mails)
+    load_after = os.getloadavg()[0]
+    rate = sent / ticket_s
+    figures = {
+        "mail.inbound_per_s": round(rate, 1),
+        "mail.inbound_accepted_per_s": round(sent / accepted_s, 1),
+        "mail.inbound_to_ticket_p99_ms": round(p99(latencies), 1),
+        "mail.bare_inbound_per_s": round(bare_rate, 1),
+        "mail.bare_inbound_p99_ms": round(p99(bare_latencies), 1),
+        "mail.inbound_vs_bare": round(rate / bare_rate, 3),
+    }
+    meta = {
+        "mails": sent,
+        "latency_mails": latency_mails,
+        "connections": CONNECTIONS,
+        "loadavg_1m_before": round(load_before, 2),
+        "loadavg_1m_after": round(load_after, 2),
+        "cpus": os.cpu_count(),
+    }
+    return figures, meta
+
+
+async def _bare(senders: list[str], sent: int, latency_mails: int) -> tuple[float, list[float]]:
+    """The same mails the same way to ``bench.bare_inbound`` (its own process)."""
+    await _admin_sql(
+        f'DROP DATABASE IF EXISTS "{BARE_DATABASE}" WITH (FORCE)',
+        f'CREATE DATABASE "{BARE_DATABASE}"',
+    )
+    port = devbroker.free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.bare_inbound", "--port", str(port),
+        "--dsn", _db_url(BARE_DATABASE), stdout=asyncio.subprocess.PIPE, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), 60)
+        if line.strip() != b"ready":
+            raise RuntimeError("bench.bare_inbound did not start")
+        latencies = await one_by_one(port, [make_mail(senders[0], n) for n in range(latency_mails)])
+        shares = [[make_mail(s, n) for n in range(sent // len(senders))] for s in senders]
+        seconds = await burst(port, shares)
+        return sum(len(s) for s in shares) / seconds, latencies
+    finally:
+        process.terminate()
+        await process.wait()
+        await _admin_sql(f'DROP DATABASE IF EXISTS "{BARE_DATABASE}" WITH (FORCE)')
+
+
+def run(mails: int = 1_000, latency_mails: int = 200) -> tuple[dict[str, float], dict[str, Any]]:
+    """Figures for ``bench/results.json`` and their context for ``results.meta.json``."""
+    return asyncio.run(measure(mails, latency_mails))
+
+
+def main() -> None:
+    from bench.run import RESULTS_PATH, merge_json
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--mails", type=int, default=1_000)
+    parser.add_argument("--latency-mails", type=int, default=200)
+    parser.add_argument("--output", type=Path, default=RESULTS_PATH, help="results JSON")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+    results, meta = run(args.mails, args.latency_mails)
+    goals.print_table(results, "Mail gateway (ratio: ours / bare aiosmtpd INSERT, same run)")
+    before, after = meta["loadavg_1m_before"], meta["loadavg_1m_after"]
+    print(f"load average (1 min): {before} before, {after} after")
+    if not args.no_write:
+        merge_json(args.output, goals.with_goals(results))
+        merge_json(args.output.with_name(args.output.stem + ".meta.json"), {"mail": meta})
+        print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
