@@ -275,6 +275,30 @@ WORDS: dict[str, tuple[str, str]] = {
     "notice_client_reply": ("The client answered my request", "Клиент ответил в моём запросе"),
     "notice_ticket_transferred": ("A request was transferred to me", "Мне передан запрос"),
     "notice_deadline_near": ("A response deadline is near", "Скоро истекает срок ответа"),
+    "viewers": ("Who could see this at …", "Кто мог видеть это на момент …"),
+    "viewers_at": ("Moment (UTC)", "Момент (UTC)"),
+    "viewers_show": ("Show", "Показать"),
+    "viewers_title": ("Who could see this request at {at}", "Кто мог видеть запрос на {at}"),
+    "viewers_not_yet": (
+        "The request did not exist yet at that moment.",
+        "На тот момент запроса ещё не было.",
+    ),
+    "viewers_history_from": (
+        "Access history is kept from {at}; before that this list may be incomplete.",
+        "История доступа хранится с {at}; до этого список может быть неполным.",
+    ),
+    "why": ("Why", "Почему"),
+    "reason_full_access": ("full access", "полный доступ"),
+    "reason_all_departments": (
+        "right “requests of all departments”",
+        "право «запросы всех отделов»",
+    ),
+    "reason_department": ("member of the request's department", "сотрудник отдела запроса"),
+    "reason_assignee": ("assignee", "ответственный"),
+    "reason_messages": ("may message clients", "может писать клиентам"),
+    "reason_client": ("the request's client", "клиент запроса"),
+    "reason_company_manager": ("the company's client manager", "менеджер компании клиента"),
+    "access_since": ("Access as of", "Доступ по состоянию на"),
 }
 
 

@@ -15,11 +15,12 @@ from services.tickets.api.live import router as live_router
 from services.tickets.api.rating_page import router as rating_router
 from services.tickets.api.reports import router as reports_router
 from services.tickets.api.search import router as search_router
+from services.tickets.api.viewers import router as viewers_router
 from services.tickets.app.application import TicketsApplication
 from services.tickets.app.catalog import SupportCatalog
 from services.tickets.app.handlers import Tickets
 from services.tickets.app.mail_gateway import MailGateway
-from services.tickets.copies import support
+from services.tickets.copies import access_history, support
 from services.tickets.domain import events
 from services.tickets.projections import projections
 from services.tickets.projections.reports import TicketReports
@@ -141,6 +142,7 @@ SPEC = ServiceSpec(
         live_router,
         search_router,
         router,
+        viewers_router,
         catalog_router,
         reports_router,
         internal_router,
@@ -157,5 +159,11 @@ SPEC = ServiceSpec(
         ),
         TopicCopy("staff_names", ("identity",), (support.staff_names,), support.on_identity_event),
         TopicCopy("known_clients", ("clients",), (support.known_clients,), support.on_clients_fact),
+        TopicCopy(
+            "access_history",
+            ("identity",),
+            (access_history.access_history,),
+            access_history.record,
+        ),
     ),
 )

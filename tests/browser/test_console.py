@@ -659,3 +659,37 @@ async def test_a_company_its_tree_and_its_manager_who_sees_the_members_requests(
     finally:
         await made.close()
         await client_context.close()
+
+
+async def test_who_could_see_a_request_at_a_moment_and_why(
+    stack: Stack, world: World, browser: Browser
+) -> None:
+    before = datetime.now(UTC) - timedelta(minutes=5)
+    client_token = await login(stack, world.client.login, world.client.password)
+    body = {"department_id": world.hosting, "subject": "Who sees me", "body": "Curious"}
+    opened = await stack.call("POST", "tickets", "/tickets", client_token, json=body)
+    assert opened.status_code == 201, opened.text
+    ticket, position = opened.json()["id"], opened.json()["position"]
+    made = await context(browser)
+    try:
+        page = await made.new_page()
+        await sign_in(page, stack, world.hosting_staff)
+        await page.goto(f"{stack.console}/tickets/{ticket}?after={position}")
+        await expect(page.locator("h1")).to_have_text("Who sees me")
+        moment = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        await page.fill("#viewers input[name=at]", moment)
+        await page.locator("#viewers button[type=submit]").click()
+        await expect(page).to_have_url(re.compile(r"/viewers\?at="))
+        member = page.locator(f"#viewers-staff tr[data-staff-id='{world.hosting_staff.id}']")
+        await reload_until(page, member)  # access facts travel through identity's topic
+        await expect(member).to_contain_text("member of the request's department")
+        await expect(member).to_contain_text(world.hosting_name)
+        await expect(page.locator("#viewers-staff")).not_to_contain_text(world.network_staff.login)
+        await expect(page.locator("#viewers-clients")).to_contain_text("the request's client")
+        await shot(page, "staff-ticket-viewers")
+        # Before the request was opened, nobody could see it.
+        await page.fill("#viewers-form input[name=at]", before.strftime("%Y-%m-%dT%H:%M:%S"))
+        await page.locator("#viewers-form button[type=submit]").click()
+        await expect(page.locator("#viewers-none")).to_be_visible()
+    finally:
+        await made.close()

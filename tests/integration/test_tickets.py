@@ -30,7 +30,7 @@ from services.departments.domain.defaults import TECHNICAL_SUPPORT
 from services.departments.service import SPEC as DEPARTMENTS
 from services.identity.service import SPEC as IDENTITY
 from services.tickets.app.handlers import Tickets
-from services.tickets.copies import support
+from services.tickets.copies import access_history, support
 from services.tickets.service import SPEC as TICKETS
 from shared.domain.business_hours import BusinessHours, WeeklyHours, expected_response_at
 from shared.domain.events import NewEvent, RecordedEvent
@@ -1213,3 +1213,75 @@ async def test_a_template_autofills_for_a_ticket(stack: Stack) -> None:
         path, params={"template_id": template.json()["id"]}, headers=customer
     )
     assert by_client.status_code == 403
+
+
+# ---------------------------------------------------------------- who could see it, when
+
+
+async def test_who_could_see_a_ticket_at_a_moment_comes_from_the_log(stack: Stack) -> None:
+    main = await project(stack)
+    first = await department(stack, "Viewers first", providers=[main])
+    second = await department(stack, "Viewers second", providers=[main])
+    alice_id, alice = await client(stack, "viewed", main)
+    member_id, member = await staff(stack, "member", ["tickets.view"], [first])
+    other_id, other = await staff(stack, "other", ["tickets.view"], [second])
+    everywhere_id, _ = await staff(stack, "allseer", ["tickets.view", "tickets.all_departments"])
+    opened = await open_ticket(stack, alice, first)
+    ticket_id = opened["id"]
+    path = f"/tickets/{ticket_id}/viewers"
+    await until(  # the access facts so far are in the history
+        stack,
+        lambda conn: access_history.one_as_of(conn, everywhere_id, datetime.now(UTC)),
+        lambda found: found is not None and "tickets.all_departments" in found.rights,
+    )
+    moment = datetime.now(UTC)
+
+    # The member leaves the department after the moment asked about.
+    moved = await stack.identity.patch(
+        f"/staff/{member_id}", json={"departments": [second]}, headers=stack.admin
+    )
+    assert moved.status_code == 200, moved.text
+    await until(
+        stack,
+        lambda conn: access_history.one_as_of(conn, member_id, datetime.now(UTC)),
+        lambda found: found is not None and found.departments == (second,),
+    )
+
+    then = await stack.tickets.get(
+        path,
+        params={"at": moment.isoformat(), "min_position": opened["position"]},
+        headers=stack.admin,
+    )
+    assert then.status_code == 200, then.text
+    body = then.json()
+    assert body["existed"] and body["department_id"] == first
+    reasons = {s["id"]: s["reasons"] for s in body["staff"]}
+    assert reasons[member_id] == ["department"]
+    assert reasons[everywhere_id] == ["all_departments"]
+    assert (
+        "full_access"
+        in reasons[(await stack.identity.get("/me", headers=stack.admin)).json()["id"]]
+    )
+    assert other_id not in reasons
+    assert [c["id"] for c in body["clients"]] == [alice_id]
+    assert body["clients"][0]["reasons"] == ["client"]
+    assert body["history_from"] is not None
+
+    now = await read(stack, path, stack.admin)
+    assert now.status_code == 200, now.text
+    now_staff = {s["id"] for s in now.json()["staff"]}
+    assert member_id not in now_staff and everywhere_id in now_staff
+
+    # Before it was opened, nobody could see it.
+    before = await stack.tickets.get(
+        path, params={"at": (moment - timedelta(days=1)).isoformat()}, headers=stack.admin
+    )
+    assert before.status_code == 200, before.text
+    assert not before.json()["existed"] and before.json()["staff"] == []
+
+    # Staff who cannot see the ticket now get 404, clients 403, a bad moment 422 on ``at``.
+    assert (await read(stack, path, other)).status_code == 404
+    assert (await read(stack, path, member)).status_code == 404
+    assert (await read(stack, path, alice)).status_code == 403
+    bad = await stack.tickets.get(path, params={"at": "yesterday"}, headers=stack.admin)
+    assert bad.status_code == 422 and "at" in bad.text, bad.text

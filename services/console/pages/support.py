@@ -221,6 +221,25 @@ async def ticket(
     return await _ticket_page(visit, ticket_id, after, values=values)
 
 
+@router.get("/tickets/{ticket_id}/viewers")
+async def viewers(visit: Current, ticket_id: str, at: str = "") -> Response:
+    """ "Who could see this at …": ``GET /tickets/{id}/viewers?at=`` (the form's ``at`` is a
+    browser's ``datetime-local``, without a zone: the service reads it as UTC)."""
+    page = await _staff(visit)
+    ticket, found = await asyncio.gather(
+        visit.get("tickets", f"/tickets/{ticket_id}"),
+        visit.get("tickets", f"/tickets/{ticket_id}/viewers", at=at.strip() or None),
+    )
+    return visit.render(
+        "viewers.html",
+        ticket=ticket,
+        found=found,
+        at=at,
+        names=await _department_names(visit),
+        **page,
+    )
+
+
 @router.get("/tickets/{ticket_id}/autofill")
 async def autofill(visit: Current, ticket_id: str, template_id: str) -> Response:
     await _staff(visit)

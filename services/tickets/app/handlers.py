@@ -50,7 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.tickets.app import visibility
 from services.tickets.app.numbering import TicketNumbering
 from services.tickets.app.ports import CatalogPort, SupportSettings
-from services.tickets.copies import support
+from services.tickets.copies import access_history, support
 from services.tickets.domain.events import TICKET_EVENTS, registry
 from services.tickets.domain.ticket import Author, Ticket, stream_name, thread_id
 from services.tickets.projections.queue import ticket_contacts, ticket_entries, tickets
@@ -149,6 +149,7 @@ class Tickets:
     async def start(self) -> None:
         await self.keys.create_tables()
         await self.db.create_tables(support.metadata)
+        await self.db.create_tables(access_history.metadata)
         await self.numbering.start()
         if self.files is not None:
             await self.files.create_tables()
@@ -621,12 +622,13 @@ class Tickets:
 
     # ---------------------------------------------------------------- helpers
 
-    async def load(self, ticket_id: str) -> Ticket:
-        """The ticket as its stream says (texts opened; None once the client was erased)."""
+    async def load(self, ticket_id: str, until: datetime | None = None) -> Ticket:
+        """The ticket as its stream says (texts opened; None once the client was erased);
+        with ``until``, as it was then (only the events that happened by that moment)."""
         recorded = [
             e
             for e in await self.store.read_stream(stream_name(ticket_id))
-            if e.type in TICKET_EVENTS
+            if e.type in TICKET_EVENTS and (until is None or e.occurred_at <= until)
         ]
         keys = await self.sealer.keys_for(recorded)
         ticket = Ticket.replayed(
@@ -717,7 +719,9 @@ class Tickets:
         await support.on_departments_event(conn, event)
 
     async def on_identity_event(self, conn: AsyncConnection, event: RecordedEvent) -> None:
+        """Staff names, and the history of access facts (who could see a ticket when)."""
         await support.on_identity_event(conn, event)
+        await access_history.record(conn, event)
 
     async def on_clients_event(self, conn: AsyncConnection, event: RecordedEvent) -> None:
         """Clients' facts: the directory, threads of messages, abuse notices, erasure."""

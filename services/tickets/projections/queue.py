@@ -16,7 +16,9 @@
 
 Indexes are made for a staff member's first page: per department and status,
 ordered by waiting time or by deadline (``services.tickets.projections.queries``
-reads one department/status slice at a time with its index, then merges).
+reads one department/status slice at a time with its index, then merges). On
+PostgreSQL, GIN indexes over ``to_tsvector('simple', …)`` of subjects and entry
+bodies serve text search (``api.search``); SQLite has none (search scans there).
 Texts arrive sealed with the client's key (``shared.privacy.shredding``) and are
 opened with the keys in this service's ``subject_keys``: after the client's
 erasure they open to None, in a rebuild too. Otherwise rebuilt from the events alone.
@@ -39,6 +41,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -70,6 +73,11 @@ NO_DEPARTMENT = ""
 """``ticket_counts`` key of the "messages" queue (threads of messages to clients)."""
 
 metadata = MetaData()
+
+# What ``GET /tickets/search`` matches on PostgreSQL, word for word: an expression
+# index serves only a query that uses the same expression.
+SUBJECT_TSVECTOR = "to_tsvector('simple', coalesce(subject, ''))"
+BODY_TSVECTOR = "to_tsvector('simple', coalesce(body, ''))"
 
 tickets = Table(
     "tickets",
@@ -110,6 +118,10 @@ tickets = Table(
     Index("ix_tickets_assignee", "assignee_id", "status", "waiting_key"),
     Index("ix_tickets_client", "client_id", "updated_at"),
     Index("ix_tickets_number", "number"),
+    # Full-text search (``api.search``) on PostgreSQL: the very expression it matches.
+    Index("ix_tickets_subject_fts", text(SUBJECT_TSVECTOR), postgresql_using="gin").ddl_if(
+        dialect="postgresql"
+    ),
 )
 
 ticket_entries = Table(
@@ -129,6 +141,9 @@ ticket_entries = Table(
     Column("attachments", Text, nullable=True),
     Column("at", UtcDateTime(), nullable=False),
     Column("position", BigInteger, nullable=False),
+    Index("ix_ticket_entries_body_fts", text(BODY_TSVECTOR), postgresql_using="gin").ddl_if(
+        dialect="postgresql"
+    ),
 )
 
 ticket_contacts = Table(
