@@ -16,6 +16,8 @@ from sqlalchemy import select
 from services.identity.app.application import IdentityApplication
 from services.identity.app.clients import ClientPrincipals
 from services.identity.app.handlers import Identity
+from services.identity.app.second_factor import SecondFactors
+from services.identity.app.self_service import PasswordResets
 from services.identity.projections import staff_rows
 from shared.access.control import Principal
 from shared.access.delegation import Grantor
@@ -37,7 +39,17 @@ async def client_principals(request: Request) -> ClientPrincipals:
     return (await application(request)).client_principals
 
 
+async def password_resets(request: Request) -> PasswordResets:
+    return (await application(request)).password_resets
+
+
+async def second_factors(request: Request) -> SecondFactors:
+    return (await application(request)).second_factors
+
+
 IdentityDep = Annotated[Identity, Depends(identity)]
+PasswordResetsDep = Annotated[PasswordResets, Depends(password_resets)]
+SecondFactorsDep = Annotated[SecondFactors, Depends(second_factors)]
 ClientPrincipalsDep = Annotated[ClientPrincipals, Depends(client_principals)]
 
 

@@ -1,9 +1,14 @@
-"""The caller's own account: who I am, my own password (no right needed).
+"""The caller's own account: who I am, my own password, my second factor (no right needed).
 
 Rules kept here: ``GET /me`` answers from the access copy (a client's login
 from the credential table, never from an event); changing one's own password
 needs the current one and ends every other session of the caller, this one
-goes on; an impersonation never changes the client's password.
+goes on; an impersonation never changes the client's password. The second
+factor is staff's, set up by the member themselves: ``POST /me/2fa`` answers
+the ``otpauth://`` URI once, ``POST /me/2fa/confirm`` turns it on with a right
+code and answers the recovery codes once, ``DELETE /me/2fa`` turns it off with
+a current code. A session limited to setting it up
+(``OTP_REQUIRED_FOR_FULL_ACCESS``) reaches ``GET /me`` and these routes only.
 """
 
 from __future__ import annotations
@@ -13,10 +18,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
-from services.identity.api.deps import ClientPrincipalsDep, IdentityDep
-from shared.access.control import Principal
+from services.identity.api.deps import ClientPrincipalsDep, IdentityDep, SecondFactorsDep
+from shared.access.control import SETUP_SECOND_FACTOR, Principal
 from shared.access.delegation import Grantor
-from shared.http.api import CaughtUp, StrictBody, require
+from shared.http.api import ApiError, CaughtUp, StrictBody, require
 
 router = APIRouter()
 
@@ -51,7 +56,7 @@ async def me(
     request: Request,
     _: CaughtUp,
     app: IdentityDep,
-    principal: Annotated[Principal, Depends(require())],
+    principal: Annotated[Principal, Depends(require(scope=SETUP_SECOND_FACTOR))],
 ) -> MeOut | ClientMeOut:
     """Who I am and what I may do.
 
@@ -108,4 +113,62 @@ async def change_own_password(
             Grantor(id=principal.id),
             keep_session=principal.session_id,
         )
+    return Response(status_code=204)
+
+
+SetupPrincipal = Annotated[Principal, Depends(require(scope=SETUP_SECOND_FACTOR))]
+
+
+def _own_staff_account(principal: Principal) -> None:
+    """The second factor is a staff member's own, set in their own session."""
+    if principal.kind != "staff" or principal.impersonator_id is not None:
+        raise ApiError(403, "staff_only", "the second factor is for staff, in their own session")
+
+
+class SecondFactorOut(BaseModel):
+    # otpauth://totp/...?secret=...&issuer=...: for an authenticator app (a QR code).
+    uri: str
+
+
+@router.post("/me/2fa", tags=["auth"], status_code=201)
+async def enroll_second_factor(
+    app: IdentityDep, factors: SecondFactorsDep, principal: SetupPrincipal
+) -> SecondFactorOut:
+    """A new TOTP secret, shown this once; it counts once confirmed with a code.
+
+    409 ``second_factor_on`` while one is on (turn it off first).
+    """
+    _own_staff_account(principal)
+    uri = await factors.enroll(principal.actor, principal.id, principal.access.login)
+    return SecondFactorOut(uri=uri)
+
+
+class CodeIn(StrictBody):
+    code: str = Field(min_length=1, max_length=32)
+
+
+class RecoveryCodesOut(BaseModel):
+    # Each works once instead of a TOTP code; shown this once, kept only hashed.
+    recovery_codes: list[str]
+
+
+@router.post("/me/2fa/confirm", tags=["auth"])
+async def confirm_second_factor(
+    body: CodeIn, factors: SecondFactorsDep, principal: SetupPrincipal
+) -> RecoveryCodesOut:
+    """Turn the second factor on with a code of the secret: from now on
+    ``POST /auth/login`` needs ``otp``. 403 ``otp_invalid`` naming ``code``.
+    """
+    _own_staff_account(principal)
+    codes = await factors.confirm(principal.actor, principal.id, body.code)
+    return RecoveryCodesOut(recovery_codes=codes)
+
+
+@router.delete("/me/2fa", tags=["auth"], status_code=204, response_model=None)
+async def disable_second_factor(
+    body: CodeIn, factors: SecondFactorsDep, principal: SetupPrincipal
+) -> Response:
+    """Turn it off with a current code or a recovery code (403 ``otp_invalid``)."""
+    _own_staff_account(principal)
+    await factors.disable(principal.actor, principal.id, body.code)
     return Response(status_code=204)

@@ -7,7 +7,7 @@ one, so every service's access copy follows. Identity applies it to its own
 copy at once (its own requests need not wait for the topic).
 
 Every command on a member is one load-decide-append through the kernel's
-``decide_and_append`` (``_decide``): a conflict is decided again on fresh
+``decide_and_append`` (``decide_member``): a conflict is decided again on fresh
 state under the kernel's one retry policy, never answered at once. Appends
 that decide nothing on a stream's state (a new session, the login guard's
 security log) are not retried: they append at a fixed version (a new stream)
@@ -62,6 +62,7 @@ from services.identity.domain.login_guard import (
 from services.identity.domain.staff import Staff
 from services.identity.projections import impersonations, sessions, staff_rows
 from shared.access.control import (
+    SETUP_SECOND_FACTOR,
     AccessCopy,
     ClientAccessChanged,
     PrincipalKind,
@@ -83,6 +84,7 @@ from shared.domain import Forbidden
 from shared.domain.aggregate import Conflict, NotFound
 from shared.domain.events import Actor, DomainEvent, RecordedEvent
 from shared.eventstore import EventStore, StreamState
+from shared.privacy.shredding import Sealer
 from shared.readmodel.database import ReadModelDB
 from shared.runtime.settings import ServiceSettings
 
@@ -123,6 +125,7 @@ class LoginResult:
     principal_id: str
     kind: PrincipalKind
     session_id: str
+    scope: str | None = None
 
 
 def staff_stream(staff_id: str) -> str:
@@ -149,6 +152,12 @@ class Identity:
     # ``wait_for_position``): the sessions table must know a session that
     # started a moment ago before identity looks for sessions to end.
     wait_for_position: Callable[[int, float], Awaitable[bool]] | None = None
+    # Accepts (and spends) a staff member's one-time code (``SecondFactors.accept``),
+    # set by the composition root: the second factor is a part of its own.
+    second_factor: Callable[[str, str], Awaitable[bool]] | None = None
+    # OTP_REQUIRED_FOR_FULL_ACCESS: a full-access member without a second factor
+    # gets a session limited to setting one up.
+    otp_required_for_full_access: bool = False
     # staff id -> (the member folded up to its version, the access fact last
     # published). Streams only grow, so a fold stays true; see ``_member``.
     _folded: OrderedDict[str, tuple[Staff, StaffAccessChanged | None]] = field(
@@ -216,7 +225,7 @@ class Identity:
         add(Staff())  # refuse early: no credential for a member the rules refuse
         await self.credentials.add(staff_id, fields["login"], "staff", password)
         try:
-            return await self._decide(staff_id, add, actor, must_exist=False)
+            return await self.decide_member(staff_id, add, actor, must_exist=False)
         except BaseException:
             await self.credentials.remove(staff_id)
             raise
@@ -225,7 +234,7 @@ class Identity:
         self, actor: Actor, staff_id: str, by: Grantor, **changes: Any
     ) -> CommandAnswer:
         await self.await_departments(changes.get("departments") or [])
-        return await self._decide(
+        return await self.decide_member(
             staff_id,
             lambda staff: staff.change(
                 self.known_departments, by=by, department_rights=self.department_rights, **changes
@@ -237,15 +246,15 @@ class Identity:
         if staff_id == actor.id:
             await self._staff(staff_id)  # an unknown member is 404 before anything else
             raise Conflict("cannot_disable_self", "staff members cannot disable themselves")
-        answer = await self._decide(staff_id, lambda staff: staff.disable(by), actor)
+        answer = await self.decide_member(staff_id, lambda staff: staff.disable(by), actor)
         await self.end_sessions_of(staff_id, "disabled", actor)
         return answer
 
     async def grant(self, actor: Actor, staff_id: str, right: str, by: Grantor) -> CommandAnswer:
-        return await self._decide(staff_id, lambda staff: staff.grant(right, by), actor)
+        return await self.decide_member(staff_id, lambda staff: staff.grant(right, by), actor)
 
     async def revoke(self, actor: Actor, staff_id: str, right: str, by: Grantor) -> CommandAnswer:
-        return await self._decide(
+        return await self.decide_member(
             staff_id, lambda staff: staff.revoke(right, self.department_rights, by), actor
         )
 
@@ -262,7 +271,7 @@ class Identity:
                 )  # the bytes first: the event must never point at nothing
             return events
 
-        return await self._decide(staff_id, change, actor)
+        return await self.decide_member(staff_id, change, actor)
 
     async def set_staff_password(
         self,
@@ -289,7 +298,7 @@ class Identity:
                 changed.append(True)
             return events
 
-        await self._decide(staff_id, decide, actor)
+        await self.decide_member(staff_id, decide, actor)
         # Every other session ends: all of them when someone else set it.
         await self.end_sessions_of(staff_id, "password_changed", actor, keep=keep_session)
 
@@ -345,20 +354,22 @@ class Identity:
                 self._folded.popitem(last=False)
         return staff, published
 
-    async def _decide(
+    async def decide_member(
         self,
         staff_id: str,
         decide: Callable[[Staff], Decision],
         actor: Actor,
         *,
         must_exist: bool = True,
+        sealer: Sealer | None = None,
     ) -> CommandAnswer:
         """Load, decide, append through the kernel's ``decide_and_append`` (one retry
         policy); with the decision, the member's new access fact when it differs
         from the one last published, in the same append (atomically).
 
         ``must_exist``: 404 for an unknown member (a command adding one says
-        False). Identity's own access copy applies the fact at once.
+        False). ``sealer``: personal fields of the decision are sealed (a second
+        factor's secret). Identity's own access copy applies the fact at once.
         """
         # What the round that was appended loaded and published (the last round).
         published: list[StaffAccessChanged | None] = [None]
@@ -395,6 +406,7 @@ class Identity:
             answer_id=staff_id,
             actor=actor,
             loader=loader,
+            sealer=sealer,
         )
         fact = fact_of[0]
         if answer.position and fact is not None:
@@ -458,7 +470,7 @@ class Identity:
             self.department_rights[department_id] = frozenset(rights)
         if rights is not None or deleted:
             # The table follows the store a moment behind; the access copy has
-            # every member identity published a moment ago (see ``_decide``).
+            # every member identity published a moment ago (see ``decide_member``).
             members = set(await self._members(conn, department_id)) | {
                 principal_id
                 for principal_id, access in self.access.by_principal.items()
@@ -479,14 +491,22 @@ class Identity:
     # ---------------------------------------------------------------- sessions
 
     async def login(
-        self, login: str, password: str, ip: str | None, new_password: str | None = None
+        self,
+        login: str,
+        password: str,
+        ip: str | None,
+        new_password: str | None = None,
+        otp: str | None = None,
     ) -> LoginResult:
         """Staff and client principals log in here alike; the credential says which.
 
         An unknown login costs what a known one does: the same lookups, argon2
         against a decoy hash, the same counting of the failure. A password
         marked ``must_change`` (the generated first admin password) logs in
-        only with ``new_password``, which replaces it.
+        only with ``new_password``, which replaces it. A member with the
+        second factor on needs ``otp`` too (a TOTP code or a recovery code,
+        each accepted once); a missing or wrong one is a failed login (401
+        ``otp_required`` / ``otp_invalid``), counted like a wrong password.
         """
         now = datetime.now(UTC)
         found = await self.credentials.find(login)
@@ -537,6 +557,7 @@ class Identity:
         # Identity decides from its own store, the source of truth, not from the
         # access copy that other services keep.
         bound_ip: str | None = None
+        scope: str | None = None
         if kind == "client":
             client = await load(
                 self.store, registry, client_principal_stream(principal_id), ClientPrincipal
@@ -559,6 +580,18 @@ class Identity:
                     "login from this address is not allowed",
                 )
             bound_ip = ip if staff.bind_session_to_ip else None
+            if staff.second_factor:
+                if not otp:
+                    await refuse(
+                        "otp_required", 401, "otp_required", "a one-time code (otp) is needed"
+                    )
+                assert otp is not None
+                if self.second_factor is None or not await self.second_factor(principal_id, otp):
+                    await refuse(
+                        "otp_invalid", 401, "otp_invalid", "the one-time code is wrong or used"
+                    )
+            elif self.otp_required_for_full_access and staff.full_access:
+                scope = SETUP_SECOND_FACTOR
         actor = Actor(id=principal_id, kind=kind)
         if found.must_change:
             if new_password is None or new_password == password:
@@ -598,8 +631,9 @@ class Identity:
             session_id=session_id,
             lifetime=lifetime,
             bound_ip=bound_ip,
+            scope=scope,
         )
-        return LoginResult(token, principal_id, kind, session_id)
+        return LoginResult(token, principal_id, kind, session_id, scope)
 
     async def set_own_password(self, actor: Actor, principal_id: str, password: str) -> None:
         """A staff member's own new password (the generated first one replaced, say)."""
@@ -743,7 +777,7 @@ class Identity:
             return  # another replica got here first
         system = Actor(id="system", kind="system")
         # Another replica that got here first makes the stream exist: nothing to do.
-        answer = await self._decide(
+        answer = await self.decide_member(
             ADMIN_ID, lambda staff: [] if staff.exists else events, system, must_exist=False
         )
         if not answer.position:
