@@ -70,6 +70,7 @@ from shared.domain import Forbidden
 from shared.domain.aggregate import Conflict, NotFound
 from shared.domain.events import Actor, DomainEvent, RecordedEvent
 from shared.eventstore import AppendResult, ConcurrencyError, EventStore, StreamState
+from shared.privacy.shredding import KeyRing, Sealer
 from shared.readmodel.database import ReadModelDB
 from shared.runtime.settings import ServiceSettings
 
@@ -129,6 +130,9 @@ class Identity:
     known_departments: set[str] = field(default_factory=set)
     avatars: AvatarStore = field(init=False)
     throttle: LoginThrottle = field(init=False)
+    # Client addresses on session and login events are sealed with the principal's
+    # key (``shared.privacy.shredding``); erasing a client destroys its key.
+    sealer: Sealer = field(init=False)
     denied_groups: frozenset[str] = frozenset()
     max_failures: int = MAX_FAILURES
     lock_for: timedelta = LOCK_FOR
@@ -155,6 +159,9 @@ class Identity:
         await self.avatars.create_tables()
         self.throttle = LoginThrottle(self.db, self.secret)
         await self.throttle.create_tables()
+        keys = KeyRing(self.db)
+        await keys.create_tables()
+        self.sealer = Sealer(registry, keys)
         async with self.db.engine.connect() as conn:
             for row in await conn.execute(select(departments_seen)):
                 if not row.deleted:
@@ -516,7 +523,10 @@ class Identity:
             bound_to_ip=bound_ip is not None,
             expires_at=now + lifetime,
         )
-        await append(self.store, registry, f"session-{session_id}", [started], 0, actor=actor)
+        await append(
+            self.store, registry, f"session-{session_id}", [started], 0, actor=actor,
+            sealer=self.sealer,
+        )  # fmt: skip
         await self._record(
             subject.stream,
             [
@@ -578,7 +588,8 @@ class Identity:
 
     async def _record(self, stream: str, events: list[DomainEvent]) -> None:
         """Append to a login's security log: no decision rests on it, so in any order."""
-        await self.store.append(stream, [registry.encode(e) for e in events], StreamState.ANY)
+        sealed = [await self.sealer.seal(registry.encode(e)) for e in events]
+        await self.store.append(stream, sealed, StreamState.ANY)
 
     async def logout(self, actor: Actor, session_id: str) -> None:
         """End a session; ending an impersonation hands back to the staff member.
