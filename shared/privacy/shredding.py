@@ -16,6 +16,10 @@ An event model says which of its fields are personal and whose they are:
 
 Personal fields are plain ``str | None`` in the model (a sealed value is a
 string too); their format is checked by the command, before sealing.
+
+An event whose subject field is None (a failed login for a login nobody has:
+the address that tried belongs to no known subject) is sealed under the one
+subject ``ANONYMOUS``: never in clear, though no erasure of a person reaches it.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from shared.domain.events import DomainEvent, EventRegistry, NewEvent, RecordedE
 from shared.readmodel.database import ReadModelDB, UtcDateTime, among
 
 SEALED_PREFIX = "sealed:v1:"
+ANONYMOUS = "anonymous"  # the subject of personal data that names nobody known
 NONCE_BYTES = 12
 
 metadata = MetaData()
@@ -67,7 +72,7 @@ def personal_fields(model: type[DomainEvent]) -> tuple[str, ...]:
 def subject_of(payload: DomainEvent | dict[str, Any], model: type[DomainEvent]) -> str:
     field: str = getattr(model, "subject_field")  # noqa: B009 - set on personal models only
     value = payload[field] if isinstance(payload, dict) else getattr(payload, field)
-    return str(value)
+    return ANONYMOUS if value is None else str(value)
 
 
 def is_sealed(value: Any) -> bool:
@@ -108,7 +113,8 @@ def stored_subject(registry: EventRegistry, event: RecordedEvent, model: type[Do
     field was renamed since)."""
     field: str = getattr(model, "subject_field")  # noqa: B009 - personal models only
     if field in event.data:
-        return str(event.data[field])
+        value = event.data[field]
+        return ANONYMOUS if value is None else str(value)
     return subject_of(registry.upcast(event.type, event.schema_version, dict(event.data)), model)
 
 

@@ -33,6 +33,7 @@ from services.clients.service import SPEC as CLIENTS
 from services.identity.service import SPEC as IDENTITY
 from shared.domain.events import Actor, NewEvent, RecordedEvent
 from shared.eventstore import EventStore, open_event_store
+from shared.privacy.shredding import is_sealed
 from shared.projections.runner import ProjectionRunner
 from shared.readmodel.database import ReadModelDB
 from shared.runtime.service import create_app
@@ -56,6 +57,7 @@ class Stack:
     admin: dict[str, str]
     bootstrap: str
     prefix: str
+    identity_app: FastAPI | None = None
 
     @property
     def app(self) -> Clients:
@@ -100,8 +102,9 @@ async def stack(
                     lambda: clients.get("/clients", headers=admin), lambda r: r.status_code == 200
                 )
                 yield Stack(
-                    identity, clients, clients_app, clients_db, admin, kafka_bootstrap, topic_prefix
-                )
+                    identity, clients, clients_app, clients_db, admin, kafka_bootstrap,
+                    topic_prefix, identity_app,
+                )  # fmt: skip
 
 
 async def login(
@@ -627,12 +630,23 @@ async def test_erasure_leaves_no_personal_data_in_the_store_the_replay_or_the_to
     )  # fmt: skip
     assert sent.status_code == 201
     await login(stack.identity, "heidiunique1", "Passw0rd-for-heidiunique1", kind="client")
+    # The addresses it logged in and failed from: on identity.events, sealed with its key.
+    addresses = ["198.51.100.201", "198.51.100.202"]
+    for address, password in zip(addresses, ["Passw0rd-for-heidiunique1", "wrong"], strict=True):
+        answer = await stack.identity.post(
+            "/auth/login", json={"login": "heidiunique1", "password": password},
+            headers={"X-Forwarded-For": address},
+        )  # fmt: skip
+        assert answer.status_code == (200 if password != "wrong" else 401), answer.text
     company = await stack.clients.post("/companies", json={"name": "Co"}, headers=stack.admin)
     company_path = f"/companies/{company.json()['id']}"
     joined = await stack.clients.post(
         f"{company_path}/members", json={"client_id": target["id"]}, headers=stack.admin
     )
     assert joined.status_code == 200, joined.text
+    assert stack.identity_app is not None
+    keys = stack.identity_app.state.runtime.composed.identity.sealer.keys
+    assert await keys.key(target["id"]) is not None  # its addresses were sealed with it
     erased = await stack.clients.delete(f"/clients/{target['id']}", headers=stack.admin)
     assert erased.status_code == 200, erased.text
     again = await stack.clients.delete(f"/clients/{target['id']}", headers=stack.admin)
@@ -650,7 +664,7 @@ async def test_erasure_leaves_no_personal_data_in_the_store_the_replay_or_the_to
         lambda r: r.status_code == 200 and target["id"] not in r.text,
     )
 
-    words = [*secret_words, "heidiunique1", "prefers calls", "5550000"]
+    words = [*secret_words, *addresses, "heidiunique1", "prefers calls", "5550000"]
     # The stored events, raw.
     raw = orjson.dumps([e.to_dict() for e in await all_events(stack.app.store)])
     assert not [w for w in words if w.encode() in raw]
@@ -682,6 +696,21 @@ async def test_erasure_leaves_no_personal_data_in_the_store_the_replay_or_the_to
         text = b"".join((m.value or b"") + (m.key or b"") for m in messages)
         assert not [w for w in words if w.encode() in text], context
         assert b"Passw0rd" not in text
+    # Every address on identity.events is sealed, the erased client's under a key that
+    # is gone: the log and the topic keep ciphertext nobody can open any more.
+    wanted = {"SessionStarted", "LoginSucceeded", "LoginFailed"}
+    deadline = time.monotonic() + 30
+    while True:  # until the relay has published the client's login facts
+        messages = await read_topic(stack.bootstrap, f"{stack.prefix}identity.events", expect=1)
+        facts = [RecordedEvent.from_json(m.value) for m in messages if m.value]
+        with_address = [f for f in facts if f.data.get("ip") is not None]
+        theirs = [f for f in with_address if f.data.get("principal_id") == target["id"]]
+        if {f.type for f in theirs} >= wanted:
+            break
+        assert time.monotonic() < deadline, sorted({f.type for f in theirs})
+        await asyncio.sleep(0.5)
+    assert all(is_sealed(f.data["ip"]) for f in with_address)
+    assert await keys.key(target["id"]) is None
 
 
 async def test_attachments_are_kept_outside_the_log_and_named_in_the_message(

@@ -137,3 +137,27 @@ def test_a_reader_that_keeps_no_personal_data_opens_nothing_and_reuses_an_openin
     opened = shredding.open_event(registry, event, {"p2": key})
     assert opened.name == "Bob"  # type: ignore[attr-defined]
     assert shredding.decode_unopened(registry, event) is opened
+
+
+@registry.register
+class Knocked(DomainEvent):
+    """Personal data about somebody the context may not know (a failed login's address)."""
+
+    event_type = "Knocked"
+    personal_fields: ClassVar[tuple[str, ...]] = ("ip",)
+    subject_field: ClassVar[str] = "principal_id"
+    principal_id: str | None
+    ip: str | None
+
+
+def test_personal_data_of_nobody_known_is_sealed_under_the_anonymous_subject() -> None:
+    """Never "None" as a subject id, and the same one when sealing and when opening."""
+    nobody = Knocked(principal_id=None, ip="198.51.100.9")
+    assert shredding.subject_of(nobody, Knocked) == shredding.ANONYMOUS
+    key = AESGCM.generate_key(bit_length=256)
+    stored = recorded(
+        {"principal_id": None, "ip": shredding.seal_value(key, shredding.ANONYMOUS, "198.51.100.9")}
+    )._replace(type="Knocked")
+    assert shredding.subjects_of(registry, [stored]) == {shredding.ANONYMOUS}
+    opened = shredding.open_event(registry, stored, {shredding.ANONYMOUS: key})
+    assert isinstance(opened, Knocked) and opened.ip == "198.51.100.9"

@@ -128,6 +128,8 @@ class ClientPrincipals:
         answer = await self._decide(actor, client_id, remove, present=False)
         await self.identity.credentials.remove(client_id)
         await self.identity.end_sessions_of(client_id, "disabled", actor)
+        # The addresses it logged in from (sealed with its key) become unreadable.
+        await self.identity.sealer.keys.destroy(client_id)
         return answer
 
     async def impersonate(
@@ -152,7 +154,10 @@ class ClientPrincipals:
             expires_at=now + lifetime,
         )
         actor = Actor(id=client_id, kind="client", impersonator_id=staff_id)
-        await append(identity.store, registry, f"session-{session_id}", [started], 0, actor=actor)
+        await append(
+            identity.store, registry, f"session-{session_id}", [started], 0, actor=actor,
+            sealer=identity.sealer,
+        )  # fmt: skip
         token = issue_token(
             identity.secret,
             principal_id=client_id,

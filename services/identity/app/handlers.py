@@ -84,7 +84,7 @@ from shared.domain import Forbidden
 from shared.domain.aggregate import Conflict, NotFound
 from shared.domain.events import Actor, DomainEvent, RecordedEvent
 from shared.eventstore import EventStore, StreamState
-from shared.privacy.shredding import Sealer
+from shared.privacy.shredding import KeyRing, Sealer
 from shared.readmodel.database import ReadModelDB
 from shared.runtime.settings import ServiceSettings
 
@@ -145,6 +145,9 @@ class Identity:
     known_departments: set[str] = field(default_factory=set)
     avatars: AvatarStore = field(init=False)
     throttle: LoginThrottle = field(init=False)
+    # Client addresses on session and login events are sealed with the principal's
+    # key (``shared.privacy.shredding``); erasing a client destroys its key.
+    sealer: Sealer = field(init=False)
     denied_groups: frozenset[str] = frozenset()
     max_failures: int = MAX_FAILURES
     lock_for: timedelta = LOCK_FOR
@@ -177,6 +180,9 @@ class Identity:
         await self.avatars.create_tables()
         self.throttle = LoginThrottle(self.db, self.secret)
         await self.throttle.create_tables()
+        keys = KeyRing(self.db)
+        await keys.create_tables()
+        self.sealer = Sealer(registry, keys)
         async with self.db.engine.connect() as conn:
             for row in await conn.execute(select(departments_seen)):
                 if not row.deleted:
@@ -612,7 +618,10 @@ class Identity:
             bound_to_ip=bound_ip is not None,
             expires_at=now + lifetime,
         )
-        await append(self.store, registry, f"session-{session_id}", [started], 0, actor=actor)
+        await append(
+            self.store, registry, f"session-{session_id}", [started], 0, actor=actor,
+            sealer=self.sealer,
+        )  # fmt: skip
         await self._record(
             subject.stream,
             [
@@ -679,9 +688,12 @@ class Identity:
         Not a load-decide-append: the lock-out is decided from the throttle
         table (``LoginThrottle``), and the log only records what was decided,
         so it appends at any version (``StreamState.ANY``) and a concurrent
-        failed login never makes a conflict to retry.
+        failed login never makes a conflict to retry. Addresses in it are
+        sealed with the principal's key.
         """
-        await append(self.store, registry, stream, events, 0, expected=StreamState.ANY)
+        await append(
+            self.store, registry, stream, events, 0, expected=StreamState.ANY, sealer=self.sealer
+        )
 
     async def logout(self, actor: Actor, session_id: str) -> None:
         """End a session; ending an impersonation hands back to the staff member.

@@ -110,6 +110,10 @@ class SessionStarted(DomainEvent):
     """A session began: by a login, or by a staff member impersonating a client."""
 
     event_type = "SessionStarted"
+    # The client address is personal data: sealed with the principal's key, so that
+    # erasing a client (its key destroyed) leaves it unreadable in the log and topic.
+    personal_fields: ClassVar[tuple[str, ...]] = ("ip",)
+    subject_field: ClassVar[str] = "principal_id"
     session_id: str
     principal_id: str
     kind: Literal["staff", "client"]
@@ -124,7 +128,8 @@ class SessionStarted(DomainEvent):
 # The login guard's events name the login for staff only. A client's login is
 # personal data, and so may be what was typed for an unknown login (a deleted
 # client's, say): those events leave ``login`` empty, and a client's name its
-# principal instead.
+# principal instead. The address that tried is sealed with the principal's key
+# (an unknown login's under ``shared.privacy.shredding.ANONYMOUS``).
 
 
 @registry.register
@@ -132,6 +137,8 @@ class LoginFailed(DomainEvent):
     """A security event: who tried, from where, why it failed. Never the password."""
 
     event_type = "LoginFailed"
+    personal_fields: ClassVar[tuple[str, ...]] = ("ip",)
+    subject_field: ClassVar[str] = "principal_id"
     login: str
     ip: str | None
     reason: Literal[
@@ -152,6 +159,8 @@ class LoginLockedOut(DomainEvent):
     """A login from one address (``scope`` "login"), or an address for every login, locked."""
 
     event_type = "LoginLockedOut"
+    personal_fields: ClassVar[tuple[str, ...]] = ("ip",)
+    subject_field: ClassVar[str] = "principal_id"
     login: str
     until: datetime
     principal_id: str | None = None
@@ -163,6 +172,8 @@ class LoginLockedOut(DomainEvent):
 @registry.register
 class LoginSucceeded(DomainEvent):
     event_type = "LoginSucceeded"
+    personal_fields: ClassVar[tuple[str, ...]] = ("ip",)
+    subject_field: ClassVar[str] = "principal_id"
     login: str
     ip: str | None
     session_id: str

@@ -135,7 +135,8 @@ class StaffDirectory(Projection):
                 sessions.insert().values(
                     session_id=payload.session_id,
                     principal_id=payload.principal_id,
-                    ip=payload.ip,
+                    # Sealed in the log (personal data); nothing here reads it.
+                    ip=None,
                     active=True,
                     expires_at=payload.expires_at,
                 )
