@@ -22,7 +22,9 @@ tickets service has learnt them (451 until then). Every mail opens a ticket
 * ``mail.inbound_vs_bare`` (goal ≥ 0.3): ``inbound_per_s`` over ``bare_inbound_per_s``.
 
 The load average (1 min) before and after goes to ``results.meta.json``: the
-machine may be shared, and these are rates of one process.
+machine may be shared, and these are rates of one process. ``--profile PREFIX``
+writes a cProfile profile of the tickets process during the burst to
+``PREFIX.open.prof`` (it slows it down: such runs record nothing).
 
     .venv/bin/python -m bench.mail [--mails 1000] [--latency-mails 200] [--no-write]
 """
@@ -33,6 +35,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -46,7 +49,16 @@ import aiosmtplib
 import httpx
 
 from bench import goals
-from bench.tickets import ADMIN_PASSWORD, ROOT, _admin_sql, _db_url, p99, running_stack
+from bench import tickets as tickets_bench
+from bench.tickets import (
+    ADMIN_PASSWORD,
+    ROOT,
+    _admin_sql,
+    _cpu_seconds,
+    _db_url,
+    p99,
+    running_stack,
+)
 from devtools import devbroker
 from services.tickets.app.mail_gateway import NAMESPACE
 
@@ -180,7 +192,13 @@ async def _tickets_in(http: httpx.AsyncClient, url: str, admin: dict[str, str], 
     return int(answer.headers["X-Total-Count"])
 
 
-async def measure(mails: int, latency_mails: int) -> tuple[dict[str, float], dict[str, Any]]:
+async def measure(
+    mails: int, latency_mails: int, profile: Path | None = None
+) -> tuple[dict[str, float], dict[str, Any]]:
+    if profile is not None:  # CPU time, not wall time: the process waits on I/O a lot
+        tickets_bench.PROFILED = tickets_bench.PROFILED.replace(
+            "import cProfile,", "import time, cProfile,"
+        ).replace("cProfile.Profile()", "cProfile.Profile(time.process_time)")
     load_before = os.getloadavg()[0]
     inbound_port = devbroker.free_port()
     env = {"INBOUND_SMTP_PORT": str(inbound_port)}
@@ -190,7 +208,7 @@ async def measure(mails: int, latency_mails: int) -> tuple[dict[str, float], dic
         )
         var = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         async with (
-            running_stack(bootstrap, var, None, SERVICES, env, bench="mail") as services,
+            running_stack(bootstrap, var, profile, SERVICES, env, bench="mail") as services,
             httpx.AsyncClient(timeout=60) as http,
         ):
             urls = services.urls
@@ -211,14 +229,23 @@ async def measure(mails: int, latency_mails: int) -> tuple[dict[str, float], dic
                 [make_mail(sender, n) for n in range(mails // CONNECTIONS)] for sender in senders
             ]
             sent = sum(len(s) for s in shares)
+            if profile is not None:
+                os.kill(services.pids["tickets"], signal.SIGUSR1)
+            cpu_before = {n: _cpu_seconds(p) for n, p in services.pids.items()}
             started = time.perf_counter()
             accepted_s = await burst(inbound_port, shares)
+            if profile is not None:
+                os.kill(services.pids["tickets"], signal.SIGUSR2)
             deadline = time.monotonic() + 300
             while await _tickets_in(http, urls["tickets"], admin, desk) < before + sent:
                 if time.monotonic() > deadline:
                     raise TimeoutError("the read model never showed every ticket")
                 await asyncio.sleep(0.01)
             ticket_s = time.perf_counter() - started
+            cpu_ms = {
+                n: round((_cpu_seconds(p) - cpu_before[n]) * 1000 / sent, 2)
+                for n, p in services.pids.items()
+            }
         bare_rate, bare_latencies = await _bare(senders, sent, latency_mails)
     load_after = os.getloadavg()[0]
     rate = sent / ticket_s
@@ -237,6 +264,8 @@ async def measure(mails: int, latency_mails: int) -> tuple[dict[str, float], dic
         "loadavg_1m_before": round(load_before, 2),
         "loadavg_1m_after": round(load_after, 2),
         "cpus": os.cpu_count(),
+        # CPU each process spent per mail of the burst (ms): where a mail's work goes.
+        "cpu_ms_per_mail": cpu_ms,
     }
     return figures, meta
 
@@ -267,9 +296,11 @@ async def _bare(senders: list[str], sent: int, latency_mails: int) -> tuple[floa
         await _admin_sql(f'DROP DATABASE IF EXISTS "{BARE_DATABASE}" WITH (FORCE)')
 
 
-def run(mails: int = 1_000, latency_mails: int = 200) -> tuple[dict[str, float], dict[str, Any]]:
+def run(
+    mails: int = 1_000, latency_mails: int = 200, profile: Path | None = None
+) -> tuple[dict[str, float], dict[str, Any]]:
     """Figures for ``bench/results.json`` and their context for ``results.meta.json``."""
-    return asyncio.run(measure(mails, latency_mails))
+    return asyncio.run(measure(mails, latency_mails, profile))
 
 
 def main() -> None:
@@ -280,12 +311,14 @@ def main() -> None:
     parser.add_argument("--latency-mails", type=int, default=200)
     parser.add_argument("--output", type=Path, default=RESULTS_PATH, help="results JSON")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--profile", type=Path, help="cProfile the tickets process: PREFIX")
     args = parser.parse_args()
-    results, meta = run(args.mails, args.latency_mails)
+    results, meta = run(args.mails, args.latency_mails, args.profile)
     goals.print_table(results, "Mail gateway (ratio: ours / bare aiosmtpd INSERT, same run)")
     before, after = meta["loadavg_1m_before"], meta["loadavg_1m_after"]
     print(f"load average (1 min): {before} before, {after} after")
-    if not args.no_write:
+    print(f"CPU per mail (ms, by process): {meta['cpu_ms_per_mail']}")
+    if not args.no_write and args.profile is None:
         merge_json(args.output, goals.with_goals(results))
         merge_json(args.output.with_name(args.output.stem + ".meta.json"), {"mail": meta})
         print(f"wrote {args.output}")

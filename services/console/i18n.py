@@ -119,6 +119,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "entry_reopened": ("reopened", "открыт снова"),
     "entry_rated": ("rated", "оценка"),
     "entry_rating_requested": ("rating asked for", "запрошена оценка"),
+    "entry_linked_to_client": ("linked to a client", "привязан к клиенту"),
     # What a 409 ticket_changed lists, by event type.
     "change_TicketMessagePosted": ("a message was posted", "написано сообщение"),
     "change_TicketAssigned": ("the ticket was assigned", "назначен ответственный"),

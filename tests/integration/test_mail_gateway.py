@@ -516,6 +516,13 @@ async def test_the_reject_setting_answers_an_unknown_sender_with_a_notice(stack:
         gateway.notices,
         SmtpNotices("127.0.0.1", sink_port, f"Support <{address}>"),
     )
+    # A contact's ticket from before the setting changed.
+    earlier_contact = f"{unique('earlier')}@elsewhere.example.com"
+    earlier = mail(earlier_contact, address, "Earlier", "Opened while contacts were taken")
+    async with smtp_gateway(stack) as port:
+        assert await send(port, earlier) == "250"
+    earlier_ticket = (await recorded(stack, str(earlier["Message-ID"]))).ticket_id
+    assert earlier_ticket is not None
     settings = await stack.tickets.put(
         "/support/settings", json={"unknown_senders": "reject"}, headers=stack.admin
     )
@@ -542,6 +549,14 @@ async def test_the_reject_setting_answers_an_unknown_sender_with_a_notice(stack:
             assert stranger in str(notice.get_body(("plain",)).get_content())  # type: ignore[union-attr]
             # The same mail again (a retry): recognised, no second notice.
             assert await send(port, request) == "250"
+            # The earlier contact still answers in its own ticket.
+            thread = f"<ticket-{earlier_ticket}@backoffice.localhost>"
+            follow_up = mail(
+                earlier_contact, address, "Re: Earlier", "Still here", References=thread
+            )
+            assert await send(port, follow_up) == "250"
+            continued = await recorded(stack, str(follow_up["Message-ID"]))
+            assert (continued.status, continued.ticket_id) == ("continued", earlier_ticket)
         seen = await recorded(stack, str(request["Message-ID"]))
         assert (seen.status, seen.reason, seen.ticket_id) == ("declined", "unknown_sender", None)
         assert len(sink.received) == 1

@@ -16,15 +16,18 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import aiosmtplib
 import httpx
 import orjson
 import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+from devtools.devbroker import free_port
 from services.clients.service import SPEC as CLIENTS
 from services.departments.domain.defaults import TECHNICAL_SUPPORT
 from services.departments.service import SPEC as DEPARTMENTS
@@ -32,6 +35,8 @@ from services.identity.service import SPEC as IDENTITY
 from services.notifier.app.notifier import Notifier
 from services.notifier.copies import directory
 from services.notifier.service import SPEC as NOTIFIER
+from services.tickets.adapters.mail_inbound import InboundServer
+from services.tickets.copies import support
 from services.tickets.service import SPEC as TICKETS
 from shared.runtime.service import create_app
 from shared.runtime.settings import ServiceSettings
@@ -564,6 +569,67 @@ async def test_mails_carry_the_conversation_threaded_per_ticket(stack: Stack) ->
     assert "Dear Person threaded, see the attached terms." in message.body
     assert _attachments(message) == {"terms.pdf": PDF}
     assert message.message["References"] != reply.message["References"]
+
+
+async def test_a_staff_reply_to_a_contacts_ticket_goes_to_the_contact(stack: Stack) -> None:
+    """An unknown sender's mail (real SMTP into the gateway) opens a ticket from a contact;
+    the reply by mail goes to the address that wrote, in the ticket's thread."""
+    main = await project(stack)
+    desk = await department(stack, "Contact desk", [main])
+    address = f"{unique('desk')}@desk.example.com"
+    patched = await stack.departments.patch(
+        f"/departments/{desk}", json={"support": {"inbound_email": address}}, headers=stack.admin
+    )
+    assert patched.status_code == 200, patched.text
+    tickets_runtime = stack.apps["tickets"].state.runtime
+
+    async def routed() -> bool:
+        async with tickets_runtime.db.reading() as conn:
+            return await support.department_of_address(conn, address) == desk
+
+    await until(routed, what="the tickets service routes the address")
+    agent = await staff(stack, "contact-agent", ["tickets.view", "tickets.reply"], [desk])
+    stranger = f"{unique('stranger')}@elsewhere.example.com"
+    mail = EmailMessage()
+    mail["From"] = f"Jane Stranger <{stranger}>"
+    mail["To"] = address
+    mail["Subject"] = "Domain transfer"
+    mail["Message-ID"] = f"<{uuid.uuid4()}@elsewhere.example.com>"
+    mail.set_content("Please move example.org to you")
+    server = InboundServer(tickets_runtime.composed.mail_gateway, "127.0.0.1", free_port())
+    serving_task = asyncio.create_task(server.run())
+    try:
+        await asyncio.wait_for(server.serving.wait(), 10)
+        await aiosmtplib.send(mail, hostname="127.0.0.1", port=server.port, timeout=30)
+    finally:
+        serving_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving_task
+    [ticket] = await until(
+        lambda: _visible(stack, agent.headers, desk), what="the contact's ticket in the queue"
+    )
+    assert ticket["origin"] == "contact" and ticket["client_id"].startswith("contact-")
+    answered = await stack.tickets.post(
+        f"/tickets/{ticket['id']}/messages",
+        json={"body": "Send us the transfer code, please."},
+        headers=agent.headers,
+    )
+    assert answered.status_code == 201, answered.text
+    [reply] = await until(lambda: stack.mail.to(stranger), what="the reply to the contact")
+    assert reply.subject == f"Re: [#{ticket['number']}] Domain transfer"
+    assert "Send us the transfer code, please." in reply.body and "Jane Stranger" in reply.body
+    assert (
+        str(reply.message["References"]).strip() == f"<ticket-{ticket['id']}@backoffice.localhost>"
+    )
+    assert str(reply.message["Reply-To"]).strip() == address
+
+
+async def _visible(stack: Stack, headers: Headers, department_id: str) -> list[dict[str, Any]]:
+    answer = await stack.tickets.get(
+        "/tickets", params={"department_id": department_id}, headers=headers
+    )
+    found: list[dict[str, Any]] = answer.json() if answer.status_code == 200 else []
+    return found
 
 
 async def _the_rating_link_rates_once(

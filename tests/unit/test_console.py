@@ -96,7 +96,7 @@ def test_every_word_the_pages_build_from_api_values_is_there() -> None:
         "status_": ("open", "answered", "closed"),
         "sort_": ("waiting", "deadline", "-updated", "-opened"),
         "entry_": ("opened", "message", "internal_note", "assigned", "transfer", "closed",
-                   "reopened", "rated", "rating_requested"),
+                   "reopened", "rated", "rating_requested", "linked_to_client"),
         "change_": ("TicketMessagePosted", "TicketAssigned", "TicketTransferred",
                     "TicketClosed", "TicketReopened", "TicketRated"),
         "notice_": ("new_ticket", "client_reply", "ticket_transferred", "deadline_near"),

@@ -29,7 +29,8 @@ setting ``unknown_senders``:
   contact* in the department of the address: the contact's address and name
   sealed with the contact's own key, in the staff queue, seen by no client
   until staff link it to one (``Tickets.link_to_client``);
-* ``reject``: the sender gets a short notice by mail (``NoticeMailer``; to the
+* ``reject``: a contact's ticket opened before still takes its contact's mail;
+  anything else from an unknown sender gets a short notice by mail (``NoticeMailer``; to the
   envelope sender, with an empty return path and ``Auto-Submitted:
   auto-replied``, so nothing answers it) and the SMTP transaction is accepted
   (250, status ``declined``): a 5xx would make the sender's server bounce, and
@@ -242,20 +243,6 @@ class MailGateway:
 
     async def _from_unknown(self, mail: inbound.InboundMail) -> Outcome:
         """Mail from an address that is no client's (see ``unknown_senders`` above)."""
-        settings = await self.tickets.settings()
-        if settings.unknown_senders == "reject":
-            if self.notices is None or not mail.return_path:
-                raise Refused("unknown_sender", "no client writes from this address")
-            address = mail.recipients[0] if mail.recipients else "this address"
-            await self.notices.send_notice(
-                mail.return_path,
-                NOTICE_SUBJECT.format(subject=mail.subject),
-                NOTICE_BODY.format(subject=mail.subject, address=address, sender=mail.sender),
-                mail.message_id,
-            )
-            REJECTED.labels("unknown_sender").inc()
-            log.info("mail.declined", reason="unknown_sender", message_id=mail.message_id)
-            return Outcome("declined", "unknown_sender")
         body = mail.text or "(no text)"
         for ticket_id in await self._candidates(mail):
             ticket = await self.tickets.load(ticket_id)
@@ -274,6 +261,20 @@ class MailGateway:
             CONTINUED.inc()
             log.info("mail.continued_by_contact", ticket_id=ticket_id)
             return Outcome("continued", ticket_id=ticket_id)
+        settings = await self.tickets.settings()
+        if settings.unknown_senders == "reject":
+            if self.notices is None or not mail.return_path:
+                raise Refused("unknown_sender", "no client writes from this address")
+            address = mail.recipients[0] if mail.recipients else "this address"
+            await self.notices.send_notice(
+                mail.return_path,
+                NOTICE_SUBJECT.format(subject=mail.subject),
+                NOTICE_BODY.format(subject=mail.subject, address=address, sender=mail.sender),
+                mail.message_id,
+            )
+            REJECTED.labels("unknown_sender").inc()
+            log.info("mail.declined", reason="unknown_sender", message_id=mail.message_id)
+            return Outcome("declined", "unknown_sender")
         department_id = await self._department(mail)
         if department_id is None:
             raise Refused("unknown_address", "no department takes mail at this address")
