@@ -146,6 +146,11 @@ class Config:
             for other, port in self.service_ports.items():
                 env.setdefault(f"{other.upper()}_URL", f"http://{HOST}:{port}")
             env["CONSOLE_PORT"] = str(self.service_ports[name])
+        if "identity" in self.service_ports:  # clients and the notifier (reset links) ask it
+            env.setdefault("IDENTITY_URL", f"http://{HOST}:{self.service_ports['identity']}")
+        if name == "identity" and "console" in self.service_ports:  # reset links open there
+            console = self.service_ports["console"]
+            env.setdefault("PASSWORD_RESET_URL", f"http://{HOST}:{console}/reset")
         if "tickets" in self.service_ports:  # the notifier reads replies' texts there
             env.setdefault("TICKETS_URL", f"http://{HOST}:{self.service_ports['tickets']}")
         if name == "tickets":  # its mail gateway: mail to departments' inbound addresses

@@ -9,15 +9,18 @@ from services.identity.app.application import IdentityApplication
 from services.identity.app.clients import ClientPrincipals
 from services.identity.app.credentials import CredentialStore
 from services.identity.app.handlers import Identity
-from services.identity.domain import events
-from services.identity.projections import (
+from services.identity.app.second_factor import SecondFactors
+from services.identity.app.self_service import PasswordResets
+from services.identity.copies.departments import (
     copy_department,
     departments_metadata,
     departments_seen,
-    projections,
 )
+from services.identity.domain import events
+from services.identity.projections import projections
 from services.identity.settings import IdentitySettings
 from shared.messaging.copies import TopicCopy
+from shared.privacy.shredding import KeyRing
 from shared.runtime.service import ConsumerSpec, ServiceRuntime, ServiceSpec
 
 
@@ -39,7 +42,24 @@ async def compose(runtime: ServiceRuntime) -> IdentityApplication:
     )
     await identity.start()
     runtime.add_consumer(ConsumerSpec("departments", ["departments"], identity.on_department_event))
-    return IdentityApplication(identity=identity, client_principals=ClientPrincipals(identity))
+    principals = ClientPrincipals(identity)
+    resets = PasswordResets(
+        identity,
+        principals,
+        url=options.password_reset_url,
+        lifetime=timedelta(seconds=options.password_reset_seconds),
+    )
+    await resets.create_tables()
+    second_factors = SecondFactors(identity, KeyRing(runtime.db))
+    await second_factors.create_tables()
+    identity.second_factor = second_factors.accept
+    identity.otp_required_for_full_access = options.otp_required_for_full_access
+    return IdentityApplication(
+        identity=identity,
+        client_principals=principals,
+        password_resets=resets,
+        second_factors=second_factors,
+    )
 
 
 SPEC = ServiceSpec(

@@ -6,6 +6,7 @@ The kernel's options (store, read models, broker, tokens) are
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import BaseSettings
 
 
@@ -18,3 +19,10 @@ class IdentitySettings(BaseSettings):
     # Failed logins in a row that lock a login, and for how long.
     login_max_failures: int = 5
     login_lock_seconds: int = 15 * 60
+    # Self-service passwords: how long a reset link works, and the page it opens
+    # (the console's; it takes ``?token=`` and posts it to ``POST /auth/reset``).
+    password_reset_seconds: int = Field(default=30 * 60, ge=1, le=7 * 24 * 3600)
+    password_reset_url: str = "http://127.0.0.1:8000/reset"
+    # A full-access member without a second factor logs in to a session that can
+    # only set one up (403 ``second_factor_required`` elsewhere).
+    otp_required_for_full_access: bool = False

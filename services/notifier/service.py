@@ -2,7 +2,7 @@
 
 The composition root: its workers (the faust stream processor, the timekeeper,
 the postman) are built here from the adapters (SMTP, SMS gateway, the clients
-service), start with the service and stop with it; see ``app/notifier.py``.
+service, identity's reset links), start with the service and stop with it; see ``app/notifier.py``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from datetime import timedelta
 import services.notifier as package
 from services.notifier.adapters.clients_http import ClientsHttp
 from services.notifier.adapters.conversations_http import Conversations
+from services.notifier.adapters.identity_http import IdentityHttp
 from services.notifier.adapters.mail import SmtpMailer
 from services.notifier.adapters.sms import HttpSms
 from services.notifier.api import router
@@ -43,12 +44,13 @@ async def compose(runtime: ServiceRuntime) -> Notifier:
         settings.tickets_url, settings.clients_url, secret.get_secret_value()
     )
     sms = HttpSms(settings)
+    identity = IdentityHttp(settings.identity_url, secret.get_secret_value())
     views = runtime.runners["notifier"]
     postman = Postman(
         runtime.store,
         runtime.db,
         views,
-        SmtpMailer(settings, conversations.file, secret.get_secret_value()),
+        SmtpMailer(settings, conversations.file, secret.get_secret_value(), identity.reset_link),
         sms,
         settings.retry_policy(),
         concurrency=settings.delivery_concurrency,
@@ -74,7 +76,7 @@ async def compose(runtime: ServiceRuntime) -> Notifier:
     )
     timekeeper = Timekeeper(runtime.store, runtime.db, views)
     notifier = Notifier(runtime, settings, processor, stream, timekeeper, postman)
-    notifier.closers += [clients.close, sms.close, conversations.close]
+    notifier.closers += [clients.close, sms.close, conversations.close, identity.close]
     runtime.tasks.append(asyncio.create_task(_close_on_stop(notifier.closers)))
     for name, work in (
         ("notifier:stream", stream.run),

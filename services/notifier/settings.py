@@ -42,6 +42,8 @@ class NotifierSettings(BaseSettings):
     # The tickets service: a reply's text and files, a ticket's number and subject
     # (sealed on its topic), for the mails that carry the conversation.
     tickets_url: str = "http://127.0.0.1:8003"
+    # The identity service: the link of a password reset, asked for when its mail is sent.
+    identity_url: str = "http://127.0.0.1:8001"
     # Where clients reach the tickets service: the base of the rating links in mails.
     tickets_public_url: str = "http://127.0.0.1:8003"
     # The stream processor (faust): how quickly a (re)started worker joins its group.

@@ -133,6 +133,13 @@ class Claims:
     impersonator_id: str | None
     bound_ip: str | None
     expires_at: datetime
+    # A session limited to one purpose (``SETUP_SECOND_FACTOR``); None: a full session.
+    scope: str | None = None
+
+
+# The scope of a full-access member's session while their second factor is
+# mandatory and not set up yet: only the routes that set it up take it.
+SETUP_SECOND_FACTOR = "second_factor_setup"
 
 
 class TokenError(Exception):
@@ -152,6 +159,7 @@ def issue_token(
     impersonator_id: str | None = None,
     bound_ip: str | None = None,
     now: datetime | None = None,
+    scope: str | None = None,
 ) -> str:
     """A signed, short-lived access token for a session (identity issues them)."""
     issued = now or datetime.now(UTC)
@@ -166,6 +174,8 @@ def issue_token(
         claims["imp"] = impersonator_id
     if bound_ip:
         claims["ip"] = bound_ip
+    if scope:
+        claims["scp"] = scope
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -197,6 +207,7 @@ def _verified(secret: str, token: str) -> Claims:
         impersonator_id=raw.get("imp"),
         bound_ip=raw.get("ip"),
         expires_at=datetime.fromtimestamp(int(raw["exp"]), UTC),
+        scope=raw.get("scp"),
     )
 
 
@@ -377,6 +388,7 @@ class Principal:
     session_id: str
     impersonator_id: str | None
     access: Access
+    scope: str | None = None  # see ``Claims.scope``
 
     @property
     def actor(self) -> Actor:
@@ -426,11 +438,28 @@ class Authorizer:
             session_id=claims.session_id,
             impersonator_id=claims.impersonator_id,
             access=access,
+            scope=claims.scope,
         )
 
-    def authorize(self, token: str | None, address: str | None, right: str | None) -> Principal:
-        """``authenticate`` plus the right (None: any authenticated principal)."""
+    def authorize(
+        self,
+        token: str | None,
+        address: str | None,
+        right: str | None,
+        scope: str | None = None,
+    ) -> Principal:
+        """``authenticate`` plus the right (None: any authenticated principal).
+
+        A limited session (a token with a scope) passes only where ``scope`` names
+        its scope: 403 ``second_factor_required`` everywhere else.
+        """
         principal = self.authenticate(token, address)
+        if principal.scope is not None and principal.scope != scope:
+            raise Denied(
+                403,
+                "second_factor_required",
+                "set up the second factor first (POST /me/2fa, then /me/2fa/confirm)",
+            )
         if right is not None and not principal.access.has(right):
             raise Denied(403, "forbidden", f"the right {right!r} is required")
         return principal

@@ -150,18 +150,22 @@ def bearer_token(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def require(right: str | None = None) -> Callable[[Request], Awaitable[Principal]]:
+def require(
+    right: str | None = None, *, scope: str | None = None
+) -> Callable[[Request], Awaitable[Principal]]:
     """Dependency: the authorised caller, or 401/403 in the format of API.md.
 
     ``right`` is a catalogue name (``clients.create``); None lets any
-    authenticated principal through (``GET /me``, say).
+    authenticated principal through (``GET /me``, say). ``scope``: a limited
+    session of this scope passes too (identity's second-factor setup routes);
+    elsewhere a limited session is 403 ``second_factor_required``.
     """
 
     async def authorised(request: Request) -> Principal:
         runtime = request.app.state.runtime
         try:
             principal: Principal = runtime.authorizer.authorize(
-                bearer_token(request), client_address(request), right
+                bearer_token(request), client_address(request), right, scope
             )
         except Denied as denied:
             headers = {"WWW-Authenticate": "Bearer"} if denied.status == 401 else None

@@ -136,7 +136,9 @@ class ProjectionRunner:
                     await clear_read_model(conn, self.projection)
         for metadata in self.projection.reads:
             await self.db.create_tables(metadata)
-        await self.db.create_tables(self.projection.metadata)
+        # A nullable column a later version declared is added to a table made before it
+        # (the rows before it have nothing to say there), so no rebuild is needed.
+        await self.db.create_tables(self.projection.metadata, add_new_columns=True)
         self.position = (await self.db.checkpoint(self.checkpoint_name)).position
 
     async def run(self) -> None:

@@ -20,8 +20,9 @@ from services.departments.domain.events import LocalizedText
 from services.departments.projections import projections as department_projections
 from services.identity.app.credentials import CredentialStore
 from services.identity.app.handlers import ADMIN_ID, Identity, LoginRefused
+from services.identity.copies.departments import departments_metadata
 from services.identity.domain.events import LocalizedName
-from services.identity.projections import departments_metadata, projections
+from services.identity.projections import projections
 from shared.access.control import AccessCopy
 from shared.access.delegation import Grantor
 from shared.domain.aggregate import Conflict, DomainError

@@ -1,21 +1,26 @@
-"""Identity's internal HTTP API: client principals, for the clients service only.
+"""Identity's internal HTTP API: client principals (for the clients service) and
+password-reset links (for the notifier).
 
 Every endpoint needs a service token (``shared.http.internal``); staff and client
 tokens are refused. The clients service checks the staff member's rights
-before it calls; identity keeps credentials, sessions and tokens.
+before it calls; identity keeps credentials, sessions and tokens. A reset link
+is handed to the notifier alone (403 ``service_not_allowed`` for any other
+service), when it sends the mail: it is kept nowhere else.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from services.identity.api.deps import ClientPrincipalsDep
+from services.identity.api.deps import ClientPrincipalsDep, PasswordResetsDep
 from services.identity.domain.client_principal import UNCHANGED
 from shared.application.commands import CommandAnswer
 from shared.domain.events import Actor
+from shared.http.api import ApiError, StrictBody
 from shared.http.internal import require_service
 
 router = APIRouter(prefix="/internal", tags=["internal"])
@@ -29,28 +34,24 @@ def service_actor(service: str) -> Actor:
     return Actor(id=service, kind="system")
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class RegisterIn(Strict):
+class RegisterIn(StrictBody):
     client_id: str = Field(min_length=1, max_length=64)
     login: str = Field(min_length=1, max_length=64)
     # Length rules are identity's (422 naming "password"), not the schema's.
     password: str = Field(max_length=1024)
 
 
-class ChangeIn(Strict):
+class ChangeIn(StrictBody):
     disabled: bool | None = None
     company_id: str | None = Field(default=None, max_length=64)
     company_manager: bool | None = None
 
 
-class PasswordIn(Strict):
+class PasswordIn(StrictBody):
     password: str = Field(max_length=1024)
 
 
-class ImpersonateIn(Strict):
+class ImpersonateIn(StrictBody):
     staff_id: str = Field(min_length=1, max_length=64)
     staff_session_id: str = Field(min_length=1, max_length=64)
 
@@ -122,3 +123,20 @@ async def impersonate(
         principal=ClientPrincipalOut(id=found.client_id),
         impersonator_id=found.impersonator_id,
     )
+
+
+class ResetLinkOut(BaseModel):
+    link: str
+    expires_at: datetime
+
+
+@router.get("/password-resets/{reset_id}/link")
+async def reset_link(reset_id: str, resets: PasswordResetsDep, service: Service) -> ResetLinkOut:
+    """The link of a password reset for the notifier's mail; 404 once it is used or expired."""
+    if service != "notifier":
+        raise ApiError(403, "service_not_allowed", "only the notifier sends reset links")
+    found = await resets.link(reset_id)
+    if found is None:
+        raise ApiError(404, "not_found", f"password reset {reset_id} not found, used or expired")
+    link, expires_at = found
+    return ResetLinkOut(link=link, expires_at=expires_at)

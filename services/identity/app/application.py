@@ -10,9 +10,13 @@ from dataclasses import dataclass
 
 from services.identity.app.clients import ClientPrincipals
 from services.identity.app.handlers import Identity
+from services.identity.app.second_factor import SecondFactors
+from services.identity.app.self_service import PasswordResets
 
 
 @dataclass(frozen=True)
 class IdentityApplication:
     identity: Identity
     client_principals: ClientPrincipals
+    password_resets: PasswordResets
+    second_factors: SecondFactors

@@ -6,11 +6,16 @@ moves between companies or is erased, and asks it for impersonation tokens.
 Identity keeps the hash in its credential table and publishes only
 ``ClientAccessChanged`` facts without the login, so no client login or
 secret reaches ``identity.events``.
+
+Every decision goes through the kernel's ``decide_and_append`` (one conflict
+retry policy); a password change is a fact appended at any version, since
+nothing about it depends on the principal's state.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -24,10 +29,10 @@ from services.identity.domain.client_principal import (
 from services.identity.domain.events import PasswordChanged, SessionStarted, registry
 from services.identity.domain.staff import Staff
 from shared.access.control import ClientAccessChanged, issue_token
-from shared.application.commands import CommandAnswer, append, load
+from shared.application.commands import CommandAnswer, append, decide_and_append, load
 from shared.domain.aggregate import Conflict, NotFound
 from shared.domain.events import Actor, DomainEvent
-from shared.eventstore import AppendResult, ConcurrencyError, StreamState
+from shared.eventstore import StreamState
 
 
 @dataclass(frozen=True)
@@ -47,18 +52,22 @@ class ClientPrincipals:
     async def register(
         self, actor: Actor, client_id: str, login: str, password: str
     ) -> CommandAnswer:
-        principal = await self._load(client_id)
-        events = principal.register(client_id, login)
+        """The credential first, then the events; a refusal takes the credential back.
+
+        A client id registered already (or meanwhile) is 409 ``duplicate_principal``.
+        """
         credentials = self.identity.credentials
+        principal = await self._load(client_id)
+        principal.register(client_id, login)  # refuse early: no hash for a refused id
         await credentials.add(client_id, login, "client", password)
         try:
-            result = await self._commit(client_id, principal, events, actor)
+            return await self._decide(
+                actor, client_id, lambda p: p.register(client_id, login), present=False
+            )
         except BaseException:
             # No event, no credential: the clients service may simply try again.
             await credentials.remove(client_id)
             raise
-        assert result is not None
-        return CommandAnswer.of(client_id, result)
 
     async def change(
         self,
@@ -69,15 +78,19 @@ class ClientPrincipals:
         company_id: str | Unchanged | None = UNCHANGED,
         company_manager: bool | None = None,
     ) -> CommandAnswer:
-        principal = await self._present(client_id)
-        was_disabled = principal.disabled
-        events = principal.change(
-            disabled=disabled, company_id=company_id, company_manager=company_manager
-        )
-        result = await self._commit(client_id, principal, events, actor)
-        if principal.disabled and not was_disabled:
+        """Disabling ends the client's sessions (only when this command disabled it)."""
+        loaded: list[ClientPrincipal] = []
+
+        def decide(principal: ClientPrincipal) -> list[DomainEvent]:
+            loaded[:] = [principal]
+            return principal.change(
+                disabled=disabled, company_id=company_id, company_manager=company_manager
+            )
+
+        answer = await self._decide(actor, client_id, decide)
+        if answer.position and disabled and not loaded[0].disabled:
             await self.identity.end_sessions_of(client_id, "disabled", actor)
-        return CommandAnswer.after(client_id, principal.version, result)
+        return answer
 
     async def change_password(
         self, actor: Actor, client_id: str, password: str, keep_session: str | None = None
@@ -85,16 +98,18 @@ class ClientPrincipals:
         """A client's new password; every session of the client but ``keep_session`` ends."""
         principal = await self._present(client_id)
         await self.identity.credentials.change(client_id, password)
-        # A fact whatever else happens to the stream meanwhile: no version check.
-        result = await self.identity.store.append(
+        # A fact whatever else happens to the stream meanwhile (nothing is decided
+        # on the principal's state): no version check, so no conflict to retry.
+        result = await append(
+            self.identity.store,
+            registry,
             client_principal_stream(client_id),
-            [
-                registry.encode(
-                    PasswordChanged(principal_id=client_id, set_by=actor.id), actor=actor
-                )
-            ],
-            StreamState.ANY,
+            [PasswordChanged(principal_id=client_id, set_by=actor.id)],
+            principal.version,
+            actor=actor,
+            expected=StreamState.ANY,
         )
+        assert result is not None
         await self.identity.end_sessions_of(client_id, "password_changed", actor, keep=keep_session)
         return CommandAnswer.of(principal.id, result)
 
@@ -104,13 +119,16 @@ class ClientPrincipals:
         The events come first: should deleting the credential fail, the
         principal is already refused at login, and a repeat finishes the job.
         """
-        principal = await self._load(client_id)
-        if not principal.registered:
-            raise NotFound(f"client principal {client_id}")
-        result = await self._commit(client_id, principal, principal.remove(), actor)
+
+        def remove(principal: ClientPrincipal) -> list[DomainEvent]:
+            if not principal.registered:
+                raise NotFound(f"client principal {client_id}")
+            return principal.remove()
+
+        answer = await self._decide(actor, client_id, remove, present=False)
         await self.identity.credentials.remove(client_id)
         await self.identity.end_sessions_of(client_id, "disabled", actor)
-        return CommandAnswer.after(client_id, principal.version, result)
+        return answer
 
     async def impersonate(
         self, client_id: str, staff_id: str, staff_session_id: str
@@ -168,35 +186,42 @@ class ClientPrincipals:
             raise NotFound(f"client principal {client_id}")
         return principal
 
-    async def _commit(
+    async def _decide(
         self,
-        client_id: str,
-        principal: ClientPrincipal,
-        events: list[DomainEvent],
         actor: Actor,
-    ) -> AppendResult | None:
-        """Append the decision; identity's own access copy follows at once."""
-        loaded = principal.version
-        try:
-            result = await append(
-                self.identity.store,
-                registry,
-                client_principal_stream(client_id),
-                events,
-                loaded,
-                actor=actor,
-            )
-        except ConcurrencyError:
-            if not loaded:
-                raise Conflict(
-                    "duplicate_principal", f"client principal {client_id} exists"
-                ) from None
-            raise Conflict(
-                "version_conflict", "the client principal changed meanwhile; retry"
-            ) from None
-        principal.applied(events)
-        first = result.stream_version - len(events) + 1 if result else None
-        for i, event in enumerate(events):
-            if isinstance(event, ClientAccessChanged):
-                self.identity.access.apply(event, None if first is None else first + i)
-        return result
+        client_id: str,
+        decide: Callable[[ClientPrincipal], list[DomainEvent]],
+        *,
+        present: bool = True,
+    ) -> CommandAnswer:
+        """Load, decide, append through the kernel's one retry policy
+        (``decide_and_append``); identity's own access copy follows at once.
+
+        ``present``: the principal must be registered and not removed (404).
+        """
+        decided: list[DomainEvent] = []
+        stream = client_principal_stream(client_id)
+
+        async def loader() -> ClientPrincipal:
+            return await (self._present(client_id) if present else self._load(client_id))
+
+        def deciding(principal: ClientPrincipal) -> list[DomainEvent]:
+            decided[:] = decide(principal)  # the last round's decision is what was appended
+            return decided
+
+        answer = await decide_and_append(
+            self.identity.store,
+            registry,
+            stream,
+            ClientPrincipal,
+            deciding,
+            answer_id=client_id,
+            actor=actor,
+            loader=loader,
+        )
+        if answer.position:
+            first = answer.version - len(decided) + 1
+            for i, event in enumerate(decided):
+                if isinstance(event, ClientAccessChanged):
+                    self.identity.access.apply(event, first + i)
+        return answer

@@ -5,6 +5,13 @@ grants, or their departments' rights), the handler appends a fresh
 ``StaffAccessChanged`` to the member's stream when it differs from the last
 one, so every service's access copy follows. Identity applies it to its own
 copy at once (its own requests need not wait for the topic).
+
+Every command on a member is one load-decide-append through the kernel's
+``decide_and_append`` (``decide_member``): a conflict is decided again on fresh
+state under the kernel's one retry policy, never answered at once. Appends
+that decide nothing on a stream's state (a new session, the login guard's
+security log) are not retried: they append at a fixed version (a new stream)
+or at any (``StreamState.ANY``).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import asyncio
 import copy
 import hashlib
 import hmac
+import inspect
 import os
 import secrets
 import uuid
@@ -31,6 +39,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.identity.app.avatars import AvatarStore, check_avatar
 from services.identity.app.credentials import Credential, CredentialStore
 from services.identity.app.throttle import LoginThrottle
+from services.identity.copies.departments import (
+    department_change,
+    departments_seen,
+    record_department,
+)
 from services.identity.domain.client_principal import ClientPrincipal, client_principal_stream
 from services.identity.domain.events import (
     LocalizedName,
@@ -47,15 +60,9 @@ from services.identity.domain.login_guard import (
     security_events,
 )
 from services.identity.domain.staff import Staff
-from services.identity.projections import (
-    department_change,
-    departments_seen,
-    impersonations,
-    record_department,
-    sessions,
-    staff_rows,
-)
+from services.identity.projections import impersonations, sessions, staff_rows
 from shared.access.control import (
+    SETUP_SECOND_FACTOR,
     AccessCopy,
     ClientAccessChanged,
     PrincipalKind,
@@ -65,11 +72,19 @@ from shared.access.control import (
     issue_token,
 )
 from shared.access.delegation import Grantor
-from shared.application.commands import CommandAnswer, append, load, rebuild
+from shared.application.commands import (
+    CommandAnswer,
+    Decision,
+    append,
+    decide_and_append,
+    load,
+    rebuild,
+)
 from shared.domain import Forbidden
 from shared.domain.aggregate import Conflict, NotFound
 from shared.domain.events import Actor, DomainEvent, RecordedEvent
-from shared.eventstore import AppendResult, ConcurrencyError, EventStore, StreamState
+from shared.eventstore import EventStore, StreamState
+from shared.privacy.shredding import Sealer
 from shared.readmodel.database import ReadModelDB
 from shared.runtime.settings import ServiceSettings
 
@@ -110,6 +125,7 @@ class LoginResult:
     principal_id: str
     kind: PrincipalKind
     session_id: str
+    scope: str | None = None
 
 
 def staff_stream(staff_id: str) -> str:
@@ -136,6 +152,12 @@ class Identity:
     # ``wait_for_position``): the sessions table must know a session that
     # started a moment ago before identity looks for sessions to end.
     wait_for_position: Callable[[int, float], Awaitable[bool]] | None = None
+    # Accepts (and spends) a staff member's one-time code (``SecondFactors.accept``),
+    # set by the composition root: the second factor is a part of its own.
+    second_factor: Callable[[str, str], Awaitable[bool]] | None = None
+    # OTP_REQUIRED_FOR_FULL_ACCESS: a full-access member without a second factor
+    # gets a session limited to setting one up.
+    otp_required_for_full_access: bool = False
     # staff id -> (the member folded up to its version, the access fact last
     # published). Streams only grow, so a fold stays true; see ``_member``.
     _folded: OrderedDict[str, tuple[Staff, StaffAccessChanged | None]] = field(
@@ -188,63 +210,68 @@ class Identity:
     ) -> CommandAnswer:
         staff_id = str(uuid.uuid4())
         await self.await_departments(fields.get("departments", []))
-        events = Staff.add(
-            staff_id,
-            known_departments=self.known_departments,
-            department_rights=self.department_rights,
-            by=by,
-            **fields,
-        )
+
+        def add(staff: Staff) -> list[DomainEvent]:
+            if staff.exists:
+                raise Conflict("duplicate_staff", f"staff member {staff_id} exists")
+            return Staff.add(
+                staff_id,
+                known_departments=self.known_departments,
+                department_rights=self.department_rights,
+                by=by,
+                **fields,
+            )
+
+        add(Staff())  # refuse early: no credential for a member the rules refuse
         await self.credentials.add(staff_id, fields["login"], "staff", password)
         try:
-            result = await self._commit(None, Staff(), staff_id, events, actor)
+            return await self.decide_member(staff_id, add, actor, must_exist=False)
         except BaseException:
             await self.credentials.remove(staff_id)
             raise
-        assert result is not None
-        return CommandAnswer.of(staff_id, result)
 
     async def change_staff(
         self, actor: Actor, staff_id: str, by: Grantor, **changes: Any
     ) -> CommandAnswer:
-        staff, published = await self._staff(staff_id)
         await self.await_departments(changes.get("departments") or [])
-        events = staff.change(
-            self.known_departments, by=by, department_rights=self.department_rights, **changes
+        return await self.decide_member(
+            staff_id,
+            lambda staff: staff.change(
+                self.known_departments, by=by, department_rights=self.department_rights, **changes
+            ),
+            actor,
         )
-        result = await self._commit(published, staff, staff_id, events, actor)
-        return CommandAnswer.after(staff_id, staff.version, result)
 
     async def disable_staff(self, actor: Actor, staff_id: str, by: Grantor) -> CommandAnswer:
-        staff, published = await self._staff(staff_id)
         if staff_id == actor.id:
+            await self._staff(staff_id)  # an unknown member is 404 before anything else
             raise Conflict("cannot_disable_self", "staff members cannot disable themselves")
-        result = await self._commit(published, staff, staff_id, staff.disable(by), actor)
+        answer = await self.decide_member(staff_id, lambda staff: staff.disable(by), actor)
         await self.end_sessions_of(staff_id, "disabled", actor)
-        return CommandAnswer.after(staff_id, staff.version, result)
+        return answer
 
     async def grant(self, actor: Actor, staff_id: str, right: str, by: Grantor) -> CommandAnswer:
-        staff, published = await self._staff(staff_id)
-        result = await self._commit(published, staff, staff_id, staff.grant(right, by), actor)
-        return CommandAnswer.after(staff_id, staff.version, result)
+        return await self.decide_member(staff_id, lambda staff: staff.grant(right, by), actor)
 
     async def revoke(self, actor: Actor, staff_id: str, right: str, by: Grantor) -> CommandAnswer:
-        staff, published = await self._staff(staff_id)
-        result = await self._commit(
-            published, staff, staff_id, staff.revoke(right, self.department_rights, by), actor
+        return await self.decide_member(
+            staff_id, lambda staff: staff.revoke(right, self.department_rights, by), actor
         )
-        return CommandAnswer.after(staff_id, staff.version, result)
 
     async def set_avatar(
         self, actor: Actor, staff_id: str, data: bytes, filename: str | None, by: Grantor
     ) -> CommandAnswer:
         avatar = check_avatar(data, filename)
-        staff, published = await self._staff(staff_id)
-        events = staff.change_avatar(avatar.sha256, avatar.content_type, len(avatar.data), by)
-        if events:
-            await self.avatars.put(avatar)  # the bytes first: the event must never point at nothing
-        result = await self._commit(published, staff, staff_id, events, actor)
-        return CommandAnswer.after(staff_id, staff.version, result)
+
+        async def change(staff: Staff) -> list[DomainEvent]:
+            events = staff.change_avatar(avatar.sha256, avatar.content_type, len(avatar.data), by)
+            if events:
+                await self.avatars.put(
+                    avatar
+                )  # the bytes first: the event must never point at nothing
+            return events
+
+        return await self.decide_member(staff_id, change, actor)
 
     async def set_staff_password(
         self,
@@ -256,22 +283,22 @@ class Identity:
     ) -> None:
         """A member's new password; it ends the member's sessions but ``keep_session``.
 
-        The hash is written first: the fact must never claim a password the
-        credential store does not have. The stream's version is the one the
-        decision was made on, so a concurrent change (say, the member made
-        full-access meanwhile) is a conflict rather than a password set past it.
+        The hash is written once the rules allow it and before the event: the
+        fact must never claim a password the credential store does not have.
+        The decision is made again on fresh state when the stream changed
+        meanwhile (say, the member made full-access: then only full access may
+        set it), through the kernel's one retry policy.
         """
-        staff, _ = await self._staff(staff_id)
-        events = staff.set_password(by)
-        await self.credentials.change(staff_id, password)
-        try:
-            await append(
-                self.store, registry, staff_stream(staff_id), events, staff.version, actor=actor
-            )
-        except ConcurrencyError:
-            raise Conflict(
-                "version_conflict", "the staff member changed meanwhile; retry"
-            ) from None
+        changed: list[bool] = []
+
+        async def decide(staff: Staff) -> list[DomainEvent]:
+            events = staff.set_password(by)
+            if not changed:
+                await self.credentials.change(staff_id, password)
+                changed.append(True)
+            return events
+
+        await self.decide_member(staff_id, decide, actor)
         # Every other session ends: all of them when someone else set it.
         await self.end_sessions_of(staff_id, "password_changed", actor, keep=keep_session)
 
@@ -327,55 +354,103 @@ class Identity:
                 self._folded.popitem(last=False)
         return staff, published
 
-    async def _commit(
+    async def decide_member(
         self,
-        previous: StaffAccessChanged | None,
-        staff: Staff,
         staff_id: str,
-        events: list[DomainEvent],
+        decide: Callable[[Staff], Decision],
         actor: Actor,
-    ) -> AppendResult | None:
-        """Append the decision and, when access changed, the new access fact, atomically."""
-        if not events:
-            return None
-        loaded = staff.version
-        staff.applied(events)
-        fact = staff.access_fact(self.department_rights)
-        if previous is None or _differs(previous, fact):
-            events = [*events, fact]
-        try:
-            result = await append(
-                self.store, registry, staff_stream(staff_id), events, loaded, actor=actor
+        *,
+        must_exist: bool = True,
+        sealer: Sealer | None = None,
+    ) -> CommandAnswer:
+        """Load, decide, append through the kernel's ``decide_and_append`` (one retry
+        policy); with the decision, the member's new access fact when it differs
+        from the one last published, in the same append (atomically).
+
+        ``must_exist``: 404 for an unknown member (a command adding one says
+        False). ``sealer``: personal fields of the decision are sealed (a second
+        factor's secret). Identity's own access copy applies the fact at once.
+        """
+        # What the round that was appended loaded and published (the last round).
+        published: list[StaffAccessChanged | None] = [None]
+        fact_of: list[StaffAccessChanged | None] = [None]
+        after_of: list[Staff] = []
+
+        async def loader() -> Staff:
+            staff, previous = await (
+                self._staff(staff_id) if must_exist else self._member(staff_id)
             )
-        except ConcurrencyError:
-            raise Conflict(
-                "version_conflict", "the staff member changed meanwhile; retry"
-            ) from None
-        if fact in events:
-            self.access.apply(fact, result.stream_version if result else None)  # the last event
-        if _differs(fact, staff.access_fact(self.department_rights)):
+            published[0], fact_of[0] = previous, None
+            return staff
+
+        async def deciding(staff: Staff) -> list[DomainEvent]:
+            decided = decide(staff)
+            events = list(await decided if inspect.isawaitable(decided) else decided)
+            if not events:
+                return events
+            after = copy.deepcopy(staff).applied(events)
+            after_of[:] = [after]
+            fact = after.access_fact(self.department_rights)
+            previous = published[0]
+            if previous is None or _differs(previous, fact):
+                fact_of[0] = fact
+                events.append(fact)
+            return events
+
+        answer = await decide_and_append(
+            self.store,
+            registry,
+            staff_stream(staff_id),
+            Staff,
+            deciding,
+            answer_id=staff_id,
+            actor=actor,
+            loader=loader,
+            sealer=sealer,
+        )
+        fact = fact_of[0]
+        if answer.position and fact is not None:
+            self.access.apply(fact, answer.version)  # the fact is the last event
+        if answer.position and _differs_now(fact, after_of, self.department_rights):
             # A department's rights changed while this command was deciding: the
             # consumer may have looked for the department's members before this
             # member was in the access copy, so publish the member's access again.
             await self.republish_access(staff_id)
-        return result
+        return answer
 
     async def republish_access(self, staff_id: str) -> None:
         """Recompute a member's access (their departments changed) and publish it if new."""
-        staff, previous = await self._member(staff_id)
-        if not staff.exists:
-            return
-        fact = staff.access_fact(self.department_rights)
-        if previous is not None and not _differs(previous, fact):
-            return
-        try:
-            result = await append(
-                self.store, registry, staff_stream(staff_id), [fact], staff.version
-            )
-        except ConcurrencyError:
-            await self.republish_access(staff_id)  # a command got in first: recompute
-            return
-        self.access.apply(fact, result.stream_version if result else None)
+        published: list[StaffAccessChanged | None] = [None]
+        fact_of: list[StaffAccessChanged | None] = [None]
+
+        async def loader() -> Staff:
+            staff, published[0] = await self._member(staff_id)
+            return staff
+
+        def decide(staff: Staff) -> list[DomainEvent]:
+            fact_of[0] = None
+            if not staff.exists:
+                return []
+            fact = staff.access_fact(self.department_rights)
+            previous = published[0]
+            if previous is not None and not _differs(previous, fact):
+                return []
+            fact_of[0] = fact
+            return [fact]
+
+        # A command that got in first makes a conflict: the fact is recomputed.
+        answer = await decide_and_append(
+            self.store,
+            registry,
+            staff_stream(staff_id),
+            Staff,
+            decide,
+            answer_id=staff_id,
+            loader=loader,
+        )
+        fact = fact_of[0]
+        if answer.position and fact is not None:
+            self.access.apply(fact, answer.version)
 
     # ---------------------------------------------------------------- departments.events
 
@@ -395,7 +470,7 @@ class Identity:
             self.department_rights[department_id] = frozenset(rights)
         if rights is not None or deleted:
             # The table follows the store a moment behind; the access copy has
-            # every member identity published a moment ago (see ``_commit``).
+            # every member identity published a moment ago (see ``decide_member``).
             members = set(await self._members(conn, department_id)) | {
                 principal_id
                 for principal_id, access in self.access.by_principal.items()
@@ -416,14 +491,22 @@ class Identity:
     # ---------------------------------------------------------------- sessions
 
     async def login(
-        self, login: str, password: str, ip: str | None, new_password: str | None = None
+        self,
+        login: str,
+        password: str,
+        ip: str | None,
+        new_password: str | None = None,
+        otp: str | None = None,
     ) -> LoginResult:
         """Staff and client principals log in here alike; the credential says which.
 
         An unknown login costs what a known one does: the same lookups, argon2
         against a decoy hash, the same counting of the failure. A password
         marked ``must_change`` (the generated first admin password) logs in
-        only with ``new_password``, which replaces it.
+        only with ``new_password``, which replaces it. A member with the
+        second factor on needs ``otp`` too (a TOTP code or a recovery code,
+        each accepted once); a missing or wrong one is a failed login (401
+        ``otp_required`` / ``otp_invalid``), counted like a wrong password.
         """
         now = datetime.now(UTC)
         found = await self.credentials.find(login)
@@ -474,6 +557,7 @@ class Identity:
         # Identity decides from its own store, the source of truth, not from the
         # access copy that other services keep.
         bound_ip: str | None = None
+        scope: str | None = None
         if kind == "client":
             client = await load(
                 self.store, registry, client_principal_stream(principal_id), ClientPrincipal
@@ -496,6 +580,18 @@ class Identity:
                     "login from this address is not allowed",
                 )
             bound_ip = ip if staff.bind_session_to_ip else None
+            if staff.second_factor:
+                if not otp:
+                    await refuse(
+                        "otp_required", 401, "otp_required", "a one-time code (otp) is needed"
+                    )
+                assert otp is not None
+                if self.second_factor is None or not await self.second_factor(principal_id, otp):
+                    await refuse(
+                        "otp_invalid", 401, "otp_invalid", "the one-time code is wrong or used"
+                    )
+            elif self.otp_required_for_full_access and staff.full_access:
+                scope = SETUP_SECOND_FACTOR
         actor = Actor(id=principal_id, kind=kind)
         if found.must_change:
             if new_password is None or new_password == password:
@@ -535,8 +631,9 @@ class Identity:
             session_id=session_id,
             lifetime=lifetime,
             bound_ip=bound_ip,
+            scope=scope,
         )
-        return LoginResult(token, principal_id, kind, session_id)
+        return LoginResult(token, principal_id, kind, session_id, scope)
 
     async def set_own_password(self, actor: Actor, principal_id: str, password: str) -> None:
         """A staff member's own new password (the generated first one replaced, say)."""
@@ -577,8 +674,14 @@ class Identity:
         return GuardSubject(f"login-unknown-{digest}", "", None, {"login": login})
 
     async def _record(self, stream: str, events: list[DomainEvent]) -> None:
-        """Append to a login's security log: no decision rests on it, so in any order."""
-        await self.store.append(stream, [registry.encode(e) for e in events], StreamState.ANY)
+        """Append to a login's security log: no decision rests on it, so in any order.
+
+        Not a load-decide-append: the lock-out is decided from the throttle
+        table (``LoginThrottle``), and the log only records what was decided,
+        so it appends at any version (``StreamState.ANY``) and a concurrent
+        failed login never makes a conflict to retry.
+        """
+        await append(self.store, registry, stream, events, 0, expected=StreamState.ANY)
 
     async def logout(self, actor: Actor, session_id: str) -> None:
         """End a session; ending an impersonation hands back to the staff member.
@@ -672,10 +775,12 @@ class Identity:
             )
         except Conflict:
             return  # another replica got here first
-        staff = Staff()
-        try:
-            await self._commit(None, staff, ADMIN_ID, events, Actor(id="system", kind="system"))
-        except (Conflict, ConcurrencyError):
+        system = Actor(id="system", kind="system")
+        # Another replica that got here first makes the stream exist: nothing to do.
+        answer = await self.decide_member(
+            ADMIN_ID, lambda staff: [] if staff.exists else events, system, must_exist=False
+        )
+        if not answer.position:
             return
         log.info("identity.admin_created", login=ADMIN_LOGIN)
 
@@ -706,3 +811,14 @@ def last_access_fact(recorded: list[RecordedEvent]) -> StaffAccessChanged | None
 
 def _differs(previous: StaffAccessChanged, current: StaffAccessChanged) -> bool:
     return previous.model_dump() != current.model_dump()
+
+
+def _differs_now(
+    fact: StaffAccessChanged | None,
+    after: list[Staff],
+    department_rights: dict[str, frozenset[str]],
+) -> bool:
+    """Whether the member as decided has other access with the departments' rights of now."""
+    return (
+        fact is not None and bool(after) and _differs(fact, after[0].access_fact(department_rights))
+    )

@@ -11,7 +11,7 @@ in streams ``client-principal-<client id>`` and carry no personal data.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, EmailStr
 
@@ -134,7 +134,15 @@ class LoginFailed(DomainEvent):
     event_type = "LoginFailed"
     login: str
     ip: str | None
-    reason: Literal["bad_credentials", "disabled", "ip_not_allowed", "group_denied", "locked_out"]
+    reason: Literal[
+        "bad_credentials",
+        "disabled",
+        "ip_not_allowed",
+        "group_denied",
+        "locked_out",
+        "otp_required",
+        "otp_invalid",
+    ]
     failures_in_a_row: int
     principal_id: str | None = None
 
@@ -178,3 +186,75 @@ class ClientPrincipalRemoved(DomainEvent):
 
     event_type = "ClientPrincipalRemoved"
     client_id: str
+
+
+# ---------------------------------------------------------------- self-service passwords
+
+
+@registry.register
+class PasswordResetRequested(DomainEvent):
+    """A single-use link to set a new password was made (stream ``password-reset-<id>``).
+
+    Never the token: the link's secret part is derived from ``reset_id`` with a
+    key only identity holds, and reaches the principal only in the mail the
+    notifier sends (it asks identity for the link when it sends).
+    """
+
+    event_type = "PasswordResetRequested"
+    reset_id: str
+    principal_id: str
+    kind: Literal["staff", "client"]
+    expires_at: datetime
+
+
+@registry.register
+class PasswordResetUsed(DomainEvent):
+    """The link set a new password; it works no more (``PasswordChanged`` follows)."""
+
+    event_type = "PasswordResetUsed"
+    reset_id: str
+    principal_id: str
+
+
+# ---------------------------------------------------------------- second factor (TOTP)
+
+
+@registry.register
+class SecondFactorEnrolled(DomainEvent):
+    """A staff member asked for a TOTP secret; it counts once confirmed with a code.
+
+    ``secret`` is sealed with the member's key (``shared.privacy.shredding``):
+    never in clear in the store or on the topic.
+    """
+
+    event_type = "SecondFactorEnrolled"
+    personal_fields: ClassVar[tuple[str, ...]] = ("secret",)
+    subject_field: ClassVar[str] = "staff_id"
+    staff_id: str
+    secret: str | None
+
+
+@registry.register
+class SecondFactorEnabled(DomainEvent):
+    """Confirmed with a code: logins need one from now on. Recovery codes are hashed
+    in identity's table, never in an event."""
+
+    event_type = "SecondFactorEnabled"
+    staff_id: str
+    recovery_codes: int
+
+
+@registry.register
+class SecondFactorDisabled(DomainEvent):
+    event_type = "SecondFactorDisabled"
+    staff_id: str
+    by: str
+
+
+@registry.register
+class RecoveryCodeUsed(DomainEvent):
+    """A recovery code replaced a TOTP code at login (each works once)."""
+
+    event_type = "RecoveryCodeUsed"
+    staff_id: str
+    left: int

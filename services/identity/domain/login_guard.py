@@ -35,7 +35,9 @@ MAX_FAILURES = 5
 LOCK_FOR = timedelta(minutes=15)
 ADDRESS_FACTOR = 4
 
-FailureReason = Literal["bad_credentials", "disabled", "ip_not_allowed", "group_denied"]
+FailureReason = Literal[
+    "bad_credentials", "disabled", "ip_not_allowed", "group_denied", "otp_required", "otp_invalid"
+]
 
 
 @dataclass(frozen=True, slots=True)

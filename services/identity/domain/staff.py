@@ -25,6 +25,9 @@ from services.identity.domain.events import (
     PasswordChanged,
     RightGranted,
     RightRevoked,
+    SecondFactorDisabled,
+    SecondFactorEnabled,
+    SecondFactorEnrolled,
     StaffAdded,
     StaffChanged,
     StaffDisabled,
@@ -98,6 +101,9 @@ class Staff(Aggregate):
             RightGranted.event_type,
             RightRevoked.event_type,
             AvatarChanged.event_type,
+            SecondFactorEnrolled.event_type,
+            SecondFactorEnabled.event_type,
+            SecondFactorDisabled.event_type,
         }
     )
 
@@ -117,6 +123,9 @@ class Staff(Aggregate):
         self.disabled = False
         self.individual_rights: set[str] = set()
         self.avatar_sha256: str | None = None
+        # TOTP: enrolled (a secret handed out, not yet confirmed) and on (logins need a code).
+        self.second_factor_enrolled = False
+        self.second_factor = False
 
     @property
     def exists(self) -> bool:
@@ -211,6 +220,29 @@ class Staff(Aggregate):
             by.may_change_member(self.full_access, "password")
         return [PasswordChanged(principal_id=self.id, set_by=by.id)]
 
+    def enroll_second_factor(self, secret: str) -> list[DomainEvent]:
+        """A new TOTP secret for the member themselves; one that is on stays on until
+        turned off (a second enrolment would let a stolen session replace it)."""
+        self._require_active()
+        if self.second_factor:
+            raise Conflict("second_factor_on", "the second factor is on; turn it off first")
+        return [SecondFactorEnrolled(staff_id=self.id, secret=secret)]
+
+    def enable_second_factor(self, recovery_codes: int) -> list[DomainEvent]:
+        """Confirmed with a right code (checked by the caller, who holds the secret)."""
+        self._require_active()
+        if self.second_factor:
+            return []
+        if not self.second_factor_enrolled:
+            raise Conflict("second_factor_not_enrolled", "ask for a secret first (POST /me/2fa)")
+        return [SecondFactorEnabled(staff_id=self.id, recovery_codes=recovery_codes)]
+
+    def disable_second_factor(self, by: str) -> list[DomainEvent]:
+        self._require_exists()
+        if not self.second_factor and not self.second_factor_enrolled:
+            return []
+        return [SecondFactorDisabled(staff_id=self.id, by=by)]
+
     def change_avatar(
         self, sha256: str, content_type: str, size: int, by: Grantor = SYSTEM
     ) -> list[DomainEvent]:
@@ -294,6 +326,12 @@ class Staff(Aggregate):
             self.individual_rights.discard(event.right)
         elif isinstance(event, AvatarChanged):
             self.avatar_sha256 = event.sha256
+        elif isinstance(event, SecondFactorEnrolled):
+            self.second_factor_enrolled = True
+        elif isinstance(event, SecondFactorEnabled):
+            self.second_factor = True
+        elif isinstance(event, SecondFactorDisabled):
+            self.second_factor = self.second_factor_enrolled = False
 
     def _require_exists(self) -> None:
         if not self.exists:

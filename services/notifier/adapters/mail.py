@@ -8,6 +8,8 @@ thread (``<ticket-<id>@<domain>>``), so a mail program shows one thread per
 ticket and a reply by mail names the ticket; ``Reply-To`` is the department's
 inbound address when there is one. Every notice says ``Auto-Submitted:
 auto-generated`` (RFC 3834), so well-behaved auto-responders do not answer it.
+Links that are secrets (a rating link, a password-reset link) are put into the
+text only here, when the mail is sent: no event or read model holds them.
 """
 
 from __future__ import annotations
@@ -20,16 +22,22 @@ from email.utils import format_datetime, parseaddr
 import aiosmtplib
 import orjson
 
+from services.notifier.adapters.identity_http import PLACEHOLDER as RESET_PLACEHOLDER
 from services.notifier.app.ports import ConversationUnavailable, DeliveryError
 from services.notifier.settings import NotifierSettings
 from shared.access import rating_links
 from shared.domain.events import utcnow
 
 FetchFile = Callable[[str, str], Awaitable[bytes | None]]
+ResetLink = Callable[[str], Awaitable[str]]
 
 
 async def _no_files(service: str, path: str) -> bytes | None:
     return None
+
+
+async def _no_reset_links(reset_id: str) -> str:
+    raise DeliveryError("no identity service to ask for the reset link")
 
 
 def mail_domain(sender: str) -> str:
@@ -49,10 +57,15 @@ def as_html(text: str) -> str:
 
 class SmtpMailer:
     def __init__(
-        self, settings: NotifierSettings, fetch: FetchFile = _no_files, secret: str = ""
+        self,
+        settings: NotifierSettings,
+        fetch: FetchFile = _no_files,
+        secret: str = "",
+        reset_link: ResetLink = _no_reset_links,
     ) -> None:
         self.settings = settings
         self.fetch = fetch
+        self.reset_link = reset_link
         self.domain = mail_domain(settings.smtp_from)
         self._secret = secret
 
@@ -82,8 +95,12 @@ class SmtpMailer:
         files: str | None = None,
         rating_of: str | None = None,
         client_id: str | None = None,
+        reset_of: str | None = None,
     ) -> None:
         s = self.settings
+        if reset_of and RESET_PLACEHOLDER in body:
+            # Asked for now and put only into the message itself (see identity_http).
+            body = body.replace(RESET_PLACEHOLDER, await self.reset_link(reset_of))
         if rating_of and client_id and rating_links.PLACEHOLDER in body:
             body = body.replace(
                 rating_links.PLACEHOLDER, self._rating_link(notice_id, rating_of, client_id)

@@ -29,6 +29,7 @@ class Mailer(Protocol):
         files: str | None = None,
         rating_of: str | None = None,
         client_id: str | None = None,
+        reset_of: str | None = None,
     ) -> None: ...
 
 

@@ -109,7 +109,7 @@ class Postman:
                 await self.mailer.send(
                     row.notice_id, row.to, row.subject or "", row.body,
                     thread_id=row.thread_id, reply_to=row.reply_to, files=row.files,
-                    rating_of=row.rating_of, client_id=row.subject_id,
+                    rating_of=row.rating_of, client_id=row.subject_id, reset_of=row.reset_of,
                 )  # fmt: skip
             else:
                 await self.sms.send(row.notice_id, row.to, row.body)

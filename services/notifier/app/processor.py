@@ -1,7 +1,8 @@
 """The stream processor's work for one event: remember, decide notices and deadlines, append.
 
 For each event of the input topics (and of ``notifier.events``, for the
-response-time warnings it fired itself):
+response-time warnings it fired itself; identity's ``PasswordResetRequested``
+becomes a mail whose link is asked for when it is sent, never kept here):
 
 1. skip it if the inbox has it (Kafka delivers at least once);
 2. decide the notices (who, which channel, what text) and the deadlines it
@@ -47,6 +48,7 @@ from services.notifier.domain.notices import (
     Notice,
     client_recipients,
     render,
+    reset_recipient,
     staff_recipients,
     ticket_ref,
 )
@@ -155,7 +157,34 @@ class Processor:
             plan = deadlines.plan(event.type, d, ticket, warn_at)
             notices = await self._staff_notices(conn, event, ticket)
         notices += await self._client_notices(event, ticket)
+        notices += await self._reset_notices(event)
         return notices, plan
+
+    async def _reset_notices(self, event: RecordedEvent) -> list[Notice]:
+        """identity's ``PasswordResetRequested``: a mail to the principal's own address
+        whose link identity hands out when it is sent (``Conversation.reset_of``)."""
+        if event.type != "PasswordResetRequested":
+            return []
+        d = event.data
+        principal_id, reset_id = str(d["principal_id"]), str(d["reset_id"])
+        if d.get("kind") == "client":
+            card = await self.clients.card(principal_id)
+            if card is None or card.erased:
+                log.warning("notifier.client_unknown", client_id=principal_id, reset_id=reset_id)
+                return []
+            recipients = reset_recipient("client", principal_id, card.email, card.language)
+        else:
+            async with self.db.reading() as conn:
+                found = await directory.staff(conn, [principal_id])
+                chosen = await directory.staff_subscriptions(conn, [principal_id])
+            subscription = chosen.get(principal_id)
+            language: Language = subscription.language if subscription else "en"
+            email = found[0].email if found and found[0].active else None
+            recipients = reset_recipient("staff", principal_id, email, language)
+        if not recipients:
+            log.info("notifier.password_reset_without_address", reset_id=reset_id)
+        conversation = Conversation(reset_of=reset_id)
+        return [render("password_reset", r, {}, conversation) for r in recipients]
 
     async def _staff_notices(
         self, conn: Any, event: RecordedEvent, ticket: TicketFacts | None

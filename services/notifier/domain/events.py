@@ -48,6 +48,7 @@ NoticeKind = Literal[
     "abuse_notice",
     "rating_request",
     "transfer_notice",
+    "password_reset",
 ]
 TimerKind = Literal["abuse_notice", "ticket_auto_close", "rating_request", "response_time"]
 RecipientKind = Literal["staff", "client", "contact"]
@@ -155,6 +156,9 @@ class NoticeQueued(_NoticeEvent):
     # A rating request: what its link rates ("<ticket_id>[/<message_id>]"); the signed link
     # itself is made when the mail is sent, never kept (shared.access.rating_links).
     rating_of: str | None = None
+    # A password reset: its id at identity, which hands out the link when the mail is
+    # sent; the link (a secret) is never in a notifier event or read model.
+    reset_of: str | None = None
 
 
 @registry.register

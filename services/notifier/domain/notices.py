@@ -102,6 +102,7 @@ class Conversation:
     reply_to: str | None = None
     files: tuple[dict[str, str], ...] = ()
     rating_of: str | None = None  # "<ticket_id>" or "<ticket_id>/<message_id>": a rating link
+    reset_of: str | None = None  # a password reset's id: its link is asked for when sent
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ class Notice:
             event_type_name=event_type,
             thread_id=self.conversation.thread_id,
             rating_of=self.conversation.rating_of,
+            reset_of=self.conversation.reset_of,
             reply_to=self.conversation.reply_to,
             files=orjson.dumps(list(self.conversation.files)).decode()
             if self.conversation.files and r.channel == "email"
@@ -166,6 +168,16 @@ def staff_recipients(
                     )
                 )
     return found
+
+
+def reset_recipient(
+    kind: RecipientKind, principal_id: str, email: str | None, language: Language
+) -> list[Recipient]:
+    """A password reset goes to the principal's own address only, by e-mail only
+    (never a company contact, never an SMS): the link is the account."""
+    if not email:
+        return []
+    return [Recipient(kind, principal_id, principal_id, "email", email, language)]
 
 
 def client_recipients(notice: ClientNotice, card: ClientCard) -> list[Recipient]:
@@ -302,6 +314,20 @@ TEMPLATES: dict[NoticeKind, dict[Language, Template]] = {
             "Re: [%ticket_ref%] %ticket_subject%",
             "Уважаемый(ая) %client_person%!\n\nПожалуйста, оцените наш ответ на запрос "
             "%ticket_ref%:\n%rating_link%\n\nСсылка действует один раз, без входа.\n",
+        ),
+    },
+    "password_reset": {
+        "en": Template(
+            "Reset your password",
+            "Hello,\n\nSomeone (we hope you) asked to reset the password of your account. "
+            "To choose a new one, open this link:\n%reset_link%\n\nIt works once and "
+            "expires soon. If it was not you, ignore this mail: your password stays.\n",
+        ),
+        "ru": Template(
+            "Восстановление пароля",
+            "Здравствуйте!\n\nКто-то (надеемся, вы) попросил сменить пароль вашей учётной "
+            "записи. Чтобы выбрать новый, откройте ссылку:\n%reset_link%\n\nОна действует "
+            "один раз и недолго. Если это были не вы, не отвечайте: пароль останется прежним.\n",
         ),
     },
     "transfer_notice": {

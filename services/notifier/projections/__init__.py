@@ -64,6 +64,7 @@ deliveries = Table(
     Column("reply_to", String(320), nullable=True),
     Column("files", Text, nullable=True),
     Column("rating_of", String(140), nullable=True),
+    Column("reset_of", String(36), nullable=True),
 )
 
 timers = Table(
@@ -140,6 +141,7 @@ class NotifierViews(Projection):
                     reply_to=payload.reply_to,
                     files=payload.files,
                     rating_of=payload.rating_of,
+                    reset_of=payload.reset_of,
                 )
             )
         elif isinstance(payload, DeliveryAttemptFailed):
