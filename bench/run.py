@@ -2,7 +2,7 @@
 
 Run ``python -m bench.run [--events N] [--repeat N] [--only SECTIONS] [--smoke]
 [--no-write]`` (or ``make bench``), which then runs every other section (authz,
-access, tickets, notifier, mail, replay). Every system gets a fresh database or file,
+access, tickets, console, notifier, mail, replay). Every system gets a fresh database or file,
 a warm-up that is not counted, then the same seeded workload: batches of 10
 events, each batch to a new stream, 4 concurrent writers. Rounds are
 interleaved (ours, the peer, COPY; again), each ratio is taken within its round
@@ -46,6 +46,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
 
 from bench import access_latency, authz, brokers, goals, idle_cpu
+from bench import console as console_bench
 from bench import mail as mail_bench
 from bench import notifier as notifier_bench
 from bench import replay as replay_bench
@@ -719,7 +720,8 @@ def median_of_rounds(rounds: Sequence[dict[str, float]]) -> dict[str, float]:
 
 
 SECTIONS = (
-    "event_store", "authz", "access", "idle_cpu", "tickets", "notifier", "mail", "replay",
+    "event_store", "authz", "access", "idle_cpu", "tickets", "console", "notifier", "mail",
+    "replay",
 )  # fmt: skip
 
 
@@ -735,6 +737,8 @@ class Sizes:
     opens: int = 3_000
     queue_requests: int = 1_000
     queue_tickets: int = support_center.QUEUE_TICKETS
+    console_tickets: int = console_bench.QUEUE_TICKETS
+    console_requests: int = console_bench.REQUESTS
     replies: int = 200
     burst: int = 300
     inbound_mails: int = 1_000
@@ -752,6 +756,8 @@ SMOKE = Sizes(
     opens=100,
     queue_requests=50,
     queue_tickets=5_000,
+    console_tickets=5_000,
+    console_requests=20,
     replies=5,
     burst=20,
     inbound_mails=40,
@@ -827,6 +833,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             sizes.opens, sizes.queue_requests, queue_tickets=sizes.queue_tickets
         )
         results.update(ticket_figures)
+    if "console" in only:
+        console.rule("console pages beside the API calls they wrap (real processes)")
+        console_figures, meta["console"] = console_bench.run(
+            sizes.console_tickets, sizes.console_requests
+        )
+        results.update(console_figures)
     if "notifier" in only:
         console.rule("notifier (a client's reply to the mail in an SMTP server)")
         results.update(notifier_bench.run(sizes.replies, sizes.burst))

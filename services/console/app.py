@@ -4,11 +4,16 @@ Rules it keeps: the process holds no user data (sessions are sealed cookies),
 so it scales by replicas and restarts lose nothing; ``/ready`` is 200 only while
 identity answers (nobody can log in otherwise); failures become pages, never a
 stack trace: a service refusing shows its message, one not answering a 503 page.
+Every answer says how long the console took (``Server-Timing: total;dur=`` in
+ms, from the request's arrival to the answer's start: the service calls and the
+rendering) and each service call's (``tickets;dur=…;desc="/tickets"``), which
+the browser's developer tools and ``bench.console`` read.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
 import structlog
@@ -16,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.console.pages import (
     admin,
@@ -28,12 +34,40 @@ from services.console.pages import (
 )
 from services.console.sessions import Sealer
 from services.console.settings import ConsoleSettings
-from services.console.upstream import ApiProblem, SignInAgain, Upstream
+from services.console.upstream import ApiProblem, SignInAgain, Upstream, timings
 from services.console.web import STATIC, Console, CsrfRefused, environment, visit_of
 from shared.observability import logs
 from shared.runtime.service import CorrelationMiddleware
 
 log = structlog.get_logger("console")
+
+
+class ServerTiming:
+    """``Server-Timing: total;dur=<ms>`` on every HTTP answer (a pure ASGI middleware:
+    no task or stream per request)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        calls: list[tuple[str, str, float]] = []
+        timings.set(calls)
+
+        async def timed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                took = (time.perf_counter() - started) * 1000
+                parts = [f"total;dur={took:.2f}"] + [
+                    f'{service};dur={ms:.2f};desc="{path}"' for service, path, ms in calls
+                ]
+                header = (b"server-timing", ", ".join(parts).encode("latin-1", "replace"))
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        await self.app(scope, receive, timed)
 
 
 def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
@@ -55,6 +89,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     app = FastAPI(title="Console", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.console = Console(settings, sealer, env)
     app.add_middleware(CorrelationMiddleware)
+    app.add_middleware(ServerTiming)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(SignInAgain)

@@ -14,10 +14,15 @@ Rules it keeps:
   login form.
 * Tokens are never logged: the client logs nothing itself, and errors carry
   only the service's name and path.
+* Each call's time is noted in ``timings`` (a context variable the app's
+  ``ServerTiming`` sets per request): service, path without query, ms; the
+  answer's ``Server-Timing`` header lists them.
 """
 
 from __future__ import annotations
 
+import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +31,10 @@ import httpx
 from services.console.settings import ConsoleSettings
 
 SERVICES = ("identity", "departments", "tickets", "clients", "notifier")
+
+# The calls of the current request: (service, path, ms). A list shared by the
+# request's tasks (``asyncio.gather`` copies the context, not the list).
+timings: ContextVar[list[tuple[str, str, float]] | None] = ContextVar("timings", default=None)
 
 
 class ApiProblem(Exception):
@@ -87,6 +96,7 @@ class Upstream:
         json: Any = None,
         params: Any = None,
     ) -> Answer:
+        started = time.perf_counter()
         try:
             response = await self.http.request(
                 method,
@@ -99,6 +109,9 @@ class Upstream:
             raise ApiProblem(
                 503, "service_unavailable", f"the {service} service does not answer"
             ) from None
+        noted = timings.get()
+        if noted is not None:
+            noted.append((service, path, (time.perf_counter() - started) * 1000))
         total = response.headers.get("x-total-count")
         if response.is_success:
             body = response.json() if response.content else None

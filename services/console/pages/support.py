@@ -16,6 +16,11 @@ Rules it keeps:
   that was not sent.
 * Template autofill is the service's ``/tickets/{id}/autofill`` (macros filled
   there); without JavaScript the "fill" button reloads the page with it.
+* A page's calls that do not depend on each other go at once (``asyncio.gather``
+  over the one pooled client): the queue in one round, a ticket in two (the
+  user, the ticket and the names; then what the rights and the ticket decide).
+* "Who could see this at …" is ``GET /tickets/{id}/viewers?at=`` (the form's
+  ``at``, a ``datetime-local`` without a zone, read as UTC by the service).
 """
 
 from __future__ import annotations
@@ -60,21 +65,24 @@ async def queue(
     sort: str = "waiting",
     offset: int = 0,
 ) -> Response:
-    page = await _staff(visit)
-    me = page["me"]
+    # The page's calls at once (one pooled client): the user is needed first only
+    # to read "me" as an assignee.
+    mine = assignee_id == "me"
+    me = (await _staff(visit))["me"] if mine else None
     chosen = {
         "status": status or None,
         "department_id": department_id or None,
-        "assignee_id": (me["id"] if assignee_id == "me" else assignee_id) or None,
+        "assignee_id": (me["id"] if me is not None else assignee_id) or None,
         "sort": sort if sort in SORTS else "waiting",
     }
-    answer = await visit.call(
-        "GET",
-        "tickets",
-        "/tickets",
-        params={**{k: v for k, v in chosen.items() if v}, "limit": PAGE, "offset": max(offset, 0)},
+    params = {**{k: v for k, v in chosen.items() if v}, "limit": PAGE, "offset": max(offset, 0)}
+    narrowed = {k: v for k, v in chosen.items() if v and k != "status"}
+    answer, counts, names, page = await asyncio.gather(
+        visit.call("GET", "tickets", "/tickets", params=params),
+        _counts(visit, narrowed),
+        _department_names(visit),
+        _staff(visit),
     )
-    counts = await _counts(visit, {k: v for k, v in chosen.items() if v and k != "status"})
     filters = {"status": status, "department_id": department_id, "assignee_id": assignee_id}
     kept = {k: v for k, v in {**filters, "sort": sort}.items() if v}
     return visit.render(
@@ -86,7 +94,7 @@ async def queue(
         filters=filters,
         sort=chosen["sort"],
         sorts=SORTS,
-        names=await _department_names(visit),
+        names=names,
         query_without_offset=urlencode(kept) + "&" if kept else "",
         counts=counts,
         by_status={
@@ -160,12 +168,20 @@ async def queue_live(request: Request, visit: Current) -> Response:
 
 
 async def _ticket_page(visit: Visit, ticket_id: str, after: int | None, **extra: Any) -> Response:
-    page = await _staff(visit)
-    ticket = await visit.get("tickets", f"/tickets/{ticket_id}", min_position=after)
-    templates: list[dict[str, Any]] = []
-    if visit.can("tickets.reply") or visit.can("tickets.templates"):
-        templates = await visit.get("tickets", "/templates")
-    names = await _department_names(visit)
+    # Two rounds of concurrent calls: the user, the ticket and the department names;
+    # then what depends on the user's rights and on the ticket.
+    page, ticket, names = await asyncio.gather(
+        _staff(visit),
+        visit.get("tickets", f"/tickets/{ticket_id}", min_position=after),
+        _department_names(visit),
+    )
+    templates_wanted = visit.can("tickets.reply") or visit.can("tickets.templates")
+    templates, authors, message, assignees = await asyncio.gather(
+        visit.get("tickets", "/templates") if templates_wanted else _none([]),
+        _staff_names(visit, ticket),
+        visit.message_of(ticket) if visit.can("clients.view") else _none(None),
+        _assignees(visit, ticket),
+    )
     status = extra.pop("status", 200)
     return visit.render(
         "ticket.html",
@@ -173,13 +189,18 @@ async def _ticket_page(visit: Visit, ticket_id: str, after: int | None, **extra:
         ticket=ticket,
         templates=templates,
         names=names,
-        authors=await _staff_names(visit, ticket),
-        message=await visit.message_of(ticket) if visit.can("clients.view") else None,
-        assignees=await _assignees(visit, ticket),
+        authors=authors,
+        message=message,
+        assignees=assignees,
         values=extra.pop("values", {}),
         **extra,
         **page,
     )
+
+
+async def _none(value: Any) -> Any:
+    """What a call the user may not make would answer, as a call (for ``gather``)."""
+    return value
 
 
 async def _staff_names(visit: Visit, ticket: dict[str, Any]) -> dict[str, str]:

@@ -148,9 +148,19 @@ async def support_departments(
             charging = any(d.charge_requests for d in offered)
             if charging and await app.catalog.paid_balance(client_id) <= 0:
                 offered = [d for d in offered if not d.charge_requests]
-        hours = {d.department_id: await support.hours_of(conn, d.department_id) for d in offered}
+        hours = await support.hours_of_each(conn, [d.department_id for d in offered])
     now = datetime.now(UTC)
     several = len(offered) > 1
+    # Departments on the same hours (all those without a schedule) are due at the same
+    # moment: computed once per schedule (the copy hands out one object per schedule).
+    due: dict[int, datetime] = {}
+
+    def expected(department_id: str) -> datetime:
+        schedule = hours[department_id]
+        if id(schedule) not in due:
+            due[id(schedule)] = expected_response_at(schedule, now, app.response_hours)
+        return due[id(schedule)]
+
     return [
         SupportDepartmentOut(
             id=d.department_id,
@@ -158,7 +168,7 @@ async def support_departments(
             description=d.description if several else None,
             sort=d.sort,
             charge_requests=d.charge_requests,
-            expected_response=expected_response_at(hours[d.department_id], now, app.response_hours),
+            expected_response=expected(d.department_id),
         )
         for d in offered
     ]
