@@ -9,6 +9,7 @@ import jwt
 import pytest
 
 from shared.access.control import (
+    SETUP_SECOND_FACTOR,
     AccessCopy,
     Authorizer,
     Denied,
@@ -186,3 +187,17 @@ def test_a_fact_arriving_after_a_newer_one_of_the_same_principal_is_ignored() ->
     assert auth.allowed("s-1", "clients") and not auth.allowed("s-1", "tickets.reply")
     copy.apply(staff("s-2", rights=["clients"]), version=1)  # versions are per principal
     assert auth.allowed("s-2", "clients")
+
+
+def test_a_session_limited_to_the_second_factor_setup_passes_only_where_it_is_named() -> None:
+    auth = authorizer(staff(full_access=True))
+    limited = token(scope=SETUP_SECOND_FACTOR)
+    assert denied(lambda: auth.authorize(limited, None, None)) == (403, "second_factor_required")
+    assert denied(lambda: auth.authorize(limited, None, "clients")) == (
+        403,
+        "second_factor_required",
+    )
+    principal = auth.authorize(limited, None, None, SETUP_SECOND_FACTOR)
+    assert (principal.id, principal.scope) == ("s-1", SETUP_SECOND_FACTOR)
+    # A full session passes a route that also takes the limited one.
+    assert auth.authorize(token(session="sess-2"), None, None, SETUP_SECOND_FACTOR).scope is None

@@ -96,7 +96,7 @@ class SecondFactors:
     async def confirm(self, actor: Actor, staff_id: str, code: str) -> list[str]:
         """Turn it on with a right code; the recovery codes, shown this once."""
         secret = await self._secret(staff_id)
-        step = _matching_step(secret, code) if secret else None
+        step = matching_step(secret, code) if secret else None
         if step is None:
             raise Forbidden("otp_invalid", "the code is wrong or too old", "code")
         codes = [recovery_code() for _ in range(RECOVERY_CODES)]
@@ -128,7 +128,7 @@ class SecondFactors:
         secret = await self._secret(staff_id)
         if secret is None:
             return False
-        step = _matching_step(secret, code)
+        step = matching_step(secret, code)
         async with self.identity.db.transaction() as conn:
             row = (
                 await conn.execute(
@@ -198,7 +198,7 @@ class SecondFactors:
             await conn.execute(second_factor_codes.insert().values(staff_id=staff_id, **values))
 
 
-def _matching_step(secret: str, code: str) -> int | None:
+def matching_step(secret: str, code: str) -> int | None:
     """The time step whose TOTP code ``code`` is (now, or one step off); None if none."""
     code = code.strip()
     if not code.isdigit() or len(code) != 6:
