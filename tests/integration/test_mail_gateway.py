@@ -570,6 +570,11 @@ async def test_the_reject_setting_answers_an_unknown_sender_with_a_notice(stack:
             assert await send(port, follow_up) == "250"
             continued = await recorded(stack, str(follow_up["Message-ID"]))
             assert (continued.status, continued.ticket_id) == ("continued", earlier_ticket)
+            # An unknown machine's mail (a vacation answer to our notice, say) gets none:
+            # the notice is sent before the 250, so its count is final here.
+            vacation = mail(stranger, address, "Away", "I am away", Auto_Submitted="auto-replied")
+            assert await send(port, vacation) == "250"
+            assert (await recorded(stack, str(vacation["Message-ID"]))).status == "ignored"
         seen = await recorded(stack, str(request["Message-ID"]))
         assert (seen.status, seen.reason, seen.ticket_id) == ("declined", "unknown_sender", None)
         assert len(sink.received) == 1
