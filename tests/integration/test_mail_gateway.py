@@ -484,6 +484,19 @@ async def test_an_unknown_senders_mail_reaches_the_queue_and_a_link_makes_it_a_c
     )
     assert internal.json()["contact"] is None and internal.json()["client_id"] == alice_id
 
+    # Erasing Alice forgets the contact too: the ticket's first texts are the contact's.
+    erased = await stack.clients.delete(f"/clients/{alice_id}", headers=stack.admin)
+    assert erased.status_code == 200, erased.text
+    after = await eventually(
+        lambda: stack.tickets.get(f"/tickets/{ticket_id}", headers=desk_staff),
+        lambda r: r.json()["subject"] is None,
+    )
+    assert after.json()["contact"]["email"] is None and after.json()["contact"]["name"] is None
+    assert stranger not in after.text and "Please move it" not in after.text
+    ticket = await stack.app.load(ticket_id)
+    assert ticket.contact_email is None and ticket.subject is None
+    assert all(c.details.get("body") is None for c in ticket.history)
+
 
 async def _ticket_row(conn: Any, ticket_id: str) -> Any:
     return (await conn.execute(tickets.select().where(tickets.c.ticket_id == ticket_id))).first()
@@ -557,6 +570,11 @@ async def test_the_reject_setting_answers_an_unknown_sender_with_a_notice(stack:
             assert await send(port, follow_up) == "250"
             continued = await recorded(stack, str(follow_up["Message-ID"]))
             assert (continued.status, continued.ticket_id) == ("continued", earlier_ticket)
+            # An unknown machine's mail (a vacation answer to our notice, say) gets none:
+            # the notice is sent before the 250, so its count is final here.
+            vacation = mail(stranger, address, "Away", "I am away", Auto_Submitted="auto-replied")
+            assert await send(port, vacation) == "250"
+            assert (await recorded(stack, str(vacation["Message-ID"]))).status == "ignored"
         seen = await recorded(stack, str(request["Message-ID"]))
         assert (seen.status, seen.reason, seen.ticket_id) == ("declined", "unknown_sender", None)
         assert len(sink.received) == 1
