@@ -276,6 +276,40 @@ WORDS: dict[str, tuple[str, str]] = {
     "notice_client_reply": ("The client answered my request", "Клиент ответил в моём запросе"),
     "notice_ticket_transferred": ("A request was transferred to me", "Мне передан запрос"),
     "notice_deadline_near": ("A response deadline is near", "Скоро истекает срок ответа"),
+    "second_factor": ("Two-factor authentication", "Двухфакторная аутентификация"),
+    "second_factor_intro": (
+        "Logging in will also need a one-time code from an authenticator app.",
+        "Для входа понадобится ещё одноразовый код из приложения-аутентификатора.",
+    ),
+    "second_factor_start": ("Set it up", "Настроить"),
+    "second_factor_scan": (
+        "Add this key to your authenticator app (the link, or the secret by hand), then"
+        " enter the code it shows.",
+        "Добавьте ключ в приложение-аутентификатор (ссылкой или секретом вручную) и"
+        " введите код, который оно покажет.",
+    ),
+    "second_factor_secret": ("Secret", "Секрет"),
+    "second_factor_code": ("Code", "Код"),
+    "second_factor_confirm": ("Turn it on", "Включить"),
+    "second_factor_done": (
+        "Two-factor authentication is on. Keep these recovery codes somewhere safe: each"
+        " works once instead of a code, and they are shown only now.",
+        "Двухфакторная аутентификация включена. Сохраните коды восстановления: каждый"
+        " заменяет код один раз, и показываются они только сейчас.",
+    ),
+    "second_factor_off": ("Turn it off", "Выключить"),
+    "second_factor_off_hint": (
+        "To turn it off, enter a current code or a recovery code.",
+        "Чтобы выключить, введите текущий код или код восстановления.",
+    ),
+    "second_factor_off_done": (
+        "Two-factor authentication is off.",
+        "Двухфакторная аутентификация выключена.",
+    ),
+    "second_factor_required": (
+        "Set up two-factor authentication to continue.",
+        "Чтобы продолжить, настройте двухфакторную аутентификацию.",
+    ),
     "viewers": ("Who could see this at …", "Кто мог видеть это на момент …"),
     "viewers_at": ("Moment (UTC)", "Момент (UTC)"),
     "viewers_show": ("Show", "Показать"),

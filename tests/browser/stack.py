@@ -65,6 +65,11 @@ class Stack:
     http: httpx.AsyncClient
     admin: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def mail(self) -> Path:
+        """Where the SMTP sink keeps the mails the notifier sent (``*.eml``)."""
+        return self.logs.parent / "mail"
+
     def log_tail(self) -> str:
         parts = []
         for path in sorted(self.logs.glob("*.log")):
@@ -138,6 +143,8 @@ async def running(bootstrap: str, var: Path) -> AsyncIterator[Stack]:
                         TRUSTED_PROXIES='["127.0.0.1/32"]',
                         SMTP_HOST="127.0.0.1",
                         SMTP_PORT=str(ports["smtp"]),
+                        # The page a password reset's mailed link opens: the console's.
+                        PASSWORD_RESET_URL=urls["console"] + "/reset",
                     )
                 with (logs / f"{name}.log").open("wb") as log:
                     processes.append(

@@ -10,13 +10,20 @@ over the real services as processes, PostgreSQL and the broker.
 * impersonation ("log in as this client") shows the portal with a banner, and the way back;
 * a blocking announcement says why a request cannot be opened;
 * forms without the session's CSRF token are refused, and the session cookie is
-  HttpOnly and SameSite.
+  HttpOnly and SameSite;
+* who could see a request at a moment, and why;
+* a forgotten password reset from the mailed link (once), and a changed password;
+* staff set up a second factor (the URI and secret once, recovery codes once) and
+  log in with a code.
 
 The run writes screenshots of the main pages to ``docs/screenshots/``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import email
+import email.policy
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -24,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pyotp
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
@@ -691,5 +699,114 @@ async def test_who_could_see_a_request_at_a_moment_and_why(
         await page.fill("#viewers-form input[name=at]", before.strftime("%Y-%m-%dT%H:%M:%S"))
         await page.locator("#viewers-form button[type=submit]").click()
         await expect(page.locator("#viewers-none")).to_be_visible()
+    finally:
+        await made.close()
+
+
+async def _mailed_reset_link(stack: Stack, address: str, timeout: float = 60) -> str:
+    """The reset link in the mail the notifier sent to ``address`` (the SMTP sink's files)."""
+    deadline = datetime.now(UTC) + timedelta(seconds=timeout)
+    while True:
+        for path in sorted(stack.mail.glob("*.eml")) if stack.mail.exists() else []:
+            message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            if address not in str(message.get("To", "")):
+                continue
+            part = message.get_body(preferencelist=("plain",))
+            text = part.get_content() if part is not None else ""
+            found = re.search(r"https?://\S+/reset\?token=[\w.-]+", str(text))
+            if found:
+                return found.group(0)
+        assert datetime.now(UTC) < deadline, f"no reset mail to {address}:\n{stack.log_tail()}"
+        await asyncio.sleep(0.25)
+
+
+async def test_a_forgotten_password_is_reset_from_the_mailed_link(
+    stack: Stack, world: World, browser: Browser
+) -> None:
+    person = Person("", f"forgetful-{uuid.uuid4().hex[:6]}", "Forgetful-pass-2026")
+    address = f"{person.login}@example.com"
+    body = {
+        "login": person.login, "password": person.password, "email": address,
+        "country": "DE", "customer_status": "individual", "project_id": world.project,
+    }  # fmt: skip
+    created = await stack.call("POST", "clients", "/clients", json=body)
+    assert created.status_code == 201, created.text
+    await login(stack, person.login, person.password)  # identity knows the login
+    made = await context(browser)
+    try:
+        page = await made.new_page()
+        await page.goto(f"{stack.console}/login")
+        await page.get_by_role("link", name="Forgot your password?").click()
+        await page.fill("input[name=login]", person.login)
+        await page.locator("form[action='/forgot'] button[type=submit]").click()
+        await expect(page.locator(".flash")).to_contain_text("a message with a link")
+        link = await _mailed_reset_link(stack, address)
+        assert link.startswith(f"{stack.console}/reset?token="), link
+        await page.goto(link)
+        await expect(page.locator("input[name=token]")).to_have_value(link.split("token=")[1])
+        await page.fill("input[name=new_password]", "Remembered-pass-2026")
+        await page.locator("form[action='/reset'] button[type=submit]").click()
+        await expect(page).to_have_url(re.compile(r"/login$"))
+        await expect(page.locator(".flash")).to_contain_text("Your password is changed")
+        # The link works once.
+        await page.goto(link)
+        await page.fill("input[name=new_password]", "Another-pass-2026")
+        await page.locator("form[action='/reset'] button[type=submit]").click()
+        await expect(page.locator(".error")).to_be_visible()
+        # The new password logs in; then the client changes it again themselves.
+        await sign_in(page, stack, Person(person.id, person.login, "Remembered-pass-2026"))
+        await page.goto(f"{stack.console}/password")
+        await page.fill("input[name=current_password]", "Remembered-pass-2026")
+        await page.fill("input[name=new_password]", "Changed-pass-2026")
+        await page.locator("form[action='/password'] button[type=submit]").click()
+        await expect(page.locator(".flash")).to_contain_text("Your password is changed.")
+        await login(stack, person.login, "Changed-pass-2026")
+    finally:
+        await made.close()
+
+
+async def test_staff_set_up_a_second_factor_and_log_in_with_a_code(
+    stack: Stack, world: World, browser: Browser
+) -> None:
+    person = Person("", f"careful-{uuid.uuid4().hex[:6]}", "Careful-pass-2026")
+    body = {
+        "login": person.login, "password": person.password,
+        "full_name": {"en": "Careful", "ru": "Осторожный"}, "departments": [world.hosting],
+    }  # fmt: skip
+    created = await stack.call("POST", "identity", "/staff", json=body)
+    assert created.status_code == 201, created.text
+    made = await context(browser)
+    try:
+        page = await made.new_page()
+        await sign_in(page, stack, person)
+        await page.get_by_role("link", name="Two-factor authentication").click()
+        await page.locator("#second-factor-start button[type=submit]").click()
+        uri = await page.locator("#otpauth-uri").inner_text()
+        secret = await page.locator("#otp-secret").inner_text()
+        assert uri.startswith("otpauth://totp/") and f"secret={secret}" in uri, uri
+        totp = pyotp.TOTP(secret)
+        await page.fill("#second-factor-confirm input[name=code]", totp.now())
+        await page.locator("#second-factor-confirm button[type=submit]").click()
+        codes = page.locator("#recovery-codes li")
+        await expect(codes.first).to_be_visible()
+        assert await codes.count() >= 1
+        # The page showed them once: opening it again shows none.
+        await page.goto(f"{stack.console}/2fa")
+        await expect(page.locator("#recovery-codes")).to_have_count(0)
+        await page.locator("header form[action='/logout'] button").click()
+
+        # Logging in now needs the code: the form asks for it and keeps the login.
+        await page.goto(f"{stack.console}/login")
+        await page.fill("input[name=login]", person.login)
+        await page.fill("input[name=password]", person.password)
+        await page.click("form[action='/login'] button[type=submit]")
+        await expect(page.locator("input[name=otp]")).to_be_visible()
+        await expect(page.locator("input[name=login]")).to_have_value(person.login)
+        await page.fill("input[name=password]", person.password)
+        # A code of the next step: the one used to confirm is spent (same step).
+        later = totp.at(datetime.now(UTC) + timedelta(seconds=30))
+        await page.fill("input[name=otp]", later)
+        await page.click("form[action='/login'] button[type=submit]")
+        await expect(page).to_have_url(re.compile(r"/queue$"))
     finally:
         await made.close()

@@ -9,13 +9,20 @@ Rules it keeps:
   site; the session gets a new CSRF token.
 * Logging out ends the session at identity too (and the impersonation behind
   it, if any); the cookie keeps only the language.
-* ``POST /auth/forgot`` is answered the same whether the login exists or not.
+* ``POST /auth/forgot`` is answered the same whether the login exists or not;
+  the mailed link opens ``/reset?token=``, whose form posts ``token`` and
+  ``new_password``.
+* The second factor (staff, ``/2fa``): the ``otpauth://`` URI and its secret are
+  shown once, in the answer that set them up, and kept nowhere in the console;
+  confirming with ``code`` shows the recovery codes once. A login whose session
+  may only set the factor up (``scope: second_factor_setup``) goes there.
 """
 
 from __future__ import annotations
 
 import contextlib
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter
 from fastapi.responses import Response
@@ -63,6 +70,8 @@ async def log_in(visit: Current) -> Response:
         )
     principal: dict[str, Any] = answer.body["principal"]
     visit.session.sign_in(answer.body["access_token"], principal["kind"], principal["id"])
+    if answer.body.get("scope") == "second_factor_setup":  # a session for that only
+        return visit.redirect("/2fa", flash=visit.t("second_factor_required"))
     return visit.redirect(target or home_of(principal["kind"]))
 
 
@@ -131,3 +140,59 @@ async def reset(visit: Current) -> Response:
     except ApiProblem as problem:
         return visit.render("reset.html", problem.status, problem=problem, token=body.get("token"))
     return visit.redirect("/login", flash=visit.t("reset_done"))
+
+
+# ---------------------------------------------------------------- the second factor
+
+
+def _secret_of(uri: str) -> str:
+    """The base32 secret of an ``otpauth://`` URI, for typing into an app by hand."""
+    return parse_qs(urlsplit(uri).query).get("secret", [""])[0]
+
+
+@router.get("/2fa")
+async def second_factor_form(visit: Current) -> Response:
+    """Staff's own second factor: set it up (``POST /me/2fa``), confirm it with a
+    ``code``, see the recovery codes once; or turn it off with a ``code``."""
+    await visit.signed_in("staff")
+    return visit.render("second_factor.html", step="start")
+
+
+@router.post("/2fa")
+async def second_factor_start(visit: Current) -> Response:
+    await visit.signed_in("staff")
+    await visit.form()
+    try:
+        answer = await visit.call("POST", "identity", "/me/2fa")
+    except ApiProblem as problem:
+        return visit.render("second_factor.html", problem.status, step="start", problem=problem)
+    uri = str(answer.body["uri"])
+    # Shown once, in this answer only: the URI and its secret are never kept in the
+    # session cookie or anywhere else in the console.
+    return visit.render("second_factor.html", step="confirm", uri=uri, secret=_secret_of(uri))
+
+
+@router.post("/2fa/confirm")
+async def second_factor_confirm(visit: Current) -> Response:
+    await visit.signed_in("staff")
+    form = await visit.form()
+    try:
+        answer = await visit.call(
+            "POST", "identity", "/me/2fa/confirm", json=body_from(form, ("code",))
+        )
+    except ApiProblem as problem:
+        return visit.render("second_factor.html", problem.status, step="confirm", problem=problem)
+    return visit.render(
+        "second_factor.html", step="done", recovery_codes=answer.body["recovery_codes"]
+    )
+
+
+@router.post("/2fa/off")
+async def second_factor_off(visit: Current) -> Response:
+    await visit.signed_in("staff")
+    form = await visit.form()
+    try:
+        await visit.call("DELETE", "identity", "/me/2fa", json=body_from(form, ("code",)))
+    except ApiProblem as problem:
+        return visit.render("second_factor.html", problem.status, step="start", problem=problem)
+    return visit.redirect("/2fa", flash=visit.t("second_factor_off_done"))
