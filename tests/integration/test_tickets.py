@@ -828,7 +828,10 @@ async def test_a_message_to_a_client_opens_a_thread_with_replies_forbidden(
     [first] = detail["entries"]
     assert first["body"] is None and first["details"]["message_ref"] == message_id
     # The text stays with the clients service, sealed: read there by reference.
-    texts = await stack.clients.get(f"/clients/{client_id}/messages", headers=customer)
+    texts = await eventually(
+        lambda: stack.clients.get(f"/clients/{client_id}/messages", headers=customer),
+        lambda r: r.status_code == 200 and len(r.json()) == 1,
+    )
     assert texts.json()[0]["message_id"] == message_id
     assert texts.json()[0]["text"] == "Your server sends spam"
     refused = await stack.tickets.post(
