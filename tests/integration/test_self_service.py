@@ -28,11 +28,13 @@ import pyotp
 import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
+from sqlalchemy import select
 
 from services.clients.service import SPEC as CLIENTS
 from services.identity.app.application import IdentityApplication
 from services.identity.service import SPEC as IDENTITY
 from services.notifier.copies import directory
+from services.notifier.projections import deliveries
 from services.notifier.service import SPEC as NOTIFIER
 from shared.runtime.service import create_app
 from shared.runtime.settings import ServiceSettings
@@ -226,6 +228,12 @@ async def test_a_reset_link_arrives_by_mail_works_once_and_ends_every_session(
     token = await reset_mail(stack, email)
     assert await events_mention(stack, token) == []
     assert await events_mention(stack, token.partition(".")[2]) == []
+    async with stack.apps["notifier"].state.runtime.db.reading() as conn:
+        kept = [
+            row.body
+            for row in await conn.execute(select(deliveries).where(deliveries.c.to == email))
+        ]
+    assert kept and all("%reset_link%" in body and token not in body for body in kept)
 
     short = await stack.identity.post("/auth/reset", json={"token": token, "new_password": "short"})
     assert short.status_code == 422, short.text  # and the link is not spent by it
