@@ -1288,3 +1288,32 @@ async def test_who_could_see_a_ticket_at_a_moment_comes_from_the_log(stack: Stac
     assert (await read(stack, path, alice)).status_code == 403
     bad = await stack.tickets.get(path, params={"at": "yesterday"}, headers=stack.admin)
     assert bad.status_code == 422 and "at" in bad.text, bad.text
+
+
+async def test_counts_per_status_are_the_lists_totals(stack: Stack) -> None:
+    main = await project(stack)
+    desk = await department(stack, "Counted", providers=[main])
+    _, customer = await client(stack, "counted", main)
+    _, member = await staff(stack, "counter", ["tickets.view", "tickets.close"], [desk])
+    first = await open_ticket(stack, customer, desk)
+    await open_ticket(stack, customer, desk)
+    closed = await stack.tickets.post(f"/tickets/{first['id']}/close", headers=member)
+    assert closed.status_code == 200, closed.text
+    position = closed.json()["position"]
+    counts = await stack.tickets.get(
+        "/tickets/counts",
+        params={"department_id": desk, "min_position": position},
+        headers=member,
+    )
+    assert counts.status_code == 200, counts.text
+    assert counts.json() == {"open": 1, "answered": 0, "closed": 1}
+    for status, count in counts.json().items():
+        listed = await stack.tickets.get(
+            "/tickets", params={"department_id": desk, "status": status}, headers=member
+        )
+        assert int(listed.headers["X-Total-Count"]) == count, status
+    # The client's own view, and a staff member without the right is refused.
+    mine = await read(stack, "/tickets/counts", customer, position)
+    assert mine.status_code == 200 and mine.json()["open"] >= 1, mine.text
+    _, blind = await staff(stack, "uncounted", [])
+    assert (await stack.tickets.get("/tickets/counts", headers=blind)).status_code == 403
