@@ -19,6 +19,7 @@ from shared.access.delegation import Grantor
 from shared.application.commands import CommandAnswer
 from shared.domain import rights as catalogue
 from shared.http.api import ApiError, CaughtUp, client_address, require
+from shared.http.openapi import error_responses
 from shared.http.reads import not_found
 
 router = APIRouter()
@@ -54,7 +55,7 @@ class LoginOut(BaseModel):
     principal: PrincipalOut
 
 
-@router.post("/auth/login", tags=["auth"])
+@router.post("/auth/login", tags=["auth"], responses=error_responses(401, 403, 429))
 async def login(body: LoginIn, request: Request, app: IdentityDep) -> LoginOut:
     try:
         result = await app.login(
