@@ -78,12 +78,13 @@ _WHY = {
 }
 
 
-def error_response(status: int) -> dict[str, Any]:
-    """One documented error answer in the services' format."""
-    response: dict[str, Any] = {
-        "description": _WHY.get(status, "error"),
-        "content": {"application/json": {"schema": ERROR_REF}},
-    }
+def error_response(status: int, html: bool = False) -> dict[str, Any]:
+    """One documented error answer in the services' format; ``html``: a page for people
+    (the rating link's) answers its own refusals as a page too."""
+    content: dict[str, Any] = {"application/json": {"schema": ERROR_REF}}
+    if html:
+        content["text/html"] = {"schema": {"type": "string"}}
+    response: dict[str, Any] = {"description": _WHY.get(status, "error"), "content": content}
     if status in (503, 429):
         response["headers"] = {"Retry-After": {"schema": {"type": "string"}}}
     elif status == 405:
@@ -193,10 +194,11 @@ def common_responses(app: FastAPI) -> Callable[[], dict[str, Any]]:
                 statuses = route_errors(*found, method=method) | {405}
                 if "422" in responses:  # FastAPI's, in its own shape
                     statuses.add(422)
+                html = "html" in str(getattr(found[0].response_class, "media_type", ""))
                 for status in sorted(statuses):
                     if status == 422 or str(status) not in responses:
                         # FastAPI's 422 names its own schema: the services answer theirs.
-                        responses[str(status)] = error_response(status)
+                        responses[str(status)] = error_response(status, html)
         app.openapi_schema = document
         return document
 
