@@ -3,7 +3,8 @@
 * ``api`` – typed errors (API.md's format), read-your-writes, ``require(right)``, ``ReadDB``;
 * ``internal`` – service-to-service calls with short-lived service tokens;
 * ``reads`` – one row or a 404, a page with its total in ``X-Total-Count``;
-* ``downloads`` – files served as downloads a browser never renders.
+* ``downloads`` – files served as downloads a browser never renders;
+* ``openapi`` – the OpenAPI document lists every route's errors, in the services' format.
 """
 
 from shared.http.api import (

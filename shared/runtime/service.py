@@ -33,6 +33,7 @@ from shared.domain.aggregate import Conflict, DomainError, NotFound, PaymentRequ
 from shared.domain.events import EventRegistry
 from shared.eventstore import ConcurrencyError, EventStore, open_event_store
 from shared.http.body_limit import BodyLimitMiddleware
+from shared.http.openapi import common_responses
 from shared.messaging.consumer import Handler, InboxConsumer, keep_inbox_pruned
 from shared.messaging.copies import TopicCopy
 from shared.messaging.relay import Relay
@@ -479,6 +480,8 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
     )
     app.state.runtime = runtime
     _install_error_handlers(app)
+    # The document lists the errors each route can answer, in the services' format.
+    app.openapi = common_responses(app)  # type: ignore[method-assign]
 
     app.add_middleware(BodyLimitMiddleware)  # inside: a 413 is timed and correlated too
     app.add_middleware(CorrelationMiddleware)
@@ -496,7 +499,11 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
         """Liveness: the process answers."""
         return {"status": "ok", "service": spec.name}
 
-    @app.get("/ready", tags=["operations"])
+    @app.get(
+        "/ready",
+        tags=["operations"],
+        responses={503: {"description": "not ready yet: the same report, ``ready`` false"}},
+    )
     async def ready() -> JSONResponse:
         """Readiness: store, read models, relay and consumers are running."""
         report = runtime.readiness()

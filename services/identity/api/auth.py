@@ -25,6 +25,7 @@ from services.identity.app.handlers import LoginRefused
 from services.identity.app.self_service import ResetRefused
 from shared.access.control import SETUP_SECOND_FACTOR, Principal
 from shared.http.api import ApiError, StrictBody, client_address, require
+from shared.http.openapi import error_responses
 
 log = structlog.get_logger(__name__)
 
@@ -54,7 +55,7 @@ class LoginOut(BaseModel):
     scope: str | None = None
 
 
-@router.post("/auth/login", tags=["auth"])
+@router.post("/auth/login", tags=["auth"], responses=error_responses(401, 403, 429))
 async def login(body: LoginIn, request: Request, app: IdentityDep) -> LoginOut:
     try:
         result = await app.login(
@@ -128,7 +129,13 @@ class ResetIn(StrictBody):
     new_password: str = Field(min_length=8, max_length=256)
 
 
-@router.post("/auth/reset", tags=["auth"], status_code=204, response_model=None)
+@router.post(
+    "/auth/reset",
+    tags=["auth"],
+    status_code=204,
+    response_model=None,
+    responses=error_responses(400, 410),
+)
 async def reset(body: ResetIn, resets: PasswordResetsDep) -> Response:
     """Set a new password with the link's token: once, before it expires; every
     session of the principal ends (they log in with the new password)."""
