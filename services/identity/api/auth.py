@@ -106,7 +106,15 @@ class ForgotIn(StrictBody):
     login: str = Field(min_length=1, max_length=64)
 
 
-@router.post("/auth/forgot", tags=["auth"], status_code=202, response_model=None)
+@router.post(
+    "/auth/forgot",
+    tags=["auth"],
+    status_code=202,
+    response_model=None,
+    # An empty answer: documented without a body, as it is sent.
+    response_class=Response,
+    responses={202: {"description": "accepted; a link is mailed if the login exists"}},
+)
 async def forgot(body: ForgotIn, resets: PasswordResetsDep, tasks: BackgroundTasks) -> Response:
     """Mail a single-use link to set a new password, through the notifier, to the
     principal's address (staff: the card's e-mail; clients: the account's).
