@@ -6,6 +6,7 @@
 * ``consumer`` – other contexts' topics, each event handled once (inbox, kept offsets);
 * ``copies`` – read models of other contexts' facts, and filling one again;
 * ``staff_facts`` – identity's published staff facts, decoded once for every copy.
+* ``signatures`` – identity signs its facts, every consumer verifies them (``FactVerifier``).
 """
 
 from shared.messaging.consumer import (

@@ -58,10 +58,13 @@ async def refill(
     group_id: str,
     prefix: str = "",
     progress: Callable[[int, int], None] | None = None,
+    *,
+    admit: Callable[[RecordedEvent], bool],
 ) -> int:
     """Drop ``copy``'s tables and apply its topics again, from their start up to where
     ``group_id`` stands; the number of events applied. ``progress(done, total)`` is
-    told the offsets gone through."""
+    told the offsets gone through. Only the events ``admit`` lets through are applied
+    (``shared.messaging.signatures.FactVerifier.admit``: identity's facts must verify)."""
     topics = [topic_of(context, prefix) for context in copy.contexts]
     consumer = AIOKafkaConsumer(
         **consumer_options(bootstrap), group_id=None, enable_auto_commit=False
@@ -75,7 +78,7 @@ async def refill(
                 await conn.run_sync(table.drop, checkfirst=True)
             for table in copy.tables:
                 await conn.run_sync(table.create)
-            return await _apply(copy, db, conn, consumer, until, progress)
+            return await _apply(copy, db, conn, consumer, until, progress, admit)
     finally:
         await consumer.stop()
 
@@ -120,6 +123,7 @@ async def _apply(
     consumer: AIOKafkaConsumer,
     until: dict[TopicPartition, int],
     progress: Callable[[int, int], None] | None,
+    admit: Callable[[RecordedEvent], bool],
 ) -> int:
     # The same event may be on a topic twice (a relay's at-least-once): an inbox of
     # the refill's own, emptied before and after, applies it once.
@@ -153,7 +157,7 @@ async def _apply(
                         inbox, consumer=marks, event_id=str(event.event_id)
                     )
                 )
-                if marked.rowcount:
+                if marked.rowcount and admit(event):
                     await copy.apply(conn, event)
                     applied += 1
             done += len(wanted)

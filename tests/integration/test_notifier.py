@@ -23,7 +23,6 @@ import httpx
 import orjson
 import pytest
 from fastapi import FastAPI
-from pydantic import SecretStr
 
 from services.clients.service import SPEC as CLIENTS
 from services.departments.domain.defaults import TECHNICAL_SUPPORT
@@ -40,7 +39,6 @@ from tests.http_util import eventually, serving
 from tests.support.mail_and_sms import MailBox, SmsGateway, mailbox, sms_gateway
 
 ADMIN_PASSWORD = "admin-password-for-tests"
-SECRET = SecretStr("notifier-test-secret-" * 3)
 IP = "203.0.113.7"
 Headers = dict[str, str]
 RETRY_SECONDS = 0.5
@@ -72,7 +70,6 @@ def _settings(db_url: str, bootstrap: str, prefix: str, tmp: Path) -> ServiceSet
         read_model_url=db_url,
         kafka_bootstrap_servers=bootstrap,
         topic_prefix=prefix,
-        jwt_secret=SECRET,
         trusted_proxies=["127.0.0.1/32"],
         var_dir=str(tmp),
     )

@@ -1,8 +1,9 @@
 """Identity's internal HTTP API: client principals, for the clients service only.
 
-Every endpoint needs a service token (``shared.http.internal``); staff and client
-tokens are refused. The clients service checks the staff member's rights
-before it calls; identity keeps credentials, sessions and tokens.
+Every endpoint needs the clients service's token (``shared.http.internal``): another
+service's is 403 ``service_not_allowed``; staff and client tokens are refused. The
+clients service checks the staff member's rights before it calls; identity keeps
+credentials, sessions and tokens.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from shared.http.internal import require_service
 router = APIRouter(prefix="/internal", tags=["internal"])
 
 
-Service = Annotated[str, Depends(require_service())]
+# Only the clients service manages client principals (the callers this router accepts).
+Service = Annotated[str, Depends(require_service("clients"))]
 
 
 def service_actor(service: str) -> Actor:

@@ -136,7 +136,7 @@ class ClientPrincipals:
         actor = Actor(id=client_id, kind="client", impersonator_id=staff_id)
         await append(identity.store, registry, f"session-{session_id}", [started], 0, actor=actor)
         token = issue_token(
-            identity.secret,
+            identity.signing_key,
             principal_id=client_id,
             kind="client",
             session_id=session_id,
