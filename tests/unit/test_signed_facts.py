@@ -8,6 +8,7 @@ import stat
 import uuid
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -169,3 +170,29 @@ def test_callers_come_from_the_setting_or_else_the_keys_directory(tmp_path: Path
     assert found.key_of("../identity") is None and found.key_of("tickets") is None
     only: dict[str, Any] = {"clients": Ed25519PrivateKey.generate().public_key()}
     assert ServiceKeys(only, tmp_path).key_of("notifier") is None  # configured: only those
+
+
+async def test_the_notifier_stream_and_every_subscription_apply_only_signed_facts() -> None:
+    """The two doors identity's facts come in by besides the access feed: the runtime's
+    subscriptions (tickets' and clients' staff names) and the notifier's stream."""
+    from services.notifier.service import _admitted
+    from shared.runtime.service import admitted
+
+    verifier = FactVerifier(IDENTITY.public_key())
+    signed = through_the_topic(sign(IDENTITY, access_fact(False)))
+    forged = through_the_topic(access_fact(True))
+    applied: list[RecordedEvent] = []
+
+    async def stream(event: RecordedEvent) -> None:
+        applied.append(event)
+
+    async def subscription(conn: Any, event: RecordedEvent) -> None:
+        applied.append(event)
+
+    handle = _admitted(SimpleNamespace(verifier=verifier), stream)  # type: ignore[arg-type]
+    route = admitted(verifier, subscription)
+    for event in (forged, signed):
+        await handle(event)
+        await route(None, event)  # type: ignore[arg-type]
+    assert applied == [signed, signed]
+    assert verifier.rejected == 2
