@@ -9,11 +9,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -234,6 +238,78 @@ def test_compose_kafka_wants_credentials_and_acls(compose: dict[str, Any]) -> No
         variable = f"KAFKA_PASSWORD_{name.upper()}"
         assert env["KAFKA_SASL_PASSWORD"].startswith(f"${{{variable}:?")  # required
         assert kafka_env[variable].startswith(f"${{{variable}:?")  # the broker knows it
+
+
+@pytest.mark.skipif(
+    shutil.which("keytool") is None, reason="keytool (a JRE) makes the certificates"
+)
+def test_compose_kafka_tls_material_is_trusted_by_the_services_settings(tmp_path: Path) -> None:
+    """deploy/compose/kafka/tls.sh, run as the broker's entrypoint runs it: the CA's key is
+    gone, the keystore is owner-only, and a TLS server with the broker's key and chain is
+    accepted by the services' own client settings (KAFKA_SSL_CAFILE) for the names the
+    broker advertises, and refused for any other."""
+    tls = tmp_path / "tls"
+    script = DEPLOY / "compose" / "kafka" / "tls.sh"
+    subprocess.run(["bash", str(script), str(tls)], check=True, capture_output=True, timeout=180)
+    assert sorted(p.name for p in tls.iterdir()) == ["broker.p12", "broker.password", "ca.crt"]
+    for private in ("broker.p12", "broker.password"):
+        assert (tls / private).stat().st_mode & 0o077 == 0, private
+    assert (tls / "ca.crt").stat().st_mode & 0o004, "the services (another user) read the CA"
+    before = (tls / "broker.p12").read_bytes()
+    subprocess.run(["bash", str(script), str(tls)], check=True, capture_output=True, timeout=60)
+    assert (tls / "broker.p12").read_bytes() == before, "a restart keeps the certificate"
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    from shared.messaging.kafka_clients import ClientConfig
+
+    password = (tls / "broker.password").read_bytes()
+    key, cert, _chain = pkcs12.load_key_and_certificates(
+        (tls / "broker.p12").read_bytes(), password
+    )
+    assert key is not None and cert is not None
+    pem = tmp_path / "broker.pem"
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        + cert.public_bytes(serialization.Encoding.PEM)
+    )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(pem)
+    client = ClientConfig(security_protocol="SASL_SSL", ssl_cafile=str(tls / "ca.crt"))
+    context = client.ssl_context()
+    assert context is not None
+
+    def handshake(name: str) -> None:
+        listener = socket.create_server(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+
+        def serve() -> None:
+            connection, _ = listener.accept()
+            with contextlib.suppress(ssl.SSLError, OSError):
+                server.wrap_socket(connection, server_side=True).close()
+            connection.close()
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        try:
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+                context.wrap_socket(raw, server_hostname=name),
+            ):
+                pass
+        finally:
+            thread.join(10)
+            listener.close()
+
+    for name in ("kafka", "localhost"):
+        handshake(name)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        handshake("eventstore")
 
 
 def test_compose_eventstore_and_postgres(compose: dict[str, Any]) -> None:

@@ -18,32 +18,7 @@ set -euo pipefail
 
 : "${CLUSTER_ID:?}" "${KAFKA_ADMIN_PASSWORD:?}"
 tls=/etc/kafka/secrets
-keytool=$(command -v keytool || echo "${JAVA_HOME:?}/bin/keytool")
-if [ ! -s "$tls/broker.p12" ]; then
-    umask 077
-    work=$(mktemp -d)
-    password=$(head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
-    "$keytool" -genkeypair -alias ca -keyalg EC -groupname secp256r1 -validity 3650 \
-        -dname "CN=provider-backoffice kafka CA" -ext bc:c -keystore "$work/ca.p12" \
-        -storetype PKCS12 -storepass "$password"
-    "$keytool" -exportcert -rfc -alias ca -keystore "$work/ca.p12" -storepass "$password" \
-        -file "$work/ca.crt"
-    "$keytool" -genkeypair -alias kafka -keyalg EC -groupname secp256r1 -validity 825 \
-        -dname "CN=kafka" -keystore "$work/broker.p12" -storetype PKCS12 -storepass "$password"
-    "$keytool" -certreq -alias kafka -keystore "$work/broker.p12" -storepass "$password" \
-        | "$keytool" -gencert -alias ca -keystore "$work/ca.p12" -storepass "$password" \
-            -ext SAN=dns:kafka,dns:localhost,ip:127.0.0.1 -ext EKU=serverAuth -validity 825 \
-            -rfc > "$work/kafka.crt"
-    "$keytool" -importcert -noprompt -alias ca -file "$work/ca.crt" \
-        -keystore "$work/broker.p12" -storepass "$password"
-    "$keytool" -importcert -noprompt -alias kafka -file "$work/kafka.crt" \
-        -keystore "$work/broker.p12" -storepass "$password"
-    printf '%s' "$password" > "$tls/broker.password"
-    install -m 0644 "$work/ca.crt" "$tls/ca.crt"
-    mv "$work/broker.p12" "$tls/broker.p12"  # last: its presence means "done"
-    rm -rf "$work"  # the CA's private key with it
-    umask 022
-fi
+/bin/bash /opt/compose/tls.sh "$tls"  # once per volume: the CA and the broker's certificate
 broker_password=$(cat "$tls/broker.password")
 config=/opt/kafka/config/compose.properties
 cat > "$config" <<PROPERTIES
