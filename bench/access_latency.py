@@ -68,7 +68,6 @@ async def running_services(
     bootstrap: str, var_dir: Path, kafka_impl: str = "tansu"
 ) -> AsyncIterator[dict[str, str]]:
     """identity and departments as processes; yields their base URLs."""
-    secret = uuid.uuid4().hex * 2
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     processes: list[subprocess.Popen[bytes]] = []
     urls: dict[str, str] = {}
@@ -88,7 +87,9 @@ async def running_services(
                 "KAFKA_IMPL": kafka_impl,  # the broker's fetch wait (messaging.kafka_clients)
                 **{k: v for k in ("KAFKA_FETCH_MAX_WAIT_MS",) if (v := os.environ.get(k))},
                 "TOPIC_PREFIX": prefix,
-                "JWT_SECRET": secret,
+                # One key set for the run (generated on first start): identity's public
+                # key and each service's own, found by every service there.
+                "KEYS_DIR": str(var_dir / "keys"),
                 "ADMIN_PASSWORD": ADMIN_PASSWORD,
                 "VAR_DIR": str(var_dir / name),
                 "LOG_LEVEL": "WARNING",

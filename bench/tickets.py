@@ -212,7 +212,6 @@ async def running_stack(
 ) -> AsyncIterator[Stack]:
     """The services (identity, departments, clients and tickets) as processes, each on
     fresh PostgreSQL databases ``bench_<bench>_<service>``."""
-    secret = uuid.uuid4().hex * 2
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     ports = {name: devbroker.free_port() for name in services}
     stack = Stack(urls={n: f"http://127.0.0.1:{p}" for n, p in ports.items()}, pids={})
@@ -236,7 +235,9 @@ async def running_stack(
                 if os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
                 else "tansu",
                 "TOPIC_PREFIX": prefix,
-                "JWT_SECRET": secret,
+                # One key set for the run (generated on first start): identity's public
+                # key and each service's own, found by every service there.
+                "KEYS_DIR": str(var_dir / "keys"),
                 "ACCESS_TOKEN_MINUTES": "60",
                 "ADMIN_PASSWORD": ADMIN_PASSWORD,
                 "IDENTITY_URL": stack.urls["identity"],

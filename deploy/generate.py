@@ -33,6 +33,7 @@ class Service:
     optional_secret_env: dict[str, str] = field(default_factory=dict)
     read_model: bool = True  # False: keeps no data (the console)
     kafka: bool = True  # False: never talks to the broker (the console: HTTP only)
+    keys: bool = True  # False: signs and verifies nothing (the console)
 
     @property
     def read_model_key(self) -> str:
@@ -44,7 +45,15 @@ class Service:
 
 
 SERVICES = [
-    Service("identity", 8001, secret_env={"ADMIN_PASSWORD": "ADMIN_PASSWORD"}),
+    # Identity alone gets the private key that signs user tokens and its facts.
+    Service(
+        "identity",
+        8001,
+        secret_env={
+            "ADMIN_PASSWORD": "ADMIN_PASSWORD",
+            "IDENTITY_SIGNING_KEY": "IDENTITY_SIGNING_KEY",
+        },
+    ),
     Service("departments", 8002),
     Service("tickets", 8003),
     Service("clients", 8004),
@@ -60,14 +69,15 @@ SERVICES = [
             "SMTP_PASSWORD": "SMTP_PASSWORD",
         },
     ),
-    # The browser UI over the five APIs: no store, no read model; seals its session
-    # cookies with a key derived from JWT_SECRET (or CONSOLE_SECRET when set).
+    # The browser UI over the five APIs: no store, no read model, no key; seals its
+    # session cookies with its own CONSOLE_SECRET (the same for every replica).
     Service(
         "console",
         8000,
         read_model=False,
         kafka=False,
-        optional_secret_env={"CONSOLE_SECRET": "CONSOLE_SECRET"},
+        keys=False,
+        secret_env={"CONSOLE_SECRET": "CONSOLE_SECRET"},
     ),
 ]
 
@@ -84,7 +94,13 @@ def _secret_ref(env: str, key: str, optional: bool = False) -> str:
 
 def render(s: Service) -> str:
     """The manifests of one service, as the YAML text written to deploy/base."""
-    env = _secret_ref("JWT_SECRET", "JWT_SECRET")
+    env = ""
+    if s.keys:
+        # Ed25519 (``python -m shared.cli keys``): identity's public key, this service's
+        # own private key, and every service's public key (who may call it).
+        env += _secret_ref("IDENTITY_PUBLIC_KEY", "IDENTITY_PUBLIC_KEY")
+        env += _secret_ref("SERVICE_SIGNING_KEY", f"{s.name.upper()}_SERVICE_KEY")
+        env += _secret_ref("SERVICE_PUBLIC_KEYS", "SERVICE_PUBLIC_KEYS")
     if s.read_model:
         env += _secret_ref("READ_MODEL_URL", s.read_model_key)
     env += "".join(_secret_ref(e, k) for e, k in s.secret_env.items())

@@ -12,6 +12,10 @@ fixed-width coloured prefix (``identity    | ...``):
 * the console (``services.console``, the browser UI over the services' APIs,
   no store of its own) on $CONSOLE_PORT (8000).
 
+Before the services it generates the development keys once into
+``$KEYS_DIR`` (default ``<var-dir>/keys``, owner-only) and passes each service
+its own, as production does: identity's private key to identity alone.
+
 Then it waits until every service's ``/ready`` answers 200, prints what runs
 where, and keeps running. Ctrl-C, SIGTERM or SIGHUP stop the services first
 (SIGTERM, SIGKILL after 10 s; a second Ctrl-C kills at once), then the SMTP
@@ -25,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import os
 import signal
 import socket
@@ -43,6 +48,7 @@ from rich.table import Table
 
 from devtools import devbroker
 from shared import catalogue
+from shared.access.keys import ensure_keys, identity_key_path, service_key_path
 
 # The console is started like a service; it keeps no store and calls the others over
 # HTTP, so it is no entry of the services' catalogue.
@@ -84,6 +90,8 @@ class Config:
     start_broker: bool
     bootstrap: str
     ready_timeout: float
+    # The development keys (shared.access.keys): $KEYS_DIR, else <var-dir>/keys.
+    keys_dir: Path = Path("var/keys")
 
     @classmethod
     def build(
@@ -109,6 +117,7 @@ class Config:
             start_broker=not no_broker,
             bootstrap=bootstrap,
             ready_timeout=ready_timeout,
+            keys_dir=Path(environ.get("KEYS_DIR") or var_dir / "keys"),
         )
 
     @property
@@ -138,6 +147,7 @@ class Config:
             SMTP_HOST=HOST,
             SMTP_PORT=str(self.smtp_port),
         )
+        env.update(self.key_env(name))
         if self.start_broker:  # its own broker is Tansu: consumers poll it every 10 ms
             env["KAFKA_IMPL"] = "tansu"
         if "clients" in self.service_ports:  # the tickets and the notifier read clients there
@@ -155,6 +165,29 @@ class Config:
             env.setdefault("TICKETS_URL", f"http://{HOST}:{self.service_ports['tickets']}")
         if name == "tickets":  # its mail gateway: mail to departments' inbound addresses
             env.setdefault("INBOUND_SMTP_PORT", str(DEFAULT_INBOUND_SMTP_PORT))
+        return env
+
+    def key_env(self, name: str) -> dict[str, str]:
+        """Which keys ``name`` gets, as production passes them: identity's private key to
+        identity alone, identity's public key to all, each service its own key and the
+        public keys of the services that may call it (paths into ``keys_dir``)."""
+        keys = self.keys_dir
+        if name == "console":  # calls the APIs with each user's own token: it signs nothing
+            return {}
+        env = {
+            "KEYS_DIR": keys.as_posix(),
+            "IDENTITY_PUBLIC_KEY": (keys / "identity.pub").as_posix(),
+            "SERVICE_SIGNING_KEY": service_key_path(keys, name).as_posix(),
+            "SERVICE_PUBLIC_KEYS": json.dumps(
+                {
+                    other: service_key_path(keys, other).with_suffix(".pub").as_posix()
+                    for other in catalogue.names()
+                    if other != name
+                }
+            ),
+        }
+        if name == "identity":
+            env["IDENTITY_SIGNING_KEY"] = identity_key_path(keys).as_posix()
         return env
 
 
@@ -370,6 +403,8 @@ class DevStack:
             started = time.monotonic()
             self._preflight()
             await asyncio.to_thread(self.config.mail_dir.mkdir, parents=True, exist_ok=True)
+            # Once: a later run keeps the keys (tokens and signed facts stay valid).
+            await asyncio.to_thread(ensure_keys, self.config.keys_dir, catalogue.names())
             if self.config.start_broker:
                 await self._start_broker()
             else:

@@ -4,6 +4,7 @@
   the service's whole log into them (one pass for all), with a progress bar.
 * ``status SERVICE`` – each projection's checkpoint and lag, and the relay's.
 * ``relay SERVICE`` – publish what the store holds to the topic and exit.
+* ``keys DIR`` – write a fresh set of Ed25519 keys (identity's, each service's own).
 * ``refill-copies SERVICE [--copy NAME]`` – fill again the tables a service
   keeps from other contexts' topics (``shared.messaging.copies``), with a progress bar.
 * ``dead-letters list|retry|drop SERVICE [ID]`` – the facts a service's consumer
@@ -43,9 +44,11 @@ from rich.table import Table
 from sqlalchemy import ColumnElement, select, update
 
 from shared import catalogue
+from shared.access.keys import write_fresh_keys
 from shared.eventstore import open_event_store
 from shared.messaging.copies import refill
 from shared.messaging.relay import Relay
+from shared.messaging.signatures import FactVerifier
 from shared.names import checkpoint_name, inbound_group, refill_lease, relay_checkpoint, topic_of
 from shared.privacy.shredding import personal_fields
 from shared.projections.replay import (
@@ -270,6 +273,7 @@ async def _refill(service: str, only: str | None, progress: Progress) -> dict[st
     db = await ReadModelDB.open(settings.read_model_url, pool_size=2)
     leases = Leases(db)
     applied: dict[str, int] = {}
+    verifier = FactVerifier(settings.identity_verifying_key(), consumer=f"{service}.refill")
     try:
         # The refill's own lease, and the projections' (held by any running replica).
         held = [refill_lease(service), *(checkpoint_name(p.name) for p in spec.read_models())]
@@ -287,6 +291,7 @@ async def _refill(service: str, only: str | None, progress: Progress) -> dict[st
                     inbound_group(service, settings.topic_prefix),
                     settings.topic_prefix,
                     advance,
+                    admit=verifier.admit,
                 )
     finally:
         await leases.close()
@@ -320,13 +325,41 @@ async def _relay(service: str) -> int:
     store = await open_event_store(settings.event_store_url, namespace=service)
     db = await ReadModelDB.open(settings.read_model_url)
     try:
+        spec = catalogue.spec(service)
         relay = Relay(
-            store, db, settings.kafka_bootstrap_servers, topic_of(service, settings.topic_prefix)
+            store,
+            db,
+            settings.kafka_bootstrap_servers,
+            topic_of(service, settings.topic_prefix),
+            # Identity's facts are published signed, by this command as by the service.
+            signer=settings.identity_private_key()
+            if getattr(spec, "signs_identity_facts", False)
+            else None,
         )
         return await relay.publish_pending()
     finally:
         await db.close()
         await store.close()
+
+
+@cli.command()
+def keys(
+    directory: Path = typer.Argument(..., help="where to write them (must not hold keys yet)"),
+) -> None:
+    """Write a fresh set of Ed25519 keys: identity's and each service's own.
+
+    ``identity.key`` goes to identity alone (IDENTITY_SIGNING_KEY), ``identity.pub``
+    to every service (IDENTITY_PUBLIC_KEY); ``services/<name>.key`` to that service
+    (SERVICE_SIGNING_KEY), ``services/<name>.pub`` to the services it calls
+    (SERVICE_PUBLIC_KEYS). Files and directories are readable by the owner only.
+    """
+    try:
+        written = write_fresh_keys(directory, catalogue.names())
+    except FileExistsError as exists:
+        console.print(f"[red]{exists}")
+        raise typer.Exit(1) from None
+    for path in written:
+        console.print(str(path))
 
 
 @cli.command()

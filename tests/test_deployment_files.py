@@ -9,11 +9,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -77,7 +81,7 @@ def _container_settings() -> dict[str, str]:
 
     A loopback address reaches only the container itself, an empty URL falls back
     to a SQLite file inside it, port 0 leaves the port to a default the published
-    port may not match, and a missing JWT secret makes each container invent its own.
+    port may not match, and a missing key makes each container invent its own.
     """
     needed = {}
     for name, info in ServiceSettings.model_fields.items():
@@ -89,6 +93,10 @@ def _container_settings() -> dict[str, str]:
             needed[env] = "empty: a SQLite file inside the container"
         elif name.endswith("_port") and default == 0:
             needed[env] = "0: the per-service default, not necessarily the published port"
+        elif name == "identity_signing_key":
+            continue  # identity's alone: test_only_identity_holds_its_signing_key
+        elif name.endswith(("_key", "_keys")):
+            needed[env] = "unset: a key generated inside the container, trusted by no other"
         elif default is None and "SecretStr" in str(info.annotation):
             needed[env] = "None: each container would generate its own"
     return needed
@@ -102,7 +110,9 @@ def test_the_settings_a_container_must_be_given_are_derived_from_the_code() -> N
         "KAFKA_BOOTSTRAP_SERVERS",
         "SERVICE_HOST",
         "SERVICE_PORT",
-        "JWT_SECRET",
+        "IDENTITY_PUBLIC_KEY",
+        "SERVICE_SIGNING_KEY",
+        "SERVICE_PUBLIC_KEYS",
     } <= set(needed), needed
 
 
@@ -198,9 +208,14 @@ def test_compose_kafka_wants_credentials_and_acls(compose: dict[str, Any]) -> No
     properties = _compose_kafka_properties()
     protocols = dict(p.split(":") for p in properties["listener.security.protocol.map"].split(","))
     assert {name: protocols[name] for name in ("INTERNAL", "EXTERNAL")} == {
-        "INTERNAL": "SASL_PLAINTEXT",
-        "EXTERNAL": "SASL_PLAINTEXT",
+        "INTERNAL": "SASL_SSL",
+        "EXTERNAL": "SASL_SSL",
     }
+    # TLS: the broker's own keystore, the CA it made, in the volume the services mount.
+    assert properties["ssl.keystore.location"] == "${tls}/broker.p12"
+    assert properties["ssl.truststore.location"] == "${tls}/ca.crt"
+    assert "kafka-tls:/etc/kafka/secrets" in compose["services"]["kafka"]["volumes"]
+    assert "kafka-tls" in compose["volumes"]
     assert properties["sasl.enabled.mechanisms"] == "SCRAM-SHA-256"
     assert properties["authorizer.class.name"].endswith("StandardAuthorizer")
     assert properties["allow.everyone.if.no.acl.found"] == "false"
@@ -213,12 +228,88 @@ def test_compose_kafka_wants_credentials_and_acls(compose: dict[str, Any]) -> No
         service = compose["services"][name]
         assert service["depends_on"]["kafka-acls"]["condition"] == "service_completed_successfully"
         env = _environment(service)
-        assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+        assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
         assert env["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-256"
+        assert env["KAFKA_SSL_CAFILE"] == "/etc/kafka-tls/ca.crt"
+        assert "kafka-tls:/etc/kafka-tls:ro" in [
+            str(v).split("#")[0].strip() for v in service["volumes"]
+        ]
         assert env["KAFKA_SASL_USERNAME"] == name
         variable = f"KAFKA_PASSWORD_{name.upper()}"
         assert env["KAFKA_SASL_PASSWORD"].startswith(f"${{{variable}:?")  # required
         assert kafka_env[variable].startswith(f"${{{variable}:?")  # the broker knows it
+
+
+@pytest.mark.skipif(
+    shutil.which("keytool") is None, reason="keytool (a JRE) makes the certificates"
+)
+def test_compose_kafka_tls_material_is_trusted_by_the_services_settings(tmp_path: Path) -> None:
+    """deploy/compose/kafka/tls.sh, run as the broker's entrypoint runs it: the CA's key is
+    gone, the keystore is owner-only, and a TLS server with the broker's key and chain is
+    accepted by the services' own client settings (KAFKA_SSL_CAFILE) for the names the
+    broker advertises, and refused for any other."""
+    tls = tmp_path / "tls"
+    script = DEPLOY / "compose" / "kafka" / "tls.sh"
+    subprocess.run(["bash", str(script), str(tls)], check=True, capture_output=True, timeout=180)
+    assert sorted(p.name for p in tls.iterdir()) == ["broker.p12", "broker.password", "ca.crt"]
+    for private in ("broker.p12", "broker.password"):
+        assert (tls / private).stat().st_mode & 0o077 == 0, private
+    assert (tls / "ca.crt").stat().st_mode & 0o004, "the services (another user) read the CA"
+    before = (tls / "broker.p12").read_bytes()
+    subprocess.run(["bash", str(script), str(tls)], check=True, capture_output=True, timeout=60)
+    assert (tls / "broker.p12").read_bytes() == before, "a restart keeps the certificate"
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    from shared.messaging.kafka_clients import ClientConfig
+
+    password = (tls / "broker.password").read_bytes()
+    key, cert, _chain = pkcs12.load_key_and_certificates(
+        (tls / "broker.p12").read_bytes(), password
+    )
+    assert key is not None and cert is not None
+    pem = tmp_path / "broker.pem"
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        + cert.public_bytes(serialization.Encoding.PEM)
+    )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(pem)
+    client = ClientConfig(security_protocol="SASL_SSL", ssl_cafile=str(tls / "ca.crt"))
+    context = client.ssl_context()
+    assert context is not None
+
+    def handshake(name: str) -> None:
+        listener = socket.create_server(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+
+        def serve() -> None:
+            connection, _ = listener.accept()
+            with contextlib.suppress(ssl.SSLError, OSError):
+                server.wrap_socket(connection, server_side=True).close()
+            connection.close()
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        try:
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+                context.wrap_socket(raw, server_hostname=name),
+            ):
+                pass
+        finally:
+            thread.join(10)
+            listener.close()
+
+    for name in ("kafka", "localhost"):
+        handshake(name)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        handshake("eventstore")
 
 
 def test_compose_eventstore_and_postgres(compose: dict[str, Any]) -> None:
@@ -257,7 +348,7 @@ def test_compose_named_volumes_are_declared(compose: dict[str, Any]) -> None:
 def test_env_example_documents_every_compose_variable() -> None:
     text = (ROOT / "docker-compose.yml").read_text()
     variables = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)(?::?[-?][^}]*)?\}", text))
-    assert {"POSTGRES_PASSWORD", "JWT_SECRET", "ADMIN_PASSWORD"} <= variables
+    assert {"POSTGRES_PASSWORD", "CONSOLE_SECRET", "ADMIN_PASSWORD"} <= variables
     documented = set(re.findall(r"^([A-Z][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.M))
     assert variables <= documented, variables - documented
     # No literal $ that Compose would try to interpolate by mistake.
@@ -376,7 +467,7 @@ def test_base_deployment(base: list[dict[str, Any]], name: str) -> None:
     assert env["SERVICE_PORT"]["value"] == str(port)
     missing = set(_container_settings()) - set(env) - set(config["data"])
     assert not missing, f"{name} lacks {missing}"
-    for secret in ("JWT_SECRET", "READ_MODEL_URL"):
+    for secret in ("IDENTITY_PUBLIC_KEY", "SERVICE_SIGNING_KEY", "READ_MODEL_URL"):
         assert env[secret]["valueFrom"]["secretKeyRef"]["name"] == SECRET
     assert pod["securityContext"]["runAsNonRoot"] is True
 
@@ -417,6 +508,48 @@ def test_base_deployment_connects_to_kafka_as_its_own_user(
     assert volumes["kafka-ca"]["secret"]["secretName"] == "backoffice-kafka-ca"
 
 
+def test_only_identity_holds_its_signing_key_and_each_service_its_own(
+    compose: dict[str, Any], base: list[dict[str, Any]]
+) -> None:
+    """No key is shared: identity's private key goes to identity alone, and each
+    service's own key (its service tokens) to that service alone, in both set-ups."""
+    declared = compose["secrets"]
+    own: dict[str, str] = {}
+    for name in SERVICES:
+        service = compose["services"][name]
+        env = _environment(service)
+        mounted = {m["target"]: m["source"] for m in service["secrets"]}
+        assert env["IDENTITY_PUBLIC_KEY"] == "/run/secrets/identity.pub"
+        assert mounted["identity.pub"] == "identity_public_key"
+        assert env["SERVICE_SIGNING_KEY"] == "/run/secrets/service.key"
+        own[name] = declared[mounted["service.key"]]["file"]
+        callers = json.loads(env["SERVICE_PUBLIC_KEYS"])
+        assert set(callers) == set(SERVICES)
+        for caller, path in callers.items():
+            source = mounted[path.removeprefix("/run/secrets/")]
+            assert declared[source]["file"].endswith(f"/services/{caller}.pub")
+        holds_identity_key = "identity_signing_key" in mounted.values()
+        assert holds_identity_key == (name == "identity"), name
+        assert ("IDENTITY_SIGNING_KEY" in env) == (name == "identity"), name
+    assert len(set(own.values())) == len(SERVICES), own
+    assert all(path.endswith(f"/services/{name}.key") for name, path in own.items())
+
+    k8s_own = {}
+    for name, deployment in _by_kind(base, "Deployment").items():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        assert ("IDENTITY_SIGNING_KEY" in env) == (name == "identity"), name
+        if name == "console":
+            continue
+        ref = env["SERVICE_SIGNING_KEY"]["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == SECRET
+        k8s_own[name] = ref["key"]
+        for public in ("IDENTITY_PUBLIC_KEY", "SERVICE_PUBLIC_KEYS"):
+            assert env[public]["valueFrom"]["secretKeyRef"]["key"] == public
+    assert len(set(k8s_own.values())) == len(SERVICES), k8s_own
+    assert "IDENTITY_SIGNING_KEY" not in k8s_own.values()
+
+
 def test_the_console_is_composed_and_deployed_with_the_apis_it_calls(
     compose: dict[str, Any], base: list[dict[str, Any]]
 ) -> None:
@@ -430,7 +563,8 @@ def test_the_console_is_composed_and_deployed_with_the_apis_it_calls(
     env = _environment(console)
     assert {k: env.get(k) for k in apis} == apis
     assert env["SERVICE_PORT"] == "8000" and env["SERVICE_HOST"] == "0.0.0.0"
-    assert env["JWT_SECRET"] and "READ_MODEL_URL" not in env and "EVENT_STORE_URL" not in env
+    assert env["CONSOLE_SECRET"] and "READ_MODEL_URL" not in env and "EVENT_STORE_URL" not in env
+    assert not {k for k in env if k.endswith(("_KEY", "_KEYS"))}, "the console holds no key"
     assert "/health" in " ".join(console["healthcheck"]["test"])
     assert ConsoleSettings(service_port=8000).console_port == 8000  # type: ignore[call-arg]
 
@@ -441,7 +575,8 @@ def test_the_console_is_composed_and_deployed_with_the_apis_it_calls(
     assert [p["containerPort"] for p in container["ports"]] == [8000]
     assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
     pod_env = {e["name"]: e for e in container["env"]}
-    assert pod_env["JWT_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == SECRET
+    assert pod_env["CONSOLE_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == SECRET
+    assert not {k for k in pod_env if k.endswith(("_KEY", "_KEYS"))}, "the console holds no key"
     assert "READ_MODEL_URL" not in pod_env
     assert {k: config["data"].get(k) for k in apis} == apis
 

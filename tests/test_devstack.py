@@ -3,7 +3,8 @@
 Brings the stack up, checks every service answers ``/ready``, ``/health`` and
 ``/metrics``, sends one mail through the SMTP sink, stops it with SIGINT (exit
 code 0, no child left), then starts it again on the same var dir: the SQLite
-files of the first run are still the same files, and everything is ready again.
+files of the first run are still the same files, the keys it generated (owner-only)
+are the same keys, and everything is ready again.
 """
 
 from __future__ import annotations
@@ -99,7 +100,12 @@ async def _copy_output(stack: Stack) -> None:
 
 
 async def start_stack(var_dir: Path, ports: Mapping[str, int]) -> Stack:
-    env = {key: value for key, value in os.environ.items() if key != "KAFKA_BOOTSTRAP_SERVERS"}
+    # Without the harness's KEYS_DIR: `make run` makes its own keys in <var-dir>/keys.
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("KAFKA_BOOTSTRAP_SERVERS", "KEYS_DIR")
+    }
     env.update({f"{name}_PORT": str(port) for name, port in ports.items()})
     env["NO_COLOR"] = "1"  # plain prefixes, whatever the CI sets
     process = await asyncio.create_subprocess_exec(
@@ -256,6 +262,13 @@ async def test_devstack_runs_stops_and_keeps_its_data(tmp_path: Path) -> None:
         finally:
             await cleanup(first)
 
+        # The keys, made once, owner-only: identity's pair and each service's own.
+        keys = {p.relative_to(var_dir).as_posix(): p.read_bytes() for p in _keys(var_dir)}
+        assert {f"keys/services/{s}.key" for s in STORED} | {"keys/identity.key"} <= set(keys)
+        keys_dir = var_dir / "keys"
+        for path in [keys_dir, *keys_dir.rglob("*")]:  # the directories and the files
+            assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
+
         stores = {path.name: path.stat().st_ino for path in var_dir.glob("*.db")}
         expected = {f"{s}.db" for s in STORED} | {f"{s}-read.db" for s in STORED}
         assert expected <= set(stores), sorted(stores)
@@ -266,6 +279,9 @@ async def test_devstack_runs_stops_and_keeps_its_data(tmp_path: Path) -> None:
             await check_up(second, client)
             # The very same files (same inodes): nothing deleted or recreated them.
             assert {name: (var_dir / name).stat().st_ino for name in stores} == stores
+            # The same keys: tokens and signed facts of the first run stay valid.
+            again = {p.relative_to(var_dir).as_posix(): p.read_bytes() for p in _keys(var_dir)}
+            assert again == keys
             assert len(list((var_dir / "mail").glob("*.eml"))) == 1
             code = await stop_with_sigint(second)
             assert code == 0, second.output()
@@ -273,3 +289,7 @@ async def test_devstack_runs_stops_and_keeps_its_data(tmp_path: Path) -> None:
             assert left == [], f"children still alive after devstack exited: {left}"
         finally:
             await cleanup(second)
+
+
+def _keys(var_dir: Path) -> list[Path]:
+    return sorted(p for p in (var_dir / "keys").rglob("*") if p.is_file())

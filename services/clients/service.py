@@ -19,10 +19,9 @@ from shared.runtime.service import ConsumerSpec, ServiceRuntime, ServiceSpec
 async def compose(runtime: ServiceRuntime) -> ClientsApplication:
     """Build the application service; follow identity (staff names) and the notifier."""
     assert runtime.store is not None and runtime.db is not None
-    secret = runtime.settings.jwt_secret
-    assert secret is not None
+    assert runtime.service_key is not None
     await runtime.db.create_tables(staff_metadata)
-    identity = IdentityHttp(ClientsSettings().identity_url, secret.get_secret_value())
+    identity = IdentityHttp(ClientsSettings().identity_url, runtime.service_key)
     application = await assemble(runtime.store, runtime.db, identity, AttachmentStore(runtime.db))
     runtime.add_consumer(ConsumerSpec("staff-names", ["identity"], record_staff_name))
     deadlines = application.clients.on_notifier_event

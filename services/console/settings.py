@@ -43,10 +43,10 @@ class ConsoleSettings(BaseSettings):
     tickets_url: str = _local("tickets")
     clients_url: str = _local("clients")
     notifier_url: str = _local("notifier")
-    # Seals the session cookie. Without it, one derived from JWT_SECRET (or, in
-    # development, var/jwt_secret): replicas sharing JWT_SECRET share sessions.
+    # Seals the session cookie; every console replica needs the same one. Without it
+    # (development), one kept in var/console_secret. The console's alone: no service
+    # shares it, and it signs no token.
     console_secret: SecretStr | None = None
-    jwt_secret: SecretStr | None = None
     var_dir: str = "var"
     # Behind HTTPS: the cookie is sent over HTTPS only.
     console_secure_cookies: bool = False
@@ -60,11 +60,9 @@ class ConsoleSettings(BaseSettings):
         return url.rstrip("/")
 
     def session_key(self) -> bytes:
-        """32 bytes for AES-GCM, never the JWT secret itself."""
+        """32 bytes for AES-GCM, derived from the secret (never the secret itself)."""
         if self.console_secret is not None:
             seed = self.console_secret.get_secret_value()
-        elif self.jwt_secret is not None:
-            seed = self.jwt_secret.get_secret_value()
         else:
-            seed = development_secret(self.var_dir)
+            seed = development_secret(self.var_dir, "console_secret")
         return hashlib.sha256(b"console-session\x00" + seed.encode()).digest()

@@ -72,4 +72,6 @@ SPEC = ServiceSpec(
     projections=projections,
     compose=compose,
     copies=(TopicCopy("departments_seen", ("departments",), (departments_seen,), copy_department),),
+    # Identity alone holds IDENTITY_SIGNING_KEY: user tokens, and its relay signs its facts.
+    signs_identity_facts=True,
 )

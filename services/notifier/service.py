@@ -26,6 +26,7 @@ from services.notifier.app.timekeeper import Timekeeper
 from services.notifier.domain import events
 from services.notifier.projections import projections
 from services.notifier.settings import NotifierSettings
+from shared.domain.events import RecordedEvent
 from shared.names import topic_of
 from shared.privacy.shredding import KeyRing
 from shared.runtime.service import ServiceRuntime, ServiceSpec
@@ -35,22 +36,21 @@ async def compose(runtime: ServiceRuntime) -> Notifier:
     """Build the parts and run them under the runtime's supervision."""
     assert runtime.store is not None and runtime.db is not None
     settings = NotifierSettings()
-    secret = runtime.settings.jwt_secret
-    assert secret is not None
+    # The notifier's own key: its service tokens and the rating links it mails.
+    key = runtime.service_key
+    assert key is not None
     quiet_faust()
     keys = KeyRing(runtime.db)
-    clients = ClientsHttp(settings.clients_url, secret.get_secret_value())
-    conversations = Conversations(
-        settings.tickets_url, settings.clients_url, secret.get_secret_value()
-    )
+    clients = ClientsHttp(settings.clients_url, key)
+    conversations = Conversations(settings.tickets_url, settings.clients_url, key)
     sms = HttpSms(settings)
-    identity = IdentityHttp(settings.identity_url, secret.get_secret_value())
+    identity = IdentityHttp(settings.identity_url, key)
     views = runtime.runners["notifier"]
     postman = Postman(
         runtime.store,
         runtime.db,
         views,
-        SmtpMailer(settings, conversations.file, secret.get_secret_value(), identity.reset_link),
+        SmtpMailer(settings, conversations.file, key, identity.reset_link),
         sms,
         settings.retry_policy(),
         concurrency=settings.delivery_concurrency,
@@ -70,7 +70,7 @@ async def compose(runtime: ServiceRuntime) -> Notifier:
         runtime.settings.kafka_bootstrap_servers,
         [topic_of(context, prefix) for context in INPUT_CONTEXTS],
         group_id=f"{prefix}notifier.stream",
-        handle=processor.handle,
+        handle=_admitted(runtime, processor.handle),
         session_timeout=settings.stream_session_timeout_seconds,
         heartbeat=settings.stream_heartbeat_seconds,
     )
@@ -94,6 +94,21 @@ async def _close_on_stop(closers: list[Callable[[], Awaitable[None]]]) -> None:
     finally:
         for close in closers:
             await close()
+
+
+def _admitted(
+    runtime: ServiceRuntime, handle: Callable[[RecordedEvent], Awaitable[None]]
+) -> Callable[[RecordedEvent], Awaitable[None]]:
+    """The stream's handler for what the runtime's verifier admits: the notifier keeps
+    staff names and addresses from identity's facts, which must carry identity's signature."""
+    verifier = runtime.verifier
+    assert verifier is not None
+
+    async def admitted(event: RecordedEvent) -> None:
+        if verifier.admit(event):
+            await handle(event)
+
+    return admitted
 
 
 SPEC = ServiceSpec(

@@ -78,11 +78,11 @@ async def compose(runtime: ServiceRuntime) -> TicketsApplication:
         ),
     )
     await tickets.start()
-    secret = runtime.settings.jwt_secret
+    assert runtime.service_key is not None
     gateway = MailGateway(
         tickets,
         runtime.db,
-        ClientSenders(settings.clients_url, secret.get_secret_value() if secret else ""),
+        ClientSenders(settings.clients_url, runtime.service_key),
         staff,  # any principal's access: the sender's, once known to be a client
         max_bytes=settings.inbound_mail_max_bytes,
         max_files=settings.inbound_mail_max_files,

@@ -1,7 +1,9 @@
 """Access control in every service without calling identity per request (DESIGN §6).
 
 * ``control`` – the published access facts, tokens, the local access copy, the authorizer;
-* ``feed`` – every replica follows all of ``identity.events`` for its access copy;
+* ``feed`` – every replica follows all of ``identity.events`` for its access copy
+  (only the facts identity signed);
+* ``keys`` – the Ed25519 keys: identity's (user tokens, facts), each service's own;
 * ``rating_links`` – signed single-use links that rate a ticket without logging in.
 """
 
@@ -38,6 +40,14 @@ from shared.access.feed import (
     feed_metadata,
     offsets,
 )
+from shared.access.keys import (
+    KeyConfigError,
+    ServiceKeys,
+    ensure_keys,
+    load_private_key,
+    load_public_key,
+    write_fresh_keys,
+)
 from shared.access.rating_links import (
     AUDIENCE,
     LIFETIME,
@@ -63,10 +73,12 @@ __all__ = [
     "DepartmentRightsChanged",
     "Grantor",
     "IpPolicy",
+    "KeyConfigError",
     "Network",
     "Principal",
     "PrincipalKind",
     "RatingLink",
+    "ServiceKeys",
     "SessionEndReason",
     "SessionEnded",
     "StaffAccessChanged",
@@ -74,11 +86,15 @@ __all__ = [
     "access_from_event",
     "access_metadata",
     "ended_sessions",
+    "ensure_keys",
     "feed_metadata",
     "issue",
     "issue_token",
+    "load_private_key",
+    "load_public_key",
     "offsets",
     "principals",
     "verify",
     "verify_token",
+    "write_fresh_keys",
 ]

@@ -16,6 +16,12 @@ speed), fed by an ``AccessFeed`` (``shared.access.feed``: every partition, in
 every replica). ``Authorizer`` checks a signed token plus that copy: 401
 without a valid token or session, 403 without the right or from an address
 the principal may not use.
+
+Tokens are EdDSA (Ed25519) JWTs: identity alone holds the private key and
+issues them; every service verifies with identity's public key
+(``shared.access.keys``). A token signed with any other key, or with another
+algorithm (the HS256 of old, ``none``), is refused. The copy applies only the
+facts identity signed (``shared.messaging.signatures``, checked by the feed).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Literal
 
 import jwt
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel
 from sqlalchemy import Boolean, Column, MetaData, String, Table, Text, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -146,11 +153,13 @@ class TokenError(Exception):
     """The token is missing, malformed, forged or expired."""
 
 
-ALGORITHM = "HS256"
+# The one algorithm accepted: PyJWT refuses a token whose header names another
+# (HS256 signed with a public key as the secret, "none"), whatever the key.
+ALGORITHM = "EdDSA"
 
 
 def issue_token(
-    secret: str,
+    key: Ed25519PrivateKey,
     *,
     principal_id: str,
     kind: PrincipalKind,
@@ -176,24 +185,28 @@ def issue_token(
         claims["ip"] = bound_ip
     if scope:
         claims["scp"] = scope
-    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+    return jwt.encode(claims, key, algorithm=ALGORITHM)
 
 
-def verify_token(secret: str, token: str) -> Claims:
-    """The claims of a valid, unexpired token; ``TokenError`` otherwise."""
-    claims = _verified(secret, token)
+def verify_token(key: Ed25519PublicKey, token: str) -> Claims:
+    """The claims of a valid, unexpired token signed by identity; ``TokenError`` otherwise."""
+    claims = _verified(key.public_bytes_raw(), token)
     if claims.expires_at <= datetime.now(UTC):
         raise TokenError("ExpiredSignatureError")
     return claims
 
 
 @functools.lru_cache(maxsize=4096)
-def _verified(secret: str, token: str) -> Claims:
+def _verified(public: bytes, token: str) -> Claims:
     """Signature and claims checked once per token (a client sends the same one on every
     request until it expires); only valid tokens are kept, and expiry is checked per use."""
     try:
         raw = jwt.decode(
-            token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "sid", "exp"]}
+            token,
+            # Keyed by the raw bytes: key objects are not hashable, and the cache is per key.
+            Ed25519PublicKey.from_public_bytes(public),
+            algorithms=[ALGORITHM],
+            options={"require": ["sub", "sid", "exp"]},
         )
     except jwt.PyJWTError as exc:
         raise TokenError(type(exc).__name__) from None
@@ -302,8 +315,11 @@ class AccessCopy:
     async def load(self, conn: AsyncConnection) -> None:
         """Fill the dicts from the table (at start-up)."""
         for row in await conn.execute(select(principals.c.access)):
-            event = _decode_access(row[0])
-            self.by_principal[_principal_of(event)] = access_from_event(event)
+            event, version = _decode_access(row[0])
+            principal_id = _principal_of(event)
+            self.by_principal[principal_id] = access_from_event(event)
+            if version is not None:
+                self.versions[principal_id] = version
         self.ended.update(r[0] for r in await conn.execute(select(ended_sessions.c.session_id)))
 
     async def handle(self, conn: AsyncConnection, event: RecordedEvent) -> None:
@@ -315,7 +331,7 @@ class AccessCopy:
         """
         payload = self.decode(event)
         if payload is not None:
-            await self.store(conn, payload)
+            await self.store(conn, payload, event.stream_version)
             self.apply(payload, event.stream_version)
 
     @staticmethod
@@ -329,8 +345,15 @@ class AccessCopy:
         return payload
 
     @staticmethod
-    async def store(conn: AsyncConnection, payload: DomainEvent) -> None:
-        """The rows a restart loads ``payload`` from."""
+    async def store(
+        conn: AsyncConnection, payload: DomainEvent, version: int | None = None
+    ) -> None:
+        """The rows a restart loads ``payload`` from; ``version``: its stream version.
+
+        The row keeps the version with the fact and is never replaced by an older
+        one: a real but old fact produced onto the topic again (its signature is
+        still valid) cannot bring back rights taken away since, even after a restart.
+        """
         if isinstance(payload, SessionEnded):
             insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
             await conn.execute(
@@ -340,8 +363,21 @@ class AccessCopy:
             )
             return
         principal_id = _principal_of(payload)
+        if version is not None:
+            held = (
+                await conn.execute(
+                    select(principals.c.access).where(principals.c.principal_id == principal_id)
+                )
+            ).scalar()
+            held_version = None if held is None else _decode_access(held)[1]
+            if held_version is not None and held_version > version:
+                return
         stored = orjson.dumps(
-            {"type": payload.event_type, "data": payload.model_dump(mode="json")}
+            {
+                "type": payload.event_type,
+                "data": payload.model_dump(mode="json"),
+                "version": version,
+            }
         ).decode()
         await upsert(conn, principals, {"principal_id": principal_id, "access": stored})
 
@@ -371,9 +407,12 @@ def _principal_of(event: DomainEvent) -> str:
     raise TypeError(type(event).__name__)
 
 
-def _decode_access(stored: str) -> DomainEvent:
+def _decode_access(stored: str) -> tuple[DomainEvent, int | None]:
+    """A stored fact and its stream version (None in rows written before versions were kept)."""
     raw = orjson.loads(stored)
-    return registry.model(raw["type"]).model_validate(raw["data"])
+    version = raw.get("version")
+    event = registry.model(raw["type"]).model_validate(raw["data"])
+    return event, int(version) if version is not None else None
 
 
 # ---------------------------------------------------------------- the check
@@ -409,8 +448,8 @@ class Denied(Exception):
 class Authorizer:
     """Verifies a token and checks a right against the local access copy; no I/O."""
 
-    def __init__(self, secret: str, copy: AccessCopy) -> None:
-        self.secret = secret
+    def __init__(self, key: Ed25519PublicKey, copy: AccessCopy) -> None:
+        self.key = key
         self.copy = copy
 
     def authenticate(self, token: str | None, address: str | None) -> Principal:
@@ -418,7 +457,7 @@ class Authorizer:
         if not token:
             raise Denied(401, "unauthorized", "a bearer token is required")
         try:
-            claims = verify_token(self.secret, token)
+            claims = verify_token(self.key, token)
         except TokenError:
             raise Denied(401, "invalid_token", "the token is invalid or expired") from None
         if claims.session_id in self.copy.ended:

@@ -13,6 +13,11 @@ lags never puts an older state back. A starting replica reads the offsets
 first and the rows after: the rows are at least as new as the offsets, and
 replaying from there ends in the newest state because every access event
 carries a principal's whole state (``AccessCopy.handle``).
+
+Only facts that carry identity's valid signature reach the copy
+(``shared.messaging.signatures.FactVerifier``); the others are reported and
+passed over. The copy never goes back to an older version of a principal: the
+rows and the dicts keep the stream version of the fact they hold.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from shared.access.control import AccessCopy
 from shared.domain.events import RecordedEvent
 from shared.messaging.kafka import ensure_topic, partitions_of
 from shared.messaging.kafka_clients import consumer_options
+from shared.messaging.signatures import FactVerifier
 from shared.readmodel.database import ReadModelDB
 
 log = structlog.get_logger(__name__)
@@ -47,13 +53,20 @@ class AccessFeed:
     """Keeps an ``AccessCopy`` current from every partition of identity's topic."""
 
     def __init__(
-        self, name: str, bootstrap: str, topic: str, db: ReadModelDB, copy: AccessCopy
+        self,
+        name: str,
+        bootstrap: str,
+        topic: str,
+        db: ReadModelDB,
+        copy: AccessCopy,
+        verifier: FactVerifier,
     ) -> None:
         self.name = name
         self.bootstrap = bootstrap
         self.topic = topic
         self.db = db
         self.copy = copy
+        self.verifier = verifier
         self.ready = asyncio.Event()
         self.handled = 0
         # Per partition, the next offset this replica's dicts have not seen yet.
@@ -107,12 +120,17 @@ class AccessFeed:
         """Rows for the events past the stored offset, then the dicts for all of them."""
         if not events:
             return
-        decoded = [(offset, event, self.copy.decode(event)) for offset, event in events]
+        # A fact identity did not sign is no fact: reported by the verifier, then passed
+        # over like any other event that is not for the copy.
+        decoded = [
+            (offset, event, self.copy.decode(event) if self.verifier.admit(event) else None)
+            for offset, event in events
+        ]
         async with self.db.transaction() as conn:
             stored = await _lock_offset(conn, self.db, self.topic, partition)
-            for offset, _, payload in decoded:
+            for offset, event, payload in decoded:
                 if payload is not None and offset >= stored:
-                    await self.copy.store(conn, payload)
+                    await self.copy.store(conn, payload, event.stream_version)
             last = events[-1][0] + 1
             if last > stored:
                 await conn.execute(

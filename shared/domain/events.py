@@ -99,9 +99,29 @@ class RecordedEvent(NamedTuple):
     causation_id: uuid.UUID | None
     actor: Actor
     data: dict[str, Any]
+    # The publisher's signature over ``canonical_bytes`` (base64), added by a relay that
+    # signs (identity's: ``shared.messaging.signatures``); never stored in the log.
+    signature: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready envelope, as published on the topics."""
+        envelope = self._unsigned_dict()
+        if self.signature is not None:
+            envelope["signature"] = self.signature
+        return envelope
+
+    def canonical_bytes(self) -> bytes:
+        """What a signature covers: the envelope without it, keys sorted, the time in UTC.
+
+        The same bytes on both sides of the broker: an envelope read back with
+        ``from_json`` gives the bytes its publisher signed (the time is written with
+        its offset, and ``from_dict`` reads a time without one as UTC).
+        """
+        envelope = self._unsigned_dict()
+        envelope["occurred_at"] = _parse_datetime(self.occurred_at).isoformat()
+        return orjson.dumps(envelope, option=orjson.OPT_SORT_KEYS)
+
+    def _unsigned_dict(self) -> dict[str, Any]:
         return {
             "event_id": str(self.event_id),
             "type": self.type,
@@ -133,6 +153,7 @@ class RecordedEvent(NamedTuple):
             causation_id=_uuid_or_none(raw.get("causation_id")),
             actor=Actor.from_dict(raw.get("actor")),
             data=dict(raw["data"]),
+            signature=_str_or_none(raw.get("signature")),
         )
 
     @classmethod
@@ -140,7 +161,7 @@ class RecordedEvent(NamedTuple):
         return cls.from_dict(orjson.loads(raw))
 
 
-def _str_or_none(value: uuid.UUID | None) -> str | None:
+def _str_or_none(value: uuid.UUID | str | None) -> str | None:
     return None if value is None else str(value)
 
 

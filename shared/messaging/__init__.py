@@ -8,6 +8,7 @@
 * ``copies`` – read models of other contexts' facts, and filling one again;
 * ``limits`` – what a copy may store of a fact: texts clipped, ids and addresses checked;
 * ``staff_facts`` – identity's published staff facts, decoded once for every copy.
+* ``signatures`` – identity signs its facts, every consumer verifies them (``FactVerifier``).
 """
 
 from shared.messaging.consumer import (

@@ -62,10 +62,13 @@ async def refill(
     group_id: str,
     prefix: str = "",
     progress: Callable[[int, int], None] | None = None,
+    *,
+    admit: Callable[[RecordedEvent], bool],
 ) -> int:
     """Drop ``copy``'s tables and apply its topics again, from their start up to where
     ``group_id`` stands; the number of events applied. ``progress(done, total)`` is
-    told the offsets gone through."""
+    told the offsets gone through. Only the events ``admit`` lets through are applied
+    (``shared.messaging.signatures.FactVerifier.admit``: identity's facts must verify)."""
     topics = [topic_of(context, prefix) for context in copy.contexts]
     consumer = AIOKafkaConsumer(
         **consumer_options(bootstrap), group_id=None, enable_auto_commit=False
@@ -80,7 +83,7 @@ async def refill(
                 await conn.run_sync(table.drop, checkfirst=True)
             for table in copy.tables:
                 await conn.run_sync(table.create)
-            return await _apply(copy, db, conn, consumer, until, progress, parked)
+            return await _apply(copy, db, conn, consumer, until, progress, parked, admit)
     finally:
         await consumer.stop()
 
@@ -137,6 +140,7 @@ async def _apply(
     until: dict[TopicPartition, int],
     progress: Callable[[int, int], None] | None,
     parked: set[tuple[str, int, int]],
+    admit: Callable[[RecordedEvent], bool],
 ) -> int:
     # The same event may be on a topic twice (a relay's at-least-once): an inbox of
     # the refill's own, emptied before and after, applies it once.
@@ -172,7 +176,7 @@ async def _apply(
                         inbox, consumer=marks, event_id=str(event.event_id)
                     )
                 )
-                if marked.rowcount:
+                if marked.rowcount and admit(event):
                     await copy.apply(conn, event)
                     applied += 1
             done += len(wanted)

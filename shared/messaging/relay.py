@@ -6,7 +6,9 @@ the page again; consumers drop the copies by event id (``shared.messaging.consum
 
 Message key = stream id (Kafka keeps order per key, so per aggregate); headers
 ``event-type``, ``event-id`` and ``correlation-id`` (when the event has one);
-value = the JSON envelope.
+value = the JSON envelope. A relay given a signing key (identity's: its facts
+grant rights everywhere) signs every envelope it publishes
+(``shared.messaging.signatures``); the log itself stays unsigned.
 
 A broker that lost the topic (the embedded Tansu keeps topics in memory only)
 is noticed at start: the topic is gone, or the last message the broker once
@@ -20,12 +22,14 @@ import asyncio
 
 import structlog
 from aiokafka import AIOKafkaProducer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import Counter, Gauge
 
 from shared.domain.events import RecordedEvent
 from shared.eventstore import EventStore
 from shared.messaging.kafka import ensure_topic, message_at, topic_exists
 from shared.messaging.kafka_clients import producer_options
+from shared.messaging.signatures import sign
 from shared.names import relay_checkpoint
 from shared.readmodel.database import ReadModelDB, save_checkpoint
 
@@ -53,6 +57,7 @@ class Relay:
         topic: str,
         partitions: int = 3,
         batch_size: int = 1000,
+        signer: Ed25519PrivateKey | None = None,
     ) -> None:
         self.store = store
         self.db = db
@@ -60,6 +65,7 @@ class Relay:
         self.topic = topic
         self.partitions = partitions
         self.batch_size = batch_size
+        self.signer = signer
         self.position = 0
         self.published = 0
         self.marker: str | None = None
@@ -137,6 +143,8 @@ class Relay:
         )
 
     async def _publish(self, producer: AIOKafkaProducer, page: list[RecordedEvent]) -> None:
+        if self.signer is not None:
+            page = [sign(self.signer, event) for event in page]
         deliveries = [
             await producer.send(
                 self.topic,

@@ -4,6 +4,13 @@ A service describes itself with a ``ServiceSpec`` (its context name, routers,
 projections, consumers); ``create_app`` turns that into a FastAPI app whose
 lifespan starts and supervises the background work, and which answers
 ``/health``, ``/ready`` and ``/metrics`` and the error format of API.md.
+
+The keys (``shared.access.keys``) are loaded before anything else starts: a
+missing or malformed one stops the start, naming its setting. Every consumer the
+runtime starts (the access feed, the service's subscriptions) applies an identity
+fact only when identity's signature verifies (``admitted``); the rejected ones
+show in ``/ready``. Only the spec that ``signs_identity_facts`` (identity) reads
+``IDENTITY_SIGNING_KEY``: its relay signs what it publishes.
 """
 
 from __future__ import annotations
@@ -19,24 +26,28 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, Histogram, generate_latest
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.access.control import AccessCopy, Authorizer, Network, access_metadata
 from shared.access.feed import AccessFeed
+from shared.access.keys import KeyConfigError, ServiceKeys
 from shared.domain import Forbidden
 from shared.domain.aggregate import Conflict, DomainError, NotFound, PaymentRequired, Unavailable
-from shared.domain.events import EventRegistry
+from shared.domain.events import EventRegistry, RecordedEvent
 from shared.eventstore import ConcurrencyError, EventStore, open_event_store
 from shared.http.body_limit import BodyLimitMiddleware
 from shared.http.openapi import common_responses
 from shared.messaging.consumer import Handler, InboxConsumer, keep_inbox_pruned
 from shared.messaging.copies import TopicCopy
 from shared.messaging.relay import Relay
+from shared.messaging.signatures import FactVerifier
 from shared.names import inbound_group, refill_lease, topic_of
 from shared.observability import causation, logs, telemetry
 from shared.observability.supervision import retry_forever
@@ -89,6 +100,9 @@ class ServiceSpec:
     compose: Callable[[ServiceRuntime], Awaitable[object]] | None = None
     # Read models of other contexts' facts its consumers keep (``shared.cli refill``).
     copies: Sequence[TopicCopy] = ()
+    # The one service that holds IDENTITY_SIGNING_KEY (identity): it issues user
+    # tokens, and its relay signs every event it publishes with that key.
+    signs_identity_facts: bool = False
 
     def read_models(self) -> list[Projection]:
         """Every projection of the service's own log: the kernel's counts and its own."""
@@ -116,9 +130,33 @@ class ServiceRuntime:
     trusted_proxies: tuple[Network, ...] = ()
     # What the spec's ``compose`` built: the service's application objects.
     composed: Any = None
+    # The keys (shared.access.keys), loaded at start: identity's public key (user
+    # tokens, facts), this service's own private key (its service tokens), its callers'.
+    identity_key: Ed25519PublicKey | None = None
+    service_key: Ed25519PrivateKey | None = None
+    callers: ServiceKeys = field(default_factory=ServiceKeys)
+    # Every identity fact this process applies passes here first (feed, copies).
+    verifier: FactVerifier | None = None
+
+    def load_keys(self) -> None:
+        """Read the configured keys; a missing or malformed one stops the start (naming it)."""
+        s = self.settings
+        self.identity_key = s.identity_verifying_key()
+        self.service_key = s.service_private_key()
+        self.callers = s.callers()
+        self.verifier = FactVerifier(self.identity_key, self.problems, self.spec.name)
+        if self.spec.signs_identity_facts:
+            # Identity reads its own facts back too: a public key that is not its own
+            # half would make every service (itself included) ignore all of them.
+            public = s.identity_private_key().public_key().public_bytes_raw()
+            if public != self.identity_key.public_bytes_raw():
+                raise KeyConfigError(
+                    "IDENTITY_PUBLIC_KEY is not the public half of IDENTITY_SIGNING_KEY"
+                )
 
     async def start(self) -> None:
         s = self.settings
+        self.load_keys()
         self.store = await open_event_store(
             s.event_store_url, namespace=self.spec.name, pool_size=s.db_pool_size
         )
@@ -142,7 +180,12 @@ class ServiceRuntime:
         if s.relay_enabled:
             topic = topic_of(self.spec.name, s.topic_prefix)
             self.relay = Relay(
-                self.store, self.db, s.kafka_bootstrap_servers, topic, s.topic_partitions
+                self.store,
+                self.db,
+                s.kafka_bootstrap_servers,
+                topic,
+                s.topic_partitions,
+                signer=s.identity_private_key() if self.spec.signs_identity_facts else None,
             )
             relay = self.relay
             self._supervise_leased("relay", [relay.checkpoint_name], relay.run, relay.stand_by)
@@ -178,9 +221,10 @@ class ServiceRuntime:
         group, ``<prefix><service>.inbound``; one fetch loop), started with the
         service once ``compose`` has added its own.
         """
-        assert self.db is not None
+        assert self.db is not None and self.verifier is not None
         s = self.settings
         inbox = f"{self.spec.name}.{c.name}"
+        c = ConsumerSpec(c.name, c.contexts, admitted(self.verifier, c.handler))
         topics = [topic_of(context, s.topic_prefix) for context in c.contexts]
         if self.inbound is None:
             self.inbound = InboxConsumer(
@@ -205,7 +249,8 @@ class ServiceRuntime:
     async def _start_access_control(self) -> None:
         """Load the local access copy and keep it current from ``identity.events``."""
         s = self.settings
-        assert self.db is not None and s.jwt_secret is not None
+        assert self.db is not None and self.identity_key is not None
+        assert self.verifier is not None
         await self.db.create_tables(access_metadata)
         feed = AccessFeed(
             f"{self.spec.name}.access",
@@ -213,9 +258,10 @@ class ServiceRuntime:
             topic_of("identity", s.topic_prefix),
             self.db,
             self.access,
+            self.verifier,
         )
         await feed.load()  # before the first request is authorised
-        self.authorizer = Authorizer(s.jwt_secret.get_secret_value(), self.access)
+        self.authorizer = Authorizer(self.identity_key, self.access)
         self.trusted_proxies = tuple(
             ipaddress.ip_network(c, strict=False) for c in s.trusted_proxies
         )
@@ -293,6 +339,9 @@ class ServiceRuntime:
             ready = ready and relay_ready
         consumers_ready = all(c.ready.is_set() for c in self.consumers)
         parts["consumers"] = {c.name: c.ready.is_set() for c in self.consumers}
+        if self.verifier is not None:
+            # Facts produced onto identity's topic without identity's signature (forged).
+            parts["signed_facts_rejected"] = self.verifier.rejected
         if self.problems:
             parts["problems"] = dict(self.problems)
         return {"ready": ready and consumers_ready, **parts}
@@ -305,6 +354,17 @@ class ServiceRuntime:
             *(r.wait_for(position, timeout) for r in self.runners.values())
         )
         return all(results)
+
+
+def admitted(verifier: FactVerifier, handler: Handler) -> Handler:
+    """``handler`` for the events ``verifier`` admits: an identity fact without identity's
+    signature is reported and consumed, never applied (``shared.messaging.signatures``)."""
+
+    async def handle(conn: AsyncConnection, event: RecordedEvent) -> None:
+        if verifier.admit(event):
+            await handler(conn, event)
+
+    return handle
 
 
 def _field_name(error: Any) -> str:

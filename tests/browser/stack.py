@@ -27,6 +27,7 @@ import httpx
 
 from devtools.devbroker import free_port
 from tests.conftest import fresh_database
+from tests.support.keys import keys_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("identity", "departments", "clients", "tickets", "notifier")
@@ -111,7 +112,9 @@ async def running(bootstrap: str, var: Path) -> AsyncIterator[Stack]:
     processes: list[subprocess.Popen[bytes]] = []
     base = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "JWT_SECRET": secret,
+        "CONSOLE_SECRET": secret,
+        # The run's keys: each service finds identity's public key and its own there.
+        "KEYS_DIR": str(keys_dir()),
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "TOPIC_PREFIX": prefix,
         "DB_POOL_SIZE": "3",

@@ -1,32 +1,40 @@
 """Authorization in a service, fed by identity's topic through the real broker.
 
-Identity's side is played by a store and a relay publishing the access facts;
-the service under test is a real app over HTTP with a right-protected endpoint.
+Identity's side is played by a store and a relay publishing the access facts,
+signed with the run's identity key; the service under test is a real app over
+HTTP with a right-protected endpoint. Facts produced onto the topic by anyone
+else, and tokens not signed by identity, change nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import jwt
+import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import APIRouter, Depends, FastAPI
-from pydantic import SecretStr
 
 from shared.access.control import IpPolicy, Principal, SessionEnded, StaffAccessChanged, issue_token
 from shared.access.control import registry as access_registry
+from shared.domain.events import Actor, RecordedEvent
 from shared.eventstore import EventStore
 from shared.http.api import require
+from shared.messaging.kafka_clients import producer_options
+from shared.messaging.signatures import sign
 from shared.runtime.service import ServiceSpec, create_app
 from shared.runtime.settings import ServiceSettings
 from tests.http_util import serving
+from tests.support.keys import identity_key
 from tests.support.publishing import publishing_context
-
-SECRET = "integration-secret-" * 3
 
 router = APIRouter()
 
@@ -69,7 +77,6 @@ def make_app(postgres_url: str, kafka_bootstrap: str, topic_prefix: str) -> Call
         read_model_url=postgres_url,
         kafka_bootstrap_servers=kafka_bootstrap,
         topic_prefix=topic_prefix,
-        jwt_secret=SecretStr(SECRET),
     )
     return lambda: create_app(ServiceSpec(name="tickets", routers=[router]), settings)
 
@@ -96,7 +103,7 @@ def staff(rights: list[str], **changes: object) -> StaffAccessChanged:
 
 def bearer(session: str = "sess-1", principal: str = "s-1") -> dict[str, str]:
     token = issue_token(
-        SECRET,
+        identity_key(),
         principal_id=principal,
         kind="staff",
         session_id=session,
@@ -194,3 +201,86 @@ async def test_every_replica_sees_every_change_whatever_its_partition(
             answer = await http.post("/replies", headers=bearer(principal=member))
             assert answer.status_code == 403, member
         assert (await http.post("/replies", headers=bearer(principal="s-new"))).status_code == 200
+
+
+async def _produce(bootstrap: str, topic: str, *envelopes: RecordedEvent) -> None:
+    """Straight onto the topic, as anyone who can reach the broker could."""
+    producer = AIOKafkaProducer(**producer_options(bootstrap), acks="all")
+    await producer.start()
+    try:
+        for envelope in envelopes:
+            await producer.send_and_wait(topic, envelope.to_json(), key=envelope.stream.encode())
+    finally:
+        await producer.stop()
+
+
+def _forged(fact: StaffAccessChanged, version: int) -> RecordedEvent:
+    encoded = access_registry.encode(fact)
+    return RecordedEvent(
+        position=10_000 + version,
+        stream=f"staff-{fact.staff_id}",  # the real member's stream: its partition, in order
+        stream_version=version,
+        event_id=uuid.uuid4(),
+        type=encoded.type,
+        schema_version=encoded.schema_version,
+        occurred_at=datetime.now(UTC),
+        correlation_id=None,
+        causation_id=None,
+        actor=Actor(id="system", kind="system"),
+        data=orjson.loads(orjson.dumps(encoded.data)),
+    )
+
+
+async def _rejected(http: httpx.AsyncClient) -> int:
+    count: int = (await http.get("/ready")).json()["signed_facts_rejected"]
+    return count
+
+
+async def test_a_forged_access_fact_on_the_topic_has_no_effect_and_is_reported(
+    identity: Identity, app: FastAPI, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    await identity.publish(staff(rights=["tickets.view"]))
+    async with serving(app) as base, httpx.AsyncClient(base_url=base) as http:
+        await until(http, "/whoami", 200, bearer())
+        assert (await http.post("/replies", headers=bearer())).status_code == 403
+        admin = staff(rights=["tickets.reply"], full_access=True)
+        unsigned = _forged(admin, 99)
+        by_another_key = sign(Ed25519PrivateKey.generate(), _forged(admin, 100))
+        # A real fact of identity's, its signature kept, its rights changed.
+        real = sign(identity_key(), _forged(staff(rights=["tickets.view"]), 101))
+        tampered = real._replace(data={**real.data, "full_access": True})
+        topic = f"{topic_prefix}identity.events"
+        await _produce(kafka_bootstrap, topic, unsigned, by_another_key, tampered)
+
+        started = time.monotonic()
+        while await _rejected(http) < 3:
+            assert time.monotonic() - started < 30, "the forged facts were not reported"
+            await asyncio.sleep(0.05)
+        ready = (await http.get("/ready")).json()
+        assert ready["signed_facts_rejected"] == 3
+        assert "identity fact(s) ignored" in ready["problems"]["signed_facts"]
+        metrics = (await http.get("/metrics")).text
+        assert 'signed_facts_rejected_total{reason="unsigned",type="StaffAccessChanged"}' in (
+            metrics
+        )
+        answer = await http.post("/replies", headers=bearer())
+        assert answer.status_code == 403, "a forged fact granted a right"
+
+        # Identity's next real fact still applies: the forgeries' high versions left no trace.
+        await identity.publish(staff(rights=["tickets.reply"]))
+        await until(http, "/replies", 200, bearer())
+
+
+async def test_user_tokens_not_signed_by_identity_are_refused(
+    identity: Identity, app: FastAPI
+) -> None:
+    await identity.publish(staff(rights=["tickets.reply"], full_access=True))
+    claims = {"sub": "s-1", "knd": "staff", "sid": "sess-1", "exp": int(time.time()) + 300}
+    another_key = jwt.encode(claims, Ed25519PrivateKey.generate(), "EdDSA")
+    old_secret = jwt.encode(claims, "integration-secret-" * 3, "HS256")  # JWT_SECRET of old
+    async with serving(app) as base, httpx.AsyncClient(base_url=base) as http:
+        await until(http, "/whoami", 200, bearer())
+        for token in (another_key, old_secret):
+            answer = await http.get("/whoami", headers={"Authorization": f"Bearer {token}"})
+            assert answer.status_code == 401
+            assert answer.json()["error"]["code"] == "invalid_token"

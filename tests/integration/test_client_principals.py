@@ -17,7 +17,6 @@ import httpx
 import jwt
 import pytest
 from fastapi import FastAPI
-from pydantic import SecretStr
 
 from services.clients.adapters.identity_http import IdentityHttp
 from services.identity.app.handlers import ADMIN_ID
@@ -28,9 +27,9 @@ from shared.runtime.service import ServiceRuntime, create_app
 from shared.runtime.settings import ServiceSettings
 from tests.http_util import serving
 from tests.kafka_util import read_topic
+from tests.support.keys import service_key
 
 ADMIN_PASSWORD = "admin-password-for-tests"
-SECRET = "client-principals-test-secret-" * 2
 
 
 @dataclass
@@ -54,7 +53,6 @@ def make_identity(
         read_model_url=postgres_url,
         kafka_bootstrap_servers=kafka_bootstrap,
         topic_prefix=topic_prefix,
-        jwt_secret=SecretStr(SECRET),
         var_dir=str(tmp_path / "var"),
     )
     return lambda: create_app(SPEC, settings)
@@ -64,7 +62,7 @@ def make_identity(
 async def served(make_identity: Callable[[], FastAPI]) -> AsyncIterator[Served]:
     app = make_identity()
     async with serving(app) as base, httpx.AsyncClient(base_url=base) as http:
-        yield Served(http, IdentityHttp(base, SECRET), app.state.runtime)
+        yield Served(http, IdentityHttp(base, service_key("clients")), app.state.runtime)
 
 
 async def login(http: httpx.AsyncClient, name: str, password: str) -> httpx.Response:
@@ -163,8 +161,20 @@ async def test_the_internal_api_needs_a_service_token(served: Served) -> None:
         refused = await http.post("/internal/client-principals", json=body, headers=headers)
         assert refused.status_code == 401, headers
         assert code(refused) == "invalid_service_token"
+    # Another service's valid token (the notifier's own key): this route accepts only clients.
+    notifier = issue_service_token(service_key("notifier"), "notifier")
+    refused = await http.post(
+        "/internal/client-principals", json=body, headers={"Authorization": f"Bearer {notifier}"}
+    )
+    assert refused.status_code == 403 and code(refused) == "service_not_allowed"
+    # The notifier's name on a token signed with the clients service's key: not the notifier.
+    impostor = issue_service_token(service_key("clients"), "notifier")
+    refused = await http.post(
+        "/internal/client-principals", json=body, headers={"Authorization": f"Bearer {impostor}"}
+    )
+    assert refused.status_code == 401 and code(refused) == "invalid_service_token"
     # A service token does not open the staff endpoints, nor /me.
-    service = {"Authorization": f"Bearer {issue_service_token(SECRET, 'clients')}"}
+    service = {"Authorization": f"Bearer {issue_service_token(service_key('clients'), 'clients')}"}
     for path in ("/me", "/staff"):
         assert (await http.get(path, headers=service)).status_code == 401
     accepted = await http.post("/internal/client-principals", json=body, headers=service)
@@ -282,7 +292,9 @@ async def test_the_client_group_can_be_denied_login(
 ) -> None:
     monkeypatch.setenv("LOGIN_DENIED_GROUPS", '["client"]')
     async with serving(make_identity()) as base, httpx.AsyncClient(base_url=base) as http:
-        await IdentityHttp(base, SECRET).register("c-1", "client-one", "client-one-password")
+        await IdentityHttp(base, service_key("clients")).register(
+            "c-1", "client-one", "client-one-password"
+        )
         refused = await login(http, "client-one", "client-one-password")
         assert refused.status_code == 403 and code(refused) == "group_denied"
         await session(http, "admin", ADMIN_PASSWORD)  # staff still may

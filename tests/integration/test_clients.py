@@ -22,7 +22,6 @@ import httpx
 import orjson
 import pytest
 from fastapi import FastAPI
-from pydantic import SecretStr
 
 from services.clients.app.handlers import Clients
 from services.clients.app.ports import IdentityPort
@@ -44,7 +43,6 @@ from tests.kafka_util import read_topic
 from tests.support.publishing import publishing_context
 
 ADMIN_PASSWORD = "admin-password-for-tests"
-SECRET = SecretStr("clients-test-secret-" * 3)
 IP = "203.0.113.7"
 
 
@@ -71,7 +69,6 @@ def _settings(db_url: str, bootstrap: str, prefix: str, tmp: Path) -> ServiceSet
         read_model_url=db_url,
         kafka_bootstrap_servers=bootstrap,
         topic_prefix=prefix,
-        jwt_secret=SECRET,
         trusted_proxies=["127.0.0.1/32"],
         var_dir=str(tmp),
     )

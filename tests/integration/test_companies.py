@@ -24,7 +24,6 @@ import httpx
 import orjson
 import pytest
 from fastapi import FastAPI
-from pydantic import SecretStr
 from sqlalchemy import select
 
 from services.clients.api.companies import router
@@ -50,8 +49,8 @@ from shared.runtime.service import ServiceRuntime, ServiceSpec, create_app
 from shared.runtime.settings import ServiceSettings
 from tests.conftest import fresh_database
 from tests.http_util import serving
+from tests.support.keys import identity_key
 
-SECRET = "companies-test-secret-" * 3
 KNOWN_CLIENTS: set[str] = set()
 Headers = dict[str, str]
 
@@ -109,7 +108,7 @@ def staff(staff_id: str, rights: list[str], full_access: bool = False) -> StaffA
 
 def bearer(staff_id: str) -> Headers:
     token = issue_token(
-        SECRET,
+        identity_key(),
         principal_id=staff_id,
         kind="staff",
         session_id=str(uuid.uuid4()),
@@ -154,7 +153,6 @@ async def stack(
             read_model_url=url,
             kafka_bootstrap_servers=kafka_bootstrap,
             topic_prefix=f"t{uuid.uuid4().hex[:8]}.",
-            jwt_secret=SecretStr(SECRET),
             var_dir=str(tmp_path_factory.mktemp("var")),
         )
         app = create_app(spec, settings)

@@ -1,4 +1,5 @@
-"""A service's copy of another context's facts, filled again from the topic (``refill-copies``)."""
+"""A service's copy of another context's facts, filled again from the topic (``refill-copies``);
+identity's facts only when identity signed them."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -26,11 +28,13 @@ from services.tickets.service import SPEC
 from shared.domain.events import Actor, RecordedEvent
 from shared.messaging.copies import refill
 from shared.messaging.kafka import ensure_topic
+from shared.messaging.signatures import FactVerifier, sign
 from shared.names import inbound_group, refill_lease
 from shared.readmodel.database import ReadModelDB
 from shared.readmodel.leases import Leases
 from tests.integration.test_consumer import produce
 from tests.integration.test_service_runtime import ROOT, service_env, wait_ready
+from tests.support.keys import identity_key
 
 _position = iter(range(1, 1_000_000))
 
@@ -140,6 +144,7 @@ async def test_a_lost_copy_is_refilled_from_its_topic_up_to_where_the_service_st
             await refill(
                 replace(copy, apply=fails_at_the_third), db, kafka_bootstrap,
                 inbound_group("tickets", topic_prefix), topic_prefix,
+                admit=FactVerifier(identity_key().public_key()).admit,
             )  # fmt: skip
         assert await departments(db) == before
 
@@ -258,3 +263,72 @@ async def test_a_service_without_such_a_copy_is_told_so(postgres_url: str) -> No
     )
     assert code == 2 and "keeps no copy 'nothing'" in output, output
     assert "known_departments, staff_names, known_clients" in output, output
+
+
+def staff_fact(kind: str, staff_id: str, name: str) -> RecordedEvent:
+    """An identity.events message naming a staff member (unsigned: ``sign`` it as identity)."""
+    return RecordedEvent(
+        position=next(_position), stream=f"staff-{staff_id}", stream_version=next(_position),
+        event_id=uuid.uuid4(), type=kind, schema_version=1, occurred_at=datetime.now(UTC),
+        correlation_id=None, causation_id=None, actor=Actor("admin", "staff"),
+        data={"staff_id": staff_id, "login": staff_id, "full_name": {"en": name, "ru": name}},
+    )  # fmt: skip
+
+
+async def staff_names(db: ReadModelDB) -> dict[str, str] | None:
+    async with db.engine.connect() as conn:
+        try:
+            rows = await conn.execute(select(support.staff_names))
+        except Exception:
+            return None
+        return {r.staff_id: r.name_en for r in rows}
+
+
+async def _rejected(base: str) -> int:
+    async with httpx.AsyncClient(base_url=base) as http:
+        count: int = (await http.get("/ready")).json()["signed_facts_rejected"]
+        return count
+
+
+async def test_forged_identity_facts_reach_no_copy_not_even_a_refill(
+    postgres_url: str, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    topic = f"{topic_prefix}identity.events"
+    await ensure_topic(kafka_bootstrap, topic)
+    key = identity_key()
+    alice = sign(key, staff_fact("StaffAdded", "s-1", "Alice"))
+    # Produced straight onto the topic: unsigned, signed by another key, and a signed
+    # fact whose name was changed after identity signed it.
+    unsigned = staff_fact("StaffChanged", "s-1", "Mallory")
+    other_key = sign(Ed25519PrivateKey.generate(), staff_fact("StaffAdded", "s-2", "Eve"))
+    real = sign(key, staff_fact("StaffAdded", "s-9", "Bob"))
+    tampered = real._replace(data={**real.data, "full_name": {"en": "Eve", "ru": "Eve"}})
+    carol = sign(key, staff_fact("StaffAdded", "s-3", "Carol"))
+    await produce(kafka_bootstrap, topic, [alice, unsigned, other_key, tampered, carol])
+    expected = {"s-1": "Alice", "s-3": "Carol"}
+    env = service_env(postgres_url, kafka_bootstrap, topic_prefix, devbroker.free_port())
+    db = await ReadModelDB.open(postgres_url)
+    try:
+        async with tickets_running(env) as base:
+            await wait_ready(base)
+            await eventually(lambda: _staff_are(db, expected), "the signed facts never arrived")
+            # Every forged fact was read by both consumers of the topic (the access feed
+            # and the staff names' route), and reported by each.
+            await eventually(lambda: _rejected_at_least(base, 6), "the forgeries were not reported")
+            assert await staff_names(db) == expected
+
+        async with db.transaction() as conn:
+            await conn.execute(text("DROP TABLE staff_names"))
+        code, output = await refill_copies(env, "--copy", "staff_names")
+        assert code == 0, output
+        assert await staff_names(db) == expected, output
+    finally:
+        await db.close()
+
+
+async def _staff_are(db: ReadModelDB, expected: dict[str, str]) -> bool:
+    return await staff_names(db) == expected
+
+
+async def _rejected_at_least(base: str, count: int) -> bool:
+    return await _rejected(base) >= count

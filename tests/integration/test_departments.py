@@ -24,7 +24,6 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import select
 
 from services.departments.app.handlers import Departments
@@ -42,7 +41,6 @@ from tests.conftest import fresh_database
 from tests.http_util import eventually, serving
 
 ADMIN_PASSWORD = "admin-password-for-department-tests"
-SECRET = SecretStr("departments-test-secret-" * 3)
 DEFAULT_IDS = {SALES.department_id, TECHNICAL_SUPPORT.department_id}
 DEFAULT_EVENTS = len(SALES.events()) + len(TECHNICAL_SUPPORT.events())
 WEEKDAYS = {day: [["09:00", "18:00"]] for day in ("mon", "tue", "wed", "thu", "fri")}
@@ -57,7 +55,6 @@ def settings(database: str, kafka: str, prefix: str, var: Path) -> ServiceSettin
         read_model_url=database,
         kafka_bootstrap_servers=kafka,
         topic_prefix=prefix,
-        jwt_secret=SECRET,
         trusted_proxies=["127.0.0.1/32"],
         var_dir=str(var),
     )

@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from pydantic import SecretStr
 
 from services.identity.service import SPEC
 from shared.access.control import DepartmentRightsChanged
@@ -77,7 +76,6 @@ def make_identity(
         read_model_url=postgres_url,
         kafka_bootstrap_servers=kafka_bootstrap,
         topic_prefix=topic_prefix,
-        jwt_secret=SecretStr("identity-test-secret-" * 3),
         trusted_proxies=["127.0.0.1/32"],
         var_dir=str(tmp_path / "var"),
     )

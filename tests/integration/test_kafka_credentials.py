@@ -91,7 +91,6 @@ def identity_settings(
         read_model_url=postgres_url,
         kafka_bootstrap_servers=broker.bootstrap,
         topic_prefix=SERVICE_PREFIX,
-        jwt_secret=SecretStr("credentials-test-secret-" * 3),
         var_dir=str(tmp_path / "var"),
         **kafka,  # type: ignore[arg-type]
     )

@@ -35,7 +35,6 @@ from services.tickets.projections.queue import ticket_entries, tickets
 from shared.http.internal import issue_service_token
 from tests.http_util import eventually
 from tests.integration.test_tickets import (
-    SECRET,
     Stack,
     client,
     department,
@@ -48,6 +47,7 @@ from tests.integration.test_tickets import (
     until,
 )
 from tests.support.dovecot import dovecot
+from tests.support.keys import service_key
 
 __all__ = ["stack"]
 
@@ -427,7 +427,7 @@ async def test_an_unknown_senders_mail_reaches_the_queue_and_a_link_makes_it_a_c
             f"/tickets/{ticket_id}/messages", json={"body": "Done"}, headers=desk_staff
         )
         assert replied.status_code == 201, replied.text
-        token = issue_service_token(SECRET.get_secret_value(), "notifier")
+        token = issue_service_token(service_key("notifier"), "notifier")
         service = {"Authorization": f"Bearer {token}"}
         internal = await stack.tickets.get(
             f"/internal/tickets/{ticket_id}/messages/{replied.json()['message_id']}",

@@ -25,7 +25,6 @@ import httpx
 import orjson
 import pytest
 from fastapi import FastAPI
-from pydantic import SecretStr
 
 from devtools.devbroker import free_port
 from services.clients.service import SPEC as CLIENTS
@@ -45,7 +44,6 @@ from tests.http_util import eventually, serving
 from tests.support.mail_and_sms import MailBox, SmsGateway, mailbox, sms_gateway
 
 ADMIN_PASSWORD = "admin-password-for-tests"
-SECRET = SecretStr("notifier-test-secret-" * 3)
 IP = "203.0.113.7"
 Headers = dict[str, str]
 RETRY_SECONDS = 0.5
@@ -77,7 +75,6 @@ def _settings(db_url: str, bootstrap: str, prefix: str, tmp: Path) -> ServiceSet
         read_model_url=db_url,
         kafka_bootstrap_servers=bootstrap,
         topic_prefix=prefix,
-        jwt_secret=SECRET,
         trusted_proxies=["127.0.0.1/32"],
         var_dir=str(tmp),
     )

@@ -16,7 +16,6 @@ from collections.abc import Callable
 import httpx
 import pytest
 from fastapi import FastAPI
-from pydantic import SecretStr
 from sqlalchemy import text
 
 from shared.domain.events import NewEvent
@@ -37,7 +36,6 @@ def make_replica(
         read_model_url=postgres_url,
         kafka_bootstrap_servers=kafka_bootstrap,
         topic_prefix=topic_prefix,
-        jwt_secret=SecretStr("replica-test-secret-" * 3),
     )
     return lambda: create_app(ServiceSpec(name="clients"), settings)
 

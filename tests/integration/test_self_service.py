@@ -70,7 +70,6 @@ def _settings(db_url: str, bootstrap: str, prefix: str, tmp: Path) -> ServiceSet
         read_model_url=db_url,
         kafka_bootstrap_servers=bootstrap,
         topic_prefix=prefix,
-        jwt_secret=SECRET,
         trusted_proxies=["127.0.0.1/32"],
         var_dir=str(tmp),
     )

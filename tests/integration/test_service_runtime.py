@@ -21,6 +21,7 @@ from shared.domain.events import NewEvent, RecordedEvent
 from shared.eventstore import open_event_store
 from shared.readmodel.database import ReadModelDB
 from tests.kafka_util import read_topic
+from tests.support.keys import keys_dir
 
 ROOT = Path(__file__).parents[2]
 
@@ -34,6 +35,7 @@ def service_env(postgres_url: str, bootstrap: str, prefix: str, port: int) -> di
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "KAFKA_IMPL": os.environ.get("KAFKA_IMPL", "apache"),  # set by the broker's fixture
         "TOPIC_PREFIX": prefix,
+        "KEYS_DIR": str(keys_dir()),  # the run's keys: identity's public key, its own
     }
 
 

@@ -23,7 +23,6 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
-from pydantic import SecretStr
 from sqlalchemy import select
 
 from services.tickets.api.catalog import router
@@ -45,8 +44,8 @@ from shared.runtime.service import ServiceRuntime, ServiceSpec, create_app
 from shared.runtime.settings import ServiceSettings
 from tests.conftest import fresh_database
 from tests.http_util import serving
+from tests.support.keys import identity_key
 
-SECRET = "ticket-catalog-test-secret-" * 3
 Headers = dict[str, str]
 STAFF = Actor(id="s-admin", kind="staff")
 RIGHTS = {
@@ -102,7 +101,7 @@ def staff(staff_id: str, rights: list[str], full_access: bool = False) -> StaffA
 
 def bearer(principal_id: str, kind: str = "staff") -> Headers:
     token = issue_token(
-        SECRET,
+        identity_key(),
         principal_id=principal_id,
         kind="client" if kind == "client" else "staff",
         session_id=str(uuid.uuid4()),
@@ -132,7 +131,6 @@ async def stack(
             read_model_url=url,
             kafka_bootstrap_servers=kafka_bootstrap,
             topic_prefix=f"t{uuid.uuid4().hex[:8]}.",
-            jwt_secret=SecretStr(SECRET),
             var_dir=str(tmp_path_factory.mktemp("var")),
         )
         app = create_app(spec, settings)

@@ -23,7 +23,6 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from pydantic import SecretStr
 
 from services.clients.service import SPEC as CLIENTS
 from services.departments.domain.defaults import TECHNICAL_SUPPORT
@@ -43,7 +42,6 @@ from tests.http_util import eventually, serving
 from tests.support.publishing import publishing_context
 
 ADMIN_PASSWORD = "admin-password-for-tests"
-SECRET = SecretStr("tickets-test-secret-" * 3)
 IP = "203.0.113.9"
 Headers = dict[str, str]
 
@@ -77,7 +75,6 @@ def _settings(db_url: str, bootstrap: str, prefix: str, tmp: Path) -> ServiceSet
         read_model_url=db_url,
         kafka_bootstrap_servers=bootstrap,
         topic_prefix=prefix,
-        jwt_secret=SECRET,
         trusted_proxies=["127.0.0.1/32"],
         var_dir=str(tmp),
     )

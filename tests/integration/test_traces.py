@@ -27,7 +27,7 @@ from shared.runtime.service import create_app
 from shared.runtime.settings import ServiceSettings
 from tests.conftest import fresh_database
 from tests.http_util import eventually, serving
-from tests.integration.test_clients import ADMIN_PASSWORD, SECRET, client_body, login
+from tests.integration.test_clients import ADMIN_PASSWORD, client_body, login
 
 
 @dataclass
@@ -87,7 +87,7 @@ async def traced(
         def settings(url: str, var: str) -> ServiceSettings:
             return ServiceSettings(
                 event_store_url=url, read_model_url=url, kafka_bootstrap_servers=kafka_bootstrap,
-                topic_prefix=topic_prefix, jwt_secret=SECRET, trusted_proxies=["127.0.0.1/32"],
+                topic_prefix=topic_prefix, trusted_proxies=["127.0.0.1/32"],
                 var_dir=str(tmp_path / var), otel_exporter_otlp_endpoint=collector,
             )  # fmt: skip
 

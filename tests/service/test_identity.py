@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
-from pydantic import SecretStr
 
 from services.departments.app.handlers import Departments
 from services.departments.domain.events import LocalizedText
@@ -78,9 +77,7 @@ def _identity(harness: Harness, tmp_path: Path) -> Identity:
             harness.db, PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
         ),
         access=AccessCopy(),
-        settings=ServiceSettings(
-            jwt_secret=SecretStr("identity-test-secret-" * 3), var_dir=str(tmp_path / "var")
-        ),
+        settings=ServiceSettings(var_dir=str(tmp_path / "var")),
     )
 
 

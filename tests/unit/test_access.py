@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import time
 from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shared.access.control import (
     SETUP_SECOND_FACTOR,
@@ -18,8 +23,11 @@ from shared.access.control import (
     StaffAccessChanged,
     issue_token,
 )
+from shared.access.keys import public_pem
 
-SECRET = "s" * 48
+# Identity's key pair (user tokens); OTHER stands for any key that is not identity's.
+KEY = Ed25519PrivateKey.generate()
+OTHER = Ed25519PrivateKey.generate()
 
 
 def staff(
@@ -46,12 +54,12 @@ def staff(
 def authorizer(*events: StaffAccessChanged | SessionEnded) -> Authorizer:
     copy = AccessCopy()
     copy.apply_all(events)
-    return Authorizer(SECRET, copy)
+    return Authorizer(KEY.public_key(), copy)
 
 
 def token(staff_id: str = "s-1", session: str = "sess-1", **kwargs: object) -> str:
     return issue_token(
-        SECRET,
+        KEY,
         principal_id=staff_id,
         kind="staff",
         session_id=session,
@@ -96,7 +104,7 @@ def test_missing_forged_expired_and_wrong_kind_tokens_are_401() -> None:
     auth = authorizer(staff(rights=["clients"]))
     assert denied(lambda: auth.authorize(None, None, "clients")) == (401, "unauthorized")
     forged = issue_token(
-        "another-secret-" * 4,
+        OTHER,  # signed with another key than identity's
         principal_id="s-1",
         kind="staff",
         session_id="x",
@@ -105,10 +113,10 @@ def test_missing_forged_expired_and_wrong_kind_tokens_are_401() -> None:
     assert denied(lambda: auth.authorize(forged, None, "clients")) == (401, "invalid_token")
     expired = token(now=datetime.now(UTC) - timedelta(hours=1))
     assert denied(lambda: auth.authorize(expired, None, "clients")) == (401, "invalid_token")
-    odd = jwt.encode({"sub": "s-1", "sid": "x", "exp": 2**40, "knd": "robot"}, SECRET, "HS256")
+    odd = jwt.encode({"sub": "s-1", "sid": "x", "exp": 2**40, "knd": "robot"}, KEY, "EdDSA")
     assert denied(lambda: auth.authorize(odd, None, "clients")) == (401, "invalid_token")
     as_client = issue_token(
-        SECRET, principal_id="s-1", kind="client", session_id="x", lifetime=timedelta(minutes=5)
+        KEY, principal_id="s-1", kind="client", session_id="x", lifetime=timedelta(minutes=5)
     )
     assert denied(lambda: auth.authorize(as_client, None, None)) == (401, "unknown_principal")
 
@@ -172,7 +180,7 @@ def test_impersonation_is_carried_in_the_token() -> None:
 def test_a_later_access_event_replaces_the_earlier_one() -> None:
     copy = AccessCopy()
     copy.apply_all([staff(rights=["clients", "tickets.reply"]), staff(rights=["clients"])])
-    auth = Authorizer(SECRET, copy)
+    auth = Authorizer(KEY.public_key(), copy)
     assert auth.allowed("s-1", "clients") and not auth.allowed("s-1", "tickets.reply")
 
 
@@ -183,7 +191,7 @@ def test_a_fact_arriving_after_a_newer_one_of_the_same_principal_is_ignored() ->
     copy.apply(staff(rights=["clients"]), version=5)  # tickets.reply revoked
     copy.apply(staff(rights=["clients", "tickets.reply"]), version=3)  # late, from the topic
     copy.apply(staff(rights=["clients"]), version=5)  # the same fact again: harmless
-    auth = Authorizer(SECRET, copy)
+    auth = Authorizer(KEY.public_key(), copy)
     assert auth.allowed("s-1", "clients") and not auth.allowed("s-1", "tickets.reply")
     copy.apply(staff("s-2", rights=["clients"]), version=1)  # versions are per principal
     assert auth.allowed("s-2", "clients")
@@ -201,3 +209,27 @@ def test_a_session_limited_to_the_second_factor_setup_passes_only_where_it_is_na
     assert (principal.id, principal.scope) == ("s-1", SETUP_SECOND_FACTOR)
     # A full session passes a route that also takes the limited one.
     assert auth.authorize(token(session="sess-2"), None, None, SETUP_SECOND_FACTOR).scope is None
+
+
+def test_tokens_of_the_old_shared_secret_and_of_other_algorithms_are_401() -> None:
+    """HS256 with the JWT_SECRET of old, HS256 keyed with identity's public key (the
+    algorithm-confusion forgery), and unsigned tokens: all refused."""
+    auth = authorizer(staff(full_access=True))
+    claims = {"sub": "s-1", "knd": "staff", "sid": "x", "exp": 2**40}
+    old_secret = jwt.encode(claims, "the-old-jwt-secret-" * 3, "HS256")
+    confused = _hs256(claims, public_pem(KEY.public_key()))  # the public key, known to all
+    unsigned = jwt.encode(claims, None, "none")
+    for forged in (old_secret, confused, unsigned):
+        assert denied(lambda t=forged: auth.authorize(t, None, None)) == (401, "invalid_token")
+    assert auth.authorize(token(), None, None).id == "s-1"  # identity's own still passes
+
+
+def _hs256(claims: dict[str, object], secret: bytes) -> str:
+    """An HS256 token by hand: PyJWT itself refuses a PEM key as an HMAC secret."""
+
+    def part(data: bytes) -> bytes:
+        return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+    signed = part(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + b"."
+    signed += part(json.dumps(claims).encode())
+    return (signed + b"." + part(hmac.new(secret, signed, hashlib.sha256).digest())).decode()

@@ -12,7 +12,9 @@ acls() {
         --command-config /tmp/admin.properties --add "$@"
 }
 cat > /tmp/admin.properties <<PROPERTIES
-security.protocol=SASL_PLAINTEXT
+security.protocol=SASL_SSL
+ssl.truststore.type=PEM
+ssl.truststore.location=/etc/kafka/secrets/ca.crt
 sasl.mechanism=SCRAM-SHA-256
 sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="${KAFKA_ADMIN_PASSWORD:?}";
 PROPERTIES

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.clients.app.ports import (
     UNCHANGED,
@@ -33,9 +34,11 @@ TIMEOUT = httpx.Timeout(5.0)
 
 
 class IdentityHttp:
-    def __init__(self, base_url: str, secret: str, *, timeout: httpx.Timeout = TIMEOUT) -> None:
+    def __init__(
+        self, base_url: str, key: Ed25519PrivateKey, *, timeout: httpx.Timeout = TIMEOUT
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._secret = secret
+        self._key = key  # the clients service's own: its tokens name it
         self.timeout = timeout
 
     def __repr__(self) -> str:
@@ -94,7 +97,7 @@ class IdentityHttp:
     async def _call(
         self, method: str, path: str, body: dict[str, Any] | None, client_id: str
     ) -> dict[str, Any]:
-        token = issue_service_token(self._secret, SERVICE)
+        token = issue_service_token(self._key, SERVICE)
         try:
             async with httpx.AsyncClient(
                 base_url=self.base_url, timeout=self.timeout, event_hooks=causation.HTTPX_HOOKS

@@ -1,9 +1,11 @@
 """The clients service's internal HTTP API: a client's addresses, and the messages sent
-to them (text and files), for the notifier only.
+to them (text and files), for the notifier; who wrote from an address, for tickets.
 
-Every endpoint needs a service token (``shared.http.internal``); staff and client
-tokens are refused. E-mails, phones and names are sealed on ``clients.events``,
-so the notifier asks here, when a notice is due, where to send it.
+Every endpoint needs a service token (``shared.http.internal``) of the service it names
+(the notifier, or tickets for ``/clients/by-email``): another service's is 403
+``service_not_allowed``; staff and client tokens are refused. E-mails, phones and names
+are sealed on ``clients.events``, so the notifier asks here, when a notice is due, where
+to send it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ from shared.http.reads import not_found
 
 router = APIRouter(prefix="/internal", tags=["internal"])
 
-Service = Annotated[str, Depends(require_service())]
+# Who calls which route: the notifier reads cards and messages for its notices;
+# tickets' mail gateway looks up who wrote from an address.
+Service = Annotated[str, Depends(require_service("notifier"))]
+MailGateway = Annotated[str, Depends(require_service("tickets"))]
 
 
 class ContactOut(BaseModel):
@@ -180,7 +185,7 @@ class SenderOut(BaseModel):
 
 @router.get("/clients/by-email")
 async def client_by_email(
-    request: Request, _: Service, email: Annotated[str, Query(min_length=3, max_length=320)]
+    request: Request, _: MailGateway, email: Annotated[str, Query(min_length=3, max_length=320)]
 ) -> SenderOut:
     address = email.strip().lower()
     async with request.app.state.runtime.db.reading() as conn:

@@ -1,11 +1,12 @@
 """Identity's internal HTTP API: client principals (for the clients service) and
 password-reset links (for the notifier).
 
-Every endpoint needs a service token (``shared.http.internal``); staff and client
-tokens are refused. The clients service checks the staff member's rights
-before it calls; identity keeps credentials, sessions and tokens. A reset link
-is handed to the notifier alone (403 ``service_not_allowed`` for any other
-service), when it sends the mail: it is kept nowhere else.
+Every endpoint needs a service token (``shared.http.internal``) of a caller it
+names: client principals take the clients service's, a reset link the
+notifier's (another service's is 403 ``service_not_allowed``); staff and client
+tokens are refused. The clients service checks the staff member's rights before
+it calls; identity keeps credentials, sessions and tokens. A reset link is
+handed to the notifier when it sends the mail: it is kept nowhere else.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from shared.http.internal import require_service
 router = APIRouter(prefix="/internal", tags=["internal"])
 
 
-Service = Annotated[str, Depends(require_service())]
+# Only the clients service manages client principals (the callers this router accepts).
+Service = Annotated[str, Depends(require_service("clients"))]
 
 
 def service_actor(service: str) -> Actor:
@@ -131,10 +133,12 @@ class ResetLinkOut(BaseModel):
 
 
 @router.get("/password-resets/{reset_id}/link")
-async def reset_link(reset_id: str, resets: PasswordResetsDep, service: Service) -> ResetLinkOut:
+async def reset_link(
+    reset_id: str,
+    resets: PasswordResetsDep,
+    _: Annotated[str, Depends(require_service("notifier"))],
+) -> ResetLinkOut:
     """The link of a password reset for the notifier's mail; 404 once it is used or expired."""
-    if service != "notifier":
-        raise ApiError(403, "service_not_allowed", "only the notifier sends reset links")
     found = await resets.link(reset_id)
     if found is None:
         raise ApiError(404, "not_found", f"password reset {reset_id} not found, used or expired")

@@ -159,7 +159,7 @@ class ClientPrincipals:
             sealer=identity.sealer,
         )  # fmt: skip
         token = issue_token(
-            identity.secret,
+            identity.signing_key,
             principal_id=client_id,
             kind="client",
             session_id=session_id,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import hashlib
 import hmac
 import inspect
@@ -33,6 +34,7 @@ from typing import Any, NoReturn
 
 import orjson
 import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -167,10 +169,17 @@ class Identity:
         default_factory=OrderedDict, init=False, repr=False
     )
 
+    @functools.cached_property
+    def signing_key(self) -> Ed25519PrivateKey:
+        """Identity's own key (IDENTITY_SIGNING_KEY): only identity issues user tokens."""
+        return self.settings.identity_private_key()
+
     @property
     def secret(self) -> str:
-        assert self.settings.jwt_secret is not None
-        return self.settings.jwt_secret.get_secret_value()
+        """Keys identity's own HMACs (login guard, throttle): derived from its signing key,
+        so no second secret is configured and none is shared with another service."""
+        raw = self.signing_key.private_bytes_raw()
+        return hmac.new(raw, b"identity-hmac", hashlib.sha256).hexdigest()
 
     async def start(self) -> None:
         """Load what identity knows of departments and its own access facts; create ``admin``."""
@@ -634,7 +643,7 @@ class Identity:
             ],
         )
         token = issue_token(
-            self.secret,
+            self.signing_key,
             principal_id=principal_id,
             kind=kind,
             session_id=session_id,

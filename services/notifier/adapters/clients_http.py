@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.notifier.domain.notices import ClientCard, ContactCard, language_of
 from shared.http.internal import issue_service_token
@@ -22,9 +23,9 @@ class ClientsUnavailable(Exception):
 
 
 class ClientsHttp:
-    def __init__(self, base_url: str, secret: str) -> None:
+    def __init__(self, base_url: str, key: Ed25519PrivateKey) -> None:
         self.base_url = base_url.rstrip("/")
-        self._secret = secret
+        self._key = key  # the notifier's own: its tokens name it
         self._http = httpx.AsyncClient(timeout=5.0, event_hooks=causation.HTTPX_HOOKS)
 
     def __repr__(self) -> str:
@@ -32,7 +33,7 @@ class ClientsHttp:
 
     async def card(self, client_id: str) -> ClientCard | None:
         """The client's card; None when the clients service does not know the client."""
-        token = issue_service_token(self._secret, "notifier")
+        token = issue_service_token(self._key, "notifier")
         try:
             answer = await self._http.get(
                 f"{self.base_url}/internal/clients/{client_id}/card",

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.notifier.app.ports import ConversationUnavailable
 from shared.http.internal import issue_service_token
@@ -25,9 +26,9 @@ from shared.observability import causation
 
 
 class Conversations:
-    def __init__(self, tickets_url: str, clients_url: str, secret: str) -> None:
+    def __init__(self, tickets_url: str, clients_url: str, key: Ed25519PrivateKey) -> None:
         self.bases = {"tickets": tickets_url.rstrip("/"), "clients": clients_url.rstrip("/")}
-        self._secret = secret
+        self._key = key  # the notifier's own: its tokens name it
         self._http = httpx.AsyncClient(timeout=10.0, event_hooks=causation.HTTPX_HOOKS)
 
     def __repr__(self) -> str:
@@ -36,7 +37,7 @@ class Conversations:
     async def _get(self, service: str, path: str, position: int = 0) -> httpx.Response | None:
         """``position``: of the event being handled, in that service's store: its read
         model is waited for until it has it (``?min_position=``)."""
-        token = issue_service_token(self._secret, "notifier")
+        token = issue_service_token(self._key, "notifier")
         try:
             answer = await self._http.get(
                 f"{self.bases[service]}{path}",

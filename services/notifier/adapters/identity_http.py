@@ -9,6 +9,7 @@ reset is used or expired; the mail is then not worth sending.
 from __future__ import annotations
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.notifier.app.ports import DeliveryError
 from shared.http.internal import issue_service_token
@@ -18,9 +19,9 @@ PLACEHOLDER = "%reset_link%"
 
 
 class IdentityHttp:
-    def __init__(self, base_url: str, secret: str) -> None:
+    def __init__(self, base_url: str, key: Ed25519PrivateKey) -> None:
         self.base_url = base_url.rstrip("/")
-        self._secret = secret
+        self._key = key  # the notifier's own: its tokens name it
         self._http = httpx.AsyncClient(timeout=5.0, event_hooks=causation.HTTPX_HOOKS)
 
     def __repr__(self) -> str:
@@ -28,7 +29,7 @@ class IdentityHttp:
 
     async def reset_link(self, reset_id: str) -> str:
         """The link; ``DeliveryError`` when identity does not answer or the reset is spent."""
-        token = issue_service_token(self._secret, "notifier")
+        token = issue_service_token(self._key, "notifier")
         try:
             answer = await self._http.get(
                 f"{self.base_url}/internal/password-resets/{reset_id}/link",

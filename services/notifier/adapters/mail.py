@@ -21,6 +21,7 @@ from email.utils import format_datetime, parseaddr
 
 import aiosmtplib
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.notifier.adapters.identity_http import PLACEHOLDER as RESET_PLACEHOLDER
 from services.notifier.app.ports import ConversationUnavailable, DeliveryError
@@ -60,21 +61,26 @@ class SmtpMailer:
         self,
         settings: NotifierSettings,
         fetch: FetchFile = _no_files,
-        secret: str = "",
+        key: Ed25519PrivateKey | None = None,
         reset_link: ResetLink = _no_reset_links,
     ) -> None:
         self.settings = settings
         self.fetch = fetch
         self.reset_link = reset_link
         self.domain = mail_domain(settings.smtp_from)
-        self._secret = secret
+        # The notifier's own key signs rating links (tickets verifies them with its public
+        # half); without one (a mailer that sends no rating requests) a link is refused.
+        self._key = key
 
     def _rating_link(self, notice_id: str, rating_of: str, client_id: str) -> str:
         """The signed link of a rating request, made now and kept nowhere; its id is the
         notice's, so a mail sent again carries a link that is used up with the first."""
         ticket_id, _, message_id = rating_of.partition("/")
+        if self._key is None:
+            raise ValueError("this mailer has no key to sign rating links with")
         token = rating_links.issue(
-            self._secret,
+            self._key,
+            "notifier",
             rating_links.RatingLink(notice_id, client_id, ticket_id, message_id or None),
         )
         return f"{self.settings.tickets_public_url.rstrip('/')}/rate/{token}"

@@ -17,6 +17,7 @@ import httpx
 import structlog
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.tickets.app.mail_gateway import MailGateway
 from shared.http.internal import issue_service_token
@@ -28,9 +29,9 @@ log = structlog.get_logger(__name__)
 class ClientSenders:
     """The client who writes from an address (clients' internal API, a service token)."""
 
-    def __init__(self, base_url: str, secret: str) -> None:
+    def __init__(self, base_url: str, key: Ed25519PrivateKey) -> None:
         self.base_url = base_url.rstrip("/")
-        self._secret = secret
+        self._key = key  # tickets' own: its tokens name it
         # One client for the process, its connections kept alive: a new client per mail
         # builds a TLS context each time (~40 ms of CPU, most of a mail's cost).
         self._http = httpx.AsyncClient(timeout=5.0, event_hooks=causation.HTTPX_HOOKS)
@@ -39,7 +40,7 @@ class ClientSenders:
         return f"ClientSenders({self.base_url!r})"
 
     async def client_of(self, email: str) -> str | None:
-        token = issue_service_token(self._secret, "tickets")
+        token = issue_service_token(self._key, "tickets")
         answer = await self._http.get(
             f"{self.base_url}/internal/clients/by-email",
             params={"email": email},

@@ -1,14 +1,14 @@
 """The tickets service's internal HTTP API: a ticket's messages and files, for the notifier.
 
-Every endpoint needs a service token (``shared.http.internal``); staff and client
-tokens are refused. Ticket texts are sealed on ``tickets.events`` with keys of
-this service, so the notifier asks here, when a reply is to be mailed, for the
-reply's text, the ticket's number and subject, and the files to attach;
-``?min_position=`` (the position of the event the notice is for) waits for the
-read model to have it.
-Internal notes are never handed out. A ticket that still belongs to a contact
-(an unknown sender's mail, not yet linked to a client) names the contact's
-address and name in ``contact``: the reply goes to them by mail.
+Every endpoint needs the notifier's service token (``shared.http.internal``): another
+service's is 403 ``service_not_allowed``; staff and client tokens are refused. Ticket
+texts are sealed on ``tickets.events`` with keys of this service, so the notifier asks
+here, when a reply is to be mailed, for the reply's text, the ticket's number and
+subject, and the files to attach; ``?min_position=`` (the position of the event the
+notice is for) waits for the read model to have it. Internal notes are never handed out.
+A ticket that still belongs to a contact (an unknown sender's mail, not yet linked to
+a client) names the contact's address and name in ``contact``: the reply goes to them
+by mail.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from shared.http.reads import not_found
 
 router = APIRouter(prefix="/internal", tags=["internal"])
 
-Service = Annotated[str, Depends(require_service())]
+# The notifier reads tickets to write its notices; no other service calls these.
+Service = Annotated[str, Depends(require_service("notifier"))]
 
 
 class FileOut(BaseModel):

@@ -39,9 +39,9 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
 
 
 def _link(request: Request, token: str) -> rating_links.RatingLink | None:
-    secret = request.app.state.runtime.settings.jwt_secret
     try:
-        return rating_links.verify(secret.get_secret_value() if secret else "", token)
+        # Signed by the notifier's own key: verified with its public half.
+        return rating_links.verify(request.app.state.runtime.callers, token)
     except TokenError:
         return None
 
