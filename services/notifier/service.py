@@ -21,7 +21,7 @@ from services.notifier.api import router
 from services.notifier.app.notifier import INPUT_CONTEXTS, Notifier
 from services.notifier.app.postman import Postman
 from services.notifier.app.processor import Processor
-from services.notifier.app.stream import NotifierStream, quiet_faust
+from services.notifier.app.stream import NotifierStream, dead_letters, quiet_faust
 from services.notifier.app.timekeeper import Timekeeper
 from services.notifier.domain import events
 from services.notifier.projections import projections
@@ -71,6 +71,13 @@ async def compose(runtime: ServiceRuntime) -> Notifier:
         [topic_of(context, prefix) for context in INPUT_CONTEXTS],
         group_id=f"{prefix}notifier.stream",
         handle=_admitted(runtime, processor.handle),
+        dead_letters=dead_letters(
+            runtime.db,
+            runtime.settings.kafka_bootstrap_servers,
+            f"{prefix}notifier.stream",
+            runtime.problems,
+            runtime.settings.consumer_max_failures,
+        ),
         session_timeout=settings.stream_session_timeout_seconds,
         heartbeat=settings.stream_heartbeat_seconds,
     )
@@ -80,6 +87,7 @@ async def compose(runtime: ServiceRuntime) -> Notifier:
     runtime.tasks.append(asyncio.create_task(_close_on_stop(notifier.closers)))
     for name, work in (
         ("notifier:stream", stream.run),
+        ("notifier:dead-letters", stream.watch_dead_letters),
         ("notifier:timekeeper", timekeeper.run),
         ("notifier:postman", postman.run),
     ):

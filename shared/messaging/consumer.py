@@ -31,7 +31,9 @@ retry`` marks a parked fact, and the consumer (which has the handlers) reads it
 from the broker again and applies it, removing it from the table in the same
 transaction; a fact that fails again stays parked with the new reason.
 ``drop`` gives up on it (the row stays, marked, as a record). The failure
-counts live in memory: a restarted consumer counts again from zero.
+counts live in memory: a restarted consumer counts again from zero. The table,
+its metrics, the problem and the retries are ``DeadLetters``'s, one per group,
+which the notifier's faust stream uses as well (its own problem key).
 
 Where a consumer stands is kept twice: in Kafka (committed after each batch,
 for tools that show a group's lag) and in the read-model database, in the
@@ -129,14 +131,13 @@ class InboxConsumer:
         self.db = db
         self.max_records = max_records
         self.max_failures = max_failures
-        self.parked = 0  # this group's facts in dead_letters, as last counted
-        self.retried = 0  # parked facts applied again on request
         self.routes: list[Route] = []
         self.handled = 0
         self.skipped = 0
         self.ready = asyncio.Event()
         self.tracer: trace.Tracer = trace.NoOpTracer()  # the service's, when traces are on
         self.problems = problems if problems is not None else {}
+        self.dead_letters = DeadLetters(db, bootstrap, self.group_id, self.problems, max_failures)
         self.add_route(name, topics, handler)
 
     def add_route(self, inbox: str, topics: Sequence[str], handler: Handler) -> None:
@@ -206,114 +207,33 @@ class InboxConsumer:
     ) -> None:
         """Record ``message`` in ``dead_letters`` and move the partition past it, in one
         transaction (a crash in between neither loses nor parks it twice)."""
-        try:
-            event: RecordedEvent | None = RecordedEvent.from_json(message.value)
-        except Exception:
-            event = None  # not even an envelope: parked by its place alone
-        reason = failure_reason(error)
-        async with self.db.transaction() as conn:
-            await self._store_offset(
-                conn,
-                tp.topic,
-                tp.partition,
-                message.offset + 1,
-                str(event.event_id) if event is not None else None,
-            )
-            await conn.execute(
-                self.db.insert_ignoring_duplicates(
-                    dead_letters,
-                    group_id=self.group_id,
-                    topic=tp.topic,
-                    partition=tp.partition,
-                    offset=message.offset,
-                    key=_key_text(message.key),
-                    event_id=str(event.event_id) if event is not None else None,
-                    event_type=event.type[:200] if event is not None else None,
-                    reason=reason,
-                    failures=self.max_failures,
-                    parked_at=datetime.now(UTC),
-                )
-            )
-        DEAD_LETTERED.labels(self.group_id).inc()
-        log.error(
-            "consumer.fact_parked",
-            group=self.group_id, topic=tp.topic, partition=tp.partition, offset=message.offset,
-            event_type=event.type if event is not None else None, reason=reason,
-            failures=self.max_failures,
-        )  # fmt: skip
-        await self.look_at_dead_letters(retry=False)
+
+        async def move_past(conn: AsyncConnection, event: RecordedEvent | None) -> None:
+            last = str(event.event_id) if event is not None else None
+            await self._store_offset(conn, tp.topic, tp.partition, message.offset + 1, last)
+
+        await self.dead_letters.park(
+            tp.topic, tp.partition, message.offset, message.key, message.value, error, move_past
+        )
 
     async def look_at_dead_letters(self, retry: bool = True) -> None:
         """Apply again the parked facts a retry was asked for (with ``retry``), then
         count what stays parked: the gauge and the ``problems`` entry follow it."""
-        if retry:
-            async with self.db.reading() as conn:
-                asked = (
-                    await conn.execute(
-                        select(dead_letters).where(
-                            dead_letters.c.group_id == self.group_id,
-                            dead_letters.c.retry_requested_at.is_not(None),
-                            dead_letters.c.dropped_at.is_(None),
-                        )
-                    )
-                ).all()
-            for row in asked:
-                await self._retry(row._mapping)
-        async with self.db.reading() as conn:
-            parked = (
-                await conn.execute(
-                    select(func.count())
-                    .select_from(dead_letters)
-                    .where(
-                        dead_letters.c.group_id == self.group_id,
-                        dead_letters.c.dropped_at.is_(None),
-                    )
-                )
-            ).scalar_one()
-        self.parked = int(parked)
-        DEAD_LETTERS_PARKED.labels(self.group_id).set(self.parked)
-        if self.parked:
-            self.problems[DEAD_LETTER_PROBLEM] = (
-                f"{self.parked} fact(s) parked after failing {self.max_failures} times: "
-                "python -m shared.cli dead-letters list SERVICE"
-            )
-        else:
-            self.problems.pop(DEAD_LETTER_PROBLEM, None)
 
-    async def _retry(self, row: Any) -> None:
-        """Apply a parked fact again, read from the broker; on success it leaves the
-        table in the same transaction, on failure it stays with the new reason."""
-        topic, partition, offset = row["topic"], row["partition"], row["offset"]
-        try:
-            message = await message_at(self.bootstrap, topic, partition, offset)
-            if message is None:
-                raise LookupError(f"the broker no longer has {topic}[{partition}] at {offset}")
-            event = RecordedEvent.from_json(message.value)
-            async with self.db.transaction() as conn:
-                await self._apply(conn, [event], topic)
-                await conn.execute(delete(dead_letters).where(dead_letters.c.id == row["id"]))
-        except Exception as exc:
-            reason = failure_reason(exc)
-            async with self.db.transaction() as conn:
-                await conn.execute(
-                    update(dead_letters)
-                    .where(dead_letters.c.id == row["id"])
-                    .values(
-                        reason=reason,
-                        failures=dead_letters.c.failures + 1,
-                        retry_requested_at=None,
-                    )
-                )
-            log.error(
-                "consumer.retry_failed", group=self.group_id, dead_letter=row["id"],
-                topic=topic, partition=partition, offset=offset, reason=reason,
-            )  # fmt: skip
-            return
-        self.retried += 1
-        log.info(
-            "consumer.retried", group=self.group_id, dead_letter=row["id"],
-            topic=topic, partition=partition, offset=offset, event_type=event.type,
-        )  # fmt: skip
+        async def reapply(conn: AsyncConnection, event: RecordedEvent, topic: str) -> None:
+            await self._apply(conn, [event], topic)
+
+        await self.dead_letters.look(reapply if retry else None)
+
+    @property
+    def parked(self) -> int:
+        """This group's facts in dead_letters, as last counted."""
+        return self.dead_letters.parked
+
+    @property
+    def retried(self) -> int:
+        """Parked facts applied again on request."""
+        return self.dead_letters.retried
 
     async def _measure_lag(self, consumer: AIOKafkaConsumer) -> None:
         """Messages on the broker this consumer has not taken yet, per topic."""
@@ -406,6 +326,159 @@ class InboxConsumer:
                 where=consumer_offsets.c.next_offset < row.excluded.next_offset,
             )
         )
+
+
+Reapply = Callable[[AsyncConnection, RecordedEvent, str], Awaitable[None]]
+"""Apply a parked fact again (connection, event, topic): in the connection's transaction,
+which also removes it from the table, or, for a handler with its own transactions and
+inbox (the notifier's stream), in those."""
+
+
+class DeadLetters:
+    """One consumer group's parked facts: parking one, counting them (the gauge and the
+    ``problems`` entry), and applying again those an operator asked a retry for.
+
+    Every consumer that gives up on a fact goes through here (the kernel's
+    ``InboxConsumer``, the notifier's faust stream), so ``dead_letters``, its metrics,
+    ``/ready``'s problem and ``shared.cli dead-letters`` mean the same for all of them.
+    Rules kept: the row says where the fact is and why it failed, never its content
+    (the topic keeps that, and it may hold personal data); the reason is scrubbed of
+    quoted values (``failure_reason``); a fact is parked once per group and place.
+    """
+
+    def __init__(
+        self,
+        db: ReadModelDB,
+        bootstrap: str,
+        group_id: str,
+        problems: dict[str, str],
+        max_failures: int = MAX_FAILURES,
+        problem: str = DEAD_LETTER_PROBLEM,
+    ) -> None:
+        self.db = db
+        self.bootstrap = bootstrap
+        self.group_id = group_id
+        self.problems = problems
+        self.max_failures = max_failures
+        self.problem = problem  # the key under ``problems``: one per group of a service
+        self.parked = 0  # this group's facts in dead_letters, as last counted
+        self.retried = 0  # parked facts applied again on request
+
+    async def park(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        error: BaseException,
+        also: Callable[[AsyncConnection, RecordedEvent | None], Awaitable[None]] | None = None,
+    ) -> None:
+        """Record the message at ``offset`` in ``dead_letters`` (with ``also``'s changes, the
+        consumer's offset say, in the same transaction), count and log it."""
+        try:
+            event: RecordedEvent | None = RecordedEvent.from_json(value or b"")
+        except Exception:
+            event = None  # not even an envelope: parked by its place alone
+        reason = failure_reason(error)
+        async with self.db.transaction() as conn:
+            if also is not None:
+                await also(conn, event)
+            await conn.execute(
+                self.db.insert_ignoring_duplicates(
+                    dead_letters,
+                    group_id=self.group_id,
+                    topic=topic,
+                    partition=partition,
+                    offset=offset,
+                    key=_key_text(key),
+                    event_id=str(event.event_id) if event is not None else None,
+                    event_type=event.type[:200] if event is not None else None,
+                    reason=reason,
+                    failures=self.max_failures,
+                    parked_at=datetime.now(UTC),
+                )
+            )
+        DEAD_LETTERED.labels(self.group_id).inc()
+        log.error(
+            "consumer.fact_parked",
+            group=self.group_id, topic=topic, partition=partition, offset=offset,
+            event_type=event.type if event is not None else None, reason=reason,
+            failures=self.max_failures,
+        )  # fmt: skip
+        await self.look(None)
+
+    async def look(self, reapply: Reapply | None) -> None:
+        """Apply again, with ``reapply``, the parked facts a retry was asked for, then
+        count what stays parked: the gauge and the ``problems`` entry follow it."""
+        if reapply is not None:
+            async with self.db.reading() as conn:
+                asked = (
+                    await conn.execute(
+                        select(dead_letters).where(
+                            dead_letters.c.group_id == self.group_id,
+                            dead_letters.c.retry_requested_at.is_not(None),
+                            dead_letters.c.dropped_at.is_(None),
+                        )
+                    )
+                ).all()
+            for row in asked:
+                await self._retry(row._mapping, reapply)
+        async with self.db.reading() as conn:
+            parked = (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(dead_letters)
+                    .where(
+                        dead_letters.c.group_id == self.group_id,
+                        dead_letters.c.dropped_at.is_(None),
+                    )
+                )
+            ).scalar_one()
+        self.parked = int(parked)
+        DEAD_LETTERS_PARKED.labels(self.group_id).set(self.parked)
+        if self.parked:
+            self.problems[self.problem] = (
+                f"{self.parked} fact(s) parked after failing {self.max_failures} times: "
+                "python -m shared.cli dead-letters list SERVICE"
+            )
+        else:
+            self.problems.pop(self.problem, None)
+
+    async def _retry(self, row: Any, reapply: Reapply) -> None:
+        """Apply a parked fact again, read from the broker; on success it leaves the
+        table in the same transaction, on failure it stays with the new reason."""
+        topic, partition, offset = row["topic"], row["partition"], row["offset"]
+        try:
+            message = await message_at(self.bootstrap, topic, partition, offset)
+            if message is None:
+                raise LookupError(f"the broker no longer has {topic}[{partition}] at {offset}")
+            event = RecordedEvent.from_json(message.value)
+            async with self.db.transaction() as conn:
+                await reapply(conn, event, topic)
+                await conn.execute(delete(dead_letters).where(dead_letters.c.id == row["id"]))
+        except Exception as exc:
+            reason = failure_reason(exc)
+            async with self.db.transaction() as conn:
+                await conn.execute(
+                    update(dead_letters)
+                    .where(dead_letters.c.id == row["id"])
+                    .values(
+                        reason=reason,
+                        failures=dead_letters.c.failures + 1,
+                        retry_requested_at=None,
+                    )
+                )
+            log.error(
+                "consumer.retry_failed", group=self.group_id, dead_letter=row["id"],
+                topic=topic, partition=partition, offset=offset, reason=reason,
+            )  # fmt: skip
+            return
+        self.retried += 1
+        log.info(
+            "consumer.retried", group=self.group_id, dead_letter=row["id"],
+            topic=topic, partition=partition, offset=offset, event_type=event.type,
+        )  # fmt: skip
 
 
 class _ResumeFromDatabase(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -15,6 +15,19 @@ messages. So the group timeouts are seconds (``STREAM_SESSION_TIMEOUT_SECONDS``)
 and the consumer's fetch wait is the broker's, like the kernel's consumers
 (``shared.messaging.kafka_clients``: a long poll on Apache Kafka, 10 ms on Tansu); its
 credentials are the service's too.
+
+A fact that fails is tried again after a pause that doubles (the kernel's
+supervision pauses); once it has failed ``max_failures`` times in a row
+(``CONSUMER_MAX_FAILURES``), or cannot even be read as an event, it is parked in
+the kernel's ``dead_letters`` table through ``shared.messaging.DeadLetters``, as
+the kernel's consumers park theirs, and the stream goes on: one poison fact must
+not stall every later one of its partition. The same metrics
+(``dead_letters_total``, ``dead_letters_parked``), the ``/ready`` problem
+(``dead-letters:stream``) and ``python -m shared.cli dead-letters list|retry|drop
+notifier`` apply; a retry asked there is read from the broker and handed to the
+processor again by ``watch_dead_letters`` (the processor's inbox makes a second
+application harmless). Parking needs the database: while it is down too, the
+fact is tried again rather than lost.
 """
 
 from __future__ import annotations
@@ -29,9 +42,18 @@ import structlog
 from faust.transport.drivers import aiokafka as faust_kafka
 
 from shared.domain.events import RecordedEvent
+from shared.messaging import (
+    DEAD_LETTER_POLL,
+    DEAD_LETTER_PROBLEM,
+    MAX_FAILURES,
+    DeadLetters,
+    failure_reason,
+)
 from shared.messaging.kafka import ensure_topic
 from shared.messaging.kafka_clients import config_of, faust_options
 from shared.observability import causation
+from shared.observability.supervision import FIRST_PAUSE, LONGEST_PAUSE
+from shared.readmodel.database import ReadModelDB
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +97,8 @@ class NotifierStream:
         handle: Callable[[RecordedEvent], Awaitable[None]],
         session_timeout: float = 6.0,
         heartbeat: float = 0.5,
+        dead_letters: DeadLetters | None = None,
+        first_pause: float = FIRST_PAUSE,
     ) -> None:
         self.name = group_id
         self.bootstrap = bootstrap
@@ -85,6 +109,10 @@ class NotifierStream:
         self.heartbeat = heartbeat
         self.ready = asyncio.Event()
         self.received = 0
+        self.first_pause = first_pause
+        # Where a fact that keeps failing goes (``dead_letters(...)``); None: nowhere, it
+        # is tried for ever (a stream without a database, in tests of the transport).
+        self.dead_letters = dead_letters
 
     def build(self) -> faust.App:
         app = _App(
@@ -106,31 +134,78 @@ class NotifierStream:
 
         @app.agent(channel, concurrency=1)
         async def notify(stream: Any) -> None:
-            async for message in stream:
+            async for record in stream.events():
                 self.received += 1
-                await self._handle_until_done(RecordedEvent.from_json(message))
+                await self._handle_or_park(record.message)
 
         return app
 
-    async def _handle_until_done(self, event: RecordedEvent) -> None:
-        """At least once: an event that fails (database, clients service down) is tried again."""
-        delay = 0.2
+    async def _handle_or_park(self, message: Any) -> None:
+        """At least once: a fact that fails (database, clients service down) is tried again,
+        ``max_failures`` times in a row, then parked; one that is no event, parked at once."""
+        delay = self.first_pause
+        failures = 0
+        failed: Exception
         while True:
             try:
-                # What it appends and logs continues the event's correlation, caused by it.
-                with causation.bound(causation.caused_by(event.event_id, event.correlation_id)):
-                    await self.handle(event)
-                return
-            except asyncio.CancelledError:
-                raise
+                event = RecordedEvent.from_json(message.value)
             except Exception as error:
-                log.warning(
-                    "notifier.event_failed",
-                    event_type=event.type, event_id=str(event.event_id),
-                    error=f"{type(error).__name__}: {error}", retry_in=delay,
-                )  # fmt: skip
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                failures = self._max_failures  # no retry reads it better
+                failed = error
+            else:
+                try:
+                    # What it appends and logs continues the event's correlation, caused by it.
+                    with causation.bound(causation.caused_by(event.event_id, event.correlation_id)):
+                        await self.handle(event)
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:
+                    failures += 1
+                    failed = error
+            if failures >= self._max_failures and await self._park(message, failed):
+                return
+            log.warning(
+                "notifier.event_failed", topic=message.topic, partition=message.partition,
+                offset=message.offset, error=failure_reason(failed), failures=failures,
+                retry_in=delay,
+            )  # fmt: skip
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, LONGEST_PAUSE)
+
+    @property
+    def _max_failures(self) -> int:
+        return self.dead_letters.max_failures if self.dead_letters is not None else MAX_FAILURES
+
+    async def _park(self, message: Any, error: Exception) -> bool:
+        """Park the fact in ``dead_letters``; False if even that failed, or there is no
+        table to park in (tried again later)."""
+        if self.dead_letters is None:
+            return False
+        try:
+            await self.dead_letters.park(
+                message.topic, message.partition, message.offset, message.key,
+                message.value, error,
+            )  # fmt: skip
+        except asyncio.CancelledError:
+            raise
+        except Exception as failure:
+            log.error("notifier.park_failed", error=failure_reason(failure))
+            return False
+        return True
+
+    async def watch_dead_letters(self) -> None:
+        """Count the parked facts (gauge, ``/ready`` problem) and hand those an operator
+        asked a retry for to the processor again (a task of the service)."""
+
+        async def reapply(_conn: Any, event: RecordedEvent, _topic: str) -> None:
+            # The processor keeps its own transactions and inbox, not the caller's.
+            with causation.bound(causation.caused_by(event.event_id, event.correlation_id)):
+                await self.handle(event)
+
+        while self.dead_letters is not None:
+            await self.dead_letters.look(reapply)
+            await asyncio.sleep(DEAD_LETTER_POLL)
 
     async def run(self) -> None:
         for topic in self.topics:
@@ -156,6 +231,16 @@ class NotifierStream:
             log.warning("notifier.stream_stop_slow", group=self.group_id, seconds=STOP_SECONDS)
         except Exception as error:
             log.warning("notifier.stream_stop_failed", error=f"{type(error).__name__}: {error}")
+
+
+def dead_letters(
+    db: ReadModelDB, bootstrap: str, group_id: str, problems: dict[str, str], max_failures: int
+) -> DeadLetters:
+    """The stream's parked facts, in the kernel's table under its group; its ``/ready``
+    problem has its own key, beside the one a service's kernel consumer reports under."""
+    return DeadLetters(
+        db, bootstrap, group_id, problems, max_failures, f"{DEAD_LETTER_PROBLEM}:stream"
+    )
 
 
 def quiet_faust() -> None:
