@@ -18,11 +18,28 @@ Only facts that carry identity's valid signature reach the copy
 (``shared.messaging.signatures.FactVerifier``); the others are reported and
 passed over. The copy never goes back to an older version of a principal: the
 rows and the dicts keep the stream version of the fact they hold.
+
+A fact the copy fails on is held, never parked (unlike the kernel's consumers,
+``shared.messaging.consumer``, and the notifier's stream, which park a fact that
+keeps failing in ``dead_letters`` and go on). Parking an access fact would skip
+it and apply the later ones: a revocation, a disabled member, a department that
+lost a right would be passed over and the rights it took away would stay in
+place, silently. Holding keeps the copy at the last state it could apply, and
+says so: the partition is rewound to the failing fact and paused, tried again
+after a pause that doubles up to ten seconds (the other partitions go on), and
+``/ready`` names it under ``problems["access:<topic>[<partition>]"]`` with the
+failure's scrubbed reason (``failure_reason``: no quoted values) until it gets
+through. The service stays ready (its other parts work, and a replica turned away
+would not help: every replica reads the same fact); the operator fixes the cause
+(a column too small, a database down) and the copy catches up by itself. A
+message that cannot even be read holds its partition the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -31,9 +48,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.access.control import AccessCopy
 from shared.domain.events import RecordedEvent
+from shared.messaging.consumer import failure_reason
 from shared.messaging.kafka import ensure_topic, partitions_of
 from shared.messaging.kafka_clients import consumer_options
 from shared.messaging.signatures import FactVerifier
+from shared.observability.supervision import FIRST_PAUSE, LONGEST_PAUSE
 from shared.readmodel.database import ReadModelDB
 
 log = structlog.get_logger(__name__)
@@ -60,6 +79,7 @@ class AccessFeed:
         db: ReadModelDB,
         copy: AccessCopy,
         verifier: FactVerifier,
+        problems: dict[str, str] | None = None,
     ) -> None:
         self.name = name
         self.bootstrap = bootstrap
@@ -71,6 +91,10 @@ class AccessFeed:
         self.handled = 0
         # Per partition, the next offset this replica's dicts have not seen yet.
         self.positions: dict[int, int] = {}
+        self.problems = problems if problems is not None else {}
+        # Held partitions: the next pause after a failure, and when the current one ends.
+        self.pauses: dict[TopicPartition, float] = {}
+        self.until: dict[TopicPartition, float] = {}
 
     async def load(self) -> None:
         """Fill the copy from the rows and resume where they stand (offsets read first)."""
@@ -108,13 +132,54 @@ class AccessFeed:
                     await consumer.seek_to_beginning(tp)
             self.ready.set()
             while True:
+                self.resume_due(consumer)
                 batches = await consumer.getmany(timeout_ms=500, max_records=500)
                 for tp, messages in batches.items():
-                    events = [(m.offset, RecordedEvent.from_json(m.value)) for m in messages]
-                    await self.handle(tp.partition, events)
+                    await self.take(consumer, tp, messages)
         finally:
             self.ready.clear()
             await consumer.stop()
+
+    async def take(self, consumer: Any, tp: TopicPartition, messages: list[Any]) -> None:
+        """Apply one partition's messages, or hold the partition at the first of them."""
+        try:
+            events = [(m.offset, RecordedEvent.from_json(m.value)) for m in messages]
+            await self.handle(tp.partition, events)
+        except Exception as error:
+            self.hold(consumer, tp, messages[0].offset, error)
+            return
+        if self.pauses.pop(tp, None) is not None:
+            self.problems.pop(self.problem(tp), None)
+            log.info("access.feed_through", topic=tp.topic, partition=tp.partition)
+
+    def hold(self, consumer: Any, tp: TopicPartition, offset: int, error: Exception) -> None:
+        """Rewind ``tp`` to ``offset`` and pause it; named in ``problems`` until through."""
+        pause = self.pauses.get(tp, FIRST_PAUSE)
+        self.pauses[tp] = min(pause * 2, LONGEST_PAUSE)
+        consumer.seek(tp, offset)
+        consumer.pause(tp)
+        self.until[tp] = time.monotonic() + pause
+        reason = failure_reason(error)
+        self.problems[self.problem(tp)] = (
+            f"access facts held at offset {offset} (not parked: a skipped revocation "
+            f"would leave rights in place): {reason}"
+        )
+        log.error(
+            "access.feed_held", topic=tp.topic, partition=tp.partition, offset=offset,
+            error=reason, retry_in=pause,
+        )  # fmt: skip
+
+    def resume_due(self, consumer: Any) -> None:
+        """Resume the held partitions whose pause is over."""
+        now = time.monotonic()
+        for tp, until in list(self.until.items()):
+            if until <= now:
+                del self.until[tp]
+                consumer.resume(tp)
+
+    @staticmethod
+    def problem(tp: TopicPartition) -> str:
+        return f"access:{tp.topic}[{tp.partition}]"
 
     async def handle(self, partition: int, events: list[tuple[int, RecordedEvent]]) -> None:
         """Rows for the events past the stored offset, then the dicts for all of them."""

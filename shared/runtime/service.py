@@ -259,6 +259,7 @@ class ServiceRuntime:
             self.db,
             self.access,
             self.verifier,
+            problems=self.problems,
         )
         await feed.load()  # before the first request is authorised
         self.authorizer = Authorizer(self.identity_key, self.access)
