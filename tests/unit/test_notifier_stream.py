@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 
 import pytest
 
 from services.notifier.app import stream as stream_module
+from services.notifier.app.ports import Unavailable
 from services.notifier.app.stream import NotifierStream
-from shared.domain.events import RecordedEvent
+from shared.domain.events import NewEvent, RecordedEvent
 
 
 class _StuckApp:
@@ -40,3 +42,55 @@ async def test_a_stop_does_not_wait_on_a_broker_that_never_answers(
         await running
     assert time.monotonic() - began < 2  # the service's stop goes on
     assert not stream.ready.is_set()
+
+
+class _Parked:
+    """Stands in for the dead-letter table: records what would be parked."""
+
+    max_failures = 2
+
+    def __init__(self) -> None:
+        self.parked: list[tuple[int, str]] = []
+
+    async def park(
+        self, topic: str, partition: int, offset: int, key: object, value: object, error: Exception
+    ) -> None:
+        self.parked.append((offset, type(error).__name__))
+
+
+class _Message:
+    topic, partition, key = "t.clients.events", 0, None
+
+    def __init__(self, offset: int, value: bytes) -> None:
+        self.offset, self.value = offset, value
+
+
+def _fact() -> bytes:
+    new = NewEvent(type="ClientRegistered", data={"client_id": "c-1"})
+    return RecordedEvent(
+        position=1, stream="client-c-1", stream_version=1, event_id=new.event_id,
+        type=new.type, schema_version=1, occurred_at=datetime.now(UTC),
+        correlation_id=None, causation_id=None, actor=new.actor, data=new.data,
+    ).to_json()  # fmt: skip
+
+
+async def test_a_fact_whose_service_is_away_waits_and_a_bad_fact_is_parked() -> None:
+    calls: list[str] = []
+
+    async def handle(event: RecordedEvent) -> None:
+        calls.append(event.type)
+        if len(calls) <= 4:  # the clients service away four times: more than max_failures
+            raise Unavailable("clients answered 503")
+        if len(calls) >= 6:
+            raise KeyError("client_id")
+
+    parked = _Parked()
+    stream = NotifierStream(
+        "127.0.0.1:9", [], "notifier.stream", handle, dead_letters=parked, first_pause=0.001
+    )  # type: ignore[arg-type]
+    await stream._handle_or_park(_Message(7, _fact()))
+    assert len(calls) == 5 and parked.parked == []  # waited out, applied, not parked
+    await stream._handle_or_park(_Message(8, _fact()))
+    assert parked.parked == [(8, "KeyError")]  # the fact itself: parked after two failures
+    await stream._handle_or_park(_Message(9, b"not an event"))
+    assert parked.parked[-1][0] == 9  # unreadable: parked at once

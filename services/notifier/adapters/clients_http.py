@@ -13,12 +13,13 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from services.notifier.app.ports import Unavailable
 from services.notifier.domain.notices import ClientCard, ContactCard, language_of
 from shared.http.internal import issue_service_token
 from shared.observability import causation
 
 
-class ClientsUnavailable(Exception):
+class ClientsUnavailable(Unavailable):
     """The clients service did not answer; the event is handled again later."""
 
 

@@ -45,7 +45,12 @@ class ClientDirectory(Protocol):
         ...
 
 
-class ConversationUnavailable(Exception):
+class Unavailable(Exception):
+    """A service a fact needs did not answer: the fact is tried again later, for as long
+    as it takes, and never parked as a dead letter (it is not the fact that is bad)."""
+
+
+class ConversationUnavailable(Unavailable):
     """The service that holds the conversation did not answer; try again later."""
 
 

@@ -27,7 +27,10 @@ not stall every later one of its partition. The same metrics
 notifier`` apply; a retry asked there is read from the broker and handed to the
 processor again by ``watch_dead_letters`` (the processor's inbox makes a second
 application harmless). Parking needs the database: while it is down too, the
-fact is tried again rather than lost.
+fact is tried again rather than lost. A failure of what the fact needs rather
+than of the fact (``TRANSIENT``: the clients or tickets service not answering,
+the database away) does not count towards parking: the fact waits, as long as
+it takes, so that a service restarting never sends notices to the dead letters.
 """
 
 from __future__ import annotations
@@ -38,9 +41,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
+import sqlalchemy.exc
 import structlog
 from faust.transport.drivers import aiokafka as faust_kafka
 
+from services.notifier.app.ports import Unavailable
 from shared.domain.events import RecordedEvent
 from shared.messaging import (
     DEAD_LETTER_POLL,
@@ -54,6 +59,20 @@ from shared.messaging.kafka_clients import config_of, faust_options
 from shared.observability import causation
 from shared.observability.supervision import FIRST_PAUSE, LONGEST_PAUSE
 from shared.readmodel.database import ReadModelDB
+
+# What a fact needs being away: retried for as long as it takes, never parked.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    Unavailable,  # the clients or tickets service
+    OSError,
+    TimeoutError,
+    sqlalchemy.exc.OperationalError,  # the database
+    sqlalchemy.exc.InterfaceError,
+)
+
+
+def _transient(error: BaseException) -> bool:
+    return isinstance(error, TRANSIENT)
+
 
 log = structlog.get_logger(__name__)
 
@@ -141,8 +160,9 @@ class NotifierStream:
         return app
 
     async def _handle_or_park(self, message: Any) -> None:
-        """At least once: a fact that fails (database, clients service down) is tried again,
-        ``max_failures`` times in a row, then parked; one that is no event, parked at once."""
+        """At least once: a fact that fails is tried again, ``max_failures`` times in a row,
+        then parked; one that is no event, parked at once; while what it needs is away
+        (``TRANSIENT``), for as long as it takes."""
         delay = self.first_pause
         failures = 0
         failed: Exception
@@ -161,7 +181,9 @@ class NotifierStream:
                 except asyncio.CancelledError:
                     raise
                 except Exception as error:
-                    failures += 1
+                    # Only a failure of the fact itself counts towards parking it; one
+                    # of what it needs (a service, the database) is waited out.
+                    failures += 0 if _transient(error) else 1
                     failed = error
             if failures >= self._max_failures and await self._park(message, failed):
                 return
