@@ -722,6 +722,7 @@ async def test_support_settings(stack: Stack) -> None:
         "close_after_days",
         "rate_after_days",
         "rating_mode",
+        "unknown_senders",
         "version",
     }
     first = await command(
@@ -738,6 +739,7 @@ async def test_support_settings(stack: Stack) -> None:
         "close_after_days": None,
         "rate_after_days": before["rate_after_days"],
         "rating_mode": "message",
+        "unknown_senders": before["unknown_senders"],
         "version": first["version"],
     }
     settings = await port.settings()
@@ -760,6 +762,7 @@ async def test_support_settings(stack: Stack) -> None:
         "close_after_days": 14,
         "rate_after_days": 0,
         "rating_mode": "message",
+        "unknown_senders": "open",
     }
     assert event.actor.id == "s-admin"
     # Two changes of different fields at once: both hold (the loser re-decides).
