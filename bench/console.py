@@ -66,6 +66,7 @@ from bench.tickets import (
     p99,
     running_stack,
     seed_queue,
+    until_ready,
 )
 from devtools import devbroker
 
@@ -93,15 +94,7 @@ async def running_console(urls: dict[str, str], var_dir: Path) -> AsyncIterator[
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient() as http:
-            deadline = time.monotonic() + 60
-            while True:
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get(f"{base}/ready")).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the console never became ready")
-                await asyncio.sleep(0.2)
+        await until_ready(base, process, "the console")
         yield base
     finally:
         process.send_signal(signal.SIGTERM)

@@ -59,6 +59,9 @@ from bench.tickets import (
     p99,
     running_stack,
 )
+from bench.tickets import (
+    until_ok as _ok,
+)
 from devtools import devbroker
 from services.tickets.app.mail_gateway import NAMESPACE
 
@@ -86,17 +89,6 @@ def make_mail(sender: str, n: int) -> EmailMessage:
     mail["Message-ID"] = f"<{uuid.uuid4()}@bench-client.example.com>"
     mail.set_content(BODY)
     return mail
-
-
-async def _ok(call: Any, timeout: float = 60) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    while True:
-        answer: httpx.Response = await call()
-        if answer.status_code < 300:
-            return answer
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{answer.status_code}: {answer.text}")
-        await asyncio.sleep(0.1)
 
 
 async def _login(http: httpx.AsyncClient, url: str, login: str, password: str) -> dict[str, str]:

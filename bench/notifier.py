@@ -30,13 +30,13 @@ import tempfile
 import time
 from email import message_from_bytes, policy
 from pathlib import Path
-from typing import Any
 
 import httpx
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from bench import goals
 from bench.tickets import ADMIN_PASSWORD, ROOT, p99, running_stack
+from bench.tickets import until_ok as _ok
 from devtools import devbroker
 
 SERVICES = ("identity", "departments", "clients", "tickets", "notifier")
@@ -72,17 +72,6 @@ class Inbox:
                 raise TimeoutError(f"{self.count} of {count} mails arrived")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), remaining)
-
-
-async def _ok(call: Any, timeout: float = 60) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    while True:
-        answer: httpx.Response = await call()
-        if answer.status_code < 300:
-            return answer
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{answer.status_code}: {answer.text}")
-        await asyncio.sleep(0.1)
 
 
 async def measure(replies: int, burst: int) -> dict[str, float]:

@@ -294,15 +294,7 @@ async def running_bare(database: str = "bench_tickets_bare") -> AsyncIterator[st
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient() as http:
-            deadline = time.monotonic() + 60
-            while True:
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get(f"{url}/ready")).status_code == 200:
-                        break
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise TimeoutError("the bare app never became ready")
-                await asyncio.sleep(0.2)
+        await until_ready(url, process, "the bare app")
         yield url
     finally:
         process.send_signal(signal.SIGTERM)
@@ -386,6 +378,34 @@ async def _login(http: httpx.AsyncClient, identity: str, login: str, password: s
     answer = await http.post(f"{identity}/auth/login", json={"login": login, "password": password})
     answer.raise_for_status()
     return f"Bearer {answer.json()['access_token']}"
+
+
+async def until_ok(call: Any, timeout: float = 60) -> httpx.Response:
+    """The first answer below 300 of ``call()``, asked again every 0.1 s (a copy catching up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer: httpx.Response = await call()
+        if answer.status_code < 300:
+            return answer
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{answer.status_code}: {answer.text}")
+        await asyncio.sleep(0.1)
+
+
+async def until_ready(
+    url: str, process: subprocess.Popen[bytes], what: str, seconds: float = 60
+) -> None:
+    """Wait until ``url``/ready answers 200; TimeoutError if it does not in time or the
+    process ends first."""
+    async with httpx.AsyncClient() as http:
+        deadline = time.monotonic() + seconds
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if (await http.get(f"{url}/ready")).status_code == 200:
+                    return
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise TimeoutError(f"{what} never became ready")
+            await asyncio.sleep(0.2)
 
 
 def p99(values: Sequence[float]) -> float:
