@@ -3,7 +3,8 @@
 Rules it keeps: the process holds no user data (sessions are sealed cookies),
 so it scales by replicas and restarts lose nothing; ``/ready`` is 200 only while
 identity answers (nobody can log in otherwise); failures become pages, never a
-stack trace: a service refusing shows its message, one not answering a 503 page.
+stack trace: a service refusing shows its message, one not answering a 503 page,
+and a signed-in user's problem page keeps their header (account links, sign out).
 Every answer says how long the console took (``Server-Timing: total;dur=`` in
 ms, from the request's arrival to the answer's start: the service calls and the
 rendering) and each service call's (``tickets;dur=…;desc="/tickets"``), which
@@ -106,6 +107,12 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     @app.exception_handler(ApiProblem)
     async def api_problem(request: Request, problem: ApiProblem) -> Response:
         visit = visit_of(request)
+        if visit.session.signed_in and visit.me is None:
+            # The page's calls run together, so one refusal can come before "me":
+            # the problem page still shows who is signed in and their own links
+            # (password, second factor, sign out). Without it, the page has none.
+            with contextlib.suppress(ApiProblem, SignInAgain):
+                await visit.signed_in()
         titles = {404: "not_found", 403: "forbidden", 503: "unavailable"}
         title = visit.t(titles.get(problem.status, "console"))
         text = visit.t("unavailable") if problem.status == 503 else problem.message

@@ -11,7 +11,8 @@ Rules it keeps:
   was sent (code, message, field, extras such as ``changes``); a service that
   does not answer becomes a 503 ``service_unavailable`` naming it. A 401 is
   ``SignInAgain`` (token expired or session ended), which pages turn into the
-  login form.
+  login form, except ``unknown_principal``: a service whose copy of identity's
+  facts has not caught up with a new account yet, a 503 to try again shortly.
 * Tokens are never logged: the client logs nothing itself, and errors carry
   only the service's name and path.
 * Each call's time is noted in ``timings`` (a context variable the app's
@@ -116,9 +117,17 @@ class Upstream:
         if response.is_success:
             body = response.json() if response.content else None
             return Answer(response.status_code, body, int(total) if total else None)
+        problem = _problem(service, response)
         if response.status_code == 401 and token:
+            if problem.code == "unknown_principal":
+                # A new account the service has not heard of yet (its access copy
+                # follows identity's topic): the session is good, so the user
+                # waits a moment instead of being signed out.
+                raise ApiProblem(
+                    503, "access_not_known_yet", f"the {service} service does not know you yet"
+                )
             raise SignInAgain()
-        raise _problem(service, response)
+        raise problem
 
 
 def _problem(service: str, response: httpx.Response) -> ApiProblem:

@@ -775,10 +775,20 @@ async def test_staff_set_up_a_second_factor_and_log_in_with_a_code(
     }  # fmt: skip
     created = await stack.call("POST", "identity", "/staff", json=body)
     assert created.status_code == 201, created.text
+    token = await login(stack, person.login, person.password)
+    await eventually(  # tickets knows the member, who lacks tickets.view
+        lambda: stack.call("GET", "tickets", "/tickets", headers=token),
+        lambda r: r.status_code == 403,
+        "tickets refuses the member the queue",
+    )
     made = await context(browser)
     try:
         page = await made.new_page()
         await sign_in(page, stack, person)
+        # Without tickets.view the queue refuses; the refusal still shows who is
+        # signed in and their account links (the page's calls race "me").
+        await expect(page.locator("h1")).to_have_text("You may not do this")
+        await expect(page.locator("header .who")).to_have_text(person.login)
         await page.get_by_role("link", name="Two-factor authentication").click()
         await page.locator("#second-factor-start button[type=submit]").click()
         uri = await page.locator("#otpauth-uri").inner_text()

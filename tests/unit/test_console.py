@@ -6,10 +6,14 @@ import os
 import re
 from pathlib import Path
 
+import httpx
+import pytest
 from starlette.datastructures import FormData
 
 from services.console.i18n import WORDS, pick, preferred, translate
 from services.console.sessions import Sealer, Session, check_csrf
+from services.console.settings import ConsoleSettings
+from services.console.upstream import ApiProblem, SignInAgain, Upstream
 from services.console.web import TEMPLATES, body_from, local_path
 
 
@@ -105,3 +109,24 @@ def test_every_word_the_pages_build_from_api_values_is_there() -> None:
     }  # fmt: skip
     missing = [p + v for p, values in families.items() for v in values if p + v not in WORDS]
     assert not missing, missing
+
+
+async def test_a_401_signs_out_but_an_account_not_known_yet_is_a_moment_to_wait() -> None:
+    """A service whose access copy has not caught up with a new account answers 401
+    ``unknown_principal``: the console keeps the session and shows a 503 to retry."""
+    codes = iter(("unknown_principal", "session_ended"))
+
+    def answer(_: httpx.Request) -> httpx.Response:
+        error = {"code": next(codes), "message": "no"}
+        return httpx.Response(401, json={"error": error})
+
+    api = Upstream(ConsoleSettings())
+    api.http = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+    try:
+        with pytest.raises(ApiProblem) as waiting:
+            await api.call("GET", "tickets", "/tickets", token="t")
+        assert (waiting.value.status, waiting.value.code) == (503, "access_not_known_yet")
+        with pytest.raises(SignInAgain):
+            await api.call("GET", "tickets", "/tickets", token="t")
+    finally:
+        await api.close()
