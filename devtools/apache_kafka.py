@@ -200,7 +200,10 @@ class ApacheKafka:
             (self.folder / "log4j2.properties").write_text(LOG4J2)
             (self.folder / "server.properties").write_text(self._properties())
             self._java(jar_dir, "kafka.tools.StorageTool", "format", "--standalone",
-                       "-t", _cluster_id(), "-c", str(self.folder / "server.properties"),
+                       # One token: an id may start with "-" (base64url), which
+                       # argparse would take for an option after a separate "-t".
+                       f"--cluster-id={_cluster_id()}",
+                       "-c", str(self.folder / "server.properties"),
                        *self._scram_arguments(), check=True)  # fmt: skip
         log = (self.folder / "server.log").open("ab")
         try:
