@@ -1,9 +1,13 @@
 """Short ticket numbers against real PostgreSQL: two replicas opening at once take
-distinct numbers with no gap, and a number given back is taken by the next ticket."""
+distinct numbers with no gap, a number given back is taken by the next ticket, and
+openings waiting in one process share one append (group commit)."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
+import pytest
 
 from services.tickets.app.numbering import TicketNumbering
 from services.tickets.domain.numbers import FIRST_NUMBER
@@ -36,3 +40,29 @@ async def test_concurrent_openings_in_two_replicas_take_every_number_once(
     finally:
         await first.close()
         await second.close()
+
+
+async def test_openings_waiting_in_one_process_take_their_numbers_in_one_append(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await open_event_store(postgres_url, pool_size=4)
+    try:
+        numbering = TicketNumbering(store)
+        await numbering.start()
+        before = numbering.state.next_number
+        appends = 0
+        append = store.append
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            nonlocal appends
+            appends += 1
+            return await append(*args, **kwargs)
+
+        monkeypatch.setattr(store, "append", counted)
+        numbers = await asyncio.gather(*(numbering.take(f"group-{i}") for i in range(40)))
+        assert sorted(numbers) == list(range(before, before + 40))
+        # The first takes its number alone; the 39 that queued meanwhile, together.
+        assert appends == 2
+        assert await store.stream_version("ticket-numbers") == numbering.state.version
+    finally:
+        await store.close()

@@ -219,7 +219,7 @@ class Tickets:
             await self.catalog.take_paid_request(client_id, ticket_id, actor)
         number: int | None = None
         try:
-            number = await self.numbering.take(ticket_id, actor)
+            number = await self.numbering.take(ticket_id)
             events = [e.model_copy(update={"number": number}) for e in draft_events]
             result = await append(
                 self.store, registry, stream_name(ticket_id), events, 0,
@@ -227,7 +227,7 @@ class Tickets:
             )  # fmt: skip
         except BaseException:
             if number is not None:
-                await self.numbering.give_back(number, ticket_id, actor)
+                await self.numbering.give_back(number, ticket_id)
             if paid:
                 await self.catalog.return_paid_request(client_id, ticket_id, actor)
             raise
@@ -273,7 +273,7 @@ class Tickets:
                 "blocked_by_announcement", f"new tickets are not accepted now: {blocking.text}"
             )
         actor = Actor(id=draft.contact_id, kind="client")
-        number = await self.numbering.take(draft.ticket_id, actor)
+        number = await self.numbering.take(draft.ticket_id)
         try:
             events = [e.model_copy(update={"number": number}) for e in draft_events]
             result = await append(
@@ -281,7 +281,7 @@ class Tickets:
                 actor=actor, sealer=self.sealer,
             )  # fmt: skip
         except BaseException:
-            await self.numbering.give_back(number, draft.ticket_id, actor)
+            await self.numbering.give_back(number, draft.ticket_id)
             raise
         assert result is not None
         log.info("tickets.opened_by_contact", ticket_id=draft.ticket_id, number=number)
@@ -744,7 +744,7 @@ class Tickets:
         if await self.store.stream_version(stream_name(ticket_id)):
             return  # opened by an earlier delivery of the same message
         assignee = data.get("assign_replies_to")
-        number = await self.numbering.take(ticket_id, event.actor, event)
+        number = await self.numbering.take(ticket_id)
         [opened] = Ticket.open(
             ticket_id,
             client_id=client_id,
@@ -771,7 +771,7 @@ class Tickets:
         try:
             await self.store.append(stream_name(ticket_id), [new], StreamState.NO_STREAM)
         except BaseException as failed:
-            await self.numbering.give_back(number, ticket_id, event.actor, event)
+            await self.numbering.give_back(number, ticket_id)
             if isinstance(failed, ConcurrencyError):
                 return  # opened by an earlier delivery of the same message
             raise
