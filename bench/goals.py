@@ -55,8 +55,12 @@ def is_ratio(name: str) -> bool:
 
 
 def rounded(results: Mapping[str, float]) -> dict[str, float]:
-    """Ratios to 3 decimals, everything else to 1: more digits would be noise."""
-    return {k: round(v, 3) if is_ratio(k) else round(v, 1) for k, v in results.items()}
+    """Ratios and fractions of a core to 3 decimals, everything else to 1: more digits
+    would be noise (a core's fraction to 1 decimal would hide a 2x difference)."""
+    return {
+        k: round(v, 3) if is_ratio(k) or k.endswith(".cores") else round(v, 1)
+        for k, v in results.items()
+    }
 
 
 def median_ratio(ours: Sequence[float], reference: Sequence[float]) -> float:
