@@ -19,6 +19,9 @@ Rules it keeps:
 * A page's calls that do not depend on each other go at once (``asyncio.gather``
   over the one pooled client): the queue in one round, a ticket in two (the
   user, the ticket and the names; then what the rights and the ticket decide).
+  The user and the support departments' names are what the console asked for
+  a few seconds ago at most (``services.console.recent``), so a queue page is
+  usually two calls (the page, the counts per status) and a ticket page one.
 * "Who could see this at …" is ``GET /tickets/{id}/viewers?at=`` (the form's
   ``at``, a ``datetime-local`` without a zone, read as UTC by the service).
 """
@@ -52,7 +55,13 @@ async def _staff(visit: Visit) -> dict[str, Any]:
 
 
 async def _department_names(visit: Visit) -> dict[str, str]:
-    offered = await visit.get("tickets", "/support/departments")
+    """The support departments' names (for labels and the filter and transfer lists):
+    the list every staff member sees, asked for once every few seconds, not per page."""
+    token = visit.session.token
+    if token is None or visit.session.kind != "staff":
+        offered = await visit.get("tickets", "/support/departments")
+    else:
+        offered = await visit.api.support_departments(token, visit.address)
     return {d["id"]: pick(d["name"], visit.lang) for d in offered}
 
 
