@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -67,6 +67,7 @@ class Answer:
     status: int
     body: Any
     total: int | None
+    headers: httpx.Headers = field(default_factory=httpx.Headers)
 
 
 class Upstream:
@@ -163,7 +164,9 @@ class Upstream:
         total = response.headers.get("x-total-count")
         if response.is_success:
             body = response.json() if response.content else None
-            return Answer(response.status_code, body, int(total) if total else None)
+            return Answer(
+                response.status_code, body, int(total) if total else None, response.headers
+            )
         problem = _problem(service, response)
         if response.status_code == 401 and token:
             if problem.code == "unknown_principal":

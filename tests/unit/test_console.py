@@ -13,6 +13,7 @@ import pytest
 from starlette.datastructures import FormData
 
 from services.console.i18n import WORDS, pick, preferred, translate
+from services.console.pages.support import _counts
 from services.console.recent import DEPARTMENTS_SECONDS, ME_SECONDS, Recent, token_key
 from services.console.sessions import Sealer, Session, check_csrf
 from services.console.settings import ConsoleSettings
@@ -214,3 +215,9 @@ async def test_me_is_asked_for_again_after_a_few_seconds_or_after_the_sessions_o
         assert token_key("token-1") == hashlib.sha256(b"token-1").digest()
     finally:
         await api.close()
+
+
+def test_the_queue_reads_its_counts_from_the_pages_header() -> None:
+    assert _counts("open=12, answered=3, closed=40") == {"open": 12, "answered": 3, "closed": 40}
+    assert _counts("closed=1") == {"open": 0, "answered": 0, "closed": 1}
+    assert _counts("") == {"open": 0, "answered": 0, "closed": 0}
