@@ -1,6 +1,7 @@
 """The console's ASGI app: pages, static files, ``/health``, ``/ready``, ``/metrics``.
 
-Rules it keeps: the process holds no user data (sessions are sealed cookies),
+Rules it keeps: the process holds no user data (sessions are sealed cookies;
+``services.console.recent`` keeps a session's ``/me`` for a few seconds only),
 so it scales by replicas and restarts lose nothing; ``/ready`` is 200 only while
 identity answers (nobody can log in otherwise); failures become pages, never a
 stack trace: a service refusing shows its message, one not answering a 503 page,

@@ -15,6 +15,9 @@ Rules it keeps:
   facts has not caught up with a new account yet, a 503 to try again shortly.
 * Tokens are never logged: the client logs nothing itself, and errors carry
   only the service's name and path.
+* A session's ``/me`` and the support departments' names are asked for at most
+  every few seconds (``services.console.recent``); any other call but a GET made
+  with a token makes that token's ``/me`` forgotten once it has answered.
 * Each call's time is noted in ``timings`` (a context variable the app's
   ``ServerTiming`` sets per request): service, path without query, ms; the
   answer's ``Server-Timing`` header lists them.
@@ -24,11 +27,12 @@ from __future__ import annotations
 
 import time
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from services.console.recent import DEPARTMENTS_SECONDS, ME_SECONDS, Recent, token_key
 from services.console.settings import ConsoleSettings
 
 SERVICES = ("identity", "departments", "tickets", "clients", "notifier")
@@ -63,6 +67,7 @@ class Answer:
     status: int
     body: Any
     total: int | None
+    headers: httpx.Headers = field(default_factory=httpx.Headers)
 
 
 class Upstream:
@@ -71,6 +76,8 @@ class Upstream:
     def __init__(self, settings: ConsoleSettings) -> None:
         self.urls = {name: settings.upstream(name) for name in SERVICES}
         self.http = httpx.AsyncClient(timeout=settings.console_upstream_timeout, trust_env=False)
+        self.recent_me = Recent(ME_SECONDS)
+        self.recent_departments = Recent(DEPARTMENTS_SECONDS)
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -86,6 +93,29 @@ class Upstream:
             headers["X-Forwarded-For"] = address
         return headers
 
+    async def me(self, token: str, address: str | None) -> Any:
+        """``GET /me`` for ``token``, as answered less than ``ME_SECONDS`` ago if it was."""
+        return await self._remembered(
+            self.recent_me, token_key(token), "identity", "/me", token, address
+        )
+
+    async def support_departments(self, token: str, address: str | None) -> Any:
+        """``GET /support/departments`` as staff see it (every support department, the
+        same for every member who may see the queue; ``token`` asks when it is not kept)."""
+        return await self._remembered(
+            self.recent_departments, b"staff", "tickets", "/support/departments", token, address
+        )
+
+    async def _remembered(
+        self, memory: Recent, key: bytes, service: str, path: str, token: str, address: str | None
+    ) -> Any:
+        found = memory.get(key)
+        if found is None:
+            asked_at = memory.clock()
+            found = (await self.call("GET", service, path, token=token, address=address)).body
+            memory.put(key, found, asked_at)
+        return found
+
     async def call(
         self,
         method: str,
@@ -96,6 +126,24 @@ class Upstream:
         address: str | None = None,
         json: Any = None,
         params: Any = None,
+    ) -> Answer:
+        if method == "GET" or not token:
+            return await self._call(method, service, path, token, address, json, params)
+        try:
+            return await self._call(method, service, path, token, address, json, params)
+        finally:
+            # A write may change what /me answers (a password, the second factor, rights).
+            self.recent_me.forget(token_key(token))
+
+    async def _call(
+        self,
+        method: str,
+        service: str,
+        path: str,
+        token: str | None,
+        address: str | None,
+        json: Any,
+        params: Any,
     ) -> Answer:
         started = time.perf_counter()
         try:
@@ -116,7 +164,9 @@ class Upstream:
         total = response.headers.get("x-total-count")
         if response.is_success:
             body = response.json() if response.content else None
-            return Answer(response.status_code, body, int(total) if total else None)
+            return Answer(
+                response.status_code, body, int(total) if total else None, response.headers
+            )
         problem = _problem(service, response)
         if response.status_code == 401 and token:
             if problem.code == "unknown_principal":

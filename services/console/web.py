@@ -116,11 +116,13 @@ class Visit:
         return bool(me.get("full_access")) or right in me.get("permissions", ())
 
     async def signed_in(self, kind: str | None = None) -> dict[str, Any]:
-        """The user (``GET /me``); ``SignInAgain`` without one, 404 for the other kind."""
-        if not self.session.signed_in:
+        """The user (``GET /me``, as answered a few seconds ago at most: ``Upstream.me``);
+        ``SignInAgain`` without one, 404 for the other kind."""
+        token = self.session.token
+        if token is None:
             raise SignInAgain()
         if self.me is None:
-            self.me = (await self.call("GET", "identity", "/me")).body
+            self.me = await self.api.me(token, self.address)
         assert self.me is not None
         if kind is not None and self.me.get("kind") != kind:
             raise ApiProblem(404, "not_found", "no such page for this account")

@@ -3,6 +3,8 @@
 import asyncio
 import functools
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 import services.tickets as package
 from services.tickets.adapters.clients_http import ClientsHttp
 from services.tickets.adapters.mail_imap import ImapFetcher
@@ -20,12 +22,14 @@ from services.tickets.app.application import TicketsApplication
 from services.tickets.app.catalog import SupportCatalog
 from services.tickets.app.handlers import Tickets
 from services.tickets.app.mail_gateway import MailGateway
+from services.tickets.app.senders import RememberedSenders
 from services.tickets.copies import access_history, support
 from services.tickets.domain import events
 from services.tickets.projections import projections
 from services.tickets.projections.reports import TicketReports
 from services.tickets.settings import TicketsSettings
 from shared.access.control import Access
+from shared.domain.events import RecordedEvent
 from shared.messaging.copies import TopicCopy
 from shared.privacy.shredding import KeyRing
 from shared.projections.runner import Projection
@@ -79,10 +83,14 @@ async def compose(runtime: ServiceRuntime) -> TicketsApplication:
     )
     await tickets.start()
     assert runtime.service_key is not None
+    senders = RememberedSenders(
+        ClientSenders(settings.clients_url, runtime.service_key),
+        settings.inbound_sender_cache_seconds,
+    )
     gateway = MailGateway(
         tickets,
         runtime.db,
-        ClientSenders(settings.clients_url, runtime.service_key),
+        senders,
         staff,  # any principal's access: the sender's, once known to be a client
         max_bytes=settings.inbound_mail_max_bytes,
         max_files=settings.inbound_mail_max_files,
@@ -113,7 +121,13 @@ async def compose(runtime: ServiceRuntime) -> TicketsApplication:
     if settings.inbound_smtp_port or settings.inbound_imap_mailboxes:
         runtime.supervise("mail-gateway-prune", functools.partial(_prune_hourly, gateway))
     runtime.add_consumer(ConsumerSpec("departments", ["departments"], tickets.on_departments_event))
-    runtime.add_consumer(ConsumerSpec("clients", ["clients"], tickets.on_clients_event))
+
+    async def on_clients_event(conn: AsyncConnection, event: RecordedEvent) -> None:
+        # Forgotten first: a fact that fails here comes again, and forgetting twice is harmless.
+        senders.on_clients_fact(event.type, event.data, event.position)
+        await tickets.on_clients_event(conn, event)
+
+    runtime.add_consumer(ConsumerSpec("clients", ["clients"], on_clients_event))
     runtime.add_consumer(ConsumerSpec("staff-names", ["identity"], tickets.on_identity_event))
     runtime.add_consumer(ConsumerSpec("deadlines", ["notifier"], tickets.on_notifier_event))
     return TicketsApplication(tickets=tickets, support_catalog=catalog, mail_gateway=gateway)

@@ -37,6 +37,9 @@ class TicketsSettings(BaseSettings):
     inbound_mail_max_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     inbound_mail_max_files: int = Field(default=10, ge=0, le=100)
     inbound_mail_keep_days: float = Field(default=30.0, gt=0)
+    # How long the gateway believes the clients service's answer to "who writes from this
+    # address" (services.tickets.app.senders; clients' facts end it sooner; 0: ask every mail).
+    inbound_sender_cache_seconds: float = Field(default=60.0, ge=0)
     # Addresses ("spam@example.com") or whole domains ("@example.com") never heard.
     inbound_blocked_senders: list[str] = []
     # IMAP mailboxes polled for mail (JSON: [{"host", "port", "ssl", "user", "password",

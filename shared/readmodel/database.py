@@ -216,6 +216,15 @@ class ReadModelDB:
         async with self.engine.connect() as conn:
             yield await conn.execution_options(isolation_level="AUTOCOMMIT")
 
+    async def execute_alone(self, statement: Executable) -> int:
+        """One write that is whole in one statement, committed on its own (autocommit);
+        the rows it changed. One round trip where ``transaction()`` adds a BEGIN and a
+        COMMIT: for a hot single-statement write (a statement is atomic by itself)."""
+        async with self.engine.connect() as conn:
+            alone = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            result = await alone.execute(statement)
+            return int(result.rowcount or 0)
+
     async def checkpoint(self, name: str) -> Checkpoint:
         """The checkpoint stored under ``name``; position 0 when none."""
         async with self.engine.connect() as conn:

@@ -30,6 +30,7 @@ from services.tickets.adapters.mail_imap import ImapFetcher, ImapMailbox
 from services.tickets.adapters.mail_inbound import InboundServer
 from services.tickets.adapters.mail_notice import SmtpNotices
 from services.tickets.app.mail_gateway import MailGateway, inbound_mails
+from services.tickets.app.senders import RememberedSenders
 from services.tickets.copies import support
 from services.tickets.projections.queue import ticket_entries, tickets
 from shared.http.internal import issue_service_token
@@ -586,3 +587,40 @@ async def test_the_reject_setting_answers_an_unknown_sender_with_a_notice(stack:
             "/support/settings", json={"unknown_senders": "open"}, headers=stack.admin
         )
         assert reset.status_code == 200, reset.text
+
+
+async def test_a_remembered_sender_is_forgotten_when_the_client_changes_the_address(
+    stack: Stack,
+) -> None:
+    """The gateway keeps who writes from an address (``app.senders``); the client's
+    ``ClientChanged`` (e-mail) ends it, long before the answer's own time is up."""
+    main = await project(stack)
+    _, address = await desk_with_address(stack, main)
+    client_id, _ = await client(stack, "moving", main)
+    old = await email_of(stack, client_id)
+    gateway: MailGateway = stack.tickets_app.state.runtime.composed.mail_gateway
+    senders = gateway.senders
+    assert isinstance(senders, RememberedSenders)
+    seconds, senders.seconds = senders.seconds, 3600.0  # only the fact can end it here
+    try:
+        async with smtp_gateway(stack) as port:
+
+            async def owner(sender: str) -> str | None:
+                sent = mail(sender, address, "Who am I", "a mail")
+                assert await send(port, sent) == "250"
+                seen = await recorded(stack, str(sent["Message-ID"]))
+                assert seen.status == "opened", seen
+                ticket = await gateway.tickets.load(seen.ticket_id)
+                return None if ticket.contact_id is not None else ticket.client_id
+
+            assert await owner(old) == client_id  # and now kept
+            new = f"{unique('moved')}@example.com"
+            changed = await stack.clients.patch(
+                f"/clients/{client_id}", json={"email": new}, headers=stack.admin
+            )
+            assert changed.status_code == 200, changed.text
+            # The old address belongs to nobody once the fact is here: a contact's ticket.
+            await eventually(lambda: owner(old), lambda found: found is None)
+            assert await owner(new) == client_id
+    finally:
+        senders.seconds = seconds

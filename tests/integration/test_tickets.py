@@ -1309,6 +1309,18 @@ async def test_counts_per_status_are_the_lists_totals(stack: Stack) -> None:
             "/tickets", params={"department_id": desk, "status": status}, headers=member
         )
         assert int(listed.headers["X-Total-Count"]) == count, status
+        assert "X-Status-Counts" not in listed.headers  # only when asked for
+    # The same counts with the page (counts=true), whatever status the page shows; the
+    # page's total is its statuses' sum.
+    for shown, total in (([], 2), (["closed"], 1), (["open", "closed"], 2)):
+        listed = await stack.tickets.get(
+            "/tickets",
+            params={"department_id": desk, "status": shown, "counts": "true"},
+            headers=member,
+        )
+        assert listed.status_code == 200, listed.text
+        assert listed.headers["X-Status-Counts"] == "open=1, answered=0, closed=1"
+        assert int(listed.headers["X-Total-Count"]) == total == len(listed.json()), shown
     # The client's own view, and a staff member without the right is refused.
     mine = await read(stack, "/tickets/counts", customer, position)
     assert mine.status_code == 200 and mine.json()["open"] >= 1, mine.text

@@ -22,6 +22,7 @@ from services.tickets.projections.queries import (
     Sort,
     page_query,
     total,
+    totals_by_status,
 )
 from services.tickets.projections.queue import TicketQueue, ticket_counts, tickets
 from shared.domain.events import Actor, DomainEvent
@@ -205,6 +206,8 @@ async def test_every_view_is_what_a_plain_filter_and_sort_gives(
             for f in filters:
                 wanted = [r for r in rows if _visible(r, scope) and _matches(r, f)]
                 assert await total(conn, scope, f) == len(wanted), (scope, f)
+                per_status = {s: sum(r["status"] == s for r in wanted) for s in STATUSES}
+                assert await totals_by_status(conn, scope, f) == per_status, (scope, f)
                 for sort in sorts:
                     key, descending = _SORT_KEYS[sort]
                     ordered = sorted(wanted, key=lambda r: r["ticket_id"])

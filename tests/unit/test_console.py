@@ -1,7 +1,9 @@
-"""The console's own logic: sealed sessions, CSRF, forms to API bodies, redirects, words."""
+"""The console's own logic: sealed sessions, CSRF, forms to API bodies, redirects, words,
+what it remembers for a few seconds."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -11,6 +13,8 @@ import pytest
 from starlette.datastructures import FormData
 
 from services.console.i18n import WORDS, pick, preferred, translate
+from services.console.pages.support import _counts
+from services.console.recent import DEPARTMENTS_SECONDS, ME_SECONDS, Recent, token_key
 from services.console.sessions import Sealer, Session, check_csrf
 from services.console.settings import ConsoleSettings
 from services.console.upstream import ApiProblem, SignInAgain, Upstream
@@ -130,3 +134,90 @@ async def test_a_401_signs_out_but_an_account_not_known_yet_is_a_moment_to_wait(
             await api.call("GET", "tickets", "/tickets", token="t")
     finally:
         await api.close()
+
+
+class Clock:
+    """A clock the test moves (``Recent``'s seconds without waiting for them)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_recent_answers_expire_are_bounded_and_a_forgotten_key_keeps_no_older_answer() -> None:
+    clock = Clock()
+    recent = Recent(5, size=2, clock=clock)
+    recent.put(b"a", {"n": 1}, clock())
+    clock.now += 4.9
+    assert recent.get(b"a") == {"n": 1}
+    clock.now += 0.1  # five seconds after it was asked for, not after it was kept
+    assert recent.get(b"a") is None
+    # Asked for, then a write forgets the key before the answer arrives: not kept.
+    asked_at = clock()
+    clock.now += 0.5
+    recent.forget(b"a")
+    recent.put(b"a", {"n": 2}, asked_at)
+    assert recent.get(b"a") is None
+    recent.put(b"a", {"n": 3}, clock() + 0.1)  # asked for after the write: kept
+    assert recent.get(b"a") == {"n": 3}
+    # At most ``size`` keys: the oldest goes first.
+    recent.put(b"b", 2, clock())
+    recent.put(b"c", 3, clock())
+    assert (recent.get(b"a"), recent.get(b"b"), recent.get(b"c")) == (None, 2, 3)
+
+
+async def test_me_is_asked_for_again_after_a_few_seconds_or_after_the_sessions_own_write() -> None:
+    asked: list[tuple[str, str, str]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        token = request.headers["authorization"].removeprefix("Bearer ")
+        asked.append((request.method, request.url.path, token))
+        if request.url.path == "/me":
+            return httpx.Response(200, json={"id": token, "seen": len(asked)})
+        if request.url.path == "/support/departments":
+            return httpx.Response(200, json=[{"id": "d1", "name": {"en": "Hosting"}}])
+        return httpx.Response(204)
+
+    clock = Clock()
+    api = Upstream(ConsoleSettings())
+    api.http = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+    api.recent_me.clock = api.recent_departments.clock = clock
+    try:
+        first = await api.me("token-1", None)
+        assert await api.me("token-1", None) == first  # kept: one call
+        assert (await api.me("token-2", None))["id"] == "token-2"  # per token
+        assert len(asked) == 2
+        clock.now += ME_SECONDS
+        assert await api.me("token-1", None) != first  # too old: asked again
+        await api.me("token-2", None)
+        assert len(asked) == 4
+        # The session's own write (any call but a GET) forgets its /me, not another's.
+        await api.call("POST", "identity", "/me/password", token="token-1", json={})
+        await api.call("GET", "tickets", "/tickets", token="token-2")
+        await api.me("token-1", None)
+        await api.me("token-2", None)
+        assert [a[1:] for a in asked[4:]] == [
+            ("/me/password", "token-1"), ("/tickets", "token-2"), ("/me", "token-1"),
+        ]  # fmt: skip
+        # The departments as staff see them: one call for every member, then again later.
+        assert await api.support_departments("token-1", None) == [
+            {"id": "d1", "name": {"en": "Hosting"}}
+        ]
+        await api.support_departments("token-2", None)
+        clock.now += DEPARTMENTS_SECONDS
+        await api.support_departments("token-2", None)
+        paths = [a[1:] for a in asked if a[1] == "/support/departments"]
+        assert paths == [("/support/departments", "token-1"), ("/support/departments", "token-2")]
+        # Tokens are not kept as keys: their hashes are.
+        assert set(api.recent_me._entries) == {token_key("token-1"), token_key("token-2")}
+        assert token_key("token-1") == hashlib.sha256(b"token-1").digest()
+    finally:
+        await api.close()
+
+
+def test_the_queue_reads_its_counts_from_the_pages_header() -> None:
+    assert _counts("open=12, answered=3, closed=40") == {"open": 12, "answered": 3, "closed": 40}
+    assert _counts("closed=1") == {"open": 0, "answered": 0, "closed": 1}
+    assert _counts("") == {"open": 0, "answered": 0, "closed": 0}

@@ -3,7 +3,10 @@ to them (text and files), for the notifier; who wrote from an address, for ticke
 
 Every endpoint needs a service token (``shared.http.internal``) of the service it names
 (the notifier, or tickets for ``/clients/by-email``): another service's is 403
-``service_not_allowed``; staff and client tokens are refused. E-mails, phones and names
+``service_not_allowed``; staff and client tokens are refused. ``/clients/by-email``
+takes ``?min_position`` (its answer as of that position of this service's log at
+least, 503 until the read models get there): tickets keeps its answers and asks again,
+as of the fact, when a fact tells it an address changed. E-mails, phones and names
 are sealed on ``clients.events``, so the notifier asks here, when a notice is due, where
 to send it.
 """
@@ -185,7 +188,10 @@ class SenderOut(BaseModel):
 
 @router.get("/clients/by-email")
 async def client_by_email(
-    request: Request, _: MailGateway, email: Annotated[str, Query(min_length=3, max_length=320)]
+    request: Request,
+    _: MailGateway,
+    email: Annotated[str, Query(min_length=3, max_length=320)],
+    __: CaughtUp,  # ?min_position: the gateway asks as of the last fact that moved an address
 ) -> SenderOut:
     address = email.strip().lower()
     async with request.app.state.runtime.db.reading() as conn:

@@ -19,6 +19,10 @@ Rules it keeps:
 * A page's calls that do not depend on each other go at once (``asyncio.gather``
   over the one pooled client): the queue in one round, a ticket in two (the
   user, the ticket and the names; then what the rights and the ticket decide).
+  The user and the support departments' names are what the console asked for
+  a few seconds ago at most (``services.console.recent``), and the counts per
+  status come with the page (``GET /tickets?counts=true``), so a queue page is
+  usually one call and a ticket page one.
 * "Who could see this at …" is ``GET /tickets/{id}/viewers?at=`` (the form's
   ``at``, a ``datetime-local`` without a zone, read as UTC by the service).
 """
@@ -52,7 +56,13 @@ async def _staff(visit: Visit) -> dict[str, Any]:
 
 
 async def _department_names(visit: Visit) -> dict[str, str]:
-    offered = await visit.get("tickets", "/support/departments")
+    """The support departments' names (for labels and the filter and transfer lists):
+    the list every staff member sees, asked for once every few seconds, not per page."""
+    token = visit.session.token
+    if token is None or visit.session.kind != "staff":
+        offered = await visit.get("tickets", "/support/departments")
+    else:
+        offered = await visit.api.support_departments(token, visit.address)
     return {d["id"]: pick(d["name"], visit.lang) for d in offered}
 
 
@@ -75,11 +85,14 @@ async def queue(
         "assignee_id": (me["id"] if me is not None else assignee_id) or None,
         "sort": sort if sort in SORTS else "waiting",
     }
-    params = {**{k: v for k, v in chosen.items() if v}, "limit": PAGE, "offset": max(offset, 0)}
-    narrowed = {k: v for k, v in chosen.items() if v and k != "status"}
-    answer, counts, names, page = await asyncio.gather(
+    params = {
+        **{k: v for k, v in chosen.items() if v},
+        "limit": PAGE,
+        "offset": max(offset, 0),
+        "counts": "true",  # the counts per status in the same call (X-Status-Counts)
+    }
+    answer, names, page = await asyncio.gather(
         visit.call("GET", "tickets", "/tickets", params=params),
-        _counts(visit, narrowed),
         _department_names(visit),
         _staff(visit),
     )
@@ -96,7 +109,7 @@ async def queue(
         sorts=SORTS,
         names=names,
         query_without_offset=urlencode(kept) + "&" if kept else "",
-        counts=counts,
+        counts=_counts(answer.headers.get("x-status-counts", "")),
         by_status={
             s: urlencode({**{k: v for k, v in kept.items() if k != "status"}, "status": s})
             for s in STATUSES
@@ -105,11 +118,11 @@ async def queue(
     )
 
 
-async def _counts(visit: Visit, narrowed: dict[str, Any]) -> dict[str, int]:
-    """Tickets per status under the other filters (``GET /tickets/counts``: one call)."""
-    narrowed.pop("sort", None)
-    found = await visit.get("tickets", "/tickets/counts", **narrowed)
-    return {s: int(found.get(s, 0)) for s in STATUSES}
+def _counts(header: str) -> dict[str, int]:
+    """Tickets per status under the other filters, from the page's ``X-Status-Counts``
+    (``open=12, answered=3, closed=40``)."""
+    found = dict(part.strip().partition("=")[::2] for part in header.split(",") if "=" in part)
+    return {s: int(found.get(s) or 0) for s in STATUSES}
 
 
 @router.get("/queue/live")

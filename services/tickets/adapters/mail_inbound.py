@@ -11,6 +11,7 @@ server itself before they are read whole (552).
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any, Literal
 
 import httpx
@@ -39,11 +40,14 @@ class ClientSenders:
     def __repr__(self) -> str:
         return f"ClientSenders({self.base_url!r})"
 
-    async def client_of(self, email: str) -> str | None:
+    async def client_of(self, email: str, min_position: int = 0) -> str | None:
         token = issue_service_token(self._key, "tickets")
+        params: dict[str, str | int] = {"email": email}
+        if min_position:  # as of that fact of the clients' log at least (503 until then)
+            params["min_position"] = min_position
         answer = await self._http.get(
             f"{self.base_url}/internal/clients/by-email",
-            params={"email": email},
+            params=params,
             headers={"Authorization": f"Bearer {token}"},
         )
         if answer.status_code == 404:
@@ -84,8 +88,13 @@ class InboundServer:
         loop = asyncio.get_running_loop()
         kind = LMTP if self.protocol == "lmtp" else SMTP
         limit = self.gateway.max_bytes
+        # Once, off the loop: without it aiosmtpd asks the resolver (socket.getfqdn),
+        # blocking the loop, at every connection, and a remote server opens one a mail.
+        hostname = await asyncio.to_thread(socket.getfqdn)
         server = await loop.create_server(
-            lambda: kind(self, data_size_limit=limit, enable_SMTPUTF8=True, loop=loop),
+            lambda: kind(
+                self, data_size_limit=limit, enable_SMTPUTF8=True, hostname=hostname, loop=loop
+            ),
             self.host,
             self.port,
         )

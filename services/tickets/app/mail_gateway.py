@@ -15,7 +15,8 @@ Routing (``receive``):
 2. a blocked sender, a mail too large or with too many or refused files, or an
    unusable one is refused with the reason (5xx), nothing written;
 3. the sender is the client with that e-mail, or a company contact's client
-   (the clients service's internal API);
+   (the clients service's internal API; its answers kept a short while and
+   forgotten on the clients' facts that change addresses, ``app.senders``);
 4. a mail naming a ticket (threading headers, ``[#1042]`` in the subject) that
    the sender may write to continues it, as the client's message;
 5. otherwise it opens a ticket in the department whose inbound address it was
@@ -52,8 +53,10 @@ from typing import Protocol
 import structlog
 from prometheus_client import Counter
 from sqlalchemy import Column, LargeBinary, MetaData, String, Table, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.tickets.app.handlers import ContactDraft, NotAllowed, OpenDraft, Tickets
+from services.tickets.app.senders import Senders
 from services.tickets.copies import support
 from services.tickets.domain import inbound
 from services.tickets.domain.ticket import contact_id as contact_of
@@ -89,12 +92,6 @@ inbound_mails = Table(
     Column("reason", String(200), nullable=True),
     Column("ticket_id", String(64), nullable=True),
 )
-
-
-class Senders(Protocol):
-    async def client_of(self, email: str) -> str | None:
-        """The client who writes from ``email`` (None: nobody known)."""
-        ...
 
 
 class NoticeMailer(Protocol):
@@ -196,8 +193,10 @@ class MailGateway:
         client_id = await self.senders.client_of(mail.sender)
         if client_id is None:
             return await self._from_unknown(mail)
-        async with self.db.reading() as conn:
+        async with self.db.reading() as conn:  # one checkout for the mail's lookups
             known = await support.client(conn, client_id)
+            # Read now even for a reply (which needs none): most mails open a ticket.
+            department_id = await self._department(mail, conn)
         access = self.access(client_id)
         if known is None or access is None:
             # Registered a moment ago: this service learns of it from the topics soon.
@@ -219,7 +218,6 @@ class MailGateway:
             CONTINUED.inc()
             log.info("mail.continued", ticket_id=ticket_id, message_id=mail.message_id)
             return Outcome("continued", ticket_id=ticket_id)
-        department_id = await self._department(mail)
         if department_id is None:
             raise Refused("unknown_address", "no department takes mail at this address")
         files = await self._keep_files(mail, client_id, "opened")
@@ -275,7 +273,8 @@ class MailGateway:
             REJECTED.labels("unknown_sender").inc()
             log.info("mail.declined", reason="unknown_sender", message_id=mail.message_id)
             return Outcome("declined", "unknown_sender")
-        department_id = await self._department(mail)
+        async with self.db.reading() as conn:
+            department_id = await self._department(mail, conn)
         if department_id is None:
             raise Refused("unknown_address", "no department takes mail at this address")
         contact = contact_of(mail.message_id)
@@ -323,12 +322,13 @@ class MailGateway:
                 return ticket_id
         return None
 
-    async def _department(self, mail: inbound.InboundMail) -> str | None:
-        async with self.db.reading() as conn:
-            for address in mail.recipients:
-                found = await support.department_of_address(conn, address)
-                if found is not None:
-                    return found
+    @staticmethod
+    async def _department(mail: inbound.InboundMail, conn: AsyncConnection) -> str | None:
+        """The department of the first recipient that is an inbound address."""
+        for address in mail.recipients:
+            found = await support.department_of_address(conn, address)
+            if found is not None:
+                return found
         return None
 
     async def _keep_files(
@@ -349,21 +349,24 @@ class MailGateway:
 
     # ------------------------------------------------------------ the record
 
+    # Each a single statement committed alone (one round trip, no BEGIN/COMMIT): the
+    # record is one row, and a mail seen again after a crash goes on from its status.
+
     async def _remember(self, message_id: str, raw: bytes, mail_from: str) -> bool:
         """Record the mail; False when it was handled before (received again)."""
-        async with self.db.transaction() as conn:
-            inserted = await conn.execute(
-                self.db.insert_ignoring_duplicates(
-                    inbound_mails,
-                    message_id=message_id,
-                    received_at=self.clock(),
-                    mail_from=mail_from[:320],
-                    raw=raw,
-                    status="received",
-                )
+        inserted = await self.db.execute_alone(
+            self.db.insert_ignoring_duplicates(
+                inbound_mails,
+                message_id=message_id,
+                received_at=self.clock(),
+                mail_from=mail_from[:320],
+                raw=raw,
+                status="received",
             )
-            if inserted.rowcount:
-                return True
+        )
+        if inserted:
+            return True
+        async with self.db.reading() as conn:
             status = (
                 await conn.execute(
                     select(inbound_mails.c.status).where(inbound_mails.c.message_id == message_id)
@@ -372,12 +375,11 @@ class MailGateway:
         return status == "received"  # an attempt that failed half-way: go on with it
 
     async def _record(self, message_id: str, outcome: Outcome) -> None:
-        async with self.db.transaction() as conn:
-            await conn.execute(
-                update(inbound_mails)
-                .where(inbound_mails.c.message_id == message_id)
-                .values(status=outcome.status, reason=outcome.reason, ticket_id=outcome.ticket_id)
-            )
+        await self.db.execute_alone(
+            update(inbound_mails)
+            .where(inbound_mails.c.message_id == message_id)
+            .values(status=outcome.status, reason=outcome.reason, ticket_id=outcome.ticket_id)
+        )
 
     def _rejected(self, reason: str, message: str) -> Outcome:
         REJECTED.labels(reason).inc()

@@ -15,7 +15,8 @@ through its index and merges them, so a staff member's first page costs a
 few index probes however many tickets there are (PostgreSQL: a Merge Append
 of index scans). The total comes from ``ticket_counts`` for slices only
 departments and statuses narrow, and is counted otherwise (a client's or an
-assignee's tickets are few); both in one statement.
+assignee's tickets are few); both in one statement, and so are the counts per
+status of a queue page (``totals_by_status``: the same sources grouped by status).
 
 The SQL is written here as text with bound parameters, once per shape of
 query (cached): building the same union with the expression language costs
@@ -206,12 +207,10 @@ def page_query(
     return _typed(sql), p.values
 
 
-async def total(conn: AsyncConnection, scope: Scope, f: QueueFilter) -> int:
-    """How many tickets the view holds (``X-Total-Count``), in one statement."""
-    p = _Params()
+def _count_sources(scope: Scope, f: QueueFilter, p: _Params) -> list[tuple[str, str, str]]:
+    """What counts the view: (table, aggregate, WHERE clause) for ``ticket_counts`` (the
+    slices only departments and statuses narrow) and for ``tickets`` (the others)."""
     slices = _slices(scope, f, p)
-    if not slices:
-        return 0
     narrowing = _narrowing(f, p)
     counted: list[str] = []
     everything = False
@@ -222,19 +221,50 @@ async def total(conn: AsyncConnection, scope: Scope, f: QueueFilter) -> int:
             counted += piece.counted_by
         else:
             counted_rows.append(f"({piece.condition or '1 = 1'})")
-    parts: list[str] = []
+    sources: list[tuple[str, str, str]] = []
     if everything or counted:
         conditions = [] if everything else [f"department_id IN {p.many(tuple(counted))}"]
         if f.status:
             conditions.append(f"status IN {p.many(f.status)}")
-        parts.append(f"(SELECT COALESCE(SUM(count), 0) FROM ticket_counts{_where(conditions)})")
+        sources.append(("ticket_counts", "COALESCE(SUM(count), 0)", _where(conditions)))
     if counted_rows:
         conditions = ["(" + " OR ".join(counted_rows) + ")", *narrowing]
         if f.status:
             conditions.append(f"status IN {p.many(f.status)}")
-        parts.append(f"(SELECT COUNT(*) FROM tickets{_where(conditions)})")
+        sources.append(("tickets", "COUNT(*)", _where(conditions)))
+    return sources
+
+
+async def total(conn: AsyncConnection, scope: Scope, f: QueueFilter) -> int:
+    """How many tickets the view holds (``X-Total-Count``), in one statement."""
+    p = _Params()
+    sources = _count_sources(scope, f, p)
+    if not sources:
+        return 0
+    parts = [f"(SELECT {agg} FROM {table}{where})" for table, agg, where in sources]
     found = (await conn.execute(_plain("SELECT " + " + ".join(parts)), p.values)).scalar()
     return int(found or 0)
+
+
+async def totals_by_status(
+    conn: AsyncConnection, scope: Scope, f: QueueFilter
+) -> dict[Status, int]:
+    """How many tickets of the view are in each status (each the ``total`` of the view
+    narrowed to that status; 0 for a status ``f.status`` leaves out), in one statement:
+    a queue page's counts cost one round trip, not one per status."""
+    p = _Params()
+    sources = _count_sources(scope, f, p)
+    counts: dict[Status, int] = dict.fromkeys(STATUSES, 0)
+    if not sources:
+        return counts
+    sql = " UNION ALL ".join(
+        f"SELECT status, {agg} AS n FROM {table}{where} GROUP BY status"
+        for table, agg, where in sources
+    )
+    for status, n in await conn.execute(_plain(sql), p.values):
+        if status in counts:
+            counts[status] += int(n or 0)
+    return counts
 
 
 def visible_condition(scope: Scope) -> tuple[str, dict[str, Any]]:
