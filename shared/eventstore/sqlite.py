@@ -13,7 +13,12 @@ Group commit: appends that arrive while the writer is busy are written by its
 next transaction together, each inside its own savepoint (so each is still
 all-or-nothing and a conflict in one leaves the others alone), and share one
 COMMIT, the fsync that costs most of an append. An append returns only after
-that COMMIT.
+that COMMIT. An append alone in its transaction needs no savepoint.
+
+An append's happy path is three statements (its stream's version, its rows,
+the last position); whether its event ids were stored before is asked only
+when the version check or the unique index refuses it, and a re-sent append is
+then answered as it was the first time.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import orjson
 from shared.domain.events import NewEvent, RecordedEvent, actor_from_json, actor_to_json
 from shared.eventstore.port import (
     AppendResult,
+    ConcurrencyError,
     EventIdConflict,
     EventStore,
     ExpectedVersion,
@@ -226,9 +232,12 @@ class SqliteEventStore(EventStore):
                     request.result.set_result(outcome)
 
     def _write_group(self, group: list[_Request]) -> list[AppendResult | BaseException]:
-        """On the writer thread: one transaction, a savepoint per append, one COMMIT."""
+        """On the writer thread: one transaction, a savepoint per append when there are
+        several (one alone needs none: the transaction is its all-or-nothing), one COMMIT."""
         db = self._writer.conn
         assert db is not None
+        if len(group) == 1:
+            return [self._write_alone(db, group[0])]
         outcomes: list[AppendResult | BaseException] = []
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -240,7 +249,7 @@ class SqliteEventStore(EventStore):
                 except Exception as exc:
                     db.execute("ROLLBACK TO append")
                     db.execute("RELEASE append")
-                    outcomes.append(exc)
+                    outcomes.append(self._after_refusal(db, request, exc))
             db.execute("COMMIT")
         except BaseException:
             # A failed COMMIT or an interruption leaves nothing behind.
@@ -249,12 +258,27 @@ class SqliteEventStore(EventStore):
             raise
         return outcomes
 
+    def _write_alone(self, db: sqlite3.Connection, request: _Request) -> AppendResult | Exception:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = self._append_one(db, request)
+            db.execute("COMMIT")
+            return result
+        except Exception as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            return self._after_refusal(db, request, exc)
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
     def _append_one(self, db: sqlite3.Connection, request: _Request) -> AppendResult:
+        """The happy path in three statements: the stream's version, the rows, the
+        last position. A repeated event id is found only when the insert or the version
+        check refuses (``_after_refusal``): re-sent appends are rare, every append paid
+        for looking first (a fifth of the writer's statements)."""
         stream, rows = request.stream, request.rows
-        ids = [r[0] for r in rows]
-        existing = self._existing(db, ids)
-        if existing:
-            return self._duplicate_result(stream, ids, existing)
         current = db.execute(
             "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream = ?", (stream,)
         ).fetchone()[0]
@@ -262,6 +286,23 @@ class SqliteEventStore(EventStore):
         db.executemany(_INSERT, [(r[0], r[1], current + i + 1, *r[3:]) for i, r in enumerate(rows)])
         last = db.execute("SELECT last_insert_rowid()").fetchone()[0]
         return AppendResult(stream_version=current + len(rows), position=int(last))
+
+    def _after_refusal(
+        self, db: sqlite3.Connection, request: _Request, refusal: Exception
+    ) -> AppendResult | Exception:
+        """An append refused (its rows rolled back): the same append stored before is
+        answered as it was then (idempotent re-send), ids stored otherwise are an
+        ``EventIdConflict``; anything else stays the refusal."""
+        if not isinstance(refusal, ConcurrencyError | sqlite3.IntegrityError):
+            return refusal
+        ids = [r[0] for r in request.rows]
+        existing = self._existing(db, ids)
+        if not existing:
+            return refusal
+        try:
+            return self._duplicate_result(request.stream, ids, existing)
+        except EventIdConflict as conflict:
+            return conflict
 
     @staticmethod
     def _existing(db: sqlite3.Connection, ids: list[str]) -> list[tuple[Any, ...]]:
