@@ -55,7 +55,8 @@ IP = "203.0.113.5"
 
 
 class Inbox:
-    """An SMTP server noting when each ticket's mail arrived (by the subject's ticket id)."""
+    """An SMTP server noting when each ticket's mail arrived (by the subject's ticket
+    reference: its number, or its id)."""
 
     def __init__(self) -> None:
         self.arrivals: dict[str, list[float]] = {}
@@ -160,10 +161,13 @@ async def _run(
     customer = await _login(http, urls["identity"], customer_login, "Passw0rd-bench")
     total = 1 + replies + burst
     tickets: list[str] = []
+    refs: dict[str, str] = {}
     for _ in range(total):
         opened = await _ok(lambda: http.post(f"{urls['tickets']}/tickets", headers=customer, json={
             "department_id": desk, "subject": "s", "body": "b"}))  # fmt: skip
         tickets.append(opened.json()["id"])
+        # A mail names its ticket by the short number (``#1042``), by its id before numbers.
+        refs[tickets[-1]] = str(opened.json().get("number") or tickets[-1])
     for ticket in tickets:  # the agent takes each ticket, so the client's reply is for them
         await _ok(lambda t=ticket: http.post(f"{urls['tickets']}/tickets/{t}/transfer",
                                              headers=admin, json={"staff_id": agent}))  # fmt: skip
@@ -178,10 +182,10 @@ async def _run(
         await _ok(lambda t=ticket: http.post(f"{urls['tickets']}/tickets/{t}/messages",
                                              headers=customer, json={"body": "more"}))  # fmt: skip
         answered = time.perf_counter()
-        while ticket not in inbox.arrivals:
+        while refs[ticket] not in inbox.arrivals:
             inbox.changed.clear()
             await asyncio.wait_for(inbox.changed.wait(), 30)
-        latencies.append((inbox.arrivals[ticket][0] - answered) * 1000)
+        latencies.append((inbox.arrivals[refs[ticket]][0] - answered) * 1000)
     if profiling:
         os.kill(pids["notifier"], signal.SIGUSR1)
     cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
