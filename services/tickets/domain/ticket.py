@@ -142,7 +142,7 @@ def timeline_kind(event: DomainEvent) -> str:
     # By exact class (event models are final): a rebuild asks this of every event, and
     # ``isinstance`` on a pydantic model class goes through ABCMeta's Python-level check.
     if event.__class__ is TicketMessagePosted:
-        return "internal_note" if cast(TicketMessagePosted, event).internal else "message"
+        return "internal_note" if event.internal else "message"
     return _TIMELINE_KINDS.get(type(event), event.event_type)
 
 
