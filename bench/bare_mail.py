@@ -1,11 +1,13 @@
 """The limit beside ``notifier.mails_per_s``: a bare aiosmtplib loop.
 
-``python -m bench.bare_mail --port P --count N`` connects once to the SMTP
-server on 127.0.0.1:P and sends N messages built as the notifier's mailer
-builds them (``services.notifier.adapters.mail``: the same headers, a body of
-the same size), one after the other on that connection, each awaited to the
-server's 250 (each message built inside the loop, as the mailer does). It
-prints ``{"seconds": ...}``: first message to last 250.
+``python -m bench.bare_mail --port P --count N --connections C`` opens C
+connections to the SMTP server on 127.0.0.1:P (the notifier's pool size,
+``SMTP_POOL_SIZE``: the same concurrency budget) and sends N messages built as
+the notifier's mailer builds them (``services.notifier.adapters.mail``: the same
+headers, a plain-text part and the same HTML alternative of a body of the same
+size), each connection one message after the other, each awaited to the server's
+250 (each message built inside the loop, as the mailer does). It prints
+``{"seconds": ...}``: first message to last 250.
 
 ``bench.notifier`` runs it as its own process (as the notifier is), against
 the same aiosmtpd server in the same run (``notifier.mails_vs_bare``).
@@ -23,6 +25,7 @@ from email.utils import format_datetime, make_msgid
 
 import aiosmtplib
 
+from services.notifier.adapters.mail import as_html
 from shared.domain.events import utcnow
 
 BODY = (
@@ -40,30 +43,44 @@ def message(n: int) -> EmailMessage:
     mail["Subject"] = f"New reply from the client, ticket #bare-{n}"
     mail["Date"] = format_datetime(utcnow())
     mail["Message-ID"] = make_msgid(idstring=notice_id, domain="notifier.backoffice")
+    mail["Auto-Submitted"] = "auto-generated"
     mail["X-Notice-Id"] = notice_id
-    mail.set_content(BODY.format(n=n))
+    body = BODY.format(n=n)
+    mail.set_content(body)
+    mail.add_alternative(as_html(body), subtype="html")
     return mail
 
 
-async def send_all(port: int, count: int) -> float:
-    """Seconds to send ``count`` messages over one connection."""
-    smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=60)
-    await smtp.connect()
+async def send_all(port: int, count: int, connections: int = 1) -> float:
+    """Seconds to send ``count`` messages over ``connections`` connections at once."""
+    clients = [
+        aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=60) for _ in range(connections)
+    ]
+    for smtp in clients:
+        await smtp.connect()
+    numbers = iter(range(count))
+
+    async def one_connection(smtp: aiosmtplib.SMTP) -> None:
+        for n in numbers:  # shared: each connection takes the next message
+            await smtp.send_message(message(n))
+
     try:
         started = time.perf_counter()
-        for n in range(count):
-            await smtp.send_message(message(n))
+        await asyncio.gather(*(one_connection(smtp) for smtp in clients))
         return time.perf_counter() - started
     finally:
-        await smtp.quit()
+        for smtp in clients:
+            await smtp.quit()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.bare_mail", description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--count", type=int, default=300)
+    parser.add_argument("--connections", type=int, default=1)
     args = parser.parse_args()
-    print(json.dumps({"seconds": asyncio.run(send_all(args.port, args.count))}))
+    seconds = asyncio.run(send_all(args.port, args.count, args.connections))
+    print(json.dumps({"seconds": seconds}))
 
 
 if __name__ == "__main__":

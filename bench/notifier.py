@@ -11,9 +11,15 @@ aiosmtpd server in the bench process takes the mail. One staff member is subscri
 * ``notifier.mails_per_s``: a burst of replies at once, mails over the seconds
   from the first reply to the last mail (goal ≥ 500/s);
 * ``notifier.mails_vs_bare`` (goal ≥ 0.5): that rate over the rate of a bare
-  aiosmtplib loop (``bench.bare_mail``, its own process, one connection, as
-  many mails built as the mailer builds them) to the same SMTP server, run
-  right after the burst (``notifier.bare_mails_per_s``).
+  aiosmtplib loop (``bench.bare_mail``, its own process, as many connections as
+  the notifier's pool, ``SMTP_POOL_SIZE``, set for both, as many mails built as
+  the mailer builds them) to the same SMTP server, run right after the burst
+  (``notifier.bare_mails_per_s``).
+
+``--profile PREFIX`` writes a cProfile profile (CPU time) of the notifier process
+during the burst to ``PREFIX.open.prof`` (and prints only). Every run prints the
+CPU milliseconds per mail of each process over the burst (``/proc``), the bench's
+own (its SMTP server) included.
 
     .venv/bin/python -m bench.notifier [--replies 200] [--burst 300] [--no-write]
 """
@@ -25,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -35,17 +42,21 @@ import httpx
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from bench import goals
-from bench.tickets import ADMIN_PASSWORD, ROOT, p99, running_stack
+from bench import tickets as tickets_bench
+from bench.tickets import ADMIN_PASSWORD, ROOT, _cpu_seconds, p99, running_stack
 from bench.tickets import until_ok as _ok
 from devtools import devbroker
+from services.notifier.settings import NotifierSettings
 
 SERVICES = ("identity", "departments", "clients", "tickets", "notifier")
+POOL = NotifierSettings().smtp_pool_size
 PASSWORD = ADMIN_PASSWORD
 IP = "203.0.113.5"
 
 
 class Inbox:
-    """An SMTP server noting when each ticket's mail arrived (by the subject's ticket id)."""
+    """An SMTP server noting when each ticket's mail arrived (by the subject's ticket
+    reference: its number, or its id)."""
 
     def __init__(self) -> None:
         self.arrivals: dict[str, list[float]] = {}
@@ -74,14 +85,19 @@ class Inbox:
                 await asyncio.wait_for(self.changed.wait(), remaining)
 
 
-async def measure(replies: int, burst: int) -> dict[str, float]:
+async def measure(replies: int, burst: int, profile: Path | None = None) -> dict[str, float]:
+    if profile is not None:  # CPU time, not wall time: the process waits on I/O a lot
+        tickets_bench.PROFILED = tickets_bench.PROFILED.replace(
+            "import cProfile,", "import time, cProfile,"
+        ).replace("cProfile.Profile()", "cProfile.Profile(time.process_time)")
     inbox = Inbox()
     loop = asyncio.get_running_loop()
     smtp_port = devbroker.free_port()
     smtp = await loop.create_server(
         lambda: SMTP(inbox, hostname="bench.localhost", loop=loop), "127.0.0.1", smtp_port
     )
-    env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp_port)}
+    # The same concurrency budget for the notifier and the bare loop: its pool's size.
+    env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp_port), "SMTP_POOL_SIZE": str(POOL)}
     try:
         with contextlib.ExitStack() as stack:
             bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or stack.enter_context(
@@ -89,10 +105,15 @@ async def measure(replies: int, burst: int) -> dict[str, float]:
             )
             var = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             async with (
-                running_stack(bootstrap, var, None, SERVICES, env, bench="notifier") as services,
+                running_stack(
+                    bootstrap, var, profile, SERVICES, env, bench="notifier", profiled="notifier"
+                ) as services,
                 httpx.AsyncClient(timeout=60) as http,
             ):
-                return await _run(http, services.urls, inbox, replies, burst, smtp_port)
+                return await _run(
+                    http, services.urls, inbox, replies, burst, smtp_port, services.pids,
+                    profiling=profile is not None,
+                )  # fmt: skip
     finally:
         smtp.close()
 
@@ -112,6 +133,8 @@ async def _run(
     replies: int,
     burst: int,
     port: int,
+    pids: dict[str, int],
+    profiling: bool = False,
 ) -> dict[str, float]:
     admin = await _login(http, urls["identity"], "admin", PASSWORD)
     project = (await _ok(lambda: http.post(f"{urls['clients']}/projects", json={"name": "bench"},
@@ -138,10 +161,13 @@ async def _run(
     customer = await _login(http, urls["identity"], customer_login, "Passw0rd-bench")
     total = 1 + replies + burst
     tickets: list[str] = []
+    refs: dict[str, str] = {}
     for _ in range(total):
         opened = await _ok(lambda: http.post(f"{urls['tickets']}/tickets", headers=customer, json={
             "department_id": desk, "subject": "s", "body": "b"}))  # fmt: skip
         tickets.append(opened.json()["id"])
+        # A mail names its ticket by the short number (``#1042``), by its id before numbers.
+        refs[tickets[-1]] = str(opened.json().get("number") or tickets[-1])
     for ticket in tickets:  # the agent takes each ticket, so the client's reply is for them
         await _ok(lambda t=ticket: http.post(f"{urls['tickets']}/tickets/{t}/transfer",
                                              headers=admin, json={"staff_id": agent}))  # fmt: skip
@@ -156,10 +182,14 @@ async def _run(
         await _ok(lambda t=ticket: http.post(f"{urls['tickets']}/tickets/{t}/messages",
                                              headers=customer, json={"body": "more"}))  # fmt: skip
         answered = time.perf_counter()
-        while ticket not in inbox.arrivals:
+        while refs[ticket] not in inbox.arrivals:
             inbox.changed.clear()
             await asyncio.wait_for(inbox.changed.wait(), 30)
-        latencies.append((inbox.arrivals[ticket][0] - answered) * 1000)
+        latencies.append((inbox.arrivals[refs[ticket]][0] - answered) * 1000)
+    if profiling:
+        os.kill(pids["notifier"], signal.SIGUSR1)
+    cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    cpu_before["bench"] = time.process_time()
     started, before = time.perf_counter(), inbox.count
     gate = asyncio.Semaphore(16)
 
@@ -171,8 +201,17 @@ async def _run(
     await asyncio.gather(*(reply(t) for t in tickets[replies:]))
     await inbox.wait_count(before + burst)
     seconds = time.perf_counter() - started
+    if profiling:
+        os.kill(pids["notifier"], signal.SIGUSR2)
+    cpu = {name: _cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+    cpu["bench"] = time.process_time() - cpu_before["bench"]
+    print(  # where the burst's CPU went, per mail (not a figure of results.json)
+        "CPU ms per mail over the burst:",
+        ", ".join(f"{name} {ms * 1000 / burst:.2f}" for name, ms in cpu.items()),
+        file=sys.stderr,
+    )
     # The limit beside it, right after, to the same SMTP server: a bare aiosmtplib loop
-    # in its own process sending as many mails.
+    # in its own process sending as many mails over as many connections.
     before = inbox.count
     bare_seconds = await bare_mail_seconds(port, burst)
     await inbox.wait_count(before + burst, timeout=10)
@@ -188,7 +227,7 @@ async def bare_mail_seconds(port: int, count: int) -> float:
     """Seconds ``bench.bare_mail`` takes to send ``count`` mails to the server on ``port``."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.bare_mail", "--port", str(port), "--count", str(count),
-        stdout=asyncio.subprocess.PIPE, cwd=ROOT,
+        "--connections", str(POOL), stdout=asyncio.subprocess.PIPE, cwd=ROOT,
     )  # fmt: skip
     out, _ = await process.communicate()
     if process.returncode != 0:
@@ -196,9 +235,9 @@ async def bare_mail_seconds(port: int, count: int) -> float:
     return float(json.loads(out)["seconds"])
 
 
-def run(replies: int = 200, burst: int = 300) -> dict[str, float]:
+def run(replies: int = 200, burst: int = 300, profile: Path | None = None) -> dict[str, float]:
     """Figures for ``bench/results.json``."""
-    return asyncio.run(measure(replies, burst))
+    return asyncio.run(measure(replies, burst, profile))
 
 
 def main() -> None:
@@ -209,10 +248,11 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=300)
     parser.add_argument("--output", type=Path, default=RESULTS_PATH, help="results JSON")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--profile", type=Path, help="cProfile the notifier process: PREFIX")
     args = parser.parse_args()
-    results = run(args.replies, args.burst)
+    results = run(args.replies, args.burst, args.profile)
     goals.print_table(results, "Notifier (ratio: ours / bare aiosmtplib loop, same run)")
-    if not args.no_write:
+    if not args.no_write and args.profile is None:
         merge_json(args.output, goals.with_goals(results))
         print(f"wrote {args.output}")
 

@@ -190,7 +190,7 @@ def stop(*_):
     profile.dump_stats(next(names))
 signal.signal(signal.SIGUSR1, start)
 signal.signal(signal.SIGUSR2, stop)
-runpy.run_module("services.tickets", run_name="__main__")
+runpy.run_module({module!r}, run_name="__main__")
 """
 
 
@@ -209,6 +209,7 @@ async def running_stack(
     services: Sequence[str] = SERVICES,
     extra_env: dict[str, str] | None = None,
     bench: str = "tickets",
+    profiled: str = "tickets",
 ) -> AsyncIterator[Stack]:
     """The services (identity, departments, clients and tickets) as processes, each on
     fresh PostgreSQL databases ``bench_<bench>_<service>``."""
@@ -247,8 +248,13 @@ async def running_stack(
                 **(extra_env or {}),
             }
             command = [sys.executable, "-m", f"services.{name}"]
-            if name == "tickets" and profile is not None:
-                command = [sys.executable, "-c", PROFILED.format(prefix=str(profile))]
+            if name == profiled and profile is not None:  # the one service under cProfile
+                module = f"services.{name}"
+                command = [
+                    sys.executable,
+                    "-c",
+                    PROFILED.format(prefix=str(profile), module=module),
+                ]
             process = subprocess.Popen(  # noqa: ASYNC220 - started once, not awaited on
                 command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL
             )

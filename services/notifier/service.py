@@ -8,7 +8,7 @@ service, identity's reset links), start with the service and stop with it; see `
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
 import services.notifier as package
@@ -46,11 +46,12 @@ async def compose(runtime: ServiceRuntime) -> Notifier:
     sms = HttpSms(settings)
     identity = IdentityHttp(settings.identity_url, key)
     views = runtime.runners["notifier"]
+    mailer = SmtpMailer(settings, conversations.file, key, identity.reset_link)
     postman = Postman(
         runtime.store,
         runtime.db,
         views,
-        SmtpMailer(settings, conversations.file, key, identity.reset_link),
+        mailer,
         sms,
         settings.retry_policy(),
         concurrency=settings.delivery_concurrency,
@@ -71,6 +72,7 @@ async def compose(runtime: ServiceRuntime) -> Notifier:
         [topic_of(context, prefix) for context in INPUT_CONTEXTS],
         group_id=f"{prefix}notifier.stream",
         handle=_admitted(runtime, processor.handle),
+        handle_batch=_admitted_batch(runtime, processor.handle_batch),
         dead_letters=dead_letters(
             runtime.db,
             runtime.settings.kafka_bootstrap_servers,
@@ -83,7 +85,9 @@ async def compose(runtime: ServiceRuntime) -> Notifier:
     )
     timekeeper = Timekeeper(runtime.store, runtime.db, views)
     notifier = Notifier(runtime, settings, processor, stream, timekeeper, postman)
-    notifier.closers += [clients.close, sms.close, conversations.close, identity.close]
+    notifier.closers += [
+        clients.close, sms.close, conversations.close, identity.close, mailer.close,
+    ]  # fmt: skip
     runtime.tasks.append(asyncio.create_task(_close_on_stop(notifier.closers)))
     for name, work in (
         ("notifier:stream", stream.run),
@@ -115,6 +119,19 @@ def _admitted(
     async def admitted(event: RecordedEvent) -> None:
         if verifier.admit(event):
             await handle(event)
+
+    return admitted
+
+
+def _admitted_batch(
+    runtime: ServiceRuntime, handle: Callable[[Sequence[RecordedEvent]], Awaitable[None]]
+) -> Callable[[Sequence[RecordedEvent]], Awaitable[None]]:
+    """``_admitted`` for a batch: the facts the verifier refuses are left out of it."""
+    verifier = runtime.verifier
+    assert verifier is not None
+
+    async def admitted(events: Sequence[RecordedEvent]) -> None:
+        await handle([event for event in events if verifier.admit(event)])
 
     return admitted
 

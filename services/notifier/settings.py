@@ -26,6 +26,9 @@ class NotifierSettings(BaseSettings):
     smtp_starttls: bool = Field(default=False, description="upgrade with STARTTLS (port 587)")
     smtp_from: str = "Support <support@backoffice.localhost>"
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Connections kept open and reused mail after mail (``adapters.mail.SmtpPool``).
+    smtp_pool_size: int = Field(default=4, ge=1, le=64)
+    smtp_pool_idle_seconds: float = Field(default=30.0, gt=0)
     # SMS: an HTTP gateway that takes POST {"to", "text"} (empty: SMS are not sent).
     sms_gateway_url: str = ""
     sms_gateway_token: SecretStr | None = None

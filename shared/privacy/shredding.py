@@ -142,15 +142,30 @@ def open_stored(
     return _opened_data(event.data, subject, keys.get(subject))
 
 
-def _opened_data(data: dict[str, Any], subject: str, key: bytes | None) -> dict[str, Any]:
+def _opened_data(
+    data: dict[str, Any],
+    subject: str,
+    key: bytes | None,
+    fields: tuple[str, ...] | None = None,
+) -> dict[str, Any]:
+    """``data`` with its sealed values opened: those of ``fields`` when given (the
+    model's personal fields, for data of its current schema: only those were sealed),
+    else any value (an older schema may have kept a personal field under another name)."""
     cipher = None if key is None else _cipher(key)
     bound = subject.encode()
     opened = data.copy()
     # Every event of a replay comes through here: the check is is_sealed's, inline.
-    for name, value in opened.items():  # values replaced in place, no key added
+    for name in opened if fields is None else fields:  # values replaced, no key added
+        value = opened.get(name)
         if value.__class__ is str and value.startswith(SEALED_PREFIX):
             opened[name] = None if cipher is None else _open(cipher, bound, value)
     return opened
+
+
+def _sealed_fields(model: type[DomainEvent], event: RecordedEvent) -> tuple[str, ...] | None:
+    """Where ``event``'s sealed values can be: the model's personal fields when it was
+    stored in the current schema, else anywhere (None)."""
+    return personal_fields(model) if event.schema_version == model.schema_version else None
 
 
 class _Recent:
@@ -220,7 +235,7 @@ def open_event(
         payload = registry.decode(event)
     else:
         key = keys.get(subject)
-        data = _opened_data(event.data, subject, key)
+        data = _opened_data(event.data, subject, key, _sealed_fields(model, event))
         payload = registry.decode_data(event.type, event.schema_version, data)
     _recently_opened.put(event.position, (event.data, subject, key, payload))
     return payload
@@ -249,9 +264,11 @@ def decode_unopened(registry: EventRegistry, event: RecordedEvent) -> DomainEven
     found = _remembered(event)
     if found is not None:
         return found[2]
-    if not personal_fields(registry.model(event.type)):
+    model = registry.model(event.type)
+    if not personal_fields(model):
         return registry.decode(event)
-    data = _opened_data(event.data, "", None)  # not remembered: it is not the opened one
+    # Not remembered: it is not the opened one.
+    data = _opened_data(event.data, "", None, _sealed_fields(model, event))
     return registry.decode_data(event.type, event.schema_version, data)
 
 

@@ -705,6 +705,46 @@ async def test_a_gateway_answering_500_is_retried_then_failed_in_the_log(stack: 
     assert _only(await deliveries(stack, to=agent.email))["status"] == "sent"
 
 
+async def test_a_burst_goes_over_few_connections_and_a_refused_address_fails_alone(
+    stack: Stack,
+) -> None:
+    """Tickets opened at once: their notices are sent side by side over the pool's kept
+    connections (never more than ``SMTP_POOL_SIZE``, 4); the one address the server
+    refuses is recorded as failed attempts, and the others' mails arrive, once each."""
+    main = await project(stack)
+    desk = await department(stack, "Burst desk", [main])
+    agents = [await staff(stack, f"burst{n}", ["tickets.view"], [desk]) for n in range(3)]
+    for agent in agents:
+        await subscribe(stack, agent, {"new_ticket": ["email"]})
+    refused = agents[1]
+    stack.mail.refused.add(refused.email)
+    customer = await client(stack, "burst-client", main)
+    stack.mail.drop_connections()  # the count starts from no open connection
+    connections = stack.mail.connections
+    await asyncio.gather(*(open_ticket(stack, customer, desk) for _ in range(8)))
+    for agent in (agents[0], agents[2]):
+        await until(lambda a=agent: len(stack.mail.to(a.email)) >= 8, what="8 mails each")
+
+    async def attempted() -> list[dict[str, Any]]:
+        found = await deliveries(stack, to=refused.email)
+        tried = [d for d in found if d["status"] in ("retrying", "failed")]
+        return tried if len(tried) == 8 else []
+
+    failures = await until(attempted, what="the refused address's attempts recorded")
+    assert all("550" in f["error"] and f["attempts"] >= 1 for f in failures)
+    assert stack.mail.to(refused.email) == []
+    for agent in (agents[0], agents[2]):
+        subjects = [m.subject for m in stack.mail.to(agent.email)]
+        assert len(subjects) == len(set(subjects)) == 8  # one per ticket, once each
+
+        async def all_sent(agent: Person = agent) -> bool:  # the read model follows the mail
+            found = await deliveries(stack, to=agent.email)
+            return len(found) == 8 and {d["status"] for d in found} == {"sent"}
+
+        await until(all_sent, what="8 deliveries recorded as sent")
+    assert 1 <= stack.mail.connections - connections <= 4
+
+
 async def _with(pending: Any, **wanted: Any) -> list[dict[str, Any]]:
     return [d for d in await pending if all(d[k] == v for k, v in wanted.items())]
 

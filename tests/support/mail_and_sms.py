@@ -1,7 +1,9 @@
 """A real SMTP server (aiosmtpd) and a real HTTP SMS gateway, in the test's event loop.
 
 Both keep what they received; the SMTP server can be stopped and started again
-on its port ("SMTP down"), the gateway told to answer 500.
+on its port ("SMTP down": its open connections go too), drop its open connections
+while it goes on listening, refuse chosen recipients (550), and counts the
+connections clients opened; the gateway can be told to answer 500.
 """
 
 from __future__ import annotations
@@ -45,7 +47,18 @@ class MailBox:
         self.port = free_port()
         self.mails: list[Mail] = []
         self.arrived = asyncio.Event()
+        self.connections = 0  # SMTP connections clients opened, in all
+        self.refused: set[str] = set()  # recipients answered 550
         self._server: asyncio.Server | None = None
+        self._sessions: list[SMTP] = []
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
+    ) -> str:
+        if address in self.refused:
+            return "550 5.1.1 No such mailbox here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or envelope.content or b""
@@ -59,11 +72,30 @@ class MailBox:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: SMTP(self, hostname="mailbox.localhost", loop=loop), "127.0.0.1", self.port
-        )
+
+        def session() -> SMTP:
+            self.connections += 1
+            smtp = SMTP(self, hostname="mailbox.localhost", loop=loop)
+            self._sessions.append(smtp)
+            return smtp
+
+        self._server = await loop.create_server(session, "127.0.0.1", self.port)
+
+    @property
+    def open_connections(self) -> int:
+        """Connections a client holds open now."""
+        self._sessions = [s for s in self._sessions if s.transport is not None]
+        return len(self._sessions)
+
+    def drop_connections(self) -> None:
+        """Close every open connection from the server's side (it keeps listening)."""
+        sessions, self._sessions = self._sessions, []
+        for smtp in sessions:
+            if smtp.transport is not None:
+                smtp.transport.close()
 
     async def stop(self) -> None:
+        self.drop_connections()  # a server that is down keeps no connection either
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):

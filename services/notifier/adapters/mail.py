@@ -1,4 +1,5 @@
-"""E-mail through SMTP (aiosmtplib): plain, implicit TLS or STARTTLS, with or without login.
+"""E-mail through SMTP (aiosmtplib): plain, implicit TLS or STARTTLS, with or without login,
+over a pool of connections kept open.
 
 A mail is a plain-text part and an HTML part of the same text, plus the files
 of the conversation (fetched from the service that holds them when it is
@@ -10,11 +11,29 @@ inbound address when there is one. Every notice says ``Auto-Submitted:
 auto-generated`` (RFC 3834), so well-behaved auto-responders do not answer it.
 Links that are secrets (a rating link, a password-reset link) are put into the
 text only here, when the mail is sent: no event or read model holds them.
+
+Connections (``SmtpPool``): at most ``SMTP_POOL_SIZE`` (default 4) open at once,
+each carrying one mail transaction after another (MAIL, RCPT, DATA; aiosmtplib
+sends a command and awaits its answer before the next, so even on a server that
+advertises PIPELINING the commands of one mail are not pipelined: the pool's
+connections are what runs mails side by side). Each is opened as a single mail's
+used to be (TLS from the first byte, or STARTTLS, then login, with the settings of
+``NotifierSettings``), kept while in use, and closed (QUIT) once idle for
+``SMTP_POOL_IDLE_SECONDS``. A mail that fails on a kept connection because the
+connection broke (the server closed it, a reset, a timeout) is sent once more on
+a fresh one; a refusal by the server (a recipient refused, a 5xx after DATA) is
+the mail's failure, and the connection stays in the pool (aiosmtplib resets the
+envelope). A broken connection is never put back. The one duplicate this can
+cause (the server took the DATA and the connection broke before its answer) is
+the gap the postman already names: the copy carries the same ``Message-ID``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import html
+import time
 from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
@@ -56,6 +75,133 @@ def as_html(text: str) -> str:
     )
 
 
+# What says the connection itself is gone (not that the server refused the mail):
+# aiosmtplib's SMTPServerDisconnected and SMTPConnectError are ConnectionErrors, its
+# timeouts TimeoutErrors.
+BROKEN: tuple[type[BaseException], ...] = (ConnectionError, OSError, TimeoutError)
+QUIT_SECONDS = 2.0  # a QUIT to an idle connection: longer, and it is simply closed
+
+
+class SmtpPool:
+    """Open SMTP connections reused mail after mail (rules in the module docstring).
+
+    ``opened`` counts the connections made (for tests and the bench); ``send`` may
+    be called concurrently: at most ``size`` mails are on the wire at once, the
+    others wait for a connection.
+    """
+
+    def __init__(self, settings: NotifierSettings) -> None:
+        self.settings = settings
+        self.size = settings.smtp_pool_size
+        self.idle_seconds = settings.smtp_pool_idle_seconds
+        self.opened = 0
+        self._gate = asyncio.Semaphore(self.size)
+        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []  # (connection, idle since)
+        self._reaper: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:  # never the password
+        return f"SmtpPool({self.settings.smtp_host}:{self.settings.smtp_port}, size={self.size})"
+
+    async def send(self, message: EmailMessage) -> None:
+        """Send ``message`` on a kept connection (once more on a fresh one if that one
+        turns out broken) or a new one; raises what aiosmtplib raises."""
+        async with self._gate:
+            kept = self._take()
+            if kept is not None:
+                try:
+                    await self._send_on(kept, message)
+                    return
+                except BROKEN:
+                    pass  # closed by the server while idle, say: once more, on a fresh one
+            await self._send_on(await self._open(), message)
+
+    async def _send_on(self, client: aiosmtplib.SMTP, message: EmailMessage) -> None:
+        try:
+            await client.send_message(message)
+        except BROKEN:
+            client.close()
+            raise
+        except aiosmtplib.SMTPException:
+            # The server refused this mail; the envelope was reset, the connection is good.
+            if client.is_connected:
+                self._keep(client)
+            else:
+                client.close()
+            raise
+        except BaseException:
+            client.close()  # cancelled or worse mid-transaction: its state is unknown
+            raise
+        self._keep(client)
+
+    async def _open(self) -> aiosmtplib.SMTP:
+        s = self.settings
+        password = s.smtp_password.get_secret_value() if s.smtp_password else None
+        client = aiosmtplib.SMTP(
+            hostname=s.smtp_host,
+            port=s.smtp_port,
+            username=s.smtp_username or None,
+            password=password if s.smtp_username else None,
+            use_tls=s.smtp_tls,
+            start_tls=s.smtp_starttls,
+            timeout=s.smtp_timeout_seconds,
+        )
+        try:
+            await client.connect()  # EHLO, STARTTLS and login as the settings say
+        except BaseException:
+            client.close()  # a refused login, say: the socket must not outlive it
+            raise
+        self.opened += 1
+        return client
+
+    def _take(self) -> aiosmtplib.SMTP | None:
+        """The most recently used open connection (the least likely to have timed out
+        at the server), dropping the ones that closed meanwhile."""
+        while self._idle:
+            client, _ = self._idle.pop()
+            if client.is_connected:
+                return client
+            client.close()
+        return None
+
+    def _keep(self, client: aiosmtplib.SMTP) -> None:
+        self._idle.append((client, time.monotonic()))
+        if self._reaper is None or self._reaper.done():
+            self._reaper = asyncio.create_task(self._reap())
+
+    async def _reap(self) -> None:
+        """Close the connections idle for ``idle_seconds``; ends when none is left idle."""
+        while self._idle:
+            oldest = min(since for _, since in self._idle)
+            await asyncio.sleep(max(0.0, oldest + self.idle_seconds - time.monotonic()) + 0.05)
+            now = time.monotonic()
+            expired = [c for c, since in self._idle if now - since >= self.idle_seconds]
+            self._idle = [(c, t) for c, t in self._idle if now - t < self.idle_seconds]
+            for client in expired:
+                await _quit(client)
+
+    @property
+    def idle(self) -> int:
+        """Connections open and waiting for a mail."""
+        return len(self._idle)
+
+    async def close(self) -> None:
+        """QUIT every idle connection (the service stopping)."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        idle, self._idle = self._idle, []
+        for client, _ in idle:
+            await _quit(client)
+
+
+async def _quit(client: aiosmtplib.SMTP) -> None:
+    try:
+        await asyncio.wait_for(client.quit(), QUIT_SECONDS)
+    except Exception:
+        client.close()  # already gone, or slow to say goodbye: nothing to keep
+
+
 class SmtpMailer:
     def __init__(
         self,
@@ -63,8 +209,10 @@ class SmtpMailer:
         fetch: FetchFile = _no_files,
         key: Ed25519PrivateKey | None = None,
         reset_link: ResetLink = _no_reset_links,
+        pool: SmtpPool | None = None,
     ) -> None:
         self.settings = settings
+        self.pool = pool or SmtpPool(settings)
         self.fetch = fetch
         self.reset_link = reset_link
         self.domain = mail_domain(settings.smtp_from)
@@ -143,18 +291,15 @@ class SmtpMailer:
                 subtype=subtype or "octet-stream",
                 filename=str(file.get("filename") or "attachment"),
             )
-        password = s.smtp_password.get_secret_value() if s.smtp_password else None
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=s.smtp_host,
-                port=s.smtp_port,
-                username=s.smtp_username or None,
-                password=password if s.smtp_username else None,
-                use_tls=s.smtp_tls,
-                start_tls=s.smtp_starttls,
-                timeout=s.smtp_timeout_seconds,
-            )
+            await self.pool.send(message)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
             # The exception's text may quote the server, never our credentials.
             raise DeliveryError(f"smtp: {type(error).__name__}: {error}"[:300]) from None
+        except ValueError:
+            # aiosmtplib's check of the addresses, before a byte is sent: this mail's
+            # failure (recorded and retried as any), not the batch's.
+            raise DeliveryError("smtp: an address the SMTP client cannot send to") from None
+
+    async def close(self) -> None:
+        await self.pool.close()

@@ -1,4 +1,5 @@
-"""The stream processor's work for one event: remember, decide notices and deadlines, append.
+"""The stream processor's work for a batch of events: remember, decide notices and
+deadlines, append.
 
 For each event of the input topics (and of ``notifier.events``, for the
 response-time warnings it fired itself; identity's ``PasswordResetRequested``
@@ -16,15 +17,28 @@ becomes a mail whose link is asked for when it is sent, never kept here):
 
 A crash between 3 and 4 repeats 2 and 3 on redelivery, which appends nothing
 new.
+
+A batch (``handle_batch``, what the stream takes at once) keeps those rules and
+does the work once per batch where the order allows: one inbox query finds what
+was handled before; the batch is cut into *runs* that end with each event that
+changes the directory (``directory.changes``) or erases a client, so every event
+is still decided on the directory as it was just before it; within a run the
+decisions (directory reads, the clients and tickets services) run side by side
+(``AT_ONCE``), then the notices and the timers are appended side by side (the
+steps of one timer in the events' order), then one transaction applies the run
+to the directory and records it in the inbox. ``handle`` is a batch of one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Sequence
+from contextvars import ContextVar
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import select
@@ -57,6 +71,7 @@ from services.notifier.domain.timer import stream_of as timer_stream
 from shared.application.commands import decide_and_append
 from shared.domain.events import Actor, DomainEvent, RecordedEvent
 from shared.eventstore import ConcurrencyError, EventStore, StreamState
+from shared.observability import causation
 from shared.privacy.shredding import KeyRing, Sealer
 from shared.readmodel.database import ReadModelDB, inbox
 
@@ -68,8 +83,19 @@ ACTOR = Actor(id="notifier", kind="system")
 DERIVED = uuid.UUID("0b7f2c1e-9c44-4c1f-8d0e-5b8a4f6d3e21")
 
 
+AT_ONCE = 8
+"""Decisions, or appends, of one run in flight at once: each holds a read-model or a
+store connection (``DB_POOL_SIZE`` each, 10 by default, shared with the postman and
+the read models), and the tickets and clients services answer the lookups."""
+
+
 def derived_id(source: str, purpose: str) -> uuid.UUID:
     return uuid.uuid5(DERIVED, f"{source}/{purpose}")
+
+
+Decided = tuple[list[Notice], list[Deadline | Cancel]]
+T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 
 
 class Processor:
@@ -94,39 +120,76 @@ class Processor:
         self.handled = 0
 
     async def start(self) -> None:
-        await self.db.create_tables(directory.metadata)
+        # Columns added to the directory since (a ticket's number) come to an old database.
+        await self.db.create_tables(directory.metadata, add_new_columns=True)
         await self.keys.create_tables()
 
     async def seen(self, event_id: uuid.UUID) -> bool:
+        return not await self.unseen_of([event_id])
+
+    async def unseen_of(self, event_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of ``event_ids`` the inbox does not have yet (one query)."""
+        wanted = {str(event_id) for event_id in event_ids}
         async with self.db.reading() as conn:
             found = await conn.execute(
                 select(inbox.c.event_id).where(
-                    inbox.c.consumer == INBOX, inbox.c.event_id == str(event_id)
+                    inbox.c.consumer == INBOX, inbox.c.event_id.in_(sorted(wanted))
                 )
             )
-            return found.first() is not None
+            seen = set(found.scalars())
+        return {event_id for event_id in event_ids if str(event_id) not in seen}
 
     async def handle(self, event: RecordedEvent) -> None:
-        if await self.seen(event.event_id):
+        await self.handle_batch([event])
+
+    async def handle_batch(self, events: Sequence[RecordedEvent]) -> None:
+        """Handle ``events`` in their order, each once (rules in the module docstring)."""
+        if not events:
             return
-        notices, plan = await self.decide(event)
-        for notice in notices:
-            await self.queue(notice, event)
-        if notices:
-            self.on_queued()
-        for step in plan:
-            await self.set_timer(step, str(event.event_id))
-        async with self.db.transaction() as conn:
-            marked = await conn.execute(
-                self.db.insert_ignoring_duplicates(
-                    inbox, consumer=INBOX, event_id=str(event.event_id)
-                )
+        unseen = await self.unseen_of([e.event_id for e in events])
+        fresh: list[RecordedEvent] = []
+        for event in events:
+            if event.event_id in unseen:  # a copy inside the batch counts once too
+                unseen.discard(event.event_id)
+                fresh.append(event)
+        for run in runs(fresh):
+            await self._handle_run(run)
+
+    async def _handle_run(self, run: list[RecordedEvent]) -> None:
+        reads = _RUN_READS.set({})  # the run's directory reads, each asked once
+        try:
+            decided: list[Decided] = await together(
+                [_caused(event, functools.partial(self.decide, event)) for event in run], AT_ONCE
             )
-            if marked.rowcount:
-                await directory.apply(conn, event)
-                if event.type == "ClientErased":
-                    await self._forget(conn, str(event.data["client_id"]))
-        self.handled += 1
+        finally:
+            _RUN_READS.reset(reads)
+        appends: list[Callable[[], Awaitable[None]]] = []
+        steps: dict[str, list[tuple[Deadline | Cancel, RecordedEvent]]] = {}
+        for event, (notices, plan) in zip(run, decided, strict=True):
+            appends += [_caused(event, functools.partial(self.queue, n, event)) for n in notices]
+            for step in plan:
+                steps.setdefault(step.timer_id, []).append((step, event))
+        appends += [functools.partial(self._set_timers, one) for one in steps.values()]
+        await together(appends, AT_ONCE)
+        if any(notices for notices, _ in decided):
+            self.on_queued()
+        async with self.db.transaction() as conn:
+            for event in run:
+                marked = await conn.execute(
+                    self.db.insert_ignoring_duplicates(
+                        inbox, consumer=INBOX, event_id=str(event.event_id)
+                    )
+                )
+                if marked.rowcount:
+                    await directory.apply(conn, event)
+                    if event.type == "ClientErased":
+                        await self._forget(conn, str(event.data["client_id"]))
+        self.handled += len(run)
+
+    async def _set_timers(self, steps: list[tuple[Deadline | Cancel, RecordedEvent]]) -> None:
+        """One timer's steps, in the order of the events that set them."""
+        for step, event in steps:
+            await _caused(event, functools.partial(self.set_timer, step, str(event.event_id)))()
 
     async def _forget(self, conn: Any, client_id: str) -> None:
         """An erased client: their notices' key goes, and the log's copies of them."""
@@ -144,11 +207,13 @@ class Processor:
     async def decide(self, event: RecordedEvent) -> tuple[list[Notice], list[Deadline | Cancel]]:
         d = event.data
         async with self.db.reading() as conn:
-            ticket = await directory.ticket(conn, d.get("ticket_id"))
+            ticket = await _once(directory.ticket, conn, d.get("ticket_id"))
             departments = {d.get("department_id"), d.get("to_department_id")}
             if ticket is not None:
                 departments.add(ticket.department_id)
-            schedules = {dep: await directory.schedule_of(conn, dep) for dep in departments if dep}
+            schedules = {
+                dep: await _once(directory.schedule_of, conn, dep) for dep in departments if dep
+            }
 
             def warn_at(department_id: str | None, due: datetime) -> datetime:
                 schedule = schedules.get(department_id) if department_id else None
@@ -175,8 +240,8 @@ class Processor:
             recipients = reset_recipient("client", principal_id, card.email, card.language)
         else:
             async with self.db.reading() as conn:
-                found = await directory.staff(conn, [principal_id])
-                chosen = await directory.staff_subscriptions(conn, [principal_id])
+                found = await _once(directory.staff, conn, (principal_id,))
+                chosen = await _once(directory.staff_subscriptions, conn, (principal_id,))
             subscription = chosen.get(principal_id)
             language: Language = subscription.language if subscription else "en"
             email = found[0].email if found and found[0].active else None
@@ -196,7 +261,10 @@ class Processor:
             and d.get("department_id")
             and d.get("origin") != "client_message"
         ):
-            kind, candidates = "new_ticket", await directory.members(conn, d["department_id"])
+            kind, candidates = (
+                "new_ticket",
+                await _once(directory.members, conn, d["department_id"]),
+            )
             department_id = d["department_id"]
         elif (
             event.type == "TicketMessagePosted"
@@ -205,27 +273,37 @@ class Processor:
             and ticket is not None
             and ticket.assignee_id
         ):
-            kind, candidates = "client_reply", await directory.staff(conn, [ticket.assignee_id])
+            kind, candidates = (
+                "client_reply",
+                await _once(directory.staff, conn, (ticket.assignee_id,)),
+            )
             department_id = ticket.department_id
         elif event.type == "TicketTransferred" and d.get("to_staff_id"):
-            kind, candidates = "ticket_transferred", await directory.staff(conn, [d["to_staff_id"]])
+            kind, candidates = (
+                "ticket_transferred",
+                await _once(directory.staff, conn, (d["to_staff_id"],)),
+            )
             department_id = d.get("to_department_id") or (ticket.department_id if ticket else None)
         elif event.type == "DeadlineExpired" and d.get("kind") == "response_time":
             if ticket is not None and ticket.assignee_id:
-                candidates = await directory.staff(conn, [ticket.assignee_id])
+                candidates = await _once(directory.staff, conn, (ticket.assignee_id,))
             else:
-                candidates = await directory.members(conn, d.get("department_id"))
+                candidates = await _once(directory.members, conn, d.get("department_id"))
             kind, department_id = "deadline_near", d.get("department_id")
         else:
             return []
-        subscriptions = await directory.staff_subscriptions(conn, [c.staff_id for c in candidates])
+        subscriptions = await _once(
+            directory.staff_subscriptions, conn, tuple(c.staff_id for c in candidates)
+        )
         recipients = staff_recipients(kind, candidates, subscriptions, exclude=event.actor.id)
         if not recipients:
             return []
         ticket_id = str(d.get("ticket_id", ""))
-        names = await directory.department_name(conn, department_id)
-        actor = await directory.staff(conn, [event.actor.id])
+        names = await _once(directory.department_name, conn, department_id)
+        actor = await _once(directory.staff, conn, (event.actor.id,))
         number = d.get("number")
+        if number is None and ticket is not None and ticket.ticket_id == ticket_id:
+            number = ticket.number  # from its opening: no call to the tickets service
         if number is None and ticket_id:
             found = await self.conversations.ticket(ticket_id, _position_in(event, "ticket-"))
             number = found.get("number") if found else None
@@ -328,7 +406,7 @@ class Processor:
             client_id, kind = ticket.client_id, "transfer_notice"
             extra, conversation = await self._ticket_conversation(ticket.ticket_id, event)
             async with self.db.reading() as conn:
-                names = await directory.department_name(conn, d.get("to_department_id"))
+                names = await _once(directory.department_name, conn, d.get("to_department_id"))
             by_language = {lang: {"department": names.get(lang, "")} for lang in ("en", "ru")}
         else:
             return []
@@ -348,7 +426,7 @@ class Processor:
         if not recipients:
             return []
         async with self.db.reading() as conn:
-            author = await directory.staff(conn, [staff_id] if staff_id else [])
+            author = await _once(directory.staff, conn, (staff_id,) if staff_id else ())
         return [
             render(
                 kind,
@@ -420,6 +498,71 @@ class Processor:
                 derived_id(source_event_id, f"{stream}/{timer.version}") for _ in events
             ],
         )
+
+
+def runs(events: Sequence[RecordedEvent]) -> Iterator[list[RecordedEvent]]:
+    """``events`` cut after each one that changes what later ones are decided on (the
+    directory, or an erased client's key): inside a run, every event sees the directory
+    as it was just before it."""
+    run: list[RecordedEvent] = []
+    for event in events:
+        run.append(event)
+        if directory.changes(event) or event.type == "ClientErased":
+            yield run
+            run = []
+    if run:
+        yield run
+
+
+_RUN_READS: ContextVar[dict[tuple[Any, Hashable], Any] | None] = ContextVar(
+    "notifier_run_reads", default=None
+)
+
+
+async def _once(read: Callable[[Any, K], Awaitable[T]], conn: Any, key: K) -> T:
+    """``read(conn, key)``, asked once per run: inside a run the directory does not
+    change (``runs``), so the events of a batch that name the same department, staff
+    or ticket share one answer. Outside a run, simply asked."""
+    memo = _RUN_READS.get()
+    if memo is None:
+        return await read(conn, key)
+    if (read, key) not in memo:
+        memo[read, key] = await read(conn, key)
+    found: T = memo[read, key]
+    return found
+
+
+def _caused(event: RecordedEvent, work: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+    """``work`` for ``event``: what it appends and logs continues the event's correlation."""
+
+    async def call() -> T:
+        with causation.bound(causation.caused_by(event.event_id, event.correlation_id)):
+            return await work()
+
+    return call
+
+
+async def together(calls: Sequence[Callable[[], Awaitable[T]]], at_once: int = 0) -> list[T]:
+    """The calls' results, run side by side (``at_once`` at most, 0: no limit); the
+    first failure cancels the others and is raised as itself (what the stream's
+    retry rules look at), not inside an ``ExceptionGroup``."""
+    if len(calls) <= 1:
+        return [await call() for call in calls]
+    gate = asyncio.Semaphore(at_once or len(calls))
+
+    async def gated(call: Callable[[], Awaitable[T]]) -> T:
+        async with gate:
+            return await call()
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(gated(call)) for call in calls]
+    except ExceptionGroup as failed:
+        first = failed.exceptions[0]
+        while isinstance(first, ExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+    return [task.result() for task in tasks]
 
 
 def contact_card(contact: dict[str, Any]) -> ClientCard | None:

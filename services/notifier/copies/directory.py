@@ -16,7 +16,18 @@ from typing import Any
 
 import orjson
 import structlog
-from sqlalchemy import Boolean, Column, MetaData, String, Table, Text, delete, select, update
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.notifier.domain.deadlines import TicketFacts
@@ -26,7 +37,7 @@ from services.notifier.projections import subscriptions
 from shared.domain.business_hours import BusinessHours, WeeklyHours
 from shared.domain.events import RecordedEvent
 from shared.messaging.limits import ID_MAX, clip, fact_id, fitting
-from shared.messaging.staff_facts import StaffFact, staff_fact
+from shared.messaging.staff_facts import STAFF_FACTS, StaffFact, staff_fact
 from shared.readmodel.database import upsert
 
 log = structlog.get_logger(__name__)
@@ -77,6 +88,9 @@ tickets = Table(
     Column("department_id", String(64), nullable=True),
     Column("assignee_id", String(64), nullable=True),
     Column("message_ref", String(64), nullable=True),
+    # The short number its opening carried: a notice names the ticket without asking the
+    # tickets service (NULL for tickets the directory knew before the column).
+    Column("number", BigInteger, nullable=True),
 )
 
 
@@ -97,6 +111,18 @@ async def _apply_staff(conn: AsyncConnection, fact: StaffFact) -> None:
             )
     if fact.departments is not None:
         await _set_departments(conn, fact.staff_id, list(fact.departments))
+
+
+CHANGING = frozenset({
+    "DepartmentCreated", "DepartmentChanged", "ScheduleCreated", "ScheduleChanged",
+    "TicketOpened", "TicketLinkedToClient", "TicketAssigned", "TicketTransferred",
+})  # fmt: skip
+
+
+def changes(event: RecordedEvent) -> bool:
+    """Whether ``apply`` may change the directory for ``event`` (a staff fact, or one of
+    ``CHANGING``): the processor decides the events after it on the changed directory."""
+    return event.type in CHANGING or event.type in STAFF_FACTS
 
 
 _IDS = ("department_id", "schedule_id", "ticket_id", "client_id", "assignee_id", "to_staff_id",
@@ -144,6 +170,7 @@ async def apply(conn: AsyncConnection, event: RecordedEvent) -> None:
             "ticket_id": d["ticket_id"], "client_id": d["client_id"],
             "department_id": d.get("department_id"), "assignee_id": d.get("assignee_id"),
             "message_ref": d.get("message_ref"),
+            "number": _number(d.get("number")),
         })  # fmt: skip
     elif kind == "TicketLinkedToClient":  # a contact's ticket is now the client's
         await conn.execute(
@@ -164,6 +191,11 @@ async def apply(conn: AsyncConnection, event: RecordedEvent) -> None:
         await conn.execute(
             update(tickets).where(tickets.c.ticket_id == d["ticket_id"]).values(**moved)
         )
+
+
+def _number(value: Any) -> int | None:
+    """A ticket's number as the column takes it; None when it does not fit."""
+    return value if isinstance(value, int) and 0 <= value < 2**63 else None
 
 
 async def _set_departments(conn: AsyncConnection, staff_id: str, ids: Iterable[str]) -> None:
@@ -241,8 +273,9 @@ async def ticket(conn: AsyncConnection, ticket_id: str | None) -> TicketFacts | 
     if row is None:
         return None
     return TicketFacts(
-        row.ticket_id, row.client_id, row.department_id, row.assignee_id, row.message_ref
-    )
+        row.ticket_id, row.client_id, row.department_id, row.assignee_id, row.message_ref,
+        row.number,
+    )  # fmt: skip
 
 
 async def department_name(conn: AsyncConnection, department_id: str | None) -> dict[str, str]:

@@ -32,6 +32,7 @@ class TicketFacts:
     department_id: str | None = None
     assignee_id: str | None = None
     message_ref: str | None = None  # the abuse notice / message a thread was opened by
+    number: int | None = None  # the short number (``#1042``), when its opening said it
 
 
 Plan = list[Deadline | Cancel]

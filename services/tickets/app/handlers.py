@@ -156,7 +156,11 @@ class Tickets:
 
     # ---------------------------------------------------------------- opening
 
-    async def open_ticket(self, principal: Principal, draft: OpenDraft) -> MessageAnswer:
+    async def open_ticket(
+        self, principal: Principal, draft: OpenDraft, known: support.Opening | None = None
+    ) -> MessageAnswer:
+        """``known``: the client, department and hours of this draft as its caller has just
+        read them (``support.opening``; the mail gateway), not read again."""
         if principal.kind == "client":
             if draft.client_id not in (None, principal.id):
                 raise DomainError("client_id", "a client opens tickets for themself")
@@ -169,7 +173,8 @@ class Tickets:
             client_id = draft.client_id
         now = self.clock()
         async with self.db.reading() as conn:
-            known = await support.opening(conn, client_id, draft.department_id)
+            if known is None:
+                known = await support.opening(conn, client_id, draft.department_id)
             blocking = (
                 await self.catalog.blocking_announcement(now, conn)
                 if principal.kind == "client"

@@ -194,9 +194,11 @@ class MailGateway:
         if client_id is None:
             return await self._from_unknown(mail)
         async with self.db.reading() as conn:  # one checkout for the mail's lookups
-            known = await support.client(conn, client_id)
-            # Read now even for a reply (which needs none): most mails open a ticket.
+            # Read now even for a reply (which needs no department): most mails open a
+            # ticket, and the open takes what is read here instead of reading it again.
             department_id = await self._department(mail, conn)
+            opening = await support.opening(conn, client_id, department_id or "")
+        known = opening.client
         access = self.access(client_id)
         if known is None or access is None:
             # Registered a moment ago: this service learns of it from the topics soon.
@@ -230,7 +232,7 @@ class MailGateway:
             ticket_id=new_id,
         )
         try:
-            await self.tickets.open_ticket(principal, draft)
+            await self.tickets.open_ticket(principal, draft, known=opening)
         except ConcurrencyError:
             pass  # opened by an earlier attempt at this same mail
         except (DomainError, Conflict, NotAllowed, NotFound, PaymentRequired) as error:

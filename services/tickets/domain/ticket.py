@@ -40,7 +40,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from services.tickets.domain.events import (
     TICKET_EVENTS,
@@ -139,7 +139,9 @@ _TIMELINE_KINDS: dict[type[DomainEvent], str] = {
 
 def timeline_kind(event: DomainEvent) -> str:
     """The entry an event makes in its ticket's timeline (the queue's ``type``)."""
-    if isinstance(event, TicketMessagePosted):
+    # By exact class (event models are final): a rebuild asks this of every event, and
+    # ``isinstance`` on a pydantic model class goes through ABCMeta's Python-level check.
+    if event.__class__ is TicketMessagePosted:
         return "internal_note" if event.internal else "message"
     return _TIMELINE_KINDS.get(type(event), event.event_type)
 
@@ -151,12 +153,13 @@ def seen_by_client(event: DomainEvent) -> bool:
     internal notes, assignments and links to a client are for staff; a transfer only while its
     notice is shown (the configured cap of transfer notices).
     """
-    if isinstance(event, TicketMessagePosted):
-        return not event.internal
-    if isinstance(event, TicketAssigned | TicketLinkedToClient):
+    kind = event.__class__  # exact classes, as in ``timeline_kind``
+    if kind is TicketMessagePosted:
+        return not cast(TicketMessagePosted, event).internal
+    if kind is TicketAssigned or kind is TicketLinkedToClient:
         return False
-    if isinstance(event, TicketTransferred):
-        return event.notice_visible_to_client
+    if kind is TicketTransferred:
+        return cast(TicketTransferred, event).notice_visible_to_client
     return True
 
 

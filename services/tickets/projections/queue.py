@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from sqlalchemy import (
@@ -177,6 +177,9 @@ def _files_json(records: list[AttachmentRecord], names: str | None) -> str:
     )
 
 
+_TICKET_MODELS = frozenset(registry.model(name) for name in TICKET_EVENTS)
+
+
 def _dept_key(department_id: str | None) -> str:
     return NO_DEPARTMENT if department_id is None else department_id
 
@@ -211,8 +214,10 @@ class TicketQueue(Projection):
         await batch.flush(conn)
 
     def _apply(self, event: RecordedEvent, keys: dict[str, bytes], batch: _Batch) -> None:
-        payload = shredding.open_event(registry, event, keys)
-        assert isinstance(payload, TicketEvent)
+        payload = cast(TicketEvent, shredding.open_event(registry, event, keys))
+        # Dispatch by exact class (event models are final): ``isinstance`` on a pydantic
+        # model goes through ABCMeta's Python-level check, a few per event of a rebuild.
+        assert type(payload) in _TICKET_MODELS
         at = event.occurred_at
         version = event.stream_version
         entry: dict[str, Any] = {
@@ -230,9 +235,11 @@ class TicketQueue(Projection):
             "at": at,
             "position": event.position,
         }
-        if isinstance(payload, TicketOpened | TicketMessagePosted) and payload.attachments:
+        if (type(payload) is TicketOpened or type(payload) is TicketMessagePosted) and (
+            payload.attachments
+        ):
             entry["attachments"] = _files_json(payload.attachments, payload.attachment_names)
-        if isinstance(payload, TicketOpened):
+        if type(payload) is TicketOpened:
             waiting = payload.status == "open"
             batch.tickets.add(
                 dict(
@@ -296,7 +303,7 @@ class TicketQueue(Projection):
             values: dict[str, Any] = {"version": version, "updated_at": at}
             status: str = row["status"]
             department_id: str | None = row["department_id"]
-            if isinstance(payload, TicketMessagePosted):
+            if type(payload) is TicketMessagePosted:
                 entry.update(
                     message_id=payload.message_id,
                     body=payload.body,
@@ -319,7 +326,7 @@ class TicketQueue(Projection):
                         values.update(
                             waiting_since=None, waiting_key=NEVER, due_at=None, due_key=NEVER
                         )
-            elif isinstance(payload, TicketLinkedToClient):
+            elif type(payload) is TicketLinkedToClient:
                 values.update(
                     client_id=payload.client_id,
                     company_id=payload.company_id,
@@ -328,7 +335,7 @@ class TicketQueue(Projection):
                 entry.update(
                     details={"client_id": payload.client_id, "contact_id": payload.contact_id}
                 )
-            elif isinstance(payload, TicketAssigned):
+            elif type(payload) is TicketAssigned:
                 values["assignee_id"] = payload.assignee_id
                 entry.update(
                     details={
@@ -336,7 +343,7 @@ class TicketQueue(Projection):
                         "previous_id": payload.previous_id,
                     },
                 )
-            elif isinstance(payload, TicketTransferred):
+            elif type(payload) is TicketTransferred:
                 department_id = payload.to_department_id
                 values.update(department_id=department_id, assignee_id=payload.to_staff_id)
                 if payload.due_at is not None:
@@ -351,7 +358,7 @@ class TicketQueue(Projection):
                         "to_staff_id": payload.to_staff_id,
                     },
                 )
-            elif isinstance(payload, TicketClosed):
+            elif type(payload) is TicketClosed:
                 status = "closed"
                 values.update(
                     closed_at=at,
@@ -362,7 +369,7 @@ class TicketQueue(Projection):
                     due_key=NEVER,
                 )
                 entry.update(details={"reason": payload.reason})
-            elif isinstance(payload, TicketReopened):
+            elif type(payload) is TicketReopened:
                 status = "open"
                 values.update(
                     closed_at=None,
@@ -373,14 +380,14 @@ class TicketQueue(Projection):
                     due_key=payload.due_at or NEVER,
                 )
                 entry.update(details={"reason": payload.reason})
-            elif isinstance(payload, TicketRated):
+            elif type(payload) is TicketRated:
                 if payload.message_id is None:
                     values["rating"] = payload.score
                 entry.update(
                     message_id=payload.message_id,
                     details={"score": payload.score, "comment": payload.comment},
                 )
-            elif isinstance(payload, TicketRatingRequested):
+            elif type(payload) is TicketRatingRequested:
                 values["rating_requested"] = True
                 entry.update(message_id=payload.message_id)
             values["status"] = status

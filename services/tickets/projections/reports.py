@@ -49,7 +49,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import orjson
 from pydantic import BaseModel
@@ -242,18 +242,20 @@ class TicketTrack:
 
     def step(self, event: TicketEvent, at: datetime) -> list[Delta]:
         """Change this track for one later event of the ticket; the figures it ends."""
-        if isinstance(event, TicketMessagePosted) and not event.internal:
+        # By exact class (event models are final): ``isinstance`` on a pydantic model
+        # goes through ABCMeta's Python-level check, and a rebuild steps every event.
+        if type(event) is TicketMessagePosted and not event.internal:
             if event.author_kind == "client":
                 self.pending += 1
                 self.pending_ms += epoch_ms(at)
             elif event.author_kind == "staff":
                 return self._staff_reply(event, at)
-        elif isinstance(event, TicketTransferred):
+        elif type(event) is TicketTransferred:
             self.department_id = event.to_department_id
-        elif isinstance(event, TicketClosed):
+        elif type(event) is TicketClosed:
             self.first_from_ms = None
             self.pending = self.pending_ms = 0
-        elif isinstance(event, TicketRated):
+        elif type(event) is TicketRated:
             return self._rated(event, at)
         return []
 
@@ -366,10 +368,9 @@ class TicketReports(Projection):
         # same page is reused when there is one (shredding.decode_unopened).
         steps: list[tuple[str, TicketEvent, RecordedEvent]] = []
         for event in tracked:
-            payload = shredding.decode_unopened(registry, event)
-            assert isinstance(payload, TicketEvent)
+            payload = cast(TicketEvent, shredding.decode_unopened(registry, event))
             steps.append((event.stream.removeprefix("ticket-"), payload, event))
-        opened = {t for t, payload, _ in steps if isinstance(payload, TicketOpened)}
+        opened = {t for t, payload, _ in steps if type(payload) is TicketOpened}
         stored = {t for t, _, _ in steps} - opened
         tracks: dict[str, TicketTrack] = {}
         if stored:
@@ -383,7 +384,7 @@ class TicketReports(Projection):
         # Per table: the key's values (in the table's key order) -> amounts to add.
         sums: dict[Table, dict[tuple[Any, ...], dict[str, int]]] = {t: {} for t in SUMMED}
         for ticket_id, payload, event in steps:
-            if isinstance(payload, TicketOpened):  # the first event of its stream, once
+            if type(payload) is TicketOpened:  # the first event of its stream, once
                 tracks[ticket_id] = TicketTrack.opened(payload, event.occurred_at, event.actor)
                 continue
             track = tracks.get(ticket_id)
