@@ -27,12 +27,12 @@ import contextlib
 import gc
 import math
 import multiprocessing
-import queue
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
+from multiprocessing.queues import SimpleQueue
 from typing import Any, cast
 
 from sqlalchemy import Connection, Index, Table, text
@@ -425,8 +425,9 @@ async def rebuild_logs(
         if planned is not None:
             planned(jobs)
         results = await processes.run(jobs, progress)
-    for service, log in split.items():
-        await finish_split(log, heads[service])
+        # The processes exit (seconds, on a busy machine) while the server builds indexes.
+        finishing = [finish_split(log, heads[service]) for service, log in split.items()]
+        await asyncio.gather(processes.close(), *finishing)
     return results
 
 
@@ -501,13 +502,14 @@ class RebuildProcesses:
     def __init__(self, workers: int, services: Sequence[str]) -> None:
         self._workers = workers
         self._services = tuple(dict.fromkeys(services))
+        self._closed = False
 
     async def __aenter__(self) -> RebuildProcesses:
         context = multiprocessing.get_context("spawn")  # no forked copy of a running loop
-        # A managed queue: a put has arrived when it returns, so once a job has ended
-        # the parent has every count of its pages.
-        self._manager = context.Manager()
-        self._updates = self._manager.Queue()
+        # A simple queue: a put has reached the pipe when it returns, so once a job has
+        # ended the parent has every count of its pages. (A managed queue's start waited
+        # for a process of its own to import the caller's module: seconds, loop blocked.)
+        self._updates: SimpleQueue[tuple[RebuildJob, int]] = context.SimpleQueue()
         self._pool = ProcessPoolExecutor(
             self._workers,
             mp_context=context,
@@ -519,8 +521,15 @@ class RebuildProcesses:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Let the processes exit and wait for them (again: nothing more to do)."""
+        if self._closed:
+            return
+        self._closed = True
         await asyncio.get_running_loop().run_in_executor(None, self._pool.shutdown)
-        self._manager.shutdown()
+        self._updates.close()
 
     async def run(
         self,
@@ -536,11 +545,8 @@ class RebuildProcesses:
         pending = set(futures.values())
 
         def drain() -> None:
-            while True:
-                try:
-                    job, n = self._updates.get_nowait()
-                except queue.Empty:
-                    return
+            while not self._updates.empty():
+                job, n = self._updates.get()
                 if progress is not None:
                     progress(job, n)
 
