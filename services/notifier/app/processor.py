@@ -26,7 +26,9 @@ is still decided on the directory as it was just before it; within a run the
 decisions (directory reads, the clients and tickets services) run side by side
 (``AT_ONCE``), then the notices and the timers are appended side by side (the
 steps of one timer in the events' order), then one transaction applies the run
-to the directory and records it in the inbox. ``handle`` is a batch of one.
+to the directory and records it in the inbox. ``handle`` is a batch of one. The
+notifier's own facts other than ``DeadlineExpired`` are passed over first
+(``PASSED_OVER``): they decide nothing.
 """
 
 from __future__ import annotations
@@ -93,6 +95,12 @@ def derived_id(source: str, purpose: str) -> uuid.UUID:
     return uuid.uuid5(DERIVED, f"{source}/{purpose}")
 
 
+# The notifier reads its own topic for the response-time warnings it fires
+# (``DeadlineExpired``); its other facts (notices queued and sent, timers set,
+# subscriptions) decide no notice and change no directory: they are passed over
+# without a read or an inbox row (taken again, they are passed over again).
+PASSED_OVER = frozenset(registry.models()) - {"DeadlineExpired"}
+
 Decided = tuple[list[Notice], list[Deadline | Cancel]]
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
@@ -144,6 +152,7 @@ class Processor:
 
     async def handle_batch(self, events: Sequence[RecordedEvent]) -> None:
         """Handle ``events`` in their order, each once (rules in the module docstring)."""
+        events = [e for e in events if e.type not in PASSED_OVER]
         if not events:
             return
         unseen = await self.unseen_of([e.event_id for e in events])
