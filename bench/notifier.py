@@ -186,6 +186,11 @@ async def _run(
             inbox.changed.clear()
             await asyncio.wait_for(inbox.changed.wait(), 30)
         latencies.append((inbox.arrivals[refs[ticket]][0] - answered) * 1000)
+    ordered = sorted(latencies)
+    p50, p90, slow = ordered[len(ordered) // 2], ordered[int(len(ordered) * 0.9)], ordered[-1]
+    over = [round(v) for v in latencies if v > 500]
+    # The shape behind the p99 (not a figure of results.json).
+    print(f"reply -> mail ms: p50 {p50:.1f}, p90 {p90:.1f}, max {slow:.1f}; over 500 ms: {over}")
     if profiling:
         os.kill(pids["notifier"], signal.SIGUSR1)
     cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
