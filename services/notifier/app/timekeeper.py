@@ -49,8 +49,11 @@ class Timekeeper:
 
     async def run(self) -> None:
         while True:
+            # Seen before the tick's query: a timer set meanwhile ends the wait at once
+            # (see ``Postman.run``).
+            seen = self.views.position
             await self.tick()
-            await self._wait()
+            await self._wait(seen)
 
     async def tick(self) -> int:
         """Fire every timer due now; how many fired."""
@@ -92,8 +95,9 @@ class Timekeeper:
         log.info("notifier.timer_fired", timer_id=timer_id)
         return 1
 
-    async def _wait(self) -> None:
-        """Until the next timer is due, the read model moves, or a second has passed."""
+    async def _wait(self, seen: int) -> None:
+        """Until the next timer is due, the read model moves past ``seen``, or a second
+        has passed."""
         async with self.db.reading() as conn:
             next_due = (
                 await conn.execute(
@@ -104,6 +108,6 @@ class Timekeeper:
         if isinstance(next_due, datetime):
             timeout = max(0.0, min(timeout, (next_due - self.clock()).total_seconds()))
         if timeout > 0:
-            await self.views.wait_for(self.views.position + 1, timeout)
+            await self.views.wait_for(seen + 1, timeout)
         else:
             await asyncio.sleep(0)
