@@ -3,7 +3,10 @@
 A queue or ticket page used to make, besides the call it shows, one call for the
 user (``GET /me``) and one for the department names (``GET /support/departments``),
 each the same answer as a moment before; at a page every second or two per
-member, they were most of the page's time (docs/benchmarks.md, console).
+member, they were most of the page's time (docs/benchmarks.md, console). The
+memory itself is the kernel's ``shared.application.recent.Recent`` (expiry from
+the moment asked, bounded, an answer asked before a forget not kept); this
+module says what the console keeps in it.
 
 Rules it keeps:
 
@@ -18,62 +21,19 @@ Rules it keeps:
   changed (a password, the second factor, a name); an answer asked for before
   that moment is not kept (it may predate the write).
 * Tokens are never keys: the SHA-256 of a token is.
-* Per process and bounded (``SIZE`` entries, the oldest dropped first): lost at a
-  restart, never shared between replicas, so the console still keeps no state
-  that matters and scales by replicas.
+* Per process and bounded (``Recent``'s ``SIZE`` entries, the oldest dropped
+  first): lost at a restart, never shared between replicas, so the console still
+  keeps no state that matters and scales by replicas.
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
-from collections import OrderedDict
-from collections.abc import Callable
-from typing import Any
 
 ME_SECONDS = 5.0
 DEPARTMENTS_SECONDS = 10.0
-SIZE = 10_000
-
-_FORGOTTEN = object()
 
 
 def token_key(token: str) -> bytes:
     """The key of a token's answers (its hash: the token itself is not kept)."""
     return hashlib.sha256(token.encode()).digest()
-
-
-class Recent:
-    """Answers by key for ``seconds`` from the moment each was asked for."""
-
-    def __init__(
-        self, seconds: float, size: int = SIZE, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.seconds, self.size, self.clock = seconds, size, clock
-        # key -> (when it was asked for, or forgotten; the answer or _FORGOTTEN)
-        self._entries: OrderedDict[bytes, tuple[float, Any]] = OrderedDict()
-
-    def get(self, key: bytes) -> Any | None:
-        """The answer kept for ``key``, or None (never asked, too old, or forgotten)."""
-        found = self._entries.get(key)
-        if found is None or found[1] is _FORGOTTEN or self.clock() - found[0] >= self.seconds:
-            return None
-        return found[1]
-
-    def put(self, key: bytes, answer: Any, asked_at: float) -> None:
-        """Keep ``answer``, asked for at ``asked_at`` (``clock()`` before the call), unless
-        ``key`` was forgotten since: the answer may predate what made it forget."""
-        found = self._entries.get(key)
-        if found is not None and found[1] is _FORGOTTEN and found[0] >= asked_at:
-            return
-        self._set(key, (asked_at, answer))
-
-    def forget(self, key: bytes) -> None:
-        # A mark, not a deletion: an answer asked for before now and on its way is not kept.
-        self._set(key, (self.clock(), _FORGOTTEN))
-
-    def _set(self, key: bytes, value: tuple[float, Any]) -> None:
-        self._entries[key] = value
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.size:
-            self._entries.popitem(last=False)

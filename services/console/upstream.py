@@ -32,8 +32,9 @@ from typing import Any
 
 import httpx
 
-from services.console.recent import DEPARTMENTS_SECONDS, ME_SECONDS, Recent, token_key
+from services.console.recent import DEPARTMENTS_SECONDS, ME_SECONDS, token_key
 from services.console.settings import ConsoleSettings
+from shared.application.recent import Recent
 
 SERVICES = ("identity", "departments", "tickets", "clients", "notifier")
 
@@ -76,8 +77,8 @@ class Upstream:
     def __init__(self, settings: ConsoleSettings) -> None:
         self.urls = {name: settings.upstream(name) for name in SERVICES}
         self.http = httpx.AsyncClient(timeout=settings.console_upstream_timeout, trust_env=False)
-        self.recent_me = Recent(ME_SECONDS)
-        self.recent_departments = Recent(DEPARTMENTS_SECONDS)
+        self.recent_me: Recent[bytes, Any] = Recent(ME_SECONDS)
+        self.recent_departments: Recent[bytes, Any] = Recent(DEPARTMENTS_SECONDS)
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -107,14 +108,18 @@ class Upstream:
         )
 
     async def _remembered(
-        self, memory: Recent, key: bytes, service: str, path: str, token: str, address: str | None
+        self,
+        memory: Recent[bytes, Any],
+        key: bytes,
+        service: str,
+        path: str,
+        token: str,
+        address: str | None,
     ) -> Any:
-        found = memory.get(key)
-        if found is None:
-            asked_at = memory.clock()
-            found = (await self.call("GET", service, path, token=token, address=address)).body
-            memory.put(key, found, asked_at)
-        return found
+        async def ask() -> Any:
+            return (await self.call("GET", service, path, token=token, address=address)).body
+
+        return await memory.answer(key, ask)
 
     async def call(
         self,

@@ -1,6 +1,8 @@
 """The application layer's one move, the same in every service.
 
 * ``commands`` – load an aggregate, let it decide, append what it decided.
+* ``recent`` – another service's answers remembered for a few seconds (bounded,
+  forgotten per key or all at once; an answer asked before a forget not kept).
 """
 
 from shared.application.commands import (
@@ -13,12 +15,15 @@ from shared.application.commands import (
     load,
     rebuild,
 )
+from shared.application.recent import Asked, Recent
 
 __all__ = [
     "RETRY_ATTEMPTS",
     "RETRY_PAUSE_STEP",
+    "Asked",
     "CommandAnswer",
     "Decision",
+    "Recent",
     "append",
     "decide_and_append",
     "load",

@@ -14,7 +14,7 @@ from starlette.datastructures import FormData
 
 from services.console.i18n import WORDS, pick, preferred, translate
 from services.console.pages.support import _counts
-from services.console.recent import DEPARTMENTS_SECONDS, ME_SECONDS, Recent, token_key
+from services.console.recent import DEPARTMENTS_SECONDS, ME_SECONDS, token_key
 from services.console.sessions import Sealer, Session, check_csrf
 from services.console.settings import ConsoleSettings
 from services.console.upstream import ApiProblem, SignInAgain, Upstream
@@ -137,35 +137,14 @@ async def test_a_401_signs_out_but_an_account_not_known_yet_is_a_moment_to_wait(
 
 
 class Clock:
-    """A clock the test moves (``Recent``'s seconds without waiting for them)."""
+    """A clock the test moves (``Recent``'s seconds without waiting for them; the memory
+    itself is tested in tests/unit/test_recent.py)."""
 
     def __init__(self) -> None:
         self.now = 1000.0
 
     def __call__(self) -> float:
         return self.now
-
-
-def test_recent_answers_expire_are_bounded_and_a_forgotten_key_keeps_no_older_answer() -> None:
-    clock = Clock()
-    recent = Recent(5, size=2, clock=clock)
-    recent.put(b"a", {"n": 1}, clock())
-    clock.now += 4.9
-    assert recent.get(b"a") == {"n": 1}
-    clock.now += 0.1  # five seconds after it was asked for, not after it was kept
-    assert recent.get(b"a") is None
-    # Asked for, then a write forgets the key before the answer arrives: not kept.
-    asked_at = clock()
-    clock.now += 0.5
-    recent.forget(b"a")
-    recent.put(b"a", {"n": 2}, asked_at)
-    assert recent.get(b"a") is None
-    recent.put(b"a", {"n": 3}, clock() + 0.1)  # asked for after the write: kept
-    assert recent.get(b"a") == {"n": 3}
-    # At most ``size`` keys: the oldest goes first.
-    recent.put(b"b", 2, clock())
-    recent.put(b"c", 3, clock())
-    assert (recent.get(b"a"), recent.get(b"b"), recent.get(b"c")) == (None, 2, 3)
 
 
 async def test_me_is_asked_for_again_after_a_few_seconds_or_after_the_sessions_own_write() -> None:
@@ -211,7 +190,7 @@ async def test_me_is_asked_for_again_after_a_few_seconds_or_after_the_sessions_o
         paths = [a[1:] for a in asked if a[1] == "/support/departments"]
         assert paths == [("/support/departments", "token-1"), ("/support/departments", "token-2")]
         # Tokens are not kept as keys: their hashes are.
-        assert set(api.recent_me._entries) == {token_key("token-1"), token_key("token-2")}
+        assert set(api.recent_me.keys()) == {token_key("token-1"), token_key("token-2")}
         assert token_key("token-1") == hashlib.sha256(b"token-1").digest()
     finally:
         await api.close()

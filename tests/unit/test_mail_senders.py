@@ -1,6 +1,6 @@
 """The gateway's remembered senders: kept for their time, forgotten on clients' facts (and
 asked again as of the fact), never kept from a lookup that a fact overtook, nor from a
-failed one."""
+failed one. The memory under it is the kernel's ``Recent`` (tests/unit/test_recent.py)."""
 
 from __future__ import annotations
 

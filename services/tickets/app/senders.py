@@ -20,8 +20,9 @@ Rules it keeps:
   rare beside mails). With several replicas, the consumer group gives each
   replica only some partitions of the topic: the others keep their answers
   until ``seconds`` pass, which is why the bound above exists;
-* an answer fetched while a fact came in is not kept (a generation count):
-  the clients service may have answered from before the change;
+* an answer fetched while a fact came in is not kept: the clients service may
+  have answered from before the change (the kernel's ``Recent`` keeps this,
+  and the time limit and the bound below, once for every such memory);
 * after a fact, every lookup asks the clients service for an answer as of that
   fact at least (``min_position``, its position in the clients' log): its read
   model may still be behind its own fact when this process already has it, and
@@ -37,6 +38,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
+
+from shared.application.recent import Recent
 
 # The clients' facts after which an address may belong to someone else (docs/events).
 CHANGES_SENDERS = frozenset(
@@ -78,37 +81,21 @@ class RememberedSenders:
     ) -> None:
         self.senders = senders
         self.seconds = seconds
-        self.size = size
-        self.clock = clock
-        self._known: dict[str, tuple[str | None, float]] = {}  # address → (client, until)
-        self._generation = 0
+        self._known: Recent[str, str | None] = Recent(seconds, size, clock)
         self._after = 0  # the clients' log position of the last fact that forgot all
 
     def __repr__(self) -> str:
         return f"RememberedSenders({self.senders!r}, {self.seconds}s)"
 
     async def client_of(self, email: str) -> str | None:
-        if self.seconds <= 0:
-            return await self.senders.client_of(email, self._after)
-        now = self.clock()
-        kept = self._known.get(email)
-        if kept is not None and kept[1] > now:
-            return kept[0]
-        generation = self._generation
-        # Raises: nothing kept, and the mail is tried again later.
-        found = await self.senders.client_of(email, self._after)
-        if generation == self._generation:  # no fact came in meanwhile
-            self._known.pop(email, None)  # re-inserted last: the oldest stay first
-            while len(self._known) >= self.size:
-                del self._known[next(iter(self._known))]
-            self._known[email] = (found, now + self.seconds)
-        return found
+        # ``_after`` is read when the lookup starts: a fact coming in meanwhile
+        # makes ``Recent`` drop the answer, and the next lookup asks as of it.
+        return await self._known.answer(email, lambda: self.senders.client_of(email, self._after))
 
     def forget(self, position: int = 0) -> None:
         """Every answer kept, and any lookup under way, is not to be believed any more;
         answers from now on are as of ``position`` of the clients' log at least."""
-        self._known.clear()
-        self._generation += 1
+        self._known.forget_all()
         self._after = max(self._after, position)
 
     def on_clients_fact(self, event_type: str, data: dict[str, Any], position: int) -> None:
