@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import sqlite3
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -89,6 +90,21 @@ def _recorded(row: sqlite3.Row | tuple[Any, ...]) -> RecordedEvent:
         actor=actor_from_json(row[9]),
         data=orjson.loads(row[10]),
     )
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` (the write lock) … ``COMMIT``; anything raised inside, a
+    failed COMMIT or an interruption included, rolls back first, so a refused or
+    cut-short append leaves nothing behind and the connection is free for the next."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:  # a failed COMMIT may have ended it already
+            db.execute("ROLLBACK")
+        raise
 
 
 def _opt(value: uuid.UUID | None) -> str | None:
@@ -239,8 +255,7 @@ class SqliteEventStore(EventStore):
         if len(group) == 1:
             return [self._write_alone(db, group[0])]
         outcomes: list[AppendResult | BaseException] = []
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(db):
             for request in group:
                 db.execute("SAVEPOINT append")
                 try:
@@ -250,28 +265,15 @@ class SqliteEventStore(EventStore):
                     db.execute("ROLLBACK TO append")
                     db.execute("RELEASE append")
                     outcomes.append(self._after_refusal(db, request, exc))
-            db.execute("COMMIT")
-        except BaseException:
-            # A failed COMMIT or an interruption leaves nothing behind.
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
         return outcomes
 
     def _write_alone(self, db: sqlite3.Connection, request: _Request) -> AppendResult | Exception:
-        db.execute("BEGIN IMMEDIATE")
         try:
-            result = self._append_one(db, request)
-            db.execute("COMMIT")
-            return result
-        except Exception as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
+            with _transaction(db):
+                result = self._append_one(db, request)
+        except Exception as exc:  # rolled back: was it sent before?
             return self._after_refusal(db, request, exc)
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+        return result
 
     def _append_one(self, db: sqlite3.Connection, request: _Request) -> AppendResult:
         """The happy path in three statements: the stream's version, the rows, the
