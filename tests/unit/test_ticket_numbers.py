@@ -36,3 +36,17 @@ def test_the_last_event_alone_restores_the_numbering() -> None:
     restored = TicketNumbers()
     restored.apply(returned)
     assert (restored.next_number, restored.free) == (numbering.next_number, [1])
+
+
+def test_a_copy_is_decided_on_apart_from_the_numbering_it_came_from() -> None:
+    numbering = TicketNumbers()
+    numbering.apply(numbering.take("a"))
+    numbering.apply(numbering.give_back(FIRST_NUMBER, "a"))
+    numbering.version = 2
+    copied = numbering.copy()
+    assert (copied.next_number, copied.free, copied.version) == (FIRST_NUMBER + 1, [1], 2)
+    copied.apply(copied.take("b"))  # a group's decision on the copy
+    copied.apply(copied.take("c"))
+    assert (copied.next_number, copied.free) == (FIRST_NUMBER + 2, [])
+    # The group did not append (yet): the numbering is as it was.
+    assert (numbering.next_number, numbering.free, numbering.version) == (FIRST_NUMBER + 1, [1], 2)

@@ -93,7 +93,7 @@ class TicketNumbering:
             return self.state
 
         def decision(state: TicketNumbers) -> list[DomainEvent]:
-            after = TicketNumbers(next_number=state.next_number, free=list(state.free))
+            after = state.copy()  # self.state changes only once the group is stored
             decided.clear()
             for request in group:
                 event = request.decide(after)

@@ -63,6 +63,13 @@ class TicketNumbers(Aggregate):
     def __post_init__(self) -> None:
         super().__init__()
 
+    def copy(self) -> TicketNumbers:
+        """The same numbering, apart: a group of requests is decided one after the
+        other on a copy, so a group that fails to append leaves this one as it was."""
+        copied = TicketNumbers(next_number=self.next_number, free=list(self.free))
+        copied.version = self.version
+        return copied
+
     def take(self, ticket_id: str) -> TicketNumberTaken:
         """The smallest given-back number, else the next new one."""
         if self.free:
