@@ -7,6 +7,10 @@ old checkpoint: never twice, never lost.
 
 Commands answer with the global position of what they wrote; ``wait_for``
 lets a read wait until a read model has reached it (read-your-writes).
+A worker that looks for work in a read model and then waits for more
+(``moved_since``) waits for a move past the position it noted *before* it
+looked, so work that arrived while it looked ends the wait at once (no lost
+wake-up).
 
 A running service feeds all its projections through one ``ProjectionGroup``:
 the log is read once per page, and the page goes to every projection in one
@@ -199,6 +203,17 @@ class ProjectionRunner:
                 except TimeoutError:
                     return False
         return True
+
+    async def moved_since(self, seen: int, timeout: float) -> bool:
+        """Wait until the read model has applied anything past ``seen``; False on time-out.
+
+        ``seen`` is ``position`` as read *before* the caller's round of work (its
+        query for due rows): a row that arrived during the round has already
+        moved the position past it, so the wait ends at once. Waiting for the
+        position at the time of the wait instead would miss that move and sleep
+        the whole ``timeout`` with work waiting (the notifier's 1.1 s stalls).
+        """
+        return await self.wait_for(seen + 1, timeout)
 
     async def follow_checkpoint(self) -> None:
         """While another replica runs this projection, track how far it has got."""

@@ -64,12 +64,7 @@ class Postman:
 
     async def run(self) -> None:
         while True:
-            # The read model's position before the round looks for due notices: a
-            # notice that arrives during the round (or during _wait's own query)
-            # moves it past ``seen``, so the wait ends at once instead of missing
-            # that move and sleeping a whole IDLE_SECONDS (the 1.1 s stalls seen
-            # in bench.notifier's one-at-a-time replies).
-            seen = self.views.position
+            seen = self.views.position  # before the round's query (``moved_since``)
             if not await self.round():
                 await self._wait(seen)
 
@@ -152,7 +147,7 @@ class Postman:
             timeout = max(0.0, min(timeout, (next_retry - self.clock()).total_seconds()))
         if timeout <= 0:
             return
-        moved = asyncio.ensure_future(self.views.wait_for(seen + 1, timeout))
+        moved = asyncio.ensure_future(self.views.moved_since(seen, timeout))
         woken = asyncio.ensure_future(self._wake.wait())
         try:
             await asyncio.wait({moved, woken}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)

@@ -49,9 +49,7 @@ class Timekeeper:
 
     async def run(self) -> None:
         while True:
-            # Seen before the tick's query: a timer set meanwhile ends the wait at once
-            # (see ``Postman.run``).
-            seen = self.views.position
+            seen = self.views.position  # before the tick's query (``moved_since``)
             await self.tick()
             await self._wait(seen)
 
@@ -108,6 +106,6 @@ class Timekeeper:
         if isinstance(next_due, datetime):
             timeout = max(0.0, min(timeout, (next_due - self.clock()).total_seconds()))
         if timeout > 0:
-            await self.views.wait_for(seen + 1, timeout)
+            await self.views.moved_since(seen, timeout)
         else:
             await asyncio.sleep(0)
