@@ -390,6 +390,48 @@ async def test_every_endpoint_needs_its_right(stack: Stack) -> None:
     )
 
 
+async def test_staff_set_a_clients_password_only_with_its_own_audited_right(
+    stack: Stack,
+) -> None:
+    """``clients.edit`` does not type a client's password (issue 17): that is
+    ``clients.password``, each use a ``ClientPasswordReset`` naming the member,
+    and the client's sessions end."""
+    target = await register(stack, client_body("pwtarget1"))
+    client_session = await login(
+        stack.identity, "pwtarget1", "Passw0rd-for-pwtarget1", kind="client"
+    )
+    _, editor = await staff_with(stack, "pweditor", ["clients.view", "clients.edit"])
+    refused = await stack.clients.put(
+        f"/clients/{target['id']}/password", json={"password": "Edit0r-knows-it"}, headers=editor
+    )
+    assert refused.status_code == 403, refused.text
+    patched = await stack.clients.patch(
+        f"/clients/{target['id']}", json={"password": "Edit0r-knows-it"}, headers=editor
+    )
+    assert patched.status_code == 422 and patched.json()["error"]["field"] == "password"
+    assert (await stack.identity.get("/me", headers=client_session)).status_code == 200
+
+    keeper_id, keeper = await staff_with(stack, "pwkeeper", ["clients.password"])
+    reset = await stack.clients.put(
+        f"/clients/{target['id']}/password", json={"password": "Keeper-set-it-1"}, headers=keeper
+    )
+    assert reset.status_code == 200, reset.text
+    ended = await stack.identity.get("/me", headers=client_session)
+    assert ended.status_code == 401, ended.text
+    await login(stack.identity, "pwtarget1", "Keeper-set-it-1", kind="client")
+    refused_old = await stack.identity.post(
+        "/auth/login", json={"login": "pwtarget1", "password": "Passw0rd-for-pwtarget1"}
+    )
+    assert refused_old.status_code == 401
+    facts = [
+        e
+        for e in await all_events(stack.app.store, reset.json()["position"])
+        if e.type == "ClientPasswordReset" and e.stream.endswith(target["id"])
+    ]
+    assert [e.actor.id for e in facts] == [keeper_id]
+    assert "Keeper-set-it-1" not in str(facts[0].data)
+
+
 # ---------------------------------------------------------------- messages
 
 
