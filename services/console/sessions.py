@@ -78,15 +78,20 @@ class Sealer:
         return base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
 
     def open(self, cookie: str | None) -> Session:
+        """The cookie's session, or a new one when it does not open."""
+        return self.opened(cookie) or Session()
+
+    def opened(self, cookie: str | None) -> Session | None:
+        """The cookie's session, or None when there is no cookie or it does not open."""
         if not cookie:
-            return Session()
+            return None
         with contextlib.suppress(ValueError, InvalidTag, TypeError):
             raw = base64.urlsafe_b64decode(cookie + "=" * (-len(cookie) % 4))
             plain = self.aead.decrypt(raw[:12], raw[12:], COOKIE.encode())
             values: dict[str, Any] = orjson.loads(plain)
             known = {k: v for k, v in values.items() if k in Session.__dataclass_fields__}
             return Session(**known)
-        return Session()
+        return None
 
 
 def check_csrf(session: Session, sent: object) -> bool:

@@ -7,9 +7,15 @@ Rules it keeps:
   and the page to come back to (a local path only, never another site).
 * Every POST goes through ``Visit.form()``, which refuses (403, nothing called)
   a form without the session's CSRF token.
-* Every response carries the session cookie sealed again (``HttpOnly``,
-  ``SameSite=Lax``), so a sign-in, a language or a flash message is kept, and
-  ``SECURITY_HEADERS`` (no caching, no framing, our own script file only).
+* Every response carries the session cookie (``HttpOnly``, ``SameSite=Lax``),
+  so a sign-in, a language or a flash message is kept, and ``SECURITY_HEADERS``
+  (no caching, no framing, our own script file only). It is sealed again only
+  when the visit changed the session (or it came without one that opened);
+  otherwise the cookie that came is sent back as it was, which renews its
+  ``Max-Age`` all the same without an encryption per page.
+* Templates are read and compiled once per process (no check of the files at
+  every render: a changed template needs a restart), and a time is formatted
+  once per value and language (``format_time``, a pure function, remembered).
 * ``can(right)`` only decides what to show; the service decides what is allowed.
 * Forms map to API bodies by their field names; dotted names nest
   (``name.en`` -> ``{"name": {"en": ...}}``); empty optional fields are left out.
@@ -17,7 +23,8 @@ Rules it keeps:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -59,6 +66,19 @@ def format_time(value: Any, lang: str) -> str:
     """An API time as the page shows it (UTC, minutes)."""
     if not value:
         return ""
+    if isinstance(value, str):
+        return _formatted(value, lang)
+    return _format(value, lang)
+
+
+# A queue page shows a few dozen moments, mostly the same ones page after page: parsing and
+# formatting each was a tenth of the page's own time.
+@functools.lru_cache(maxsize=4096)
+def _formatted(value: str, lang: str) -> str:
+    return _format(value, lang)
+
+
+def _format(value: Any, lang: str) -> str:
     try:
         moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
@@ -72,6 +92,9 @@ def environment() -> Environment:
         autoescape=select_autoescape(["html"]),
         trim_blocks=True,
         lstrip_blocks=True,
+        # Without this, every template a page uses (each row's include too) was a stat()
+        # of its file per render, to see whether it changed: 40 a queue page.
+        auto_reload=False,
     )
     return env
 
@@ -97,12 +120,23 @@ class Visit:
     settings: ConsoleSettings
     me: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The cookie the request came with and the session as it opened (None when there
+    # was none or it did not open): unchanged, the same cookie goes back (``_seal``).
+    cookie: str | None = None
+    opened: Session | None = None
+    # The browser's preferred language, read from its header once per visit (a page's
+    # words ask for ``lang`` about a hundred times).
+    accepted: str | None = None
 
     # ------------------------------------------------------------ who
 
     @property
     def lang(self) -> str:
-        return self.session.lang or preferred(self.request.headers.get("accept-language"))
+        if self.session.lang:
+            return self.session.lang
+        if self.accepted is None:
+            self.accepted = preferred(self.request.headers.get("accept-language"))
+        return self.accepted
 
     @property
     def address(self) -> str | None:
@@ -166,9 +200,10 @@ class Visit:
     # ------------------------------------------------------------ answers
 
     def _seal(self, response: Response) -> Response:
+        unchanged = self.opened is not None and self.opened == self.session
         response.set_cookie(
             COOKIE,
-            self.sealer.seal(self.session),
+            self.cookie if unchanged and self.cookie else self.sealer.seal(self.session),
             max_age=MAX_AGE,
             httponly=True,
             samesite="lax",
@@ -247,13 +282,17 @@ def visit_of(request: Request) -> Visit:
     if made is not None:
         return made
     console: Console = request.app.state.console
+    cookie = request.cookies.get(COOKIE)
+    opened = console.sealer.opened(cookie)
     visit = Visit(
         request=request,
-        session=console.sealer.open(request.cookies.get(COOKIE)),
+        session=opened or Session(),
         api=request.app.state.upstream,
         env=console.env,
         sealer=console.sealer,
         settings=console.settings,
+        cookie=cookie,
+        opened=replace(opened) if opened is not None else None,  # a copy: the visit may change it
     )
     chosen = request.query_params.get("lang")
     if chosen in LANGUAGES:

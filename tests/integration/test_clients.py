@@ -390,6 +390,48 @@ async def test_every_endpoint_needs_its_right(stack: Stack) -> None:
     )
 
 
+async def test_staff_set_a_clients_password_only_with_its_own_audited_right(
+    stack: Stack,
+) -> None:
+    """``clients.edit`` does not type a client's password (issue 17): that is
+    ``clients.password``, each use a ``ClientPasswordReset`` naming the member,
+    and the client's sessions end."""
+    target = await register(stack, client_body("pwtarget1"))
+    client_session = await login(
+        stack.identity, "pwtarget1", "Passw0rd-for-pwtarget1", kind="client"
+    )
+    _, editor = await staff_with(stack, "pweditor", ["clients.view", "clients.edit"])
+    refused = await stack.clients.put(
+        f"/clients/{target['id']}/password", json={"password": "Edit0r-knows-it"}, headers=editor
+    )
+    assert refused.status_code == 403, refused.text
+    patched = await stack.clients.patch(
+        f"/clients/{target['id']}", json={"password": "Edit0r-knows-it"}, headers=editor
+    )
+    assert patched.status_code == 422 and patched.json()["error"]["field"] == "password"
+    assert (await stack.identity.get("/me", headers=client_session)).status_code == 200
+
+    keeper_id, keeper = await staff_with(stack, "pwkeeper", ["clients.password"])
+    reset = await stack.clients.put(
+        f"/clients/{target['id']}/password", json={"password": "Keeper-set-it-1"}, headers=keeper
+    )
+    assert reset.status_code == 200, reset.text
+    ended = await stack.identity.get("/me", headers=client_session)
+    assert ended.status_code == 401, ended.text
+    await login(stack.identity, "pwtarget1", "Keeper-set-it-1", kind="client")
+    refused_old = await stack.identity.post(
+        "/auth/login", json={"login": "pwtarget1", "password": "Passw0rd-for-pwtarget1"}
+    )
+    assert refused_old.status_code == 401
+    facts = [
+        e
+        for e in await all_events(stack.app.store, reset.json()["position"])
+        if e.type == "ClientPasswordReset" and e.stream.endswith(target["id"])
+    ]
+    assert [e.actor.id for e in facts] == [keeper_id]
+    assert "Keeper-set-it-1" not in str(facts[0].data)
+
+
 # ---------------------------------------------------------------- messages
 
 
@@ -686,26 +728,32 @@ async def test_erasure_leaves_no_personal_data_in_the_store_the_replay_or_the_to
         finally:
             await db.close()
             await store.close()
-    # The topics as other teams read them.
-    for context in ("clients", "identity"):
-        topic = f"{stack.prefix}{context}.events"
-        messages = await read_topic(stack.bootstrap, topic, expect=1, timeout=10)
+    # The topics as other teams read them, once each relay has published the
+    # client's last fact there (its erasure; its failed login), so that nothing
+    # looked for can still be on its way.
+    wanted = {
+        "clients": ("ClientErased", "client_id"),
+        "identity": ("LoginFailed", "principal_id"),
+    }
+    topics = {}
+    for context, (last, key) in wanted.items():
+        deadline = time.monotonic() + 30
+        while True:
+            messages = await read_topic(stack.bootstrap, f"{stack.prefix}{context}.events", 1)
+            facts = [RecordedEvent.from_json(m.value) for m in messages if m.value]
+            if any(f.type == last and f.data.get(key) == target["id"] for f in facts):
+                break
+            assert time.monotonic() < deadline, f"{last} never reached {context}.events"
+            await asyncio.sleep(0.5)
+        topics[context] = facts
         text = b"".join((m.value or b"") + (m.key or b"") for m in messages)
         assert not [w for w in words if w.encode() in text], context
         assert b"Passw0rd" not in text
     # Every address on identity.events is sealed, the erased client's under a key that
     # is gone: the log and the topic keep ciphertext nobody can open any more.
-    wanted = {"SessionStarted", "LoginSucceeded", "LoginFailed"}
-    deadline = time.monotonic() + 30
-    while True:  # until the relay has published the client's login facts
-        messages = await read_topic(stack.bootstrap, f"{stack.prefix}identity.events", expect=1)
-        facts = [RecordedEvent.from_json(m.value) for m in messages if m.value]
-        with_address = [f for f in facts if f.data.get("ip") is not None]
-        theirs = [f for f in with_address if f.data.get("principal_id") == target["id"]]
-        if {f.type for f in theirs} >= wanted:
-            break
-        assert time.monotonic() < deadline, sorted({f.type for f in theirs})
-        await asyncio.sleep(0.5)
+    with_address = [f for f in topics["identity"] if f.data.get("ip") is not None]
+    theirs = {f.type for f in with_address if f.data.get("principal_id") == target["id"]}
+    assert theirs >= {"SessionStarted", "LoginSucceeded", "LoginFailed"}, theirs
     assert all(is_sealed(f.data["ip"]) for f in with_address)
     assert await keys.key(target["id"]) is None
 

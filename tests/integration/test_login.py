@@ -6,6 +6,7 @@ X-Forwarded-For, believed from 127.0.0.1.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,16 +44,19 @@ async def attempt(
 async def test_an_unknown_login_costs_what_a_known_one_does(http: httpx.AsyncClient) -> None:
     admin = await login(http, "admin", ADMIN_PASSWORD)
     await add(http, admin, staff_body("quinn", []))
-    spent = {"known": 0.0, "unknown": 0.0}
+    spent: dict[str, list[float]] = {"known": [], "unknown": []}
     for i in range(20):  # interleaved, each from its own address: no lock-out on the way
         for kind, name in (("known", "quinn"), ("unknown", f"nobody{i}")):
             started = time.perf_counter()
             answer = await attempt(http, name, "not-the-password", f"198.51.100.{i + 1}")
-            spent[kind] += time.perf_counter() - started
+            spent[kind].append(time.perf_counter() - started)
             assert answer.status_code == 401
             assert answer.json()["error"]["code"] == "invalid_credentials"
-    ratio = spent["known"] / spent["unknown"]
-    assert 1 / 1.5 < ratio < 1.5, spent
+    # Medians, not sums: on a loaded 2-core machine single tries took from 0.2 s
+    # to 2.5 s, and a sum would charge such a stall to one side. Skipping argon2
+    # for unknown logins still shows at once: medians 22 ms against 259 ms (11.8).
+    ratio = statistics.median(spent["known"]) / statistics.median(spent["unknown"])
+    assert 1 / 1.5 < ratio < 1.5, (ratio, spent)
 
 
 async def test_failures_from_one_address_never_lock_the_user_out_of_another(

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from services.tickets.domain.events import registry
 from services.tickets.domain.ticket import Author, Ticket, stream_name
@@ -23,6 +23,7 @@ from services.tickets.projections.queries import (
     page_query,
     total,
     totals_by_status,
+    totals_statement,
 )
 from services.tickets.projections.queue import TicketQueue, ticket_counts, tickets
 from shared.domain.events import Actor, DomainEvent
@@ -219,6 +220,43 @@ async def test_every_view_is_what_a_plain_filter_and_sort_gives(
                         expected = [r["ticket_id"] for r in ordered[offset : offset + limit]]
                         assert found == expected, (scope, f, sort, limit, offset)
     assert set(STATUSES) >= {r["status"] for r in rows}
+
+
+async def test_the_counts_of_a_members_assigned_tickets_read_the_index_alone(
+    tmp_path: Path,
+) -> None:
+    """The queue page's counts: the tickets assigned to the member outside their departments
+    are filtered by department, which ``ix_tickets_assignee_wait`` carries, so PostgreSQL
+    counts them by an index-only scan (no heap read per assigned ticket)."""
+    from tests.conftest import fresh_database
+
+    async with fresh_database() as url:
+        store = await open_event_store(url, namespace="tickets")
+        db = await ReadModelDB.open(url)
+        try:
+            await _history(store, random.Random(5))
+            await ProjectionRunner(store, db, TicketQueue()).catch_up()
+            async with db.engine.connect() as conn:
+                # The visibility map an index-only scan needs (autovacuum's job in a service).
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await conn.execute(text("VACUUM ANALYZE tickets"))
+            scope = Scope(departments=("d-a",), assignee_id="s-1")
+            statement = totals_statement(scope, QueueFilter())
+            assert statement is not None
+            sql, params = statement
+            async with db.engine.connect() as conn:
+                # 120 rows: without these the planner would rather read the whole table.
+                await conn.execute(text("SET enable_seqscan = off"))
+                await conn.execute(text("SET enable_bitmapscan = off"))
+                plan = "\n".join(
+                    r[0] for r in await conn.execute(text("EXPLAIN " + sql.text), params)
+                )
+                counted = await totals_by_status(conn, scope, QueueFilter())
+            assert "Index Only Scan using ix_tickets_assignee_wait" in plan, plan
+            assert sum(counted.values()) > 0
+        finally:
+            await db.close()
+            await store.close()
 
 
 async def test_a_clients_erasure_is_handled_inside_the_consumers_transaction(

@@ -200,3 +200,67 @@ def test_the_queue_reads_its_counts_from_the_pages_header() -> None:
     assert _counts("open=12, answered=3, closed=40") == {"open": 12, "answered": 3, "closed": 40}
     assert _counts("closed=1") == {"open": 0, "answered": 0, "closed": 1}
     assert _counts("") == {"open": 0, "answered": 0, "closed": 0}
+
+
+async def test_an_unchanged_session_goes_back_as_its_cookie_and_a_changed_one_sealed_again(
+    tmp_path: Path,
+) -> None:
+    from services.console.app import create_app
+
+    settings = ConsoleSettings(console_secret="s" * 32, var_dir=str(tmp_path))
+    app = create_app(settings)
+    app.state.upstream = Upstream(settings)  # the login form calls no service
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://console") as browser:
+
+        async def cookie_after(path: str, cookie: str | None) -> httpx.Response:
+            browser.cookies.clear()
+            headers = {"Cookie": f"console_session={cookie}"} if cookie else {}
+            answer = await browser.get(path, headers=headers)
+            assert answer.status_code == 200
+            return answer
+
+        first = (await cookie_after("/login", None)).cookies["console_session"]
+        again = await cookie_after("/login", first)
+        # Nothing changed: the very cookie that came, its Max-Age renewed.
+        assert again.cookies["console_session"] == first
+        assert "Max-Age=43200" in again.headers["set-cookie"]
+        # A change (the language) is sealed again, and opens with it.
+        changed = (await cookie_after("/login?lang=ru", first)).cookies["console_session"]
+        assert changed != first
+        assert Sealer(settings.session_key()).open(changed).lang == "ru"
+        # A cookie that does not open is never sent back: a new session is sealed.
+        forged = first[:-2] + ("A" if first[-2] != "A" else "B") + first[-1]
+        renewed = (await cookie_after("/login", forged)).cookies["console_session"]
+        assert renewed not in (forged, first)
+        assert Sealer(settings.session_key()).opened(renewed) is not None
+    await app.state.upstream.close()
+
+
+def test_the_department_options_are_made_once_per_answer_and_choice_and_escaped() -> None:
+    from services.console.pages.support import _Named
+
+    named = _Named([], {"d1": "Billing", "d2": "R&D <x>"})
+    plain = named.options_for(None)
+    assert plain == (
+        '<option value="d1">Billing</option><option value="d2">R&amp;D &lt;x&gt;</option>'
+    )
+    assert named.options_for("d2") == (
+        '<option value="d1">Billing</option><option value="d2" selected>R&amp;D &lt;x&gt;</option>'
+    )
+    assert named.options_for("d2") is named.options_for("d2")  # made once
+    # What a browser sends is no key unless it is a department: it selects nothing.
+    assert named.options_for("<script>") is plain
+    assert set(named.options) == {None, "d2"}
+
+
+def test_a_time_is_shown_in_the_pages_language_and_formatted_once() -> None:
+    from services.console.web import _formatted, format_time
+
+    assert format_time("2026-03-02T09:05:00Z", "en") == "2026-03-02 09:05 UTC"
+    assert format_time("2026-03-02T09:05:00Z", "ru") == "02.03.2026 09:05 UTC"
+    assert format_time("not a time", "en") == "not a time"
+    assert format_time(None, "en") == ""
+    hits = _formatted.cache_info().hits
+    format_time("2026-03-02T09:05:00Z", "en")
+    assert _formatted.cache_info().hits == hits + 1

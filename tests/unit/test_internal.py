@@ -1,16 +1,21 @@
 """Service tokens: signed with the caller's own key, naming it; accepted only from the callers
-a route lists; never passing for a principal's (or back)."""
+a route lists; never passing for a principal's (or back). Every internal route of every
+service lists its callers, and the table of who calls what is held here."""
 
 from __future__ import annotations
 
+import inspect
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from starlette.requests import Request
 
+from shared import catalogue
 from shared.access.control import (
     AccessCopy,
     Authorizer,
@@ -24,6 +29,7 @@ from shared.access.control import (
 from shared.access.keys import ServiceKeys
 from shared.http.api import ApiError
 from shared.http.internal import issue_service_token, require_service, verify_service_token
+from shared.runtime.service import ServiceSpec, create_app
 
 IDENTITY = Ed25519PrivateKey.generate()  # identity's key: user tokens
 CLIENTS = Ed25519PrivateKey.generate()
@@ -130,3 +136,70 @@ async def test_require_service_lets_the_listed_services_in_and_nobody_else() -> 
 def test_a_route_names_its_callers() -> None:
     with pytest.raises(ValueError):
         require_service()
+
+
+# Who may call each internal route of each service (docs/security.md, "Service tokens").
+INTERNAL_CALLERS = {
+    "identity": {
+        "DELETE /internal/client-principals/{client_id}": {"clients"},
+        "PATCH /internal/client-principals/{client_id}": {"clients"},
+        "POST /internal/client-principals": {"clients"},
+        "POST /internal/client-principals/{client_id}/impersonations": {"clients"},
+        "PUT /internal/client-principals/{client_id}/password": {"clients"},
+        "GET /internal/password-resets/{reset_id}/link": {"notifier"},
+    },
+    "clients": {
+        "GET /internal/clients/by-email": {"tickets"},
+        "GET /internal/clients/{client_id}/card": {"notifier"},
+        "GET /internal/clients/{client_id}/messages/{message_id}": {"notifier"},
+        "GET /internal/clients/{client_id}/messages/{message_id}/attachments/{attachment_id}": {
+            "notifier"
+        },
+    },
+    "tickets": {
+        "GET /internal/tickets/{ticket_id}": {"notifier"},
+        "GET /internal/tickets/{ticket_id}/attachments/{attachment_id}": {"notifier"},
+        "GET /internal/tickets/{ticket_id}/messages/{message_id}": {"notifier"},
+    },
+}
+
+
+def _callers_of(call: object) -> set[str] | None:
+    """The services a ``require_service(...)`` dependency accepts (None: not one)."""
+    if getattr(call, "__qualname__", "") != "require_service.<locals>.calling_service":
+        return None
+    return set(inspect.getclosurevars(call).nonlocals["accepted"])  # type: ignore[arg-type]
+
+
+def _internal_routes(routes: Any, prefix: str = "") -> dict[str, set[str] | None]:
+    """``METHOD /internal/...`` → the callers its dependencies accept, through included routers."""
+    found: dict[str, set[str] | None] = {}
+    for route in routes:
+        included = getattr(route, "include_context", None)
+        if included is not None:
+            found |= _internal_routes(included.included_router.routes, prefix + included.prefix)
+            continue
+        path = prefix + getattr(route, "path", "")
+        dependant = getattr(route, "dependant", None)
+        if not path.startswith("/internal") or dependant is None:
+            continue
+        pending, callers = [dependant], None
+        while pending:
+            node = pending.pop()
+            callers = callers or _callers_of(node.call)
+            pending += node.dependencies
+        for method in route.methods:
+            found[f"{method} {path}"] = callers
+    return found
+
+
+@pytest.mark.parametrize("service", catalogue.names())
+def test_every_internal_route_names_the_callers_it_accepts(
+    service: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VAR_DIR", str(tmp_path))  # the app writes a development secret there
+    spec = catalogue.spec(service)
+    assert isinstance(spec, ServiceSpec)
+    # Every internal route carries require_service naming its callers (None: it
+    # does not, and any caller, or none, would get in), and only those listed.
+    assert _internal_routes(create_app(spec).routes) == INTERNAL_CALLERS.get(service, {})

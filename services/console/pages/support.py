@@ -23,6 +23,11 @@ Rules it keeps:
   a few seconds ago at most (``services.console.recent``), and the counts per
   status come with the page (``GET /tickets?counts=true``), so a queue page is
   usually one call and a ticket page one.
+* What is made from the departments' answer, their names in a language and the
+  queue filter's options (with the chosen one marked), is made once per answer
+  and language (``_Named``): while ``recent`` keeps the same answer, a page
+  reuses them. Only a known department (or none) is a key of the options, so
+  what a browser sends cannot grow them.
 * "Who could see this at …" is ``GET /tickets/{id}/viewers?at=`` (the form's
   ``at``, a ``datetime-local`` without a zone, read as UTC by the service).
 """
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
@@ -38,6 +44,7 @@ import httpx
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from markupsafe import Markup
 
 from services.console.i18n import pick
 from services.console.upstream import ApiProblem
@@ -55,7 +62,34 @@ async def _staff(visit: Visit) -> dict[str, Any]:
     return {"me": me}
 
 
-async def _department_names(visit: Visit) -> dict[str, str]:
+@dataclass
+class _Named:
+    """The support departments' names in one language, made from one answer."""
+
+    answer: Any  # the answer they were made from: another one makes them again
+    names: dict[str, str]  # id -> name, shared by the pages: never changed
+    options: dict[str | None, Markup] = field(default_factory=dict)  # by the chosen id
+
+    def options_for(self, chosen: str | None) -> Markup:
+        """The queue filter's ``<option>`` list, ``chosen`` selected (rendered once per
+        choice, not per page)."""
+        key = chosen if chosen in self.names else None
+        found = self.options.get(key)
+        if found is None:
+            option = Markup('<option value="{}"{}>{}</option>')
+            found = Markup("").join(
+                option.format(id, Markup(" selected") if id == key else "", name)
+                for id, name in self.names.items()
+            )
+            self.options[key] = found
+        return found
+
+
+# Per language (a fixed few): what the latest answer gave.
+_named: dict[str, _Named] = {}
+
+
+async def _named_departments(visit: Visit) -> _Named:
     """The support departments' names (for labels and the filter and transfer lists):
     the list every staff member sees, asked for once every few seconds, not per page."""
     token = visit.session.token
@@ -63,7 +97,16 @@ async def _department_names(visit: Visit) -> dict[str, str]:
         offered = await visit.get("tickets", "/support/departments")
     else:
         offered = await visit.api.support_departments(token, visit.address)
-    return {d["id"]: pick(d["name"], visit.lang) for d in offered}
+    lang = visit.lang
+    found = _named.get(lang)
+    if found is None or found.answer is not offered:
+        found = _Named(offered, {d["id"]: pick(d["name"], lang) for d in offered})
+        _named[lang] = found
+    return found
+
+
+async def _department_names(visit: Visit) -> dict[str, str]:
+    return (await _named_departments(visit)).names
 
 
 @router.get("/queue")
@@ -91,9 +134,9 @@ async def queue(
         "offset": max(offset, 0),
         "counts": "true",  # the counts per status in the same call (X-Status-Counts)
     }
-    answer, names, page = await asyncio.gather(
+    answer, named, page = await asyncio.gather(
         visit.call("GET", "tickets", "/tickets", params=params),
-        _department_names(visit),
+        _named_departments(visit),
         _staff(visit),
     )
     filters = {"status": status, "department_id": department_id, "assignee_id": assignee_id}
@@ -107,7 +150,8 @@ async def queue(
         filters=filters,
         sort=chosen["sort"],
         sorts=SORTS,
-        names=names,
+        names=named.names,
+        department_options=named.options_for(department_id or None),
         query_without_offset=urlencode(kept) + "&" if kept else "",
         counts=_counts(answer.headers.get("x-status-counts", "")),
         by_status={

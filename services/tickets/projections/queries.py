@@ -252,19 +252,29 @@ async def totals_by_status(
     """How many tickets of the view are in each status (each the ``total`` of the view
     narrowed to that status; 0 for a status ``f.status`` leaves out), in one statement:
     a queue page's counts cost one round trip, not one per status."""
+    counts: dict[Status, int] = dict.fromkeys(STATUSES, 0)
+    statement = totals_statement(scope, f)
+    if statement is None:
+        return counts
+    for status, n in await conn.execute(*statement):
+        if status in counts:
+            counts[status] += int(n or 0)
+    return counts
+
+
+def totals_statement(scope: Scope, f: QueueFilter) -> tuple[TextClause, dict[str, Any]] | None:
+    """``totals_by_status``'s statement and parameters (None when the scope holds nothing):
+    each source grouped by status. The assigned tickets' part reads
+    ``ix_tickets_assignee_wait`` alone (it carries ``department_id``)."""
     p = _Params()
     sources = _count_sources(scope, f, p)
-    counts: dict[Status, int] = dict.fromkeys(STATUSES, 0)
     if not sources:
-        return counts
+        return None
     sql = " UNION ALL ".join(
         f"SELECT status, {agg} AS n FROM {table}{where} GROUP BY status"
         for table, agg, where in sources
     )
-    for status, n in await conn.execute(_plain(sql), p.values):
-        if status in counts:
-            counts[status] += int(n or 0)
-    return counts
+    return _plain(sql), p.values
 
 
 def visible_condition(scope: Scope) -> tuple[str, dict[str, Any]]:
