@@ -2,11 +2,13 @@
 
 Rules it keeps:
 
-* No waiting window: a caller that finds no round running starts one at once,
-  with whatever is queued by then (a lone caller is served alone, adding no
-  latency). Callers arriving while a round runs queue, and the next round takes
-  all of them: under load the groups grow by themselves, and the cost of a
-  round (a statement, a commit, a round trip) is shared by its group.
+* No waiting window: a caller that finds no round running starts one after one
+  turn of the event loop (no timer), so that the callers already runnable then
+  (tasks started together, say by one ``asyncio.gather``) join it; a lone caller
+  is served alone, at once. Callers arriving while a round runs queue, and the
+  next round takes all of them: under load the groups grow by themselves, and
+  the cost of a round (a statement, a commit, a round trip) is shared by its
+  group.
 * One round at a time per ``Grouped``: rounds are never concurrent, so a round
   may keep state between rounds (the ticket numbering keeps its numbers so).
 * Each caller gets its own answer: ``work`` returns one result per item, in
@@ -49,6 +51,7 @@ class Grouped(Generic[T, R]):
         self._waiting.append(request)
         async with self._lock:
             if not request.answered.done():
+                await asyncio.sleep(0)  # the callers runnable now queue for this round
                 group, self._waiting = self._waiting, []
                 await asyncio.shield(self._round(group))
         return await request.answered

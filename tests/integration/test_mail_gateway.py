@@ -629,10 +629,10 @@ async def test_a_remembered_sender_is_forgotten_when_the_client_changes_the_addr
 async def test_mails_arriving_together_share_a_group_and_each_gets_its_own_answer(
     stack: Stack,
 ) -> None:
-    """Mails held until all of them wait for the same rounds (the record's INSERT, then
-    the lookups) go through each round together: the good ones open their tickets, the
-    one the department does not serve is answered 550 and leaves no ticket, and the same
-    mail twice in one group is one ticket."""
+    """Mails held until all of them wait for the same round are handled in one (one
+    INSERT records them, one UPDATE their outcomes): the good ones open their tickets,
+    the one the department does not serve is answered 550 and leaves no ticket, and the
+    same mail twice in one group is one ticket."""
     main, elsewhere = await project(stack), await project(stack)
     desk, address = await desk_with_address(stack, main)
     senders = [await client(stack, f"group{i}", main) for i in range(3)]
@@ -644,19 +644,14 @@ async def test_mails_arriving_together_share_a_group_and_each_gets_its_own_answe
     refused = mail(await email_of(stack, stranger_id), address, "Not here", "wrong desk")
     sent = [*good, refused, good[0]]  # the first mail twice
     gateway: MailGateway = stack.tickets_app.state.runtime.composed.mail_gateway
-    remembered, looked_up = gateway._remembered, gateway._looked_up
+    handled = gateway._handled
     async with smtp_gateway(stack) as port:
-        await remembered._lock.acquire()
-        await looked_up._lock.acquire()
+        await handled._lock.acquire()
         answers = asyncio.gather(*(send(port, m) for m in sent))
         try:
-            await eventually(lambda: _waiting(remembered), lambda n: n == len(sent))
-            remembered._lock.release()  # one INSERT for all five
-            await eventually(lambda: _waiting(looked_up), lambda n: n == len(sent))
+            await eventually(lambda: _waiting(handled), lambda n: n == len(sent))
         finally:
-            if remembered._lock.locked():
-                remembered._lock.release()
-            looked_up._lock.release()  # one round of lookups for all five
+            handled._lock.release()  # one round for all five
         first, second, third, no, again = await asyncio.wait_for(answers, 60)
     assert [first, second, third, again] == ["250"] * 4
     assert no.startswith("550") and "not_accepted" in no, no

@@ -37,6 +37,11 @@ async def _queued(grouped: Grouped[int, int], count: int) -> None:
         await asyncio.sleep(0)
 
 
+async def _rounds(work: Rounds, count: int) -> None:
+    while len(work.rounds) < count:  # noqa: ASYNC110 - a positive wait, bounded below
+        await asyncio.sleep(0)
+
+
 async def test_a_lone_caller_is_served_at_once_alone() -> None:
     work = Rounds()
     grouped = Grouped(work)
@@ -49,7 +54,7 @@ async def test_callers_waiting_together_share_one_round_and_get_their_own_answer
     grouped = Grouped(work)
     work.gate.clear()
     first = asyncio.create_task(grouped(1))
-    await asyncio.sleep(0)  # the first round runs (and waits at the gate)
+    await asyncio.wait_for(_rounds(work, 1), 5)  # the first round runs, waits at the gate
     rest = [asyncio.create_task(grouped(n)) for n in (2, -3, 4)]
     await asyncio.wait_for(_queued(grouped, 3), 5)
     work.gate.set()
@@ -58,6 +63,13 @@ async def test_callers_waiting_together_share_one_round_and_get_their_own_answer
     assert results[0] == 4 and results[2] == 8
     assert isinstance(results[1], Refused) and str(results[1]) == "-3"
     assert work.rounds == [[1], [2, -3, 4]]
+
+
+async def test_callers_started_together_join_one_round() -> None:
+    work = Rounds()
+    grouped = Grouped(work)
+    assert await asyncio.gather(grouped(1), grouped(2), grouped(3)) == [2, 4, 6]
+    assert work.rounds == [[1, 2, 3]]
 
 
 async def test_a_rounds_failure_reaches_every_caller_of_the_round_only() -> None:
@@ -75,7 +87,7 @@ async def test_a_caller_that_goes_away_does_not_cancel_its_groups_round() -> Non
     grouped = Grouped(work)
     work.gate.clear()
     leaving = asyncio.create_task(grouped(1))  # runs the round
-    await asyncio.sleep(0)
+    await asyncio.wait_for(_rounds(work, 1), 5)
     staying = asyncio.create_task(grouped(2))
     await asyncio.wait_for(_queued(grouped, 1), 5)
     leaving.cancel()

@@ -55,6 +55,7 @@ Metrics: ``mail_received_total``, ``mail_tickets_opened_total``,
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -179,16 +180,16 @@ class MailGateway:
     notices: NoticeMailer | None = None  # the notice of a refused unknown sender
     # Group commit (``shared.application.grouping``): the mails being handled at the same
     # moment share their statements (see "Groups" above).
-    _remembered: Grouped[tuple[str, bytes, str], bool] = field(init=False, repr=False)
+    _handled: Grouped[tuple[inbound.InboundMail, bytes, str], Outcome] = field(
+        init=False, repr=False
+    )
     _looked_up: Grouped[tuple[tuple[str, ...], str], tuple[str | None, Known]] = field(
         init=False, repr=False
     )
-    _recorded: Grouped[tuple[str, Outcome], None] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._remembered = Grouped(self._remember_all)
+        self._handled = Grouped(self._handle_all)
         self._looked_up = Grouped(self._look_up_all)
-        self._recorded = Grouped(self._record_all)
 
     async def start(self) -> None:
         await self.db.create_tables(metadata)
@@ -201,12 +202,41 @@ class MailGateway:
             mail = inbound.parse(raw, mail_from, recipients)
         except DomainError as error:
             return self._rejected("broken_mime", error.message)
-        if not await self._remember(mail.message_id, raw, mail_from):
-            return Outcome("duplicate")
         try:
-            outcome = await self._route(mail)
+            return await self._handled((mail, raw, mail_from))
+        except Exception:
+            # The group's record could not be written or read (the database down):
+            # nothing says the mail was handled, so its sender's server tries again.
+            log.exception("mail.failed", message_id=mail.message_id)
+            return Outcome("failed", "temporary_failure", temporary=True)
+
+    async def _handle_all(
+        self, group: list[tuple[inbound.InboundMail, bytes, str]]
+    ) -> list[Outcome]:
+        """One round for the mails waiting together: recorded in one statement, routed
+        side by side (their lookups and numbers in one round each), outcomes recorded in
+        one statement before any of them is answered."""
+        fresh = await self._remember_all([(m.message_id, raw, sender) for m, raw, sender in group])
+        outcomes = await asyncio.gather(
+            *(
+                self._outcome(mail) if new else _answered(Outcome("duplicate"))
+                for (mail, _, _), new in zip(group, fresh, strict=True)
+            )
+        )
+        handled = [
+            (mail.message_id, outcome)
+            for (mail, _, _), new, outcome in zip(group, fresh, outcomes, strict=True)
+            if new and not outcome.temporary
+        ]
+        if handled:
+            await self._record_all(handled)
+        return outcomes
+
+    async def _outcome(self, mail: inbound.InboundMail) -> Outcome:
+        try:
+            return await self._route(mail)
         except Refused as refused:
-            outcome = self._rejected(refused.reason, refused.message)
+            return self._rejected(refused.reason, refused.message)
         except Unknown as unknown:
             log.info("mail.deferred", message_id=mail.message_id, why=str(unknown))
             return Outcome("failed", "not_known_yet", temporary=True)
@@ -215,8 +245,6 @@ class MailGateway:
             # retry goes on where this one stopped (the ids derive from the mail).
             log.exception("mail.failed", message_id=mail.message_id)
             return Outcome("failed", "temporary_failure", temporary=True)
-        await self._record(mail.message_id, outcome)
-        return outcome
 
     async def _route(self, mail: inbound.InboundMail) -> Outcome:
         if mail.machine is not None:
@@ -401,11 +429,8 @@ class MailGateway:
     # group of mails: the record is one row a mail, and a mail seen again after a crash
     # goes on from its status.
 
-    async def _remember(self, message_id: str, raw: bytes, mail_from: str) -> bool:
-        """Record the mail; False when it was handled before (received again)."""
-        return await self._remembered((message_id, raw, mail_from))
-
     async def _remember_all(self, mails: list[tuple[str, bytes, str]]) -> list[bool]:
+        """Record the mails; False for each handled before (received again)."""
         received_at = self.clock()
         rows: dict[str, dict[str, object]] = {}
         for message_id, raw, mail_from in mails:  # the same mail twice in a group: one row
@@ -446,10 +471,7 @@ class MailGateway:
             for message_id, _, _ in mails
         ]
 
-    async def _record(self, message_id: str, outcome: Outcome) -> None:
-        await self._recorded((message_id, outcome))
-
-    async def _record_all(self, outcomes: list[tuple[str, Outcome]]) -> list[None]:
+    async def _record_all(self, outcomes: list[tuple[str, Outcome]]) -> None:
         await self.db.execute_alone(
             _RECORD,
             [
@@ -462,7 +484,6 @@ class MailGateway:
                 for message_id, outcome in outcomes
             ],
         )
-        return [None] * len(outcomes)
 
     def _rejected(self, reason: str, message: str) -> Outcome:
         REJECTED.labels(reason).inc()
@@ -477,6 +498,10 @@ class MailGateway:
                 delete(inbound_mails).where(inbound_mails.c.received_at < before)
             )
         return int(gone.rowcount or 0)
+
+
+async def _answered(outcome: Outcome) -> Outcome:
+    return outcome
 
 
 def _derived(purpose: str, message_id: str) -> str:
