@@ -494,7 +494,7 @@ def event_schemas(service: str) -> dict[str, object] | None:
                 )
         events[name] = {"schema_version": registry.model(name).schema_version, "schema": schema}
     return {
-        "topic": f"{service}.events",
+        "topic": topic_of(service),
         "key": "the stream id (order holds per aggregate)",
         "headers": ["event-type", "event-id"],
         "envelope": "event_id, type, schema_version, stream, stream_version, position, "

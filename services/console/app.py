@@ -39,7 +39,7 @@ from services.console.settings import ConsoleSettings
 from services.console.upstream import ApiProblem, SignInAgain, Upstream, timings
 from services.console.web import STATIC, Console, CsrfRefused, environment, visit_of
 from shared.observability import logs
-from shared.runtime.service import CorrelationMiddleware
+from shared.runtime import CorrelationMiddleware, remember_absent
 
 log = structlog.get_logger("console")
 
@@ -74,6 +74,7 @@ class ServerTiming:
 
 def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     settings = settings or ConsoleSettings()
+    remember_absent()  # every page's calls go through httpx: see shared.runtime.absent
     logs.configure("console", settings.log_level, settings.log_format)
     sealer = Sealer(settings.session_key())
     env = environment()

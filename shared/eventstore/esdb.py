@@ -92,15 +92,13 @@ class EsdbEventStore(EventStore):
         events: Sequence[NewEvent],
         expected_version: ExpectedVersion = StreamState.ANY,
     ) -> AppendResult:
-        validate_append(stream, events)
+        validate_append(stream, events, expected_version)
         current: int | EsdbState
         if expected_version is StreamState.ANY:
             current = EsdbState.ANY
         elif expected_version is StreamState.NO_STREAM:
             current = EsdbState.NO_STREAM
         else:
-            if expected_version < 1:
-                raise ValueError("an exact expected version counts from 1")
             current = expected_version - 1
         new = [
             EsdbNewEvent(

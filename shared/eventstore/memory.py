@@ -82,9 +82,7 @@ class MemoryEventStore(EventStore):
         events: Sequence[NewEvent],
         expected_version: ExpectedVersion = StreamState.ANY,
     ) -> AppendResult:
-        validate_append(stream, events)
-        if isinstance(expected_version, int) and expected_version < 1:
-            raise ValueError("an exact expected version counts from 1")
+        validate_append(stream, events, expected_version)
         payloads = [orjson.dumps(e.data) for e in events]  # fails before anything is written
         await self._round_trip()
         # From here to the end no await: checking and writing are one step.

@@ -84,7 +84,12 @@ def check_expected(stream: str, expected: ExpectedVersion, current: int) -> None
         raise ConcurrencyError(stream, expected, current)
 
 
-def validate_append(stream: str, events: Sequence[NewEvent]) -> None:
+def validate_append(
+    stream: str, events: Sequence[NewEvent], expected_version: ExpectedVersion
+) -> None:
+    """What every adapter refuses before it writes anything (one rule, four adapters)."""
+    if isinstance(expected_version, int) and expected_version < 1:
+        raise ValueError("an exact expected version counts from 1")
     if not stream:
         raise ValueError("stream must not be empty")
     if not events:

@@ -251,9 +251,7 @@ def _expected_code(expected: ExpectedVersion) -> int:
         return _ANY
     if expected is StreamState.NO_STREAM:
         return _NO_STREAM
-    if expected < 1:
-        raise ValueError("an exact expected version counts from 1")
-    return expected
+    return expected  # >= 1 (validate_append)
 
 
 class PostgresEventStore(EventStore):
@@ -312,7 +310,7 @@ class PostgresEventStore(EventStore):
         events: Sequence[NewEvent],
         expected_version: ExpectedVersion = StreamState.ANY,
     ) -> AppendResult:
-        validate_append(stream, events)
+        validate_append(stream, events, expected_version)
         args = self._arguments(stream, events, _expected_code(expected_version))
         while True:
             try:

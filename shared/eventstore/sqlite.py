@@ -203,9 +203,7 @@ class SqliteEventStore(EventStore):
         events: Sequence[NewEvent],
         expected_version: ExpectedVersion = StreamState.ANY,
     ) -> AppendResult:
-        validate_append(stream, events)
-        if isinstance(expected_version, int) and expected_version < 1:
-            raise ValueError("an exact expected version counts from 1")
+        validate_append(stream, events, expected_version)
         rows = [
             (
                 str(e.event_id),

@@ -38,6 +38,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Row,
     String,
     Table,
     TypeDecorator,
@@ -217,14 +218,24 @@ class ReadModelDB:
         async with self.engine.connect() as conn:
             yield await conn.execution_options(isolation_level="AUTOCOMMIT")
 
-    async def execute_alone(self, statement: Executable) -> int:
+    async def execute_alone(
+        self, statement: Executable, rows: list[dict[str, Any]] | None = None
+    ) -> int:
         """One write that is whole in one statement, committed on its own (autocommit);
         the rows it changed. One round trip where ``transaction()`` adds a BEGIN and a
-        COMMIT: for a hot single-statement write (a statement is atomic by itself)."""
+        COMMIT: for a hot single-statement write (a statement is atomic by itself).
+        With ``rows``, the statement once per row of parameters (the driver's
+        executemany: one call for a group's writes); what each changed is not counted."""
         async with self.engine.connect() as conn:
             alone = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            result = await alone.execute(statement)
-            return int(result.rowcount or 0)
+            result = await alone.execute(statement, rows)
+            return int(result.rowcount or 0) if rows is None else 0
+
+    async def fetch_alone(self, statement: Executable) -> list[Row[Any]]:
+        """``execute_alone`` for a write that returns rows (``RETURNING``): its rows."""
+        async with self.engine.connect() as conn:
+            alone = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            return list((await alone.execute(statement)).all())
 
     async def checkpoint(self, name: str) -> Checkpoint:
         """The checkpoint stored under ``name``; position 0 when none."""

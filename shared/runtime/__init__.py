@@ -1,10 +1,12 @@
 """What runs a service: its spec, the runtime that starts and supervises its parts, settings.
 
-* ``service`` – ``ServiceSpec``, ``ServiceRuntime``, ``create_app`` and ``serve``;
+* ``absent`` – optional modules libraries look for per call, marked absent once;
+* ``service`` – ``ServiceSpec, ``ServiceRuntime``, ``create_app`` and ``serve``;
 * ``settings`` – configuration from the environment (pydantic-settings);
 * ``sources`` – where each service's event store and read-model database are.
 """
 
+from shared.runtime.absent import remember_absent
 from shared.runtime.service import (
     PROJECTION_LAG,
     REFILL_PROBLEM,
@@ -43,6 +45,7 @@ __all__ = [
     "create_app",
     "development_secret",
     "error_body",
+    "remember_absent",
     "resolve",
     "serve",
 ]

@@ -56,6 +56,7 @@ from shared.projections.builtin import EventTypeCounts
 from shared.projections.runner import Projection, ProjectionGroup, ProjectionRunner
 from shared.readmodel.database import ReadModelDB
 from shared.readmodel.leases import LeaseBusy, Leases
+from shared.runtime.absent import remember_absent
 from shared.runtime.settings import ServiceSettings
 
 log = structlog.get_logger(__name__)
@@ -534,6 +535,7 @@ class CorrelationMiddleware:
 
 def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> FastAPI:
     """The FastAPI app of one service, with its runtime started by the lifespan."""
+    remember_absent()  # httpx's per-call search for a module that is not there
     settings = (settings or ServiceSettings()).resolved(spec.name, spec.port)
     logs.configure(spec.name, settings.log_level, settings.log_format)
     runtime = ServiceRuntime(spec, settings)

@@ -1,6 +1,7 @@
 """The escalation matrix over real HTTP: identity and departments, PostgreSQL, the broker.
 
-Each route that moves rights or touches an account is called by a member with
+Each route that moves rights or touches an account (grant, revoke, password,
+IP policy, departments, full access, disabling, avatar) is called by a member with
 full access (kate) and by one without it who holds the whole ``staff`` and
 ``departments`` sections and ``clients.view`` (mike), on their own account, on
 another member's and on a full-access member's (issue 17). Every target is
@@ -26,6 +27,7 @@ from tests.integration.test_departments import (
     stack,
     unique,
 )
+from tests.integration.test_identity import image
 
 __all__ = ["stack"]  # the module-scoped services of test_departments, run again for this module
 
@@ -106,6 +108,9 @@ class Route:
     body: Any
     # (actor, target) -> expected; actor "full"/"holder", target "own"/"other"/"other_full"
     expect: dict[tuple[str, str], Expect]
+    # Given to the target by admin before the call (a right to take away).
+    held: str | None = None
+    upload: bool = False  # the body is the avatar's file, not JSON
 
 
 def same_for_both(
@@ -129,7 +134,9 @@ ROUTES = [
     Route("grant an unheld section", "POST", "/staff/{t}/rights", {"right": "tickets"},
           same_for_both(OWN, NOT_HELD, FULL_MEMBER, OK_201)),
     Route("revoke a right", "DELETE", "/staff/{t}/rights/staff.view", None,
-          same_for_both(OWN, OK_200, FULL_MEMBER, OK_200)),
+          same_for_both(OWN, OK_200, FULL_MEMBER, OK_200), held="staff.view"),
+    Route("revoke an unheld right", "DELETE", "/staff/{t}/rights/finance.invoices", None,
+          same_for_both(OWN, NOT_HELD, FULL_MEMBER, OK_200), held="finance.invoices"),
     Route("set the password", "PATCH", "/staff/{t}", {"password": STRANGER_PASSWORD},
           same_for_both(OK_200, OK_200, FULL_MEMBER, OK_200)),
     Route("change the IP policy", "PATCH", "/staff/{t}",
@@ -149,6 +156,8 @@ ROUTES = [
     }),
     Route("disable", "DELETE", "/staff/{t}", None,
           same_for_both((409, "cannot_disable_self"), OK_200, FULL_MEMBER, OK_200)),
+    Route("set the avatar", "PUT", "/staff/{t}/avatar", None,
+          same_for_both(OK_200, OK_200, FULL_MEMBER, OK_200), upload=True),
 ]  # fmt: skip
 
 CELLS = [
@@ -190,15 +199,16 @@ async def test_escalation_matrix(world: World, route: Route, actor: str, target:
         victim = acting
     else:
         victim = await member(s, unique("target"), full_access=target == "other_full")
-    if route.name == "revoke a right" and target != "own":
+    if route.held is not None and target != "own":
         granted = await s.identity.post(
-            f"/staff/{victim.id}/rights", json={"right": "staff.view"}, headers=s.admin
+            f"/staff/{victim.id}/rights", json={"right": route.held}, headers=s.admin
         )
         assert granted.status_code == 201
     answer = await s.identity.request(
         route.method,
         _fill(route.path, w, victim.id),
         json=_fill(route.body, w, victim.id),
+        files={"avatar": ("me.png", image())} if route.upload else None,
         headers=acting.session,
     )
     status, code = route.expect[(actor, target)]

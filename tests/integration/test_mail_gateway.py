@@ -29,7 +29,7 @@ from devtools.devbroker import free_port
 from services.tickets.adapters.mail_imap import ImapFetcher, ImapMailbox
 from services.tickets.adapters.mail_inbound import InboundServer
 from services.tickets.adapters.mail_notice import SmtpNotices
-from services.tickets.app.mail_gateway import MailGateway, inbound_mails
+from services.tickets.app.mail_gateway import NAMESPACE, MailGateway, inbound_mails
 from services.tickets.app.senders import RememberedSenders
 from services.tickets.copies import support
 from services.tickets.projections.queue import ticket_entries, tickets
@@ -124,8 +124,8 @@ async def desk_with_address(stack: Stack, project_id: str) -> tuple[str, str]:
     department_id: str = created.json()["id"]
     await until(
         stack,
-        lambda conn: support.department_of_address(conn, address),
-        lambda d: d == department_id,
+        lambda conn: support.openings_by_address(conn, [((address,), "")]),
+        lambda found: found[0][0] == department_id,
     )
     return department_id, address
 
@@ -624,3 +624,53 @@ async def test_a_remembered_sender_is_forgotten_when_the_client_changes_the_addr
             assert await owner(new) == client_id
     finally:
         senders.seconds = seconds
+
+
+async def test_mails_arriving_together_share_a_group_and_each_gets_its_own_answer(
+    stack: Stack,
+) -> None:
+    """Mails held until all of them wait for the same round are handled in one (one
+    INSERT records them, one UPDATE their outcomes): the good ones open their tickets,
+    the one the department does not serve is answered 550 and leaves no ticket, and the
+    same mail twice in one group is one ticket."""
+    main, elsewhere = await project(stack), await project(stack)
+    desk, address = await desk_with_address(stack, main)
+    senders = [await client(stack, f"group{i}", main) for i in range(3)]
+    stranger_id, _ = await client(stack, "group-stranger", elsewhere)  # not served by the desk
+    emails = [await email_of(stack, client_id) for client_id, _ in senders]
+    good = [
+        mail(email, address, f"Together {i}", "one of a group") for i, email in enumerate(emails)
+    ]
+    refused = mail(await email_of(stack, stranger_id), address, "Not here", "wrong desk")
+    sent = [*good, refused, good[0]]  # the first mail twice
+    gateway: MailGateway = stack.tickets_app.state.runtime.composed.mail_gateway
+    handled = gateway._handled
+    async with smtp_gateway(stack) as port:
+        await handled._lock.acquire()
+        answers = asyncio.gather(*(send(port, m) for m in sent))
+        try:
+            await eventually(lambda: _waiting(handled), lambda n: n == len(sent))
+        finally:
+            handled._lock.release()  # one round for all five
+        first, second, third, no, again = await asyncio.wait_for(answers, 60)
+    assert [first, second, third, again] == ["250"] * 4
+    assert no.startswith("550") and "not_accepted" in no, no
+    opened = []
+    for (client_id, _), message in zip(senders, good, strict=True):
+        [row] = await until(
+            stack, lambda conn, c=client_id: tickets_of(stack, c), lambda r: len(r) == 1
+        )
+        assert row.department_id == desk and row.subject == message["Subject"]
+        seen = await recorded(stack, str(message["Message-ID"]))
+        assert (seen.status, seen.ticket_id) == ("opened", row.ticket_id)
+        opened.append(row.number)
+    assert len(set(opened)) == 3
+    # Nothing of the refused mail's ticket was written (the store decides, before the 550).
+    never = uuid.uuid5(NAMESPACE, f"ticket:{refused['Message-ID']}")
+    assert await stack.app.store.stream_version(f"ticket-{never}") == 0
+    seen = await recorded(stack, str(refused["Message-ID"]))
+    assert seen.status == "rejected" and seen.ticket_id is None
+
+
+async def _waiting(grouped: Any) -> int:
+    return len(grouped._waiting)

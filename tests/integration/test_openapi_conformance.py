@@ -87,7 +87,7 @@ async def test_every_service_answers_as_its_openapi_document_says(
             (tmp_path / f"{service}.schemathesis.txt").write_text(output)
             return service, code, output
 
-        # All at once: each run is bounded by its own --max-time.
+        # All at once: each run is bounded by its examples per operation (and PER_SERVICE_SECONDS).
         results = await asyncio.gather(*(run(service) for service in SERVICES))
     took = time.monotonic() - started
     print(f"openapi conformance: {took:.0f} s in all, {up:.0f} s of it starting the services")

@@ -303,12 +303,15 @@ async def test_a_client_gets_its_reset_link_at_its_account_address(stack: Stack)
         lambda: stack.clients.get(f"/clients/{created.json()['id']}", headers=stack.admin),
         lambda r: r.status_code == 200,
     )
+    session = await login(stack.identity, name, f"Passw0rd-{name}")
     assert (await stack.identity.post("/auth/forgot", json={"login": name})).status_code == 202
     token = await reset_mail(stack, email)
     done = await stack.identity.post(
         "/auth/reset", json={"token": token, "new_password": "client-new-password"}
     )
     assert done.status_code == 204, done.text
+    ended = await stack.identity.get("/me", headers=session)  # a client's sessions end too
+    assert (ended.status_code, code(ended)) == (401, "session_ended")
     await login(stack.identity, name, "client-new-password")
 
 

@@ -174,7 +174,7 @@ async def queue_live(request: Request, visit: Current) -> Response:
     """Server-sent events for the queue page: ``ticket`` events carry a rendered row."""
     await _staff(visit)
     names = await _department_names(visit)
-    row = visit.env.get_template("queue_row.html")
+    rows = visit.env.get_template("queue_rows.html")
     upstream = visit.api
     headers = upstream.headers(visit.session.token, visit.address)
     url = upstream.url("tickets", "/tickets/live")
@@ -197,8 +197,8 @@ async def queue_live(request: Request, visit: Current) -> Response:
                         event = line[6:].strip()
                     elif line.startswith("data:") and event == "ticket":
                         ticket = orjson.loads(line[5:])
-                        html = row.render(
-                            ticket=ticket,
+                        html = rows.render(
+                            tickets=[ticket],
                             names=names,
                             t=visit.t,
                             when=lambda v: format_time(v, visit.lang),

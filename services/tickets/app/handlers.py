@@ -49,7 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.tickets.app import visibility
 from services.tickets.app.numbering import TicketNumbering
-from services.tickets.app.ports import CatalogPort, SupportSettings
+from services.tickets.app.ports import ActiveAnnouncement, CatalogPort, SupportSettings
 from services.tickets.copies import access_history, support
 from services.tickets.domain.events import TICKET_EVENTS, registry
 from services.tickets.domain.ticket import Author, Ticket, stream_name, thread_id
@@ -97,6 +97,15 @@ class OpenDraft:
     client_id: str | None = None  # staff opening on behalf of a client
     attachment_ids: tuple[str, ...] = ()
     ticket_id: str | None = None  # derived from what asked for it (a mail): a retry finds it
+
+
+@dataclass(frozen=True)
+class Known:
+    """What an open reads before it decides, as its caller has just read it (the mail
+    gateway reads it for a group of mails in a few statements): not read again."""
+
+    opening: support.Opening  # the client, the department and its hours
+    blocking: ActiveAnnouncement | None  # the blocking announcement active when read
 
 
 @dataclass(frozen=True)
@@ -157,10 +166,10 @@ class Tickets:
     # ---------------------------------------------------------------- opening
 
     async def open_ticket(
-        self, principal: Principal, draft: OpenDraft, known: support.Opening | None = None
+        self, principal: Principal, draft: OpenDraft, known: Known | None = None
     ) -> MessageAnswer:
-        """``known``: the client, department and hours of this draft as its caller has just
-        read them (``support.opening``; the mail gateway), not read again."""
+        """``known``: the client, department, hours and blocking announcement of this
+        draft as its caller has just read them (the mail gateway), not read again."""
         if principal.kind == "client":
             if draft.client_id not in (None, principal.id):
                 raise DomainError("client_id", "a client opens tickets for themself")
@@ -172,15 +181,21 @@ class Tickets:
                 raise DomainError("client_id", "staff name the client they open a ticket for")
             client_id = draft.client_id
         now = self.clock()
-        async with self.db.reading() as conn:
-            if known is None:
-                known = await support.opening(conn, client_id, draft.department_id)
-            blocking = (
-                await self.catalog.blocking_announcement(now, conn)
-                if principal.kind == "client"
-                else None
-            )
-        client, department, hours = known.client, known.department, known.hours
+        if known is None:
+            async with self.db.reading() as conn:
+                opening = await support.opening(conn, client_id, draft.department_id)
+                blocking = (  # staff open tickets whatever is announced
+                    await self.catalog.blocking_announcement(now, conn)
+                    if principal.kind == "client"
+                    else None
+                )
+            known = Known(opening, blocking)
+        client, department, hours = (
+            known.opening.client,
+            known.opening.department,
+            known.opening.hours,
+        )
+        blocking = known.blocking if principal.kind == "client" else None
         if principal.kind == "staff" and (client is None or client.erased):
             raise DomainError("client_id", f"no client {client_id}")
         project_id = client.project_id if client else None

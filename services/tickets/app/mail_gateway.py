@@ -37,6 +37,17 @@ setting ``unknown_senders``:
   (250, status ``declined``): a 5xx would make the sender's server bounce, and
   a bounce to a forged sender is backscatter. Without a mailer it is a 550.
 
+Groups: the mails being handled at the same moment (one per SMTP connection
+at most) share their statements through the kernel's group commit
+(``shared.application.grouping``): one ``INSERT`` records them all, one round of
+lookups reads their departments, clients and the blocking announcement (three
+statements), the numbering gives their numbers in one append, and one
+``executemany`` records their outcomes. A lone mail is handled at once, alone.
+Each ticket is still its own append, and each mail gets its own answer: a mail
+refused in a group is answered 550 while the others open their tickets, and a
+failure that is the group's (the database down) is every mail's 451. A mail's
+answer is sent only once its ticket is written and its outcome recorded.
+
 Metrics: ``mail_received_total``, ``mail_tickets_opened_total``,
 ``mail_tickets_continued_total``, ``mail_rejected_total{reason}``,
 ``mail_ignored_total{reason}``.
@@ -44,28 +55,40 @@ Metrics: ``mail_received_total``, ``mail_tickets_opened_total``,
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import structlog
 from prometheus_client import Counter
-from sqlalchemy import Column, LargeBinary, MetaData, String, Table, delete, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import (
+    Column,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    delete,
+    select,
+    update,
+)
 
-from services.tickets.app.handlers import ContactDraft, NotAllowed, OpenDraft, Tickets
+from services.tickets.app.handlers import ContactDraft, Known, NotAllowed, OpenDraft, Tickets
+from services.tickets.app.ports import ActiveAnnouncement
 from services.tickets.app.senders import Senders
 from services.tickets.copies import support
 from services.tickets.domain import inbound
 from services.tickets.domain.ticket import contact_id as contact_of
 from services.tickets.projections.queue import tickets
 from shared.access import Access, Principal
+from shared.application.grouping import Grouped
 from shared.domain import Conflict, DomainError, NotFound, PaymentRequired
 from shared.domain.attachments import clean_filename
 from shared.eventstore import ConcurrencyError
-from shared.readmodel import ReadModelDB, UtcDateTime
+from shared.readmodel import ReadModelDB, UtcDateTime, dialect_insert
 from shared.readmodel.attachments import check
 
 log = structlog.get_logger(__name__)
@@ -91,6 +114,18 @@ inbound_mails = Table(
     Column("status", String(16), nullable=False),
     Column("reason", String(200), nullable=True),
     Column("ticket_id", String(64), nullable=True),
+)
+
+
+# The outcomes of a group of mails, one executemany.
+_RECORD = (
+    update(inbound_mails)
+    .where(inbound_mails.c.message_id == bindparam("m_message_id"))
+    .values(
+        status=bindparam("m_status"),
+        reason=bindparam("m_reason"),
+        ticket_id=bindparam("m_ticket_id"),
+    )
 )
 
 
@@ -143,6 +178,18 @@ class MailGateway:
     blocked: frozenset[str] = frozenset()  # addresses, or domains as "@example.com"
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     notices: NoticeMailer | None = None  # the notice of a refused unknown sender
+    # Group commit (``shared.application.grouping``): the mails being handled at the same
+    # moment share their statements (see "Groups" above).
+    _handled: Grouped[tuple[inbound.InboundMail, bytes, str], Outcome] = field(
+        init=False, repr=False
+    )
+    _looked_up: Grouped[tuple[tuple[str, ...], str], tuple[str | None, Known]] = field(
+        init=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        self._handled = Grouped(self._handle_all)
+        self._looked_up = Grouped(self._look_up_all)
 
     async def start(self) -> None:
         await self.db.create_tables(metadata)
@@ -155,12 +202,41 @@ class MailGateway:
             mail = inbound.parse(raw, mail_from, recipients)
         except DomainError as error:
             return self._rejected("broken_mime", error.message)
-        if not await self._remember(mail.message_id, raw, mail_from):
-            return Outcome("duplicate")
         try:
-            outcome = await self._route(mail)
+            return await self._handled((mail, raw, mail_from))
+        except Exception:
+            # The group's record could not be written or read (the database down):
+            # nothing says the mail was handled, so its sender's server tries again.
+            log.exception("mail.failed", message_id=mail.message_id)
+            return Outcome("failed", "temporary_failure", temporary=True)
+
+    async def _handle_all(
+        self, group: list[tuple[inbound.InboundMail, bytes, str]]
+    ) -> list[Outcome]:
+        """One round for the mails waiting together: recorded in one statement, routed
+        side by side (their lookups and numbers in one round each), outcomes recorded in
+        one statement before any of them is answered."""
+        fresh = await self._remember_all([(m.message_id, raw, sender) for m, raw, sender in group])
+        outcomes = await asyncio.gather(
+            *(
+                self._outcome(mail) if new else _answered(Outcome("duplicate"))
+                for (mail, _, _), new in zip(group, fresh, strict=True)
+            )
+        )
+        handled = [
+            (mail.message_id, outcome)
+            for (mail, _, _), new, outcome in zip(group, fresh, outcomes, strict=True)
+            if new and not outcome.temporary
+        ]
+        if handled:
+            await self._record_all(handled)
+        return outcomes
+
+    async def _outcome(self, mail: inbound.InboundMail) -> Outcome:
+        try:
+            return await self._route(mail)
         except Refused as refused:
-            outcome = self._rejected(refused.reason, refused.message)
+            return self._rejected(refused.reason, refused.message)
         except Unknown as unknown:
             log.info("mail.deferred", message_id=mail.message_id, why=str(unknown))
             return Outcome("failed", "not_known_yet", temporary=True)
@@ -169,8 +245,6 @@ class MailGateway:
             # retry goes on where this one stopped (the ids derive from the mail).
             log.exception("mail.failed", message_id=mail.message_id)
             return Outcome("failed", "temporary_failure", temporary=True)
-        await self._record(mail.message_id, outcome)
-        return outcome
 
     async def _route(self, mail: inbound.InboundMail) -> Outcome:
         if mail.machine is not None:
@@ -193,17 +267,15 @@ class MailGateway:
         client_id = await self.senders.client_of(mail.sender)
         if client_id is None:
             return await self._from_unknown(mail)
-        async with self.db.reading() as conn:  # one checkout for the mail's lookups
-            # Read now even for a reply (which needs no department): most mails open a
-            # ticket, and the open takes what is read here instead of reading it again.
-            department_id = await self._department(mail, conn)
-            opening = await support.opening(conn, client_id, department_id or "")
-        known = opening.client
+        # Read now even for a reply (which needs no department): most mails open a
+        # ticket, and the open takes what is read here instead of reading it again.
+        department_id, known = await self._looked_up((mail.recipients, client_id))
+        client = known.opening.client
         access = self.access(client_id)
-        if known is None or access is None:
+        if client is None or access is None:
             # Registered a moment ago: this service learns of it from the topics soon.
             raise Unknown(f"client {client_id} is not known here yet")
-        if access.disabled or access.kind != "client" or known.erased:
+        if access.disabled or access.kind != "client" or client.erased:
             raise Refused("unknown_sender", "this client may not write to support")
         principal = Principal(client_id, "client", "mail", None, access)
         ticket_id = await self._named_ticket(mail, principal)
@@ -232,7 +304,7 @@ class MailGateway:
             ticket_id=new_id,
         )
         try:
-            await self.tickets.open_ticket(principal, draft, known=opening)
+            await self.tickets.open_ticket(principal, draft, known=known)
         except ConcurrencyError:
             pass  # opened by an earlier attempt at this same mail
         except (DomainError, Conflict, NotAllowed, NotFound, PaymentRequired) as error:
@@ -275,8 +347,7 @@ class MailGateway:
             REJECTED.labels("unknown_sender").inc()
             log.info("mail.declined", reason="unknown_sender", message_id=mail.message_id)
             return Outcome("declined", "unknown_sender")
-        async with self.db.reading() as conn:
-            department_id = await self._department(mail, conn)
+        department_id, _ = await self._looked_up((mail.recipients, ""))  # no client: no row
         if department_id is None:
             raise Refused("unknown_address", "no department takes mail at this address")
         contact = contact_of(mail.message_id)
@@ -324,15 +395,6 @@ class MailGateway:
                 return ticket_id
         return None
 
-    @staticmethod
-    async def _department(mail: inbound.InboundMail, conn: AsyncConnection) -> str | None:
-        """The department of the first recipient that is an inbound address."""
-        for address in mail.recipients:
-            found = await support.department_of_address(conn, address)
-            if found is not None:
-                return found
-        return None
-
     async def _keep_files(
         self, mail: inbound.InboundMail, client_id: str, purpose: str
     ) -> tuple[str, ...]:
@@ -349,38 +411,78 @@ class MailGateway:
             kept.append(attachment_id)
         return tuple(kept)
 
+    async def _look_up_all(
+        self, wanted: list[tuple[tuple[str, ...], str]]
+    ) -> list[tuple[str | None, Known]]:
+        """A group's lookups on one connection: the department of each mail's address,
+        its client, and the blocking announcement, three statements for the group."""
+        async with self.db.reading() as conn:
+            found = await support.openings_by_address(conn, wanted)
+            blocking: ActiveAnnouncement | None = await self.tickets.catalog.blocking_announcement(
+                self.tickets.clock(), conn
+            )
+        return [(department_id, Known(opening, blocking)) for department_id, opening in found]
+
     # ------------------------------------------------------------ the record
 
-    # Each a single statement committed alone (one round trip, no BEGIN/COMMIT): the
-    # record is one row, and a mail seen again after a crash goes on from its status.
+    # Each a single statement committed alone (one round trip, no BEGIN/COMMIT) for a
+    # group of mails: the record is one row a mail, and a mail seen again after a crash
+    # goes on from its status.
 
-    async def _remember(self, message_id: str, raw: bytes, mail_from: str) -> bool:
-        """Record the mail; False when it was handled before (received again)."""
-        inserted = await self.db.execute_alone(
-            self.db.insert_ignoring_duplicates(
-                inbound_mails,
-                message_id=message_id,
-                received_at=self.clock(),
-                mail_from=mail_from[:320],
-                raw=raw,
-                status="received",
+    async def _remember_all(self, mails: list[tuple[str, bytes, str]]) -> list[bool]:
+        """Record the mails; False for each handled before (received again)."""
+        received_at = self.clock()
+        rows: dict[str, dict[str, object]] = {}
+        for message_id, raw, mail_from in mails:  # the same mail twice in a group: one row
+            rows.setdefault(
+                message_id,
+                {
+                    "message_id": message_id,
+                    "received_at": received_at,
+                    "mail_from": mail_from[:320],
+                    "raw": raw,
+                    "status": "received",
+                },
             )
-        )
-        if inserted:
-            return True
-        async with self.db.reading() as conn:
-            status = (
-                await conn.execute(
-                    select(inbound_mails.c.status).where(inbound_mails.c.message_id == message_id)
+        inserted = {
+            row[0]
+            for row in await self.db.fetch_alone(
+                dialect_insert(self.db.dialect, inbound_mails)
+                .values(list(rows.values()))
+                .on_conflict_do_nothing()
+                .returning(inbound_mails.c.message_id)
+            )
+        }
+        seen = [message_id for message_id in rows if message_id not in inserted]
+        statuses: dict[str, str] = {}
+        if seen:
+            async with self.db.reading() as conn:
+                found = await conn.execute(
+                    select(inbound_mails.c.message_id, inbound_mails.c.status).where(
+                        inbound_mails.c.message_id.in_(seen)
+                    )
                 )
-            ).scalar()
-        return status == "received"  # an attempt that failed half-way: go on with it
+                statuses = {row.message_id: row.status for row in found}
+        # Each copy of a mail new in this group goes on, as two attempts at once always
+        # did (the ids derived from the mail make them one ticket); so does an attempt
+        # that failed half-way ("received").
+        return [
+            message_id in inserted or statuses.get(message_id) == "received"
+            for message_id, _, _ in mails
+        ]
 
-    async def _record(self, message_id: str, outcome: Outcome) -> None:
+    async def _record_all(self, outcomes: list[tuple[str, Outcome]]) -> None:
         await self.db.execute_alone(
-            update(inbound_mails)
-            .where(inbound_mails.c.message_id == message_id)
-            .values(status=outcome.status, reason=outcome.reason, ticket_id=outcome.ticket_id)
+            _RECORD,
+            [
+                {
+                    "m_message_id": message_id,
+                    "m_status": outcome.status,
+                    "m_reason": outcome.reason,
+                    "m_ticket_id": outcome.ticket_id,
+                }
+                for message_id, outcome in outcomes
+            ],
         )
 
     def _rejected(self, reason: str, message: str) -> Outcome:
@@ -396,6 +498,10 @@ class MailGateway:
                 delete(inbound_mails).where(inbound_mails.c.received_at < before)
             )
         return int(gone.rowcount or 0)
+
+
+async def _answered(outcome: Outcome) -> Outcome:
+    return outcome
 
 
 def _derived(purpose: str, message_id: str) -> str:

@@ -502,20 +502,70 @@ def _business_hours(timezone: str, weekly_json: str, holidays_json: str) -> Busi
     return BusinessHours(timezone, weekly, holidays)
 
 
-async def department_of_address(conn: AsyncConnection, address: str) -> str | None:
-    """The support department that takes mail at ``address`` (lower case), if any."""
-    found = await conn.execute(
-        select(known_departments.c.department_id)
-        .where(
-            known_departments.c.inbound_email == address.lower(),
-            known_departments.c.deleted.is_(False),
-            known_departments.c.support_enabled.is_(True),
-        )
-        .order_by(known_departments.c.department_id)
-        .limit(1)
+# For a group of mails at once: the departments taking mail at any of the addresses
+# (with their schedules), and the clients; two statements whatever the group's size.
+_BY_ADDRESS = (
+    select(
+        known_departments,
+        known_schedules.c.timezone,
+        known_schedules.c.weekly,
+        known_schedules.c.holidays,
     )
-    department_id: str | None = found.scalar()
-    return department_id
+    .select_from(
+        known_departments.outerjoin(
+            known_schedules, known_schedules.c.schedule_id == known_departments.c.schedule_id
+        )
+    )
+    .where(
+        known_departments.c.inbound_email.in_(bindparam("addresses", expanding=True)),
+        known_departments.c.deleted.is_(False),
+        known_departments.c.support_enabled.is_(True),
+    )
+    .order_by(known_departments.c.department_id)
+)
+_CLIENTS = select(known_clients).where(
+    known_clients.c.client_id.in_(bindparam("client_ids", expanding=True))
+)
+
+
+async def openings_by_address(
+    conn: AsyncConnection, wanted: list[tuple[tuple[str, ...], str]]
+) -> list[tuple[str | None, Opening]]:
+    """For each (recipients, client id): the department of the first recipient that is
+    an inbound address (the smallest department id among those taking mail there, in
+    the support center and not deleted), and the ``Opening`` of that client in that
+    department (as ``opening`` answers), the whole list read in two statements."""
+    addresses = sorted({a.lower() for recipients, _ in wanted for a in recipients})
+    client_ids = sorted({client_id for _, client_id in wanted if client_id})
+    by_address: dict[str, tuple[SupportDepartment, BusinessHours]] = {}
+    if addresses:
+        names = [c.name for c in known_departments.c]
+        for row in await conn.execute(_BY_ADDRESS, {"addresses": addresses}):
+            m = row._mapping
+            address = m["inbound_email"]
+            if address in by_address:  # ordered by id: the smallest one takes the address
+                continue
+            fields = {name: m[name] for name in names}
+            department = SupportDepartment(
+                **{**fields, "providers": tuple(orjson.loads(fields["providers"]))}
+            )
+            hours = ROUND_THE_CLOCK
+            if m["timezone"] is not None:
+                hours = _business_hours(m["timezone"], m["weekly"], m["holidays"])
+            by_address[address] = (department, hours)
+    clients: dict[str, KnownClient] = {}
+    if client_ids:
+        for row in await conn.execute(_CLIENTS, {"client_ids": client_ids}):
+            clients[row.client_id] = KnownClient(**row._mapping)
+    answers: list[tuple[str | None, Opening]] = []
+    for recipients, client_id in wanted:
+        found = next((by_address[a.lower()] for a in recipients if a.lower() in by_address), None)
+        client = clients.get(client_id)
+        if found is None:
+            answers.append((None, Opening(client, None, ROUND_THE_CLOCK)))
+        else:
+            answers.append((found[0].department_id, Opening(client, *found)))
+    return answers
 
 
 async def inbound_address(conn: AsyncConnection, department_id: str | None) -> str | None:
