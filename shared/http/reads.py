@@ -10,6 +10,9 @@ Rules it keeps:
 * Pages are ``limit`` (1–500) and ``offset`` (≥ 0) query parameters; each route
   picks its default ``limit``. Orders must end in a unique column so that pages
   never repeat or skip a row.
+* ``counted`` is the same page and count for the one answer that carries its
+  total in its body (identity's ``GET /staff``: ``{items, total, limit,
+  offset}``, kept as published).
 """
 
 from __future__ import annotations
@@ -49,9 +52,23 @@ async def page(
     offset: int,
 ) -> list[Row[Any]]:
     """One page of ``query`` in ``order_by``; all that match counted into ``X-Total-Count``."""
-    total = (await conn.execute(select(func.count()).select_from(query.subquery()))).scalar()
+    rows, total = await counted(conn, query, order_by=order_by, limit=limit, offset=offset)
     set_total(response, total)
-    return list(await conn.execute(query.order_by(*order_by).limit(limit).offset(offset)))
+    return rows
+
+
+async def counted(
+    conn: AsyncConnection,
+    query: Select[Any],
+    *,
+    order_by: tuple[Any, ...],
+    limit: int,
+    offset: int,
+) -> tuple[list[Row[Any]], int]:
+    """One page of ``query`` in ``order_by``, and how many match in all (same connection)."""
+    total = (await conn.execute(select(func.count()).select_from(query.subquery()))).scalar()
+    rows = list(await conn.execute(query.order_by(*order_by).limit(limit).offset(offset)))
+    return rows, int(total or 0)
 
 
 def set_total(response: Response, total: int | None) -> None:

@@ -7,6 +7,7 @@ the integration suite). The HTTP contract stays in
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from services.clients.app.companies import Companies
 from services.clients.app.handlers import Clients, MessageDraft
 from services.clients.app.ports import UNCHANGED, Impersonation, Unchanged
 from services.clients.copies import record_staff_name, staff_metadata
-from services.clients.domain.client import ClientCard
+from services.clients.domain.client import ClientCard, ClientPatch
 from services.clients.domain.company import ContactDraft
 from services.clients.domain.company_events import ContactAdded
 from services.clients.domain.events import ClientMessaged, Violation
@@ -29,6 +30,7 @@ from services.clients.projections.queries import ClientFilter
 from services.clients.service import projections
 from shared.domain.aggregate import Conflict, DomainError, NotFound
 from shared.domain.events import Actor, NewEvent
+from shared.eventstore import ConcurrencyError
 from tests.service.harness import Facts, Harness, running
 
 ADMIN = Actor(id="admin", kind="staff")
@@ -305,3 +307,36 @@ async def test_a_removed_contacts_personal_data_is_gone_for_good(context: Contex
     opened = await context.clients.sealer.open(contact_added)
     assert opened.name is None and opened.email is None  # type: ignore[attr-defined]
     assert "Dora" not in str(contact_added.data)
+
+
+async def test_changes_without_a_version_seen_all_land_when_written_at_once(
+    context: Context,
+) -> None:
+    # The kernel's one retry policy: a concurrent change is decided again on fresh state;
+    # a caller naming the version it saw gets the conflict instead.
+    client_id = await context.register("carol")
+    patches = [
+        ClientPatch(language="ru"),
+        ClientPatch(phone="+49 30 1234567"),
+        ClientPatch(note="prefers mail"),
+    ]
+    answers = await asyncio.gather(
+        *(context.clients.change_client(ADMIN, client_id, p, None) for p in patches),
+        context.clients.suspend_services(ADMIN, client_id),
+    )
+    assert sorted(a.version for a in answers) == [2, 3, 4, 5]
+    client = await context.clients.client(client_id)
+    assert (client.language, client.services_suspended) == ("ru", True)
+    stream = await context.harness.store.read_stream(f"client-{client_id}")
+    changed = sorted(e.data["changed"] for e in stream if e.type == "ClientChanged")
+    assert changed == [["language"], ["note"], ["phone"]]
+    with pytest.raises(ConcurrencyError):
+        await context.clients.change_client(ADMIN, client_id, ClientPatch(language="en"), 4)
+    company = (await context.companies.create_company(ADMIN, "Acme")).id
+    added = await asyncio.gather(
+        *(
+            context.companies.add_contact(ADMIN, company, ContactDraft(email=f"c{n}@example.com"))
+            for n in range(3)
+        )
+    )
+    assert sorted(a.version for a in added) == [2, 3, 4]

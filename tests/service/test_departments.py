@@ -156,6 +156,21 @@ async def test_a_change_over_a_version_not_seen_is_refused_and_writes_nothing(
     assert (shown.name_en, shown.task_language) == ("Invoices", "ru")
 
 
+async def test_changes_without_a_version_seen_all_land_when_written_at_once(
+    harness: Harness, departments: Departments
+) -> None:
+    # Each decided on the version it loaded; the losers decide again on fresh state
+    # (the kernel's one retry policy) instead of answering a conflict nobody asked for.
+    billing = await new_department(departments)
+    sections = ["clients", "tickets", "reports", "notifier"]
+    answers = await asyncio.gather(
+        *(departments.set_right(ADMIN, billing, s, True, by=FULL) for s in sections)
+    )
+    # Two events each: the right and the effective rights identity derives from.
+    assert sorted(a.version for a in answers) == [3, 5, 7, 9]
+    assert sorted(orjson.loads((await row(harness, billing)).enabled)) == sorted(sections)
+
+
 async def test_a_department_names_only_a_known_schedule_even_a_brand_new_one(
     harness: Harness, departments: Departments
 ) -> None:

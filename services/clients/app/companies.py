@@ -3,9 +3,11 @@
 Every company command of the API goes through ``Companies``. It loads the
 ``company-<id>`` stream (contacts' personal fields opened by the ``Sealer``),
 lets the aggregate decide, and appends with the version it loaded and the
-sealer: a concurrent change of the same company is a ``ConcurrencyError``,
-which the kernel answers with 409 ``version_conflict``. Only after the append
-does it act outside the store:
+sealer, through the kernel's ``decide_and_append``: a concurrent change of the
+same company is decided again on fresh state under the kernel's one retry
+policy; a caller that names the version it saw (``expected_version``) is
+checked in the decision and gets 409 ``version_conflict`` instead. Only after
+the append does it act outside the store:
 
 * a removed contact's key is destroyed (``KeyRing.destroy``), so its sealed
   name, e-mail, phone and messenger id open to nothing in every replay.
@@ -32,9 +34,10 @@ that gap needs a reservation stream per client, which this does not have.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -52,7 +55,7 @@ from services.clients.domain.company import (
 )
 from services.clients.domain.events import registry
 from services.clients.projections.companies import CompanyDirectory, company_members
-from shared.application.commands import CommandAnswer, append, load
+from shared.application.commands import CommandAnswer, Decision, append, decide_and_append, load
 from shared.domain.aggregate import NotFound
 from shared.domain.events import Actor, DomainEvent
 from shared.eventstore import ConcurrencyError, EventStore
@@ -112,8 +115,10 @@ class Companies:
         patch: CompanyPatch,
         expected_version: int | None = None,
     ) -> CommandAnswer:
-        company = await self._company(company_id, expected_version)
-        return await self._commit(company, company.change(patch), actor)
+        answer, _ = await self._decide(
+            actor, company_id, lambda company: company.change(patch), expected_version
+        )
+        return answer
 
     async def delete_company(
         self, actor: Actor, company_id: str, expected_version: int | None = None
@@ -122,9 +127,14 @@ class Companies:
         company = await self._company(company_id, expected_version)
         if company.deleted:
             await self._erase(company.removed_contacts)  # finish an interrupted deletion
-        members = list(company.members)
-        contacts = list(company.contacts)
-        answer = await self._commit(company, company.delete(), actor)
+        members: list[str] = []
+        contacts: list[str] = []
+
+        def delete(company: Company) -> list[DomainEvent]:
+            members[:], contacts[:] = list(company.members), list(company.contacts)
+            return company.delete()
+
+        answer, company = await self._decide(actor, company_id, delete, expected_version)
         await self._erase(contacts)
         await self._tell_identity(company, members)
         return answer
@@ -140,26 +150,29 @@ class Companies:
         manager: bool = False,
         expected_version: int | None = None,
     ) -> CommandAnswer:
-        company = await self._company(company_id, expected_version)
-        previous_manager = company.manager_id
-        if client_id in company.members or not company.exists:
-            events = company.add_member(client_id, manager=manager)
-        else:
-            events = company.add_member(
+        previous_manager: list[str | None] = [None]
+
+        async def add(company: Company) -> list[DomainEvent]:
+            previous_manager[0] = company.manager_id
+            if client_id in company.members or not company.exists:
+                return company.add_member(client_id, manager=manager)
+            return company.add_member(
                 client_id,
                 manager=manager,
                 client_exists=await self.client_exists(client_id),
                 other_company=await self._other_company(client_id, company_id),
             )
-        answer = await self._commit(company, events, actor)
-        await self._tell_identity(company, _present(client_id, previous_manager))
+
+        answer, company = await self._decide(actor, company_id, add, expected_version)
+        await self._tell_identity(company, _present(client_id, previous_manager[0]))
         return answer
 
     async def remove_member(
         self, actor: Actor, company_id: str, client_id: str, expected_version: int | None = None
     ) -> CommandAnswer:
-        company = await self._company(company_id, expected_version)
-        answer = await self._commit(company, company.remove_member(client_id), actor)
+        answer, company = await self._decide(
+            actor, company_id, lambda company: company.remove_member(client_id), expected_version
+        )
         await self._tell_identity(company, [client_id])
         return answer
 
@@ -172,8 +185,7 @@ class Companies:
             )
             companies = [str(r.company_id) for r in rows]
         for company_id in companies:
-            company = await self._company(company_id, None)
-            await self._commit(company, company.remove_member(client_id), actor)
+            await self._decide(actor, company_id, lambda company: company.remove_member(client_id))
 
     async def assign_manager(
         self,
@@ -183,10 +195,14 @@ class Companies:
         expected_version: int | None = None,
     ) -> CommandAnswer:
         """The client manager is now ``client_id`` (a member), or nobody."""
-        company = await self._company(company_id, expected_version)
-        previous = company.manager_id
-        answer = await self._commit(company, company.assign_manager(client_id), actor)
-        await self._tell_identity(company, _present(client_id, previous))
+        previous: list[str | None] = [None]
+
+        def assign(company: Company) -> list[DomainEvent]:
+            previous[0] = company.manager_id
+            return company.assign_manager(client_id)
+
+        answer, company = await self._decide(actor, company_id, assign, expected_version)
+        await self._tell_identity(company, _present(client_id, previous[0]))
         return answer
 
     async def _other_company(self, client_id: str, company_id: str) -> str | None:
@@ -228,11 +244,15 @@ class Companies:
         draft: ContactDraft,
         expected_version: int | None = None,
     ) -> CommandAnswer:
-        company = await self._company(company_id, expected_version)
         contact_id = str(uuid.uuid4())
-        return await self._commit(
-            company, company.add_contact(contact_id, draft), actor, contact_id
+        answer, _ = await self._decide(
+            actor,
+            company_id,
+            lambda company: company.add_contact(contact_id, draft),
+            expected_version,
+            contact_id,
         )
+        return answer
 
     async def change_contact(
         self,
@@ -242,9 +262,14 @@ class Companies:
         patch: ContactPatch,
         expected_version: int | None = None,
     ) -> CommandAnswer:
-        company = await self._company(company_id, expected_version)
-        events = company.change_contact(contact_id, patch)
-        return await self._commit(company, events, actor, contact_id)
+        answer, _ = await self._decide(
+            actor,
+            company_id,
+            lambda company: company.change_contact(contact_id, patch),
+            expected_version,
+            contact_id,
+        )
+        return answer
 
     async def remove_contact(
         self,
@@ -257,7 +282,13 @@ class Companies:
         company = await self._company(company_id, expected_version)
         if contact_id in company.removed_contacts:
             await self._erase([contact_id])  # a retry after a crash before the destruction
-        answer = await self._commit(company, company.remove_contact(contact_id), actor, contact_id)
+        answer, _ = await self._decide(
+            actor,
+            company_id,
+            lambda company: company.remove_contact(contact_id),
+            expected_version,
+            contact_id,
+        )
         await self._erase([contact_id])
         return answer
 
@@ -275,9 +306,15 @@ class Companies:
         draft: EquipmentDraft,
         expected_version: int | None = None,
     ) -> CommandAnswer:
-        company = await self._company(company_id, expected_version)
         item_id = str(uuid.uuid4())
-        return await self._commit(company, company.add_equipment(item_id, draft), actor, item_id)
+        answer, _ = await self._decide(
+            actor,
+            company_id,
+            lambda company: company.add_equipment(item_id, draft),
+            expected_version,
+            item_id,
+        )
+        return answer
 
     async def change_equipment(
         self,
@@ -287,9 +324,14 @@ class Companies:
         patch: EquipmentPatch,
         expected_version: int | None = None,
     ) -> CommandAnswer:
-        company = await self._company(company_id, expected_version)
-        events = company.change_equipment(item_id, patch)
-        return await self._commit(company, events, actor, item_id)
+        answer, _ = await self._decide(
+            actor,
+            company_id,
+            lambda company: company.change_equipment(item_id, patch),
+            expected_version,
+            item_id,
+        )
+        return answer
 
     async def remove_equipment(
         self,
@@ -298,40 +340,56 @@ class Companies:
         item_id: str,
         expected_version: int | None = None,
     ) -> CommandAnswer:
-        company = await self._company(company_id, expected_version)
-        return await self._commit(company, company.remove_equipment(item_id), actor, item_id)
+        answer, _ = await self._decide(
+            actor,
+            company_id,
+            lambda company: company.remove_equipment(item_id),
+            expected_version,
+            item_id,
+        )
+        return answer
 
     # ---------------------------------------------------------------- helpers
 
     async def _company(self, company_id: str, expected_version: int | None) -> Company:
+        """The company now (for what must happen before the decision: 404 and 409 first)."""
         company = await load(
             self.store, registry, stream_name(company_id), Company, sealer=self.sealer
         )
-        if not company.id:
-            raise NotFound(f"company {company_id}")
-        if expected_version is not None and expected_version != company.version:
-            raise ConcurrencyError(stream_name(company_id), expected_version, company.version)
-        return company  # a deleted one: its commands raise NotFound themselves
+        _found(company, company_id, expected_version)
+        return company
 
-    async def _commit(
+    async def _decide(
         self,
-        company: Company,
-        events: list[DomainEvent],
         actor: Actor,
+        company_id: str,
+        decide: Callable[[Company], Decision],
+        expected_version: int | None = None,
         answer_id: str | None = None,
-    ) -> CommandAnswer:
-        """Append with the sealer; apply to ``company`` so it shows the state after."""
-        result = await append(
+    ) -> tuple[CommandAnswer, Company]:
+        """Load, decide, append with the sealer through the kernel's ``decide_and_append``
+        (its one retry policy); the answer, and the company as the append left it."""
+        decided: list[tuple[Company, Sequence[DomainEvent]]] = []
+
+        async def checked(company: Company) -> Sequence[DomainEvent]:
+            _found(company, company_id, expected_version)
+            outcome = decide(company)
+            events = await outcome if inspect.isawaitable(outcome) else outcome
+            decided[:] = [(company, events)]  # the last round's is the one appended
+            return events
+
+        answer = await decide_and_append(
             self.store,
             registry,
-            stream_name(company.id),
-            events,
-            company.version,
+            stream_name(company_id),
+            Company,
+            checked,
+            answer_id=answer_id or company_id,
             actor=actor,
             sealer=self.sealer,
         )
-        company.applied(events)
-        return CommandAnswer.after(answer_id or company.id, company.version, result)
+        company, events = decided[0]
+        return answer, company.applied(events)
 
     async def _tell_identity(self, company: Company, client_ids: Iterable[str]) -> None:
         """Give identity each client's company and manager flag as they now are."""
@@ -353,3 +411,13 @@ class Companies:
 
 def _present(*client_ids: str | None) -> list[str]:
     return [c for c in client_ids if c is not None]
+
+
+def _found(company: Company, company_id: str, expected_version: int | None) -> None:
+    """404 for a company never created; 409 ``version_conflict`` when the caller names a
+    version that is no longer the company's (raised from a decision: not retried). A
+    deleted one passes: its commands raise NotFound themselves."""
+    if not company.id:
+        raise NotFound(f"company {company_id}")
+    if expected_version is not None and expected_version != company.version:
+        raise ConcurrencyError(stream_name(company_id), expected_version, company.version)

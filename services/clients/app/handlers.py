@@ -11,6 +11,14 @@ fails, the principal is removed again, so nothing is left half-made.
 Personal fields are sealed with the client's key (``shared.privacy.shredding``);
 erasure appends ``ClientErased``, removes the principal at identity and
 destroys the key.
+
+Every change of a client is one load-decide-append through the kernel's
+``decide_and_append`` (``_decide``): a concurrent change is decided again on
+fresh state under the kernel's one retry policy; a caller that names the
+version it saw (``expected_version``) is checked in the decision, so it gets
+409 ``version_conflict`` instead. A call to identity that must come first
+(a new password, an impersonation's session) follows a load that answers 404
+for a missing client, so identity is never asked about one.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from services.clients.projections import client_groups, clients, projects
 from services.clients.projections.queries import ClientFilter, client_query
 from shared.application.commands import CommandAnswer, append, decide_and_append, load
 from shared.domain.aggregate import DomainError, NotFound
-from shared.domain.events import Actor, RecordedEvent
+from shared.domain.events import Actor, DomainEvent, RecordedEvent
 from shared.eventstore import ConcurrencyError, EventStore, StreamState
 from shared.privacy.shredding import KeyRing, Sealer, SubjectErased
 from shared.readmodel.database import ReadModelDB
@@ -123,34 +131,44 @@ class Clients:
     async def change_client(
         self, actor: Actor, client_id: str, patch: ClientPatch, expected_version: int | None
     ) -> CommandAnswer:
-        client = await self.client(client_id, expected_version)
         given = patch.model_fields_set
         refs = await self.references(
             patch.project_id if "project_id" in given else None,
             patch.groups if "groups" in given and patch.groups else [],
             patch.referrer_id if "referrer_id" in given else None,
         )
-        return await self._commit(client, client.change(patch, refs), actor)
+        return await self._decide(
+            actor, client_id, lambda client: client.change(patch, refs), expected_version
+        )
 
     async def reset_password(self, actor: Actor, client_id: str, password: str) -> CommandAnswer:
-        client = await self.client(client_id)
-        events = client.reset_password(password)
+        # Decided once before identity is told (a refused password reaches nobody),
+        # and again in the append's decision (on fresh state if it is retried).
+        (await self.client(client_id)).reset_password(password)
         await self.identity.change_password(client_id, password)
-        return await self._commit(client, events, actor)
+        return await self._decide(actor, client_id, lambda client: client.reset_password(password))
 
     async def erase_client(self, actor: Actor, client_id: str) -> CommandAnswer:
         """Delete on request: personal data becomes unreadable everywhere, ids stay.
 
         Repeating it finishes an erasure cut short (identity unreachable, say).
         """
-        client = await load(
-            self.store, registry, client_stream(client_id), Client, sealer=self.sealer
+
+        def erase(client: Client) -> list[DomainEvent]:
+            if not client.id:
+                raise NotFound(f"client {client_id}")
+            return [] if client.erased else client.erase()  # [] : unchanged, finish the rest
+
+        answer = await decide_and_append(
+            self.store,
+            registry,
+            client_stream(client_id),
+            Client,
+            erase,
+            answer_id=client_id,
+            actor=actor,
+            sealer=self.sealer,
         )
-        if not client.id:
-            raise NotFound(f"client {client_id}")
-        answer = CommandAnswer.unchanged(client_id, client.version)
-        if not client.erased:
-            answer = await self._commit(client, client.erase(), actor)
         with contextlib.suppress(NotFound):  # removed by an earlier attempt
             await self.identity.remove(client_id)
         await self.keys.destroy(client_id)
@@ -160,21 +178,21 @@ class Clients:
         return answer
 
     async def suspend_services(self, actor: Actor, client_id: str) -> CommandAnswer:
-        client = await self.client(client_id)
-        return await self._commit(client, client.suspend_services(), actor)
+        return await self._decide(actor, client_id, lambda client: client.suspend_services())
 
     async def resume_services(self, actor: Actor, client_id: str) -> CommandAnswer:
-        client = await self.client(client_id)
-        return await self._commit(client, client.resume_services(), actor)
+        return await self._decide(actor, client_id, lambda client: client.resume_services())
 
     async def impersonate(
         self, actor: Actor, staff_session_id: str, client_id: str
     ) -> tuple[Impersonation, CommandAnswer]:
         """A client token for a staff member; the client's stream records who is behind it."""
-        client = await self.client(client_id)
+        await self.client(client_id)  # 404 before identity opens a session
         impersonation = await self.identity.impersonate(client_id, actor.id, staff_session_id)
-        answer = await self._commit(
-            client, client.impersonated(actor.id, impersonation.session_id), actor
+        answer = await self._decide(
+            actor,
+            client_id,
+            lambda client: client.impersonated(actor.id, impersonation.session_id),
         )
         log.info("clients.impersonated", client_id=client_id, staff_id=actor.id)
         return impersonation, answer
@@ -183,23 +201,33 @@ class Clients:
         client = await load(
             self.store, registry, client_stream(client_id), Client, sealer=self.sealer
         )
-        if not client.exists:
-            raise NotFound(f"client {client_id}")
-        if expected_version is not None and expected_version != client.version:
-            raise ConcurrencyError(client_stream(client_id), expected_version, client.version)
+        _present(client, client_id, expected_version)
         return client
 
-    async def _commit(self, client: Client, events: list[Any], actor: Actor) -> CommandAnswer:
-        result = await append(
+    async def _decide(
+        self,
+        actor: Actor,
+        client_id: str,
+        decide: Callable[[Client], list[DomainEvent]],
+        expected_version: int | None = None,
+    ) -> CommandAnswer:
+        """Load, decide, append with the sealer through the kernel's ``decide_and_append``
+        (its one retry policy); a caller's ``expected_version`` is checked in the decision."""
+
+        def checked(client: Client) -> list[DomainEvent]:
+            _present(client, client_id, expected_version)
+            return decide(client)
+
+        return await decide_and_append(
             self.store,
             registry,
-            client_stream(client.id),
-            events,
-            client.version,
+            client_stream(client_id),
+            Client,
+            checked,
+            answer_id=client_id,
             actor=actor,
             sealer=self.sealer,
         )
-        return CommandAnswer.after(client.id, client.version, result)
 
     async def references(
         self, project_id: str | None, groups: Sequence[str] | None, referrer_id: str | None
@@ -406,3 +434,12 @@ class Clients:
             actor=Actor(id="notifier", kind="system"),
             loader=lambda: load(self.store, registry, stream, Client, sealer=self.sealer),
         )
+
+
+def _present(client: Client, client_id: str, expected_version: int | None) -> None:
+    """404 for a client that is not there; 409 ``version_conflict`` when the caller names a
+    version that is no longer the client's (raised from a decision: not retried)."""
+    if not client.exists:
+        raise NotFound(f"client {client_id}")
+    if expected_version is not None and expected_version != client.version:
+        raise ConcurrencyError(client_stream(client_id), expected_version, client.version)

@@ -3,15 +3,24 @@
 Every command of the API goes through ``Departments``. The aggregates write
 everything themselves, including ``DepartmentRightsChanged`` (the fact identity
 derives its members' access from) on every rights change and on deletion, so
-this layer only loads, decides and appends with the version it loaded: a
-concurrent change is a ``ConcurrencyError``, which the kernel answers with
-409 ``version_conflict``.
+this layer only loads, decides and appends.
+
+Rules it keeps:
+
+* Every change of a department or a schedule is one load-decide-append through
+  the kernel's ``decide_and_append``: a concurrent change is decided again on
+  fresh state under the kernel's one retry policy.
+* A caller that names the version it saw (``expected_version``) is checked in
+  the decision, so a retry on fresh state refuses it: 409 ``version_conflict``
+  (the change it has not seen is the caller's to look at).
+* Creations append at "no stream" (a fresh id, nothing to retry); the defaults
+  are created once even when replicas start together.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -26,10 +35,10 @@ from services.departments.domain.events import LocalizedText, Support, registry
 from services.departments.domain.schedule import RawWeekly, Schedule, SchedulePatch
 from services.departments.projections import schedules
 from shared.access.delegation import Grantor
-from shared.application.commands import CommandAnswer, append, load
+from shared.application.commands import CommandAnswer, append, decide_and_append
 from shared.domain.aggregate import Aggregate
 from shared.domain.events import SYSTEM, Actor, DomainEvent
-from shared.eventstore import AppendResult, ConcurrencyError, EventStore
+from shared.eventstore import ConcurrencyError, EventStore
 from shared.readmodel.database import ReadModelDB
 
 log = structlog.get_logger(__name__)
@@ -78,20 +87,21 @@ class Departments:
         patch: DepartmentPatch,
         expected_version: int | None = None,
     ) -> CommandAnswer:
-        department = await self._department(department_id, expected_version)
         schedule_id = patch.schedule_id if "schedule_id" in patch.model_fields_set else None
-        events = department.change(patch, await self.known_schedules(schedule_id))
-        return await self._commit(
-            department_stream(department_id), department_id, department, events, actor
+        known = await self.known_schedules(schedule_id)
+        return await self._decide_department(
+            actor,
+            department_id,
+            expected_version,
+            lambda department: department.change(patch, known),
         )
 
     async def delete_department(
         self, actor: Actor, department_id: str, expected_version: int | None = None
     ) -> CommandAnswer:
         """Delete it; its ``DepartmentRightsChanged(deleted=True)`` takes members' rights away."""
-        department = await self._department(department_id, expected_version)
-        return await self._commit(
-            department_stream(department_id), department_id, department, department.delete(), actor
+        return await self._decide_department(
+            actor, department_id, expected_version, lambda department: department.delete()
         )
 
     async def set_right(
@@ -105,18 +115,31 @@ class Departments:
         by: Grantor,
     ) -> CommandAnswer:
         """Turn a section or function on or off (no event when nothing would change)."""
-        department = await self._department(department_id, expected_version)
-        events = department.set_right(right, enabled, by)
-        return await self._commit(
-            department_stream(department_id), department_id, department, events, actor
+        return await self._decide_department(
+            actor,
+            department_id,
+            expected_version,
+            lambda department: department.set_right(right, enabled, by),
         )
 
-    async def _department(self, department_id: str, expected_version: int | None) -> Department:
-        department = await load(self.store, registry, department_stream(department_id), Department)
-        if not department.id:
-            raise NotFound(f"department {department_id}")
-        _check_expected(department_stream(department_id), department, expected_version)
-        return department  # a deleted one: its commands raise NotFound themselves
+    async def _decide_department(
+        self,
+        actor: Actor,
+        department_id: str,
+        expected_version: int | None,
+        decide: Callable[[Department], list[DomainEvent]],
+    ) -> CommandAnswer:
+        stream = department_stream(department_id)
+
+        def checked(department: Department) -> list[DomainEvent]:
+            if not department.id:
+                raise NotFound(f"department {department_id}")
+            _check_expected(stream, department, expected_version)
+            return decide(department)  # a deleted one: its commands raise NotFound themselves
+
+        return await decide_and_append(
+            self.store, registry, stream, Department, checked, answer_id=department_id, actor=actor
+        )
 
     # ---------------------------------------------------------------- schedules
 
@@ -143,12 +166,16 @@ class Departments:
         patch: SchedulePatch,
         expected_version: int | None = None,
     ) -> CommandAnswer:
-        schedule = await load(self.store, registry, schedule_stream(schedule_id), Schedule)
-        if not schedule.exists:
-            raise NotFound(f"schedule {schedule_id}")
-        _check_expected(schedule_stream(schedule_id), schedule, expected_version)
-        return await self._commit(
-            schedule_stream(schedule_id), schedule_id, schedule, schedule.change(patch), actor
+        stream = schedule_stream(schedule_id)
+
+        def decide(schedule: Schedule) -> list[DomainEvent]:
+            if not schedule.exists:
+                raise NotFound(f"schedule {schedule_id}")
+            _check_expected(stream, schedule, expected_version)
+            return schedule.change(patch)
+
+        return await decide_and_append(
+            self.store, registry, stream, Schedule, decide, answer_id=schedule_id, actor=actor
         )
 
     async def known_schedules(self, schedule_id: str | None) -> frozenset[str]:
@@ -193,23 +220,9 @@ class Departments:
             log.info("departments.default_created", department_id=default.department_id)
         return created
 
-    # ---------------------------------------------------------------- helpers
-
-    async def _commit(
-        self,
-        stream: str,
-        aggregate_id: str,
-        aggregate: Aggregate,
-        events: list[DomainEvent],
-        actor: Actor,
-    ) -> CommandAnswer:
-        result: AppendResult | None = await append(
-            self.store, registry, stream, events, aggregate.version, actor=actor
-        )
-        return CommandAnswer.after(aggregate_id, aggregate.version, result)
-
 
 def _check_expected(stream: str, aggregate: Aggregate, expected_version: int | None) -> None:
-    """A client that says which version it changes gets 409 if that is no longer the one."""
+    """A client that says which version it changes gets 409 if that is no longer the one
+    (raised from the decision: ``decide_and_append`` lets it through, it does not retry)."""
     if expected_version is not None and expected_version != aggregate.version:
         raise ConcurrencyError(stream, expected_version, aggregate.version)

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
 from pydantic import BaseModel, EmailStr, Field
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from services.identity.api.deps import IdentityDep, card, get_staff_card, grantor
 from services.identity.domain.events import LocalizedName
@@ -21,6 +21,7 @@ from services.identity.projections import staff_rows
 from shared.access.control import IpPolicy, Principal
 from shared.application.commands import CommandAnswer
 from shared.http.api import ApiError, CaughtUp, StrictBody, require
+from shared.http.reads import counted
 
 router = APIRouter()
 
@@ -120,10 +121,10 @@ async def list_staff(
         )
     db = request.app.state.runtime.db
     async with db.engine.connect() as conn:
-        total = (await conn.execute(select(func.count()).select_from(query.subquery()))).scalar()
-        rows = await conn.execute(query.order_by(staff_rows.c.login).limit(limit).offset(offset))
-        items = [card(r.staff_id, r.card) for r in rows]
-    return StaffPage(items=items, total=int(total or 0), limit=limit, offset=offset)
+        order = (staff_rows.c.login, staff_rows.c.staff_id)  # ends unique (shared.http.reads)
+        rows, total = await counted(conn, query, order_by=order, limit=limit, offset=offset)
+    items = [card(r.staff_id, r.card) for r in rows]
+    return StaffPage(items=items, total=total, limit=limit, offset=offset)
 
 
 @router.get("/staff/{staff_id}", tags=["staff"])

@@ -40,6 +40,7 @@ from shared.domain.aggregate import Conflict
 from shared.domain.events import Actor, DomainEvent
 from shared.eventstore import StreamState
 from shared.privacy.shredding import KeyRing, Sealer
+from shared.readmodel.database import upsert
 
 ISSUER = "Back office"
 RECOVERY_CODES = 10
@@ -188,14 +189,8 @@ class SecondFactors:
     async def _set_codes(
         self, conn: AsyncConnection, staff_id: str, step: int, hashes: str
     ) -> None:
-        values = {"last_step": step, "recovery": hashes}
-        changed = await conn.execute(
-            second_factor_codes.update()
-            .where(second_factor_codes.c.staff_id == staff_id)
-            .values(**values)
-        )
-        if not changed.rowcount:
-            await conn.execute(second_factor_codes.insert().values(staff_id=staff_id, **values))
+        row = {"staff_id": staff_id, "last_step": step, "recovery": hashes}
+        await upsert(conn, second_factor_codes, row)
 
 
 def matching_step(secret: str, code: str) -> int | None:

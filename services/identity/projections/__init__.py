@@ -38,7 +38,7 @@ from services.identity.domain.events import (
 from shared.access.control import SessionEnded, StaffAccessChanged
 from shared.domain.events import RecordedEvent
 from shared.projections.runner import Projection
-from shared.readmodel.database import UtcDateTime
+from shared.readmodel.database import UtcDateTime, upsert
 
 staff_metadata = MetaData()
 
@@ -120,16 +120,12 @@ class StaffDirectory(Projection):
         elif isinstance(payload, StaffChanged | StaffDisabled | AvatarChanged):
             await self._update_card(conn, payload, event.stream_version)
         elif isinstance(payload, StaffAccessChanged):
-            values = {"full_access": payload.full_access, "sources": _json(payload.sources)}
-            changed = await conn.execute(
-                staff_rights.update()
-                .where(staff_rights.c.staff_id == payload.staff_id)
-                .values(**values)
-            )
-            if changed.rowcount == 0:
-                await conn.execute(
-                    staff_rights.insert().values(staff_id=payload.staff_id, **values)
-                )
+            row = {
+                "staff_id": payload.staff_id,
+                "full_access": payload.full_access,
+                "sources": _json(payload.sources),
+            }
+            await upsert(conn, staff_rights, row)
         elif isinstance(payload, SessionStarted):
             await conn.execute(
                 sessions.insert().values(
