@@ -1,6 +1,8 @@
 """The application layer's one move, the same in every service.
 
 * ``commands`` – load an aggregate, let it decide, append what it decided.
+* ``waiting`` – a command naming another context's entity created a moment ago
+  waits, a bounded time, for this service's copy to know it.
 """
 
 from shared.application.commands import (
@@ -13,8 +15,10 @@ from shared.application.commands import (
     load,
     rebuild,
 )
+from shared.application.waiting import COPY_WAIT_SECONDS, until_known
 
 __all__ = [
+    "COPY_WAIT_SECONDS",
     "RETRY_ATTEMPTS",
     "RETRY_PAUSE_STEP",
     "CommandAnswer",
@@ -23,4 +27,5 @@ __all__ = [
     "decide_and_append",
     "load",
     "rebuild",
+    "until_known",
 ]
