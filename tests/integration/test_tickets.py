@@ -475,8 +475,17 @@ async def test_a_department_created_a_moment_ago_takes_a_ticket_at_once(stack: S
     for _ in range(3):  # each time straight after the department's 201
         created = await stack.departments.post("/departments", json=body, headers=stack.admin)
         assert created.status_code == 201, created.text
-        await open_ticket(stack, headers, created.json()["id"])
+        opened = await open_ticket(stack, headers, created.json()["id"])
         body["name"] = {"en": unique("Fresh"), "ru": "Fresh"}
+    # A transfer to a department created a moment ago waits for it the same way.
+    created = await stack.departments.post("/departments", json=body, headers=stack.admin)
+    assert created.status_code == 201, created.text
+    moved = await stack.tickets.post(
+        f"/tickets/{opened['id']}/transfer",
+        json={"department_id": created.json()["id"]},
+        headers=stack.admin,
+    )
+    assert moved.status_code == 200, moved.text
 
 
 async def test_visibility_matrix(stack: Stack) -> None:

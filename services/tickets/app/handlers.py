@@ -441,8 +441,13 @@ class Tickets:
         if department_id is None and staff_id is None:
             raise DomainError("department_id", "name a department_id and/or a staff_id")
         if department_id is not None:
-            async with self.db.engine.connect() as conn:
-                department = await support.department(conn, department_id)
+
+            async def read() -> support.SupportDepartment | None:
+                async with self.db.engine.connect() as conn:
+                    return await support.department(conn, department_id)
+
+            # One created a moment ago is waited for, as at opening.
+            department = await until_known(read, lambda found: found is not None)
             if department is None or not department.open_for_support:
                 raise DomainError("department_id", "not a department of the support center")
         settings = await self.catalog.settings()
