@@ -3,6 +3,8 @@
 * ``commands`` – load an aggregate, let it decide, append what it decided.
 * ``recent`` – another service's answers remembered for a few seconds (bounded,
   forgotten per key or all at once; an answer asked before a forget not kept).
+* ``waiting`` – a command naming another context's entity created a moment ago
+  waits, a bounded time, for this service's copy to know it.
 """
 
 from shared.application.commands import (
@@ -16,8 +18,10 @@ from shared.application.commands import (
     rebuild,
 )
 from shared.application.recent import Asked, Recent
+from shared.application.waiting import COPY_WAIT_SECONDS, until_known
 
 __all__ = [
+    "COPY_WAIT_SECONDS",
     "RETRY_ATTEMPTS",
     "RETRY_PAUSE_STEP",
     "Asked",
@@ -28,4 +32,5 @@ __all__ = [
     "decide_and_append",
     "load",
     "rebuild",
+    "until_known",
 ]

@@ -6,6 +6,7 @@ X-Forwarded-For, believed from 127.0.0.1.
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from collections.abc import Callable
@@ -57,6 +58,21 @@ async def test_an_unknown_login_costs_what_a_known_one_does(http: httpx.AsyncCli
     # for unknown logins still shows at once: medians 22 ms against 259 ms (11.8).
     ratio = statistics.median(spent["known"]) / statistics.median(spent["unknown"])
     assert 1 / 1.5 < ratio < 1.5, (ratio, spent)
+
+
+async def test_an_unknown_login_is_not_written_to_the_log_in_clear(
+    http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """People type their password into the login field: an unknown login is logged
+    by its keyed hash only. A staff login is named (security analysts want it)."""
+    typed = "Password-Typed-As-Login-42"
+    with caplog.at_level(logging.INFO):
+        assert (await attempt(http, typed, "x", "192.0.2.41")).status_code == 401
+        assert (await attempt(http, "admin", "wrong!", "192.0.2.41")).status_code == 401
+    failed = [r.getMessage() for r in caplog.records if "security.login_failed" in r.getMessage()]
+    assert len(failed) == 2, failed
+    assert "login_hash" in failed[0] and typed not in caplog.text
+    assert "'login': 'admin'" in failed[1], failed[1]
 
 
 async def test_failures_from_one_address_never_lock_the_user_out_of_another(

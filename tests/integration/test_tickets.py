@@ -462,6 +462,32 @@ async def test_opening_checks_the_department_and_the_input(stack: Stack) -> None
 # ---------------------------------------------------------------- visibility
 
 
+async def test_a_department_created_a_moment_ago_takes_a_ticket_at_once(stack: Stack) -> None:
+    """Issue 17, part 7: the department reaches tickets' copy through its topic a
+    moment after the departments service answered; opening waits (bounded) for it."""
+    main = await project(stack)
+    _, headers = await client(stack, "early", main)
+    body = {
+        "name": {"en": unique("Fresh"), "ru": "Fresh"},
+        "support": {"enabled": True, "providers": [main], "sort": 0, "description": "",
+                    "charge_requests": False},
+    }  # fmt: skip
+    for _ in range(3):  # each time straight after the department's 201
+        created = await stack.departments.post("/departments", json=body, headers=stack.admin)
+        assert created.status_code == 201, created.text
+        opened = await open_ticket(stack, headers, created.json()["id"])
+        body["name"] = {"en": unique("Fresh"), "ru": "Fresh"}
+    # A transfer to a department created a moment ago waits for it the same way.
+    created = await stack.departments.post("/departments", json=body, headers=stack.admin)
+    assert created.status_code == 201, created.text
+    moved = await stack.tickets.post(
+        f"/tickets/{opened['id']}/transfer",
+        json={"department_id": created.json()["id"]},
+        headers=stack.admin,
+    )
+    assert moved.status_code == 200, moved.text
+
+
 async def test_visibility_matrix(stack: Stack) -> None:
     main = await project(stack)
     first = await department(stack, "First line", providers=[main])

@@ -677,7 +677,9 @@ class Identity:
         Staff logins are named as they are (security analysts want them). A
         client's login is personal data and must not reach the topic, so its
         count lives under its principal id; an unknown login (a typo, a
-        guess, a deleted client's) under a keyed hash of it.
+        guess, a deleted client's) under a keyed hash of it, and log lines
+        name it by that hash too: people type their password into the login
+        field, and a log must never keep a password.
         """
         if found is not None and found.kind == "staff":
             return GuardSubject(f"login-{login.lower()}", login, None, {"login": login})
@@ -689,7 +691,7 @@ class Identity:
         digest = hmac.new(
             self.secret.encode(), b"login-guard:" + login.lower().encode(), hashlib.sha256
         ).hexdigest()[:32]
-        return GuardSubject(f"login-unknown-{digest}", "", None, {"login": login})
+        return GuardSubject(f"login-unknown-{digest}", "", None, {"login_hash": digest})
 
     async def _record(self, stream: str, events: list[DomainEvent]) -> None:
         """Append to a login's security log: no decision rests on it, so in any order.

@@ -6,7 +6,9 @@
   refuses clients (409 ``blocked_by_announcement``); a department that
   charges, or a paid category, takes one paid request from the catalogue
   first (402 ``no_paid_requests`` when none is left), and gives it back if
-  the ticket could not be written.
+  the ticket could not be written. A client or department created a moment
+  ago is waited for, a bounded time, until this service's copy knows it
+  (``shared.application.waiting``): "not a department" means it is not there.
 * Every other command loads the ticket, answers 404 when the caller may not
   see it (``visibility``), checks the caller's right or ownership (403), and
   with ``expected_version`` refuses to write over a change the caller has
@@ -57,6 +59,7 @@ from services.tickets.projections.queue import ticket_contacts, ticket_entries, 
 from shared.access.control import Access, Principal
 from shared.access.rating_links import RatingLink
 from shared.application.commands import CommandAnswer, append, decide_and_append
+from shared.application.waiting import until_known
 from shared.domain.aggregate import Conflict, DomainError, NotFound
 from shared.domain.attachments import AttachmentRecord
 from shared.domain.business_hours import expected_response_at
@@ -165,6 +168,22 @@ class Tickets:
 
     # ---------------------------------------------------------------- opening
 
+    async def _opening(self, client_id: str, department_id: str) -> support.Opening:
+        """The client and department a draft names, as this service's copies know them.
+
+        Both come from other contexts' topics: one created a moment ago is
+        waited for (bounded, ``until_known``), so it is "not a department"
+        (422) only when it really is not there.
+        """
+
+        async def read() -> support.Opening:
+            async with self.db.reading() as conn:
+                return await support.opening(conn, client_id, department_id)
+
+        return await until_known(
+            read, lambda found: found.client is not None and found.department is not None
+        )
+
     async def open_ticket(
         self, principal: Principal, draft: OpenDraft, known: Known | None = None
     ) -> MessageAnswer:
@@ -182,8 +201,8 @@ class Tickets:
             client_id = draft.client_id
         now = self.clock()
         if known is None:
+            opening = await self._opening(client_id, draft.department_id)
             async with self.db.reading() as conn:
-                opening = await support.opening(conn, client_id, draft.department_id)
                 blocking = (  # staff open tickets whatever is announced
                     await self.catalog.blocking_announcement(now, conn)
                     if principal.kind == "client"
@@ -437,8 +456,13 @@ class Tickets:
         if department_id is None and staff_id is None:
             raise DomainError("department_id", "name a department_id and/or a staff_id")
         if department_id is not None:
-            async with self.db.engine.connect() as conn:
-                department = await support.department(conn, department_id)
+
+            async def read() -> support.SupportDepartment | None:
+                async with self.db.engine.connect() as conn:
+                    return await support.department(conn, department_id)
+
+            # One created a moment ago is waited for, as at opening.
+            department = await until_known(read, lambda found: found is not None)
             if department is None or not department.open_for_support:
                 raise DomainError("department_id", "not a department of the support center")
         settings = await self.catalog.settings()
