@@ -17,6 +17,8 @@ Rules it keeps:
   every render: a changed template needs a restart), and a time is formatted
   once per value and language (``format_time``, a pure function, remembered).
 * ``can(right)`` only decides what to show; the service decides what is allowed.
+* A page's per-request work runs on the event loop: nothing of it goes to a
+  worker thread (``current_visit``).
 * Forms map to API bodies by their field names; dotted names nest
   (``name.en`` -> ``{"name": {"en": ...}}``); empty optional fields are left out.
 """
@@ -301,4 +303,10 @@ def visit_of(request: Request) -> Visit:
     return visit
 
 
-Current = Annotated[Visit, Depends(visit_of)]
+async def current_visit(request: Request) -> Visit:
+    """``visit_of`` as the pages' dependency. Async because FastAPI hands a plain
+    function dependency to a worker thread: a thread hop per page for no I/O at all."""
+    return visit_of(request)
+
+
+Current = Annotated[Visit, Depends(current_visit)]
