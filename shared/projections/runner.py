@@ -14,9 +14,10 @@ wake-up).
 
 A running service feeds all its projections through one ``ProjectionGroup``:
 the log is read once per page, and the page goes to every projection in one
-transaction with their checkpoints (instead of a read, a transaction and a
-checkpoint per projection and page). A projection that fails on a page while
-the others succeed leaves the group and retries on its own, and one far
+transaction with their checkpoints, all moved by one statement (instead of a
+read, a transaction and a checkpoint per projection and page). A projection
+that fails on a page while the others succeed leaves the group and retries on
+its own, and one far
 behind the others (a new read model) catches up on its own: neither holds the
 others back.
 """
@@ -37,7 +38,12 @@ from shared.domain.events import RecordedEvent
 from shared.eventstore import EventStore
 from shared.names import checkpoint_name, unfinished_rebuild_name
 from shared.observability.supervision import problem_text, retry_forever
-from shared.readmodel.database import ReadModelDB, checkpoints, save_checkpoint
+from shared.readmodel.database import (
+    ReadModelDB,
+    checkpoints,
+    save_checkpoint,
+    save_checkpoints,
+)
 
 
 class Projection(abc.ABC):
@@ -287,11 +293,13 @@ class ProjectionGroup:
         end = page[-1].position
         try:
             async with self.db.transaction() as conn:
+                moved = []
                 for runner in self.members:
                     events = runner.unapplied(page)
                     if events:
                         await runner.projection.apply_all(conn, events)
-                        await save_checkpoint(conn, runner.checkpoint_name, end)
+                        moved.append(runner.checkpoint_name)
+                await save_checkpoints(conn, moved, end)  # one statement for the group
         except Exception:
             return await self._apply_one_by_one(page)
         for runner in self.members:

@@ -32,6 +32,7 @@ from shared.readmodel.database import (
     primary_key_of,
     read_checkpoint,
     save_checkpoint,
+    save_checkpoints,
     update_rows,
     upsert,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "primary_key_of",
     "read_checkpoint",
     "save_checkpoint",
+    "save_checkpoints",
     "update_rows",
     "upsert",
 ]

@@ -332,6 +332,22 @@ async def save_checkpoint(
     await upsert(conn, checkpoints, values, insert_only={"published": 0})
 
 
+async def save_checkpoints(conn: AsyncConnection, names: list[str], position: int) -> None:
+    """``save_checkpoint`` of several names at one position, in one statement (a page
+    applied to a group of read models moves all their checkpoints at once)."""
+    if not names:
+        return
+    statement = dialect_insert(conn.dialect.name, checkpoints).values(
+        [{"name": name, "position": position, "published": 0, "marker": None} for name in names]
+    )
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["name"],
+            set_={"position": statement.excluded.position, "marker": statement.excluded.marker},
+        )
+    )
+
+
 async def upsert(
     conn: AsyncConnection,
     table: Table,

@@ -629,7 +629,7 @@ async def test_a_remembered_sender_is_forgotten_when_the_client_changes_the_addr
 async def test_mails_arriving_together_share_a_group_and_each_gets_its_own_answer(
     stack: Stack,
 ) -> None:
-    """Mails held until all of them wait for the same round are handled in one (one
+    """Mails that wait together while a round runs are handled in the next one (one
     INSERT records them, one UPDATE their outcomes): the good ones open their tickets,
     the one the department does not serve is answered 550 and leaves no ticket, and the
     same mail twice in one group is one ticket."""
@@ -645,14 +645,28 @@ async def test_mails_arriving_together_share_a_group_and_each_gets_its_own_answe
     sent = [*good, refused, good[0]]  # the first mail twice
     gateway: MailGateway = stack.tickets_app.state.runtime.composed.mail_gateway
     handled = gateway._handled
-    async with smtp_gateway(stack) as port:
-        await handled._lock.acquire()
-        answers = asyncio.gather(*(send(port, m) for m in sent))
-        try:
+    work, gate, rounds = handled._work, asyncio.Event(), []
+
+    async def held(group: list[Any]) -> Any:  # each round waits for the test
+        rounds.append(len(group))
+        await gate.wait()
+        return await work(group)
+
+    handled._work = held
+    try:
+        async with smtp_gateway(stack) as port:
+            stranger = await email_of(stack, stranger_id)
+            plug = asyncio.create_task(send(port, mail(stranger, address, "First", "alone")))
+            await eventually(lambda: _answer(rounds), lambda r: r == [1])  # a round runs
+            answers = asyncio.gather(*(send(port, m) for m in sent))
             await eventually(lambda: _waiting(handled), lambda n: n == len(sent))
-        finally:
-            handled._lock.release()  # one round for all five
-        first, second, third, no, again = await asyncio.wait_for(answers, 60)
+            gate.set()
+            assert (await asyncio.wait_for(plug, 60)).startswith("550")
+            first, second, third, no, again = await asyncio.wait_for(answers, 60)
+    finally:
+        gate.set()
+        handled._work = work
+    assert rounds == [1, len(sent)]  # the five in one round
     assert [first, second, third, again] == ["250"] * 4
     assert no.startswith("550") and "not_accepted" in no, no
     opened = []
@@ -674,3 +688,7 @@ async def test_mails_arriving_together_share_a_group_and_each_gets_its_own_answe
 
 async def _waiting(grouped: Any) -> int:
     return len(grouped._waiting)
+
+
+async def _answer(value: Any) -> Any:
+    return list(value)
