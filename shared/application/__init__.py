@@ -1,6 +1,8 @@
 """The application layer's one move, the same in every service.
 
 * ``commands`` – load an aggregate, let it decide, append what it decided.
+* ``grouping`` – group commit: callers waiting at the same moment served by one
+  round (one transaction), each with its own answer.
 * ``recent`` – another service's answers remembered for a few seconds (bounded,
   forgotten per key or all at once; an answer asked before a forget not kept).
 * ``waiting`` – a command naming another context's entity created a moment ago
