@@ -24,13 +24,20 @@ from services.departments.projections import projections as department_projectio
 from services.tickets.app.catalog import SupportCatalog
 from services.tickets.app.handlers import NotAllowed, OpenDraft, Tickets
 from services.tickets.copies import support
-from services.tickets.domain.catalog import AnnouncementDraft, CategoryDraft, SettingsPatch
+from services.tickets.domain.catalog import (
+    AnnouncementDraft,
+    CategoryDraft,
+    SettingsPatch,
+    TemplateDraft,
+    TemplatePatch,
+)
 from services.tickets.domain.ticket import TicketChanged, thread_id
 from services.tickets.projections import projections as ticket_projections
 from services.tickets.projections.queue import ticket_entries
 from shared.access.control import Access, Principal
 from shared.domain.aggregate import Conflict, DomainError, NotFound, PaymentRequired
 from shared.domain.events import SYSTEM, NewEvent
+from shared.eventstore import ConcurrencyError
 from shared.privacy.shredding import KeyRing
 from tests.service.harness import Facts, Harness, client, running, staff
 
@@ -411,6 +418,27 @@ async def test_the_number_of_transfer_notices_shown_is_a_support_setting(desk: D
         await desk.tickets.transfer(router, ticket_id, target, None, None)
     assert (await desk.entries(ticket_id, client_view=True)).count("transfer") == 1
     assert (await desk.entries(ticket_id, client_view=False)).count("transfer") == 3
+
+
+async def test_catalogue_changes_without_a_version_seen_all_land_when_written_at_once(
+    desk: Desk,
+) -> None:
+    # The kernel's one retry policy for templates (and categories, announcements) too; a
+    # caller naming the version it saw gets the conflict instead.
+    created = await desk.catalog.create_template(SYSTEM, TemplateDraft(name="Hello", body="Hi"))
+    patches = [
+        TemplatePatch(name="Greeting"),
+        TemplatePatch(subject="Re"),
+        TemplatePatch(body="Hello"),
+    ]
+    answers = await asyncio.gather(
+        *(desk.catalog.change_template(SYSTEM, created.id, p) for p in patches)
+    )
+    assert sorted(a.version for a in answers) == [2, 3, 4]
+    with pytest.raises(ConcurrencyError):
+        await desk.catalog.change_template(SYSTEM, created.id, TemplatePatch(name="Late"), 3)
+    with pytest.raises(NotFound):
+        await desk.catalog.delete_template(SYSTEM, "no-such-template")
 
 
 # ---------------------------------------------------------------- other contexts' facts

@@ -25,10 +25,11 @@ ticket is opened or answered. Where each answer comes from:
   on ``ConcurrencyError`` reload and decide again (``decide_and_append``,
   the kernel's one retry policy), so two takes of the last request end with one ``PaidRequestTaken``
   and one ``PaymentRequired``, and a retried take for the same ticket finds
-  its request already held and writes nothing. Crediting and ``PUT
-  /support/settings`` retry the same way (their meaning does not depend on
-  the version the caller saw); categories, templates and announcements do
-  not: a concurrent change of those is a 409 ``version_conflict``.
+  its request already held and writes nothing. Crediting, ``PUT
+  /support/settings`` and every change of a category, template or
+  announcement retry the same way; a caller that names the version it saw
+  (``expected_version``) is checked in the decision and gets 409
+  ``version_conflict`` instead (the change it has not seen is its to look at).
 
 Departments belong to the departments context: this service knows them only
 from ``departments.events``. ``known_department`` (an async predicate the
@@ -120,31 +121,33 @@ class SupportCatalog:
         patch: CategoryPatch,
         expected_version: int | None = None,
     ) -> CommandAnswer:
-        category = await self._category(category_id, expected_version)
         known = None
         if "department_id" in patch.model_fields_set and patch.department_id is not None:
             known = await self._department_check(patch.department_id)
-        return await self._commit(
+        return await self._decide(
             category_stream(category_id),
+            Category,
             category_id,
-            category,
-            category.change(patch, known),
+            expected_version,
+            lambda category: category.change(patch, known),
             actor,
+            what="category",
+            found=_exists,
         )
 
     async def delete_category(
         self, actor: Actor, category_id: str, expected_version: int | None = None
     ) -> CommandAnswer:
-        category = await self._category(category_id, expected_version)
-        return await self._commit(
-            category_stream(category_id), category_id, category, category.delete(), actor
+        return await self._decide(
+            category_stream(category_id),
+            Category,
+            category_id,
+            expected_version,
+            lambda category: category.delete(),
+            actor,
+            what="category",
+            found=_exists,
         )
-
-    async def _category(self, category_id: str, expected_version: int | None) -> Category:
-        category = await self._load(category_stream(category_id), Category, expected_version)
-        if not category.exists:
-            raise NotFound(f"category {category_id}")
-        return category
 
     async def _department_check(self, department_id: str) -> Callable[[str], bool] | None:
         """The predicate for the domain: the answer for ``department_id`` looked up once."""
@@ -171,17 +174,29 @@ class SupportCatalog:
         patch: TemplatePatch,
         expected_version: int | None = None,
     ) -> CommandAnswer:
-        template = await self._template(template_id, expected_version)
-        return await self._commit(
-            template_stream(template_id), template_id, template, template.change(patch), actor
+        return await self._decide(
+            template_stream(template_id),
+            Template,
+            template_id,
+            expected_version,
+            lambda template: template.change(patch),
+            actor,
+            what="template",
+            found=_exists,
         )
 
     async def delete_template(
         self, actor: Actor, template_id: str, expected_version: int | None = None
     ) -> CommandAnswer:
-        template = await self._template(template_id, expected_version)
-        return await self._commit(
-            template_stream(template_id), template_id, template, template.delete(), actor
+        return await self._decide(
+            template_stream(template_id),
+            Template,
+            template_id,
+            expected_version,
+            lambda template: template.delete(),
+            actor,
+            what="template",
+            found=_exists,
         )
 
     async def _template(self, template_id: str, expected_version: int | None) -> Template:
@@ -204,12 +219,16 @@ class SupportCatalog:
         self, actor: Actor, announcement_id: str, expected_version: int | None = None
     ) -> CommandAnswer:
         """End it now; one that is over already writes nothing (answers position 0)."""
-        stream = announcement_stream(announcement_id)
-        announcement = await self._load(stream, Announcement, expected_version)
-        if not announcement.id:
-            raise NotFound(f"announcement {announcement_id}")
-        events = announcement.end(self.clock())
-        answer = await self._commit(stream, announcement_id, announcement, events, actor)
+        answer = await self._decide(
+            announcement_stream(announcement_id),
+            Announcement,
+            announcement_id,
+            expected_version,
+            lambda announcement: announcement.end(self.clock()),
+            actor,
+            what="announcement",
+            found=lambda announcement: bool(announcement.id),  # an ended one: end() says so
+        )
         if answer.position:
             await self._mark(announcement_id, answer.position)
         return answer
@@ -388,17 +407,38 @@ class SupportCatalog:
         assert result is not None  # creating always writes
         return CommandAnswer.of(answer_id, result)
 
-    async def _commit(
+    async def _decide(
         self,
         stream: str,
+        new: Callable[[], A],
         answer_id: str,
-        aggregate: Aggregate,
-        events: Sequence[DomainEvent],
+        expected_version: int | None,
+        decide: Callable[[A], Sequence[DomainEvent]],
         actor: Actor,
+        *,
+        what: str,
+        found: Callable[[A], bool],
     ) -> CommandAnswer:
-        """Append at the loaded version; nothing decided answers where things stand (position 0)."""
-        result = await append(self.store, registry, stream, events, aggregate.version, actor=actor)
-        return CommandAnswer.after(answer_id, aggregate.version, result)
+        """Load, decide, append through the kernel's ``decide_and_append`` (its one retry
+        policy): 404 naming ``what`` unless ``found``, 409 when ``expected_version`` is not
+        the aggregate's (checked in the decision: not retried); nothing decided answers
+        where things stand (position 0)."""
+
+        def checked(aggregate: A) -> Sequence[DomainEvent]:
+            if not found(aggregate):
+                raise NotFound(f"{what} {answer_id}")
+            if expected_version is not None and expected_version != aggregate.version:
+                raise ConcurrencyError(stream, expected_version, aggregate.version)
+            return decide(aggregate)
+
+        return await decide_and_append(
+            self.store, registry, stream, new, checked, answer_id=answer_id, actor=actor
+        )
+
+
+def _exists(aggregate: Category | Template) -> bool:
+    """A category or template that was created and not deleted."""
+    return aggregate.exists
 
 
 def _active(
