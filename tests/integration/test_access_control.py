@@ -266,9 +266,12 @@ async def test_a_forged_access_fact_on_the_topic_has_no_effect_and_is_reported(
         answer = await http.post("/replies", headers=bearer())
         assert answer.status_code == 403, "a forged fact granted a right"
 
-        # Identity's next real fact still applies: the forgeries' high versions left no trace.
+        # Identity's next real fact still applies: the forgeries' high versions left no trace
+        # (one taken would hold full access and make the copy ignore this lower version).
         await identity.publish(staff(rights=["tickets.reply"]))
         await until(http, "/replies", 200, bearer())
+        held = app.state.runtime.access.by_principal["s-1"]
+        assert (held.full_access, set(held.rights)) == (False, {"tickets.reply"})
 
 
 async def test_user_tokens_not_signed_by_identity_are_refused(

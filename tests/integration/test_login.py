@@ -17,7 +17,7 @@ import pytest
 from fastapi import FastAPI
 
 from shared.eventstore import open_event_store
-from tests.http_util import serving
+from tests.http_util import eventually, serving
 from tests.integration.test_identity import (
     ADMIN_PASSWORD,
     Departments,
@@ -130,6 +130,27 @@ async def test_a_generated_first_admin_password_must_be_changed_at_first_login(
         assert replaced.status_code == 200, replaced.text
         assert (await attempt(client, "admin", generated, "127.0.0.1")).status_code == 401
         await login(client, "admin", "my-own-admin-password")
+
+
+async def test_the_setting_makes_a_second_factor_mandatory_for_full_access(
+    make_identity: Callable[[], FastAPI],
+    departments: Departments,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``OTP_REQUIRED_FOR_FULL_ACCESS=true`` from the environment, as deployed: the
+    full-access admin without a second factor gets a session that can only set one up."""
+    monkeypatch.setenv("OTP_REQUIRED_FOR_FULL_ACCESS", "true")
+    async with serving(make_identity()) as base, httpx.AsyncClient(base_url=base) as client:
+        answer = await attempt(client, "admin", ADMIN_PASSWORD, "127.0.0.1")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["scope"] == "second_factor_setup"
+        limited = {"Authorization": f"Bearer {answer.json()['access_token']}"}
+        refused = await eventually(  # once identity's access copy knows the admin
+            lambda: client.get("/staff", headers=limited), lambda r: r.status_code != 401
+        )
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["code"] == "second_factor_required"
+        assert (await client.post("/me/2fa", headers=limited)).status_code == 201
 
 
 async def test_changing_ones_own_password_ends_the_other_sessions(
