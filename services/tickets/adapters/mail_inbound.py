@@ -6,11 +6,17 @@ purpose (a bounce must not be answered with a bounce); 550 with the reason when
 it is refused; 451 when something it needs was down, so the sending server
 tries again later (at least once). Mails above the size cap are refused by the
 server itself before they are read whole (552).
+
+The address of ``MAIL FROM`` and ``RCPT TO`` in its plain form (``<local@domain>``,
+dot-atoms only, what servers send) is taken as written; any other form goes to
+aiosmtpd's own parser (the ``email`` package's, 85 µs of CPU an address, two a mail),
+which gives the same address for the plain form.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from typing import Any, Literal
 
@@ -57,6 +63,36 @@ class ClientSenders:
         return client_id
 
 
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+# The parameters after it as aiosmtpd leaves them (the blanks after ``>`` gone); a comment
+# there, ``(…)``, takes the parser's way.
+_PLAIN = re.compile(
+    rf"<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>[ \t]*([^ \t(].*)?",
+    re.DOTALL,
+)
+
+
+class _PlainAddresses(SMTP):
+    """aiosmtpd's server, plain addresses read without the ``email`` package's parser."""
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        plain = _PLAIN.fullmatch(arg.lstrip())
+        if plain is None:
+            return super()._getaddr(arg)
+        address, rest = plain.group(1), plain.group(2) or ""
+        if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return address, rest
+
+
+class _Smtp(_PlainAddresses):
+    pass
+
+
+class _Lmtp(_PlainAddresses, LMTP):
+    pass
+
+
 class InboundServer:
     """Serves SMTP (or LMTP) on ``host:port`` until cancelled; each mail to the gateway."""
 
@@ -86,7 +122,7 @@ class InboundServer:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        kind = LMTP if self.protocol == "lmtp" else SMTP
+        kind = _Lmtp if self.protocol == "lmtp" else _Smtp
         limit = self.gateway.max_bytes
         # Once, off the loop: without it aiosmtpd asks the resolver (socket.getfqdn),
         # blocking the loop, at every connection, and a remote server opens one a mail.
