@@ -74,6 +74,11 @@ log = structlog.get_logger(__name__)
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:provider-backoffice:tickets")
 
 
+def _both_known(opening: support.Opening) -> bool:
+    """Do tickets' copies know the client and the department an opening names?"""
+    return opening.client is not None and opening.department is not None
+
+
 class NotAllowed(Exception):
     """The caller sees the ticket but may not do this (→ 403)."""
 
@@ -171,9 +176,7 @@ class Tickets:
             async with self.db.reading() as conn:
                 return await support.opening(conn, client_id, department_id)
 
-        return await until_known(
-            read, lambda found: found.client is not None and found.department is not None
-        )
+        return await until_known(read, _both_known)
 
     async def open_ticket(
         self, principal: Principal, draft: OpenDraft, known: support.Opening | None = None
@@ -191,14 +194,17 @@ class Tickets:
                 raise DomainError("client_id", "staff name the client they open a ticket for")
             client_id = draft.client_id
         now = self.clock()
-        if known is None:
-            known = await self._opening(client_id, draft.department_id)
-        async with self.db.reading() as conn:
+        read_here = known is None
+        async with self.db.reading() as conn:  # one connection on the usual path
+            if known is None:
+                known = await support.opening(conn, client_id, draft.department_id)
             blocking = (
                 await self.catalog.blocking_announcement(now, conn)
                 if principal.kind == "client"
                 else None
             )
+        if read_here and not _both_known(known):
+            known = await self._opening(client_id, draft.department_id)
         client, department, hours = known.client, known.department, known.hours
         if principal.kind == "staff" and (client is None or client.erased):
             raise DomainError("client_id", f"no client {client_id}")
