@@ -74,6 +74,11 @@ log = structlog.get_logger(__name__)
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:provider-backoffice:tickets")
 
 
+def _both_known(opening: support.Opening) -> bool:
+    """Do tickets' copies know the client and the department an opening names?"""
+    return opening.client is not None and opening.department is not None
+
+
 class NotAllowed(Exception):
     """The caller sees the ticket but may not do this (→ 403)."""
 
@@ -180,9 +185,7 @@ class Tickets:
             async with self.db.reading() as conn:
                 return await support.opening(conn, client_id, department_id)
 
-        return await until_known(
-            read, lambda found: found.client is not None and found.department is not None
-        )
+        return await until_known(read, _both_known)
 
     async def open_ticket(
         self, principal: Principal, draft: OpenDraft, known: Known | None = None
@@ -201,13 +204,15 @@ class Tickets:
             client_id = draft.client_id
         now = self.clock()
         if known is None:
-            opening = await self._opening(client_id, draft.department_id)
-            async with self.db.reading() as conn:
+            async with self.db.reading() as conn:  # one connection on the usual path
+                opening = await support.opening(conn, client_id, draft.department_id)
                 blocking = (  # staff open tickets whatever is announced
                     await self.catalog.blocking_announcement(now, conn)
                     if principal.kind == "client"
                     else None
                 )
+            if not _both_known(opening):  # created a moment ago: wait for the copies
+                opening = await self._opening(client_id, draft.department_id)
             known = Known(opening, blocking)
         client, department, hours = (
             known.opening.client,
