@@ -99,4 +99,5 @@ async def test_every_service_answers_as_its_openapi_document_says(
         selected, tested = int(reached[1]), int(reached[2])
         print(f"  {service}: {tested} of {selected} operations tested")
         assert tested == selected > 0, f"{service}: {tested} of {selected} operations tested"
-    assert took < 180, f"the bounded run took {took:.0f} s"
+    # No assertion on `took`: the run is bounded by examples per operation, PER_SERVICE_SECONDS
+    # and the test's timeout; its time is printed for docs/testing.md, not judged here.
