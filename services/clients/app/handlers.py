@@ -45,10 +45,10 @@ from services.clients.domain.events import MessageSent, Violation, registry
 from services.clients.domain.messages import Texts, check_violation, fill
 from services.clients.projections import client_groups, clients, projects
 from services.clients.projections.queries import ClientFilter, client_query
-from shared.application.commands import CommandAnswer, append, decide_and_append, load
+from shared.application.commands import CommandAnswer, append, check_seen, decide_and_append, load
 from shared.domain.aggregate import DomainError, NotFound
 from shared.domain.events import Actor, DomainEvent, RecordedEvent
-from shared.eventstore import ConcurrencyError, EventStore, StreamState
+from shared.eventstore import EventStore, StreamState
 from shared.privacy.shredding import KeyRing, Sealer, SubjectErased
 from shared.readmodel.database import ReadModelDB
 
@@ -434,5 +434,4 @@ def _present(client: Client, client_id: str, expected_version: int | None) -> No
     version that is no longer the client's (raised from a decision: not retried)."""
     if not client.exists:
         raise NotFound(f"client {client_id}")
-    if expected_version is not None and expected_version != client.version:
-        raise ConcurrencyError(client_stream(client_id), expected_version, client.version)
+    check_seen(client_stream(client_id), client, expected_version)

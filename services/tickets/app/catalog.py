@@ -79,10 +79,10 @@ from services.tickets.projections.catalog import (
     marks_metadata,
     text_from_json,
 )
-from shared.application.commands import CommandAnswer, append, decide_and_append, load
+from shared.application.commands import CommandAnswer, append, check_seen, decide_and_append, load
 from shared.domain.aggregate import Aggregate, DomainError, NotFound
 from shared.domain.events import Actor, DomainEvent, utcnow
-from shared.eventstore import ConcurrencyError, EventStore
+from shared.eventstore import EventStore
 from shared.readmodel.database import ReadModelDB
 
 A = TypeVar("A", bound=Aggregate)
@@ -396,8 +396,7 @@ class SupportCatalog:
 
     async def _load(self, stream: str, new: Callable[[], A], expected_version: int | None) -> A:
         aggregate = await load(self.store, registry, stream, new)
-        if expected_version is not None and expected_version != aggregate.version:
-            raise ConcurrencyError(stream, expected_version, aggregate.version)
+        check_seen(stream, aggregate, expected_version)
         return aggregate
 
     async def _create(
@@ -427,8 +426,7 @@ class SupportCatalog:
         def checked(aggregate: A) -> Sequence[DomainEvent]:
             if not found(aggregate):
                 raise NotFound(f"{what} {answer_id}")
-            if expected_version is not None and expected_version != aggregate.version:
-                raise ConcurrencyError(stream, expected_version, aggregate.version)
+            check_seen(stream, aggregate, expected_version)
             return decide(aggregate)
 
         return await decide_and_append(
