@@ -47,7 +47,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.tickets.app.ports import ActiveAnnouncement, CategoryInfo
@@ -83,7 +82,7 @@ from shared.application.commands import CommandAnswer, append, check_seen, decid
 from shared.domain.aggregate import Aggregate, DomainError, NotFound
 from shared.domain.events import Actor, DomainEvent, utcnow
 from shared.eventstore import EventStore
-from shared.readmodel.database import ReadModelDB
+from shared.readmodel.database import ReadModelDB, upsert
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -242,20 +241,12 @@ class SupportCatalog:
         """Record that ``position`` of this announcement was answered (kept: the largest)."""
         await self._ensure_marks()
         async with self.db.transaction() as conn:
-            moved = await conn.execute(
-                update(announcement_marks)
-                .where(
-                    (announcement_marks.c.announcement_id == announcement_id)
-                    & (announcement_marks.c.position < position)
-                )
-                .values(position=position)
+            await upsert(
+                conn,
+                announcement_marks,
+                {"announcement_id": announcement_id, "position": position},
+                when=lambda new: announcement_marks.c.position < new.position,
             )
-            if moved.rowcount == 0:
-                await conn.execute(
-                    self.db.insert_ignoring_duplicates(
-                        announcement_marks, announcement_id=announcement_id, position=position
-                    )
-                )
 
     # ---------------------------------------------------------------- settings
 
