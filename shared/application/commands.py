@@ -9,7 +9,8 @@
   state when another writer got there first, up to ``RETRY_ATTEMPTS`` rounds with
   a short random pause growing each round, then a typed ``Conflict``
   (``version_conflict``, a 409). A command that names the version the caller saw
-  does not retry: its conflict is the caller's to resolve.
+  does not retry: its conflict is the caller's to resolve (``check_seen``, called
+  from the decision, so every round checks it on the state it decides on).
 """
 
 from __future__ import annotations
@@ -141,6 +142,14 @@ async def append(
 
 
 Decision = Sequence[DomainEvent] | Awaitable[Sequence[DomainEvent]]
+
+
+def check_seen(stream: str, aggregate: Aggregate, expected_version: int | None) -> None:
+    """A caller that names the version it saw (``expected_version``) gets 409
+    ``version_conflict`` when that is no longer the aggregate's. Raised from a decision,
+    ``decide_and_append`` lets it through: it never retries a conflict the caller named."""
+    if expected_version is not None and expected_version != aggregate.version:
+        raise ConcurrencyError(stream, expected_version, aggregate.version)
 
 
 async def decide_and_append(

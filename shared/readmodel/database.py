@@ -354,19 +354,25 @@ async def upsert(
     row: Mapping[str, Any],
     *,
     insert_only: Mapping[str, Any] | None = None,
+    when: Callable[[Any], ColumnElement[bool]] | None = None,
 ) -> None:
     """Make the row with ``row``'s primary key hold ``row``'s values: one statement.
 
     ``INSERT … ON CONFLICT (primary key) DO UPDATE`` on both dialects, so two
     writers never both insert (an update-then-insert can). Columns not in ``row``
     keep their values on an update; ``insert_only`` gives them a value when the
-    row is new.
+    row is new. ``when``, given the proposed row (``excluded``), limits the update
+    to a stored row it holds for (``DO UPDATE … WHERE``): a mark that only moves
+    forward is ``when=lambda new: table.c.position < new.position``.
     """
     key = [column.name for column in table.primary_key.columns]
     statement = dialect_insert(conn.dialect.name, table).values({**(insert_only or {}), **row})
     changes = {name: statement.excluded[name] for name in row if name not in key}
     if changes:
-        await conn.execute(statement.on_conflict_do_update(index_elements=key, set_=changes))
+        condition = when(statement.excluded) if when is not None else None
+        await conn.execute(
+            statement.on_conflict_do_update(index_elements=key, set_=changes, where=condition)
+        )
     else:
         await conn.execute(statement.on_conflict_do_nothing(index_elements=key))
 

@@ -23,7 +23,7 @@ from services.tickets.copies import support
 from services.tickets.projections import catalog, reports
 from shared.domain.business_hours import ROUND_THE_CLOCK
 from shared.names import checkpoint_name
-from shared.readmodel.database import ReadModelDB, add_to_rows, save_checkpoint
+from shared.readmodel.database import ReadModelDB, add_to_rows, save_checkpoint, upsert
 
 WEEKLY = orjson.dumps({"mon": [["09:00", "18:00"]], "tue": [["09:00", "18:00"]]}).decode()
 
@@ -148,3 +148,26 @@ async def test_report_rows_add_up_in_one_upsert(db: ReadModelDB) -> None:
             for row in await conn.execute(select(reports.response_times))
         }
     assert rows == {"s1": (2, 1000, 4, 1800), "s2": (1, 500, 2, 900)}
+
+
+async def test_an_upsert_with_a_condition_moves_a_mark_only_forward(db: ReadModelDB) -> None:
+    """``upsert(when=…)`` (the support catalogue's announcement marks): a new row is
+    inserted, a stored one changes only where the condition holds, in one statement."""
+    marks = catalog.announcement_marks
+    await db.create_tables(catalog.marks_metadata)
+
+    async def mark(position: int) -> None:
+        async with db.transaction() as conn:
+            row = {"announcement_id": "a1", "position": position}
+            await upsert(conn, marks, row, when=lambda new: marks.c.position < new.position)
+
+    async def stored() -> list[int]:
+        async with db.reading() as conn:
+            return [r.position for r in await conn.execute(select(marks.c.position))]
+
+    await mark(5)
+    assert await stored() == [5]
+    await mark(3)  # behind the stored mark: kept as it is
+    assert await stored() == [5]
+    await mark(8)
+    assert await stored() == [8]

@@ -55,10 +55,17 @@ from services.clients.domain.company import (
 )
 from services.clients.domain.events import registry
 from services.clients.projections.companies import CompanyDirectory, company_members
-from shared.application.commands import CommandAnswer, Decision, append, decide_and_append, load
+from shared.application.commands import (
+    CommandAnswer,
+    Decision,
+    append,
+    check_seen,
+    decide_and_append,
+    load,
+)
 from shared.domain.aggregate import NotFound
 from shared.domain.events import Actor, DomainEvent
-from shared.eventstore import ConcurrencyError, EventStore
+from shared.eventstore import EventStore
 from shared.names import checkpoint_name
 from shared.privacy.shredding import Sealer
 from shared.readmodel.database import ReadModelDB
@@ -419,5 +426,4 @@ def _found(company: Company, company_id: str, expected_version: int | None) -> N
     deleted one passes: its commands raise NotFound themselves."""
     if not company.id:
         raise NotFound(f"company {company_id}")
-    if expected_version is not None and expected_version != company.version:
-        raise ConcurrencyError(stream_name(company_id), expected_version, company.version)
+    check_seen(stream_name(company_id), company, expected_version)

@@ -12,13 +12,14 @@ Personal fields are sealed with the client's key (``shared.privacy.shredding``);
 erasure appends ``ClientErased``, removes the principal at identity and
 destroys the key.
 
-Every change of a client is one load-decide-append through the kernel's
-``decide_and_append`` (``_decide``): a concurrent change is decided again on
-fresh state under the kernel's one retry policy; a caller that names the
-version it saw (``expected_version``) is checked in the decision, so it gets
-409 ``version_conflict`` instead. A call to identity that must come first
-(a new password, an impersonation's session) follows a load that answers 404
-for a missing client, so identity is never asked about one.
+Every change of a client, a group or a project is one load-decide-append
+through the kernel's ``decide_and_append`` (``_decide`` for clients): a
+concurrent change is decided again on fresh state under the kernel's one retry
+policy; a caller that names the version it saw (``expected_version``) is
+checked in the decision, so it gets 409 ``version_conflict`` instead. A call
+to identity that must come first (a new password, an impersonation's session)
+follows a load that answers 404 for a missing client, so identity is never
+asked about one.
 """
 
 from __future__ import annotations
@@ -44,10 +45,10 @@ from services.clients.domain.events import MessageSent, Violation, registry
 from services.clients.domain.messages import Texts, check_violation, fill
 from services.clients.projections import client_groups, clients, projects
 from services.clients.projections.queries import ClientFilter, client_query
-from shared.application.commands import CommandAnswer, append, decide_and_append, load
+from shared.application.commands import CommandAnswer, append, check_seen, decide_and_append, load
 from shared.domain.aggregate import DomainError, NotFound
 from shared.domain.events import Actor, DomainEvent, RecordedEvent
-from shared.eventstore import ConcurrencyError, EventStore, StreamState
+from shared.eventstore import EventStore, StreamState
 from shared.privacy.shredding import KeyRing, Sealer, SubjectErased
 from shared.readmodel.database import ReadModelDB
 
@@ -275,20 +276,16 @@ class Clients:
         return CommandAnswer.of(group_id, result)
 
     async def rename_group(self, actor: Actor, group_id: str, name: str) -> CommandAnswer:
-        group = await load(self.store, registry, group_stream(group_id), ClientGroup)
-        result = await append(
-            self.store, registry, group_stream(group_id), group.rename(name), group.version,
-            actor=actor,
+        return await decide_and_append(
+            self.store, registry, group_stream(group_id), ClientGroup,
+            lambda group: group.rename(name), answer_id=group_id, actor=actor,
         )  # fmt: skip
-        return CommandAnswer.after(group_id, group.version, result)
 
     async def delete_group(self, actor: Actor, group_id: str) -> CommandAnswer:
-        group = await load(self.store, registry, group_stream(group_id), ClientGroup)
-        result = await append(
-            self.store, registry, group_stream(group_id), group.delete(), group.version,
-            actor=actor,
+        return await decide_and_append(
+            self.store, registry, group_stream(group_id), ClientGroup,
+            lambda group: group.delete(), answer_id=group_id, actor=actor,
         )  # fmt: skip
-        return CommandAnswer.after(group_id, group.version, result)
 
     async def create_project(self, actor: Actor, name: str, description: str) -> CommandAnswer:
         project_id = str(uuid.uuid4())
@@ -302,20 +299,16 @@ class Clients:
     async def change_project(
         self, actor: Actor, project_id: str, name: str | None, description: str | None
     ) -> CommandAnswer:
-        project = await load(self.store, registry, project_stream(project_id), Project)
-        result = await append(
-            self.store, registry, project_stream(project_id),
-            project.change(name, description), project.version, actor=actor,
+        return await decide_and_append(
+            self.store, registry, project_stream(project_id), Project,
+            lambda project: project.change(name, description), answer_id=project_id, actor=actor,
         )  # fmt: skip
-        return CommandAnswer.after(project_id, project.version, result)
 
     async def delete_project(self, actor: Actor, project_id: str) -> CommandAnswer:
-        project = await load(self.store, registry, project_stream(project_id), Project)
-        result = await append(
-            self.store, registry, project_stream(project_id), project.delete(), project.version,
-            actor=actor,
+        return await decide_and_append(
+            self.store, registry, project_stream(project_id), Project,
+            lambda project: project.delete(), answer_id=project_id, actor=actor,
         )  # fmt: skip
-        return CommandAnswer.after(project_id, project.version, result)
 
     # ---------------------------------------------------------------- messages
 
@@ -441,5 +434,4 @@ def _present(client: Client, client_id: str, expected_version: int | None) -> No
     version that is no longer the client's (raised from a decision: not retried)."""
     if not client.exists:
         raise NotFound(f"client {client_id}")
-    if expected_version is not None and expected_version != client.version:
-        raise ConcurrencyError(client_stream(client_id), expected_version, client.version)
+    check_seen(client_stream(client_id), client, expected_version)

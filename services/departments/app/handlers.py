@@ -35,8 +35,7 @@ from services.departments.domain.events import LocalizedText, Support, registry
 from services.departments.domain.schedule import RawWeekly, Schedule, SchedulePatch
 from services.departments.projections import schedules
 from shared.access.delegation import Grantor
-from shared.application.commands import CommandAnswer, append, decide_and_append
-from shared.domain.aggregate import Aggregate
+from shared.application.commands import CommandAnswer, append, check_seen, decide_and_append
 from shared.domain.events import SYSTEM, Actor, DomainEvent
 from shared.eventstore import ConcurrencyError, EventStore
 from shared.readmodel.database import ReadModelDB
@@ -134,7 +133,7 @@ class Departments:
         def checked(department: Department) -> list[DomainEvent]:
             if not department.id:
                 raise NotFound(f"department {department_id}")
-            _check_expected(stream, department, expected_version)
+            check_seen(stream, department, expected_version)
             return decide(department)  # a deleted one: its commands raise NotFound themselves
 
         return await decide_and_append(
@@ -171,7 +170,7 @@ class Departments:
         def decide(schedule: Schedule) -> list[DomainEvent]:
             if not schedule.exists:
                 raise NotFound(f"schedule {schedule_id}")
-            _check_expected(stream, schedule, expected_version)
+            check_seen(stream, schedule, expected_version)
             return schedule.change(patch)
 
         return await decide_and_append(
@@ -219,10 +218,3 @@ class Departments:
             created.append(default.department_id)
             log.info("departments.default_created", department_id=default.department_id)
         return created
-
-
-def _check_expected(stream: str, aggregate: Aggregate, expected_version: int | None) -> None:
-    """A client that says which version it changes gets 409 if that is no longer the one
-    (raised from the decision: ``decide_and_append`` lets it through, it does not retry)."""
-    if expected_version is not None and expected_version != aggregate.version:
-        raise ConcurrencyError(stream, expected_version, aggregate.version)

@@ -47,7 +47,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.tickets.app.ports import ActiveAnnouncement, CategoryInfo
@@ -79,11 +78,11 @@ from services.tickets.projections.catalog import (
     marks_metadata,
     text_from_json,
 )
-from shared.application.commands import CommandAnswer, append, decide_and_append, load
+from shared.application.commands import CommandAnswer, append, check_seen, decide_and_append, load
 from shared.domain.aggregate import Aggregate, DomainError, NotFound
 from shared.domain.events import Actor, DomainEvent, utcnow
-from shared.eventstore import ConcurrencyError, EventStore
-from shared.readmodel.database import ReadModelDB
+from shared.eventstore import EventStore
+from shared.readmodel.database import ReadModelDB, upsert
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -242,20 +241,12 @@ class SupportCatalog:
         """Record that ``position`` of this announcement was answered (kept: the largest)."""
         await self._ensure_marks()
         async with self.db.transaction() as conn:
-            moved = await conn.execute(
-                update(announcement_marks)
-                .where(
-                    (announcement_marks.c.announcement_id == announcement_id)
-                    & (announcement_marks.c.position < position)
-                )
-                .values(position=position)
+            await upsert(
+                conn,
+                announcement_marks,
+                {"announcement_id": announcement_id, "position": position},
+                when=lambda new: announcement_marks.c.position < new.position,
             )
-            if moved.rowcount == 0:
-                await conn.execute(
-                    self.db.insert_ignoring_duplicates(
-                        announcement_marks, announcement_id=announcement_id, position=position
-                    )
-                )
 
     # ---------------------------------------------------------------- settings
 
@@ -396,8 +387,7 @@ class SupportCatalog:
 
     async def _load(self, stream: str, new: Callable[[], A], expected_version: int | None) -> A:
         aggregate = await load(self.store, registry, stream, new)
-        if expected_version is not None and expected_version != aggregate.version:
-            raise ConcurrencyError(stream, expected_version, aggregate.version)
+        check_seen(stream, aggregate, expected_version)
         return aggregate
 
     async def _create(
@@ -427,8 +417,7 @@ class SupportCatalog:
         def checked(aggregate: A) -> Sequence[DomainEvent]:
             if not found(aggregate):
                 raise NotFound(f"{what} {answer_id}")
-            if expected_version is not None and expected_version != aggregate.version:
-                raise ConcurrencyError(stream, expected_version, aggregate.version)
+            check_seen(stream, aggregate, expected_version)
             return decide(aggregate)
 
         return await decide_and_append(
