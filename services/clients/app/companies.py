@@ -33,9 +33,7 @@ that gap needs a reservation stream per client, which this does not have.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -55,6 +53,7 @@ from services.clients.domain.company import (
 )
 from services.clients.domain.events import registry
 from services.clients.projections.companies import CompanyDirectory, company_members
+from shared.application import until_known
 from shared.application.commands import (
     CommandAnswer,
     Decision,
@@ -235,12 +234,12 @@ class Companies:
         goes ahead with what the read model has (the race the module describes).
         """
         head = await self.store.head_position()
-        deadline = time.monotonic() + CATCH_UP_SECONDS
-        while (await self.db.checkpoint(DIRECTORY_CHECKPOINT)).position < head:
-            if time.monotonic() > deadline:
-                log.warning("companies.directory_behind", head=head)
-                return
-            await asyncio.sleep(0.01)
+
+        async def applied() -> int:
+            return (await self.db.checkpoint(DIRECTORY_CHECKPOINT)).position
+
+        if await until_known(applied, lambda position: position >= head, CATCH_UP_SECONDS) < head:
+            log.warning("companies.directory_behind", head=head)
 
     # ---------------------------------------------------------------- contacts
 

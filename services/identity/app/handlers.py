@@ -16,7 +16,6 @@ or at any (``StreamState.ANY``).
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import functools
 import hashlib
@@ -74,6 +73,7 @@ from shared.access.control import (
     issue_token,
 )
 from shared.access.delegation import Grantor
+from shared.application import until_known
 from shared.application.commands import (
     CommandAnswer,
     Decision,
@@ -325,11 +325,12 @@ class Identity:
         which travel with it) rather than answering 422. Only a department
         still unknown after ``DEPARTMENT_WAIT_SECONDS`` is "no department".
         """
-        deadline = asyncio.get_running_loop().time() + DEPARTMENT_WAIT_SECONDS
-        while any(d not in self.known_departments for d in departments):
-            if asyncio.get_running_loop().time() >= deadline:
-                return  # the decider names the unknown one (422)
-            await asyncio.sleep(0.02)
+
+        async def all_known() -> bool:
+            return all(d in self.known_departments for d in departments)
+
+        # Past the wait the decider names the unknown one (422).
+        await until_known(all_known, bool, DEPARTMENT_WAIT_SECONDS)
 
     async def _staff(self, staff_id: str) -> tuple[Staff, StaffAccessChanged | None]:
         """The member and the access fact last published for them, from one read."""
