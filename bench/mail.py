@@ -6,7 +6,8 @@ databases and a Tansu broker (or KAFKA_BOOTSTRAP_SERVERS); the tickets
 service's gateway listens for SMTP (``INBOUND_SMTP_PORT``). A project, a
 department taking mail at ``support@bench-desk.example.com`` and ``CONNECTIONS``
 clients are made through the APIs, and one warm-up mail per client shows the
-tickets service has learnt them (451 until then). Every mail opens a ticket
+tickets service has learnt them (451 until then; 550 ``unknown_address`` until
+it has learnt the department). Every mail opens a ticket
 (its own Message-ID, a plain-text body of a few lines).
 
 * ``mail.inbound_to_ticket_p99_ms`` (goal ≤ 500 ms): mails one at a time over one

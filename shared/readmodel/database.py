@@ -218,6 +218,13 @@ class ReadModelDB:
         async with self.engine.connect() as conn:
             yield await conn.execution_options(isolation_level="AUTOCOMMIT")
 
+    @asynccontextmanager
+    async def alone(self) -> AsyncIterator[AsyncConnection]:
+        """A connection whose statements each commit on their own (autocommit): for a
+        write that is whole in one statement, one round trip without BEGIN and COMMIT."""
+        async with self.engine.connect() as conn:
+            yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+
     async def execute_alone(
         self, statement: Executable, rows: list[dict[str, Any]] | None = None
     ) -> int:
@@ -226,16 +233,14 @@ class ReadModelDB:
         COMMIT: for a hot single-statement write (a statement is atomic by itself).
         With ``rows``, the statement once per row of parameters (the driver's
         executemany: one call for a group's writes); what each changed is not counted."""
-        async with self.engine.connect() as conn:
-            alone = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            result = await alone.execute(statement, rows)
+        async with self.alone() as conn:
+            result = await conn.execute(statement, rows)
             return int(result.rowcount or 0) if rows is None else 0
 
     async def fetch_alone(self, statement: Executable) -> list[Row[Any]]:
         """``execute_alone`` for a write that returns rows (``RETURNING``): its rows."""
-        async with self.engine.connect() as conn:
-            alone = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            return list((await alone.execute(statement)).all())
+        async with self.alone() as conn:
+            return list((await conn.execute(statement)).all())
 
     async def checkpoint(self, name: str) -> Checkpoint:
         """The checkpoint stored under ``name``; position 0 when none."""
