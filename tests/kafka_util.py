@@ -1,13 +1,19 @@
-"""Reading a whole topic in tests, straight from the broker."""
+"""Reading a whole topic in tests, straight from the broker, and putting forged facts on one."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
+from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from shared.access.control import StaffAccessChanged
+from shared.access.control import registry as access_registry
+from shared.domain.events import Actor, RecordedEvent
 from shared.messaging.kafka import partitions_of
-from shared.messaging.kafka_clients import consumer_options
+from shared.messaging.kafka_clients import consumer_options, producer_options
 
 
 async def read_topic(
@@ -33,3 +39,36 @@ async def read_topic(
         return messages
     finally:
         await consumer.stop()
+
+
+async def produce_raw(bootstrap: str, topic: str, *envelopes: RecordedEvent) -> None:
+    """Straight onto the topic, as anyone who can reach the broker could."""
+    producer = AIOKafkaProducer(**producer_options(bootstrap), acks="all")
+    await producer.start()
+    try:
+        for envelope in envelopes:
+            await producer.send_and_wait(topic, envelope.to_json(), key=envelope.stream.encode())
+    finally:
+        await producer.stop()
+
+
+def access_fact_envelope(fact: StaffAccessChanged, version: int, position: int) -> RecordedEvent:
+    """The fact as identity's relay would put it on the topic, but not by identity (unsigned).
+
+    On the member's own stream (its partition, in order), at ``version``: far ahead of
+    the real facts, a forgery that were taken would shadow every later real one.
+    """
+    encoded = access_registry.encode(fact)
+    return RecordedEvent(
+        position=position,
+        stream=f"staff-{fact.staff_id}",
+        stream_version=version,
+        event_id=uuid.uuid4(),
+        type=encoded.type,
+        schema_version=encoded.schema_version,
+        occurred_at=datetime.now(UTC),
+        correlation_id=None,
+        causation_id=None,
+        actor=Actor(id="system", kind="system"),
+        data=orjson.loads(orjson.dumps(encoded.data)),
+    )

@@ -10,29 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import jwt
-import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import APIRouter, Depends, FastAPI
 
 from shared.access.control import IpPolicy, Principal, SessionEnded, StaffAccessChanged, issue_token
 from shared.access.control import registry as access_registry
-from shared.domain.events import Actor, RecordedEvent
+from shared.domain.events import RecordedEvent
 from shared.eventstore import EventStore
 from shared.http.api import require
-from shared.messaging.kafka_clients import producer_options
 from shared.messaging.signatures import sign
 from shared.runtime.service import ServiceSpec, create_app
 from shared.runtime.settings import ServiceSettings
 from tests.http_util import serving
+from tests.kafka_util import access_fact_envelope, produce_raw
 from tests.support.keys import identity_key
 from tests.support.publishing import publishing_context
 
@@ -203,32 +200,8 @@ async def test_every_replica_sees_every_change_whatever_its_partition(
         assert (await http.post("/replies", headers=bearer(principal="s-new"))).status_code == 200
 
 
-async def _produce(bootstrap: str, topic: str, *envelopes: RecordedEvent) -> None:
-    """Straight onto the topic, as anyone who can reach the broker could."""
-    producer = AIOKafkaProducer(**producer_options(bootstrap), acks="all")
-    await producer.start()
-    try:
-        for envelope in envelopes:
-            await producer.send_and_wait(topic, envelope.to_json(), key=envelope.stream.encode())
-    finally:
-        await producer.stop()
-
-
 def _forged(fact: StaffAccessChanged, version: int) -> RecordedEvent:
-    encoded = access_registry.encode(fact)
-    return RecordedEvent(
-        position=10_000 + version,
-        stream=f"staff-{fact.staff_id}",  # the real member's stream: its partition, in order
-        stream_version=version,
-        event_id=uuid.uuid4(),
-        type=encoded.type,
-        schema_version=encoded.schema_version,
-        occurred_at=datetime.now(UTC),
-        correlation_id=None,
-        causation_id=None,
-        actor=Actor(id="system", kind="system"),
-        data=orjson.loads(orjson.dumps(encoded.data)),
-    )
+    return access_fact_envelope(fact, version, position=10_000 + version)
 
 
 async def _rejected(http: httpx.AsyncClient) -> int:
@@ -250,7 +223,7 @@ async def test_a_forged_access_fact_on_the_topic_has_no_effect_and_is_reported(
         real = sign(identity_key(), _forged(staff(rights=["tickets.view"]), 101))
         tampered = real._replace(data={**real.data, "full_access": True})
         topic = f"{topic_prefix}identity.events"
-        await _produce(kafka_bootstrap, topic, unsigned, by_another_key, tampered)
+        await produce_raw(kafka_bootstrap, topic, unsigned, by_another_key, tampered)
 
         started = time.monotonic()
         while await _rejected(http) < 3:

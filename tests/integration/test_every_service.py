@@ -20,20 +20,16 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 
 import httpx
-import orjson
-from aiokafka import AIOKafkaProducer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shared.access.control import IpPolicy, StaffAccessChanged
-from shared.access.control import registry as access_registry
-from shared.domain.events import Actor, RecordedEvent
-from shared.messaging.kafka_clients import producer_options
+from shared.domain.events import RecordedEvent
 from shared.messaging.signatures import sign
 from tests.http_util import eventually
 from tests.integration.test_notifier import Stack, login, stack
+from tests.kafka_util import access_fact_envelope, produce_raw
 from tests.support.keys import identity_key
 
 __all__ = ["stack"]  # the five services of test_notifier, run again for this module
@@ -82,32 +78,7 @@ async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float 
 
 
 def forged_envelope(fact: StaffAccessChanged, version: int) -> RecordedEvent:
-    """The fact as identity's relay would put it on the topic, but not by identity."""
-    encoded = access_registry.encode(fact)
-    return RecordedEvent(
-        position=10**9 + version,
-        stream=f"staff-{fact.staff_id}",  # the member's own stream: its partition, in order
-        stream_version=version,  # far ahead: accepted, it would shadow every later real fact
-        event_id=uuid.uuid4(),
-        type=encoded.type,
-        schema_version=encoded.schema_version,
-        occurred_at=datetime.now(UTC),
-        correlation_id=None,
-        causation_id=None,
-        actor=Actor(id="system", kind="system"),
-        data=orjson.loads(orjson.dumps(encoded.data)),
-    )
-
-
-async def produce_raw(bootstrap: str, topic: str, envelopes: list[RecordedEvent]) -> None:
-    """Straight onto the topic, as anyone who can reach the broker could."""
-    producer = AIOKafkaProducer(**producer_options(bootstrap), acks="all")
-    await producer.start()
-    try:
-        for envelope in envelopes:
-            await producer.send_and_wait(topic, envelope.to_json(), key=envelope.stream.encode())
-    finally:
-        await producer.stop()
+    return access_fact_envelope(fact, version, position=10**9 + version)
 
 
 async def test_a_forged_access_fact_changes_nothing_in_any_service(
@@ -144,7 +115,7 @@ async def test_a_forged_access_fact_changes_nothing_in_any_service(
         ),
     ]
     prefix = s.apps["tickets"].state.runtime.settings.topic_prefix
-    await produce_raw(kafka_bootstrap, f"{prefix}identity.events", forgeries)
+    await produce_raw(kafka_bootstrap, f"{prefix}identity.events", *forgeries)
 
     # Each service's access feed has read all three and turned them away...
     for service, client in clients.items():
