@@ -844,10 +844,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         results.update(notifier_bench.run(sizes.replies, sizes.burst))
     if "mail" in only:
         console.rule("mail gateway (mails into tickets over SMTP, beside a bare aiosmtpd INSERT)")
-        mail_figures, meta["mail"] = mail_bench.run(
-            sizes.inbound_mails, sizes.inbound_latency_mails
-        )
-        results.update(mail_figures)
+        for broker in brokers.BROKERS:  # Tansu (the goals' names), then Apache Kafka
+            mail_figures, meta[brokers.figure_name("mail.", broker).rstrip(".")] = mail_bench.run(
+                sizes.inbound_mails, sizes.inbound_latency_mails, broker=broker
+            )
+            results.update(mail_figures)
     if "replay" in only:
         console.rule(f"replay (every read model rebuilt from {sizes.replay_events:,} events)")
         replay_figures, meta["replay"] = replay_bench.run(sizes.replay_events)
