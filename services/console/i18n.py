@@ -168,6 +168,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "enable": ("Turn on", "Включить"),
     "disable": ("Turn off", "Выключить"),
     "enabled": ("on", "вкл."),
+    "full_access_only": ("full access only", "только полный доступ"),
     "name_en": ("Name (English)", "Название (англ.)"),
     "name_ru": ("Name (Russian)", "Название (рус.)"),
     "description": ("Description", "Описание"),

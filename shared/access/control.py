@@ -4,7 +4,9 @@ Identity publishes, on ``identity.events``, the facts every other service needs
 to authorise a request (the *published language* of access):
 
 * ``StaffAccessChanged`` / ``ClientAccessChanged`` – a principal's effective
-  rights, full access, disabled flag and IP policy, whenever any of them changes;
+  rights, full access, disabled flag and IP policy, whenever any of them changes
+  (a copy never lets a member without full access use a function that manages
+  rights, ``shared.domain.rights.FULL_ACCESS_ONLY``, whatever a fact lists);
 * ``SessionEnded`` – a session ended (logout, disable, lock), so its tokens stop
   working everywhere.
 
@@ -41,6 +43,7 @@ from sqlalchemy import Boolean, Column, MetaData, String, Table, Text, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.domain import rights as rights_catalogue
 from shared.domain.events import Actor, DomainEvent, EventRegistry, RecordedEvent
 from shared.readmodel.database import upsert
 
@@ -283,7 +286,9 @@ def access_from_event(event: DomainEvent) -> Access:
             login=event.login,
             disabled=event.disabled,
             full_access=event.full_access,
-            rights=frozenset(event.rights),
+            # The functions that manage rights are used by full-access staff only:
+            # an older fact may still list one for a member without full access.
+            rights=rights_catalogue.usable(event.rights, event.full_access),
             departments=tuple(event.departments),
             networks=None if event.ip_policy.mode == "any" else event.ip_policy.networks(),
             bind_session_to_ip=event.bind_session_to_ip,

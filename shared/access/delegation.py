@@ -12,7 +12,14 @@ and a place in a department. On every way:
 * nobody changes their own rights, departments or full access, nor the rights
   of a department they belong to (full-access staff gain nothing there);
 * only full-access staff give full access, and only they change a full-access
-  member at all (password, IP policy, departments, disabling, rights).
+  member at all (password, IP policy, departments, disabling, rights);
+* the functions that manage rights (``shared.domain.rights.FULL_ACCESS_ONLY``:
+  ``staff.rights``, ``departments.rights``) are held and used by full-access
+  staff only: granting one to anyone, or turning one on for a department, is
+  refused (``full_access_only``: give full access instead), and a grantor
+  without full access never counts as holding one, even if an older grant
+  still lists it. Whoever holds them can hand on any right, so holding them is
+  full access in all but name.
 
 A breach is ``Forbidden`` (403) naming what was asked and why; the grantor's
 right to call the route at all (``staff.rights``...) is the route's own check.
@@ -53,7 +60,9 @@ class Grantor:
         """Of ``rights`` (sections counted as what they give), those this grantor lacks."""
         if self.full_access:
             return []
-        return sorted(catalogue.expand(rights) - self.rights)
+        # usable(): a Grantor made by hand (or from an older copy) may still list a
+        # function that manages rights; without full access it is never held.
+        return sorted(catalogue.expand(rights) - catalogue.usable(self.rights, False))
 
     def must_hold(self, rights: Iterable[str], field: str, what: str) -> None:
         """403 ``right_not_held`` unless the grantor holds every one of ``rights``."""
@@ -62,6 +71,21 @@ class Grantor:
             raise Forbidden(
                 "right_not_held",
                 f"{what} needs rights you do not hold: {', '.join(missing)}",
+                field,
+            )
+
+    def may_hand_on(self, rights: Iterable[str], field: str) -> None:
+        """403 ``full_access_only``: a function that manages rights is never handed on.
+
+        Asked of every grant and of every right turned on for a department, by
+        anyone (the system and full-access staff too): the only way to hold one
+        is full access.
+        """
+        named = sorted(catalogue.FULL_ACCESS_ONLY.intersection(rights))
+        if named:
+            raise Forbidden(
+                "full_access_only",
+                f"{', '.join(named)} is held by full-access staff only: give full access instead",
                 field,
             )
 

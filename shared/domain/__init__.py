@@ -69,6 +69,7 @@ from shared.domain.events import (
 from shared.domain.rights import (
     ALL_RIGHTS,
     CATALOGUE,
+    FULL_ACCESS_ONLY,
     FUNCTIONS,
     SECTIONS,
     SEPARATE_GRANTS,
@@ -81,6 +82,7 @@ from shared.domain.rights import (
     is_known,
     is_section,
     section_of,
+    usable,
 )
 
 __all__ = [
@@ -88,6 +90,7 @@ __all__ = [
     "CATALOGUE",
     "DAYS",
     "DEFAULT_TYPES",
+    "FULL_ACCESS_ONLY",
     "FUNCTIONS",
     "MAX_FILENAME",
     "MAX_HOLIDAYS",
@@ -146,5 +149,6 @@ __all__ = [
     "names_text",
     "next_opening",
     "section_of",
+    "usable",
     "utcnow",
 ]

@@ -9,6 +9,14 @@ where the section alone gives one's own departments'). A separate grant is
 given by its own name only (or by full access). The section name itself stays
 in the effective set, so a check may ask either for the section or for one
 function. ``GET /rights/catalogue`` serves ``catalogue_as_json()``.
+
+The functions that manage rights (``FULL_ACCESS_ONLY``: ``staff.rights``,
+``departments.rights``) are separate grants too, and more: they are held and
+used by full-access staff only (issue 17). Nobody grants them, individually or
+through a department; a staff member without full access never holds them,
+even where an older grant or department right still lists one
+(``usable``: every effective set a copy computes goes through it). Whoever
+should manage rights is given full access instead.
 """
 
 from __future__ import annotations
@@ -67,8 +75,14 @@ class Section:
         return frozenset({self.name, *(f.right for f in self.functions)})
 
 
+# The functions that manage rights: held and used by full-access staff only (see the
+# module docstring). Whoever holds one can hand on anything, so it is full access.
+FULL_ACCESS_ONLY: frozenset[str] = frozenset({"staff.rights", "departments.rights"})
+
 # Functions a section right does not imply (see the module docstring).
-SEPARATE_GRANTS: frozenset[str] = frozenset({"tickets.all_departments", "clients.password"})
+SEPARATE_GRANTS: frozenset[str] = (
+    frozenset({"tickets.all_departments", "clients.password"}) | FULL_ACCESS_ONLY
+)
 
 
 def _section(name: str, title: Title, *functions: tuple[str, str, str]) -> Section:
@@ -202,6 +216,18 @@ def expand(rights: Iterable[str]) -> frozenset[str]:
     return frozenset(effective)
 
 
+def usable(rights: Iterable[str], full_access: bool) -> frozenset[str]:
+    """The rights a principal may use: without full access, never ``FULL_ACCESS_ONLY``.
+
+    An older grant (an individual ``RightGranted``, a department's right) may
+    still name one; it is left out here rather than trusted, wherever an
+    effective set is made.
+    """
+    if full_access:
+        return frozenset(rights)
+    return frozenset(rights) - FULL_ACCESS_ONLY
+
+
 def catalogue_as_json() -> list[dict[str, Any]]:
     """The catalogue for ``GET /rights/catalogue``, in catalogue order."""
     return [
@@ -215,6 +241,7 @@ def catalogue_as_json() -> list[dict[str, Any]]:
                     "right": f.right,
                     "title": f.title.as_json(),
                     "separate": f.right in SEPARATE_GRANTS,
+                    "full_access_only": f.right in FULL_ACCESS_ONLY,
                 }
                 for f in s.functions
             ],

@@ -6,7 +6,8 @@ over the real services as processes, PostgreSQL and the broker.
   with a template (its macros filled by the tickets service);
 * the client sees the reply and rates it; staff see the rating;
 * staff of another department do not see it (not in the queue, 404 by address);
-* admin creates a department and a member with rights, and the member's pages change;
+* admin creates a department and a member with rights, and the member's pages change
+  (the functions that manage rights are never offered: full access only);
 * impersonation ("log in as this client") shows the portal with a banner, and the way back;
 * a blocking announcement says why a request cannot be opened;
 * forms without the session's CSRF token are refused, and the session cookie is
@@ -270,6 +271,10 @@ async def test_admin_makes_a_department_and_a_member_whose_pages_change(
         await clients_row.locator("button").click()
         await expect(clients_row.locator("button")).to_have_text("Turn off")
         await shot(page, "admin-department-rights")
+        # The functions that manage rights are full-access staff's alone: never offered.
+        locked = page.locator("#department-rights tr[data-right='departments.rights']")
+        await expect(locked).to_contain_text("full access only")
+        await expect(locked.locator("button")).to_have_count(0)
 
         # A member of it.
         member = Person("", f"mila-{uuid.uuid4().hex[:6]}", "mila-password-2026")
@@ -304,6 +309,9 @@ async def test_admin_makes_a_department_and_a_member_whose_pages_change(
         inherited = page.locator("#staff-rights tr[data-right='clients.view']")
         await expect(inherited).to_contain_text(name)
         await expect(inherited.get_by_role("button", name="Revoke")).to_have_count(0)
+        await expect(page.locator("#grant option[value='staff.view']")).to_have_count(1)
+        await expect(page.locator("#grant option[value='staff.rights']")).to_have_count(0)
+        await expect(page.locator("#grant option[value='departments.rights']")).to_have_count(0)
         await page.select_option("#grant select[name=right]", value="tickets.view")
         await page.click("#grant button[type=submit]")
         granted = page.locator("#staff-rights tr[data-right='tickets.view']")

@@ -6,6 +6,11 @@ full access (kate) and by one without it who holds the whole ``staff`` and
 ``departments`` sections and ``clients.view`` (mike), on their own account, on
 another member's and on a full-access member's (issue 17). Every target is
 made fresh for its call, so the cells do not depend on each other.
+
+The sections do not give the functions that manage rights (``staff.rights``,
+``departments.rights``): those are full-access staff's alone, so mike is
+refused every rights route (403 ``forbidden``), and nobody, kate included, can
+grant them or turn them on for a department (403 ``full_access_only``).
 """
 
 from __future__ import annotations
@@ -98,6 +103,8 @@ OWN: Expect = (403, "own_access")
 NOT_HELD: Expect = (403, "right_not_held")
 FULL_MEMBER: Expect = (403, "full_access_member")
 FULL_NEEDED: Expect = (403, "full_access_required")
+FORBIDDEN: Expect = (403, "forbidden")  # the route's own right: staff.rights
+FULL_ONLY: Expect = (403, "full_access_only")
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,18 @@ class Route:
     # Given to the target by admin before the call (a right to take away).
     held: str | None = None
     upload: bool = False  # the body is the avatar's file, not JSON
+
+
+def rights_route(own: Expect, ok: Expect) -> dict[tuple[str, str], Expect]:
+    """A rights route: full-access staff only (the staff section does not give staff.rights)."""
+    return {
+        ("full", "own"): own,
+        ("holder", "own"): FORBIDDEN,
+        ("full", "other"): ok,
+        ("holder", "other"): FORBIDDEN,
+        ("full", "other_full"): ok,
+        ("holder", "other_full"): FORBIDDEN,
+    }
 
 
 def same_for_both(
@@ -127,16 +146,16 @@ def same_for_both(
 
 
 ROUTES = [
-    Route("grant a held right", "POST", "/staff/{t}/rights", {"right": "clients.view"},
-          same_for_both(OWN, OK_201, FULL_MEMBER, OK_201)),
-    Route("grant an unheld right", "POST", "/staff/{t}/rights", {"right": "finance.invoices"},
-          same_for_both(OWN, NOT_HELD, FULL_MEMBER, OK_201)),
-    Route("grant an unheld section", "POST", "/staff/{t}/rights", {"right": "tickets"},
-          same_for_both(OWN, NOT_HELD, FULL_MEMBER, OK_201)),
+    Route("grant a right", "POST", "/staff/{t}/rights", {"right": "clients.view"},
+          rights_route(OWN, OK_201)),
+    Route("grant a section", "POST", "/staff/{t}/rights", {"right": "tickets"},
+          rights_route(OWN, OK_201)),
+    Route("grant staff.rights", "POST", "/staff/{t}/rights", {"right": "staff.rights"},
+          rights_route(FULL_ONLY, FULL_ONLY)),
+    Route("grant departments.rights", "POST", "/staff/{t}/rights",
+          {"right": "departments.rights"}, rights_route(FULL_ONLY, FULL_ONLY)),
     Route("revoke a right", "DELETE", "/staff/{t}/rights/staff.view", None,
-          same_for_both(OWN, OK_200, FULL_MEMBER, OK_200), held="staff.view"),
-    Route("revoke an unheld right", "DELETE", "/staff/{t}/rights/finance.invoices", None,
-          same_for_both(OWN, NOT_HELD, FULL_MEMBER, OK_200), held="finance.invoices"),
+          rights_route(OWN, OK_200), held="staff.view"),
     Route("set the password", "PATCH", "/staff/{t}", {"password": STRANGER_PASSWORD},
           same_for_both(OK_200, OK_200, FULL_MEMBER, OK_200)),
     Route("change the IP policy", "PATCH", "/staff/{t}",
@@ -259,7 +278,9 @@ async def test_creating_staff_gives_only_what_the_creator_holds(
 # ---------------------------------------------------------------- departments' rights
 
 
-async def test_a_department_gets_only_what_its_grantor_holds(world: World) -> None:
+async def test_only_full_access_staff_turn_a_departments_rights_and_never_the_managers(
+    world: World,
+) -> None:
     w, s = world, world.s
     target = (await new_department(s))["id"]
 
@@ -270,42 +291,54 @@ async def test_a_department_gets_only_what_its_grantor_holds(world: World) -> No
             headers=who.session,
         )
 
-    held = await switch(w.mike, "clients.view")
-    assert held.status_code == 200, held.text
-    for unheld in ("clients", "clients.delete", "tickets.all_departments", "finance"):
-        refused = await switch(w.mike, unheld)
-        assert refused.status_code == 403, (unheld, refused.text)
-        assert refused.json()["error"]["code"] == "right_not_held"
+    # mike holds the departments section, which does not give departments.rights.
+    for right in ("clients.view", "clients", "tickets.all_departments"):
+        refused = await switch(w.mike, right)
+        assert refused.status_code == 403, (right, refused.text)
+        assert refused.json()["error"]["code"] == "forbidden"
+        assert "departments.rights" in refused.json()["error"]["message"]
     assert (await switch(w.kate, "clients")).status_code == 200
-    # Taking away what mike does not hold is refused as well.
-    assert (await switch(w.mike, "clients.delete", False)).status_code == 403
+    assert (await switch(w.kate, "clients.delete", False)).status_code == 200
+    # Nobody turns on a function that manages rights: give full access instead.
+    for right in ("departments.rights", "staff.rights"):
+        refused = await switch(w.kate, right)
+        assert refused.status_code == 403, (right, refused.text)
+        error = refused.json()["error"]
+        assert error["code"] == "full_access_only" and error["field"] == "right", error
 
 
-async def test_nobody_changes_their_own_departments_rights(world: World) -> None:
+async def test_a_section_a_department_enables_does_not_give_the_managers(world: World) -> None:
     s = world.s
     own = (await new_department(s))["id"]
-    for right in ("departments", "clients.view"):
+    for right in ("staff", "departments"):
         turned = await s.departments.post(
             f"/departments/{own}/rights", json={"right": right, "enabled": True}, headers=s.admin
         )
-        assert turned.status_code == 200
+        assert turned.status_code == 200, turned.text
     _, nora = await add_staff(s, unique("nora"), [own])
+    me = await eventually(
+        lambda: s.identity.get("/me", headers=nora),
+        lambda r: {"staff.edit", "departments.edit"} <= set(r.json()["permissions"]),
+    )
+    assert not {"staff.rights", "departments.rights"} & set(me.json()["permissions"])
     other = (await new_department(s))["id"]
-    # Once departments' copy knows what the department gives nora, she hands it on...
-    allowed = await eventually(
-        lambda: s.departments.post(
-            f"/departments/{other}/rights",
-            json={"right": "clients.view", "enabled": True},
-            headers=nora,
-        ),
+    # Once departments' copy knows nora (she may view departments), she still may not
+    # turn rights on or off, nor grant them at identity.
+    await eventually(
+        lambda: s.departments.get(f"/departments/{other}", headers=nora),
         lambda r: r.status_code == 200,
     )
-    assert allowed.json()["id"] == other
-    # ...but never to the department she belongs to, even a right she holds.
     refused = await s.departments.post(
-        f"/departments/{own}/rights", json={"right": "clients.view", "enabled": False}, headers=nora
+        f"/departments/{other}/rights",
+        json={"right": "staff.view", "enabled": True},
+        headers=nora,
     )
-    assert refused.status_code == 403 and refused.json()["error"]["code"] == "own_department"
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
+    target = await member(s, unique("target"))
+    granting = await s.identity.post(
+        f"/staff/{target.id}/rights", json={"right": "staff.view"}, headers=nora
+    )
+    assert granting.status_code == 403 and granting.json()["error"]["code"] == "forbidden"
 
 
 # ---------------------------------------------------------------- inherited sections, defaults

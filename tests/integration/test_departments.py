@@ -486,11 +486,11 @@ async def test_every_endpoint_checks_its_right(stack: Stack) -> None:
         ("POST", "/departments", {"name": {"en": unique("By bob ")}}, "departments.create"),
         ("PATCH", dept, {"task_language": "ru"}, "departments.edit"),
         ("DELETE", f"/departments/{doomed['id']}", None, "departments.delete"),
-        # (a right bob holds when he may call it: nobody hands on what they lack)
+        # (held by full-access staff only: never granted to bob, see below)
         (
             "POST",
             f"{dept}/rights",
-            {"right": "departments.rights", "enabled": True},
+            {"right": "departments.view", "enabled": True},
             "departments.rights",
         ),
         (
@@ -528,6 +528,14 @@ async def test_every_endpoint_checks_its_right(stack: Stack) -> None:
         granted = await s.identity.post(
             f"/staff/{bob}/rights", json={"right": right}, headers=s.admin
         )
+        if right == "departments.rights":
+            # A function that manages rights: full access is the only way to hold it.
+            assert granted.status_code == 403, granted.text
+            assert granted.json()["error"]["code"] == "full_access_only"
+            for method, path, body in calls_of_right:
+                still = await s.departments.request(method, path, json=body, headers=as_bob)
+                assert still.status_code == 403, (path, still.text)
+            continue
         assert granted.status_code == 201, granted.text
         for method, path, body in calls_of_right:
             allowed = await eventually(

@@ -21,7 +21,7 @@ from services.identity.service import SPEC
 from shared.access.control import DepartmentRightsChanged
 from shared.access.control import registry as access_registry
 from shared.domain.events import NewEvent, RecordedEvent
-from shared.eventstore import EventStore
+from shared.eventstore import EventStore, open_event_store
 from shared.runtime.service import create_app
 from shared.runtime.settings import ServiceSettings
 from tests.http_util import eventually, serving
@@ -426,6 +426,47 @@ async def test_a_lock_out_ends_and_the_count_starts_again(
         # A success resets the count: four more failures do not lock again.
         assert [await attempt("wrong!") for _ in range(4)] == [401] * 4
         assert await attempt(ADMIN_PASSWORD) == 200
+
+
+async def test_the_functions_that_manage_rights_are_held_by_full_access_staff_only(
+    http: httpx.AsyncClient, departments: Departments, postgres_url: str
+) -> None:
+    admin = await login(http, "admin", ADMIN_PASSWORD)
+    nick = await add(http, admin, staff_body("nick", [SALES]))
+    # Nobody grants them, full access included: full access is the way to hold them.
+    for right in ("staff.rights", "departments.rights"):
+        refused = await http.post(f"/staff/{nick}/rights", json={"right": right}, headers=admin)
+        assert refused.status_code == 403, refused.text
+        error = refused.json()["error"]
+        assert error["code"] == "full_access_only" and error["field"] == "right", error
+    # An older individual grant in nick's stream and an older department fact still
+    # list them; the next command recomputes nick's access from both.
+    store = await open_event_store(postgres_url)
+    try:
+        old = NewEvent(type="RightGranted", data={"staff_id": nick, "right": "staff.rights"})
+        await store.append(f"staff-{nick}", [old])
+    finally:
+        await store.close()
+    await departments.rights(SALES, ["departments.rights", "staff.rights", "staff.view"])
+    granted = await http.post(
+        f"/staff/{nick}/rights", json={"right": "clients.view"}, headers=admin
+    )
+    assert granted.status_code == 201, granted.text
+    as_nick = await login(http, "nick", "nick-password")
+    me = await eventually(
+        lambda: http.get("/me", headers=as_nick),
+        lambda r: {"clients.view", "staff.view"} <= set(r.json()["permissions"]),
+    )
+    assert not {"staff.rights", "departments.rights"} & set(me.json()["permissions"])
+    listed = await http.get(f"/staff/{nick}/rights", headers=admin)
+    assert {r["right"] for r in listed.json()} == {"clients.view", "staff.view"}
+    # Without full access, nick cannot use what the old grant named.
+    bob = await add(http, admin, staff_body("bob", []))
+    using = await http.post(f"/staff/{bob}/rights", json={"right": "staff.view"}, headers=as_nick)
+    assert using.status_code == 403 and "staff.rights" in using.json()["error"]["message"]
+    # The old grant may still be taken away, by full-access staff.
+    revoked = await http.delete(f"/staff/{nick}/rights/staff.rights", headers=admin)
+    assert revoked.status_code == 200, revoked.text
 
 
 async def test_full_access_staff_may_do_everything_and_only_they_may_give_it(

@@ -4,6 +4,8 @@ Each command that moves rights (a grant, a revocation, a place in a
 department, a department's right turned on or off, full access) is tried by a
 grantor with and without full access, on their own account and on another's,
 on a member with and without full access, holding the rights that move or not.
+The functions that manage rights (``staff.rights``, ``departments.rights``) are
+never handed on, by anyone, and never held without full access.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ import pytest
 
 from services.departments.domain.defaults import SALES, TECHNICAL_SUPPORT
 from services.departments.domain.department import Department, effective
-from services.departments.domain.events import LocalizedText
-from services.identity.domain.events import LocalizedName, PasswordChanged
+from services.departments.domain.events import DepartmentRightEnabled, LocalizedText
+from services.identity.domain.events import LocalizedName, PasswordChanged, RightGranted
 from services.identity.domain.staff import Staff
-from shared.access import IpPolicy
+from shared.access import IpPolicy, StaffAccessChanged, access_from_event
 from shared.access.delegation import SYSTEM, Grantor
 from shared.domain import Conflict, DomainError, Forbidden, NotFound
 from shared.domain import rights as catalogue
@@ -74,6 +76,7 @@ COMMANDS: dict[str, Callable[[Staff, Grantor], list[DomainEvent]]] = {
     "grant a held right": lambda s, by: s.grant("clients.view", by),
     "grant an unheld right": lambda s, by: s.grant("finance.invoices", by),
     "grant an unheld section": lambda s, by: s.grant("clients", by),
+    "grant a function that manages rights": lambda s, by: s.grant("staff.rights", by),
     "revoke a held right": lambda s, by: s.revoke("staff.view", DEPARTMENT_RIGHTS, by),
     "place in a held department": lambda s, by: s.change(
         KNOWN, by=by, department_rights=DEPARTMENT_RIGHTS, departments=[BILLING]
@@ -93,6 +96,8 @@ COMMANDS: dict[str, Callable[[Staff, Grantor], list[DomainEvent]]] = {
 def expected(command: str, by_full: bool, own: bool, target_full: bool) -> str:
     """What the rules of ``shared.access.delegation`` say, written out case by case."""
     moves_access = command.startswith(("grant", "revoke", "place", "give"))
+    if command == "grant a function that manages rights":
+        return "full_access_only"  # by anyone, to anyone: full access is the way
     if own:
         if command == "give full access" and target_full:
             return "ok"  # nothing changes: no event, nothing to refuse
@@ -136,7 +141,7 @@ def test_nobody_grants_a_right_they_do_not_hold_and_full_access_grants_anything(
     with pytest.raises(Forbidden) as refused:
         target.grant("finance.payments", holder)
     assert refused.value.field == "right" and "finance.payments" in refused.value.message
-    assert target.grant("staff.rights", holder) != []  # held: may be handed on
+    assert target.grant("staff.view", holder) != []  # held: may be handed on
     assert target.grant("finance.payments", grantor("me", full_access=True)) != []
 
 
@@ -298,3 +303,88 @@ def test_names_longer_than_the_copies_keep_are_refused() -> None:
     with pytest.raises(DomainError) as refused:
         member("them").change(KNOWN, full_name=LocalizedName(en="ok", ru="я" * 201))
     assert refused.value.field == "full_name.ru"
+
+
+# ---------------------------------------------------------------- the functions that manage rights
+
+MANAGERS = ("staff.rights", "departments.rights")
+
+
+def test_the_functions_that_manage_rights_are_full_access_only_and_never_implied() -> None:
+    assert set(MANAGERS) == set(catalogue.FULL_ACCESS_ONLY) <= catalogue.SEPARATE_GRANTS
+    assert not catalogue.expand(["staff", "departments"]) & catalogue.FULL_ACCESS_ONLY
+    listed = {
+        f["right"]: f["full_access_only"]
+        for s in catalogue.catalogue_as_json()
+        for f in s["functions"]
+    }
+    assert {r for r, only in listed.items() if only} == set(MANAGERS)
+
+
+@pytest.mark.parametrize("right", MANAGERS)
+@pytest.mark.parametrize("by", ["system", "full", "holder"])
+def test_nobody_grants_a_function_that_manages_rights(right: str, by: str) -> None:
+    grantors = {
+        "system": SYSTEM,
+        "full": grantor("me", full_access=True),
+        "holder": Grantor(id="me", rights=frozenset(MANAGERS) | HOLDER_RIGHTS),
+    }
+    with pytest.raises(Forbidden) as refused:
+        member("them").grant(right, grantors[by])
+    assert refused.value.code == "full_access_only" and refused.value.field == "right"
+    assert "give full access instead" in refused.value.message
+    with pytest.raises(Forbidden) as refused:
+        department().set_right(right, True, grantors[by])
+    assert refused.value.code == "full_access_only" and refused.value.field == "right"
+
+
+def test_a_grantor_without_full_access_never_holds_a_function_that_manages_rights() -> None:
+    """An older copy may still list staff.rights: it hands on nothing through it."""
+    fact = StaffAccessChanged(
+        staff_id="me",
+        login="me",
+        disabled=False,
+        full_access=False,
+        rights=["staff.rights", "departments.rights", "clients.view"],
+        departments=[],
+        ip_policy=IpPolicy(),
+        bind_session_to_ip=False,
+    )
+    access = access_from_event(fact)
+    assert not access.has("staff.rights") and not access.has("departments.rights")
+    assert access.has("clients.view")
+    by = Grantor.of(access, "me")
+    assert by.rights == frozenset({"clients.view"})
+    # Nor counted as held when a Grantor is made by hand: revoking one needs full access.
+    old = member("them")
+    old.apply(RightGranted(staff_id="them", right="staff.rights"))
+    by_hand = Grantor(id="me", rights=frozenset(MANAGERS))
+    with pytest.raises(Forbidden) as refused:
+        old.revoke("staff.rights", {}, by_hand)
+    assert refused.value.code == "right_not_held"
+    assert old.revoke("staff.rights", {}, grantor("me", full_access=True))
+    full = access_from_event(fact.model_copy(update={"full_access": True}))
+    assert full.has("staff.rights")
+
+
+def test_an_older_grant_or_department_right_does_not_give_them() -> None:
+    old = member("them", departments=(BILLING,))
+    old.apply(RightGranted(staff_id="them", right="staff.rights"))
+    old_department = {BILLING: frozenset({"departments.rights", "clients.view"})}
+    rights = old.effective_rights(old_department)
+    assert "clients.view" in rights and not set(rights) & catalogue.FULL_ACCESS_ONLY
+    assert not set(old.access_fact(old_department).rights) & catalogue.FULL_ACCESS_ONLY
+    boss = member("boss", full_access=True)
+    assert set(MANAGERS) <= set(boss.effective_rights({}))
+
+
+def test_a_department_never_gives_them_even_from_an_older_event() -> None:
+    billing = department()
+    billing.applied(billing.set_right("staff", True))
+    billing.applied(billing.set_right("departments", True))
+    assert {"staff.view", "departments.edit"} <= billing.rights()
+    assert not billing.rights() & catalogue.FULL_ACCESS_ONLY
+    billing.apply(DepartmentRightEnabled(department_id=BILLING, right="departments.rights"))
+    assert not billing.rights() & catalogue.FULL_ACCESS_ONLY
+    # An older one may still be turned off (it changes no effective right).
+    assert billing.set_right("departments.rights", False, grantor("me", full_access=True))

@@ -11,7 +11,10 @@ Rules it keeps:
   department gives is shown locked with the department's name (identity
   refuses to revoke it, 409 ``inherited_right``); an individual grant has a
   revoke button; full access is shown as such. Nobody can grant what they do
-  not hold: identity decides, the console only offers the catalogue.
+  not hold: identity decides, the console only offers the catalogue, without
+  the functions that manage rights (``full_access_only`` in the catalogue:
+  held by full-access staff only, never granted; a department's page shows
+  them locked, "full access only").
 * A department's rights are switched section by section or function by
   function (``POST /departments/{id}/rights`` ``{"right","enabled"}``).
 """

@@ -24,6 +24,12 @@ A separate grant (``shared.domain.rights.SEPARATE_GRANTS``: ``tickets.all_depart
 is never implied by its section: it is on only when turned on by name, and
 it goes when it or its section is turned off.
 
+The functions that manage rights (``shared.domain.rights.FULL_ACCESS_ONLY``:
+``staff.rights``, ``departments.rights``) are held by full-access staff only:
+turning one on is refused for everyone (403 ``full_access_only``), and one an
+older event turned on is never in the effective rights (it may still be
+turned off, which changes no effective right).
+
 Delegation (``shared.access.delegation``): turning a right on or off hands over (or
 takes away) every effective right that changes, and the grantor must hold
 each; staff without full access never change the rights of a department
@@ -106,7 +112,9 @@ def turn(
 def effective(enabled: Iterable[str], disabled: Collection[str]) -> frozenset[str]:
     """Effective rights of ``enabled`` minus ``disabled`` (see the module docstring)."""
     partial = {catalogue.section_of(right) for right in disabled}
-    return catalogue.expand(enabled) - frozenset(disabled) - partial
+    # A department never gives a function that manages rights (an older event may
+    # have turned one on): members without full access must not hold it.
+    return catalogue.expand(enabled) - frozenset(disabled) - partial - catalogue.FULL_ACCESS_ONLY
 
 
 # ---------------------------------------------------------------- commands
@@ -309,6 +317,8 @@ class Department(Aggregate):
         self._require_exists()
         if not catalogue.is_known(right):
             raise DomainError("right", f"{right!r} is not in the rights catalogue")
+        if enabled:
+            by.may_hand_on([right], "right")
         if not by.full_access and self.id in by.departments:
             raise Forbidden(
                 "own_department",

@@ -10,7 +10,12 @@ Rules (DESIGN §1, §6):
   who hands over only rights they hold (a grant, a revocation, a place in a
   department), never changes their own rights, departments or full access,
   and touches a full-access member only with full access themselves; a
-  section a department gives (even in part) is inherited like its functions.
+  section a department gives (even in part) is inherited like its functions;
+* the functions that manage rights (``staff.rights``, ``departments.rights``)
+  are never granted (403 ``full_access_only``) and never in the effective
+  rights of a member without full access, even when an older grant or a
+  department's older right still names one (``catalogue.usable``); revoking
+  such an old grant stays possible, for full-access staff.
 """
 
 from __future__ import annotations
@@ -264,6 +269,7 @@ class Staff(Aggregate):
         self._require_active()
         if not catalogue.is_known(right):
             raise DomainError("right", f"{right!r} is not in the rights catalogue")
+        by.may_hand_on([right], "right")
         self._may_manage_rights(right, by, f"granting {right!r}")
         if right in self.individual_rights:
             return []
@@ -362,6 +368,11 @@ class Staff(Aggregate):
                 add(right, source)
         for right in catalogue.expand(self.individual_rights):
             add(right, INDIVIDUAL)
+        if not self.full_access:
+            # An older grant or department right may name a function that manages
+            # rights: without full access it is never effective (catalogue.usable).
+            for right in catalogue.FULL_ACCESS_ONLY:
+                sources.pop(right, None)
         # Most rights have one source: only several need de-duplicating and sorting
         # (this runs for every member whenever a department's rights change).
         return {
