@@ -44,17 +44,18 @@ class EventTypeCounts(Projection):
         if not latest:
             return
         t = self.table
-        statement = dialect_insert(conn.dialect.name, t).values(
-            [
-                {
-                    "type": type_,
-                    "count": count,
-                    "last_position": last.position,
-                    "last_occurred_at": last.occurred_at,
-                }
-                for type_, (count, last) in sorted(latest.items())
-            ]
-        )
+        rows = [
+            {
+                "type": type_,
+                "count": count,
+                "last_position": last.position,
+                "last_occurred_at": last.occurred_at,
+            }
+            for type_, (count, last) in sorted(latest.items())
+        ]
+        # The rows as parameters, not ``.values(rows)``: compiled once
+        # (ROWS in shared.readmodel.database).
+        statement = dialect_insert(conn.dialect.name, t)
         later = statement.excluded.last_position > t.c.last_position
         await conn.execute(
             statement.on_conflict_do_update(
@@ -68,7 +69,8 @@ class EventTypeCounts(Projection):
                         (later, statement.excluded.last_occurred_at), else_=t.c.last_occurred_at
                     ),
                 },
-            )
+            ),
+            rows,
         )
 
     async def counts(self, conn: AsyncConnection) -> dict[str, int]:

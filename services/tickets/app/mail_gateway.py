@@ -448,9 +448,9 @@ class MailGateway:
             row[0]
             for row in await self.db.fetch_alone(
                 dialect_insert(self.db.dialect, inbound_mails)
-                .values(list(rows.values()))
                 .on_conflict_do_nothing()
-                .returning(inbound_mails.c.message_id)
+                .returning(inbound_mails.c.message_id),
+                list(rows.values()),  # as parameters: compiled once (ROWS in readmodel.database)
             )
         }
         seen = [message_id for message_id in rows if message_id not in inserted]

@@ -16,7 +16,13 @@ Rules kept here:
 * a mail is read as ``email.policy.default`` reads it, each header value parsed
   once per mail (``_OncePolicy``): the package parses a header again at every
   look (``Content-Type`` several times a mail) and builds a new class each time,
-  which was half of a parse's time. Nothing parsed outlives the mail.
+  which was half of a parse's time. Nothing parsed outlives the mail;
+* a header whose raw text is plain ASCII without encoded words is read as that
+  text, unfolded (``_text``), and a ``From`` in a plain form (``Name <a@b>``,
+  ``"Name" <a@b>``, ``<a@b>``, ``a@b``) by a pattern (``_from``): the package's
+  parser gives the same for those (``tests/unit/test_inbound_parse.py``) at many
+  times the cost; any other form still goes to it. The envelope's addresses,
+  already plain from the SMTP server, are taken as they are.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import re
 from dataclasses import dataclass
 from email import errors as _errors
 from email import message_from_bytes
-from email.headerregistry import BaseHeader, HeaderRegistry
+from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.utils import getaddresses, parseaddr
@@ -118,10 +124,11 @@ def parse(raw: bytes, mail_from: str, recipients: list[str]) -> InboundMail:
     try:
         message = message_from_bytes(raw, policy=_policy())
         assert isinstance(message, EmailMessage)
-        display, sender = parseaddr(str(message.get("From", "")))
+        headers = _raw(message)
+        display, sender = _from(message, headers)
         sender = sender.strip().lower()
         display = " ".join(display.split())[:MAX_SUBJECT]
-        subject = " ".join(str(message.get("Subject", "")).split())
+        subject = " ".join(_text(message, headers, "Subject").split())
     except Exception as error:  # the parser's errors name no single class
         raise DomainError("mail", f"broken message: {type(error).__name__}") from None
     broken = [d for part in message.walk() for d in part.defects if not isinstance(d, _HARMLESS)]
@@ -129,43 +136,114 @@ def parse(raw: bytes, mail_from: str, recipients: list[str]) -> InboundMail:
         raise DomainError("mail", f"broken MIME: {type(broken[0]).__name__}")
     if "@" not in sender:
         raise DomainError("mail", "no sender address in From")
-    given_id = str(message.get("Message-ID", "")).strip()
+    given_id = _text(message, headers, "Message-ID").strip()
     # Without a Message-ID the bytes name it: the same mail again is still the same mail.
     message_id = given_id or f"<sha256-{hashlib.sha256(raw).hexdigest()}@inbound>"
     references = _TICKET_REF.findall(
-        " ".join(str(message.get(h, "")) for h in ("In-Reply-To", "References"))
+        " ".join(_text(message, headers, h) for h in ("In-Reply-To", "References"))
     )
     number = _NUMBER.search(subject)
     text, files = _content(message)
     return InboundMail(
         message_id=message_id[:250],
         sender=sender,
-        recipients=tuple(parseaddr(r)[1].lower() for r in recipients),
+        recipients=tuple(_address(r).lower() for r in recipients),
         subject=subject[:MAX_SUBJECT] or "(no subject)",
         text=text,
         files=tuple(files),
         references=tuple(dict.fromkeys(references)),
         number=int(number.group(1)) if number else None,
-        machine=machine_written(message, mail_from, sender),
+        machine=_machine(message, headers, mail_from, sender),
         sender_name=display or None,
-        return_path=parseaddr(mail_from)[1].strip(),
+        return_path=_address(mail_from).strip(),
     )
+
+
+_LINE_BREAK = re.compile(r"\r|\n")  # what the package removes to unfold a header
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_ADDR_SPEC = rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+_PLAIN_ADDRESS = re.compile(_ADDR_SPEC)
+_MESSAGE_ID = re.compile(rf"<{_ADDR_SPEC}>")
+# A display name of atoms and blanks, or quoted without quotes or backslashes in it.
+_PLAIN_FROM = re.compile(
+    rf'[ \t]*(?:([A-Za-z0-9!#$%&\'*+/=?^_`{{|}}~ \t-]*)|"([^"\\]*)")[ \t]*<({_ADDR_SPEC})>[ \t]*'
+    rf"|[ \t]*({_ADDR_SPEC})[ \t]*"
+)
+
+
+def _raw(message: EmailMessage) -> dict[str, str]:
+    """The raw text of each header's first occurrence (what ``message.get`` reads), by
+    its lower-case name."""
+    headers: dict[str, str] = {}
+    for name, value in message.raw_items():
+        headers.setdefault(name.lower(), value)
+    return headers
+
+
+def _plain(value: str) -> str | None:
+    """The header's text unfolded, if the package would read it as it is written."""
+    if value.isascii() and "=?" not in value:
+        return _LINE_BREAK.sub("", value)
+    return None
+
+
+def _text(message: EmailMessage, headers: dict[str, str], name: str) -> str:
+    """A header's text, as ``str(message.get(name, ""))`` gives it."""
+    value = headers.get(name.lower())
+    if value is None:
+        return ""
+    plain = _plain(value)
+    if plain is None:
+        return str(message.get(name, ""))
+    # A structured header (``Message-ID`` among those read here) renders what it parsed:
+    # as written only in its plain form.
+    if issubclass(_HEADERS[name], UnstructuredHeader) or _MESSAGE_ID.fullmatch(plain):
+        return plain
+    return str(message.get(name, ""))
+
+
+def _from(message: EmailMessage, headers: dict[str, str]) -> tuple[str, str]:
+    """The ``From`` header's display name and address, as ``parseaddr`` reads the
+    package's rendering of it."""
+    value = headers.get("from")
+    plain = _plain(value) if value is not None else None
+    found = _PLAIN_FROM.fullmatch(plain) if plain is not None else None
+    if found is None:
+        return parseaddr(str(message.get("From", "")))
+    atoms, quoted, bracketed, bare = found.groups()
+    if bare is not None:
+        return "", bare
+    return " ".join((quoted if quoted is not None else atoms).split()), bracketed
+
+
+def _address(envelope: str) -> str:
+    """An envelope address: as given when plain, else as ``parseaddr`` reads it."""
+    return envelope if _PLAIN_ADDRESS.fullmatch(envelope) else parseaddr(envelope)[1]
 
 
 def machine_written(message: EmailMessage, mail_from: str, sender: str) -> str | None:
     """Why a machine wrote this mail (a reason code), or None."""
-    auto = str(message.get("Auto-Submitted", "")).strip().lower()
+    return _machine(message, _raw(message), mail_from, sender)
+
+
+def _machine(
+    message: EmailMessage, headers: dict[str, str], mail_from: str, sender: str
+) -> str | None:
+    def text(name: str) -> str:
+        return _text(message, headers, name)
+
+    auto = text("Auto-Submitted").strip().lower()
     if auto and auto != "no":
         return "auto_submitted"
-    if str(message.get("Precedence", "")).strip().lower() in _MACHINE_PRECEDENCE:
+    if text("Precedence").strip().lower() in _MACHINE_PRECEDENCE:
         return "bulk_precedence"
-    if message.get("List-Id") or message.get("List-Unsubscribe"):
+    if text("List-Id") or text("List-Unsubscribe"):
         return "list_mail"
     if mail_from.strip() in ("", "<>"):
         return "bounce"
     if message.get_content_type() == "multipart/report" or sender.startswith("mailer-daemon@"):
         return "bounce"
-    if message.get("X-Autoreply") or message.get("X-Autorespond"):
+    if text("X-Autoreply") or text("X-Autorespond"):
         return "auto_submitted"
     return None
 
