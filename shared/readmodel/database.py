@@ -215,8 +215,8 @@ class ReadModelDB:
         and ROLLBACK round trips surround the block: for the hot read paths.
         Never write through it: statements would commit one by one.
         """
-        async with self.engine.connect() as conn:
-            yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+        async with self.alone() as conn:  # the same autocommit connection, read from
+            yield conn
 
     @asynccontextmanager
     async def alone(self) -> AsyncIterator[AsyncConnection]:
