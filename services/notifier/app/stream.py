@@ -19,8 +19,8 @@ Faust's defaults suit a big cluster; against the local Tansu broker they
 mean a ~30 s first join and a fetch that idles 1.5 s before returning new
 messages. So the group timeouts are seconds (``STREAM_SESSION_TIMEOUT_SECONDS``)
 and the consumer's fetch wait is the broker's, like the kernel's consumers
-(``shared.messaging.kafka_clients``: a long poll on Apache Kafka, 10 ms on Tansu); its
-credentials are the service's too.
+(``shared.messaging.kafka_clients``: a long poll on Apache Kafka, 10 ms on Tansu and
+100 once the topics are quiet); its credentials are the service's too.
 
 A fact that fails is tried again after a pause that doubles (the kernel's
 supervision pauses); once it has failed ``max_failures`` times in a row
@@ -61,7 +61,7 @@ from shared.messaging import (
     failure_reason,
 )
 from shared.messaging.kafka import ensure_topic
-from shared.messaging.kafka_clients import config_of, faust_options
+from shared.messaging.kafka_clients import config_of, faust_options, pace_fetches
 from shared.observability import causation
 from shared.observability.supervision import FIRST_PAUSE, LONGEST_PAUSE
 from shared.readmodel.database import ReadModelDB
@@ -90,6 +90,11 @@ class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
         consumer._fetch_max_wait_ms = getattr(self.app, "fetch_wait_ms", 1500)
         return consumer
 
+    async def on_start(self) -> None:
+        await super().on_start()
+        # Quiet topics: the kernel consumers' longer wait (shared.messaging.kafka_clients).
+        pace_fetches(self._consumer, getattr(self.app, "bootstrap", ""))
+
 
 class _Consumer(faust_kafka.Consumer):
     def _new_consumer_thread(self) -> _ConsumerThread:
@@ -102,6 +107,7 @@ class _Transport(faust_kafka.Transport):
 
 class _App(faust.App):
     fetch_wait_ms = 500  # the broker's (``NotifierStream.build``)
+    bootstrap = ""  # the broker's address with its client configuration (``build``)
 
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)
@@ -165,6 +171,7 @@ class NotifierStream:
             loghandlers=[],
         )
         app.fetch_wait_ms = config_of(self.bootstrap).fetch_wait_ms
+        app.bootstrap = self.bootstrap
         channel = app.topic(*self.topics, value_serializer="raw", key_serializer="raw")
 
         @app.agent(channel, concurrency=1)
