@@ -2,11 +2,12 @@
 
 Rules it keeps:
 
-* One ``aiohttp.ClientSession`` for the process (a keep-alive pool to each
-  service), made on the first call inside the running loop and closed with the
-  app. Its client CPU per call is what the queue page's ratio to its API call
-  was made of: against a local 12 kB JSON answer, 0.34 ms a call where httpx
-  took 1.87 (docs/benchmarks.md). No proxy from the environment
+* One ``aiohttp.ClientSession`` for the process, made on the first call inside
+  the running loop (aiohttp binds it to the loop) and closed with the app: a
+  keep-alive pool to each service, an idle connection kept 4 s (less than the
+  services' 5). Not httpx: its client CPU per call (1.5 to 1.9 ms against
+  aiohttp's 0.35 for the queue page's call, docs/benchmarks.md) was most of
+  what the page added to the API call it wraps. No proxy from the environment
   (``trust_env=False``: a developer's HTTP proxy never sees these calls), no
   cookie jar (nothing one user's answer sets goes along with another user's
   call), no redirects followed (a 3xx is an answer like any other that is not
@@ -67,6 +68,10 @@ STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=No
 # tickets service's events are one ticket's row each, far below it.
 STREAM_BUFFER = 1 << 20
 JSON_BODY = {"Content-Type": "application/json"}
+# An idle connection is let go before the services' servers let it go (uvicorn closes one
+# idle for 5 s): one kept longer could be closed by the service just as a call goes out on
+# it, and aiohttp sends a GET again on a fresh connection but not a POST.
+KEEPALIVE_SECONDS = 4.0
 
 # The calls of the current request: (service, path, ms). A list shared by the
 # request's tasks (``asyncio.gather`` copies the context, not the list).
@@ -141,6 +146,7 @@ class Upstream:
         """The process's session, made on first use: aiohttp binds it to the running loop."""
         if self._session is None:
             self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE_SECONDS),
                 timeout=self.timeout,
                 trust_env=False,
                 cookie_jar=aiohttp.DummyCookieJar(),
