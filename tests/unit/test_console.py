@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import os
 import re
@@ -419,3 +420,25 @@ def test_a_time_is_shown_in_the_pages_language_and_formatted_once() -> None:
     hits = _formatted.cache_info().hits
     format_time("2026-03-02T09:05:00Z", "en")
     assert _formatted.cache_info().hits == hits + 1
+
+
+def test_times_and_statuses_are_shown_in_the_pages_language_by_their_filters() -> None:
+    from services.console.web import environment
+
+    env = environment()
+    for page in Path(TEMPLATES).glob("*.html"):
+        env.get_template(page.name)  # compiles: every filter a page names exists
+    ticket = {
+        "id": "t1", "status": "open", "subject": "Disk", "department_id": "d1",
+        "due_at": "2026-03-02T09:05:00Z", "updated_at": "2026-03-01T08:00:00Z",
+    }  # fmt: skip
+    rows = env.get_template("queue_rows.html")
+    for lang, due, status in (
+        ("en", "2026-03-02 09:05 UTC", "waiting for staff"),
+        ("ru", "02.03.2026 09:05 UTC", translate("ru", "status_open")),
+    ):
+        t = functools.partial(translate, lang)
+        html = rows.render(tickets=[ticket], names={"d1": "Hosting"}, lang=lang, t=t)
+        assert f"<td>{due}</td>" in html
+        assert f"<td>{status}</td>" in html
+        assert "<td>Hosting</td>" in html

@@ -48,7 +48,7 @@ from markupsafe import Markup
 
 from services.console.i18n import pick
 from services.console.upstream import ApiProblem
-from services.console.web import Current, Visit, body_from, format_time
+from services.console.web import Current, Visit, body_from
 
 router = APIRouter()
 
@@ -198,7 +198,7 @@ async def queue_live(request: Request, visit: Current) -> Response:
                             tickets=[ticket],
                             names=names,
                             t=visit.t,
-                            when=lambda v: format_time(v, visit.lang),
+                            lang=visit.lang,
                         )
                         yield frame("ticket", {"id": ticket["id"], "html": html})
                     elif line.startswith("data:") and event == "end":
