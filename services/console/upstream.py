@@ -132,7 +132,7 @@ def _text(value: Any) -> str:
 
 
 class Upstream:
-    """The services' APIs as one object; ``api.get("tickets", "/tickets", token=...)``."""
+    """The services' APIs as one object; ``api.call("GET", "tickets", "/tickets", token=...)``."""
 
     def __init__(self, settings: ConsoleSettings) -> None:
         self.urls = {name: settings.upstream(name) for name in SERVICES}
