@@ -39,7 +39,7 @@ from services.console.settings import ConsoleSettings
 from services.console.upstream import ApiProblem, SignInAgain, Upstream, timings
 from services.console.web import STATIC, Console, CsrfRefused, environment, visit_of
 from shared.observability import logs
-from shared.runtime import CorrelationMiddleware, remember_absent
+from shared.runtime import CorrelationMiddleware
 
 log = structlog.get_logger("console")
 
@@ -74,7 +74,6 @@ class ServerTiming:
 
 def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     settings = settings or ConsoleSettings()
-    remember_absent()  # every page's calls go through httpx: see shared.runtime.absent
     logs.configure("console", settings.log_level, settings.log_format)
     sealer = Sealer(settings.session_key())
     env = environment()
@@ -127,11 +126,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     @app.get("/ready", include_in_schema=False)
     async def ready(request: Request) -> JSONResponse:
         upstream: Upstream = request.app.state.upstream
-        try:
-            answer = await upstream.http.get(upstream.url("identity", "/health"), timeout=2)
-            up = answer.status_code == 200
-        except Exception:
-            up = False
+        up = await upstream.answers("identity")
         body = {"ready": up, "service": "console", "identity": "up" if up else "down"}
         return JSONResponse(body, status_code=200 if up else 503)
 

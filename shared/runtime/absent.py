@@ -2,11 +2,13 @@
 
 Rules it keeps:
 
-* httpcore (under httpx, every service-to-service call and the console's) runs
+* httpcore (under httpx: the services' calls to each other, and tests) runs
   ``import sniffio`` in ``current_async_library`` at each pool operation, four
   times a request. When the module is not installed, Python does not remember a
   failed import, so each one searched every folder of ``sys.path`` again (stat
   calls): about 0.25 ms of client CPU per request, a fifth of httpx's own work.
+  (The console calls the services through aiohttp, which imports nothing per
+  call, so it does not need this.)
 * For each name in ``LOOKED_FOR`` that is not installed, ``remember_absent``
   puts ``None`` in ``sys.modules``: the import system's own mark for "no such
   module", so the next ``import`` fails at once with the same

@@ -1,15 +1,24 @@
 """The console's own logic: sealed sessions, CSRF, forms to API bodies, redirects, words,
-what it remembers for a few seconds."""
+what it remembers for a few seconds; its calls to the services against a real local HTTP
+server (aiohttp's, on 127.0.0.1), a closed port and a server that drops the connection."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import hashlib
 import os
 import re
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from starlette.datastructures import FormData
 
 from services.console.i18n import WORDS, pick, preferred, translate
@@ -17,8 +26,10 @@ from services.console.pages.support import _counts
 from services.console.recent import DEPARTMENTS_SECONDS, ME_SECONDS, token_key
 from services.console.sessions import Sealer, Session, check_csrf
 from services.console.settings import ConsoleSettings
-from services.console.upstream import ApiProblem, SignInAgain, Upstream
+from services.console.upstream import SERVICES, ApiProblem, SignInAgain, Upstream
 from services.console.web import TEMPLATES, body_from, local_path
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def test_a_session_opens_only_with_its_key_and_unaltered() -> None:
@@ -115,25 +126,167 @@ def test_every_word_the_pages_build_from_api_values_is_there() -> None:
     assert not missing, missing
 
 
+@contextlib.asynccontextmanager
+async def services(handler: Handler) -> AsyncIterator[ConsoleSettings]:
+    """A real local HTTP server answering as ``handler`` does for every path and method,
+    and the console's settings naming it as each of the five services."""
+    app = web.Application()
+    app.router.add_route("*", "/{path:.*}", handler)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    url = str(server.make_url("")).rstrip("/")
+    try:
+        yield ConsoleSettings(**{f"{name}_url": url for name in SERVICES})
+    finally:
+        await server.close()
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 nothing listens on (bound, then let go)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
 async def test_a_401_signs_out_but_an_account_not_known_yet_is_a_moment_to_wait() -> None:
     """A service whose access copy has not caught up with a new account answers 401
     ``unknown_principal``: the console keeps the session and shows a 503 to retry."""
     codes = iter(("unknown_principal", "session_ended"))
 
-    def answer(_: httpx.Request) -> httpx.Response:
-        error = {"code": next(codes), "message": "no"}
-        return httpx.Response(401, json={"error": error})
+    async def answer(_: web.Request) -> web.Response:
+        return web.json_response({"error": {"code": next(codes), "message": "no"}}, status=401)
 
-    api = Upstream(ConsoleSettings())
-    api.http = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+    async with services(answer) as settings:
+        api = Upstream(settings)
+        try:
+            with pytest.raises(ApiProblem) as waiting:
+                await api.call("GET", "tickets", "/tickets", token="t")
+            assert (waiting.value.status, waiting.value.code) == (503, "access_not_known_yet")
+            with pytest.raises(SignInAgain):
+                await api.call("GET", "tickets", "/tickets", token="t")
+        finally:
+            await api.close()
+
+
+async def test_a_call_goes_as_the_api_expects_and_its_answer_comes_back_as_sent() -> None:
+    asked: list[web.Request] = []
+    bodies: list[bytes] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        asked.append(request)
+        bodies.append(await request.read())
+        if request.path == "/tickets":
+            headers = {"X-Total-Count": "42", "X-Status-Counts": "open=40, closed=2"}
+            # A cookie set by a service is not kept for anybody's next call.
+            return web.json_response([{"id": "t1"}], headers=headers | {"Set-Cookie": "k=v"})
+        if request.path == "/moved":
+            raise web.HTTPFound("/tickets")  # not followed: an answer that is not 2xx
+        error = {"code": "invalid", "message": "too short", "fields": [{"field": "body"}]}
+        return web.json_response({"error": error | {"min": 3}}, status=422)
+
+    async with services(answer) as settings:
+        # By name: aiohttp's default cookie jar would keep no cookie from an address anyway.
+        settings.tickets_url = settings.tickets_url.replace("127.0.0.1", "localhost")
+        api = Upstream(settings)
+        try:
+            params = {"status": "open", "limit": 25, "counts": True, "none": None, "q": "a+b &"}
+            got = await api.call(
+                "GET", "tickets", "/tickets", token="tk", address="203.0.113.9", params=params
+            )
+            assert (got.status, got.body, got.total) == (200, [{"id": "t1"}], 42)
+            assert got.headers["x-status-counts"] == got.headers["X-STATUS-COUNTS"]
+            first = asked[0]
+            assert first.query == {
+                "status": "open", "limit": "25", "counts": "true", "q": "a+b &",
+            }  # fmt: skip
+            assert first.headers["Authorization"] == "Bearer tk"
+            assert first.headers["X-Forwarded-For"] == "203.0.113.9"
+            with pytest.raises(ApiProblem) as refused:
+                await api.call(
+                    "POST", "tickets", "/tickets/t1/messages", token="tk", json={"body": "é"}
+                )
+            assert (refused.value.status, refused.value.code) == (422, "invalid")
+            assert (refused.value.field, refused.value.extra["min"]) == ("body", 3)
+            assert asked[1].content_type == "application/json"
+            assert orjson.loads(bodies[1]) == {"body": "é"}
+            assert "Cookie" not in asked[1].headers
+            with pytest.raises(ApiProblem) as moved:
+                await api.call("GET", "tickets", "/moved", token="tk")
+            assert moved.value.status == 302
+            assert [r.path for r in asked] == ["/tickets", "/tickets/t1/messages", "/moved"]
+        finally:
+            await api.close()
+
+
+async def test_a_service_that_does_not_answer_is_a_503_naming_it() -> None:
+    """Refused, too slow, or gone mid-answer: ``service_unavailable`` with the service's name
+    (and no token in the message)."""
+    let_go = asyncio.Event()
+
+    async def slow(_: web.Request) -> web.Response:
+        await let_go.wait()
+        return web.json_response({})
+
+    async def drop(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()  # the request read by nobody, the connection closed
+
+    dropping = await asyncio.start_server(drop, "127.0.0.1", 0)
+    dropped_at = dropping.sockets[0].getsockname()[1]
     try:
-        with pytest.raises(ApiProblem) as waiting:
-            await api.call("GET", "tickets", "/tickets", token="t")
-        assert (waiting.value.status, waiting.value.code) == (503, "access_not_known_yet")
-        with pytest.raises(SignInAgain):
-            await api.call("GET", "tickets", "/tickets", token="t")
+        async with services(slow) as settings:
+            settings.console_upstream_timeout = 0.2
+            settings.clients_url = f"http://127.0.0.1:{closed_port()}"
+            settings.notifier_url = f"http://127.0.0.1:{dropped_at}"
+            api = Upstream(settings)
+            try:
+                for service in ("clients", "tickets", "notifier"):
+                    with pytest.raises(ApiProblem) as unavailable:
+                        await api.call("GET", service, "/x", token="secret-token")
+                    problem = unavailable.value
+                    assert (problem.status, problem.code) == (503, "service_unavailable")
+                    assert problem.message == f"the {service} service does not answer"
+                    assert "secret-token" not in str(problem)
+                assert not await api.answers("clients")
+            finally:
+                let_go.set()
+                await api.close()
     finally:
-        await api.close()
+        dropping.close()
+        await dropping.wait_closed()
+
+
+async def test_a_stream_comes_line_by_line_and_ends_with_the_services_status() -> None:
+    async def answer(request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Authorization") != "Bearer good":
+            return web.json_response({"error": {"code": "forbidden", "message": "no"}}, status=403)
+        if request.path == "/health":
+            return web.json_response({"status": "ok"})
+        stream = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await stream.prepare(request)
+        await stream.write(b': hello\r\nevent: ticket\ndata: {"id": 1}\n\n')
+        await stream.write(b"event: end\ndata: {}\n\n")
+        return stream
+
+    async with services(answer) as settings:
+        api = Upstream(settings)
+        try:
+            got = [line async for line in api.lines("tickets", "/live", token="good", address=None)]
+            assert got == [": hello", "event: ticket", 'data: {"id": 1}', "", "event: end",
+                           "data: {}", ""]  # fmt: skip
+            with pytest.raises(ApiProblem) as refused:
+                async for _ in api.lines("tickets", "/live", token="bad", address=None):
+                    pass
+            assert (refused.value.status, refused.value.code) == (403, "forbidden")
+            api.urls["tickets"] = f"http://127.0.0.1:{closed_port()}"
+            with pytest.raises(ApiProblem) as unavailable:
+                async for _ in api.lines("tickets", "/live", token="good", address=None):
+                    pass
+            assert (unavailable.value.status, unavailable.value.code) == (
+                503, "service_unavailable",
+            )  # fmt: skip
+        finally:
+            await api.close()
 
 
 class Clock:
@@ -150,50 +303,53 @@ class Clock:
 async def test_me_is_asked_for_again_after_a_few_seconds_or_after_the_sessions_own_write() -> None:
     asked: list[tuple[str, str, str]] = []
 
-    def answer(request: httpx.Request) -> httpx.Response:
+    async def answer(request: web.Request) -> web.Response:
         token = request.headers["authorization"].removeprefix("Bearer ")
-        asked.append((request.method, request.url.path, token))
-        if request.url.path == "/me":
-            return httpx.Response(200, json={"id": token, "seen": len(asked)})
-        if request.url.path == "/support/departments":
-            return httpx.Response(200, json=[{"id": "d1", "name": {"en": "Hosting"}}])
-        return httpx.Response(204)
+        asked.append((request.method, request.path, token))
+        if request.path == "/me":
+            return web.json_response({"id": token, "seen": len(asked)})
+        if request.path == "/support/departments":
+            return web.json_response([{"id": "d1", "name": {"en": "Hosting"}}])
+        return web.Response(status=204)
 
     clock = Clock()
-    api = Upstream(ConsoleSettings())
-    api.http = httpx.AsyncClient(transport=httpx.MockTransport(answer))
-    api.recent_me.clock = api.recent_departments.clock = clock
-    try:
-        first = await api.me("token-1", None)
-        assert await api.me("token-1", None) == first  # kept: one call
-        assert (await api.me("token-2", None))["id"] == "token-2"  # per token
-        assert len(asked) == 2
-        clock.now += ME_SECONDS
-        assert await api.me("token-1", None) != first  # too old: asked again
-        await api.me("token-2", None)
-        assert len(asked) == 4
-        # The session's own write (any call but a GET) forgets its /me, not another's.
-        await api.call("POST", "identity", "/me/password", token="token-1", json={})
-        await api.call("GET", "tickets", "/tickets", token="token-2")
-        await api.me("token-1", None)
-        await api.me("token-2", None)
-        assert [a[1:] for a in asked[4:]] == [
-            ("/me/password", "token-1"), ("/tickets", "token-2"), ("/me", "token-1"),
-        ]  # fmt: skip
-        # The departments as staff see them: one call for every member, then again later.
-        assert await api.support_departments("token-1", None) == [
-            {"id": "d1", "name": {"en": "Hosting"}}
-        ]
-        await api.support_departments("token-2", None)
-        clock.now += DEPARTMENTS_SECONDS
-        await api.support_departments("token-2", None)
-        paths = [a[1:] for a in asked if a[1] == "/support/departments"]
-        assert paths == [("/support/departments", "token-1"), ("/support/departments", "token-2")]
-        # Tokens are not kept as keys: their hashes are.
-        assert set(api.recent_me.keys()) == {token_key("token-1"), token_key("token-2")}
-        assert token_key("token-1") == hashlib.sha256(b"token-1").digest()
-    finally:
-        await api.close()
+    async with services(answer) as settings:
+        api = Upstream(settings)
+        api.recent_me.clock = api.recent_departments.clock = clock
+        try:
+            first = await api.me("token-1", None)
+            assert await api.me("token-1", None) == first  # kept: one call
+            assert (await api.me("token-2", None))["id"] == "token-2"  # per token
+            assert len(asked) == 2
+            clock.now += ME_SECONDS
+            assert await api.me("token-1", None) != first  # too old: asked again
+            await api.me("token-2", None)
+            assert len(asked) == 4
+            # The session's own write (any call but a GET) forgets its /me, not another's.
+            await api.call("POST", "identity", "/me/password", token="token-1", json={})
+            await api.call("GET", "tickets", "/tickets", token="token-2")
+            await api.me("token-1", None)
+            await api.me("token-2", None)
+            assert [a[1:] for a in asked[4:]] == [
+                ("/me/password", "token-1"), ("/tickets", "token-2"), ("/me", "token-1"),
+            ]  # fmt: skip
+            # The departments as staff see them: one call for every member, then again later.
+            assert await api.support_departments("token-1", None) == [
+                {"id": "d1", "name": {"en": "Hosting"}}
+            ]
+            await api.support_departments("token-2", None)
+            clock.now += DEPARTMENTS_SECONDS
+            await api.support_departments("token-2", None)
+            paths = [a[1:] for a in asked if a[1] == "/support/departments"]
+            assert paths == [
+                ("/support/departments", "token-1"),
+                ("/support/departments", "token-2"),
+            ]
+            # Tokens are not kept as keys: their hashes are.
+            assert set(api.recent_me.keys()) == {token_key("token-1"), token_key("token-2")}
+            assert token_key("token-1") == hashlib.sha256(b"token-1").digest()
+        finally:
+            await api.close()
 
 
 def test_the_queue_reads_its_counts_from_the_pages_header() -> None:
@@ -264,3 +420,25 @@ def test_a_time_is_shown_in_the_pages_language_and_formatted_once() -> None:
     hits = _formatted.cache_info().hits
     format_time("2026-03-02T09:05:00Z", "en")
     assert _formatted.cache_info().hits == hits + 1
+
+
+def test_times_and_statuses_are_shown_in_the_pages_language_by_their_filters() -> None:
+    from services.console.web import environment
+
+    env = environment()
+    for page in Path(TEMPLATES).glob("*.html"):
+        env.get_template(page.name)  # compiles: every filter a page names exists
+    ticket = {
+        "id": "t1", "status": "open", "subject": "Disk", "department_id": "d1",
+        "due_at": "2026-03-02T09:05:00Z", "updated_at": "2026-03-01T08:00:00Z",
+    }  # fmt: skip
+    rows = env.get_template("queue_rows.html")
+    for lang, due, status in (
+        ("en", "2026-03-02 09:05 UTC", "waiting for staff"),
+        ("ru", "02.03.2026 09:05 UTC", translate("ru", "status_open")),
+    ):
+        t = functools.partial(translate, lang)
+        html = rows.render(tickets=[ticket], names={"d1": "Hosting"}, lang=lang, t=t)
+        assert f"<td>{due}</td>" in html
+        assert f"<td>{status}</td>" in html
+        assert "<td>Hosting</td>" in html

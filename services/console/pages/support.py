@@ -35,12 +35,12 @@ Rules it keeps:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -48,7 +48,7 @@ from markupsafe import Markup
 
 from services.console.i18n import pick
 from services.console.upstream import ApiProblem
-from services.console.web import Current, Visit, body_from, format_time
+from services.console.web import Current, Visit, body_from
 
 router = APIRouter()
 
@@ -176,21 +176,18 @@ async def queue_live(request: Request, visit: Current) -> Response:
     names = await _department_names(visit)
     rows = visit.env.get_template("queue_rows.html")
     upstream = visit.api
-    headers = upstream.headers(visit.session.token, visit.address)
-    url = upstream.url("tickets", "/tickets/live")
+    token, address = visit.session.token, visit.address
 
     def frame(event: str, data: Any) -> bytes:
         return f"event: {event}\n".encode() + b"data: " + orjson.dumps(data) + b"\n\n"
 
     async def relay() -> AsyncIterator[bytes]:
-        timeout = httpx.Timeout(10.0, read=None)
+        lines = upstream.lines("tickets", "/tickets/live", token=token, address=address)
         try:
-            async with upstream.http.stream("GET", url, headers=headers, timeout=timeout) as answer:
-                if answer.status_code != 200:
-                    yield frame("end", {"status": answer.status_code})
-                    return
+            # Closed on leaving (the end, the browser gone): the upstream stream with it.
+            async with contextlib.aclosing(lines):
                 event = ""
-                async for line in answer.aiter_lines():
+                async for line in lines:
                     if await request.is_disconnected():
                         return
                     if line.startswith("event:"):
@@ -201,7 +198,7 @@ async def queue_live(request: Request, visit: Current) -> Response:
                             tickets=[ticket],
                             names=names,
                             t=visit.t,
-                            when=lambda v: format_time(v, visit.lang),
+                            lang=visit.lang,
                         )
                         yield frame("ticket", {"id": ticket["id"], "html": html})
                     elif line.startswith("data:") and event == "end":
@@ -209,8 +206,9 @@ async def queue_live(request: Request, visit: Current) -> Response:
                         return
                     elif line.startswith(":"):
                         yield b": keep-alive\n\n"
-        except httpx.HTTPError:
-            yield frame("end", {"status": 503})
+        except ApiProblem as problem:
+            # The service's refusal (its status: 401, 403…) or 503 when it does not answer.
+            yield frame("end", {"status": problem.status})
 
     return StreamingResponse(
         relay(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
