@@ -9,7 +9,7 @@ cores used (CPU seconds per second), in total and per process.
 
 Two runs, one per broker:
 
-* ``tansu``: the stack's own embedded broker (its consumers poll every 10 ms,
+* ``tansu``: the stack's own embedded broker (its consumers poll every 10 ms, 100 once quiet,
   ``shared.messaging.kafka_clients``);
 * ``apache_kafka``: a real Apache Kafka 4.x (``devtools.apache_kafka``), the stack
   started with ``--no-broker``; its consumers long-poll.

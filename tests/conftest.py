@@ -112,7 +112,7 @@ def kafka_bootstrap() -> Iterator[str]:
             yield kafka.get_bootstrap_server()
         return
     # Services and kernel clients made by the tests read the broker's kind from the
-    # environment: on Tansu they poll every 10 ms (shared.messaging.kafka_clients).
+    # environment: on Tansu they poll every 10 ms, 100 once quiet (shared.messaging.kafka_clients).
     os.environ["KAFKA_IMPL"] = "tansu"
     with devbroker.running_tansu() as bootstrap:
         yield bootstrap

@@ -115,7 +115,7 @@ class AccessFeed:
         consumer = AIOKafkaConsumer(
             # The broker's fetch wait (shared.messaging.kafka_clients): a long poll on Apache
             # Kafka, which answers as soon as a revocation arrives; 10 ms on Tansu, 100 once
-            # quiet (a revocation after a quiet second: 10 ms later on average, 29 at most).
+            # quiet (a revocation after a quiet second: 10-20 ms later on average, 51 at most).
             **consumer_options(self.bootstrap),
             group_id=None,
             enable_auto_commit=False,
