@@ -87,7 +87,7 @@ class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         # faust hard-codes 1500 ms; Tansu would hold each empty fetch that long.
-        consumer._fetch_max_wait_ms = getattr(self.app, "fetch_wait_ms", 1500)
+        consumer._fetch_max_wait_ms = config_of(getattr(self.app, "bootstrap", "")).fetch_wait_ms
         return consumer
 
     async def on_start(self) -> None:
@@ -106,8 +106,8 @@ class _Transport(faust_kafka.Transport):
 
 
 class _App(faust.App):
-    fetch_wait_ms = 500  # the broker's (``NotifierStream.build``)
-    bootstrap = ""  # the broker's address with its client configuration (``build``)
+    # The broker's address with its client configuration, fetch wait included (``build``).
+    bootstrap = ""
 
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)
@@ -170,7 +170,6 @@ class NotifierStream:
             broker_commit_interval=0.5,
             loghandlers=[],
         )
-        app.fetch_wait_ms = config_of(self.bootstrap).fetch_wait_ms
         app.bootstrap = self.bootstrap
         channel = app.topic(*self.topics, value_serializer="raw", key_serializer="raw")
 
